@@ -1,0 +1,5 @@
+"""The ``symbi`` command line."""
+
+from symbid.cli.main import main
+
+__all__ = ["main"]

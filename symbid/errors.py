@@ -1,0 +1,100 @@
+"""Errors: one root, stable codes.
+
+Every error symbid raises on purpose is a :class:`SymbidError`. Its ``code`` is
+stable: it appears on the wire (``{"error": {"code": ..., "message": ...}}``),
+in logs, and decides the CLI's exit status and the API's HTTP status. Messages
+are written for the operator: they say what is wrong and, where it helps, what
+to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+# CLI exit statuses (documented in `symbi --help`).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the daemon cannot be reached
+
+
+class SymbidError(Exception):
+    """Root of every deliberate symbid error.
+
+    ``field`` names the offending input (a config key, a JSON field, a cron
+    field) when there is one.
+    """
+
+    code = "error"
+    http_status = 500
+    exit_status = EXIT_ERROR
+
+    def __init__(self, message: str, *, field: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_wire(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return {"error": body}
+
+
+class InvalidInput(SymbidError):
+    """Input that can never be accepted as written."""
+
+    code = "invalid_input"
+    http_status = 400
+
+
+class InvalidCron(InvalidInput):
+    code = "invalid_cron"
+
+
+class InvalidTimezone(InvalidInput):
+    code = "invalid_timezone"
+
+
+class InvalidAt(InvalidInput):
+    code = "invalid_at"
+
+
+class InvalidDuration(InvalidInput):
+    code = "invalid_duration"
+
+
+class NotFound(SymbidError):
+    code = "not_found"
+    http_status = 404
+    exit_status = EXIT_NOT_FOUND
+
+
+class Conflict(SymbidError):
+    """The request clashes with the current state (a duplicate name, a wrong status)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class StoreError(SymbidError):
+    code = "store_error"
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer symbid; refusing to touch it."""
+
+    code = "schema_too_new"
+
+
+class SandboxError(SymbidError):
+    """A run's child process could not be started."""
+
+    code = "spawn_failed"
+
+
+class Unavailable(SymbidError):
+    code = "unavailable"
+    http_status = 503
+    exit_status = EXIT_UNAVAILABLE

@@ -1,0 +1,222 @@
+"""One run's lifecycle (DESIGN §6), from an agent definition to a final outcome.
+
+The scheduler decides *when* a run starts; the executor turns the job and its
+agent into a child process (step 4, through :mod:`symbid.sandbox`) and reports
+the outcome (step 7 material) back to whoever it is bound to. Steps 2, 3, 5 and
+6 (sessions, policy, delivery) plug in here as their issues arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from symbid.clock import Clock
+from symbid.config import resolve_refs
+from symbid.errors import SandboxError, SymbidError
+from symbid.model import Agent, AgentKind, Job, Run, RunStatus
+from symbid.sandbox import ChildExit, Spawned, SpawnSpec, Supervisor
+from symbid.timing import format_duration, format_instant
+
+log = logging.getLogger(__name__)
+
+
+class UnknownAgent(SymbidError):
+    code = "unknown_agent"
+    http_status = 400
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a started run ended."""
+
+    run_id: str
+    job_id: str
+    status: RunStatus
+    finished_at: int
+    execution_time_ms: Optional[int] = None
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    error_message: Optional[str] = None
+    output: Optional[str] = None
+    output_truncated: bool = False
+
+
+class RunSink(Protocol):
+    def run_finished(self, outcome: RunOutcome) -> None: ...
+
+
+class AgentRegistry(Protocol):
+    def get(self, name: str) -> Optional[Agent]: ...
+
+
+class Agents:
+    """The agents the daemon knows, replaceable as a whole on reload (thread-safe)."""
+
+    def __init__(self, agents: Optional[Mapping[str, Agent]] = None) -> None:
+        self._lock = threading.Lock()
+        self._agents: dict[str, Agent] = dict(agents or {})
+
+    def get(self, name: str) -> Optional[Agent]:
+        with self._lock:
+            return self._agents.get(name)
+
+    def replace(self, agents: Mapping[str, Agent]) -> None:
+        with self._lock:
+            self._agents = dict(agents)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._agents)
+
+
+def _describe_exit(child: ChildExit) -> str:
+    if child.signal is not None:
+        try:
+            name = signal.Signals(child.signal).name
+        except ValueError:
+            name = f"signal {child.signal}"
+        text = f"killed by {name}"
+    else:
+        text = f"exit status {child.exit_code}"
+    tail = child.stderr_tail.decode("utf-8", "replace").strip()
+    if tail:
+        last = tail.splitlines()[-3:]
+        text += ": " + " | ".join(line.strip() for line in last)
+    return text
+
+
+class Executor:
+    """Starts runs as isolated child processes and reports their outcomes."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        agents: AgentRegistry,
+        clock: Clock,
+        *,
+        runs_dir: str,
+        kill_grace: float = 5.0,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self._supervisor = supervisor
+        self._agents = agents
+        self._clock = clock
+        self._runs_dir = runs_dir
+        self._kill_grace = kill_grace
+        self._environ = environ if environ is not None else os.environ
+        self._sink: Optional[RunSink] = None
+        self._lock = threading.Lock()
+        self._live: dict[str, Run] = {}
+
+    def bind(self, sink: RunSink) -> None:
+        self._sink = sink
+
+    def agent_exists(self, name: str) -> bool:
+        return self._agents.get(name) is not None
+
+    def start(self, job: Job, run: Run) -> Spawned:
+        """Start ``run`` of ``job``; raises :class:`SymbidError` when it cannot start."""
+        agent = self._agents.get(job.agent_id)
+        if agent is None:
+            raise UnknownAgent(
+                f"agent {job.agent_id!r} is not defined; define it in agents_dir and reload"
+            )
+        if agent.kind is not AgentKind.COMMAND or not agent.command:
+            raise SandboxError(
+                f"agent {agent.name!r} has no command to run (kind {agent.kind.value})"
+            )
+        env = {
+            k: resolve_refs(v, self._environ, what=f"agent {agent.name} env {k}")
+            for k, v in agent.env.items()
+        }
+        env.update(
+            SYMBI_JOB_ID=job.id,
+            SYMBI_JOB_NAME=job.name,
+            SYMBI_SLOT=format_instant(run.slot),
+            SYMBI_ATTEMPT=str(run.attempt),
+            SYMBI_TRIGGER=run.trigger.value,
+        )
+        text = run.input if run.input is not None else job.input
+        spec = SpawnSpec(
+            tag=run.id,
+            argv=agent.command,
+            env=env,
+            runs_dir=self._runs_dir,
+            stdin=(text or "").encode(),
+            cwd=agent.working_dir,
+            user=agent.user,
+            group=agent.group,
+            limits=agent.limits,
+            timeout=job.policy.max_runtime_seconds,
+            kill_grace=self._kill_grace,
+        )
+        with self._lock:
+            self._live[run.id] = run
+        try:
+            spawned = self._supervisor.spawn(spec, lambda child: self._exited(job, run, child))
+        except SymbidError:
+            with self._lock:
+                self._live.pop(run.id, None)
+            raise
+        log.info(
+            "job %s: run %s started (pid %d, slot %s, attempt %d, %s)",
+            job.name, run.id, spawned.pid, format_instant(run.slot), run.attempt,
+            run.trigger.value,
+            extra={"SYMBID_JOB": job.name, "SYMBID_RUN": run.id, "SYMBID_EVENT": "run_started"},
+        )
+        return spawned
+
+    def cancel(self, run_id: str, reason: str = "cancel") -> bool:
+        return self._supervisor.kill(run_id, reason)
+
+    def kill_all(self, reason: str) -> int:
+        return self._supervisor.kill_all(reason)
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+    def _exited(self, job: Job, run: Run, child: ChildExit) -> None:
+        with self._lock:
+            self._live.pop(run.id, None)
+        error: Optional[str] = None
+        if child.killed == "timeout":
+            status = RunStatus.TIMED_OUT
+            limit = job.policy.max_runtime_seconds or 0
+            error = f"exceeded max_runtime {format_duration(limit)}; process group killed"
+        elif child.killed == "shutdown":
+            status = RunStatus.INTERRUPTED
+            error = "symbid stopped; the run's process group was killed"
+        elif child.killed == "cancel":
+            status = RunStatus.CANCELLED
+            error = "cancelled; the run's process group was killed"
+        elif child.exit_code == 0:
+            status = RunStatus.SUCCEEDED
+        else:
+            status = RunStatus.FAILED
+            error = _describe_exit(child)
+        outcome = RunOutcome(
+            run_id=run.id,
+            job_id=job.id,
+            status=status,
+            finished_at=self._clock.now(),
+            execution_time_ms=round(child.duration * 1000),
+            exit_code=child.exit_code,
+            signal=child.signal,
+            error_message=error,
+            output=child.stdout.decode("utf-8", "replace"),
+            output_truncated=child.stdout_truncated,
+        )
+        log.info(
+            "job %s: run %s %s%s", job.name, run.id, status.value,
+            f" ({error})" if error else "",
+            extra={"SYMBID_JOB": job.name, "SYMBID_RUN": run.id, "SYMBID_EVENT": "run_finished"},
+        )
+        if self._sink is not None:
+            self._sink.run_finished(outcome)

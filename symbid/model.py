@@ -1,0 +1,316 @@
+"""The data model: jobs, runs, agents, and their enums.
+
+Field names are the wire names of DESIGN §3. Instants are epoch milliseconds
+(UTC); conversion to RFC 3339 happens at the edges (API, CLI). Secrets written
+as ``${NAME}`` are kept exactly as written here; they are resolved only when a
+run uses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping, Optional
+
+
+class JobStatus(str, Enum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"  # a one-shot that succeeded
+    FAILED = "failed"  # a one-shot whose last retry failed (or that was missed and skipped)
+    DEAD_LETTER = "dead_letter"  # a recurring job whose retries ran out; waits for reset
+
+
+class RunStatus(str, Enum):
+    PENDING = "pending"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_open(self) -> bool:
+        return self in OPEN_RUN_STATUSES
+
+    @property
+    def is_failure(self) -> bool:
+        """A finished run that counts against the job (and may be retried)."""
+        return self in (RunStatus.FAILED, RunStatus.TIMED_OUT)
+
+
+OPEN_RUN_STATUSES = frozenset(
+    {RunStatus.PENDING, RunStatus.AWAITING_APPROVAL, RunStatus.RUNNING}
+)
+
+
+class Trigger(str, Enum):
+    SCHEDULE = "schedule"
+    CATCH_UP = "catch_up"
+    RETRY = "retry"
+    MANUAL = "manual"
+    HEARTBEAT = "heartbeat"
+
+
+class SessionMode(str, Enum):
+    EPHEMERAL_WITH_SUMMARY = "ephemeral_with_summary"
+    SHARED_PERSISTENT = "shared_persistent"
+    FULLY_EPHEMERAL = "fully_ephemeral"
+
+
+class CatchUp(str, Enum):
+    LATEST = "latest"  # run the most recent missed slot once (systemd Persistent=)
+    SKIP = "skip"  # run none; record them skipped
+    ALL = "all"  # run every missed slot, at most catch_up_limit of them
+
+
+class AgentKind(str, Enum):
+    COMMAND = "command"
+    LLM = "llm"
+
+
+DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes of a run's output kept in its record
+
+
+def new_id() -> str:
+    """A fresh job or run id."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    enabled: bool = False
+    context_mode: SessionMode = SessionMode.EPHEMERAL_WITH_SUMMARY
+    max_iterations: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "context_mode": self.context_mode.value,
+            "max_iterations": self.max_iterations,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Heartbeat:
+        return cls(
+            enabled=bool(d.get("enabled", False)),
+            context_mode=SessionMode(d.get("context_mode", SessionMode.EPHEMERAL_WITH_SUMMARY)),
+            max_iterations=int(d.get("max_iterations", 100)),
+        )
+
+
+@dataclass(frozen=True)
+class AllowedHours:
+    """A daily window ``start``-``end`` (``HH:MM``, UTC); end before start wraps midnight."""
+
+    start: str
+    end: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class Policy:
+    require_approval: bool = False
+    approvers: tuple[str, ...] = ()
+    max_runtime_seconds: Optional[float] = None
+    require_capabilities: tuple[str, ...] = ()
+    allowed_hours: Optional[AllowedHours] = None
+    allowed_environments: tuple[str, ...] = ()
+    require_agent_pin: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "require_approval": self.require_approval,
+            "approvers": list(self.approvers),
+            "max_runtime_seconds": self.max_runtime_seconds,
+            "require_capabilities": list(self.require_capabilities),
+            "allowed_hours": self.allowed_hours.to_dict() if self.allowed_hours else None,
+            "allowed_environments": list(self.allowed_environments),
+            "require_agent_pin": self.require_agent_pin,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Policy:
+        hours = d.get("allowed_hours")
+        runtime = d.get("max_runtime_seconds")
+        return cls(
+            require_approval=bool(d.get("require_approval", False)),
+            approvers=tuple(d.get("approvers", ())),
+            max_runtime_seconds=None if runtime is None else float(runtime),
+            require_capabilities=tuple(d.get("require_capabilities", ())),
+            allowed_hours=AllowedHours(hours["start"], hours["end"]) if hours else None,
+            allowed_environments=tuple(d.get("allowed_environments", ())),
+            require_agent_pin=bool(d.get("require_agent_pin", False)),
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    webhook_url: Optional[str] = None
+    webhook_headers: Mapping[str, str] = field(default_factory=dict)
+    slack_channel: Optional[str] = None
+    email_recipients: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "webhook_url": self.webhook_url,
+            "webhook_headers": dict(self.webhook_headers),
+            "slack_channel": self.slack_channel,
+            "email_recipients": list(self.email_recipients),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DeliveryConfig:
+        return cls(
+            webhook_url=d.get("webhook_url"),
+            webhook_headers=dict(d.get("webhook_headers") or {}),
+            slack_channel=d.get("slack_channel"),
+            email_recipients=tuple(d.get("email_recipients", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduled job. Exactly one of ``cron_expr`` and ``at`` is set.
+
+    ``max_retries`` and ``jitter_seconds`` of ``None`` mean "the daemon's
+    default" (``default_max_retries``, ``max_jitter_seconds``).
+    """
+
+    id: str
+    name: str
+    agent_id: str
+    cron_expr: Optional[str] = None
+    at: Optional[int] = None
+    timezone: str = "UTC"
+    status: JobStatus = JobStatus.ACTIVE
+    session_mode: SessionMode = SessionMode.EPHEMERAL_WITH_SUMMARY
+    heartbeat: Heartbeat = Heartbeat()
+    delivery: tuple[str, ...] = ()
+    delivery_config: DeliveryConfig = DeliveryConfig()
+    policy: Policy = Policy()
+    max_concurrent: int = 1
+    max_retries: Optional[int] = None
+    jitter_seconds: Optional[float] = None
+    catch_up: CatchUp = CatchUp.LATEST
+    catch_up_limit: int = 100
+    input: Optional[str] = None
+    agent_pin_jwt: Optional[str] = None
+    source: str = "api"
+    next_run: Optional[int] = None
+    last_run: Optional[int] = None
+    run_count: int = 0
+    failure_count: int = 0
+    created_at: int = 0
+    updated_at: int = 0
+    version: int = 1
+
+    @property
+    def one_shot(self) -> bool:
+        return self.at is not None
+
+    def replace(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+    def definition(self) -> dict[str, Any]:
+        """The settings that are neither identity, schedule nor state (stored as one document)."""
+        return {
+            "session_mode": self.session_mode.value,
+            "heartbeat": self.heartbeat.to_dict(),
+            "delivery": list(self.delivery),
+            "delivery_config": self.delivery_config.to_dict(),
+            "policy": self.policy.to_dict(),
+            "max_concurrent": self.max_concurrent,
+            "max_retries": self.max_retries,
+            "jitter_seconds": self.jitter_seconds,
+            "catch_up": self.catch_up.value,
+            "catch_up_limit": self.catch_up_limit,
+            "input": self.input,
+            "agent_pin_jwt": self.agent_pin_jwt,
+        }
+
+    @staticmethod
+    def definition_fields(d: Mapping[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`definition`: keyword arguments for :class:`Job`."""
+        return {
+            "session_mode": SessionMode(d["session_mode"]),
+            "heartbeat": Heartbeat.from_dict(d["heartbeat"]),
+            "delivery": tuple(d["delivery"]),
+            "delivery_config": DeliveryConfig.from_dict(d["delivery_config"]),
+            "policy": Policy.from_dict(d["policy"]),
+            "max_concurrent": int(d["max_concurrent"]),
+            "max_retries": d["max_retries"],
+            "jitter_seconds": d["jitter_seconds"],
+            "catch_up": CatchUp(d["catch_up"]),
+            "catch_up_limit": int(d["catch_up_limit"]),
+            "input": d["input"],
+            "agent_pin_jwt": d["agent_pin_jwt"],
+        }
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attempt at one slot of a job (or a manual run)."""
+
+    id: str
+    job_id: str
+    slot: int
+    attempt: int
+    trigger: Trigger
+    status: RunStatus
+    created_at: int
+    not_before: Optional[int] = None  # the slot plus jitter: when the run may start
+    started_at: Optional[int] = None
+    finished_at: Optional[int] = None
+    execution_time_ms: Optional[int] = None
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    error_message: Optional[str] = None
+    output: Optional[str] = None
+    output_truncated: bool = False
+    summary: Optional[str] = None
+    input: Optional[str] = None
+    retry_at: Optional[int] = None  # on a failed run: when its next attempt is due
+    pid: Optional[int] = None
+    pgid: Optional[int] = None
+
+    def replace(self, **changes: Any) -> Run:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for a run's child process; ``None`` means unlimited."""
+
+    memory_bytes: Optional[int] = None  # RLIMIT_AS
+    cpu_seconds: Optional[int] = None  # RLIMIT_CPU
+    processes: Optional[int] = None  # RLIMIT_NPROC (per user; root is exempt)
+    open_files: Optional[int] = None  # RLIMIT_NOFILE
+    output_bytes: int = DEFAULT_OUTPUT_CAP
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent definition. A command agent runs ``command``; an llm agent calls ``endpoint``."""
+
+    name: str
+    kind: AgentKind = AgentKind.COMMAND
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: Optional[str] = None
+    user: Optional[str] = None
+    group: Optional[str] = None
+    limits: Limits = Limits()
+    capabilities: tuple[str, ...] = ()
+    model: Optional[str] = None
+    system_prompt: Optional[str] = None
+    endpoint: Optional[str] = None
+    agentpin_id: Optional[str] = None

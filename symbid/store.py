@@ -1,0 +1,705 @@
+"""Durable state: jobs and their runs, in one SQLite file.
+
+The scheduler and the API talk to :class:`JobStore`, a small interface whose SQL
+(:class:`SqlJobStore`) is portable: placeholders, ``INSERT ... ON CONFLICT DO
+NOTHING``, partial indexes and ``LIMIT/OFFSET`` work on SQLite and PostgreSQL
+alike. A backend supplies connections, its DDL and how a write transaction
+starts; :class:`SqliteJobStore` is the one shipped (WAL, ``busy_timeout``,
+foreign keys, ``BEGIN IMMEDIATE``, ``synchronous=FULL``).
+
+Invariants the schema enforces:
+
+* ``UNIQUE(job_id, slot, attempt)`` on runs: a slot is claimed at most once per
+  attempt, across crashes and restarts.
+* A job row is only ever updated, never replaced: ``INSERT OR REPLACE`` would
+  delete it first and cascade its run history away.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from symbid.errors import Conflict, NotFound, SchemaTooNew, StoreError
+from symbid.model import OPEN_RUN_STATUSES, Job, JobStatus, Run, RunStatus, Trigger
+
+log = logging.getLogger(__name__)
+
+_OPEN = tuple(s.value for s in OPEN_RUN_STATUSES)
+_OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(_OPEN)) + ")"
+
+_JOB_COLUMNS = (
+    "id, name, agent_id, cron_expr, at_ms, timezone, status, source, definition, next_run, "
+    "last_run, run_count, success_count, failure_count, total_execution_ms, created_at, "
+    "updated_at, version"
+)
+_RUN_COLUMNS = (
+    "id, job_id, slot, attempt, trigger_kind, status, created_at, not_before, started_at, "
+    "finished_at, execution_time_ms, exit_code, signal, error_message, output, "
+    "output_truncated, summary, input, retry_at, pid, pgid"
+)
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Claim a job's due slots: move its schedule on and insert the runs decided for them.
+
+    Applied only if the job is still ``active`` at ``expect_version`` (another
+    writer may have changed it since it was read).
+    """
+
+    job_id: str
+    expect_version: int
+    next_run: Optional[int]
+    last_run: Optional[int]
+    runs: tuple[Run, ...] = ()
+    status: Optional[JobStatus] = None
+
+
+@dataclass(frozen=True)
+class RetryClaim:
+    """Start the next attempt of a failed run whose ``retry_at`` is due."""
+
+    failed_run_id: str
+    expect_retry_at: int
+    run: Run
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A run reached its final state; maybe the job changes status with it."""
+
+    run: Run
+    counts: bool = True  # add to the job's run/success/failure counters
+    job_status: Optional[JobStatus] = None  # applied only from active or paused
+    clear_retries: bool = False  # drop every pending retry of the job
+
+
+@dataclass(frozen=True)
+class JobTotals:
+    by_status: dict[str, int] = field(default_factory=dict)
+    runs_total: int = 0
+    runs_succeeded: int = 0
+    runs_failed: int = 0
+    execution_ms_total: int = 0
+
+
+class JobStore(abc.ABC):
+    """What the scheduler and the API need from durable state."""
+
+    # jobs
+    @abc.abstractmethod
+    def create_job(self, job: Job) -> Job: ...
+
+    @abc.abstractmethod
+    def find_job(self, ref: str) -> Optional[Job]:
+        """A job by id, or else by name."""
+
+    def get_job(self, ref: str) -> Job:
+        job = self.find_job(ref)
+        if job is None:
+            raise NotFound(f"no job with id or name {ref!r}; `symbi cron list` shows them")
+        return job
+
+    @abc.abstractmethod
+    def list_jobs(
+        self,
+        status: Optional[JobStatus] = None,
+        agent_id: Optional[str] = None,
+        source: Optional[str] = None,
+    ) -> list[Job]: ...
+
+    @abc.abstractmethod
+    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
+        """Read, change and write one job in a single transaction."""
+
+    @abc.abstractmethod
+    def clear_retries(self, job_id: str) -> None:
+        """Drop every pending retry of a job."""
+
+    @abc.abstractmethod
+    def delete_job(self, ref: str) -> Job:
+        """Delete a job and its run history; returns what was deleted."""
+
+    # scheduling
+    @abc.abstractmethod
+    def next_due(self) -> Optional[int]:
+        """The earliest instant at which an active job or a retry comes due."""
+
+    @abc.abstractmethod
+    def due_jobs(self, now: int, limit: int) -> list[Job]: ...
+
+    @abc.abstractmethod
+    def due_retries(self, now: int, limit: int) -> list[Run]: ...
+
+    @abc.abstractmethod
+    def open_run_counts(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> list[Run]:
+        """Apply claims in one transaction; returns the pending runs actually inserted."""
+
+    @abc.abstractmethod
+    def insert_run(self, run: Run) -> Run:
+        """Insert a run outside the schedule (manual); moves its slot on by a ms if taken."""
+
+    @abc.abstractmethod
+    def postpone_retry(self, run_id: str, retry_at: int) -> None: ...
+
+    @abc.abstractmethod
+    def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
+        """(run_id, started_at, pid, pgid) for runs whose child process is up."""
+
+    @abc.abstractmethod
+    def finish(self, finishes: Sequence[Finish]) -> None: ...
+
+    @abc.abstractmethod
+    def open_runs(self) -> list[Run]: ...
+
+    @abc.abstractmethod
+    def jobs_claimed_after(self, instant: int) -> list[Job]:
+        """Active recurring jobs whose last claimed slot is later than ``instant``."""
+
+    # history and health
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run: ...
+
+    @abc.abstractmethod
+    def history(
+        self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
+    ) -> list[Run]: ...
+
+    @abc.abstractmethod
+    def totals(self) -> JobTotals: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+def _job_from_row(row: Sequence[Any]) -> Job:
+    (jid, name, agent_id, cron_expr, at_ms, tz, status, source, definition, next_run,
+     last_run, run_count, _success, failure_count, _exec_ms, created_at, updated_at,
+     version) = row
+    return Job(
+        id=jid,
+        name=name,
+        agent_id=agent_id,
+        cron_expr=cron_expr,
+        at=at_ms,
+        timezone=tz,
+        status=JobStatus(status),
+        source=source,
+        next_run=next_run,
+        last_run=last_run,
+        run_count=run_count,
+        failure_count=failure_count,
+        created_at=created_at,
+        updated_at=updated_at,
+        version=version,
+        **Job.definition_fields(json.loads(definition)),
+    )
+
+
+def _run_from_row(row: Sequence[Any]) -> Run:
+    (rid, job_id, slot, attempt, trigger, status, created_at, not_before, started_at,
+     finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
+     summary, input_text, retry_at, pid, pgid) = row
+    return Run(
+        id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
+        status=RunStatus(status), created_at=created_at, not_before=not_before,
+        started_at=started_at, finished_at=finished_at, execution_time_ms=execution_time_ms,
+        exit_code=exit_code, signal=sig, error_message=error_message, output=output,
+        output_truncated=bool(truncated), summary=summary, input=input_text,
+        retry_at=retry_at, pid=pid, pgid=pgid,
+    )
+
+
+def _run_params(run: Run) -> tuple[Any, ...]:
+    return (
+        run.id, run.job_id, run.slot, run.attempt, run.trigger.value, run.status.value,
+        run.created_at, run.not_before, run.started_at, run.finished_at,
+        run.execution_time_ms, run.exit_code, run.signal, run.error_message, run.output,
+        int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
+    )
+
+
+def _job_params(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id, job.name, job.agent_id, job.cron_expr, job.at, job.timezone,
+        job.status.value, job.source, json.dumps(job.definition(), sort_keys=True),
+        job.next_run, job.last_run, job.run_count, 0, job.failure_count, 0,
+        job.created_at, job.updated_at, job.version,
+    )
+
+
+class SqlJobStore(JobStore):
+    """Portable SQL over a DB-API connection per thread. Backends fill in the hooks."""
+
+    def __init__(self, keep_runs: int = 1000) -> None:
+        self.keep_runs = keep_runs
+        self._local = threading.local()
+        self._all_conns: list[Any] = []
+        self._conns_lock = threading.Lock()
+
+    # --- backend hooks ---------------------------------------------------------------
+    @abc.abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abc.abstractmethod
+    def _begin_write(self, conn: Any) -> None: ...
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        return False
+
+    # --- plumbing --------------------------------------------------------------------
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._all_conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        conn = self._conn()
+        self._begin_write(conn)
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._conn().execute(sql, tuple(params)).fetchall())
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._all_conns:
+                try:
+                    conn.close()
+                except Exception:
+                    log.debug("closing a store connection failed", exc_info=True)
+            self._all_conns.clear()
+        self._local = threading.local()
+
+    # --- jobs ------------------------------------------------------------------------
+    def create_job(self, job: Job) -> Job:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                    _job_params(job),
+                )
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise Conflict(
+                    f"a job named {job.name!r} already exists; names are unique", field="name"
+                ) from exc
+            raise
+        return job
+
+    def _find(self, conn: Any, ref: str) -> Optional[Job]:
+        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)).fetchone()
+        if row is None:
+            row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = ?", (ref,)
+            ).fetchone()
+        return _job_from_row(row) if row else None
+
+    def find_job(self, ref: str) -> Optional[Job]:
+        return self._find(self._conn(), ref)
+
+    def list_jobs(
+        self,
+        status: Optional[JobStatus] = None,
+        agent_id: Optional[str] = None,
+        source: Optional[str] = None,
+    ) -> list[Job]:
+        where, params = [], []
+        for column, value in (("status", status.value if status else None),
+                              ("agent_id", agent_id), ("source", source)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
+        return [_job_from_row(r) for r in rows]
+
+    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
+        try:
+            with self._write() as conn:
+                job = self._find(conn, ref)
+                if job is None:
+                    raise NotFound(f"no job with id or name {ref!r}")
+                new = change(job).replace(
+                    id=job.id, version=job.version + 1, updated_at=now,
+                    run_count=job.run_count, failure_count=job.failure_count,
+                )
+                conn.execute(
+                    "UPDATE jobs SET name = ?, agent_id = ?, cron_expr = ?, at_ms = ?, "
+                    "timezone = ?, status = ?, source = ?, definition = ?, next_run = ?, "
+                    "last_run = ?, updated_at = ?, version = ? WHERE id = ?",
+                    (new.name, new.agent_id, new.cron_expr, new.at, new.timezone,
+                     new.status.value, new.source, json.dumps(new.definition(), sort_keys=True),
+                     new.next_run, new.last_run, new.updated_at, new.version, job.id),
+                )
+                return new
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise Conflict("another job already has that name", field="name") from exc
+            raise
+
+    def clear_retries(self, job_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET retry_at = NULL WHERE job_id = ? AND retry_at IS NOT NULL",
+                (job_id,),
+            )
+
+    def delete_job(self, ref: str) -> Job:
+        with self._write() as conn:
+            job = self._find(conn, ref)
+            if job is None:
+                raise NotFound(f"no job with id or name {ref!r}")
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+            return job
+
+    # --- scheduling ------------------------------------------------------------------
+    def next_due(self) -> Optional[int]:
+        row = self._conn().execute(
+            "SELECT MIN(next_run) FROM jobs WHERE status = 'active' AND next_run IS NOT NULL"
+        ).fetchone()
+        retry = self._conn().execute(
+            "SELECT MIN(r.retry_at) FROM runs r JOIN jobs j ON j.id = r.job_id "
+            "WHERE r.retry_at IS NOT NULL AND j.status = 'active'"
+        ).fetchone()
+        candidates = [v for v in (row[0], retry[0]) if v is not None]
+        return min(candidates) if candidates else None
+
+    def due_jobs(self, now: int, limit: int) -> list[Job]:
+        rows = self._query(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'active' AND next_run IS NOT NULL "
+            "AND next_run <= ? ORDER BY next_run LIMIT ?",
+            (now, limit),
+        )
+        return [_job_from_row(r) for r in rows]
+
+    def due_retries(self, now: int, limit: int) -> list[Run]:
+        cols = ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        rows = self._query(
+            f"SELECT {cols} FROM runs r JOIN jobs j ON j.id = r.job_id "
+            "WHERE r.retry_at IS NOT NULL AND r.retry_at <= ? AND j.status = 'active' "
+            "ORDER BY r.retry_at LIMIT ?",
+            (now, limit),
+        )
+        return [_run_from_row(r) for r in rows]
+
+    def open_run_counts(self) -> dict[str, int]:
+        rows = self._query(
+            f"SELECT job_id, COUNT(*) FROM runs WHERE status IN {_OPEN_SQL} GROUP BY job_id"
+        )
+        return {job_id: count for job_id, count in rows}
+
+    def _insert_run(self, conn: Any, run: Run) -> bool:
+        cur = conn.execute(
+            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 21)}) "
+            "ON CONFLICT (job_id, slot, attempt) DO NOTHING",
+            _run_params(run),
+        )
+        return bool(cur.rowcount == 1)
+
+    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> list[Run]:
+        claimed: list[Run] = []
+        if not advances and not retries:
+            return claimed
+        with self._write() as conn:
+            for adv in advances:
+                cur = conn.execute(
+                    "UPDATE jobs SET next_run = ?, last_run = COALESCE(?, last_run), "
+                    "status = COALESCE(?, status), version = version + 1 "
+                    "WHERE id = ? AND version = ? AND status = 'active'",
+                    (adv.next_run, adv.last_run, adv.status.value if adv.status else None,
+                     adv.job_id, adv.expect_version),
+                )
+                if cur.rowcount != 1:
+                    log.debug("job %s changed since it was read; claim dropped", adv.job_id)
+                    continue
+                for run in adv.runs:
+                    if self._insert_run(conn, run) and run.status is RunStatus.PENDING:
+                        claimed.append(run)
+            for rc in retries:
+                cur = conn.execute(
+                    "UPDATE runs SET retry_at = NULL WHERE id = ? AND retry_at = ?",
+                    (rc.failed_run_id, rc.expect_retry_at),
+                )
+                if cur.rowcount == 1 and self._insert_run(conn, rc.run):
+                    claimed.append(rc.run)
+        return claimed
+
+    def insert_run(self, run: Run) -> Run:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (run.job_id,)).fetchone() is None:
+                raise NotFound(f"no job with id {run.job_id!r}")
+            for bump in range(1000):
+                candidate = run.replace(slot=run.slot + bump)
+                if self._insert_run(conn, candidate):
+                    return candidate
+        raise StoreError(f"could not find a free slot for a manual run of job {run.job_id}")
+
+    def postpone_retry(self, run_id: str, retry_at: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET retry_at = ? WHERE id = ? AND retry_at IS NOT NULL",
+                (retry_at, run_id),
+            )
+
+    def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
+        if not started:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE runs SET status = 'running', started_at = ?, pid = ?, pgid = ? "
+                "WHERE id = ? AND status = 'pending'",
+                [(at, pid, pgid, rid) for rid, at, pid, pgid in started],
+            )
+
+    def finish(self, finishes: Sequence[Finish]) -> None:
+        if not finishes:
+            return
+        touched: set[str] = set()
+        with self._write() as conn:
+            for fin in finishes:
+                run = fin.run
+                cur = conn.execute(
+                    "UPDATE runs SET status = ?, started_at = COALESCE(?, started_at), "
+                    "finished_at = ?, execution_time_ms = ?, exit_code = ?, signal = ?, "
+                    "error_message = ?, output = ?, output_truncated = ?, summary = ?, "
+                    f"retry_at = ? WHERE id = ? AND status IN {_OPEN_SQL}",
+                    (run.status.value, run.started_at, run.finished_at, run.execution_time_ms,
+                     run.exit_code, run.signal, run.error_message, run.output,
+                     int(run.output_truncated), run.summary, run.retry_at, run.id),
+                )
+                if cur.rowcount != 1:
+                    continue  # already final, or its job was deleted
+                touched.add(run.job_id)
+                if fin.counts:
+                    ok = run.status is RunStatus.SUCCEEDED
+                    conn.execute(
+                        "UPDATE jobs SET run_count = run_count + 1, "
+                        "success_count = success_count + ?, failure_count = failure_count + ?, "
+                        "total_execution_ms = total_execution_ms + ? WHERE id = ?",
+                        (int(ok), int(run.status.is_failure), run.execution_time_ms or 0,
+                         run.job_id),
+                    )
+                if fin.job_status is not None:
+                    conn.execute(
+                        "UPDATE jobs SET status = ?, version = version + 1 WHERE id = ? "
+                        "AND status IN ('active', 'paused')",
+                        (fin.job_status.value, run.job_id),
+                    )
+                if fin.clear_retries:
+                    conn.execute(
+                        "UPDATE runs SET retry_at = NULL WHERE job_id = ? "
+                        "AND retry_at IS NOT NULL",
+                        (run.job_id,),
+                    )
+            for job_id in touched:
+                self._prune(conn, job_id)
+
+    def _prune(self, conn: Any, job_id: str) -> None:
+        """Keep the newest ``keep_runs`` runs of a job (never an open one or a pending retry)."""
+        row = conn.execute(
+            "SELECT slot, attempt FROM runs WHERE job_id = ? "
+            "ORDER BY slot DESC, attempt DESC LIMIT 1 OFFSET ?",
+            (job_id, self.keep_runs),
+        ).fetchone()
+        if row is None:
+            return
+        slot, attempt = row
+        conn.execute(
+            "DELETE FROM runs WHERE job_id = ? AND (slot < ? OR (slot = ? AND attempt <= ?)) "
+            f"AND status NOT IN {_OPEN_SQL} AND retry_at IS NULL",
+            (job_id, slot, slot, attempt),
+        )
+
+    def open_runs(self) -> list[Run]:
+        rows = self._query(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN {_OPEN_SQL} ORDER BY slot"
+        )
+        return [_run_from_row(r) for r in rows]
+
+    def jobs_claimed_after(self, instant: int) -> list[Job]:
+        rows = self._query(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'active' AND cron_expr IS NOT NULL "
+            "AND last_run > ?",
+            (instant,),
+        )
+        return [_job_from_row(r) for r in rows]
+
+    # --- history and health ----------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise NotFound(f"no run with id {run_id!r}")
+        return _run_from_row(rows[0])
+
+    def history(
+        self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
+    ) -> list[Run]:
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ?"
+        params: list[Any] = [job_id]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status.value)
+        sql += " ORDER BY slot DESC, attempt DESC LIMIT ?"
+        params.append(limit)
+        return [_run_from_row(r) for r in self._query(sql, params)]
+
+    def totals(self) -> JobTotals:
+        rows = self._query(
+            "SELECT status, COUNT(*), SUM(run_count), SUM(success_count), SUM(failure_count), "
+            "SUM(total_execution_ms) FROM jobs GROUP BY status"
+        )
+        by_status = {status: count for status, count, *_ in rows}
+        return JobTotals(
+            by_status=by_status,
+            runs_total=sum(r[2] or 0 for r in rows),
+            runs_succeeded=sum(r[3] or 0 for r in rows),
+            runs_failed=sum(r[4] or 0 for r in rows),
+            execution_ms_total=sum(r[5] or 0 for r in rows),
+        )
+
+
+# Forward-only migrations; PRAGMA user_version = number applied.
+_SQLITE_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        agent_id TEXT NOT NULL,
+        cron_expr TEXT,
+        at_ms INTEGER,
+        timezone TEXT NOT NULL,
+        status TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT 'api',
+        definition TEXT NOT NULL,
+        next_run INTEGER,
+        last_run INTEGER,
+        run_count INTEGER NOT NULL DEFAULT 0,
+        success_count INTEGER NOT NULL DEFAULT 0,
+        failure_count INTEGER NOT NULL DEFAULT 0,
+        total_execution_ms INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        CHECK ((cron_expr IS NULL) <> (at_ms IS NULL))
+    );
+    CREATE INDEX jobs_due ON jobs(next_run) WHERE status = 'active' AND next_run IS NOT NULL;
+    CREATE INDEX jobs_status ON jobs(status);
+    CREATE INDEX jobs_agent ON jobs(agent_id);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        slot INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        trigger_kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        not_before INTEGER,
+        started_at INTEGER,
+        finished_at INTEGER,
+        execution_time_ms INTEGER,
+        exit_code INTEGER,
+        signal INTEGER,
+        error_message TEXT,
+        output TEXT,
+        output_truncated INTEGER NOT NULL DEFAULT 0,
+        summary TEXT,
+        input TEXT,
+        retry_at INTEGER,
+        pid INTEGER,
+        pgid INTEGER,
+        UNIQUE (job_id, slot, attempt)
+    );
+    CREATE INDEX runs_retry ON runs(retry_at) WHERE retry_at IS NOT NULL;
+    CREATE INDEX runs_open ON runs(job_id)
+        WHERE status IN ('awaiting_approval', 'pending', 'running');
+    """,
+)
+
+SCHEMA_VERSION = len(_SQLITE_MIGRATIONS)
+
+
+class SqliteJobStore(SqlJobStore):
+    """The store in one SQLite file (WAL)."""
+
+    def __init__(self, path: str, keep_runs: int = 1000, busy_timeout_ms: int = 10_000) -> None:
+        super().__init__(keep_runs)
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                timeout=self._busy_timeout_ms / 1000,
+                check_same_thread=True,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    def _begin_write(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def _migrate(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.access(directory, os.W_OK):
+            raise StoreError(
+                f"state directory {directory} is not writable by uid {os.getuid()}; "
+                "fix its owner or point --state-dir elsewhere"
+            )
+        conn = self._conn()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a symbid database: {exc}") from exc
+        if str(mode).lower() != "wal":
+            log.warning("%s: journal_mode is %s, not WAL", self.path, mode)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}, newer than this symbid knows "
+                f"({SCHEMA_VERSION}); upgrade symbid or use another state directory"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            self._begin_write(conn)
+            try:
+                for statement in _SQLITE_MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            log.info("%s: migrated schema to version %d", self.path, number + 1)

@@ -1,0 +1,646 @@
+"""Schedules in time: cron dialects, time zones, DST, ``at`` one-shots, durations.
+
+Pure functions: nothing here reads the clock; "now" is always an argument.
+Instants are integer epoch milliseconds (UTC).
+
+Two cron dialects (DESIGN §4):
+
+* 5 fields, Vixie cron: ``min hour dom month dow``; day-of-week 0-7 (0 and 7
+  are Sunday), month and day names, ``@hourly`` ... ``@yearly``. When both
+  day-of-month and day-of-week are restricted (neither starts with ``*``) a day
+  matches if *either* does, as in Vixie cron.
+* 6 or 7 fields, the Symbiont runtime's form: ``sec min hour dom month dow
+  [year]``; day-of-week 1-7 with 1 = Sunday, ``?`` allowed for day-of-month and
+  day-of-week; a day must match both day fields, as that runtime does.
+
+DST follows Vixie/Debian cron. A *fixed-time* schedule (its second, minute and
+hour fields hold plain numbers, lists or ranges) runs once in a fall-back
+overlap (the first pass) and, when its local time falls into a spring-forward
+gap, once at the first instant after the gap. An *interval* schedule (a ``*``
+or a step in the second, minute or hour field) follows elapsed time: nothing for
+local times that do not exist, and both passes of a repeated hour.
+
+croniter does the calendar arithmetic on naive local wall-clock times; this
+module maps each wall-clock match onto real instants with the rules above.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+
+from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
+
+UTC = timezone.utc
+_MS = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+VIXIE = "vixie"
+SYMBIONT = "symbiont"
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_NAMES = {name: i + 1 for i, name in enumerate(_MONTHS)}
+_MONTH_NAMES.update(
+    {
+        "january": 1, "february": 2, "march": 3, "april": 4, "june": 6, "july": 7,
+        "august": 8, "september": 9, "sept": 9, "october": 10, "november": 11,
+        "december": 12,
+    }
+)
+# Day names map to Vixie numbering (Sunday = 0).
+_DOW_NAMES = {
+    "sun": 0, "sunday": 0, "mon": 1, "monday": 1, "tue": 2, "tues": 2, "tuesday": 2,
+    "wed": 3, "weds": 3, "wednesday": 3, "thu": 4, "thur": 4, "thurs": 4, "thursday": 4,
+    "fri": 5, "friday": 5, "sat": 6, "saturday": 6,
+}
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February in a leap year
+_MONTH_TITLES = (
+    "January", "February", "March", "April", "May", "June", "July", "August",
+    "September", "October", "November", "December",
+)
+
+_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+@dataclass(frozen=True)
+class _FieldDef:
+    name: str
+    low: int
+    high: int
+    names: Optional[dict[str, int]] = None
+    question_ok: bool = False
+
+
+_SECOND = _FieldDef("second", 0, 59)
+_MINUTE = _FieldDef("minute", 0, 59)
+_HOUR = _FieldDef("hour", 0, 23)
+_DOM_VIXIE = _FieldDef("day-of-month", 1, 31)
+_DOM_SYMBIONT = _FieldDef("day-of-month", 1, 31, question_ok=True)
+_MONTH = _FieldDef("month", 1, 12, _MONTH_NAMES)
+_DOW_VIXIE = _FieldDef("day-of-week", 0, 7, _DOW_NAMES)
+# Symbiont runtime: 1 = Sunday ... 7 = Saturday; names are shifted to match.
+_DOW_SYMBIONT = _FieldDef(
+    "day-of-week", 1, 7, {k: v + 1 for k, v in _DOW_NAMES.items()}, question_ok=True
+)
+_YEAR = _FieldDef("year", 1970, 2099)
+
+_ITEM_RE = re.compile(r"^(?P<base>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<step>[^/]*))?$")
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    """A parsed, validated cron expression.
+
+    ``fixed_time`` decides the DST rule (see the module docstring).
+    ``croniter_expr`` is the normalised expression handed to croniter, in its
+    own field order (``min hour dom month dow sec [year]``).
+    """
+
+    expr: str
+    dialect: str
+    fixed_time: bool
+    croniter_expr: str
+    day_or: bool
+
+
+def _cron_error(expr: str, fdef: _FieldDef, text: str, reason: str) -> InvalidCron:
+    return InvalidCron(
+        f"cron expression {expr!r}: {fdef.name} field {text!r}: {reason}", field=fdef.name
+    )
+
+
+def _parse_value(expr: str, fdef: _FieldDef, field_text: str, token: str) -> int:
+    if token.isdigit():
+        value = int(token)
+    elif fdef.names is not None and token.lower() in fdef.names:
+        value = fdef.names[token.lower()]
+    else:
+        if fdef.names is None:
+            hint = "a number"
+        elif fdef is _MONTH:
+            hint = "a number or a month name (jan-dec)"
+        else:
+            hint = "a number or a day name (sun-sat)"
+        raise _cron_error(expr, fdef, field_text, f"{token!r} is not {hint}")
+    if not fdef.low <= value <= fdef.high:
+        extra = ""
+        if fdef is _DOW_SYMBIONT and value == 0:
+            extra = " (the 6/7-field form numbers days 1-7 with 1 = Sunday)"
+        raise _cron_error(
+            expr, fdef, field_text,
+            f"value {value} is out of range {fdef.low}-{fdef.high}{extra}",
+        )
+    return value
+
+
+def _parse_field(expr: str, fdef: _FieldDef, text: str) -> tuple[frozenset[int], bool]:
+    """Parse one field into its set of values; also say whether it starts with ``*``."""
+    if text == "?":
+        if not fdef.question_ok:
+            raise _cron_error(
+                expr, fdef, text,
+                "'?' is only allowed in day-of-month and day-of-week of the 6/7-field form",
+            )
+        return frozenset(range(fdef.low, fdef.high + 1)), True
+    values: set[int] = set()
+    for item in text.split(","):
+        if not item:
+            raise _cron_error(expr, fdef, text, "empty list item")
+        m = _ITEM_RE.match(item)
+        if not m:
+            raise _cron_error(expr, fdef, text, f"cannot read {item!r}")
+        base, step_text = m.group("base"), m.group("step")
+        step = 1
+        if step_text is not None:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise _cron_error(
+                    expr, fdef, text, f"step {step_text!r} must be a positive whole number"
+                )
+            step = int(step_text)
+        if base == "*":
+            start, end = fdef.low, fdef.high
+        elif "-" in base:
+            a, b = base.split("-", 1)
+            start = _parse_value(expr, fdef, text, a)
+            end = _parse_value(expr, fdef, text, b)
+            if start > end:
+                raise _cron_error(
+                    expr, fdef, text, f"range {base} runs backwards (write the smaller value first)"
+                )
+        else:
+            start = _parse_value(expr, fdef, text, base)
+            # "a/n" means a, a+n, ... up to the field's maximum.
+            end = fdef.high if step_text is not None else start
+        if step > fdef.high - fdef.low + 1 and step_text is not None and base == "*":
+            raise _cron_error(
+                expr, fdef, text,
+                f"step {step} is larger than the field's range {fdef.low}-{fdef.high}",
+            )
+        values.update(range(start, end + 1, step))
+    return frozenset(values), text.startswith("*")
+
+
+def _render(values: frozenset[int], low: int, high: int) -> str:
+    if values == frozenset(range(low, high + 1)):
+        return "*"
+    return ",".join(str(v) for v in sorted(values))
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_cron(expr: str) -> CronSpec:
+    """Parse and validate a cron expression of either dialect.
+
+    Raises :class:`InvalidCron` naming the field that is wrong, including for
+    expressions whose day-of-month can never occur in their months.
+    """
+    if not isinstance(expr, str) or not expr.strip():
+        raise InvalidCron("cron expression is empty", field="cron_expr")
+    text = expr.strip()
+    if text.startswith("@"):
+        alias = _ALIASES.get(text.lower())
+        if alias is None:
+            raise InvalidCron(
+                f"cron expression {expr!r}: unknown shorthand; use one of "
+                + ", ".join(sorted(_ALIASES)),
+                field="cron_expr",
+            )
+        text = alias
+    fields = text.split()
+    if len(fields) == 5:
+        dialect = VIXIE
+        defs = (_MINUTE, _HOUR, _DOM_VIXIE, _MONTH, _DOW_VIXIE)
+        sec_text = "0"
+        year_text: Optional[str] = None
+        min_text, hour_text, dom_text, mon_text, dow_text = fields
+    elif len(fields) in (6, 7):
+        dialect = SYMBIONT
+        defs = (_MINUTE, _HOUR, _DOM_SYMBIONT, _MONTH, _DOW_SYMBIONT)
+        sec_text, min_text, hour_text, dom_text, mon_text, dow_text = fields[:6]
+        year_text = fields[6] if len(fields) == 7 else None
+    else:
+        raise InvalidCron(
+            f"cron expression {expr!r} has {len(fields)} fields; expected 5 "
+            "(min hour dom month dow) or 6-7 (sec min hour dom month dow [year])",
+            field="cron_expr",
+        )
+
+    seconds, _sec_star = _parse_field(expr, _SECOND, sec_text)
+    minutes, _min_star = _parse_field(expr, defs[0], min_text)
+    hours, _hour_star = _parse_field(expr, defs[1], hour_text)
+    doms, dom_star = _parse_field(expr, defs[2], dom_text)
+    months, _ = _parse_field(expr, defs[3], mon_text)
+    dows_raw, dow_star = _parse_field(expr, defs[4], dow_text)
+    years = _parse_field(expr, _YEAR, year_text)[0] if year_text is not None else None
+
+    # Day-of-week to Vixie numbering 0-6 (Sunday = 0).
+    if dialect == VIXIE:
+        dows = frozenset(d % 7 for d in dows_raw)
+    else:
+        dows = frozenset(d - 1 for d in dows_raw)
+
+    all_days = frozenset(range(1, 32))
+    all_dows = frozenset(range(7))
+    if dialect == VIXIE and not dom_star and not dow_star:
+        # Vixie: both restricted -> a day matches if either matches.
+        if doms == all_days or dows == all_dows:
+            doms, dows, day_or = all_days, all_dows, False
+        else:
+            day_or = True
+    else:
+        day_or = False
+
+    if not day_or:
+        _check_days_occur(expr, doms, months, dom_text, mon_text)
+
+    fixed_time = not any(
+        "*" in t or "/" in t for t in (sec_text, min_text, hour_text)
+    )
+    parts = [
+        _render(minutes, 0, 59),
+        _render(hours, 0, 23),
+        _render(doms, 1, 31),
+        _render(months, 1, 12),
+        _render(dows, 0, 6),
+        _render(seconds, 0, 59),
+    ]
+    if years is not None:
+        parts.append(",".join(str(y) for y in sorted(years)))
+    spec = CronSpec(
+        expr=expr,
+        dialect=dialect,
+        fixed_time=fixed_time,
+        croniter_expr=" ".join(parts),
+        day_or=day_or,
+    )
+    # croniter must agree that the normalised form is valid.
+    try:
+        croniter(spec.croniter_expr, datetime(2000, 1, 1), day_or=day_or)
+    except CroniterError as exc:  # pragma: no cover - our own parser is stricter
+        raise InvalidCron(f"cron expression {expr!r}: {exc}", field="cron_expr") from exc
+    return spec
+
+
+def _check_days_occur(
+    expr: str, doms: frozenset[int], months: frozenset[int], dom_text: str, mon_text: str
+) -> None:
+    for month in months:
+        if any(day <= _MONTH_DAYS[month - 1] for day in doms):
+            return
+    names = ", ".join(_MONTH_TITLES[m - 1] for m in sorted(months))
+    longest = max(_MONTH_DAYS[m - 1] for m in months)
+    raise InvalidCron(
+        f"cron expression {expr!r} can never fire: day-of-month {dom_text!r} never occurs "
+        f"in month {mon_text!r} ({names} has at most {longest} days)",
+        field="day-of-month",
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def load_zone(name: str) -> ZoneInfo:
+    """An IANA time zone; raises :class:`InvalidTimezone` for anything else."""
+    if not isinstance(name, str) or not name:
+        raise InvalidTimezone("time zone is empty; use an IANA name such as UTC or Europe/Berlin",
+                              field="timezone")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise InvalidTimezone(
+            f"unknown time zone {name!r}; use an IANA name such as UTC, America/New_York "
+            "or Europe/Berlin",
+            field="timezone",
+        ) from exc
+
+
+# --- instants -----------------------------------------------------------------------------
+
+
+def to_datetime(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def to_ms(dt: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    delta = dt - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * _MS + delta.microseconds // 1000
+
+
+def format_instant(ms: int) -> str:
+    """RFC 3339 in UTC: ``2026-03-08T07:00:00Z`` (milliseconds only when non-zero)."""
+    dt = to_datetime(ms)
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if ms % _MS:
+        base += f".{ms % _MS:03d}"
+    return base + "Z"
+
+
+_ISO_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+    r"(Z|z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_instant(text: str, zone: Union[str, ZoneInfo] = "UTC") -> int:
+    """An ISO 8601 / RFC 3339 time as epoch ms.
+
+    ``Z`` or an offset pins the instant; a time without one is wall-clock time
+    in ``zone``. A wall-clock time that does not exist (spring-forward gap) or
+    exists twice (fall-back overlap) there is rejected: give an offset.
+    """
+    tz = load_zone(zone) if isinstance(zone, str) else zone
+    m = _ISO_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise InvalidAt(
+            f"{text!r} is not an ISO 8601 time; write it like 2026-02-15T14:30:00Z "
+            "or 2026-02-15T14:30:00+01:00",
+            field="at",
+        )
+    year, month, day, hh, mi, ss, frac, off = m.groups()
+    try:
+        naive = datetime(
+            int(year), int(month), int(day), int(hh or 0), int(mi or 0), int(ss or 0),
+            int((frac or "0")[:6].ljust(6, "0")),
+        )
+    except ValueError as exc:
+        raise InvalidAt(f"{text!r} is not a valid date and time: {exc}", field="at") from exc
+    if off:
+        if off in ("Z", "z"):
+            offset = timedelta(0)
+        else:
+            sign = -1 if off[0] == "-" else 1
+            digits = off[1:].replace(":", "")
+            offset = sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        return to_ms(naive.replace(tzinfo=timezone(offset)))
+    first = naive.replace(tzinfo=tz, fold=0)
+    second = naive.replace(tzinfo=tz, fold=1)
+    exists = _wall(to_ms(first.astimezone(UTC)), tz) == naive
+    if not exists:
+        raise InvalidAt(
+            f"{text!r} does not exist in {tz.key} (the clocks skip it); give an explicit offset",
+            field="at",
+        )
+    if first.utcoffset() != second.utcoffset():
+        raise InvalidAt(
+            f"{text!r} happens twice in {tz.key} (the clocks go back); give an explicit offset",
+            field="at",
+        )
+    return to_ms(first.astimezone(UTC))
+
+
+def parse_at(text: str, zone: Union[str, ZoneInfo], now: int, *, allow_past: bool = False) -> int:
+    """The instant of a one-shot ``at`` job; a time in the past is rejected unless allowed."""
+    instant = parse_instant(text, zone)
+    if instant <= now and not allow_past:
+        raise InvalidAt(
+            f"at time {text!r} ({format_instant(instant)}) is in the past "
+            f"(now {format_instant(now)})",
+            field="at",
+        )
+    return instant
+
+
+# --- next slot ----------------------------------------------------------------------------
+
+
+def _wall(ms: int, tz: ZoneInfo) -> datetime:
+    """Naive local wall-clock time of an instant."""
+    return to_datetime(ms).astimezone(tz).replace(tzinfo=None)
+
+
+def _offset(ms: int, tz: ZoneInfo) -> timedelta:
+    off = to_datetime(ms).astimezone(tz).utcoffset()
+    assert off is not None
+    return off
+
+
+def _backward_span(after: int, tz: ZoneInfo) -> timedelta:
+    """How far wall-clock time can run backwards in the day after ``after``.
+
+    Zero unless a fall-back transition is near; then the size of the repeat.
+    """
+    here = _offset(after, tz)
+    lowest = here
+    # Real zones change offset at most a few times a year, hours apart: sampling
+    # the next 26 hours every 6 sees any fall-back that can reach back past now.
+    for hour in (6, 12, 18, 26):
+        off = _offset(after + hour * 3_600_000, tz)
+        lowest = min(lowest, off)
+    return here - lowest
+
+
+def _transition_in(lo: int, hi: int, tz: ZoneInfo) -> int:
+    """The instant in ``(lo, hi]`` where the offset changes (seconds precision)."""
+    before = _offset(lo, tz)
+    lo_s, hi_s = lo // _MS, -(-hi // _MS)
+    while hi_s - lo_s > 1:
+        mid = (lo_s + hi_s) // 2
+        if _offset(mid * _MS, tz) == before:
+            lo_s = mid
+        else:
+            hi_s = mid
+    return hi_s * _MS
+
+
+def _instants(wall: datetime, tz: ZoneInfo, fixed_time: bool) -> tuple[list[int], Optional[int]]:
+    """The real instants at which a wall-clock match fires.
+
+    Returns (instants, gap_end): ``gap_end`` is set when ``wall`` falls into a
+    spring-forward gap, as the first instant after the gap.
+    """
+    first = to_ms(wall.replace(tzinfo=tz, fold=0).astimezone(UTC))
+    second = to_ms(wall.replace(tzinfo=tz, fold=1).astimezone(UTC))
+    if first == second:
+        return [first], None
+    if _wall(first, tz) == wall:
+        # Exists twice (fall-back overlap): first < second.
+        return ([first] if fixed_time else [first, second]), None
+    # Does not exist (spring-forward gap): fold=1 maps before the gap, fold=0 after.
+    gap_end = _transition_in(min(first, second), max(first, second), tz)
+    return ([gap_end] if fixed_time else []), gap_end
+
+
+_MAX_CANDIDATES = 200_000
+
+
+def next_cron_slot(spec: CronSpec, tz: ZoneInfo, after: int) -> Optional[int]:
+    """The first slot of ``spec`` in ``tz`` strictly after the instant ``after``.
+
+    Results strictly increase when fed back in; ``None`` when it never fires again.
+    """
+    back = _backward_span(after, tz)
+    # Candidates strictly after this wall time: the whole second at or before
+    # "after" has already been considered by whoever produced "after".
+    start_wall = (_wall(after, tz) - back).replace(microsecond=0)
+    it = _iterator(spec, start_wall)
+    best: Optional[int] = None
+    best_wall: Optional[datetime] = None
+    for _ in range(_MAX_CANDIDATES):
+        try:
+            wall = it.get_next(datetime)
+        except (CroniterBadDateError, OverflowError, ValueError):
+            break
+        if best_wall is not None and wall > best_wall + back:
+            break
+        instants, gap_end = _instants(wall, tz, spec.fixed_time)
+        for inst in instants:
+            if inst > after and (best is None or inst < best):
+                best, best_wall = inst, wall
+        if best is not None and back == timedelta(0):
+            break
+        if gap_end is not None and not spec.fixed_time:
+            # Nothing fires inside the gap: resume at its end.
+            resume = _wall(gap_end, tz) - timedelta(seconds=1)
+            if resume > wall:
+                it = _iterator(spec, resume)
+    return best
+
+
+_local = threading.local()
+_ITERATOR_CACHE_SIZE = 512
+
+
+def _iterator(spec: CronSpec, start: datetime) -> Any:
+    """A croniter positioned at ``start`` (naive wall time).
+
+    Building a croniter re-parses the expression (~0.3 ms), so each thread keeps
+    a small LRU of them and only moves them.
+    """
+    cache: Optional[OrderedDict[tuple[str, bool], Any]] = getattr(_local, "iters", None)
+    if cache is None:
+        cache = _local.iters = OrderedDict()
+    key = (spec.croniter_expr, spec.day_or)
+    it = cache.get(key)
+    if it is None:
+        it = croniter(spec.croniter_expr, start, day_or=spec.day_or)
+        cache[key] = it
+        if len(cache) > _ITERATOR_CACHE_SIZE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+        it.set_current(start, force=True)
+    return it
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a job fires: a cron spec in a zone, or one ``at`` instant."""
+
+    timezone: str
+    cron: Optional[CronSpec] = None
+    at: Optional[int] = None
+
+    def next_after(self, after: int) -> Optional[int]:
+        """The first slot strictly after ``after``; ``None`` when there is none."""
+        if self.cron is not None:
+            return next_cron_slot(self.cron, load_zone(self.timezone), after)
+        if self.at is not None and self.at > after:
+            return self.at
+        return None
+
+
+def make_schedule(
+    cron_expr: Optional[str], at: Optional[int], tz_name: str, now: Optional[int] = None
+) -> Schedule:
+    """Validate a job's schedule; with ``now``, reject a cron that never fires again.
+
+    Exactly one of ``cron_expr`` and ``at`` must be given.
+    """
+    load_zone(tz_name)
+    if (cron_expr is None) == (at is None):
+        raise InvalidCron("give exactly one of cron_expr and at", field="cron_expr")
+    if cron_expr is not None:
+        schedule = Schedule(tz_name, cron=parse_cron(cron_expr))
+        if now is not None and schedule.next_after(now) is None:
+            raise InvalidCron(
+                f"cron expression {cron_expr!r} never fires after {format_instant(now)}",
+                field="cron_expr",
+            )
+        return schedule
+    return Schedule(tz_name, at=at)
+
+
+def next_slots(schedule: Schedule, after: int, count: int) -> list[int]:
+    """Up to ``count`` consecutive slots after ``after``."""
+    out: list[int] = []
+    cursor = after
+    while len(out) < count:
+        nxt = schedule.next_after(cursor)
+        if nxt is None:
+            break
+        out.append(nxt)
+        cursor = nxt
+    return out
+
+
+# --- durations ----------------------------------------------------------------------------
+
+_UNITS = {
+    "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+    "w": 604800, "week": 604800, "weeks": 604800,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*\.?\s*([a-z]+)")
+
+
+def parse_duration(value: Union[str, int, float], *, field: str = "duration") -> float:
+    """Seconds in a duration: ``90`` (seconds), ``"30s"``, ``"5m"``, ``"1h30m"``, ``"30.seconds"``.
+
+    Raises :class:`InvalidDuration` naming ``field``.
+    """
+    if isinstance(value, bool):
+        raise InvalidDuration(f"{field}: expected a duration, got a boolean", field=field)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            pos, seconds = 0, 0.0
+            for m in _DURATION_PART.finditer(text):
+                if text[pos:m.start()].strip() or m.group(2) not in _UNITS:
+                    break
+                seconds += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            if pos == 0 or text[pos:].strip():
+                raise InvalidDuration(
+                    f"{field}: {value!r} is not a duration; write e.g. 30s, 5m, 2h, 1d "
+                    "or 30.seconds",
+                    field=field,
+                )
+    if seconds < 0:
+        raise InvalidDuration(f"{field}: {value!r} is negative", field=field)
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """A compact duration such as ``5m`` or ``1h30m`` (inverse of :func:`parse_duration`)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    rest = int(seconds)
+    if rest == 0:
+        return "0s"
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out
