@@ -95,6 +95,7 @@ class CronScheduler:
         self._waiting: list[_Queued] = []  # claimed, start time not yet reached
         self._ready: list[_Queued] = []  # start time reached, waiting for capacity
         self._running: dict[str, tuple[Job, Run]] = {}
+        self._per_job: dict[str, int] = {}  # started, unfinished runs per job id
         self._seq = 0
         self._more_due = False
         self._stop_requested = False
@@ -220,8 +221,12 @@ class CronScheduler:
             cap = self.config.tick_interval_seconds
             if self._stop_requested:
                 cap = min(cap, 0.05)
-            if self._waiter.wait_until(wake_at, cap) is Wake.CLOCK_SET:
-                self.clock_was_set()
+            self.handle_wake(self._waiter.wait_until(wake_at, cap))
+
+    def handle_wake(self, reason: Wake) -> None:
+        """React to why the wait ended (the loop's cancel path for clock steps)."""
+        if reason is Wake.CLOCK_SET:
+            self.clock_was_set()
 
     def _stop_step(self) -> bool:
         """One step of a graceful stop; True when nothing is left running."""
@@ -303,6 +308,13 @@ class CronScheduler:
         with self._lock:
             done, self._finished = self._finished, []
             entries = [(o, self._running.pop(o.run_id, None)) for o in done]
+            for _, entry in entries:
+                if entry is not None:
+                    left = self._per_job.get(entry[0].id, 1) - 1
+                    if left > 0:
+                        self._per_job[entry[0].id] = left
+                    else:
+                        self._per_job.pop(entry[0].id, None)
         finishes = []
         for outcome, entry in entries:
             if entry is None:
@@ -433,7 +445,9 @@ class CronScheduler:
         open_now = open_counts.get(job.id, 0)
         started = 0
         for slot, trigger in sorted(to_run):
-            if open_now >= job.max_concurrent:
+            # Catch-up runs queue behind each other (the start gate keeps them within
+            # max_concurrent); a regular slot that finds the job at its limit is skipped.
+            if trigger is Trigger.SCHEDULE and open_now >= job.max_concurrent:
                 runs.append(self._skipped(
                     job, slot, now,
                     f"max_concurrent reached ({open_now} of {job.max_concurrent} runs open)",
@@ -515,6 +529,11 @@ class CronScheduler:
         ])
 
     def _start_ready(self, now: int) -> None:
+        """Start ready runs in slot order while the global limit allows.
+
+        A catch-up run also waits while its job has ``max_concurrent`` runs
+        going, so ``catch_up = "all"`` works through missed slots in turn.
+        """
         with self._lock:
             while self._waiting and self._waiting[0].key[0] <= now:
                 q = heapq.heappop(self._waiting)
@@ -522,13 +541,19 @@ class CronScheduler:
                 heapq.heappush(self._ready, q)
         started: list[tuple[str, int, int, int]] = []
         failed: list[RunOutcome] = []
+        blocked: list[_Queued] = []
         limit = self.config.max_concurrent_jobs
         while True:
             with self._lock:
                 if not self._ready or len(self._running) >= limit:
                     break
                 q = heapq.heappop(self._ready)
+                if (q.run.trigger is Trigger.CATCH_UP
+                        and self._per_job.get(q.job.id, 0) >= q.job.max_concurrent):
+                    blocked.append(q)
+                    continue
                 self._running[q.run.id] = (q.job, q.run)
+                self._per_job[q.job.id] = self._per_job.get(q.job.id, 0) + 1
             try:
                 spawned = self._launcher.start(q.job, q.run)
             except SymbidError as exc:
@@ -540,10 +565,11 @@ class CronScheduler:
                 ))
                 continue
             started.append((q.run.id, self._clock.now(), spawned.pid, spawned.pgid))
+        with self._lock:
+            for q in blocked:
+                heapq.heappush(self._ready, q)
+            self._finished.extend(failed)
         self._store.mark_started(started)
-        if failed:
-            with self._lock:
-                self._finished.extend(failed)
 
     # --- clock steps -------------------------------------------------------------------
     def _rewind(self, now: int) -> int:
