@@ -27,7 +27,7 @@ class FakeClock:
         return self._mono
 
     def set(self, when: str | int) -> None:
-        """Jump the wall clock (either direction); monotonic time moves on by the step if forward."""
+        """Jump the wall clock (either way); monotonic time moves on only when it goes forward."""
         target = parse_instant(when) if isinstance(when, str) else when
         if target > self._now:
             self._mono += (target - self._now) / 1000

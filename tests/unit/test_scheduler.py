@@ -21,7 +21,8 @@ from tests.fakes import FakeClock, FakeLauncher, FakeWaiter
 class Harness:
     def __init__(self, tmp_path: Path, start: str = "2026-03-01T00:00:00Z", **cfg: Any) -> None:
         self.clock = FakeClock(start)
-        self.store = SqliteJobStore(str(tmp_path / "state.db"), keep_runs=cfg.pop("keep_runs", 1000))
+        keep = cfg.pop("keep_runs", 1000)
+        self.store = SqliteJobStore(str(tmp_path / "state.db"), keep_runs=keep)
         self.launcher = FakeLauncher(self.clock)
         self.waiter = FakeWaiter()
         settings = {"retry_backoff_seconds": 10.0, "misfire_grace_seconds": 60.0}
@@ -367,7 +368,7 @@ def test_a_paused_job_does_not_run_and_resumes_at_its_next_slot(h: Harness) -> N
          ["2026-09-06T04:00:00Z", "2026-09-07T03:00:00Z"]),
     ],
 )
-def test_a_fixed_time_job_runs_once_on_dst_days(
+def test_a_fixed_time_job_runs_once_on_dst_days(  # noqa: PLR0917
     tmp_path: Path, zone: str, expr: str, start: str, end: str, expected: list[str]
 ) -> None:
     h = Harness(tmp_path, start=start)

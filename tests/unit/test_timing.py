@@ -29,7 +29,8 @@ def slots(expr: str, tz: str, start: str, count: int) -> list[str]:
 
 
 # (zone, expression, start, expected slots). Transition instants (2026):
-#   New York  spring 03-08 07:00Z (02:00 EST -> 03:00 EDT), fall 11-01 06:00Z (02:00 EDT -> 01:00 EST)
+#   New York  spring 03-08 07:00Z (02:00 EST -> 03:00 EDT),
+#             fall 11-01 06:00Z (02:00 EDT -> 01:00 EST)
 #   Berlin    spring 03-29 01:00Z (02:00 CET -> 03:00 CEST), fall 10-25 01:00Z (03:00 -> 02:00)
 #   Lord Howe fall 04-04 15:00Z (02:00 +11 -> 01:30 +10:30), spring 10-03 15:30Z (02:00 -> 02:30)
 #   Santiago  fall 04-05 03:00Z (00:00 -03 -> Sat 23:00 -04), spring 09-06 04:00Z (00:00 -> 01:00)
@@ -109,7 +110,9 @@ DST_CASES = [
 
 
 @pytest.mark.parametrize(("zone", "expr", "start", "expected"), DST_CASES)
-def test_slots_follow_vixie_dst_rules(zone: str, expr: str, start: str, expected: list[str]) -> None:
+def test_slots_follow_vixie_dst_rules(
+    zone: str, expr: str, start: str, expected: list[str]
+) -> None:
     assert slots(expr, zone, start, len(expected)) == expected
 
 

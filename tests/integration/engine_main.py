@@ -1,0 +1,48 @@
+"""A bare engine process for crash tests: store + supervisor + executor + loop.
+
+    python -m tests.integration.engine_main STATE_DIR AGENTS_JSON
+
+AGENTS_JSON maps agent names to {"command": [...], "env": {...}}. The process
+runs until SIGTERM/SIGINT (graceful stop) or until it is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import sys
+
+from symbid.config import SchedulerConfig
+from symbid.daemon import build_engine
+from symbid.executor import Agents
+from symbid.model import Agent
+
+
+def main() -> int:
+    state_dir, agents_file = sys.argv[1], sys.argv[2]
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with open(agents_file) as fh:
+        spec = json.load(fh)
+    agents = Agents({
+        name: Agent(name=name, command=tuple(a["command"]), env=a.get("env", {}))
+        for name, a in spec.items()
+    })
+    config = SchedulerConfig(shutdown_timeout_seconds=2, kill_grace_seconds=1)
+    signals: queue.Queue[int] = queue.Queue()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: signals.put(signum))
+    engine = build_engine(state_dir, config, agents)
+    report = engine.scheduler.recover()
+    print(json.dumps({"ready": True, "interrupted": report.interrupted,
+                      "killed_groups": report.killed_groups}), flush=True)
+    engine.scheduler.start()
+    signals.get()
+    engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Run isolation with real child processes: environment, fds, limits, output, killing."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symbid.clock import SystemClock
+from symbid.errors import SandboxError
+from symbid.model import Limits
+from symbid.sandbox import (
+    ChildExit,
+    SpawnSpec,
+    Supervisor,
+    find_run_processes,
+    kill_process_groups,
+)
+
+WAIT = 20.0  # generous bound for anything that should take milliseconds
+
+
+@pytest.fixture
+def supervisor() -> Iterator[Supervisor]:
+    sup = Supervisor(SystemClock())
+    yield sup
+    sup.close()
+
+
+class Result:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.exit: ChildExit | None = None
+
+    def __call__(self, child: ChildExit) -> None:
+        self.exit = child
+        self.event.set()
+
+    def wait(self, timeout: float = WAIT) -> ChildExit:
+        assert self.event.wait(timeout), "the child's exit was never reported"
+        assert self.exit is not None
+        return self.exit
+
+
+def run(sup: Supervisor, tmp_path: Path, argv: list[str], **kw: Any) -> ChildExit:
+    done = Result()
+    spec = SpawnSpec(tag=kw.pop("tag", "run-1"), argv=tuple(argv), env=kw.pop("env", {}),
+                     runs_dir=str(tmp_path / "runs"), **kw)
+    sup.spawn(spec, done)
+    return done.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_child_gets_a_clean_environment(supervisor: Supervisor, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAEMON_SECRET", "must-not-leak")
+    out = run(supervisor, tmp_path, ["env"], env={"AGENT_VAR": "x"}, tag="clean-env")
+    env = dict(line.split("=", 1) for line in out.stdout.decode().splitlines())
+    assert "DAEMON_SECRET" not in env
+    assert env["AGENT_VAR"] == "x"
+    assert env["SYMBI_RUN_ID"] == "clean-env"
+    assert env["HOME"] == env["TMPDIR"]
+    assert set(env) == {"PATH", "HOME", "LANG", "TMPDIR", "SYMBI_RUN_ID", "AGENT_VAR"}
+
+
+def test_a_child_inherits_no_sockets_or_database_handles(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "s.sock"))
+    listener.listen()
+    db = sqlite3.connect(str(tmp_path / "x.db"))
+    db.execute("CREATE TABLE t (x)")
+    try:
+        probe = ("import os\n"
+                 "fds = []\n"
+                 "for fd in range(3, 4096):\n"
+                 "    try:\n"
+                 "        os.fstat(fd)\n"
+                 "        fds.append(fd)\n"
+                 "    except OSError:\n"
+                 "        pass\n"
+                 "print(fds)\n")
+        out = run(supervisor, tmp_path, [sys.executable, "-c", probe])
+        assert out.stdout.decode().strip() == "[]"
+    finally:
+        listener.close()
+        db.close()
+
+
+def test_input_arrives_on_stdin_and_output_is_captured(supervisor: Supervisor,
+                                                       tmp_path: Path) -> None:
+    big = "line of input\n" * 20000  # larger than a pipe buffer
+    out = run(supervisor, tmp_path, ["cat"], stdin=big.encode())
+    assert out.stdout.decode() == big
+    assert out.exit_code == 0 and out.signal is None and not out.stdout_truncated
+
+
+def test_output_beyond_the_cap_is_dropped_and_marked(supervisor: Supervisor,
+                                                     tmp_path: Path) -> None:
+    out = run(supervisor, tmp_path, ["head", "-c", "3000000", "/dev/zero"],
+              limits=Limits(output_bytes=1024 * 1024))
+    assert len(out.stdout) == 1024 * 1024
+    assert out.stdout_truncated
+    assert out.exit_code == 0
+
+
+def test_exit_status_and_signal_are_decoded(supervisor: Supervisor, tmp_path: Path) -> None:
+    failed = run(supervisor, tmp_path, ["sh", "-c", "echo oops >&2; exit 3"], tag="a")
+    assert (failed.exit_code, failed.signal) == (3, None)
+    assert failed.stderr_tail.strip() == b"oops"
+    killed = run(supervisor, tmp_path, ["sh", "-c", "kill -KILL $$"], tag="b")
+    assert (killed.exit_code, killed.signal) == (None, 9)
+
+
+def test_each_run_has_a_private_working_directory_removed_afterwards(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    out = run(supervisor, tmp_path, ["sh", "-c", "pwd; touch made-here; ls -ld ."])
+    lines = out.stdout.decode().splitlines()
+    workdir = lines[0]
+    assert workdir.startswith(str(tmp_path / "runs"))
+    assert lines[1].startswith("drwx------")
+    assert not os.path.exists(workdir)
+
+
+def test_a_configured_working_directory_is_used_and_kept(supervisor: Supervisor,
+                                                         tmp_path: Path) -> None:
+    keep = tmp_path / "work"
+    keep.mkdir()
+    out = run(supervisor, tmp_path, ["pwd"], cwd=str(keep))
+    assert out.stdout.decode().strip() == str(keep)
+    assert keep.exists()
+
+
+def test_max_runtime_kills_the_whole_process_group(supervisor: Supervisor,
+                                                   tmp_path: Path) -> None:
+    out = run(supervisor, tmp_path,
+              ["sh", "-c", "sleep 300 & echo $!; sleep 300"], timeout=0.5, kill_grace=1.0)
+    assert out.killed == "timeout"
+    assert out.signal == 15
+    grandchild = int(out.stdout.decode().split()[0])
+    assert wait_gone(grandchild)
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(supervisor: Supervisor,
+                                                                tmp_path: Path) -> None:
+    out = run(supervisor, tmp_path, ["sh", "-c", "trap '' TERM; sleep 300"],
+              timeout=0.3, kill_grace=0.5)
+    assert out.killed == "timeout"
+    assert out.signal == 9
+
+
+def test_processes_left_behind_are_killed_when_the_run_ends(supervisor: Supervisor,
+                                                            tmp_path: Path) -> None:
+    out = run(supervisor, tmp_path, ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"])
+    assert out.exit_code == 0
+    assert wait_gone(int(out.stdout.decode()))
+
+
+def test_a_run_finishes_even_when_an_escaped_process_holds_its_output(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    out = run(supervisor, tmp_path, ["sh", "-c", "setsid sleep 4 & echo hi"])
+    assert out.stdout.startswith(b"hi")
+    assert time.monotonic() - started < 4
+
+
+def test_rlimits_are_applied(supervisor: Supervisor, tmp_path: Path) -> None:
+    probe = ("import resource as r\n"
+             "for k in ('NOFILE', 'AS', 'CPU', 'NPROC'):\n"
+             "    print(*r.getrlimit(getattr(r, 'RLIMIT_' + k)))\n")
+    out = run(supervisor, tmp_path, [sys.executable, "-S", "-c", probe],
+              limits=Limits(open_files=64, memory_bytes=512 * 1024 * 1024, cpu_seconds=60,
+                            processes=128))
+    assert out.stdout.decode().splitlines() == [
+        "64 64", f"{512 * 1024 * 1024} {512 * 1024 * 1024}", "60 61", "128 128",
+    ]
+
+
+def test_a_cpu_time_limit_stops_a_busy_child(supervisor: Supervisor, tmp_path: Path) -> None:
+    out = run(supervisor, tmp_path, ["sh", "-c", "while :; do :; done"],
+              limits=Limits(cpu_seconds=1))
+    assert out.signal in (24, 9)  # SIGXCPU at the soft limit, SIGKILL at the hard one
+
+
+def test_rlimits_without_prlimit_use_the_python_wrapper(tmp_path: Path) -> None:
+    sup = Supervisor(SystemClock())
+    sup._prlimit = None  # as on a system without util-linux's prlimit
+    try:
+        out = run(sup, tmp_path, ["sh", "-c", "ulimit -n"], limits=Limits(open_files=77))
+        assert out.stdout.decode().strip() == "77"
+    finally:
+        sup.close()
+
+
+def test_a_missing_command_is_a_clear_error(supervisor: Supervisor, tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="cannot start /no/such/agent"):
+        supervisor.spawn(SpawnSpec(tag="x", argv=("/no/such/agent",), env={},
+                                   runs_dir=str(tmp_path / "runs")), Result())
+    assert os.listdir(tmp_path / "runs") == []  # its working directory was removed
+
+
+def test_an_unknown_user_is_a_clear_error(supervisor: Supervisor, tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="user 'no-such-user-x' does not exist"):
+        supervisor.spawn(SpawnSpec(tag="x", argv=("true",), env={}, user="no-such-user-x",
+                                   runs_dir=str(tmp_path / "runs")), Result())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_run_can_drop_to_another_user_without_supplementary_groups(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(tmp_path, 0o755)
+    out = run(supervisor, tmp_path, ["sh", "-c", "id -u; id -g; id -G; pwd; touch ok"],
+              user="nobody")
+    uid, gid, groups, _ = out.stdout.decode().splitlines()
+    assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
+    assert groups.split() == [str(nobody.pw_gid)]
+    assert out.exit_code == 0  # it could write in its private directory
+
+
+def test_exits_are_seen_without_pidfds(tmp_path: Path) -> None:
+    sup = Supervisor(SystemClock(), use_pidfd=False)
+    try:
+        out = run(sup, tmp_path, ["sh", "-c", "sleep 0.2; exit 4"])
+        assert out.exit_code == 4
+    finally:
+        sup.close()
+
+
+def test_many_children_at_once_are_all_reported(supervisor: Supervisor, tmp_path: Path) -> None:
+    results = []
+    for i in range(100):
+        done = Result()
+        supervisor.spawn(SpawnSpec(tag=f"many-{i}", argv=("sh", "-c", f"echo {i}"), env={},
+                                   runs_dir=str(tmp_path / "runs")), done)
+        results.append(done)
+    assert [r.wait().stdout.decode().strip() for r in results] == [str(i) for i in range(100)]
+    assert supervisor.count() == 0
+
+
+def test_kill_terminates_a_running_child(supervisor: Supervisor, tmp_path: Path) -> None:
+    done = Result()
+    supervisor.spawn(SpawnSpec(tag="victim", argv=("sleep", "300"), env={}, kill_grace=1,
+                               runs_dir=str(tmp_path / "runs")), done)
+    assert supervisor.kill("victim", "cancel")
+    assert done.wait().killed == "cancel"
+    assert not supervisor.kill("victim", "cancel")
+
+
+def test_leftover_processes_of_a_run_are_found_by_their_run_id(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "SYMBI_RUN_ID": "leftover-run"}
+    proc = subprocess.Popen(["sh", "-c", "sleep 300 & sleep 300"], env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        found: dict[str, set[int]] = {}
+        while time.monotonic() < deadline:
+            found = find_run_processes({"leftover-run", "other-run"})
+            if found:
+                break
+            time.sleep(0.02)
+        assert found == {"leftover-run": {proc.pid}}
+        kill_process_groups(found["leftover-run"], grace=2)
+        assert proc.wait(timeout=5) == -15
+        assert find_run_processes({"leftover-run"}) == {}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
