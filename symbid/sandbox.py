@@ -155,6 +155,8 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", ""))
         self._closing = False
+        self._poked = False
+        self._made_dirs: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="symbid-supervisor", daemon=True)
         self._thread.start()
 
@@ -177,7 +179,9 @@ class Supervisor:
             except KeyError as exc:
                 raise SandboxError(f"group {spec.group!r} does not exist") from exc
         try:
-            os.makedirs(spec.runs_dir, mode=0o700, exist_ok=True)
+            if spec.runs_dir not in self._made_dirs:
+                os.makedirs(spec.runs_dir, mode=0o700, exist_ok=True)
+                self._made_dirs.add(spec.runs_dir)
             workdir = tempfile.mkdtemp(prefix=f"run-{spec.tag[:12]}-", dir=spec.runs_dir)
             if uid is not None or gid is not None:
                 os.chown(workdir, uid if uid is not None else -1, gid if gid is not None else -1)
@@ -261,6 +265,10 @@ class Supervisor:
 
     # --- supervisor thread -----------------------------------------------------------
     def _poke(self) -> None:
+        with self._lock:
+            if self._poked:
+                return  # the supervisor thread has not drained the last poke yet
+            self._poked = True
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
@@ -276,6 +284,7 @@ class Supervisor:
                 incoming, self._incoming = self._incoming, []
                 commands, self._commands = self._commands, []
                 closing = self._closing and not self._children
+                self._poked = False
             if closing:
                 return
             for child in incoming:

@@ -39,6 +39,9 @@ from symbid.timing import Schedule, format_duration, format_instant, make_schedu
 log = logging.getLogger(__name__)
 
 _BATCH = 1000  # due jobs claimed per transaction
+# Slots are claimed this long before they are due, so the claim's fsync is off
+# the start path: the run then starts on a timer at its exact instant.
+CLAIM_AHEAD_MS = 50
 _ENUMERATION_FACTOR = 20  # missed slots walked before jumping ahead
 
 
@@ -270,7 +273,7 @@ class CronScheduler:
             manual, self._manual = self._manual, []
         for job, run in manual:
             self._enqueue(job, run)
-        self._claim_due(now)
+        self._claim_due(now, now + CLAIM_AHEAD_MS)
         self._start_ready(now)
         return self._next_wake(now)
 
@@ -282,7 +285,7 @@ class CronScheduler:
         if not self._stop_requested:
             due = self._store.next_due()
             if due is not None:
-                candidates.append(due)
+                candidates.append(due - CLAIM_AHEAD_MS)
         if self._waiting:
             candidates.append(self._waiting[0].key[0])
         return min(candidates) if candidates else None
@@ -358,15 +361,16 @@ class CronScheduler:
         return Finish(run=final, counts=True, job_status=job_status, clear_retries=clear)
 
     # --- claiming --------------------------------------------------------------------
-    def _claim_due(self, now: int) -> None:
-        jobs = self._store.due_jobs(now, _BATCH)
-        retries = self._store.due_retries(now, _BATCH)
+    def _claim_due(self, now: int, horizon: int) -> None:
+        """Claim slots up to ``horizon`` (a little after ``now``)."""
+        jobs = self._store.due_jobs(horizon, _BATCH)
+        retries = self._store.due_retries(horizon, _BATCH)
         if not jobs and not retries:
             return
         self._more_due = len(jobs) == _BATCH or len(retries) == _BATCH
         open_counts = self._store.open_run_counts()
         snapshots: dict[str, Job] = {j.id: j for j in jobs}
-        advances = [self._plan(job, now, open_counts) for job in jobs]
+        advances = [self._plan(job, now, horizon, open_counts) for job in jobs]
         retry_claims = []
         for failed in retries:
             job = snapshots.get(failed.job_id) or self._store.find_job(failed.job_id)
@@ -386,7 +390,8 @@ class CronScheduler:
                     run=Run(
                         id=new_id(), job_id=job.id, slot=failed.slot,
                         attempt=failed.attempt + 1, trigger=Trigger.RETRY,
-                        status=RunStatus.PENDING, created_at=now, not_before=now,
+                        status=RunStatus.PENDING, created_at=now,
+                        not_before=max(now, failed.retry_at),
                         input=failed.input,
                     ),
                 )
@@ -399,8 +404,8 @@ class CronScheduler:
             self.config.max_jitter_seconds
         return int(self._rng.uniform(0, span) * 1000) if span > 0 else 0
 
-    def _plan(self, job: Job, now: int, open_counts: dict[str, int]) -> Advance:
-        """Decide what happens to every slot of ``job`` that is due at ``now``."""
+    def _plan(self, job: Job, now: int, horizon: int, open_counts: dict[str, int]) -> Advance:
+        """Decide what happens to every slot of ``job`` up to ``horizon``."""
         assert job.next_run is not None
         try:
             schedule = make_schedule(job.cron_expr, job.at, job.timezone)
@@ -410,7 +415,7 @@ class CronScheduler:
             skipped = self._skipped(job, job.next_run, now, f"schedule invalid: {exc.message}")
             return Advance(job.id, job.version, None, job.next_run, (skipped,),
                            JobStatus.FAILED if job.one_shot else JobStatus.DEAD_LETTER)
-        slots, omitted, next_run = self._due_slots(schedule, job.next_run, now)
+        slots, omitted, next_run = self._due_slots(schedule, job.next_run, horizon)
         grace = int(self.config.misfire_grace_seconds * 1000)
         late = [s for s in slots if now - s > grace]
         timely = [s for s in slots if now - s <= grace]
@@ -471,9 +476,9 @@ class CronScheduler:
         return Advance(job.id, job.version, next_run, last, tuple(runs), status)
 
     def _due_slots(
-        self, schedule: Schedule, first: int, now: int
+        self, schedule: Schedule, first: int, until: int
     ) -> tuple[list[int], int, Optional[int]]:
-        """Slots from ``first`` up to ``now``: (newest ones kept, count omitted, next slot).
+        """Slots from ``first`` up to ``until``: (newest ones kept, count omitted, next slot).
 
         At most ``keep_runs`` are returned; a very long outage is walked for a
         bounded number of steps and then jumped over.
@@ -483,12 +488,12 @@ class CronScheduler:
         walked = 0
         omitted = 0
         slot: Optional[int] = first
-        while slot is not None and slot <= now:
+        while slot is not None and slot <= until:
             kept.append(slot)
             walked += 1
             if walked >= cap * _ENUMERATION_FACTOR and len(kept) == cap:
                 span = kept[-1] - kept[0]
-                jump = schedule.next_after(now - span - 1)
+                jump = schedule.next_after(until - span - 1)
                 if jump is not None and jump > slot:
                     omitted += walked
                     walked = 0

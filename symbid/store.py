@@ -303,6 +303,9 @@ class SqlJobStore(JobStore):
                 )
         except Exception as exc:
             if self._is_unique_violation(exc):
+                if "jobs.id" in str(exc):
+                    raise Conflict(f"a job with id {job.id!r} already exists", field="id") \
+                        from exc
                 raise Conflict(
                     f"a job named {job.name!r} already exists; names are unique", field="name"
                 ) from exc
@@ -377,14 +380,16 @@ class SqlJobStore(JobStore):
 
     # --- scheduling ------------------------------------------------------------------
     def next_due(self) -> Optional[int]:
+        # Both queries walk an index in order and stop at the first hit.
         row = self._conn().execute(
             "SELECT MIN(next_run) FROM jobs WHERE status = 'active' AND next_run IS NOT NULL"
         ).fetchone()
         retry = self._conn().execute(
-            "SELECT MIN(r.retry_at) FROM runs r JOIN jobs j ON j.id = r.job_id "
-            "WHERE r.retry_at IS NOT NULL AND j.status = 'active'"
+            "SELECT r.retry_at FROM runs r WHERE r.retry_at IS NOT NULL AND EXISTS "
+            "(SELECT 1 FROM jobs j WHERE j.id = r.job_id AND j.status = 'active') "
+            "ORDER BY r.retry_at LIMIT 1"
         ).fetchone()
-        candidates = [v for v in (row[0], retry[0]) if v is not None]
+        candidates = [v for v in (row[0], retry[0] if retry else None) if v is not None]
         return min(candidates) if candidates else None
 
     def due_jobs(self, now: int, limit: int) -> list[Job]:
@@ -398,8 +403,8 @@ class SqlJobStore(JobStore):
     def due_retries(self, now: int, limit: int) -> list[Run]:
         cols = ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
         rows = self._query(
-            f"SELECT {cols} FROM runs r JOIN jobs j ON j.id = r.job_id "
-            "WHERE r.retry_at IS NOT NULL AND r.retry_at <= ? AND j.status = 'active' "
+            f"SELECT {cols} FROM runs r WHERE r.retry_at IS NOT NULL AND r.retry_at <= ? "
+            "AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = r.job_id AND j.status = 'active') "
             "ORDER BY r.retry_at LIMIT ?",
             (now, limit),
         )
@@ -605,8 +610,7 @@ _SQLITE_MIGRATIONS: tuple[str, ...] = (
         version INTEGER NOT NULL DEFAULT 1,
         CHECK ((cron_expr IS NULL) <> (at_ms IS NULL))
     );
-    CREATE INDEX jobs_due ON jobs(next_run) WHERE status = 'active' AND next_run IS NOT NULL;
-    CREATE INDEX jobs_status ON jobs(status);
+    CREATE INDEX jobs_due ON jobs(status, next_run);
     CREATE INDEX jobs_agent ON jobs(agent_id);
     CREATE TABLE runs (
         id TEXT PRIMARY KEY,
@@ -658,11 +662,11 @@ class SqliteJobStore(SqlJobStore):
                 timeout=self._busy_timeout_ms / 1000,
                 check_same_thread=True,
             )
-        except sqlite3.Error as exc:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = FULL")
         return conn
 
     def _begin_write(self, conn: Any) -> None:
@@ -673,11 +677,21 @@ class SqliteJobStore(SqlJobStore):
 
     def _migrate(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StoreError(f"state directory {directory} does not exist; create it or "
+                             "point --state-dir elsewhere")
         if not os.access(directory, os.W_OK):
             raise StoreError(
                 f"state directory {directory} is not writable by uid {os.getuid()}; "
                 "fix its owner or point --state-dir elsewhere"
             )
+        try:
+            self._migrate_open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _migrate_open(self) -> None:
         conn = self._conn()
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]

@@ -1,9 +1,10 @@
 """A bare engine process for crash tests: store + supervisor + executor + loop.
 
-    python -m tests.integration.engine_main STATE_DIR AGENTS_JSON
+    python -m tests.integration.engine_main STATE_DIR AGENTS_JSON [CONFIG_JSON]
 
-AGENTS_JSON maps agent names to {"command": [...], "env": {...}}. The process
-runs until SIGTERM/SIGINT (graceful stop) or until it is killed.
+AGENTS_JSON maps agent names to {"command": [...], "env": {...}}; CONFIG_JSON
+overrides SchedulerConfig fields. The process runs until SIGTERM/SIGINT
+(graceful stop) or until it is killed. The benchmarks use it too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def main() -> int:
         name: Agent(name=name, command=tuple(a["command"]), env=a.get("env", {}))
         for name, a in spec.items()
     })
-    config = SchedulerConfig(shutdown_timeout_seconds=2, kill_grace_seconds=1)
+    overrides = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    config = SchedulerConfig(**{"shutdown_timeout_seconds": 2, "kill_grace_seconds": 1,
+                                **overrides})
     signals: queue.Queue[int] = queue.Queue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: signals.put(signum))

@@ -1,0 +1,39 @@
+"""symbid benchmarks. `make bench` runs them all; `python -m bench NAME...` runs some.
+
+Numbers go to stdout and to bench/results/<name>.json. They are measured, never
+asserted: targets live in the issue notes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from bench import engine_bench
+
+SUITES = {
+    "lateness_single": engine_bench.lateness_single,
+    "lateness_500": engine_bench.lateness_500,
+    "throughput": engine_bench.throughput,
+    "idle_100k": engine_bench.idle_100k,
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(SUITES)
+    out_dir = os.path.join(os.path.dirname(__file__), "results")
+    os.makedirs(out_dir, exist_ok=True)
+    for name in names:
+        started = time.monotonic()
+        result = SUITES[name]()
+        result["wall_seconds"] = round(time.monotonic() - started, 1)
+        print(f"{name}: {json.dumps(result)}", flush=True)
+        with open(os.path.join(out_dir, f"{name}.json"), "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,818 @@
+"""SqliteJobStore on real SQLite files: schema, jobs, claims, finishes, retention, threads."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+import symbid
+from symbid.errors import Conflict, NotFound, SchemaTooNew, StoreError
+from symbid.model import (
+    CatchUp,
+    DeliveryConfig,
+    Job,
+    JobStatus,
+    Policy,
+    Run,
+    RunStatus,
+    SessionMode,
+    Trigger,
+    new_id,
+)
+from symbid.store import SCHEMA_VERSION, Advance, Finish, RetryClaim, SqliteJobStore
+
+T0 = 1_772_323_200_000  # 2026-03-01T00:00:00Z
+MINUTE = 60_000
+
+
+def make_job(name: str = "job", **kw: Any) -> Job:
+    if "at" not in kw:
+        kw.setdefault("cron_expr", "* * * * *")
+    kw.setdefault("agent_id", "agent")
+    kw.setdefault("next_run", T0 + MINUTE)
+    kw.setdefault("created_at", T0)
+    kw.setdefault("updated_at", T0)
+    return Job(id=new_id(), name=name, **kw)
+
+
+def make_run(job: Job, slot: int, attempt: int = 1, status: RunStatus = RunStatus.PENDING,
+             trigger: Trigger = Trigger.SCHEDULE, **kw: Any) -> Run:
+    return Run(id=new_id(), job_id=job.id, slot=slot, attempt=attempt, trigger=trigger,
+               status=status, created_at=slot, **kw)
+
+
+def done(run: Run, status: RunStatus = RunStatus.SUCCEEDED, ms: int = 10, **kw: Any) -> Run:
+    """The final state of ``run``."""
+    return run.replace(status=status, finished_at=run.slot + ms, execution_time_ms=ms,
+                       exit_code=0 if status is RunStatus.SUCCEEDED else 1, **kw)
+
+
+def claim_runs(store: SqliteJobStore, job: Job, *runs: Run,
+               next_run: Optional[int] = None) -> list[Run]:
+    """Claim ``runs`` for ``job`` at its current version, as the scheduler does."""
+    current = store.get_job(job.id)
+    last = max(r.slot for r in runs) if runs else None
+    return store.claim([Advance(job.id, current.version, next_run, last, tuple(runs))], [])
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), isolation_level=None)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SqliteJobStore]:
+    s = SqliteJobStore(str(db_path))
+    yield s
+    s.close()
+
+
+# --- connections and schema ----------------------------------------------------------------
+
+
+def _pragmas(conn: Any) -> dict[str, Any]:
+    names = ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+    return {n: conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names}
+
+
+def test_every_connection_uses_wal_foreign_keys_a_busy_timeout_and_full_sync(
+    db_path: Path,
+) -> None:
+    store = SqliteJobStore(str(db_path), busy_timeout_ms=4321)
+    try:
+        expected = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 4321,
+                    "synchronous": 2}  # 2 = FULL
+        assert _pragmas(store._conn()) == expected
+        # each thread gets its own connection; it must be set up the same way
+        seen: list[dict[str, Any]] = []
+        worker = threading.Thread(target=lambda: seen.append(_pragmas(store._conn())))
+        worker.start()
+        worker.join()
+        assert seen == [expected]
+    finally:
+        store.close()
+
+
+def test_a_new_database_is_stamped_with_the_current_schema_version(
+    store: SqliteJobStore, db_path: Path
+) -> None:
+    assert SCHEMA_VERSION >= 1
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"jobs", "runs"} <= tables
+
+
+def test_reopening_a_current_database_changes_nothing(db_path: Path) -> None:
+    first = SqliteJobStore(str(db_path))
+    job = first.create_job(make_job("kept"))
+    first.close()
+    conn = raw(db_path)
+    schema_sql = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    schema_before = conn.execute(schema_sql).fetchall()
+    conn.close()
+
+    second = SqliteJobStore(str(db_path))
+    try:
+        assert second._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert second.get_job("kept") == job
+    finally:
+        second.close()
+    conn = raw(db_path)
+    assert conn.execute(schema_sql).fetchall() == schema_before
+    conn.close()
+
+
+def test_a_newer_database_is_refused_with_a_clear_error(db_path: Path) -> None:
+    conn = raw(db_path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    with pytest.raises(SchemaTooNew) as excinfo:
+        SqliteJobStore(str(db_path))
+
+    message = str(excinfo.value)
+    assert str(db_path) in message
+    assert "upgrade" in message.lower()
+    assert isinstance(excinfo.value, StoreError)
+    # the file was left as it was: no tables created, version untouched
+    conn = raw(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_file_that_is_not_a_database_raises_a_store_error(db_path: Path) -> None:
+    db_path.write_bytes(b"this is certainly not an SQLite file\x00\xff\xfe" * 200)
+
+    with pytest.raises(StoreError) as excinfo:
+        SqliteJobStore(str(db_path))
+
+    assert type(excinfo.value) is StoreError
+    assert str(db_path) in str(excinfo.value)
+
+
+def test_a_path_inside_a_missing_directory_raises_a_store_error_naming_the_directory(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+
+    with pytest.raises(StoreError) as excinfo:
+        SqliteJobStore(str(missing / "state.db"))
+
+    assert str(missing) in str(excinfo.value)
+    assert not missing.exists()
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+def test_a_created_job_is_found_by_id_and_by_name_with_all_its_settings(
+    store: SqliteJobStore,
+) -> None:
+    job = make_job(
+        "nightly", timezone="Europe/Berlin", session_mode=SessionMode.FULLY_EPHEMERAL,
+        delivery=("webhook",), policy=Policy(require_approval=True, approvers=("ops",)),
+        delivery_config=DeliveryConfig(webhook_url="https://example.invalid/hook",
+                                       webhook_headers={"X-Token": "${TOKEN}"}),
+        max_retries=3, jitter_seconds=1.5, catch_up=CatchUp.ALL, input="hello",
+        source="file", last_run=T0,
+    )
+    assert store.create_job(job) == job
+
+    assert store.find_job(job.id) == job
+    assert store.find_job("nightly") == job
+    assert store.get_job("nightly") == job
+    assert store.find_job("nope") is None
+
+
+def test_get_job_of_an_unknown_reference_raises_not_found(store: SqliteJobStore) -> None:
+    store.create_job(make_job("present"))
+
+    with pytest.raises(NotFound) as excinfo:
+        store.get_job("absent")
+    assert "absent" in str(excinfo.value)
+
+
+def test_a_duplicate_name_raises_a_conflict_on_the_name_field(store: SqliteJobStore) -> None:
+    store.create_job(make_job("twin"))
+
+    with pytest.raises(Conflict) as excinfo:
+        store.create_job(make_job("twin"))
+
+    assert excinfo.value.field == "name"
+    assert "twin" in str(excinfo.value)
+    assert len(store.list_jobs()) == 1
+
+
+def test_list_jobs_filters_by_status_agent_and_source(store: SqliteJobStore) -> None:
+    store.create_job(make_job("b", agent_id="x", source="api"))
+    store.create_job(make_job("a", agent_id="y", source="file"))
+    store.create_job(make_job("c", agent_id="x", source="file", status=JobStatus.PAUSED))
+    store.create_job(make_job("d", agent_id="y", source="api", status=JobStatus.PAUSED))
+
+    def names(**kw: Any) -> list[str]:
+        return [j.name for j in store.list_jobs(**kw)]
+
+    assert names() == ["a", "b", "c", "d"]
+    assert names(status=JobStatus.ACTIVE) == ["a", "b"]
+    assert names(status=JobStatus.PAUSED) == ["c", "d"]
+    assert names(agent_id="x") == ["b", "c"]
+    assert names(source="file") == ["a", "c"]
+    assert names(status=JobStatus.PAUSED, agent_id="y", source="api") == ["d"]
+    assert names(status=JobStatus.COMPLETED) == []
+
+
+def test_modify_job_changes_fields_and_bumps_version_and_updated_at(
+    store: SqliteJobStore,
+) -> None:
+    job = store.create_job(make_job("old"))
+
+    new = store.modify_job(
+        "old", lambda j: j.replace(name="new", cron_expr="0 * * * *", status=JobStatus.PAUSED,
+                                   input="changed", version=99, updated_at=0),
+        now=T0 + 5000,
+    )
+
+    assert new.version == job.version + 1
+    assert new.updated_at == T0 + 5000
+    assert store.get_job(job.id) == new
+    assert store.find_job("old") is None
+    stored = store.get_job("new")
+    assert (stored.cron_expr, stored.status, stored.input) == ("0 * * * *", JobStatus.PAUSED,
+                                                               "changed")
+    assert stored.created_at == job.created_at
+
+
+def test_modify_job_keeps_the_jobs_run_history(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("history"))
+    first, second = make_run(job, T0), make_run(job, T0 + MINUTE)
+    assert claim_runs(store, job, first, second, next_run=T0 + 2 * MINUTE) == [first, second]
+    store.finish([Finish(done(first))])
+
+    store.modify_job(job.id, lambda j: j.replace(input="new input"), now=T0 + 3 * MINUTE)
+
+    assert [r.id for r in store.history(job.id)] == [second.id, first.id]
+    assert store.get_run(first.id).status is RunStatus.SUCCEEDED
+    assert store.get_job(job.id).run_count == 1
+    assert [r.id for r in store.open_runs()] == [second.id]
+
+
+def test_renaming_a_job_onto_another_jobs_name_raises_a_conflict(store: SqliteJobStore) -> None:
+    store.create_job(make_job("one"))
+    store.create_job(make_job("two"))
+
+    with pytest.raises(Conflict) as excinfo:
+        store.modify_job("two", lambda j: j.replace(name="one"), now=T0)
+
+    assert excinfo.value.field == "name"
+    assert store.find_job("two") is not None
+
+
+def test_modifying_an_unknown_job_raises_not_found(store: SqliteJobStore) -> None:
+    with pytest.raises(NotFound):
+        store.modify_job("ghost", lambda j: j, now=T0)
+
+
+_REPLACE_SQL = re.compile(
+    r"\bOR\s+REPLACE\b|\bREPLACE\s+INTO\b|\bON\s+CONFLICT\s+REPLACE\b", re.IGNORECASE
+)
+
+
+def _replacing_sql(source: str) -> list[tuple[int, str]]:
+    """String literals (not docstrings, not comments) that would replace rows.
+
+    ``REPLACE INTO`` is SQLite's alias of ``INSERT OR REPLACE``; both delete the old row
+    first, which cascades a job's run history away.
+    """
+    tree = ast.parse(source)
+    docstrings: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                docstrings.add(id(body[0].value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and id(node) not in docstrings and _REPLACE_SQL.search(node.value)
+    ]
+
+
+def test_the_replace_detector_finds_replacing_sql_but_not_prose() -> None:
+    code = (
+        '"""Never use INSERT OR REPLACE."""\n'
+        '# INSERT OR REPLACE in a comment is fine\n'
+        'A = "insert or replace into jobs (id) values (?)"\n'
+        'B = f"REPLACE INTO runs ({COLS}) VALUES (?)"\n'
+        'C = "SELECT replace(name, \'a\', \'b\') FROM jobs"\n'
+    )
+    assert [line for line, _ in _replacing_sql(code)] == [3, 4]
+
+
+def test_no_symbid_module_writes_with_insert_or_replace() -> None:
+    root = Path(symbid.__file__).parent
+    files = sorted(root.rglob("*.py"))
+    assert any(f.name == "store.py" for f in files)
+    offenders = [
+        f"{path.relative_to(root.parent)}:{line}: {text.strip()[:80]}"
+        for path in files
+        for line, text in _replacing_sql(path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, "rows must be updated, never replaced:\n" + "\n".join(offenders)
+
+
+# --- claims --------------------------------------------------------------------------------
+
+
+def test_claim_inserts_pending_and_skipped_runs_and_moves_the_schedule_on(
+    store: SqliteJobStore,
+) -> None:
+    job = store.create_job(make_job("claimed", next_run=T0))
+    missed = make_run(job, T0, status=RunStatus.SKIPPED, trigger=Trigger.CATCH_UP)
+    latest = make_run(job, T0 + MINUTE, trigger=Trigger.CATCH_UP)
+
+    claimed = store.claim(
+        [Advance(job.id, job.version, T0 + 2 * MINUTE, T0 + MINUTE, (missed, latest))], []
+    )
+
+    assert claimed == [latest]  # only pending runs are returned to be started
+    assert store.history(job.id) == [latest, missed]
+    after = store.get_job(job.id)
+    assert (after.next_run, after.last_run) == (T0 + 2 * MINUTE, T0 + MINUTE)
+    assert after.version == job.version + 1
+
+
+def test_a_claim_with_a_stale_version_is_dropped(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("stale", next_run=T0))
+    store.modify_job(job.id, lambda j: j.replace(input="edited"), now=T0)  # version moves on
+
+    claimed = store.claim(
+        [Advance(job.id, job.version, T0 + MINUTE, T0, (make_run(job, T0),))], []
+    )
+
+    assert claimed == []
+    assert store.history(job.id) == []
+    after = store.get_job(job.id)
+    assert (after.next_run, after.last_run, after.version) == (T0, None, job.version + 1)
+
+
+def test_a_claim_on_a_paused_job_is_dropped(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("paused", next_run=T0, status=JobStatus.PAUSED))
+
+    claimed = store.claim([Advance(job.id, job.version, T0 + MINUTE, T0,
+                                   (make_run(job, T0),))], [])
+
+    assert claimed == []
+    assert store.history(job.id) == []
+    assert store.get_job(job.id).next_run == T0
+
+
+def test_claiming_the_same_slot_and_attempt_twice_inserts_one_run(
+    store: SqliteJobStore,
+) -> None:
+    job = store.create_job(make_job("once", next_run=T0))
+    first = make_run(job, T0)
+    assert claim_runs(store, job, first, next_run=T0 + MINUTE) == [first]
+
+    # another claimer (say, after a restart) decides the same slot again, with a new run id
+    again = make_run(job, T0)
+    assert claim_runs(store, job, again, next_run=T0 + MINUTE) == []
+    # and twice within a single claim
+    assert claim_runs(store, job, make_run(job, T0), make_run(job, T0)) == []
+
+    assert [r.id for r in store.history(job.id)] == [first.id]
+
+
+def _failed_with_retry(store: SqliteJobStore, name: str, retry_at: int) -> tuple[Job, Run]:
+    job = store.create_job(make_job(name, next_run=T0))
+    run = make_run(job, T0)
+    claim_runs(store, job, run, next_run=T0 + 10 * MINUTE)
+    store.mark_started([(run.id, T0, 4242, 4242)])
+    store.finish([Finish(done(run, RunStatus.FAILED, retry_at=retry_at))])
+    return store.get_job(job.id), store.get_run(run.id)
+
+
+def test_a_retry_claim_clears_retry_at_and_inserts_the_next_attempt_only_once(
+    store: SqliteJobStore,
+) -> None:
+    retry_at = T0 + 30_000
+    job, failed = _failed_with_retry(store, "flaky", retry_at)
+    assert failed.retry_at == retry_at
+    assert [r.id for r in store.due_retries(retry_at, 10)] == [failed.id]
+
+    nxt = make_run(job, T0, attempt=2, trigger=Trigger.RETRY)
+    retry = RetryClaim(failed.id, retry_at, nxt)
+    assert store.claim([], [retry]) == [nxt]
+
+    assert store.get_run(failed.id).retry_at is None
+    assert store.due_retries(retry_at, 10) == []
+    # applying the same claim again, or a rival claim for the same attempt, inserts nothing
+    assert store.claim([], [retry]) == []
+    rival = RetryClaim(failed.id, retry_at, make_run(job, T0, attempt=2, trigger=Trigger.RETRY))
+    assert store.claim([], [rival]) == []
+    assert [(r.id, r.attempt) for r in store.history(job.id)] == [(nxt.id, 2), (failed.id, 1)]
+
+
+def test_a_retry_claim_applied_twice_in_one_batch_inserts_once(store: SqliteJobStore) -> None:
+    retry_at = T0 + 30_000
+    job, failed = _failed_with_retry(store, "flaky", retry_at)
+    nxt = make_run(job, T0, attempt=2, trigger=Trigger.RETRY)
+    twin = make_run(job, T0, attempt=2, trigger=Trigger.RETRY)
+
+    claimed = store.claim([], [RetryClaim(failed.id, retry_at, nxt),
+                               RetryClaim(failed.id, retry_at, twin)])
+
+    assert claimed == [nxt]
+    assert len(store.history(job.id)) == 2
+
+
+# --- due jobs ------------------------------------------------------------------------------
+
+
+def test_due_jobs_are_the_active_jobs_due_by_now_in_next_run_order_up_to_the_limit(
+    store: SqliteJobStore,
+) -> None:
+    store.create_job(make_job("third", next_run=T0 + 3000))
+    store.create_job(make_job("first", next_run=T0 + 1000))
+    store.create_job(make_job("second", next_run=T0 + 2000))
+    store.create_job(make_job("later", next_run=T0 + 3001))
+    store.create_job(make_job("paused", next_run=T0, status=JobStatus.PAUSED))
+    store.create_job(make_job("done", at=T0, next_run=None, status=JobStatus.COMPLETED))
+    store.create_job(make_job("unscheduled", next_run=None))
+
+    assert [j.name for j in store.due_jobs(T0 + 3000, 10)] == ["first", "second", "third"]
+    assert [j.name for j in store.due_jobs(T0 + 3000, 2)] == ["first", "second"]
+    assert store.due_jobs(T0 + 999, 10) == []
+
+
+def test_paused_jobs_are_not_due(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("sleepy", next_run=T0))
+    assert [j.id for j in store.due_jobs(T0, 10)] == [job.id]
+    assert store.next_due() == T0
+
+    store.modify_job(job.id, lambda j: j.replace(status=JobStatus.PAUSED), now=T0)
+
+    assert store.due_jobs(T0 + MINUTE, 10) == []
+    assert store.next_due() is None
+
+
+def test_next_due_is_the_earliest_active_next_run_or_retry_of_an_active_job(
+    store: SqliteJobStore,
+) -> None:
+    assert store.next_due() is None
+    store.create_job(make_job("active", next_run=T0 + 10 * MINUTE))
+    store.create_job(make_job("paused", next_run=T0, status=JobStatus.PAUSED))
+    assert store.next_due() == T0 + 10 * MINUTE
+
+    # a retry of an active job that is due sooner than any slot wins
+    _, failed = _failed_with_retry(store, "retrying", retry_at=T0 + 2 * MINUTE)
+    assert store.next_due() == T0 + 2 * MINUTE
+
+    # a retry of a paused job does not count, nor does that job's next_run
+    _, paused_failed = _failed_with_retry(store, "paused-retry", retry_at=T0 + MINUTE)
+    store.modify_job(paused_failed.job_id, lambda j: j.replace(status=JobStatus.PAUSED), now=T0)
+    assert store.next_due() == T0 + 2 * MINUTE
+
+    store.clear_retries(failed.job_id)
+    assert store.next_due() == T0 + 10 * MINUTE
+
+
+def test_the_due_jobs_query_is_served_by_the_jobs_due_index(store: SqliteJobStore) -> None:
+    for i in range(50):
+        store.create_job(make_job(f"job{i}", next_run=T0 + i * 1000,
+                                  status=JobStatus.ACTIVE if i % 3 else JobStatus.PAUSED))
+    conn = store._conn()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        store.due_jobs(T0 + 10_000, 5)
+    finally:
+        conn.set_trace_callback(None)
+    [sql] = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    params = (T0 + 10_000, 5) if "?" in sql else ()  # older Pythons trace unexpanded SQL
+
+    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
+
+    text = "\n".join(plan)
+    assert "jobs_due" in text, f"due_jobs is not using the jobs_due index:\n{text}"
+    assert not any(step.startswith("SCAN jobs") for step in plan), text
+    assert "TEMP B-TREE" not in text, text
+
+
+# --- starting and finishing ----------------------------------------------------------------
+
+
+def test_mark_started_records_the_process_of_pending_runs_only(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("started", next_run=T0))
+    run, finished = make_run(job, T0), make_run(job, T0 + MINUTE)
+    claim_runs(store, job, run, finished)
+    store.finish([Finish(done(finished))])
+
+    store.mark_started([(run.id, T0 + 5, 100, 101), (finished.id, T0 + 5, 200, 201)])
+
+    got = store.get_run(run.id)
+    assert (got.status, got.started_at, got.pid, got.pgid) == (RunStatus.RUNNING, T0 + 5, 100, 101)
+    untouched = store.get_run(finished.id)
+    assert (untouched.status, untouched.pid) == (RunStatus.SUCCEEDED, None)
+
+
+def test_finishing_runs_updates_the_job_counters(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("counted", next_run=T0))
+    good, bad, timed_out = (make_run(job, T0 + i * MINUTE) for i in range(3))
+    claim_runs(store, job, good, bad, timed_out)
+    store.mark_started([(r.id, r.slot, 10, 10) for r in (good, bad, timed_out)])
+
+    store.finish([Finish(done(good, ms=100)), Finish(done(bad, RunStatus.FAILED, ms=20)),
+                  Finish(done(timed_out, RunStatus.TIMED_OUT, ms=3))])
+
+    after = store.get_job(job.id)
+    assert (after.run_count, after.failure_count) == (3, 2)
+    assert store.get_run(good.id).status is RunStatus.SUCCEEDED
+    assert store.get_run(good.id).finished_at == T0 + 100
+    totals = store.totals()
+    assert (totals.runs_total, totals.runs_succeeded, totals.runs_failed,
+            totals.execution_ms_total) == (3, 1, 2, 123)
+
+
+def test_a_finish_that_does_not_count_leaves_the_counters_alone(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("uncounted", next_run=T0))
+    run = make_run(job, T0)
+    claim_runs(store, job, run)
+
+    store.finish([Finish(done(run, RunStatus.CANCELLED), counts=False)])
+
+    assert store.get_run(run.id).status is RunStatus.CANCELLED
+    after = store.get_job(job.id)
+    assert (after.run_count, after.failure_count) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (JobStatus.ACTIVE, JobStatus.COMPLETED),
+        (JobStatus.PAUSED, JobStatus.COMPLETED),
+        (JobStatus.COMPLETED, JobStatus.COMPLETED),
+        (JobStatus.FAILED, JobStatus.FAILED),
+        (JobStatus.DEAD_LETTER, JobStatus.DEAD_LETTER),
+    ],
+)
+def test_a_finish_changes_the_job_status_only_from_active_or_paused(
+    store: SqliteJobStore, before: JobStatus, after: JobStatus
+) -> None:
+    job = store.create_job(make_job("one-shot", at=T0, next_run=None, status=before))
+    run = store.insert_run(make_run(job, T0, trigger=Trigger.MANUAL))
+
+    store.finish([Finish(done(run), job_status=JobStatus.COMPLETED)])
+
+    final = store.get_job(job.id)
+    assert final.status is after
+    assert final.version == job.version + (1 if after is not before else 0)
+
+
+def test_a_finish_that_clears_retries_drops_only_that_jobs_pending_retries(
+    store: SqliteJobStore,
+) -> None:
+    job, failed = _failed_with_retry(store, "exhausted", retry_at=T0 + MINUTE)
+    _, other_failed = _failed_with_retry(store, "other", retry_at=T0 + MINUTE)
+    manual = store.insert_run(make_run(job, T0 + 5 * MINUTE, trigger=Trigger.MANUAL))
+
+    store.finish([Finish(done(manual, RunStatus.FAILED), job_status=JobStatus.DEAD_LETTER,
+                         clear_retries=True)])
+
+    assert store.get_run(failed.id).retry_at is None
+    assert store.get_run(other_failed.id).retry_at == T0 + MINUTE
+    assert store.get_job(job.id).status is JobStatus.DEAD_LETTER
+    assert [r.id for r in store.due_retries(T0 + MINUTE, 10)] == [other_failed.id]
+
+
+def test_finishing_an_already_final_run_changes_nothing(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("final", next_run=T0))
+    run = make_run(job, T0)
+    claim_runs(store, job, run)
+    store.finish([Finish(done(run, RunStatus.SUCCEEDED, output="first"))])
+    before_run, before_job = store.get_run(run.id), store.get_job(job.id)
+
+    store.finish([Finish(done(run, RunStatus.FAILED, output="second", retry_at=T0 + MINUTE),
+                         job_status=JobStatus.PAUSED, clear_retries=True)])
+
+    assert store.get_run(run.id) == before_run
+    assert store.get_job(job.id) == before_job
+
+
+def test_open_runs_lists_pending_and_running_runs_in_slot_order(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("open", next_run=T0))
+    running, finished, pending = (make_run(job, T0 + i * MINUTE) for i in range(3))
+    claim_runs(store, job, running, finished, pending)
+    store.mark_started([(running.id, T0, 1, 1), (finished.id, T0, 2, 2)])
+    store.finish([Finish(done(finished))])
+
+    opened = store.open_runs()
+
+    assert [(r.id, r.status) for r in opened] == [
+        (running.id, RunStatus.RUNNING), (pending.id, RunStatus.PENDING),
+    ]
+    assert store.open_run_counts() == {job.id: 2}
+
+
+def test_history_is_newest_first_and_honours_limit_and_status(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("hist", next_run=T0))
+    runs = [make_run(job, T0 + i * MINUTE) for i in range(5)]
+    claim_runs(store, job, *runs)
+    retry = RetryClaim(runs[0].id, T0 + 10 * MINUTE,
+                       make_run(job, T0, attempt=2, trigger=Trigger.RETRY))
+    store.finish([Finish(done(r, RunStatus.FAILED if i % 2 == 0 else RunStatus.SUCCEEDED,
+                              retry_at=T0 + 10 * MINUTE if i == 0 else None))
+                  for i, r in enumerate(runs)])
+    store.claim([], [retry])
+
+    assert [(r.slot, r.attempt) for r in store.history(job.id)] == [
+        (T0 + 4 * MINUTE, 1), (T0 + 3 * MINUTE, 1), (T0 + 2 * MINUTE, 1), (T0 + MINUTE, 1),
+        (T0, 2), (T0, 1),
+    ]
+    assert [r.id for r in store.history(job.id, limit=2)] == [runs[4].id, runs[3].id]
+    assert [r.id for r in store.history(job.id, status=RunStatus.SUCCEEDED)] == [
+        runs[3].id, runs[1].id,
+    ]
+    assert [r.id for r in store.history(job.id, limit=1, status=RunStatus.FAILED)] == [
+        runs[4].id
+    ]
+    assert [r.id for r in store.history(job.id, status=RunStatus.PENDING)] == [
+        retry.run.id
+    ]
+
+
+def test_totals_sum_jobs_and_runs_by_status(store: SqliteJobStore) -> None:
+    assert store.totals().by_status == {}
+    a = store.create_job(make_job("a", next_run=T0))
+    store.create_job(make_job("b", next_run=T0))
+    store.create_job(make_job("c", status=JobStatus.PAUSED))
+    store.create_job(make_job("d", at=T0, next_run=None, status=JobStatus.COMPLETED))
+    runs = [make_run(a, T0), make_run(a, T0 + MINUTE)]
+    claim_runs(store, a, *runs)
+    store.finish([Finish(done(runs[0], ms=7)), Finish(done(runs[1], RunStatus.FAILED, ms=5))])
+
+    totals = store.totals()
+
+    assert totals.by_status == {"active": 2, "paused": 1, "completed": 1}
+    assert (totals.runs_total, totals.runs_succeeded, totals.runs_failed,
+            totals.execution_ms_total) == (2, 1, 1, 12)
+
+
+# --- retention -----------------------------------------------------------------------------
+
+
+def test_only_the_newest_runs_of_a_job_are_kept(db_path: Path) -> None:
+    store = SqliteJobStore(str(db_path), keep_runs=3)
+    try:
+        job = store.create_job(make_job("busy", next_run=T0))
+        runs = [make_run(job, T0 + i * MINUTE) for i in range(6)]
+        claim_runs(store, job, *runs)
+
+        for run in runs:
+            store.finish([Finish(done(run))])
+
+        assert [r.id for r in store.history(job.id, limit=100)] == [
+            runs[5].id, runs[4].id, runs[3].id,
+        ]
+        assert store.get_job(job.id).run_count == 6  # counters are not pruned
+    finally:
+        store.close()
+
+
+def test_open_runs_and_pending_retries_are_never_pruned(db_path: Path) -> None:
+    store = SqliteJobStore(str(db_path), keep_runs=3)
+    try:
+        job = store.create_job(make_job("busy", next_run=T0))
+        running = make_run(job, T0)
+        awaiting = make_run(job, T0 + MINUTE)
+        runs = [make_run(job, T0 + (2 + i) * MINUTE) for i in range(6)]
+        claim_runs(store, job, running, awaiting, *runs)
+        store.mark_started([(running.id, T0, 9, 9)])
+        store.finish([Finish(done(runs[0], RunStatus.FAILED, retry_at=T0 + 60 * MINUTE))])
+
+        for run in runs[1:]:
+            store.finish([Finish(done(run))])
+
+        kept = {r.id for r in store.history(job.id, limit=100)}
+        assert kept == {running.id, awaiting.id, runs[0].id, runs[5].id, runs[4].id,
+                        runs[3].id}
+        assert store.get_run(runs[0].id).retry_at == T0 + 60 * MINUTE
+    finally:
+        store.close()
+
+
+# --- manual runs ---------------------------------------------------------------------------
+
+
+def test_a_manual_run_on_a_taken_slot_moves_on_by_one_millisecond(
+    store: SqliteJobStore,
+) -> None:
+    job = store.create_job(make_job("manual", next_run=T0 + MINUTE))
+    scheduled = make_run(job, T0)
+    claim_runs(store, job, scheduled, next_run=T0 + MINUTE)
+
+    first = store.insert_run(make_run(job, T0, trigger=Trigger.MANUAL))
+    second = store.insert_run(make_run(job, T0, trigger=Trigger.MANUAL))
+
+    assert (first.slot, second.slot) == (T0 + 1, T0 + 2)
+    assert {(r.id, r.slot) for r in store.history(job.id)} == {
+        (scheduled.id, T0), (first.id, T0 + 1), (second.id, T0 + 2),
+    }
+
+
+def test_a_manual_run_on_a_free_slot_keeps_it(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("manual"))
+    run = make_run(job, T0 + 123, trigger=Trigger.MANUAL)
+
+    assert store.insert_run(run) == run
+    assert store.get_run(run.id) == run
+
+
+def test_a_manual_run_of_an_unknown_job_raises_not_found(store: SqliteJobStore) -> None:
+    ghost = make_job("ghost")
+
+    with pytest.raises(NotFound):
+        store.insert_run(make_run(ghost, T0, trigger=Trigger.MANUAL))
+
+
+# --- threads -------------------------------------------------------------------------------
+
+
+def test_two_threads_creating_jobs_at_once_through_one_store_both_succeed(
+    store: SqliteJobStore,
+) -> None:
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def create(prefix: str) -> None:
+        try:
+            start.wait(timeout=10)
+            for i in range(50):
+                store.create_job(make_job(f"{prefix}-{i:02d}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(p,)) for p in ("left", "right")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    names = [j.name for j in store.list_jobs()]
+    assert len(names) == 100
+    assert sum(n.startswith("left-") for n in names) == 50
+
+
+# --- deleting ------------------------------------------------------------------------------
+
+
+def test_delete_job_removes_the_job_and_its_runs(store: SqliteJobStore, db_path: Path) -> None:
+    job = store.create_job(make_job("doomed", next_run=T0))
+    keep = store.create_job(make_job("kept", next_run=T0))
+    runs = [make_run(job, T0), make_run(job, T0 + MINUTE)]
+    claim_runs(store, job, *runs)
+    kept_run = make_run(keep, T0)
+    claim_runs(store, keep, kept_run)
+
+    deleted = store.delete_job("doomed")
+
+    assert (deleted.id, deleted.name) == (job.id, "doomed")
+    assert store.find_job(job.id) is None
+    with pytest.raises(NotFound):
+        store.get_run(runs[0].id)
+    conn = raw(db_path)
+    assert conn.execute("SELECT COUNT(*) FROM runs WHERE job_id = ?", (job.id,)).fetchone()[0] == 0
+    conn.close()
+    assert [r.id for r in store.history(keep.id)] == [kept_run.id]
+
+
+def test_delete_job_returns_the_deleted_job(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("doomed"))
+
+    assert store.delete_job(job.id) == job
+    assert store.list_jobs() == []
+
+
+def test_deleting_an_unknown_job_raises_not_found(store: SqliteJobStore) -> None:
+    store.create_job(make_job("present"))
+
+    with pytest.raises(NotFound):
+        store.delete_job("absent")
+    assert len(store.list_jobs()) == 1
