@@ -13,13 +13,12 @@ import os
 import signal
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from symbid.clock import Clock
 from symbid.config import resolve_refs
 from symbid.errors import SandboxError, SymbidError
-from symbid.model import Agent, AgentKind, Job, Run, RunStatus
+from symbid.model import Agent, AgentKind, Job, Run, RunOutcome, RunStatus
 from symbid.sandbox import ChildExit, Spawned, SpawnSpec, Supervisor
 from symbid.timing import format_duration, format_instant
 
@@ -29,22 +28,6 @@ log = logging.getLogger(__name__)
 class UnknownAgent(SymbidError):
     code = "unknown_agent"
     http_status = 400
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """How a started run ended."""
-
-    run_id: str
-    job_id: str
-    status: RunStatus
-    finished_at: int
-    execution_time_ms: Optional[int] = None
-    exit_code: Optional[int] = None
-    signal: Optional[int] = None
-    error_message: Optional[str] = None
-    output: Optional[str] = None
-    output_truncated: bool = False
 
 
 class RunSink(Protocol):

@@ -287,6 +287,22 @@ class Run:
 
 
 @dataclass(frozen=True)
+class RunOutcome:
+    """How a started run ended, as its executor reports it."""
+
+    run_id: str
+    job_id: str
+    status: RunStatus
+    finished_at: int
+    execution_time_ms: Optional[int] = None
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    error_message: Optional[str] = None
+    output: Optional[str] = None
+    output_truncated: bool = False
+
+
+@dataclass(frozen=True)
 class Limits:
     """Resource limits for a run's child process; ``None`` means unlimited."""
 

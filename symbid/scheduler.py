@@ -29,8 +29,16 @@ from typing import Optional, Protocol
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError
-from symbid.executor import RunOutcome
-from symbid.model import CatchUp, Job, JobStatus, Run, RunStatus, Trigger, new_id
+from symbid.model import (
+    CatchUp,
+    Job,
+    JobStatus,
+    Run,
+    RunOutcome,
+    RunStatus,
+    Trigger,
+    new_id,
+)
 from symbid.sandbox import Spawned, find_run_processes, kill_process_groups
 from symbid.store import Advance, Finish, JobStore, RetryClaim
 from symbid.timer import Waiter, Wake, make_waiter

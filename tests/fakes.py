@@ -6,8 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from symbid.executor import RunOutcome
-from symbid.model import Job, Run, RunStatus
+from symbid.model import Job, Run, RunOutcome, RunStatus
 from symbid.sandbox import Spawned
 from symbid.timer import Wake
 from symbid.timing import parse_instant

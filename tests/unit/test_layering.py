@@ -69,12 +69,6 @@ LADDER: dict[str, int] = {
 # Modules that share a component with another module although their entries differ.
 SAME_COMPONENT: dict[str, str] = {"symbid.delivery.router": "symbid.delivery"}
 
-# The single allowed import between two modules of one rung: the scheduler consumes
-# executor.RunOutcome, the record of how a run ended. Do not add to this lightly.
-SAME_LEVEL_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset({
-    ("symbid.scheduler", "symbid.executor"),
-})
-
 # The CLI must start fast and work without the daemon's machinery: besides its own
 # submodules it may import only these (and their submodules).
 CLI_MAY_IMPORT: tuple[str, ...] = (
@@ -200,8 +194,6 @@ def why_forbidden(importer: str, imported: str, known: set[str]) -> Optional[str
     low, high = level_of(imported), level_of(importer)
     if low is None or high is None:
         return "a module without a level"  # reported by the unknown-module test
-    if (importer, imported) in SAME_LEVEL_EXCEPTIONS:
-        return None
     if low < high or low == high == 0:
         return None
     if low == high:
@@ -307,7 +299,7 @@ def test_the_checker_reports_every_violation_with_its_file_and_module(tmp_path: 
         "timer.py": "from .clock import Clock\n",  # fine, relative
         "sandbox.py": "from . import scheduler\n",  # 2 -> 3, relative
         "executor.py": "from symbid.sandbox import Spawned\n",  # fine
-        "scheduler.py": "from symbid.executor import RunOutcome\nfrom symbid.jobs import J\n",
+        "scheduler.py": "from symbid.model import RunOutcome\nfrom symbid.jobs import J\n",
         "jobs.py": "from symbid.store import JobStore\n",  # fine
         "daemon.py": "from symbid.cli import main\n",  # 5 -> 5
         "client.py": "",
