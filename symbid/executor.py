@@ -18,9 +18,17 @@ from typing import Optional, Protocol
 from symbid.clock import Clock
 from symbid.config import resolve_refs
 from symbid.errors import SandboxError, SymbidError
-from symbid.model import Agent, AgentKind, Job, Run, RunOutcome, RunStatus
+from symbid.model import (
+    Agent,
+    AgentKind,
+    Job,
+    Run,
+    RunOutcome,
+    RunStatus,
+    format_duration,
+    format_instant,
+)
 from symbid.sandbox import ChildExit, Spawned, SpawnSpec, Supervisor
-from symbid.timing import format_duration, format_instant
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Callable, Optional
 
 from symbid.clock import Clock
 from symbid.errors import Conflict, InvalidInput
-from symbid.model import Job, JobStatus, new_id
+from symbid.model import Job, JobStatus, format_instant, new_id
 from symbid.store import JobStore
-from symbid.timing import format_instant, make_schedule
+from symbid.timing import make_schedule
 
 log = logging.getLogger(__name__)
 

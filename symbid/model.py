@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Mapping, Optional
 
@@ -81,6 +82,41 @@ DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes of a run's output kept in its record
 def new_id() -> str:
     """A fresh job or run id."""
     return str(uuid.uuid4())
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_datetime(ms: int) -> datetime:
+    """The aware UTC datetime of an instant (epoch milliseconds)."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def format_instant(ms: int) -> str:
+    """RFC 3339 in UTC: ``2026-03-08T07:00:00Z`` (milliseconds only when non-zero)."""
+    base = to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S")
+    if ms % 1000:
+        base += f".{ms % 1000:03d}"
+    return base + "Z"
+
+
+def format_duration(seconds: float) -> str:
+    """A compact duration such as ``5m`` or ``1h30m`` (read back by timing.parse_duration)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    rest = int(seconds)
+    if rest == 0:
+        return "0s"
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out
+
+
+def _instant(ms: Optional[int]) -> Optional[str]:
+    return None if ms is None else format_instant(ms)
 
 
 @dataclass(frozen=True)
@@ -330,3 +366,95 @@ class Agent:
     system_prompt: Optional[str] = None
     endpoint: Optional[str] = None
     agentpin_id: Optional[str] = None
+
+
+# --- wire form (API JSON, CLI JSON, `symbi dsl show`) ----------------------------------------
+
+
+def policy_to_wire(policy: Policy) -> dict[str, Any]:
+    d = policy.to_dict()
+    runtime = d.pop("max_runtime_seconds")
+    d["max_runtime"] = None if runtime is None else format_duration(runtime)
+    return {k: d[k] for k in ("require_approval", "approvers", "max_runtime",
+                              "require_capabilities", "allowed_hours",
+                              "allowed_environments", "require_agent_pin")}
+
+
+def job_to_wire(job: Job) -> dict[str, Any]:
+    """A job in the wire names of DESIGN §3 (instants as RFC 3339 UTC)."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "agent_id": job.agent_id,
+        "cron_expr": job.cron_expr,
+        "at": _instant(job.at),
+        "timezone": job.timezone,
+        "status": job.status.value,
+        "session_mode": job.session_mode.value,
+        "heartbeat": job.heartbeat.to_dict(),
+        "delivery": list(job.delivery),
+        "delivery_config": job.delivery_config.to_dict(),
+        "policy": policy_to_wire(job.policy),
+        "max_concurrent": job.max_concurrent,
+        "max_retries": job.max_retries,
+        "jitter_seconds": job.jitter_seconds,
+        "catch_up": job.catch_up.value,
+        "catch_up_limit": job.catch_up_limit,
+        "input": job.input,
+        "agent_pin_jwt": job.agent_pin_jwt,
+        "source": job.source,
+        "next_run": _instant(job.next_run),
+        "last_run": _instant(job.last_run),
+        "run_count": job.run_count,
+        "failure_count": job.failure_count,
+        "created_at": _instant(job.created_at),
+        "updated_at": _instant(job.updated_at),
+    }
+
+
+def run_to_wire(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "job_id": run.job_id,
+        "slot": format_instant(run.slot),
+        "attempt": run.attempt,
+        "trigger": run.trigger.value,
+        "status": run.status.value,
+        "created_at": format_instant(run.created_at),
+        "started_at": _instant(run.started_at),
+        "finished_at": _instant(run.finished_at),
+        "execution_time_ms": run.execution_time_ms,
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "error_message": run.error_message,
+        "output": run.output,
+        "output_truncated": run.output_truncated,
+        "summary": run.summary,
+        "input": run.input,
+        "retry_at": _instant(run.retry_at),
+    }
+
+
+def agent_to_wire(agent: Agent) -> dict[str, Any]:
+    limits = agent.limits
+    return {
+        "name": agent.name,
+        "kind": agent.kind.value,
+        "command": list(agent.command),
+        "env": dict(agent.env),
+        "working_dir": agent.working_dir,
+        "user": agent.user,
+        "group": agent.group,
+        "limits": {
+            "memory": limits.memory_bytes,
+            "cpu_time": limits.cpu_seconds,
+            "processes": limits.processes,
+            "open_files": limits.open_files,
+            "output": limits.output_bytes,
+        },
+        "capabilities": list(agent.capabilities),
+        "model": agent.model,
+        "system_prompt": agent.system_prompt,
+        "endpoint": agent.endpoint,
+        "agentpin_id": agent.agentpin_id,
+    }

@@ -37,12 +37,14 @@ from symbid.model import (
     RunOutcome,
     RunStatus,
     Trigger,
+    format_duration,
+    format_instant,
     new_id,
 )
 from symbid.sandbox import Spawned, find_run_processes, kill_process_groups
 from symbid.store import Advance, Finish, JobStore, RetryClaim
 from symbid.timer import Waiter, Wake, make_waiter
-from symbid.timing import Schedule, format_duration, format_instant, make_schedule
+from symbid.timing import Schedule, make_schedule
 
 log = logging.getLogger(__name__)
 

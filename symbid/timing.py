@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
+from symbid.model import format_instant, to_datetime
 
 UTC = timezone.utc
 _MS = 1000
@@ -330,23 +331,10 @@ def load_zone(name: str) -> ZoneInfo:
 # --- instants -----------------------------------------------------------------------------
 
 
-def to_datetime(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
 def to_ms(dt: datetime) -> int:
     """Epoch milliseconds of an aware datetime."""
     delta = dt - _EPOCH
     return (delta.days * 86400 + delta.seconds) * _MS + delta.microseconds // 1000
-
-
-def format_instant(ms: int) -> str:
-    """RFC 3339 in UTC: ``2026-03-08T07:00:00Z`` (milliseconds only when non-zero)."""
-    dt = to_datetime(ms)
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if ms % _MS:
-        base += f".{ms % _MS:03d}"
-    return base + "Z"
 
 
 _ISO_RE = re.compile(
@@ -629,18 +617,3 @@ def parse_duration(value: Union[str, int, float], *, field: str = "duration") ->
     if seconds < 0:
         raise InvalidDuration(f"{field}: {value!r} is negative", field=field)
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """A compact duration such as ``5m`` or ``1h30m`` (inverse of :func:`parse_duration`)."""
-    if seconds != int(seconds):
-        return f"{seconds:g}s"
-    rest = int(seconds)
-    if rest == 0:
-        return "0s"
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            out += f"{rest // size}{unit}"
-            rest %= size
-    return out

@@ -26,7 +26,8 @@ exit status:
 
 def _cmd_cron_next(args: argparse.Namespace) -> int:
     from symbid.clock import SystemClock
-    from symbid.timing import format_instant, load_zone, make_schedule, next_slots, parse_instant
+    from symbid.model import format_instant
+    from symbid.timing import load_zone, make_schedule, next_slots, parse_instant
 
     zone = load_zone(args.tz)
     start = parse_instant(args.start, zone) if args.start else SystemClock().now()

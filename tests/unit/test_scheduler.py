@@ -11,10 +11,10 @@ import pytest
 from symbid.config import SchedulerConfig
 from symbid.errors import Conflict
 from symbid.jobs import JobService
-from symbid.model import CatchUp, Job, JobStatus, Policy, Run, RunStatus, Trigger
+from symbid.model import CatchUp, Job, JobStatus, Policy, Run, RunStatus, Trigger, format_instant
 from symbid.scheduler import CronScheduler
 from symbid.store import Advance, SqliteJobStore
-from symbid.timing import format_instant, parse_instant
+from symbid.timing import parse_instant
 from tests.fakes import FakeClock, FakeLauncher, FakeWaiter
 
 

@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
+from symbid.model import format_duration, format_instant
 from symbid.timing import (
-    format_duration,
-    format_instant,
     load_zone,
     make_schedule,
     next_slots,
