@@ -14,9 +14,13 @@ decides at the next pass.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 from symbid.clock import Clock
+from symbid.dsl.loader import LoadedFile
+from symbid.dsl.sync import plan_sync
 from symbid.errors import Conflict, InvalidInput
 from symbid.model import Job, JobStatus, format_instant, new_id
 from symbid.store import JobStore
@@ -54,6 +58,26 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
             )
         return job.at
     return schedule.next_after(now)
+
+
+@dataclass
+class SyncResult:
+    """What a load of agents.d changed, and what went wrong."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failed_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created, "updated": self.updated, "removed": self.removed,
+            "unchanged": self.unchanged, "errors": self.errors, "warnings": self.warnings,
+            "failed_files": self.failed_files,
+        }
 
 
 class JobService:
@@ -151,3 +175,46 @@ class JobService:
         self._wake()
         return job
 
+
+    def sync_files(self, files: Sequence[LoadedFile]) -> SyncResult:
+        """Make the stored file jobs match ``files`` in one transaction (see dsl.sync)."""
+        result = SyncResult()
+        for f in files:
+            if not f.ok:
+                result.failed_files.append(f.path)
+                result.errors.extend(d.format() for d in f.errors)
+            result.warnings.extend(d.format() for d in f.warnings)
+        for attempt in range(5):
+            now = self._clock.now()
+            plan = plan_sync(files, self._store.list_jobs(), now)
+            create, skipped = [], []
+            for job in plan.create:
+                try:
+                    next_run = validate_job(job, now)
+                except InvalidInput as exc:
+                    skipped.append(f"{job.source[5:]}: schedule {job.name}: {exc.message}")
+                    continue
+                create.append(job.replace(
+                    id=new_id(), status=JobStatus.ACTIVE, next_run=next_run,
+                    created_at=now, updated_at=now, version=1,
+                ))
+            try:
+                self._store.apply_changes(create, plan.update, [j.id for j in plan.remove])
+            except Conflict:
+                if attempt == 4:
+                    raise
+                continue  # a job changed under us (the loop claimed a slot): plan again
+            result.created = [j.name for j in create]
+            result.updated = [j.name for j in plan.update]
+            result.removed = [j.name for j in plan.remove]
+            result.unchanged = len(plan.unchanged)
+            result.errors.extend(list(plan.errors) + skipped)
+            result.warnings.extend(plan.warnings)
+            break
+        for name in result.created + result.updated + result.removed:
+            log.info("agents.d: job %s %s", name,
+                     "created" if name in result.created else
+                     "updated" if name in result.updated else "removed",
+                     extra={"SYMBID_JOB": name, "SYMBID_EVENT": "job_synced"})
+        self._wake()
+        return result

@@ -122,6 +122,16 @@ class JobStore(abc.ABC):
         """Read, change and write one job in a single transaction."""
 
     @abc.abstractmethod
+    def apply_changes(
+        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
+    ) -> None:
+        """Create, update and delete jobs in one transaction.
+
+        Each update carries the version it was planned against; if any job
+        changed meanwhile, nothing is written and :class:`Conflict` is raised.
+        """
+
+    @abc.abstractmethod
     def clear_retries(self, job_id: str) -> None:
         """Drop every pending retry of a job."""
 
@@ -339,6 +349,39 @@ class SqlJobStore(JobStore):
         rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
         return [_job_from_row(r) for r in rows]
 
+    def _update_row(self, conn: Any, new: Job, expect_version: int) -> bool:
+        cur = conn.execute(
+            "UPDATE jobs SET name = ?, agent_id = ?, cron_expr = ?, at_ms = ?, "
+            "timezone = ?, status = ?, source = ?, definition = ?, next_run = ?, "
+            "last_run = ?, updated_at = ?, version = ? WHERE id = ? AND version = ?",
+            (new.name, new.agent_id, new.cron_expr, new.at, new.timezone,
+             new.status.value, new.source, json.dumps(new.definition(), sort_keys=True),
+             new.next_run, new.last_run, new.updated_at, expect_version + 1, new.id,
+             expect_version),
+        )
+        return bool(cur.rowcount == 1)
+
+    def apply_changes(
+        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
+    ) -> None:
+        try:
+            with self._write() as conn:
+                for job in create:
+                    conn.execute(
+                        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                        _job_params(job),
+                    )
+                for job in update:
+                    if not self._update_row(conn, job, job.version):
+                        raise Conflict(f"job {job.name} changed while it was being updated; "
+                                       "try again")
+                for job_id in delete:
+                    conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise Conflict(f"a job name is already taken: {exc}", field="name") from exc
+            raise
+
     def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
         try:
             with self._write() as conn:
@@ -346,18 +389,11 @@ class SqlJobStore(JobStore):
                 if job is None:
                     raise NotFound(f"no job with id or name {ref!r}")
                 new = change(job).replace(
-                    id=job.id, version=job.version + 1, updated_at=now,
+                    id=job.id, updated_at=now,
                     run_count=job.run_count, failure_count=job.failure_count,
                 )
-                conn.execute(
-                    "UPDATE jobs SET name = ?, agent_id = ?, cron_expr = ?, at_ms = ?, "
-                    "timezone = ?, status = ?, source = ?, definition = ?, next_run = ?, "
-                    "last_run = ?, updated_at = ?, version = ? WHERE id = ?",
-                    (new.name, new.agent_id, new.cron_expr, new.at, new.timezone,
-                     new.status.value, new.source, json.dumps(new.definition(), sort_keys=True),
-                     new.next_run, new.last_run, new.updated_at, new.version, job.id),
-                )
-                return new
+                self._update_row(conn, new, job.version)
+                return new.replace(version=job.version + 1)
         except Exception as exc:
             if self._is_unique_violation(exc):
                 raise Conflict("another job already has that name", field="name") from exc
