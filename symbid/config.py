@@ -1,16 +1,39 @@
-"""Daemon configuration.
+"""Daemon configuration: one TOML file plus a few environment variables.
 
-``[scheduler]`` carries the seed guide's keys with the seed's defaults, plus the
-knobs symbid adds (each documented in symbid.toml(5)).
+Sections and keys (defaults in the dataclasses below; symbid.toml(5) documents
+each): ``[daemon]`` paths, ``[api]``, ``[scheduler]`` with the seed guide's keys
+and defaults plus symbid's additions, ``[scheduler.delivery]`` with the seed's
+delivery keys, ``[agentpin]`` and ``[llm]``. Unknown keys and wrong types are
+errors naming the file and the key. Relative paths are relative to the file.
+Values such as ``"${SMTP_PASS}"`` stay references until they are used.
+
+Environment variables from the seed guide override their keys:
+SYMBI_SCHEDULER_MAX_JITTER, SYMBI_SCHEDULER_MAX_CONCURRENT, SYMBI_SLACK_TOKEN,
+SYMBI_WEBHOOK_AUTH_HEADER, SYMBI_AGENTPIN_REQUIRED, SYMBI_AGENTPIN_DOMAIN.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import os
 import re
+import sys
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from symbid.errors import InvalidInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(InvalidInput):
+    code = "invalid_config"
 
 
 @dataclass(frozen=True)
@@ -28,6 +51,208 @@ class SchedulerConfig:
     retry_backoff_max_seconds: float = 3600.0
     keep_runs: int = 1000  # run records kept per job
     kill_grace_seconds: float = 5.0  # SIGTERM -> SIGKILL grace for a run's process group
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """``[scheduler.delivery]``: the seed's keys, plus what symbid's channels need."""
+
+    webhook_timeout_seconds: float = 30.0
+    webhook_retry_attempts: int = 3
+    webhook_auth_header: Optional[str] = None  # default Authorization header for webhooks
+    slack_api_token: Optional[str] = None
+    slack_default_channel: Optional[str] = None
+    slack_webhook_url: Optional[str] = None
+    smtp_host: Optional[str] = None
+    smtp_port: int = 587
+    smtp_username: Optional[str] = None
+    smtp_password: Optional[str] = None
+    smtp_starttls: bool = True
+    email_from: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    state_dir: str = "/var/lib/symbid"
+    socket: str = "/run/symbid/control.sock"
+    socket_group: Optional[str] = None  # group owning the socket (mode 0660)
+    agents_dir: str = "/etc/symbid/agents.d"
+    log_dir: str = "/var/log/symbid"
+    environment: str = "production"  # matched by policy.allowed_environments
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    listen: Optional[str] = None  # "HOST:PORT"; TCP is off unless set
+    token_file: Optional[str] = None  # bearer token for TCP (or SYMBI_API_KEY)
+
+
+@dataclass(frozen=True)
+class AgentPinConfig:
+    required: bool = False
+    domain: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    endpoint: Optional[str] = None  # base URL of an OpenAI-compatible API
+    api_key: Optional[str] = None
+    model: Optional[str] = None
+    timeout_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Optional[str] = None
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    agentpin: AgentPinConfig = field(default_factory=AgentPinConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+
+
+_SECTIONS: dict[str, type] = {
+    "daemon": DaemonConfig, "api": ApiConfig, "scheduler": SchedulerConfig,
+    "agentpin": AgentPinConfig, "llm": LlmConfig,
+}
+_PATH_KEYS = {("daemon", "state_dir"), ("daemon", "socket"), ("daemon", "agents_dir"),
+              ("daemon", "log_dir"), ("api", "token_file")}
+# Environment variable -> (section, key) it overrides.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "SYMBI_SCHEDULER_MAX_JITTER": ("scheduler", "max_jitter_seconds"),
+    "SYMBI_SCHEDULER_MAX_CONCURRENT": ("scheduler", "max_concurrent_jobs"),
+    "SYMBI_SLACK_TOKEN": ("scheduler.delivery", "slack_api_token"),
+    "SYMBI_WEBHOOK_AUTH_HEADER": ("scheduler.delivery", "webhook_auth_header"),
+    "SYMBI_AGENTPIN_REQUIRED": ("agentpin", "required"),
+    "SYMBI_AGENTPIN_DOMAIN": ("agentpin", "domain"),
+}
+# Keys whose value must be at least this (everything numeric must be >= 0).
+_MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs": 1,
+            "smtp_port": 1, "timeout_seconds": 0.001, "webhook_timeout_seconds": 0.001}
+
+
+def _type_name(tp: Any) -> str:
+    return {bool: "a boolean (true/false)", int: "a whole number", float: "a number",
+            str: "a string"}.get(tp, str(tp))
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        args = typing.get_args(tp)
+        if args and type(None) in args:  # Optional[X]
+            tp = next(a for a in args if a is not type(None))
+        out[f.name] = tp
+    return out
+
+
+def _check_value(where: str, key: str, tp: Any, value: Any) -> Any:
+    ok = (tp is bool and isinstance(value, bool)) or \
+        (tp is int and isinstance(value, int) and not isinstance(value, bool)) or \
+        (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool)) or \
+        (tp is str and isinstance(value, str))
+    if not ok:
+        raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}",
+                          field=key)
+    if tp in (int, float) and value < _MINIMUM.get(key, 0):
+        raise ConfigError(f"{where}: {key} must be at least {_MINIMUM.get(key, 0)}, "
+                          f"got {value!r}", field=key)
+    return float(value) if tp is float else value
+
+
+def _build(cls: type, table: Mapping[str, Any], section: str, where: str,
+           skip: tuple[str, ...] = ()) -> Any:
+    types = _field_types(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in skip:
+            continue
+        dotted = f"{section}.{key}"
+        if key not in types:
+            hint = difflib.get_close_matches(key, list(types), n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"{where}: unknown key {dotted!r}{extra}", field=dotted)
+        values[key] = _check_value(where, dotted, types[key], value)
+    return cls(**values)
+
+
+def _parse_env(name: str, text: str, tp: Any) -> Any:
+    try:
+        if tp is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={text!r} is not "
+                          f"{_type_name(tp)}", field=name) from None
+    return text
+
+
+def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Read the config file (or only defaults when ``path`` is None) and the env overrides.
+
+    Raises :class:`ConfigError` naming the file and the key.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    base = os.getcwd()
+    where = "defaults"
+    if path is not None:
+        where = path
+        base = os.path.dirname(os.path.abspath(path))
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for key in data:
+        if key not in _SECTIONS:
+            hint = difflib.get_close_matches(key, list(_SECTIONS), n=1)
+            extra = f"; did you mean [{hint[0]}]?" if hint else \
+                f"; sections are {', '.join('[' + s + ']' for s in _SECTIONS)}"
+            raise ConfigError(f"{where}: unknown section [{key}]{extra}", field=key)
+        if not isinstance(data[key], dict):
+            raise ConfigError(f"{where}: {key} must be a table ([{key}])", field=key)
+    sched_table = dict(data.get("scheduler", {}))
+    delivery_table = sched_table.get("delivery", {})
+    if not isinstance(delivery_table, dict):
+        raise ConfigError(f"{where}: scheduler.delivery must be a table "
+                          "([scheduler.delivery])", field="scheduler.delivery")
+    tables: dict[str, dict[str, Any]] = {name: dict(data.get(name, {})) for name in _SECTIONS}
+    tables["scheduler"] = {k: v for k, v in sched_table.items() if k != "delivery"}
+    tables["scheduler.delivery"] = dict(delivery_table)
+    classes = dict(_SECTIONS, **{"scheduler.delivery": DeliverySettings})
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var in environ:
+            tp = _field_types(classes[section])[key]
+            tables[section][key] = _parse_env(var, environ[var], tp)
+    for section, key in _PATH_KEYS:
+        value = tables[section].get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            tables[section][key] = os.path.normpath(os.path.join(base, value))
+    built = {name: _build(cls, tables[name], name, where) for name, cls in classes.items()}
+    listen = built["api"].listen
+    if listen is not None and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}",
+                                               listen):
+        raise ConfigError(f"{where}: api.listen must be HOST:PORT, got {listen!r}",
+                          field="api.listen")
+    return Config(
+        path=os.path.abspath(path) if path else None,
+        daemon=built["daemon"], api=built["api"], scheduler=built["scheduler"],
+        delivery=built["scheduler.delivery"], agentpin=built["agentpin"], llm=built["llm"],
+    )
 
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

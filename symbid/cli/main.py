@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from symbid.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, SymbidError
 
@@ -42,6 +42,63 @@ def _cmd_cron_next(args: argparse.Namespace) -> int:
         for slot in slots:
             print(slot)
     return EXIT_OK
+
+
+_STATE_KEYS = ("id", "status", "next_run", "last_run", "run_count", "failure_count",
+               "created_at", "updated_at")
+
+
+def _cmd_dsl_check(args: argparse.Namespace) -> int:
+    from symbid.clock import SystemClock
+    from symbid.dsl import check_references, load_file
+
+    files = [load_file(path, SystemClock().now()) for path in args.files]
+    check_references(files, agents_complete=False)
+    failed = 0
+    for f in files:
+        for diag in f.errors + f.warnings:
+            prefix = "" if diag in f.errors else "warning: "
+            text = diag.format()
+            print(text.replace(f"{diag.line}:{diag.col}: ", f"{diag.line}:{diag.col}: {prefix}",
+                               1), file=sys.stderr)
+        if f.ok:
+            notes = f", {len(f.warnings)} warning(s)" if f.warnings else ""
+            print(f"{f.path}: ok: {len(f.agents)} agent(s), {len(f.jobs)} schedule(s){notes}")
+        else:
+            failed += 1
+            print(f"{f.path}: {len(f.errors)} error(s)")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _cmd_dsl_show(args: argparse.Namespace) -> int:
+    from symbid.dsl import load_file
+    from symbid.model import agent_to_wire, job_to_wire
+
+    loaded = load_file(args.file)
+    if not loaded.ok:
+        raise DslFailed(loaded.errors)
+    jobs = []
+    for job in loaded.jobs:
+        wire = job_to_wire(job)
+        jobs.append({k: v for k, v in wire.items() if k not in _STATE_KEYS})
+    agents = [agent_to_wire(a) for a in loaded.agents]
+    if args.format == "json":
+        print(json.dumps({"file": args.file, "agents": agents, "jobs": jobs}, indent=2,
+                         ensure_ascii=False))
+        return EXIT_OK
+    for agent in agents:
+        what = " ".join(agent["command"]) if agent["kind"] == "command" else agent["model"]
+        print(f"agent {agent['name']}: {agent['kind']} ({what})")
+    for entry in jobs:
+        when = f"cron {entry['cron_expr']}" if entry["cron_expr"] else f"at {entry['at']}"
+        print(f"schedule {entry['name']}: agent {entry['agent_id']}, {when} "
+              f"{entry['timezone']}")
+    return EXIT_OK
+
+
+class DslFailed(SymbidError):
+    def __init__(self, diagnostics: list[Any]) -> None:
+        super().__init__("\n".join(d.format() for d in diagnostics))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +135,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how many slots (default 5)")
     nxt.add_argument("--format", choices=("text", "json"), default="text")
     nxt.set_defaults(handler=_cmd_cron_next)
+
+    dsl = sub.add_parser("dsl", help="check and inspect .symbi files", epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    dsl_sub = dsl.add_subparsers(dest="dsl_command", metavar="SUBCOMMAND")
+    dsl_sub.required = True
+    check = dsl_sub.add_parser(
+        "check", help="validate .symbi files",
+        description="Validate each FILE: exit 0 with a one-line summary per file when all "
+        "are valid; otherwise print FILE:LINE:COL diagnostics and exit 1. A schedule naming "
+        "an agent that none of the given files defines is a warning here (the daemon "
+        "checks the whole agents directory).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("files", metavar="FILE", nargs="+")
+    check.set_defaults(handler=_cmd_dsl_check)
+    show = dsl_sub.add_parser(
+        "show", help="print the jobs and agents a file defines",
+        description="Print what FILE defines; --format json uses the API's wire names.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.set_defaults(handler=_cmd_dsl_show)
     return parser
 
 

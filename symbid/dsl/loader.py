@@ -364,6 +364,9 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
     if problems:
         out.errors.extend(doc.diagnostic(p or blk.pos, m) for p, m in problems)
         return
+    agent_pos = _entry_pos(blk.entries, "agent")
+    if agent_pos is not None:
+        out.positions[("agent-ref", name)] = agent_pos
     pol = d.get("policy", {})
     hours = pol.get("allowed_hours")
     hb = d.get("heartbeat", {})
@@ -499,10 +502,13 @@ def load_file(path: str, now: Optional[int] = None) -> LoadedFile:
     return load_document(doc, now)
 
 
-def check_references(files: list[LoadedFile], known_agents: Collection[str] = ()) -> None:
+def check_references(files: list[LoadedFile], known_agents: Collection[str] = (),
+                     *, agents_complete: bool = True) -> None:
     """Cross-file checks: agent and job names unique, schedules naming defined agents.
 
-    Problems are added to the ``errors`` of the file at fault.
+    Problems are added to the ``errors`` of the file at fault. With
+    ``agents_complete=False`` (checking a few files, not a whole agents.d), a
+    schedule naming an agent defined nowhere is only a warning.
     """
     owners: dict[tuple[str, str], str] = {}
     for f in files:
@@ -520,9 +526,12 @@ def check_references(files: list[LoadedFile], known_agents: Collection[str] = ()
             continue
         for job in f.jobs:
             if job.agent_id not in defined:
-                f.problem("schedule", job.name,
-                          f"schedule {job.name!r} uses agent {job.agent_id!r}, "
-                          "which no file defines")
+                message = (f"schedule {job.name!r} uses agent {job.agent_id!r}, "
+                           "which no file defines")
+                kind = "agent-ref" if ("agent-ref", job.name) in f.positions else "schedule"
+                f.problem(kind, job.name, message)
+                if not agents_complete:
+                    f.warnings.append(f.errors.pop())
 
 
 def load_dir(directory: str, now: Optional[int] = None,
