@@ -71,8 +71,8 @@ def insert_jobs(db: str, jobs: list[Job]) -> None:
         conn.executemany(
             "INSERT INTO jobs (id, name, agent_id, cron_expr, at_ms, timezone, status, source, "
             "definition, next_run, last_run, run_count, success_count, failure_count, "
-            "total_execution_ms, created_at, updated_at, version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "total_execution_ms, longest_execution_ms, created_at, updated_at, version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_job_params(j) for j in jobs],
         )
     conn.close()

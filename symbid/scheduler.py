@@ -29,6 +29,7 @@ from typing import Optional, Protocol
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError
+from symbid.metrics import Metrics
 from symbid.model import (
     CatchUp,
     Job,
@@ -95,6 +96,7 @@ class CronScheduler:
         *,
         waiter: Optional[Waiter] = None,
         rng: Optional[random.Random] = None,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         self._store = store
         self._launcher = launcher
@@ -116,6 +118,8 @@ class CronScheduler:
         self._killed_for_stop = False
         self._thread: Optional[threading.Thread] = None
         self.last_progress = clock.monotonic()
+        self.metrics = metrics if metrics is not None else Metrics(enabled=False)
+        self.metrics.track_in_flight(self.in_flight)
         launcher.bind(self)
 
     # --- thread-safe entry points ----------------------------------------------------
@@ -349,6 +353,9 @@ class CronScheduler:
             output_truncated=outcome.output_truncated,
         )
         extra = {"SYMBID_JOB": job.name, "SYMBID_RUN": run.id}
+        self.metrics.run_finished(
+            job.name, outcome.status.value,
+            None if outcome.execution_time_ms is None else outcome.execution_time_ms / 1000)
         job_status: Optional[JobStatus] = None
         clear = False
         if outcome.status.is_failure and run.trigger is not Trigger.MANUAL:
@@ -360,6 +367,8 @@ class CronScheduler:
             else:
                 job_status = JobStatus.FAILED if job.one_shot else JobStatus.DEAD_LETTER
                 clear = True
+                if job_status is JobStatus.DEAD_LETTER:
+                    self.metrics.dead_lettered(job.name)
                 log.error(
                     "job %s: %d attempt(s) of slot %s failed; job is now %s "
                     "(fix it, then `symbi cron reset %s`)",
@@ -408,6 +417,10 @@ class CronScheduler:
             )
         for run in self._store.claim(advances, retry_claims):
             self._enqueue(snapshots[run.job_id], run)
+        for adv in advances:
+            for run in adv.runs:
+                if run.status is RunStatus.SKIPPED:
+                    self.metrics.run_finished(snapshots[adv.job_id].name, "skipped", None)
 
     def _jitter_ms(self, job: Job) -> int:
         span = job.jitter_seconds if job.jitter_seconds is not None else \
@@ -579,7 +592,10 @@ class CronScheduler:
                     finished_at=self._clock.now(), error_message=exc.message,
                 ))
                 continue
-            started.append((q.run.id, self._clock.now(), spawned.pid, spawned.pgid))
+            started_at = self._clock.now()
+            started.append((q.run.id, started_at, spawned.pid, spawned.pgid))
+            due = q.run.not_before if q.run.not_before is not None else q.run.slot
+            self.metrics.run_started((started_at - due) / 1000)
         with self._lock:
             for q in blocked:
                 heapq.heappush(self._ready, q)

@@ -38,8 +38,8 @@ _OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(_OPEN)) + ")"
 
 _JOB_COLUMNS = (
     "id, name, agent_id, cron_expr, at_ms, timezone, status, source, definition, next_run, "
-    "last_run, run_count, success_count, failure_count, total_execution_ms, created_at, "
-    "updated_at, version"
+    "last_run, run_count, success_count, failure_count, total_execution_ms, "
+    "longest_execution_ms, created_at, updated_at, version"
 )
 _RUN_COLUMNS = (
     "id, job_id, slot, attempt, trigger_kind, status, created_at, not_before, started_at, "
@@ -90,6 +90,7 @@ class JobTotals:
     runs_succeeded: int = 0
     runs_failed: int = 0
     execution_ms_total: int = 0
+    longest_execution_ms: int = 0
 
 
 class JobStore(abc.ABC):
@@ -196,8 +197,8 @@ class JobStore(abc.ABC):
 
 def _job_from_row(row: Sequence[Any]) -> Job:
     (jid, name, agent_id, cron_expr, at_ms, tz, status, source, definition, next_run,
-     last_run, run_count, _success, failure_count, _exec_ms, created_at, updated_at,
-     version) = row
+     last_run, run_count, _success, failure_count, _exec_ms, _longest, created_at,
+     updated_at, version) = row
     return Job(
         id=jid,
         name=name,
@@ -245,7 +246,7 @@ def _job_params(job: Job) -> tuple[Any, ...]:
     return (
         job.id, job.name, job.agent_id, job.cron_expr, job.at, job.timezone,
         job.status.value, job.source, json.dumps(job.definition(), sort_keys=True),
-        job.next_run, job.last_run, job.run_count, 0, job.failure_count, 0,
+        job.next_run, job.last_run, job.run_count, 0, job.failure_count, 0, 0,
         job.created_at, job.updated_at, job.version,
     )
 
@@ -308,7 +309,7 @@ class SqlJobStore(JobStore):
         try:
             with self._write() as conn:
                 conn.execute(
-                    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)})",
                     _job_params(job),
                 )
         except Exception as exc:
@@ -368,7 +369,7 @@ class SqlJobStore(JobStore):
             with self._write() as conn:
                 for job in create:
                     conn.execute(
-                        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)})",
                         _job_params(job),
                     )
                 for job in update:
@@ -539,9 +540,11 @@ class SqlJobStore(JobStore):
                     conn.execute(
                         "UPDATE jobs SET run_count = run_count + 1, "
                         "success_count = success_count + ?, failure_count = failure_count + ?, "
-                        "total_execution_ms = total_execution_ms + ? WHERE id = ?",
+                        "total_execution_ms = total_execution_ms + ?, "
+                        "longest_execution_ms = CASE WHEN ? > longest_execution_ms THEN ? "
+                        "ELSE longest_execution_ms END WHERE id = ?",
                         (int(ok), int(run.status.is_failure), run.execution_time_ms or 0,
-                         run.job_id),
+                         run.execution_time_ms or 0, run.execution_time_ms or 0, run.job_id),
                     )
                 if fin.job_status is not None:
                     conn.execute(
@@ -610,7 +613,7 @@ class SqlJobStore(JobStore):
     def totals(self) -> JobTotals:
         rows = self._query(
             "SELECT status, COUNT(*), SUM(run_count), SUM(success_count), SUM(failure_count), "
-            "SUM(total_execution_ms) FROM jobs GROUP BY status"
+            "SUM(total_execution_ms), MAX(longest_execution_ms) FROM jobs GROUP BY status"
         )
         by_status = {status: count for status, count, *_ in rows}
         return JobTotals(
@@ -619,6 +622,7 @@ class SqlJobStore(JobStore):
             runs_succeeded=sum(r[3] or 0 for r in rows),
             runs_failed=sum(r[4] or 0 for r in rows),
             execution_ms_total=sum(r[5] or 0 for r in rows),
+            longest_execution_ms=max((r[6] or 0 for r in rows), default=0),
         )
 
 
@@ -641,6 +645,7 @@ _SQLITE_MIGRATIONS: tuple[str, ...] = (
         success_count INTEGER NOT NULL DEFAULT 0,
         failure_count INTEGER NOT NULL DEFAULT 0,
         total_execution_ms INTEGER NOT NULL DEFAULT 0,
+        longest_execution_ms INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
         version INTEGER NOT NULL DEFAULT 1,

@@ -1,0 +1,57 @@
+"""Prometheus metrics (the seed guide's ``symbiont_cron_*`` families), one registry per daemon."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+_LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30)
+
+
+class Metrics:
+    """The daemon's collectors. With ``enabled=False`` every hook is a no-op."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.registry = CollectorRegistry()
+        self.runs = Counter(
+            "symbiont_cron_runs_total", "Runs that reached a final state, by job and status.",
+            ["job_name", "status"], registry=self.registry)
+        self.duration = Histogram(
+            "symbiont_cron_execution_duration_seconds", "Wall time of finished runs.",
+            ["job_name"], buckets=_DURATION_BUCKETS, registry=self.registry)
+        self.in_flight = Gauge(
+            "symbiont_cron_in_flight_jobs", "Runs started and not yet finished.",
+            registry=self.registry)
+        self.dead_letter = Counter(
+            "symbiont_cron_dead_letter_total", "Jobs moved to the dead letter queue.",
+            ["job_name"], registry=self.registry)
+        self.lateness = Histogram(
+            "symbiont_cron_start_lateness_seconds",
+            "Seconds from when a run was due (slot plus jitter) to its process starting.",
+            buckets=_LATENESS_BUCKETS, registry=self.registry)
+
+    def run_finished(self, job_name: str, status: str, seconds: float | None) -> None:
+        if not self.enabled:
+            return
+        self.runs.labels(job_name=job_name, status=status).inc()
+        if seconds is not None:
+            self.duration.labels(job_name=job_name).observe(seconds)
+
+    def dead_lettered(self, job_name: str) -> None:
+        if self.enabled:
+            self.dead_letter.labels(job_name=job_name).inc()
+
+    def run_started(self, late_seconds: float) -> None:
+        if self.enabled:
+            self.lateness.observe(max(0.0, late_seconds))
+
+    def track_in_flight(self, source: Callable[[], float]) -> None:
+        self.in_flight.set_function(source)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
