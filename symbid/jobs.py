@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
-from symbid.dsl.sync import plan_sync
+from symbid.dsl.sync import from_file, merge, plan_sync
 from symbid.errors import Conflict, InvalidInput
 from symbid.model import Job, JobStatus, format_instant, new_id
 from symbid.store import JobStore
@@ -49,6 +49,11 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
     runtime = job.policy.max_runtime_seconds
     if runtime is not None and runtime <= 0:
         raise InvalidInput("policy.max_runtime must be positive", field="policy.max_runtime")
+    for channel, needed, present in (("webhook", "webhook_url", job.delivery_config.webhook_url),
+                                     ("email", "email_recipients",
+                                      job.delivery_config.email_recipients)):
+        if channel in job.delivery and not present:
+            raise InvalidInput(f"delivery {channel!r} needs {needed}", field=needed)
     schedule = make_schedule(job.cron_expr, job.at, job.timezone, now=now)
     if job.at is not None:
         if job.at <= now and not allow_past:
@@ -110,6 +115,33 @@ class JobService:
         self._wake()
         return job
 
+    def update(self, ref: str, build: Callable[[Job], Job]) -> Job:
+        """Change a job's definition; its state and history stay, its schedule re-aims.
+
+        Jobs defined in agents.d files are changed by editing the file.
+        """
+        now = self._clock.now()
+
+        def change(have: Job) -> Job:
+            self._refuse_file_job(have, "change")
+            want = build(have)
+            if self._agent_exists is not None and not self._agent_exists(want.agent_id):
+                raise InvalidInput(f"agent {want.agent_id!r} is not defined", field="agent_id")
+            validate_job(want, now, allow_past=want.at == have.at)
+            return merge(have, want, now)[0]
+
+        job = self._store.modify_job(ref, change, now)
+        self._wake()
+        return job
+
+    @staticmethod
+    def _refuse_file_job(job: Job, verb: str) -> None:
+        if from_file(job):
+            raise Conflict(
+                f"job {job.name} is defined in {job.source[len('file:'):]}; to {verb} it, "
+                "edit that file and run `symbi reload`"
+            )
+
     def _next_from_now(self, job: Job, now: int) -> Optional[int]:
         if job.at is not None:
             return job.at if job.last_run is None else None
@@ -169,7 +201,9 @@ class JobService:
         return job
 
     def delete(self, ref: str) -> Job:
-        job = self._store.delete_job(ref)
+        found = self._store.get_job(ref)
+        self._refuse_file_job(found, "remove")
+        job = self._store.delete_job(found.id)
         log.info("job %s deleted", job.name,
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_deleted"})
         self._wake()

@@ -1,0 +1,80 @@
+"""The one WSGI app: native routes, the SDK dialect, OpenAPI, /metrics.
+
+Over the Unix socket, access is granted by the socket's mode and group and the
+peer's uid (SO_PEERCRED) is the actor. Over TCP every request needs
+``Authorization: Bearer <token>``, compared in constant time; anything else
+gets 401 and nothing more.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from symbid.api import dialect, native
+from symbid.api.context import ApiContext
+from symbid.api.http import (
+    HttpError,
+    Request,
+    Response,
+    Router,
+    StartResponse,
+    error_response,
+    json_response,
+    send,
+)
+from symbid.api.openapi import document
+from symbid.errors import SymbidError
+
+log = logging.getLogger(__name__)
+
+PEER_UID = "symbid.peer_uid"
+PEER_PID = "symbid.peer_pid"
+
+
+def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] = None) -> Any:
+    """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``token``."""
+    if transport == "tcp" and not token:
+        raise ValueError("a TCP listener needs a bearer token")
+    router = Router()
+    native.routes(ctx, router)
+    dialect.routes(ctx, router)
+    spec = document()
+    router.add("GET", "/api/v1/openapi.json", lambda req: json_response(spec))
+
+    def metrics(req: Request) -> Response:
+        body, content_type = ctx.metrics.render()
+        return Response(200, body, content_type)
+
+    router.add("GET", "/metrics", metrics)
+    expected = f"Bearer {token}".encode() if token else b""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "") or "/"
+        if transport == "tcp":
+            given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+            if not hmac.compare_digest(given, expected):
+                response = error_response(HttpError(
+                    401, "unauthorized", "a valid Authorization: Bearer token is required"))
+                response.headers.append(("WWW-Authenticate", 'Bearer realm="symbid"'))
+                return send(response, start_response)
+            actor = "token"
+        else:
+            uid = environ.get(PEER_UID)
+            actor = f"uid:{uid}" if uid is not None else "unix"
+        try:
+            handler, params = router.match(method, path)
+            request = Request(environ, method, path, params, actor)
+            response = handler(request)
+        except SymbidError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("%s %s failed", method, path)
+            response = error_response(HttpError(500, "internal", "internal error; see the "
+                                                                 "daemon's log"))
+        return send(response, start_response)
+
+    return app

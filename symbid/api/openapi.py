@@ -1,0 +1,165 @@
+"""The OpenAPI 3.1 document of the native routes, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from symbid.model import CatchUp, JobStatus, RunStatus, SessionMode, Trigger
+
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+_INT = {"type": "integer"}
+_NINT = {"type": ["integer", "null"]}
+_BOOL = {"type": "boolean"}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_STRS = {"type": "array", "items": _STR}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "Invalid request: the error names the field"),
+    "404": _json(_ref("Error"), "No such job"),
+    "409": _json(_ref("Error"), "Conflicts with the job's state or origin"),
+}
+
+_DEFINITION = {
+    "name": _STR,
+    "agent_id": _STR,
+    "cron_expr": {**_NSTR, "description": "5-field Vixie cron or the 6/7-field form"},
+    "at": {**_TIME, "description": "one-shot time; without an offset it is in timezone"},
+    "timezone": {**_STR, "default": "UTC"},
+    "session_mode": {"enum": [m.value for m in SessionMode]},
+    "heartbeat": {"type": "object", "properties": {
+        "enabled": _BOOL, "context_mode": {"enum": [m.value for m in SessionMode]},
+        "max_iterations": _INT}},
+    "delivery": _STRS,
+    "delivery_config": {"type": "object", "properties": {
+        "webhook_url": _NSTR, "webhook_headers": {"type": "object",
+                                                  "additionalProperties": _STR},
+        "slack_channel": _NSTR, "email_recipients": _STRS}},
+    "webhook_url": _NSTR,
+    "webhook_headers": {"type": "object", "additionalProperties": _STR},
+    "slack_channel": _NSTR,
+    "email_recipients": _STRS,
+    "policy": {"type": "object", "properties": {
+        "require_approval": _BOOL, "approvers": _STRS,
+        "max_runtime": {"type": ["string", "number", "null"],
+                        "description": 'a duration ("5m") or seconds'},
+        "require_capabilities": _STRS,
+        "allowed_hours": {"type": ["object", "null"],
+                          "properties": {"start": _STR, "end": _STR}},
+        "allowed_environments": _STRS, "require_agent_pin": _BOOL}},
+    "max_concurrent": {**_INT, "minimum": 1, "default": 1},
+    "max_retries": {**_NINT, "minimum": 0},
+    "jitter_seconds": {"type": ["number", "null"], "minimum": 0},
+    "catch_up": {"enum": [c.value for c in CatchUp]},
+    "catch_up_limit": {**_INT, "minimum": 0},
+    "input": _NSTR,
+    "agent_pin_jwt": _NSTR,
+}
+
+
+def document() -> dict[str, Any]:
+    job_path = "/api/v1/schedule/{job_id}"
+    job_param = [{"name": "job_id", "in": "path", "required": True, "schema": _STR,
+                  "description": "job id or name"}]
+    ok_job = {"200": _json(_ref("Job"), "The job"), **_ERRORS}
+
+    def action(summary: str) -> dict[str, Any]:
+        return {"post": {"summary": summary, "parameters": job_param, "responses": ok_job}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "symbid native API", "version": "1"},
+        "paths": {
+            "/api/v1/schedule": {
+                "post": {"summary": "Create a job",
+                         "requestBody": _json(_ref("JobCreate"), "The job"),
+                         "responses": {"201": _json(_ref("Job"), "Created"), **_ERRORS}},
+                "get": {"summary": "List jobs", "parameters": [
+                    {"name": "status", "in": "query", "schema":
+                        {"enum": [s.value for s in JobStatus]}},
+                    {"name": "agent_id", "in": "query", "schema": _STR}],
+                    "responses": {"200": _json({"type": "array", "items": _ref("Job")},
+                                               "Jobs")}},
+            },
+            job_path: {
+                "get": {"summary": "Get a job", "parameters": job_param, "responses": ok_job},
+                "put": {"summary": "Update a job (any definition field)",
+                        "parameters": job_param,
+                        "requestBody": _json(_ref("JobUpdate"), "Fields to change"),
+                        "responses": ok_job},
+                "delete": {"summary": "Delete a job and its history",
+                           "parameters": job_param,
+                           "responses": {"200": _json({"type": "object"}, "Deleted"),
+                                         **_ERRORS}},
+            },
+            f"{job_path}/pause": action("Pause a job"),
+            f"{job_path}/resume": action("Resume a paused job"),
+            f"{job_path}/reset": action("Re-arm a dead-letter job"),
+            f"{job_path}/run": {"post": {
+                "summary": "Run a job now", "parameters": job_param,
+                "requestBody": _json({"type": "object", "properties": {"input": _NSTR},
+                                      "additionalProperties": False}, "Optional input"),
+                "responses": {"202": _json(_ref("Run"), "The queued run"), **_ERRORS}}},
+            f"{job_path}/history": {"get": {
+                "summary": "Run history, newest first", "parameters": job_param + [
+                    {"name": "limit", "in": "query", "schema": {**_INT, "default": 20}},
+                    {"name": "status", "in": "query",
+                     "schema": {"enum": [s.value for s in RunStatus]}}],
+                "responses": {"200": _json({"type": "array", "items": _ref("Run")},
+                                           "Runs"), **_ERRORS}}},
+            f"{job_path}/next_run": {"get": {
+                "summary": "Next scheduled run(s)", "parameters": job_param + [
+                    {"name": "count", "in": "query", "schema": {**_INT, "default": 1}}],
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "job_id": _STR, "name": _STR, "next_run": _TIME,
+                    "next_runs": {"type": "array", "items": _TIME}}}, "Next runs"),
+                    **_ERRORS}}},
+            "/api/v1/runs/{run_id}": {"get": {
+                "summary": "One run", "parameters": [
+                    {"name": "run_id", "in": "path", "required": True, "schema": _STR}],
+                "responses": {"200": _json(_ref("Run"), "The run"), **_ERRORS}}},
+            "/api/v1/health/scheduler": {"get": {
+                "summary": "Scheduler health", "responses": {
+                    "200": _json(_ref("Health"), "Health")}}},
+            "/api/v1/reload": {"post": {
+                "summary": "Re-read agents_dir and the reloadable configuration",
+                "responses": {"200": _json({"type": "object"}, "What changed")}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": _STR, "message": _STR, "field": _STR}}}},
+            "JobCreate": {"type": "object", "required": ["name", "agent_id"],
+                          "additionalProperties": False,
+                          "properties": {**_DEFINITION, "allow_past": _BOOL}},
+            "JobUpdate": {"type": "object", "additionalProperties": False,
+                          "properties": _DEFINITION},
+            "Job": {"type": "object", "properties": {
+                **_DEFINITION, "id": _STR, "status": {"enum": [s.value for s in JobStatus]},
+                "source": _STR, "next_run": _TIME, "last_run": _TIME, "run_count": _INT,
+                "failure_count": _INT, "created_at": _TIME, "updated_at": _TIME}},
+            "Run": {"type": "object", "properties": {
+                "id": _STR, "job_id": _STR, "slot": _TIME, "attempt": _INT,
+                "trigger": {"enum": [t.value for t in Trigger]},
+                "status": {"enum": [s.value for s in RunStatus]},
+                "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
+                "execution_time_ms": _NINT, "exit_code": _NINT, "signal": _NINT,
+                "error_message": _NSTR, "output": _NSTR, "output_truncated": _BOOL,
+                "summary": _NSTR, "input": _NSTR, "retry_at": _TIME}},
+            "Health": {"type": "object", "properties": {
+                "status": {"enum": ["healthy", "unhealthy"]}, "active_jobs": _INT,
+                "paused_jobs": _INT, "in_flight_jobs": _INT, "metrics": {
+                    "type": "object", "properties": {
+                        "runs_total": _INT, "runs_succeeded": _INT, "runs_failed": _INT,
+                        "avg_execution_time_ms": _INT}}}},
+        }},
+    }
