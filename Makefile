@@ -32,5 +32,15 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Run the daemon in the foreground with the example agents (Ctrl-C stops it).
+run: $(STAMP)
+	@mkdir -p .symbid
+	@test -s .symbid/api-token || (umask 077 && $(BIN)/python -c \
+		"import secrets; print(secrets.token_urlsafe(32))" > .symbid/api-token)
+	@echo "symbid: state in .symbid/, agents from examples/agents/"
+	@echo "  SYMBI_SOCKET=.symbid/control.sock $(BIN)/symbi cron list"
+	@echo "  curl -H \"Authorization: Bearer \$$(cat .symbid/api-token)\" http://127.0.0.1:8080/api/v1/health/scheduler"
+	$(BIN)/symbid --config examples/dev.toml
+
 clean:
 	rm -rf $(VENV) .symbid build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,28 +1,46 @@
-"""``symbid``: wiring the engine into a process, signals, ordered shutdown.
+"""``symbid``: the daemon. Wiring, signals, sd_notify, reload, ordered shutdown.
 
-Signal handlers only queue the signal; the main thread acts on it.
+Start order: configuration -> listeners (fail fast, before any daemonizing) ->
+store -> agents.d -> engine (recovery of runs a crash left open) -> API servers
+-> scheduler loop -> READY=1. Signal handlers only queue the signal; the main
+thread acts on it. SIGTERM/SIGINT stop gracefully; SIGHUP (or `symbi reload`)
+re-reads agents_dir and the reloadable part of the configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import logging
 import os
 import queue
 import signal
 import sys
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Optional
 
+from symbid import __version__
+from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
-from symbid.config import SchedulerConfig
+from symbid.config import Config, SchedulerConfig, load_config
+from symbid.control import ApiServer, Listener, bind_tcp, bind_unix, systemd_listeners
+from symbid.dsl import LoadedFile, load_dir
 from symbid.errors import SymbidError
 from symbid.executor import Agents, Executor
+from symbid.jobs import JobService
+from symbid.journal import setup_logging
+from symbid.metrics import Metrics
+from symbid.model import Agent, JobStatus
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
 from symbid.store import SqliteJobStore
 
 log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "/etc/symbid/symbid.toml"
+# Keys that take effect only at start; a reload that changes them says so.
+_RESTART_ONLY = ("daemon", "api")
 
 
 @dataclass
@@ -34,6 +52,7 @@ class Engine:
     agents: Agents
     executor: Executor
     scheduler: CronScheduler
+    metrics: Metrics
 
     def stop(self, timeout: Optional[float] = None) -> None:
         self.scheduler.stop(timeout)
@@ -46,9 +65,11 @@ def build_engine(
     config: SchedulerConfig,
     agents: Agents,
     clock: Optional[Clock] = None,
+    metrics: Optional[Metrics] = None,
 ) -> Engine:
     """Open the store and build the engine (not yet started)."""
     clock = clock or SystemClock()
+    metrics = metrics or Metrics(enabled=config.enable_metrics)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     store = SqliteJobStore(os.path.join(state_dir, "symbid.db"), keep_runs=config.keep_runs)
     supervisor = Supervisor(clock)
@@ -57,32 +78,317 @@ def build_engine(
         runs_dir=os.path.join(state_dir, "runs"),
         kill_grace=config.kill_grace_seconds,
     )
-    scheduler = CronScheduler(store, executor, clock, config)
-    return Engine(store, supervisor, agents, executor, scheduler)
+    scheduler = CronScheduler(store, executor, clock, config, metrics=metrics)
+    return Engine(store, supervisor, agents, executor, scheduler, metrics)
+
+
+class Notifier:
+    """sd_notify; silent when not run by systemd (no $NOTIFY_SOCKET)."""
+
+    def __init__(self) -> None:
+        self._enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        self._notifier: Any = None
+        if self._enabled:
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+
+    def notify(self, *lines: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify("\n".join(lines))
+
+
+def _watchdog_interval() -> Optional[float]:
+    """Half of systemd's WatchdogSec, when the watchdog is on for this process."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return int(usec) / 1_000_000 / 2
+    except ValueError:
+        return None
+
+
+class Daemon:
+    def __init__(self, config: Config, *, clock: Optional[Clock] = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.notifier = Notifier()
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.listeners: list[Listener] = []
+        self.servers: list[ApiServer] = []
+        self._agent_files: dict[str, list[Agent]] = {}  # last good agents per file
+        self.engine: Optional[Engine] = None
+        self.jobs: Optional[JobService] = None
+        self._token: Optional[str] = None
+
+    # --- start ---------------------------------------------------------------------
+    def bind(self) -> None:
+        """Listeners first: a clash with a running daemon fails before anything else."""
+        adopted = systemd_listeners(os.environ)
+        for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(var, None)
+        control = adopted.get("control") or bind_unix(self.config.daemon.socket,
+                                                      self.config.daemon.socket_group)
+        self.listeners.append(control)
+        http = adopted.get("http")
+        if http is None and self.config.api.listen:
+            http = bind_tcp(self.config.api.listen)
+        if http is not None:
+            self._token = self._read_token()
+            self.listeners.append(http)
+
+    def _read_token(self) -> str:
+        token = os.environ.get("SYMBI_API_KEY", "").strip()
+        path = self.config.api.token_file
+        if not token and path:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    token = fh.read().strip()
+            except OSError as exc:
+                raise SymbidError(f"api.token_file {path}: {exc.strerror}") from None
+        if not token:
+            raise SymbidError("the HTTP API is enabled ([api] listen) but has no token: set "
+                              "[api] token_file or SYMBI_API_KEY")
+        return token
+
+    def start(self) -> None:
+        cfg = self.config
+        agents = Agents()
+        engine = build_engine(cfg.daemon.state_dir, cfg.scheduler, agents, self.clock)
+        self.engine = engine
+        self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
+                               agent_exists=engine.executor.agent_exists)
+        report = engine.scheduler.recover()
+        if report.interrupted:
+            log.warning("%d run(s) were open when symbid last stopped: recorded interrupted",
+                        report.interrupted)
+        result = self._load_agents()
+        log.info("agents.d %s: %d agent(s); jobs created %d, updated %d, removed %d, "
+                 "unchanged %d", cfg.daemon.agents_dir, len(agents.names()),
+                 len(result["created"]), len(result["updated"]), len(result["removed"]),
+                 result["unchanged"])
+        ctx = ApiContext(store=engine.store, jobs=self.jobs, scheduler=engine.scheduler,
+                         clock=self.clock, metrics=engine.metrics,
+                         reload=self.reload_from_api, started=self.clock.monotonic())
+        for listener in self.listeners:
+            app = make_app(ctx, transport=listener.kind, token=self._token)
+            server = ApiServer(app, listener)
+            server.start()
+            self.servers.append(server)
+            log.info("API listening on %s", listener.description)
+        engine.scheduler.start()
+        self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
+        log.info("symbid %s ready; state in %s", __version__, cfg.daemon.state_dir)
+
+    def _load_agents(self) -> dict[str, Any]:
+        assert self.engine is not None and self.jobs is not None
+        directory = self.config.daemon.agents_dir
+        if not os.path.isdir(directory):
+            log.warning("agents_dir %s does not exist: no agents or file jobs loaded",
+                        directory)
+            files: list[LoadedFile] = []
+        else:
+            failed_known = [a.name for path, agents in self._agent_files.items()
+                            for a in agents]
+            files = load_dir(directory, self.clock.now(), known_agents=failed_known)
+        merged: dict[str, Agent] = {}
+        new_files: dict[str, list[Agent]] = {}
+        for f in files:
+            agents = f.agents if f.ok else self._agent_files.get(f.path, [])
+            new_files[f.path] = agents
+            for agent in agents:
+                merged.setdefault(agent.name, agent)
+        self._agent_files = new_files
+        self.engine.agents.replace(merged)
+        result = self.jobs.sync_files(files)
+        out = result.to_dict()
+        out["agents"] = sorted(merged)
+        return out
+
+    # --- reload --------------------------------------------------------------------
+    def reload(self) -> dict[str, Any]:
+        """Re-read agents_dir and the reloadable configuration (main thread only)."""
+        assert self.engine is not None
+        self.notifier.notify("RELOADING=1",
+                             f"MONOTONIC_USEC={int(self.clock.monotonic() * 1_000_000)}")
+        notes: list[str] = []
+        config_error: Optional[str] = None
+        if self.config.path is not None:
+            try:
+                new = load_config(self.config.path)
+            except SymbidError as exc:
+                config_error = exc.message
+                log.error("reload: configuration not changed: %s", exc.message)
+            else:
+                for section in _RESTART_ONLY:
+                    if getattr(new, section) != getattr(self.config, section):
+                        notes.append(f"[{section}] changed: restart symbid to apply it")
+                new = replace(new, daemon=self.config.daemon, api=self.config.api)
+                self.engine.scheduler.config = new.scheduler
+                self.config = new
+        result = self._load_agents()
+        result["config_error"] = config_error
+        result["warnings"] = list(result["warnings"]) + notes
+        for line in result["errors"]:
+            log.error("reload: %s", line)
+        log.info("reload: created %s, updated %s, removed %s, %d unchanged, %d error(s)",
+                 result["created"], result["updated"], result["removed"],
+                 result["unchanged"], len(result["errors"]) + (1 if config_error else 0),
+                 extra={"SYMBID_EVENT": "reload"})
+        self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
+        return result
+
+    def reload_from_api(self) -> dict[str, Any]:
+        """Called on an API thread: the main thread does the reload; wait for it."""
+        future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self.events.put(("reload", future))
+        return future.result(timeout=120)
+
+    # --- run -----------------------------------------------------------------------
+    def status_line(self) -> str:
+        assert self.engine is not None
+        totals = self.engine.store.totals()
+        by = totals.by_status
+        return (f"{by.get(JobStatus.ACTIVE.value, 0)} active, "
+                f"{by.get(JobStatus.PAUSED.value, 0)} paused, "
+                f"{by.get(JobStatus.DEAD_LETTER.value, 0)} dead letter; "
+                f"{self.engine.scheduler.in_flight()} running")
+
+    def run(self) -> None:
+        """The main thread's loop until SIGTERM/SIGINT."""
+        assert self.engine is not None
+        watchdog = _watchdog_interval()
+        scheduler = self.engine.scheduler
+        if watchdog is not None and scheduler.config.tick_interval_seconds > watchdog / 2:
+            scheduler.config = replace(scheduler.config, tick_interval_seconds=watchdog / 2)
+        wait = min(watchdog or 5.0, 5.0)
+        while True:
+            try:
+                kind, payload = self.events.get(timeout=wait)
+            except queue.Empty:
+                kind, payload = "tick", None
+            if kind == "signal":
+                if payload in (signal.SIGTERM, signal.SIGINT):
+                    log.info("received %s; stopping", signal.Signals(payload).name)
+                    return
+                if payload == signal.SIGHUP:
+                    self.reload()
+            elif kind == "reload":
+                try:
+                    payload.set_result(self.reload())
+                except Exception as exc:
+                    payload.set_exception(exc)
+            if watchdog is not None:
+                # Only a loop that keeps making progress keeps the watchdog fed.
+                age = self.clock.monotonic() - scheduler.last_progress
+                if age < watchdog:
+                    self.notifier.notify("WATCHDOG=1")
+                else:
+                    log.error("scheduler loop made no progress for %.0f s", age)
+            self.notifier.notify(f"STATUS={self.status_line()}")
+
+    def stop(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        for server in self.servers:
+            server.stop()
+        if self.engine is not None:
+            self.engine.stop()
+        log.info("symbid stopped")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="symbid",
+        description="The symbid scheduler daemon: runs AI agents on cron, at and heartbeat "
+        "schedules. Runs in the foreground (for systemd); see symbid(8).",
+    )
+    p.add_argument("--config", metavar="FILE",
+                   help=f"configuration file (default {DEFAULT_CONFIG} if it exists)")
+    p.add_argument("--state-dir", metavar="DIR", help="directory of the SQLite database")
+    p.add_argument("--socket", metavar="PATH", help="control socket path")
+    p.add_argument("--agents-dir", metavar="DIR", help="directory of *.symbi definitions")
+    p.add_argument("--listen", metavar="HOST:PORT", help="also serve the API on TCP")
+    p.add_argument("--daemonize", action="store_true",
+                   help="detach (for SysV init); needs --pidfile")
+    p.add_argument("--pidfile", metavar="FILE", help="pid file written with --daemonize")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"))
+    p.add_argument("--version", action="version", version=f"symbid {__version__}")
+    return p
+
+
+def load_effective_config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and os.path.exists(DEFAULT_CONFIG):
+        path = DEFAULT_CONFIG
+    config = load_config(path)
+    daemon = config.daemon
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None
+    if args.state_dir or (state and not path):
+        daemon = replace(daemon, state_dir=os.path.abspath(args.state_dir or state or ""))
+    if args.socket:
+        daemon = replace(daemon, socket=os.path.abspath(args.socket))
+    if args.agents_dir:
+        daemon = replace(daemon, agents_dir=os.path.abspath(args.agents_dir))
+    api = config.api
+    if args.listen:
+        api = replace(api, listen=args.listen)
+    return replace(config, daemon=daemon, api=api)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="symbid", description="The symbid scheduler daemon.")
-    parser.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY",
-                                                              "/var/lib/symbid"),
-                        help="directory of the SQLite database (default $STATE_DIRECTORY "
-                        "or /var/lib/symbid)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    signals: queue.Queue[int] = queue.Queue()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: signals.put(signum))
+    args = _parser().parse_args(argv)
+    if args.daemonize and not args.pidfile:
+        print("symbid: --daemonize needs --pidfile FILE", file=sys.stderr)
+        return 2
+    setup_logging(getattr(logging, args.log_level.upper()))
     try:
-        engine = build_engine(args.state_dir, SchedulerConfig(), Agents())
-        report = engine.scheduler.recover()
-    except SymbidError as exc:
-        print(f"symbid: {exc.message}", file=sys.stderr)
+        config = load_effective_config(args)
+        daemon = Daemon(config)
+        daemon.bind()
+        # Check the store before detaching, so its problems reach the terminal.
+        os.makedirs(config.daemon.state_dir, mode=0o700, exist_ok=True)
+        SqliteJobStore(os.path.join(config.daemon.state_dir, "symbid.db")).close()
+    except (SymbidError, OSError) as exc:
+        message = exc.message if isinstance(exc, SymbidError) else str(exc)
+        print(f"symbid: {message}", file=sys.stderr)
         return 1
-    if report.interrupted:
-        log.warning("%d run(s) interrupted by the previous stop", report.interrupted)
-    engine.scheduler.start()
-    log.info("symbid running; state in %s", args.state_dir)
-    signum = signals.get()
-    log.info("received %s; stopping", signal.Signals(signum).name)
-    engine.stop()
+    context = None
+    if args.daemonize:
+        import daemon as python_daemon
+        from daemon.pidfile import TimeoutPIDLockFile
+
+        context = python_daemon.DaemonContext(
+            pidfile=TimeoutPIDLockFile(os.path.abspath(args.pidfile), 5),
+            files_preserve=[listener.sock.fileno() for listener in daemon.listeners],
+            umask=0o027,
+            working_directory="/",
+        )
+        context.open()
+        os.makedirs(config.daemon.log_dir, exist_ok=True)
+        handler = logging.FileHandler(os.path.join(config.daemon.log_dir, "symbid.log"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                               "%(message)s"))
+        logging.getLogger().addHandler(handler)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: daemon.events.put(("signal", signum)))
+    try:
+        daemon.start()
+    except SymbidError as exc:
+        log.error("%s", exc.message)
+        print(f"symbid: {exc.message}", file=sys.stderr)
+        daemon.stop()
+        return 1
+    try:
+        daemon.run()
+    finally:
+        daemon.stop()
+        if context is not None:
+            context.close()
     return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Listeners for the control plane: the Unix socket (always) and TCP (when configured).
+
+Sockets are adopted from systemd socket activation (``LISTEN_FDS``, names
+``control`` and ``http``) or bound here. Binding the Unix socket is careful: a
+live daemon's socket is never taken over, a stale one is replaced, and the
+socket gets its mode and group under a temporary name before it is renamed into
+place, so it is never visible with looser permissions. Each listener is served
+by waitress; on the Unix socket the peer's credentials (SO_PEERCRED) reach the
+app as ``symbid.peer_uid`` / ``symbid.peer_pid``.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import socket
+import stat
+import struct
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer, UnixWSGIServer
+from waitress.task import ThreadedTaskDispatcher, WSGITask
+
+from symbid.api import PEER_PID, PEER_UID
+from symbid.errors import SymbidError
+
+log = logging.getLogger(__name__)
+
+SOCKET_MODE = 0o660
+_SD_LISTEN_FDS_START = 3
+
+
+class ListenerError(SymbidError):
+    code = "listener_error"
+
+
+@dataclass
+class Listener:
+    sock: socket.socket
+    kind: str  # "unix" or "tcp"
+    path: Optional[str] = None  # the Unix socket's path when we bound it
+    inode: Optional[int] = None
+
+    @property
+    def description(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path or self.sock.getsockname()}"
+        host, port = self.sock.getsockname()[:2]
+        return f"tcp:{host}:{port}"
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.path and self.inode is not None:
+            try:
+                if os.lstat(self.path).st_ino == self.inode:
+                    os.unlink(self.path)  # only our own socket, never a successor's
+            except OSError:
+                pass
+
+
+def systemd_listeners(environ: Mapping[str, str]) -> dict[str, Listener]:
+    """Sockets passed by systemd (LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES), by name."""
+    if environ.get("LISTEN_PID") != str(os.getpid()):
+        return {}
+    try:
+        count = int(environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return {}
+    names = environ.get("LISTEN_FDNAMES", "").split(":")
+    found: dict[str, Listener] = {}
+    for i in range(count):
+        fd = _SD_LISTEN_FDS_START + i
+        sock = socket.socket(fileno=fd)
+        os.set_inheritable(fd, False)
+        kind = "unix" if sock.family == socket.AF_UNIX else "tcp"
+        name = names[i] if i < len(names) and names[i] else ("control" if kind == "unix"
+                                                             else "http")
+        found[name] = Listener(sock, kind)
+    return found
+
+
+def bind_unix(path: str, group: Optional[str] = None) -> Listener:
+    """Bind the control socket at ``path`` with mode 0660 (and ``group``), safely."""
+    if len(path.encode()) > 100:
+        raise ListenerError(f"socket path {path} is too long for a Unix socket "
+                            "(over 100 bytes); choose a shorter one")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    gid = -1
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ListenerError(f"socket group {group!r} does not exist") from None
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ListenerError(f"{path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            log.info("replacing stale socket %s", path)
+            os.unlink(path)
+        except OSError as exc:
+            raise ListenerError(f"cannot check socket {path}: {exc.strerror}") from None
+        else:
+            raise ListenerError(f"another symbid is already listening on {path}")
+        finally:
+            probe.close()
+    tmp = f"{path}.{os.getpid()}.new"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(tmp)
+        os.chmod(tmp, SOCKET_MODE)
+        if gid != -1:
+            os.chown(tmp, -1, gid)
+        sock.listen(128)
+        os.rename(tmp, path)
+    except OSError as exc:
+        sock.close()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise ListenerError(f"cannot bind {path}: {exc.strerror}") from None
+    return Listener(sock, "unix", path=path, inode=os.lstat(path).st_ino)
+
+
+def bind_tcp(listen: str) -> Listener:
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port_text)))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ListenerError(f"cannot listen on {listen}: {reason}") from None
+    return Listener(sock, "tcp")
+
+
+class _PeerTask(WSGITask):  # type: ignore[misc]
+    def get_environment(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environment()
+        environ[PEER_UID] = getattr(self.channel, "peer_uid", None)
+        environ[PEER_PID] = getattr(self.channel, "peer_pid", None)
+        return environ
+
+
+class _PeerChannel(HTTPChannel):  # type: ignore[misc]
+    task_class = _PeerTask
+
+    def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Any,
+                 map: Any = None) -> None:
+        try:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                    struct.calcsize("3i"))
+            self.peer_pid, self.peer_uid, _ = struct.unpack("3i", creds)
+        except OSError:
+            self.peer_pid = self.peer_uid = None
+        super().__init__(server, sock, addr, adj, map)
+
+
+class _UnixServer(UnixWSGIServer):  # type: ignore[misc]
+    channel_class = _PeerChannel
+
+
+class ApiServer:
+    """One listener served by waitress on its own thread."""
+
+    def __init__(self, app: Any, listener: Listener, threads: int = 4) -> None:
+        self.listener = listener
+        self._map: dict[int, Any] = {}
+        self._dispatcher = ThreadedTaskDispatcher()
+        self._dispatcher.set_thread_count(threads)
+        adj = Adjustments(threads=threads, ident="symbid", expose_tracebacks=False,
+                          channel_timeout=120, connection_limit=200)
+        sock = listener.sock
+        if listener.kind == "unix":
+            self._server = _UnixServer(app, self._map, True, sock, dispatcher=self._dispatcher,
+                                       adj=adj, bind_socket=False,
+                                       sockinfo=(socket.AF_UNIX, socket.SOCK_STREAM, None,
+                                                 None))
+        else:
+            self._server = TcpWSGIServer(app, self._map, True, sock,
+                                         dispatcher=self._dispatcher, adj=adj,
+                                         bind_socket=False,
+                                         sockinfo=(sock.family, sock.type, sock.proto,
+                                                   sock.getsockname()))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"symbid-api-{listener.kind}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from waitress import wasyncore
+
+        while not self._stop.is_set():
+            wasyncore.loop(timeout=0.5, map=self._map, use_poll=True, count=1)
+        for dispatcher in list(self._map.values()):
+            try:
+                dispatcher.close()
+            except OSError:
+                pass
+        self._dispatcher.shutdown(timeout=5)
+
+    def stop(self) -> None:
+        """Stop accepting and serving; requests in progress get a few seconds."""
+        self._stop.set()
+        try:
+            self._server.pull_trigger()
+        except (AttributeError, OSError):
+            pass
+        self._thread.join(timeout=10)
+        self.listener.close()
