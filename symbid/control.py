@@ -5,8 +5,8 @@ Sockets are adopted from systemd socket activation (``LISTEN_FDS``, names
 live daemon's socket is never taken over, a stale one is replaced, and the
 socket gets its mode and group under a temporary name before it is renamed into
 place, so it is never visible with looser permissions. Each listener is served
-by waitress; on the Unix socket the peer's credentials (SO_PEERCRED) reach the
-app as ``symbid.peer_uid`` / ``symbid.peer_pid``.
+by waitress; on the Unix socket the peer's uid (SO_PEERCRED) reaches the app as
+``REMOTE_USER = "uid:N"``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer, UnixWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 
-from symbid.api import PEER_PID, PEER_UID
 from symbid.errors import SymbidError
 
 log = logging.getLogger(__name__)
@@ -150,10 +149,13 @@ def bind_tcp(listen: str) -> Listener:
 
 
 class _PeerTask(WSGITask):  # type: ignore[misc]
+    """Requests on the Unix socket carry the peer as CGI's REMOTE_USER ("uid:N")."""
+
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
-        environ[PEER_UID] = getattr(self.channel, "peer_uid", None)
-        environ[PEER_PID] = getattr(self.channel, "peer_pid", None)
+        uid = getattr(self.channel, "peer_uid", None)
+        if uid is not None:
+            environ["REMOTE_USER"] = f"uid:{uid}"
         return environ
 
 

@@ -30,10 +30,6 @@ from symbid.errors import SymbidError
 
 log = logging.getLogger(__name__)
 
-PEER_UID = "symbid.peer_uid"
-PEER_PID = "symbid.peer_pid"
-
-
 def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] = None) -> Any:
     """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``token``."""
     if transport == "tcp" and not token:
@@ -63,8 +59,7 @@ def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] =
                 return send(response, start_response)
             actor = "token"
         else:
-            uid = environ.get(PEER_UID)
-            actor = f"uid:{uid}" if uid is not None else "unix"
+            actor = environ.get("REMOTE_USER") or "unix"  # "uid:N" from SO_PEERCRED
         try:
             handler, params = router.match(method, path)
             request = Request(environ, method, path, params, actor)

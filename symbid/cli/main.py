@@ -101,7 +101,21 @@ class DslFailed(SymbidError):
         super().__init__("\n".join(d.format() for d in diagnostics))
 
 
+def _connection_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--socket", metavar="PATH",
+                        help="control socket (default $SYMBI_SOCKET, else "
+                        "/run/symbid/control.sock)")
+    common.add_argument("--url", metavar="URL",
+                        help="talk HTTP to URL instead (default $SYMBI_URL); the bearer token "
+                        "comes from $SYMBI_API_KEY")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from symbid.cli import cron as c
+
+    conn = _connection_options()
     parser = argparse.ArgumentParser(
         prog="symbi",
         description="Drive the symbid scheduler: jobs, runs, history.",
@@ -111,10 +125,76 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    def command(group: Any, name: str, help_text: str, handler: Any, *,
+                uses_daemon: bool = True, description: str = "") -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(
+            name, help=help_text, description=description or help_text, epilog=EPILOG,
+            parents=[conn] if uses_daemon else [],
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    def job_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("job", metavar="ID", nargs="?", help="job id or name")
+        p.add_argument("--name", metavar="NAME", help="the job's name (instead of ID)")
+
+    def fmt(p: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json")) -> None:
+        p.add_argument("--format", choices=choices, default=choices[0])
+
     cron = sub.add_parser("cron", help="manage scheduled jobs", epilog=EPILOG,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     cron_sub = cron.add_subparsers(dest="cron_command", metavar="SUBCOMMAND")
     cron_sub.required = True
+
+    p = command(cron_sub, "list", "list jobs", c.cmd_list)
+    p.add_argument("--status", choices=("active", "paused", "completed", "failed",
+                                        "dead_letter"))
+    p.add_argument("--agent", metavar="AGENT", help="only jobs of this agent")
+    fmt(p)
+    p = command(cron_sub, "add", "add a job from a .symbi file or from JSON", c.cmd_add,
+                description="Add a job through the API and print its id. --file F --schedule "
+                "NAME takes a schedule block from a .symbi file; --json takes the API's JSON "
+                "(name, agent_id, cron_expr or at, ...).")
+    p.add_argument("--file", metavar="FILE")
+    p.add_argument("--schedule", metavar="NAME", help="the schedule block in --file")
+    p.add_argument("--json", metavar="JSON")
+    p = command(cron_sub, "remove", "remove a job and its history", c.cmd_remove,
+                description="Remove a job. On a terminal it asks first unless --force.")
+    job_arg(p)
+    p.add_argument("--force", action="store_true", help="do not ask for confirmation")
+    for action, text in (("pause", "pause a job (keeps its state)"),
+                         ("resume", "resume a paused job at its next slot"),
+                         ("reset", "re-arm a dead-letter job")):
+        p = command(cron_sub, action, text, c.cmd_action)
+        p.set_defaults(action=action)
+        job_arg(p)
+        fmt(p)
+    p = command(cron_sub, "status", "show a job and its recent runs", c.cmd_status)
+    job_arg(p)
+    p.add_argument("--history", type=int, default=0, metavar="N",
+                   help="also show the N most recent runs")
+    p.add_argument("--watch", action="store_true", help="refresh every 5 seconds")
+    p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
+    fmt(p)
+    p = command(cron_sub, "run", "run a job now (outside its schedule)", c.cmd_run,
+                description="Queue a run now and print its id; with --wait, wait for it, "
+                "print its output and exit 0 only if it succeeded.")
+    job_arg(p)
+    p.add_argument("--input", metavar="TEXT", help="input for this run (on its stdin)")
+    p.add_argument("--wait", action="store_true", help="wait for the run to finish")
+    fmt(p)
+    p = command(cron_sub, "history", "show a job's runs, newest first", c.cmd_history)
+    job_arg(p)
+    p.add_argument("--limit", type=int, default=20, metavar="N")
+    p.add_argument("--status", choices=("pending", "awaiting_approval", "running",
+                                        "succeeded", "failed", "timed_out", "skipped",
+                                        "denied", "cancelled", "interrupted"))
+    fmt(p, ("table", "json", "csv"))
+
+    p = command(sub, "reload", "re-read agents_dir and the configuration", c.cmd_reload)
+    fmt(p, ("text", "json"))
+    p = command(sub, "health", "show the scheduler's health", c.cmd_health)
+    fmt(p, ("text", "json"))
 
     nxt = cron_sub.add_parser(
         "next",
@@ -136,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     nxt.add_argument("--format", choices=("text", "json"), default="text")
     nxt.set_defaults(handler=_cmd_cron_next)
 
-    dsl = sub.add_parser("dsl", help="check and inspect .symbi files", epilog=EPILOG,
+    dsl = sub.add_parser("dsl", help="check and inspect .symbi files (no daemon needed)",
+                         epilog=EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     dsl_sub = dsl.add_subparsers(dest="dsl_command", metavar="SUBCOMMAND")
     dsl_sub.required = True
@@ -171,6 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SymbidError as exc:
         print(f"symbi: {exc.message}", file=sys.stderr)
         return exc.exit_status if exc.exit_status else EXIT_ERROR
+    except EOFError:
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -1,0 +1,243 @@
+"""SymbiontClient: the Python client of symbid's native API, over the Unix socket or TCP.
+
+The surface follows the seed guide's Python SDK::
+
+    client = SymbiontClient(base_url="http://localhost:8080", api_key=key)
+    client = SymbiontClient(socket_path="/run/symbid/control.sock")
+    job = client.schedule.create(name="hourly", agent_id="reporter", cron_expr="0 * * * *")
+    client.schedule.run_now(job.id, input="...")
+    for run in client.schedule.get_history(job.id, status="failed", limit=5):
+        print(run.id, run.error_message)
+
+Results allow attribute access (``job.id``, ``details.next_run``). API errors
+raise :class:`symbid.errors.SymbidError` subclasses carrying the API's code.
+Only the standard library is used, so the CLI built on it starts fast.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from symbid.errors import Conflict, InvalidInput, NotFound, SymbidError, Unavailable
+
+DEFAULT_SOCKET = "/run/symbid/control.sock"
+
+
+def default_socket() -> str:
+    return os.environ.get("SYMBI_SOCKET") or DEFAULT_SOCKET
+
+
+class Record:
+    """Read-only attribute access over an API JSON object."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return _wrap(self._data[name])
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return _wrap(self._data[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("API records are read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and other._data == self._data
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self._data, sort_keys=True))
+
+    def __repr__(self) -> str:
+        return f"Record({self._data!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Record(value)
+    if isinstance(value, list):
+        return [_wrap(v) for v in value]
+    return value
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+_ERRORS: dict[str, type[SymbidError]] = {"not_found": NotFound, "conflict": Conflict}
+
+
+class Transport:
+    """HTTP/1.1 to the daemon; one connection per request."""
+
+    def __init__(self, *, socket_path: Optional[str] = None, base_url: Optional[str] = None,
+                 api_key: Optional[str] = None, timeout: float = 30.0) -> None:
+        self.socket_path = socket_path
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.api_key = api_key
+        self.timeout = timeout
+        if self.base_url is None and self.socket_path is None:
+            self.socket_path = default_socket()
+
+    @property
+    def where(self) -> str:
+        return self.base_url or f"the socket {self.socket_path}"
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, str]:
+        if self.base_url is None:
+            assert self.socket_path is not None
+            return _UnixConnection(self.socket_path, self.timeout), ""
+        url = urllib.parse.urlsplit(self.base_url)
+        cls = http.client.HTTPSConnection if url.scheme == "https" else \
+            http.client.HTTPConnection
+        return cls(url.netloc, timeout=self.timeout), url.path
+
+    def request(self, method: str, path: str, body: Any = None,
+                query: Optional[Mapping[str, Any]] = None) -> Any:
+        conn, prefix = self._connection()
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        target = prefix + path + (("?" + urllib.parse.urlencode(params)) if params else "")
+        headers = {"Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        try:
+            conn.request(method, target, body=payload, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            hint = ""
+            if self.base_url is None:
+                hint = ("; is symbid running (systemctl status symbid)? Use --socket or "
+                        "SYMBI_SOCKET for another socket")
+            raise Unavailable(f"cannot reach symbid at {self.where}: "
+                              f"{getattr(exc, 'strerror', None) or exc}{hint}") from None
+        finally:
+            conn.close()
+        try:
+            data = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            data = None
+        if response.status >= 400:
+            error = (data or {}).get("error", {}) if isinstance(data, dict) else {}
+            code = error.get("code", "error")
+            message = error.get("message") or f"HTTP {response.status}"
+            cls = _ERRORS.get(code) or (InvalidInput if response.status in (400, 413)
+                                        else SymbidError)
+            failure = cls(message, field=error.get("field"))
+            failure.code = code
+            raise failure
+        return data
+
+
+class ScheduleClient:
+    """``client.schedule``: jobs and their runs."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    @staticmethod
+    def _path(job_id: str, suffix: str = "") -> str:
+        return f"/api/v1/schedule/{urllib.parse.quote(job_id, safe='')}{suffix}"
+
+    def create(self, **fields: Any) -> Any:
+        return _wrap(self._t.request("POST", "/api/v1/schedule", fields))
+
+    def list(self, status: Optional[str] = None, agent_id: Optional[str] = None) -> Any:
+        return _wrap(self._t.request("GET", "/api/v1/schedule",
+                                     query={"status": status, "agent_id": agent_id}))
+
+    def get(self, job_id: str) -> Any:
+        return _wrap(self._t.request("GET", self._path(job_id)))
+
+    def get_status(self, job_id: str, history: int = 5) -> Any:
+        """The job, plus its ``recent_runs`` (newest first)."""
+        job = self._t.request("GET", self._path(job_id))
+        job["recent_runs"] = self._t.request("GET", self._path(job["id"], "/history"),
+                                             query={"limit": history}) if history else []
+        return _wrap(job)
+
+    def update(self, job_id: str, **fields: Any) -> Any:
+        return _wrap(self._t.request("PUT", self._path(job_id), fields))
+
+    def run_now(self, job_id: str, input: Optional[str] = None) -> Any:
+        body = {"input": input} if input is not None else {}
+        return _wrap(self._t.request("POST", self._path(job_id, "/run"), body))
+
+    def pause(self, job_id: str) -> Any:
+        return _wrap(self._t.request("POST", self._path(job_id, "/pause")))
+
+    def resume(self, job_id: str) -> Any:
+        return _wrap(self._t.request("POST", self._path(job_id, "/resume")))
+
+    def reset(self, job_id: str) -> Any:
+        return _wrap(self._t.request("POST", self._path(job_id, "/reset")))
+
+    def delete(self, job_id: str) -> Any:
+        return _wrap(self._t.request("DELETE", self._path(job_id)))
+
+    def get_history(self, job_id: str, status: Optional[str] = None, limit: int = 20) -> Any:
+        return _wrap(self._t.request("GET", self._path(job_id, "/history"),
+                                     query={"status": status, "limit": limit}))
+
+    def next_run(self, job_id: str, count: int = 1) -> Any:
+        return _wrap(self._t.request("GET", self._path(job_id, "/next_run"),
+                                     query={"count": count}))
+
+    def get_run(self, run_id: str) -> Any:
+        return _wrap(self._t.request(
+            "GET", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}"))
+
+    def health(self) -> Any:
+        return _wrap(self._t.request("GET", "/api/v1/health/scheduler"))
+
+
+class SymbiontClient:
+    """``SymbiontClient(base_url=..., api_key=...)`` or ``SymbiontClient(socket_path=...)``.
+
+    With neither, the socket from ``$SYMBI_SOCKET`` or the packaged default is used.
+    """
+
+    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *,
+                 socket_path: Optional[str] = None, timeout: float = 30.0) -> None:
+        self.transport = Transport(socket_path=socket_path, base_url=base_url,
+                                   api_key=api_key, timeout=timeout)
+        self.schedule = ScheduleClient(self.transport)
+
+    def reload(self) -> Any:
+        return _wrap(self.transport.request("POST", "/api/v1/reload"))
+
+    def health(self) -> Any:
+        return self.schedule.health()
