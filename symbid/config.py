@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import sys
@@ -157,9 +158,15 @@ def _check_value(where: str, key: str, tp: Any, value: Any) -> Any:
     if not ok:
         raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}",
                           field=key)
-    if tp in (int, float) and value < _MINIMUM.get(key, 0):
-        raise ConfigError(f"{where}: {key} must be at least {_MINIMUM.get(key, 0)}, "
-                          f"got {value!r}", field=key)
+    if tp in (int, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be a finite number", field=key)
+        minimum = _MINIMUM.get(key.rsplit(".", 1)[-1], 0)
+        if value < minimum:
+            raise ConfigError(f"{where}: {key} must be at least {minimum}, got {value!r}",
+                              field=key)
+        if key.endswith("smtp_port") and value > 65535:
+            raise ConfigError(f"{where}: {key} must be at most 65535", field=key)
     return float(value) if tp is float else value
 
 
@@ -179,7 +186,7 @@ def _build(cls: type, table: Mapping[str, Any], section: str, where: str,
     return cls(**values)
 
 
-def _parse_env(name: str, text: str, tp: Any) -> Any:
+def _parse_env(name: str, key: str, text: str, tp: Any) -> Any:
     try:
         if tp is bool:
             lowered = text.strip().lower()
@@ -189,13 +196,16 @@ def _parse_env(name: str, text: str, tp: Any) -> Any:
                 return False
             raise ValueError(text)
         if tp is int:
-            return int(text)
-        if tp is float:
-            return float(text)
+            value: Any = int(text)
+        elif tp is float:
+            value = float(text)
+        else:
+            return text
     except ValueError:
         raise ConfigError(f"environment variable {name}={text!r} is not "
                           f"{_type_name(tp)}", field=name) from None
-    return text
+    _check_value(f"environment variable {name}", key, tp, value)
+    return value
 
 
 def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None) -> Config:
@@ -237,17 +247,17 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
     for var, (section, key) in ENV_OVERRIDES.items():
         if var in environ:
             tp = _field_types(classes[section])[key]
-            tables[section][key] = _parse_env(var, environ[var], tp)
+            tables[section][key] = _parse_env(var, key, environ[var], tp)
     for section, key in _PATH_KEYS:
         value = tables[section].get(key)
         if isinstance(value, str) and value and not os.path.isabs(value):
             tables[section][key] = os.path.normpath(os.path.join(base, value))
     built = {name: _build(cls, tables[name], name, where) for name, cls in classes.items()}
     listen = built["api"].listen
-    if listen is not None and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}",
-                                               listen):
-        raise ConfigError(f"{where}: api.listen must be HOST:PORT, got {listen!r}",
-                          field="api.listen")
+    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})", listen or "")
+    if listen is not None and (m is None or not 1 <= int(m.group(2)) <= 65535):
+        raise ConfigError(f"{where}: api.listen must be HOST:PORT with a port from 1 to "
+                          f"65535, got {listen!r}", field="api.listen")
     return Config(
         path=os.path.abspath(path) if path else None,
         daemon=built["daemon"], api=built["api"], scheduler=built["scheduler"],

@@ -585,6 +585,7 @@ _UNITS = {
     "d": 86400, "day": 86400, "days": 86400,
     "w": 604800, "week": 604800, "weeks": 604800,
 }
+_MAX_DURATION = 100 * 365 * 86400.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*\.?\s*([a-z]+)")
 
 
@@ -616,4 +617,6 @@ def parse_duration(value: Union[str, int, float], *, field: str = "duration") ->
                 )
     if seconds < 0:
         raise InvalidDuration(f"{field}: {value!r} is negative", field=field)
+    if not seconds <= _MAX_DURATION:  # also catches nan and inf
+        raise InvalidDuration(f"{field}: {value!r} is longer than 100 years", field=field)
     return seconds

@@ -15,7 +15,16 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from symbid.dsl.parser import Diagnostic, Document, DslError, Entry, Pos, Value, parse_file
+from symbid.dsl.parser import (
+    Diagnostic,
+    Document,
+    DslError,
+    Entry,
+    Pos,
+    Value,
+    make_diagnostic,
+    parse_file,
+)
 from symbid.errors import InvalidInput
 from symbid.model import (
     Agent,
@@ -91,7 +100,13 @@ def integer(minimum: int) -> Checker:
 
 def duration(key: str, v: Value) -> float:
     if v.kind in ("duration", "number"):
-        seconds = float(v.value)
+        if float(v.value) < 0:
+            raise _Invalid(v.pos, f"{key}: must not be negative")
+        try:
+            seconds = parse_duration(float(v.value), field=key)
+        except (InvalidInput, OverflowError) as exc:
+            message = exc.message if isinstance(exc, InvalidInput) else f"{key}: too large"
+            raise _Invalid(v.pos, message) from None
     elif v.kind == "string":
         try:
             seconds = parse_duration(str(v.value), field=key)
@@ -104,18 +119,22 @@ def duration(key: str, v: Value) -> float:
     return seconds
 
 
+_MAX_SIZE = float(2**50)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 
 
 def size(key: str, v: Value) -> int:
     """Bytes: a number, or a string such as "512M", "1G", "64KiB"."""
-    if v.kind == "number" and isinstance(v.value, int) and v.value >= 0:
+    if v.kind == "number" and isinstance(v.value, int) and 0 <= v.value <= _MAX_SIZE:
         return int(v.value)
     if v.kind == "string":
         m = _SIZE.match(str(v.value))
         if m:
             factor = 1024 ** " KMGT".index((m.group(2) or " ").upper())
-            return int(float(m.group(1)) * factor)
+            amount = float(m.group(1)) * factor
+            if amount > _MAX_SIZE:
+                raise _Invalid(v.pos, f"{key}: {v.value!r} is larger than 1 PiB")
+            return int(amount)
     raise _Invalid(v.pos, f'{key}: expected a size such as "512M", "1G" or a number of bytes')
 
 
@@ -281,9 +300,7 @@ class LoadedFile:
 
     def problem(self, kind: str, name: str, message: str) -> None:
         pos = self.positions.get((kind, name), Pos(1, 1))
-        lines = self.text.splitlines()
-        source = lines[pos.line - 1] if 0 < pos.line <= len(lines) else ""
-        self.errors.append(Diagnostic(self.path, pos.line, pos.col, message, source))
+        self.errors.append(make_diagnostic(self.path, self.text, pos, message))
 
     @property
     def ok(self) -> bool:
@@ -474,6 +491,10 @@ def load_document(doc: Document, now: Optional[int] = None) -> LoadedFile:
                          f"and agent blocks{extra}"))
     for blk in doc.blocks:
         name = blk.name
+        if name is not None and not name.strip():
+            out.errors.append(doc.diagnostic(blk.name_pos or blk.pos,
+                                             f"{blk.kind} name must not be empty"))
+            continue
         if blk.kind == "schedule":
             for entry in blk.entries:
                 if entry.key == "name" and entry.value.kind in ("string", "ident"):

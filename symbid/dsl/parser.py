@@ -97,8 +97,8 @@ class Document:
 
 
 def make_diagnostic(path: str, text: str, pos: Pos, message: str) -> Diagnostic:
-    lines = text.splitlines()
-    source = lines[pos.line - 1] if 0 < pos.line <= len(lines) else ""
+    lines = text.split("\n")  # the parser counts lines by \n only
+    source = lines[pos.line - 1].rstrip("\r") if 0 < pos.line <= len(lines) else ""
     return Diagnostic(path, pos.line, pos.col, message, source)
 
 
@@ -137,9 +137,9 @@ def _describe_token(token: Any) -> str:
     value = str(token)
     if kind in ("STRING", "TRIPLE_STRING"):
         return f"string {value[:40]}"
-    return f"{_NAMES.get(kind, kind.lower())} {value[:40]!r}" if kind in ("NAME", "NUMBER",
-                                                                         "DURATION", "OP") \
-        else f"{value[:40]!r}"
+    if kind in ("NAME", "NUMBER", "DURATION"):
+        return f"{_NAMES[kind]} {value[:40]!r}"
+    return f"{value[:40]!r}"
 
 
 def _unclosed_brace(text: str) -> Optional[Pos]:
@@ -169,17 +169,26 @@ def _syntax_error(path: str, text: str, exc: Exception) -> DslError:
         pos = Pos(exc.line, exc.column)
         char = exc.char
         if char == '"':
-            message = 'unterminated string: the closing " is missing'
+            line = text.split("\n")[pos.line - 1] if pos.line >= 1 else ""
+            start = pos.col - 3
+            if start >= 0 and line[start:start + 3] == '"""':
+                pos = Pos(pos.line, start + 1)
+                message = 'unterminated """ string: the closing """ is missing'
+            else:
+                message = 'unterminated string: the closing " is missing'
+        elif char == "/" and text[(exc.pos_in_stream or 0):(exc.pos_in_stream or 0) + 2] == "/*":
+            message = "unterminated comment: the closing */ is missing"
         else:
             message = f"unexpected character {char!r}"
-            expected = _describe_expected(exc.allowed)
-            if expected:
-                message += f"; expected {expected}"
         return DslError([make_diagnostic(path, text, pos, message)])
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         pos = Pos(exc.token.line, exc.token.column)
         message = f"unexpected {_describe_token(exc.token)}"
-        expected = _describe_expected(exc.expected)
+        try:  # what the parser would really take here (exc.expected can be the lexer's set)
+            accepted = exc.interactive_parser.accepts()
+        except Exception:  # noqa: BLE001 - best effort; fall back to lark's own list
+            accepted = exc.expected
+        expected = _describe_expected(accepted)
         if expected:
             message += f"; expected {expected}"
         return DslError([make_diagnostic(path, text, pos, message)])
@@ -232,10 +241,16 @@ class _Builder:
     def token_text(self, tok: Any) -> str:
         if tok.type == "STRING":
             try:
-                return str(json.loads(str(tok)))
+                text = str(json.loads(str(tok), strict=False))
+                text.encode("utf-8")
+                return text
             except ValueError:
                 self.fail(self.pos_of(tok), "invalid escape sequence in string")
                 return str(tok)[1:-1]
+            except UnicodeEncodeError:
+                self.fail(self.pos_of(tok), "string contains an escaped lone surrogate "
+                                            "(not valid Unicode text)")
+                return ""
         return str(tok)
 
     def value(self, node: Any, depth: int) -> Value:
@@ -282,6 +297,9 @@ class _Builder:
                 out.append(Entry(key, self.pos_of(key_tok), value))
             else:  # block
                 body_node = child.children[1]
+                if depth + 1 > MAX_DEPTH:
+                    self.fail(self.pos_of(body_node), f"nested more than {MAX_DEPTH} levels deep")
+                    continue
                 value = Value("map", self.entries(body_node, depth + 1), self.pos_of(body_node))
                 out.append(Entry(key, self.pos_of(key_tok), value, block=True))
         return out
