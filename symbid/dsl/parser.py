@@ -185,8 +185,8 @@ def _syntax_error(path: str, text: str, exc: Exception) -> DslError:
         pos = Pos(exc.token.line, exc.token.column)
         message = f"unexpected {_describe_token(exc.token)}"
         try:  # what the parser would really take here (exc.expected can be the lexer's set)
-            accepted = exc.interactive_parser.accepts()
-        except Exception:  # noqa: BLE001 - best effort; fall back to lark's own list
+            accepted = exc.interactive_parser.accepts()  # type: ignore[no-untyped-call]
+        except Exception:
             accepted = exc.expected
         expected = _describe_expected(accepted)
         if expected:
