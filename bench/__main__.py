@@ -11,13 +11,14 @@ import os
 import sys
 import time
 
-from bench import engine_bench
+from bench import api_bench, engine_bench
 
 SUITES = {
     "lateness_single": engine_bench.lateness_single,
     "lateness_500": engine_bench.lateness_500,
     "throughput": engine_bench.throughput,
     "idle_100k": engine_bench.idle_100k,
+    "control_plane": api_bench.control_plane,
 }
 
 

@@ -1,0 +1,58 @@
+"""The docs describe what was built: every CLI command and option is in its man page."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from symbid.cli.main import build_parser
+from symbid.config import ENV_OVERRIDES, Config
+from symbid.daemon import _parser as daemon_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def options(parser: argparse.ArgumentParser) -> set[str]:
+    return {opt for a in parser._actions for opt in a.option_strings
+            if opt.startswith("--") and a.help != argparse.SUPPRESS and opt != "--help"}
+
+
+CRON = subcommands(subcommands(build_parser())["cron"])
+
+
+@pytest.mark.parametrize("name", sorted(CRON))
+def test_every_cron_subcommand_and_option_is_in_its_man_page(name: str) -> None:
+    page = (ROOT / "man" / "symbi-cron.1.scd").read_text()
+    assert f"*{name}*" in page
+    for opt in options(CRON[name]) - {"--socket", "--url"}:
+        assert f"*{opt}*" in page, f"{name} {opt} is not documented"
+
+
+def test_every_daemon_option_is_in_symbid_8() -> None:
+    page = (ROOT / "man" / "symbid.8.scd").read_text()
+    for opt in options(daemon_parser()) - {"--version", "--log-level"}:
+        assert f"*{opt}*" in page, opt
+
+
+def test_every_config_key_and_variable_is_in_symbid_toml_5() -> None:
+    page = (ROOT / "man" / "symbid.toml.5.scd").read_text()
+    config = Config()
+    for section in ("daemon", "api", "scheduler", "delivery", "agentpin", "llm"):
+        for key in vars(getattr(config, section)):
+            assert f"*{key}*" in page, f"[{section}] {key} is not documented"
+    for var in ENV_OVERRIDES:
+        assert f"*{var}*" in page
+
+
+def test_the_readme_shows_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
