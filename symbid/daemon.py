@@ -281,13 +281,21 @@ class Daemon:
                 except Exception as exc:
                     payload.set_exception(exc)
             if watchdog is not None:
-                # Only a loop that keeps making progress keeps the watchdog fed.
-                age = self.clock.monotonic() - scheduler.last_progress
-                if age < watchdog:
+                if self.loop_is_alive(watchdog):
                     self.notifier.notify("WATCHDOG=1")
                 else:
-                    log.error("scheduler loop made no progress for %.0f s", age)
+                    log.error("scheduler loop made no progress for %.0f s; not feeding the "
+                              "watchdog", self.clock.monotonic() - scheduler.last_progress)
             self.notifier.notify(f"STATUS={self.status_line()}")
+
+    def loop_is_alive(self, within: float) -> bool:
+        """Whether the scheduler loop made progress in the last ``within`` seconds.
+
+        Only a loop that keeps making progress keeps systemd's watchdog fed, so a
+        hung loop gets the service restarted.
+        """
+        assert self.engine is not None
+        return self.clock.monotonic() - self.engine.scheduler.last_progress < within
 
     def stop(self) -> None:
         self.notifier.notify("STOPPING=1")
@@ -344,16 +352,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("symbid: --daemonize needs --pidfile FILE", file=sys.stderr)
         return 2
     setup_logging(getattr(logging, args.log_level.upper()))
+    bound: list[Listener] = []
     try:
         config = load_effective_config(args)
         daemon = Daemon(config)
+        bound = daemon.listeners
         daemon.bind()
         # Check the store before detaching, so its problems reach the terminal.
-        os.makedirs(config.daemon.state_dir, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(config.daemon.state_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise SymbidError(f"state directory {config.daemon.state_dir}: {exc.strerror}; "
+                              "fix it or point --state-dir elsewhere") from None
         SqliteJobStore(os.path.join(config.daemon.state_dir, "symbid.db")).close()
-    except (SymbidError, OSError) as exc:
-        message = exc.message if isinstance(exc, SymbidError) else str(exc)
-        print(f"symbid: {message}", file=sys.stderr)
+    except SymbidError as exc:
+        print(f"symbid: {exc.message}", file=sys.stderr)
+        for listener in bound:
+            listener.close()
         return 1
     context = None
     if args.daemonize:

@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -490,3 +491,81 @@ def test_remove_asks_for_confirmation_on_a_terminal(daemon: Daemon) -> None:
     os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 1
     assert daemon.api("GET", "/api/v1/schedule/keepme")[0] == 200
+
+
+def test_an_unusable_state_directory_fails_fast(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, tcp=False)
+    try:
+        (tmp_path / "file").write_text("not a directory")
+        out = subprocess.run([str(BIN / "symbid"), "--config", str(d.config),
+                              "--state-dir", str(tmp_path / "file" / "state")],
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert out.returncode == 1
+        assert out.stderr.startswith(f"symbid: state directory {tmp_path / 'file' / 'state'}")
+        assert out.stderr.count("\n") == 1
+        assert not os.path.exists(d.socket)  # the socket it had bound is gone again
+    finally:
+        d.cleanup()
+
+
+def test_the_daemon_adopts_a_socket_passed_by_systemd(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, tcp=False)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(d.socket)
+        listener.listen()
+        fd = listener.fileno()
+        # What systemd does: the socket at fd 3, LISTEN_PID = the daemon's own pid.
+        script = ("import os, sys\n"
+                  f"os.dup2({fd}, 3)\n"
+                  "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1',\n"
+                  "                  LISTEN_FDNAMES='control')\n"
+                  "os.execv(sys.argv[1], sys.argv[1:])\n")
+        d._log_fh = open(d.log, "a")  # noqa: SIM115
+        d.proc = subprocess.Popen(
+            [sys.executable, "-c", script, str(BIN / "symbid"), "--config", str(d.config),
+             "--socket", d.socket + ".unused"],
+            pass_fds=[fd], stdout=d._log_fh, stderr=subprocess.STDOUT, text=True)
+        listener.close()
+        d.wait_ready()
+        assert d.api("GET", "/api/v1/schedule")[0] == 200
+        assert not os.path.exists(d.socket + ".unused")
+        assert d.stop() == 0
+    finally:
+        listener.close()
+        d.cleanup()
+
+
+def test_daemonize_detaches_writes_the_pidfile_and_keeps_its_sockets(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"a.symbi": 'agent echo { command: ["/bin/true"] }\n'})
+    pidfile = tmp_path / "symbid.pid"
+    try:
+        out = subprocess.run([str(BIN / "symbid"), "--config", str(d.config), "--daemonize",
+                              "--pidfile", str(pidfile)],
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert out.returncode == 0, out.stderr  # the launching process returns at once
+        pid = int(d.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()))
+        d.wait_for(lambda: d.api("GET", "/api/v1/health/scheduler")[0] == 200)
+        assert d.api("GET", "/api/v1/schedule", tcp=True)[0] == 200
+        os.kill(pid, signal.SIGTERM)
+        assert wait_gone(pid, timeout=20)
+        assert not pidfile.exists()
+    finally:
+        d.cleanup()
+
+
+def test_the_watchdog_is_fed_while_the_loop_runs(tmp_path: Path) -> None:
+    notify_dir = Daemon(tmp_path / "n", tcp=False).sockdir
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(os.path.join(notify_dir, "notify"))
+    receiver.settimeout(20)
+    d = Daemon(tmp_path, tcp=False)
+    try:
+        d.start(env={"NOTIFY_SOCKET": os.path.join(notify_dir, "notify"),
+                     "WATCHDOG_USEC": "1000000"})
+        seen = []
+        while sum("WATCHDOG=1" in m for m in seen) < 2:
+            seen.append(receiver.recv(4096).decode())
+    finally:
+        receiver.close()
+        d.cleanup()
