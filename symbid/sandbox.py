@@ -132,6 +132,7 @@ class _Child:
     killed: Optional[str] = None
     drain_until: float = 0.0
     done: bool = False
+    registered: bool = False  # its pipes are in the supervisor's selector
 
     @property
     def pid(self) -> int:
@@ -280,46 +281,54 @@ class Supervisor:
 
     def _loop(self) -> None:
         while True:
-            with self._lock:
-                incoming, self._incoming = self._incoming, []
-                commands, self._commands = self._commands, []
-                closing = self._closing and not self._children
-                self._poked = False
-            if closing:
-                return
-            for child in incoming:
-                self._register(child)
-            for tag, reason in commands:
-                self._terminate(tag, reason)
-            timeout = self._next_timeout()
-            for key, _ in self._selector.select(timeout):
-                kind, tag = key.data
-                if kind == "wake":
-                    try:
-                        while os.read(self._wake_r, 4096):
-                            pass
-                    except BlockingIOError:
+            try:
+                if self._pass():
+                    return
+            except Exception:
+                # One bad child must not stop every other run from completing.
+                log.exception("supervisor pass failed; continuing")
+
+    def _pass(self) -> bool:
+        """One round of the supervisor loop; True when it is time to stop."""
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+            commands, self._commands = self._commands, []
+            closing = self._closing and not self._children
+            self._poked = False
+        if closing:
+            return True
+        for child in incoming:
+            self._register(child)
+        for tag, reason in commands:
+            self._terminate(tag, reason)
+        timeout = self._next_timeout()
+        for key, _ in self._selector.select(timeout):
+            kind, tag = key.data
+            if kind == "wake":
+                try:
+                    while os.read(self._wake_r, 4096):
                         pass
-                    continue
-                target = self._children.get(tag)
-                if target is None:
-                    continue
-                if kind == "pidfd":
-                    self._reap(target)
-                else:
-                    self._read(target, key.fd)
-                self._maybe_finish(target)
-            self._run_timers()
-            if not self._use_pidfd:
-                self._poll_exits()
+                except BlockingIOError:
+                    pass
+                continue
+            target = self._children.get(tag)
+            if target is None:
+                continue
+            if kind == "pidfd":
+                self._reap(target)
+            else:
+                self._read(target, key.fd)
+            self._maybe_finish(target)
+        self._run_timers()
+        self._poll_exits()
+        return False
 
     def _next_timeout(self) -> Optional[float]:
         timeout: Optional[float] = None
         if self._timers:
             timeout = max(0.0, self._timers[0][0] - self._clock.monotonic())
-        needs_poll = not self._use_pidfd or any(
-            c.pidfd is None and c.status is None for c in self._children.values()
-        )
+        needs_poll = any(c.pidfd is None and c.status is None
+                         for c in list(self._children.values()))
         if needs_poll and self._children:
             timeout = _POLL_SECONDS if timeout is None else min(timeout, _POLL_SECONDS)
         return timeout
@@ -332,6 +341,7 @@ class Supervisor:
             self._selector.register(fd, selectors.EVENT_READ, ("pipe", child.spec.tag))
         if child.pidfd is not None:
             self._selector.register(child.pidfd, selectors.EVENT_READ, ("pidfd", child.spec.tag))
+        child.registered = True
         if child.spec.timeout is not None:
             remaining = child.spec.timeout - (self._clock.monotonic() - child.started)
             self._at(max(0.0, remaining), child.spec.tag, "timeout")
@@ -393,8 +403,9 @@ class Supervisor:
             self._at(_DRAIN_SECONDS, child.spec.tag, "drain")
 
     def _poll_exits(self) -> None:
+        """Children without a pidfd (none on this kernel, or pidfd_open failed) are polled."""
         for child in list(self._children.values()):
-            if child.status is not None:
+            if child.status is not None or child.pidfd is not None or not child.registered:
                 continue
             try:
                 info = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)

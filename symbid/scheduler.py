@@ -111,6 +111,9 @@ class CronScheduler:
         self._ready: list[_Queued] = []  # start time reached, waiting for capacity
         self._running: dict[str, tuple[Job, Run]] = {}
         self._per_job: dict[str, int] = {}  # started, unfinished runs per job id
+        # Runs claimed ahead of their slot while their job was at max_concurrent:
+        # whether they run is decided when they are due.
+        self._check_at_start: set[str] = set()
         self._seq = 0
         self._more_due = False
         self._stop_requested = False
@@ -325,6 +328,25 @@ class CronScheduler:
         with self._lock:
             done, self._finished = self._finished, []
             entries = [(o, self._running.pop(o.run_id, None)) for o in done]
+        decided: list[tuple[Job, Finish]] = []
+        for outcome, entry in entries:
+            if entry is None:
+                log.warning("outcome for unknown run %s ignored", outcome.run_id)
+                continue
+            job, run = entry
+            decided.append((job, self._decide(job, run, outcome, now)))
+        try:
+            self._store.finish([fin for _, fin in decided])
+        except Exception:
+            # Keep the outcomes: the next pass records them (a locked or full
+            # database must not leave runs "running" for ever).
+            with self._lock:
+                self._finished = done + self._finished
+                for outcome, entry in entries:
+                    if entry is not None:
+                        self._running[outcome.run_id] = entry
+            raise
+        with self._lock:
             for _, entry in entries:
                 if entry is not None:
                     left = self._per_job.get(entry[0].id, 1) - 1
@@ -332,14 +354,12 @@ class CronScheduler:
                         self._per_job[entry[0].id] = left
                     else:
                         self._per_job.pop(entry[0].id, None)
-        finishes = []
-        for outcome, entry in entries:
-            if entry is None:
-                log.warning("outcome for unknown run %s ignored", outcome.run_id)
-                continue
-            job, run = entry
-            finishes.append(self._decide(job, run, outcome, now))
-        self._store.finish(finishes)
+        for job, fin in decided:
+            seconds = fin.run.execution_time_ms
+            self.metrics.run_finished(job.name, fin.run.status.value,
+                                      None if seconds is None else seconds / 1000)
+            if fin.job_status is JobStatus.DEAD_LETTER:
+                self.metrics.dead_lettered(job.name)
 
     def _decide(self, job: Job, run: Run, outcome: RunOutcome, now: int) -> Finish:
         final = run.replace(
@@ -353,9 +373,6 @@ class CronScheduler:
             output_truncated=outcome.output_truncated,
         )
         extra = {"SYMBID_JOB": job.name, "SYMBID_RUN": run.id}
-        self.metrics.run_finished(
-            job.name, outcome.status.value,
-            None if outcome.execution_time_ms is None else outcome.execution_time_ms / 1000)
         job_status: Optional[JobStatus] = None
         clear = False
         if outcome.status.is_failure and run.trigger is not Trigger.MANUAL:
@@ -367,8 +384,6 @@ class CronScheduler:
             else:
                 job_status = JobStatus.FAILED if job.one_shot else JobStatus.DEAD_LETTER
                 clear = True
-                if job_status is JobStatus.DEAD_LETTER:
-                    self.metrics.dead_lettered(job.name)
                 log.error(
                     "job %s: %d attempt(s) of slot %s failed; job is now %s "
                     "(fix it, then `symbi cron reset %s`)",
@@ -474,21 +489,28 @@ class CronScheduler:
         started = 0
         for slot, trigger in sorted(to_run):
             # Catch-up runs queue behind each other (the start gate keeps them within
-            # max_concurrent); a regular slot that finds the job at its limit is skipped.
+            # max_concurrent); a regular slot that finds the job at its limit is skipped,
+            # or, when claimed ahead of its time, checked again when it is due.
+            deferred = False
             if trigger is Trigger.SCHEDULE and open_now >= job.max_concurrent:
-                runs.append(self._skipped(
-                    job, slot, now,
-                    f"max_concurrent reached ({open_now} of {job.max_concurrent} runs open)",
-                ))
-                continue
+                if slot <= now:
+                    runs.append(self._skipped(
+                        job, slot, now,
+                        f"max_concurrent reached ({open_now} of {job.max_concurrent} runs open)",
+                    ))
+                    continue
+                deferred = True
             open_now += 1
             started += 1
             base = slot if trigger is Trigger.SCHEDULE else now
-            runs.append(Run(
+            run = Run(
                 id=new_id(), job_id=job.id, slot=slot, attempt=1, trigger=trigger,
                 status=RunStatus.PENDING, created_at=now,
                 not_before=base + self._jitter_ms(job), input=job.input,
-            ))
+            )
+            if deferred:
+                self._check_at_start.add(run.id)
+            runs.append(run)
         open_counts[job.id] = open_now
         status = None
         if job.one_shot and started == 0:
@@ -541,8 +563,8 @@ class CronScheduler:
 
     def _abandon_queued(self) -> None:
         with self._lock:
-            queued = [q.run for q in self._waiting + self._ready]
-            queued += [run for _, run in self._manual]
+            queued = [(q.job, q.run) for q in self._waiting + self._ready]
+            queued += self._manual
             self._waiting, self._ready, self._manual = [], [], []
         if not queued:
             return
@@ -552,8 +574,9 @@ class CronScheduler:
                 run=run.replace(status=RunStatus.INTERRUPTED, finished_at=now,
                                 error_message="symbid stopped before the run started"),
                 counts=False,
+                job_status=self._one_shot_end(job, run, RunStatus.INTERRUPTED),
             )
-            for run in queued
+            for job, run in queued
         ])
 
     def _start_ready(self, now: int) -> None:
@@ -571,31 +594,59 @@ class CronScheduler:
         failed: list[RunOutcome] = []
         blocked: list[_Queued] = []
         limit = self.config.max_concurrent_jobs
+        dropped: list[Finish] = []
         while True:
             with self._lock:
                 if not self._ready or len(self._running) >= limit:
                     break
                 q = heapq.heappop(self._ready)
-                if (q.run.trigger is Trigger.CATCH_UP
-                        and self._per_job.get(q.job.id, 0) >= q.job.max_concurrent):
+                busy = self._per_job.get(q.job.id, 0) >= q.job.max_concurrent
+                if q.run.trigger is Trigger.CATCH_UP and busy:
                     blocked.append(q)
                     continue
-                self._running[q.run.id] = (q.job, q.run)
-                self._per_job[q.job.id] = self._per_job.get(q.job.id, 0) + 1
+            check_busy = q.run.id in self._check_at_start
+            self._check_at_start.discard(q.run.id)
+            # The job may have changed while its run waited (jitter, the global limit).
+            job = self._store.find_job(q.job.id)
+            if job is None:
+                log.info("run %s dropped: its job was deleted", q.run.id,
+                         extra={"SYMBID_RUN": q.run.id})
+                continue
+            reason, status = None, RunStatus.CANCELLED
+            if job.status is not JobStatus.ACTIVE and q.run.trigger is not Trigger.MANUAL:
+                reason = f"job became {job.status.value} before the run started"
+            elif check_busy and busy:
+                reason = (f"max_concurrent reached ({self._per_job.get(job.id, 0)} of "
+                          f"{job.max_concurrent} runs going)")
+                status = RunStatus.SKIPPED
+            if reason is not None:
+                dropped.append(Finish(
+                    run=q.run.replace(status=status, finished_at=now, error_message=reason),
+                    counts=False, job_status=self._one_shot_end(job, q.run, status)))
+                continue
+            with self._lock:
+                self._running[q.run.id] = (job, q.run)
+                self._per_job[job.id] = self._per_job.get(job.id, 0) + 1
             try:
-                spawned = self._launcher.start(q.job, q.run)
-            except SymbidError as exc:
-                log.error("job %s: run %s could not start: %s", q.job.name, q.run.id,
-                          exc.message, extra={"SYMBID_JOB": q.job.name, "SYMBID_RUN": q.run.id})
+                spawned = self._launcher.start(job, q.run)
+            except Exception as exc:
+                message = exc.message if isinstance(exc, SymbidError) else \
+                    f"internal error starting the run: {exc!r}"
+                if not isinstance(exc, SymbidError):
+                    log.exception("job %s: run %s failed to start", job.name, q.run.id)
+                log.error("job %s: run %s could not start: %s", job.name, q.run.id,
+                          message, extra={"SYMBID_JOB": job.name, "SYMBID_RUN": q.run.id})
                 failed.append(RunOutcome(
-                    run_id=q.run.id, job_id=q.job.id, status=RunStatus.FAILED,
-                    finished_at=self._clock.now(), error_message=exc.message,
+                    run_id=q.run.id, job_id=job.id, status=RunStatus.FAILED,
+                    finished_at=self._clock.now(), error_message=message,
                 ))
                 continue
             started_at = self._clock.now()
             started.append((q.run.id, started_at, spawned.pid, spawned.pgid))
             due = q.run.not_before if q.run.not_before is not None else q.run.slot
             self.metrics.run_started((started_at - due) / 1000)
+        if dropped:
+            self._store.finish(dropped)
         with self._lock:
             for q in blocked:
                 heapq.heappush(self._ready, q)

@@ -428,7 +428,12 @@ def _backward_span(after: int, tz: ZoneInfo) -> timedelta:
     for hour in (6, 12, 18, 26):
         off = _offset(after + hour * 3_600_000, tz)
         lowest = min(lowest, off)
-    return here - lowest
+    back = here - lowest
+    # Wall time repeats past "after" only if the fall-back comes within `back` of
+    # it; a transition further ahead cannot reach back behind "after".
+    if back and _offset(after + int(back.total_seconds() * 1000), tz) == here:
+        return timedelta(0)
+    return back
 
 
 def _transition_in(lo: int, hi: int, tz: ZoneInfo) -> int:
@@ -470,26 +475,41 @@ def next_cron_slot(spec: CronSpec, tz: ZoneInfo, after: int) -> Optional[int]:
 
     Results strictly increase when fed back in; ``None`` when it never fires again.
     """
-    back = _backward_span(after, tz)
+    here_ms = int(_offset(after, tz).total_seconds() * 1000)
     # Candidates strictly after this wall time: the whole second at or before
     # "after" has already been considered by whoever produced "after".
-    start_wall = (_wall(after, tz) - back).replace(microsecond=0)
-    it = _iterator(spec, start_wall)
-    best: Optional[int] = None
-    best_wall: Optional[datetime] = None
+    wall_now = _wall(after, tz).replace(microsecond=0)
+    best = _scan(spec, tz, after, wall_now, here_ms, None, None)
+    back = _backward_span(after, tz)
+    if back:
+        # A fall-back is near: wall times just behind "after" come round again.
+        # Their second pass is at w - low_ms; look only while that can beat best.
+        low_ms = here_ms - int(back.total_seconds() * 1000)
+        best = _scan(spec, tz, after, wall_now - back, low_ms, best, wall_now)
+    return best
+
+
+def _scan(spec: CronSpec, tz: ZoneInfo, after: int, start: datetime, offset_ms: int,
+          best: Optional[int], until: Optional[datetime]) -> Optional[int]:
+    """Walk wall-clock matches after ``start`` for the earliest instant after ``after``.
+
+    A wall time w means no instant earlier than ``w - offset_ms``; the walk stops
+    once that bound reaches ``best`` (or at ``until``).
+    """
+    it = _iterator(spec, start)
     for _ in range(_MAX_CANDIDATES):
         try:
             wall = it.get_next(datetime)
         except (CroniterBadDateError, OverflowError, ValueError):
             break
-        if best_wall is not None and wall > best_wall + back:
+        if until is not None and wall > until:
+            break
+        if best is not None and to_ms(wall.replace(tzinfo=UTC)) - offset_ms >= best:
             break
         instants, gap_end = _instants(wall, tz, spec.fixed_time)
         for inst in instants:
             if inst > after and (best is None or inst < best):
-                best, best_wall = inst, wall
-        if best is not None and back == timedelta(0):
-            break
+                best = inst
         if gap_end is not None and not spec.fixed_time:
             # Nothing fires inside the gap: resume at its end.
             resume = _wall(gap_end, tz) - timedelta(seconds=1)

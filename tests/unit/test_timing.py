@@ -349,3 +349,38 @@ def test_slots_strictly_increase_and_match_the_expression(
             assert spec.fixed_time
             assert before.utcoffset() != wall.utcoffset()
         previous = slot
+
+
+TRANSITIONS = [  # (zone, an instant a few hours before a DST change)
+    ("America/New_York", "2026-11-01T02:00:00Z"), ("America/New_York", "2026-03-08T03:00:00Z"),
+    ("Europe/Berlin", "2026-10-24T21:00:00Z"), ("Europe/Berlin", "2026-03-28T21:00:00Z"),
+    ("Australia/Lord_Howe", "2026-04-04T11:00:00Z"),
+    ("Australia/Lord_Howe", "2026-10-03T12:00:00Z"),
+    ("America/Santiago", "2026-04-04T23:00:00Z"), ("America/Santiago", "2026-09-06T00:00:00Z"),
+]
+ELAPSED = st.tuples(
+    st.sampled_from(["*", "*/7", "*/15", "5,35", "0", "59"]),
+    st.sampled_from(["*", "*/2", "*/3"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=ELAPSED, where=st.sampled_from(TRANSITIONS),
+       offset=st.integers(min_value=0, max_value=8 * 3600))
+def test_elapsed_time_jobs_fire_at_every_matching_instant_and_no_other(
+    fields: tuple[str, str], where: tuple[str, str], offset: int
+) -> None:
+    """Reference: walk every minute in UTC and keep those whose local time matches."""
+    zone, around = where
+    expr = f"{fields[0]} {fields[1]} * * *"
+    tz = load_zone(zone)
+    start = parse_instant(around) + offset * 1000 // 60_000 * 60_000
+    span = 6 * 3600 * 1000
+    expected = []
+    for t in range(start + 60_000, start + span, 60_000):
+        wall = datetime.fromtimestamp(t / 1000, timezone.utc).astimezone(tz)
+        if croniter.match(expr, wall.replace(tzinfo=None)):
+            expected.append(t)
+    got = [s for s in next_slots(make_schedule(expr, None, zone), start, len(expected) + 5)
+           if s < start + span]
+    assert got == expected
