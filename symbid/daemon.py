@@ -122,6 +122,39 @@ class Daemon:
         self.engine: Optional[Engine] = None
         self.jobs: Optional[JobService] = None
         self._token: Optional[str] = None
+        self._watchdog = _watchdog_interval()
+        self.lock_fd: Optional[int] = None
+
+    def _scheduler_config(self) -> SchedulerConfig:
+        """The configured scheduler settings, with the loop's sleep capped so that it
+        comes round well within systemd's watchdog interval."""
+        cfg = self.config.scheduler
+        if self._watchdog is not None and cfg.tick_interval_seconds > self._watchdog / 2:
+            cfg = replace(cfg, tick_interval_seconds=self._watchdog / 2)
+        return cfg
+
+    def lock_state(self) -> None:
+        """Hold an exclusive lock on the state directory for the daemon's lifetime.
+
+        A second symbid on the same state (another socket, say) would kill this
+        one's runs in its recovery and schedule every job twice.
+        """
+        import fcntl
+
+        state = self.config.daemon.state_dir
+        try:
+            os.makedirs(state, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(state, "symbid.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SymbidError(f"state directory {state}: {exc.strerror}; fix it or point "
+                              "--state-dir elsewhere") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SymbidError(f"another symbid is using the state directory {state}") \
+                from None
+        self.lock_fd = fd
 
     # --- start ---------------------------------------------------------------------
     def bind(self) -> None:
@@ -156,7 +189,8 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         agents = Agents()
-        engine = build_engine(cfg.daemon.state_dir, cfg.scheduler, agents, self.clock)
+        engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
+                              self.clock)
         self.engine = engine
         self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
                                agent_exists=engine.executor.agent_exists)
@@ -226,8 +260,8 @@ class Daemon:
                     if getattr(new, section) != getattr(self.config, section):
                         notes.append(f"[{section}] changed: restart symbid to apply it")
                 new = replace(new, daemon=self.config.daemon, api=self.config.api)
-                self.engine.scheduler.config = new.scheduler
                 self.config = new
+                self.engine.scheduler.config = self._scheduler_config()
         result = self._load_agents()
         result["config_error"] = config_error
         result["warnings"] = list(result["warnings"]) + notes
@@ -259,10 +293,7 @@ class Daemon:
     def run(self) -> None:
         """The main thread's loop until SIGTERM/SIGINT."""
         assert self.engine is not None
-        watchdog = _watchdog_interval()
-        scheduler = self.engine.scheduler
-        if watchdog is not None and scheduler.config.tick_interval_seconds > watchdog / 2:
-            scheduler.config = replace(scheduler.config, tick_interval_seconds=watchdog / 2)
+        watchdog = self._watchdog
         wait = min(watchdog or 5.0, 5.0)
         while True:
             try:
@@ -274,7 +305,11 @@ class Daemon:
                     log.info("received %s; stopping", signal.Signals(payload).name)
                     return
                 if payload == signal.SIGHUP:
-                    self.reload()
+                    try:
+                        self.reload()
+                    except Exception:  # a failed reload must not stop the daemon
+                        log.exception("reload failed; running on with what was loaded")
+                        self.notifier.notify("READY=1", "STATUS=reload failed; see the log")
             elif kind == "reload":
                 try:
                     payload.set_result(self.reload())
@@ -284,8 +319,9 @@ class Daemon:
                 if self.loop_is_alive(watchdog):
                     self.notifier.notify("WATCHDOG=1")
                 else:
+                    age = self.clock.monotonic() - self.engine.scheduler.last_progress
                     log.error("scheduler loop made no progress for %.0f s; not feeding the "
-                              "watchdog", self.clock.monotonic() - scheduler.last_progress)
+                              "watchdog", age)
             self.notifier.notify(f"STATUS={self.status_line()}")
 
     def loop_is_alive(self, within: float) -> bool:
@@ -357,13 +393,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = load_effective_config(args)
         daemon = Daemon(config)
         bound = daemon.listeners
+        daemon.lock_state()
         daemon.bind()
         # Check the store before detaching, so its problems reach the terminal.
-        try:
-            os.makedirs(config.daemon.state_dir, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise SymbidError(f"state directory {config.daemon.state_dir}: {exc.strerror}; "
-                              "fix it or point --state-dir elsewhere") from None
         SqliteJobStore(os.path.join(config.daemon.state_dir, "symbid.db")).close()
     except SymbidError as exc:
         print(f"symbid: {exc.message}", file=sys.stderr)
@@ -377,7 +409,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         context = python_daemon.DaemonContext(
             pidfile=TimeoutPIDLockFile(os.path.abspath(args.pidfile), 5),
-            files_preserve=[listener.sock.fileno() for listener in daemon.listeners],
+            files_preserve=[listener.sock.fileno() for listener in daemon.listeners]
+            + [daemon.lock_fd],
             umask=0o027,
             working_directory="/",
         )

@@ -283,13 +283,33 @@ class SqlJobStore(JobStore):
     @contextmanager
     def _write(self) -> Iterator[Any]:
         conn = self._conn()
-        self._begin_write(conn)
+        try:
+            self._begin_write(conn)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(conn)
+            if isinstance(exc, Exception) and not self._is_unique_violation(exc):
+                raise self._wrap(exc) from exc
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback(conn)
+            raise self._wrap(exc) from exc
+
+    @staticmethod
+    def _rollback(conn: Any) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except Exception:
+            log.debug("rollback after a failed transaction failed", exc_info=True)
+
+    def _wrap(self, exc: Exception) -> Exception:
+        """Database-level failures (locked, disk full, I/O) become StoreError."""
+        return exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._conn().execute(sql, tuple(params)).fetchall())
@@ -477,9 +497,16 @@ class SqlJobStore(JobStore):
                 if cur.rowcount != 1:
                     log.debug("job %s changed since it was read; claim dropped", adv.job_id)
                     continue
+                skipped = False
                 for run in adv.runs:
-                    if self._insert_run(conn, run) and run.status is RunStatus.PENDING:
-                        claimed.append(run)
+                    if self._insert_run(conn, run):
+                        if run.status is RunStatus.PENDING:
+                            claimed.append(run)
+                        else:
+                            skipped = True
+                if skipped:
+                    # Skipped slots pile up while a run hangs: keep retention here too.
+                    self._prune(conn, adv.job_id)
             for rc in retries:
                 cur = conn.execute(
                     "UPDATE runs SET retry_at = NULL WHERE id = ? AND retry_at = ?",
@@ -715,6 +742,12 @@ class SqliteJobStore(SqlJobStore):
 
     def _is_unique_violation(self, exc: Exception) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def _wrap(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreError(f"database {self.path}: {exc}; symbid retries, but check the "
+                              "disk and whether another process holds the database")
+        return exc
 
     def _migrate(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))

@@ -489,7 +489,7 @@ def next_cron_slot(spec: CronSpec, tz: ZoneInfo, after: int) -> Optional[int]:
     return best
 
 
-def _scan(spec: CronSpec, tz: ZoneInfo, after: int, start: datetime, offset_ms: int,
+def _scan(spec: CronSpec, tz: ZoneInfo, after: int, start: datetime, offset_ms: int,  # noqa: PLR0917
           best: Optional[int], until: Optional[datetime]) -> Optional[int]:
     """Walk wall-clock matches after ``start`` for the earliest instant after ``after``.
 

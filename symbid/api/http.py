@@ -124,6 +124,8 @@ class Router:
         self._routes.append((method, re.compile(regex), handler))
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        if method == "HEAD":
+            method = "GET"  # the server sends the headers only
         allowed = []
         for route_method, regex, handler in self._routes:
             m = regex.match(path)

@@ -416,6 +416,7 @@ def test_start_up_problems_fail_fast_with_one_clear_line(tmp_path: Path) -> None
 
 def test_a_second_daemon_refuses_to_steal_a_live_socket(daemon: Daemon, tmp_path: Path) -> None:
     out = subprocess.run([str(BIN / "symbid"), "--config", str(daemon.config),
+                          "--state-dir", str(tmp_path / "other-state"),
                           "--listen", "127.0.0.1:1"], capture_output=True, text=True,
                          timeout=30, check=False)
     assert out.returncode == 1
@@ -569,3 +570,19 @@ def test_the_watchdog_is_fed_while_the_loop_runs(tmp_path: Path) -> None:
     finally:
         receiver.close()
         d.cleanup()
+
+
+def test_a_second_daemon_on_the_same_state_directory_is_refused(daemon: Daemon) -> None:
+    out = subprocess.run([str(BIN / "symbid"), "--config", str(daemon.config),
+                          "--socket", daemon.socket + "2"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 1
+    assert "another symbid is using the state directory" in out.stderr
+    assert not os.path.exists(daemon.socket + "2")
+
+
+def test_head_requests_get_the_headers_of_get(daemon: Daemon) -> None:
+    out = subprocess.run(["curl", "-sI", "--unix-socket", daemon.socket,
+                          "http://localhost/api/v1/health/scheduler"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("HTTP/1.1 200")

@@ -296,3 +296,35 @@ def test_leftover_processes_of_a_run_are_found_by_their_run_id(tmp_path: Path) -
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_child_whose_pidfd_cannot_be_opened_is_still_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(pid: int, flags: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")  # as under an old seccomp profile
+
+    sup = Supervisor(SystemClock())
+    monkeypatch.setattr(os, "pidfd_open", refuse)
+    try:
+        out = run(sup, tmp_path, ["sh", "-c", "echo ok; exit 5"])
+        assert (out.stdout, out.exit_code) == (b"ok\n", 5)
+        assert sup.count() == 0
+    finally:
+        sup.close()
+
+
+def test_quick_children_are_all_reported_without_pidfds(tmp_path: Path) -> None:
+    sup = Supervisor(SystemClock(), use_pidfd=False)
+    try:
+        results = []
+        for i in range(60):
+            done = Result()
+            sup.spawn(SpawnSpec(tag=f"quick-{i}", argv=("echo", str(i)), env={},
+                                runs_dir=str(tmp_path / "runs")), done)
+            results.append(done)
+            time.sleep(0.002)
+        assert [r.wait().stdout.decode().strip() for r in results] == \
+            [str(i) for i in range(60)]
+    finally:
+        sup.close()

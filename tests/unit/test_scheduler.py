@@ -478,3 +478,89 @@ def test_max_runtime_must_be_positive(h: Harness) -> None:
 
     with pytest.raises(InvalidInput, match="max_runtime"):
         h.add("bad", cron="* * * * *", policy=Policy(max_runtime_seconds=0))
+
+
+def test_outcomes_are_kept_when_the_store_cannot_record_them(h: Harness) -> None:
+    from symbid.errors import StoreError
+
+    h.launcher.behaviour = lambda job, run: None
+    h.add("hourly", cron="0 * * * *")
+    h.run_until("2026-03-01T01:00:00Z")
+    (run_id,) = list(h.launcher.running)
+    h.launcher.finish(run_id, RunStatus.SUCCEEDED)
+    real_finish = h.store.finish
+    calls = []
+
+    def failing_once(finishes):  # type: ignore[no-untyped-def]
+        calls.append(len(finishes))
+        if len(calls) == 1:
+            raise StoreError("database is locked")
+        real_finish(finishes)
+
+    h.store.finish = failing_once  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        h.sched.tick(h.clock.now())
+    assert h.history("hourly")[0].status is RunStatus.RUNNING
+    h.sched.tick(h.clock.now())  # the next pass records it
+    assert h.history("hourly")[0].status is RunStatus.SUCCEEDED
+    assert h.sched.in_flight() == 0
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T02:00:00Z")
+    assert h.history("hourly")[-1].status is RunStatus.SUCCEEDED  # not skipped as "busy"
+
+
+def test_a_one_shot_stopped_before_its_run_started_ends_failed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_jitter_seconds=30, shutdown_timeout_seconds=0)
+    h.add("once", at="2026-03-01T00:10:00Z")
+    h.run_until("2026-03-01T00:10:00Z")  # claimed; waiting out its jitter
+    assert h.launcher.started == []
+    h.sched.stop()
+    assert h.history("once")[0].status is RunStatus.INTERRUPTED
+    assert h.job("once").status is JobStatus.FAILED
+
+
+def test_queued_runs_of_deleted_or_paused_jobs_do_not_start(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_jitter_seconds=30)
+    h.add("gone", cron="0 * * * *")
+    h.add("paused", cron="0 * * * *")
+    h.run_until("2026-03-01T01:00:00Z")  # both claimed, waiting out their jitter
+    h.jobs.delete("gone")
+    h.jobs.pause("paused")
+    h.run_until("2026-03-01T01:01:00Z")
+    assert h.launcher.started == []
+    (run,) = h.history("paused")
+    assert run.status is RunStatus.CANCELLED and "paused" in (run.error_message or "")
+    h.sched.run_now("paused")  # a manual run of a paused job still runs
+    h.run_until("2026-03-01T01:02:00Z")
+    assert [n for n, _, _ in h.started()] == ["paused"]
+
+
+def test_skipped_slots_are_pruned_even_while_a_run_hangs(tmp_path: Path) -> None:
+    h = Harness(tmp_path, keep_runs=10)
+    h.launcher.behaviour = lambda job, run: None
+    h.add("stuck", cron="* * * * *")
+    h.run_until("2026-03-01T01:00:00Z")
+    runs = h.history("stuck")
+    assert len(runs) <= 11
+    assert RunStatus.RUNNING in {r.status for r in runs}  # the open run is never pruned
+
+
+def test_a_slot_claimed_ahead_runs_if_the_job_became_idle_before_it(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None
+    h.add("sync", cron="* * * * *")
+    h.run_until("2026-03-01T00:01:00Z")
+    (first,) = list(h.launcher.running)
+    h.clock.set("2026-03-01T00:01:59.950Z")
+    h.sched.tick(h.clock.now())  # 00:02 is claimed while 00:01 still runs
+    h.clock.set("2026-03-01T00:01:59.980Z")
+    h.launcher.finish(first, RunStatus.SUCCEEDED)  # ...which ends before 00:02
+    h.run_until("2026-03-01T00:02:00Z")
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T00:01:00Z", "2026-03-01T00:02:00Z"]
+
+
+def test_a_slot_claimed_ahead_is_skipped_if_the_job_is_still_busy_when_due(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None
+    h.add("sync", cron="* * * * *")
+    h.run_until("2026-03-01T00:02:00Z")
+    assert [r.status.value for r in h.history("sync")] == ["running", "skipped"]
+    assert "max_concurrent reached" in (h.history("sync")[1].error_message or "")

@@ -21,3 +21,16 @@ def test_a_hung_scheduler_loop_stops_feeding_the_watchdog() -> None:
     assert not daemon.loop_is_alive(within=10)
     scheduler.last_progress = clock.monotonic()  # it came round again
     assert daemon.loop_is_alive(within=10)
+
+
+def test_the_loop_sleeps_well_within_the_watchdog_even_after_a_reload() -> None:
+    from dataclasses import replace
+
+    from symbid.config import SchedulerConfig
+
+    config = replace(Config(), scheduler=SchedulerConfig(tick_interval_seconds=60))
+    daemon = Daemon(config, clock=FakeClock())
+    daemon._watchdog = 5.0  # WatchdogSec=10
+    assert daemon._scheduler_config().tick_interval_seconds == 2.5
+    daemon._watchdog = None
+    assert daemon._scheduler_config().tick_interval_seconds == 60
