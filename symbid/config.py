@@ -268,11 +268,6 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def secret_refs(value: str) -> list[str]:
-    """The ``${NAME}`` references in a value, in order."""
-    return _REF.findall(value)
-
-
 def resolve_refs(value: str, environ: Mapping[str, str], *, what: str) -> str:
     """Replace each ``${NAME}`` with the daemon's environment variable NAME.
 

@@ -205,7 +205,7 @@ class Daemon:
                  result["unchanged"])
         ctx = ApiContext(store=engine.store, jobs=self.jobs, scheduler=engine.scheduler,
                          clock=self.clock, metrics=engine.metrics,
-                         reload=self.reload_from_api, started=self.clock.monotonic())
+                         reload=self.reload_from_api)
         for listener in self.listeners:
             app = make_app(ctx, transport=listener.kind, token=self._token)
             server = ApiServer(app, listener)

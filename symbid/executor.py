@@ -102,8 +102,6 @@ class Executor:
         self._kill_grace = kill_grace
         self._environ = environ if environ is not None else os.environ
         self._sink: Optional[RunSink] = None
-        self._lock = threading.Lock()
-        self._live: dict[str, Run] = {}
 
     def bind(self, sink: RunSink) -> None:
         self._sink = sink
@@ -147,14 +145,7 @@ class Executor:
             timeout=job.policy.max_runtime_seconds,
             kill_grace=self._kill_grace,
         )
-        with self._lock:
-            self._live[run.id] = run
-        try:
-            spawned = self._supervisor.spawn(spec, lambda child: self._exited(job, run, child))
-        except SymbidError:
-            with self._lock:
-                self._live.pop(run.id, None)
-            raise
+        spawned = self._supervisor.spawn(spec, lambda child: self._exited(job, run, child))
         log.info(
             "job %s: run %s started (pid %d, slot %s, attempt %d, %s)",
             job.name, run.id, spawned.pid, format_instant(run.slot), run.attempt,
@@ -163,19 +154,10 @@ class Executor:
         )
         return spawned
 
-    def cancel(self, run_id: str, reason: str = "cancel") -> bool:
-        return self._supervisor.kill(run_id, reason)
-
     def kill_all(self, reason: str) -> int:
         return self._supervisor.kill_all(reason)
 
-    def running(self) -> int:
-        with self._lock:
-            return len(self._live)
-
     def _exited(self, job: Job, run: Run, child: ChildExit) -> None:
-        with self._lock:
-            self._live.pop(run.id, None)
         error: Optional[str] = None
         if child.killed == "timeout":
             status = RunStatus.TIMED_OUT

@@ -130,7 +130,6 @@ class _Child:
     status: Optional[int] = None  # wait status once reaped
     ended: float = 0.0
     killed: Optional[str] = None
-    drain_until: float = 0.0
     done: bool = False
     registered: bool = False  # its pipes are in the supervisor's selector
 
@@ -394,7 +393,6 @@ class Supervisor:
         child.status = status
         child.proc.returncode = os.waitstatus_to_exitcode(status)
         child.ended = self._clock.monotonic()
-        child.drain_until = child.ended + _DRAIN_SECONDS
         if child.pidfd is not None:
             self._selector.unregister(child.pidfd)
             os.close(child.pidfd)

@@ -24,7 +24,6 @@ class ApiContext:
     clock: Clock
     metrics: Metrics = field(default_factory=lambda: Metrics(enabled=False))
     reload: Optional[Callable[[], dict[str, Any]]] = None
-    started: float = 0.0  # monotonic start time
 
     def loop_alive(self) -> bool:
         """Whether the scheduler loop made progress recently."""
