@@ -108,17 +108,22 @@ class EngineProcess:
         return self.proc.wait(timeout=30)
 
 
-def test_an_engine_killed_mid_run_records_interrupted_and_never_fires_the_slot_twice(
-    tmp_path: Path,
-) -> None:
+def hanging_agent(tmp_path: Path, script: str) -> tuple[Path, Path, Path]:
+    """A state dir and an agents file whose "hang" agent writes its pid, then sleeps."""
     state = tmp_path / "state"
     state.mkdir()
     pidfile = tmp_path / "agent.pid"
     agents = tmp_path / "agents.json"
     agents.write_text(json.dumps({
-        "hang": {"command": ["sh", "-c", 'echo $$ > "$PIDFILE"; sleep 300'],
-                 "env": {"PIDFILE": str(pidfile)}},
+        "hang": {"command": ["sh", "-c", script], "env": {"PIDFILE": str(pidfile)}},
     }))
+    return state, pidfile, agents
+
+
+def test_an_engine_killed_mid_run_records_interrupted_and_never_fires_the_slot_twice(
+    tmp_path: Path,
+) -> None:
+    state, pidfile, agents = hanging_agent(tmp_path, 'echo $$ > "$PIDFILE"; sleep 300')
     clock = SystemClock()
     store = SqliteJobStore(str(state / "symbid.db"))
     once = JobService(store, clock).create(
@@ -152,14 +157,7 @@ def test_an_engine_killed_mid_run_records_interrupted_and_never_fires_the_slot_t
 def test_a_graceful_stop_interrupts_runs_that_outlast_the_shutdown_timeout(
     tmp_path: Path,
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    pidfile = tmp_path / "agent.pid"
-    agents = tmp_path / "agents.json"
-    agents.write_text(json.dumps({
-        "hang": {"command": ["sh", "-c", 'echo $$ > "$PIDFILE"; exec sleep 300'],
-                 "env": {"PIDFILE": str(pidfile)}},
-    }))
+    state, pidfile, agents = hanging_agent(tmp_path, 'echo $$ > "$PIDFILE"; exec sleep 300')
     clock = SystemClock()
     store = SqliteJobStore(str(state / "symbid.db"))
     job = JobService(store, clock).create(
