@@ -32,6 +32,10 @@ class FakeClock:
             self._mono += (target - self._now) / 1000
         self._now = target
 
+    def step(self, seconds: float) -> None:
+        """Step the wall clock (as settimeofday does): monotonic time does not move."""
+        self._now += int(seconds * 1000)
+
     def advance(self, seconds: float) -> None:
         self._now += int(seconds * 1000)
         self._mono += seconds

@@ -2,78 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-from typing import Any, Optional
 
 import pytest
 
 from symbid.config import SchedulerConfig
 from symbid.errors import Conflict
-from symbid.jobs import JobService
-from symbid.model import CatchUp, Job, JobStatus, Policy, Run, RunStatus, Trigger, format_instant
-from symbid.scheduler import CronScheduler
-from symbid.store import Advance, SqliteJobStore
-from symbid.timing import parse_instant
-from tests.fakes import FakeClock, FakeLauncher, FakeWaiter
-
-
-class Harness:
-    def __init__(self, tmp_path: Path, start: str = "2026-03-01T00:00:00Z", **cfg: Any) -> None:
-        self.clock = FakeClock(start)
-        keep = cfg.pop("keep_runs", 1000)
-        self.store = SqliteJobStore(str(tmp_path / "state.db"), keep_runs=keep)
-        self.launcher = FakeLauncher(self.clock)
-        self.waiter = FakeWaiter()
-        settings = {"retry_backoff_seconds": 10.0, "misfire_grace_seconds": 60.0}
-        settings.update(cfg)
-        self.config = SchedulerConfig(**settings)
-        self.sched = self.new_scheduler()
-        self.jobs = JobService(self.store, self.clock, wake=self.sched.wake)
-
-    def new_scheduler(self) -> CronScheduler:
-        return CronScheduler(self.store, self.launcher, self.clock, self.config,
-                             waiter=self.waiter, rng=random.Random(7))
-
-    def add(self, name: str, cron: Optional[str] = None, at: Optional[str] = None,
-            tz: str = "UTC", **kw: Any) -> Job:
-        allow_past = kw.pop("allow_past", False)
-        job = Job(id="", name=name, agent_id="agent", cron_expr=cron,
-                  at=parse_instant(at) if at else None, timezone=tz, **kw)
-        return self.jobs.create(job, allow_past=allow_past)
-
-    def run_until(self, when: str) -> None:
-        """Advance time to ``when``, visiting every instant the loop asks to be woken at."""
-        target = parse_instant(when)
-        for _ in range(100_000):
-            wake = self.sched.tick(self.clock.now())
-            # what the loop does between passes: wait, and react to why it ended
-            self.sched.handle_wake(self.waiter.wait_until(wake, self.config.tick_interval_seconds))
-            if wake is None or wake > target:
-                break
-            if wake > self.clock.now():
-                self.clock.set(wake)
-        else:  # pragma: no cover
-            raise AssertionError("the loop never settled")
-        self.clock.set(target)
-        self.sched.tick(target)
-
-    def history(self, name: str) -> list[Run]:
-        job = self.store.get_job(name)
-        return list(reversed(self.store.history(job.id, limit=10_000)))
-
-    def started(self, name: Optional[str] = None) -> list[tuple[str, str, str]]:
-        """(job name, slot, start time) of each start, in order."""
-        return [(j.name, format_instant(r.slot), format_instant(t))
-                for j, r, t in self.launcher.started if name is None or j.name == name]
-
-    def job(self, name: str) -> Job:
-        return self.store.get_job(name)
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+from symbid.model import CatchUp, JobStatus, Policy, Run, RunStatus, Trigger, format_instant
+from symbid.store import Advance
+from tests.harness import Harness
 
 
 def statuses(runs: list[Run]) -> list[tuple[str, str, str]]:
@@ -443,10 +380,7 @@ def test_start_up_recovery_interrupts_open_runs_and_never_re_runs_them(h: Harnes
     h.run_until("2026-03-01T01:00:00Z")
     assert {r.status for r in h.history("hourly")} == {RunStatus.RUNNING}
     # the process dies here; a new scheduler starts on the same store
-    h.launcher = FakeLauncher(h.clock)
-    h.sched = h.new_scheduler()
-    report = h.sched.recover()
-    assert report.interrupted == 2
+    assert h.restart().interrupted == 2
     h.run_until("2026-03-01T01:30:00Z")
     assert h.launcher.started == []
     (run,) = h.history("hourly")

@@ -1,0 +1,411 @@
+"""Every slot runs exactly once: regressions for the sequences of issue 7, driven by a fake clock.
+
+Each test here failed on the engine before the run lifecycle got one owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symbid.config import Config
+from symbid.errors import StoreError
+from symbid.model import CatchUp, JobStatus, RunStatus, format_instant
+from symbid.store import SqliteJobStore
+from symbid.timer import ConditionWaiter
+from symbid.timing import parse_instant
+from tests.harness import Harness
+
+# Written before the fix (issue 7); each failed on the engine of 4208412. Removed as they pass.
+pending_fix = pytest.mark.xfail(strict=True, reason="issue 7: fixed in a later commit")
+
+
+def slots(h: Harness, name: str) -> list[tuple[str, str, str]]:
+    return [(format_instant(r.slot), r.trigger.value, r.status.value) for r in h.history(name)]
+
+
+# --- 1. a re-armed one-shot --------------------------------------------------------------
+
+
+@pending_fix
+def test_a_one_shot_re_armed_while_its_run_is_going_fires_at_its_new_time(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None
+    h.add("once", at="2026-03-01T00:10:00Z")
+    h.run_until("2026-03-01T00:10:00Z")
+    (first,) = list(h.launcher.running)
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.launcher.finish(first, RunStatus.SUCCEEDED)
+    h.run_until("2026-03-01T00:15:00Z")
+    job = h.job("once")
+    assert job.status is JobStatus.ACTIVE  # the old run does not complete the new schedule
+    assert format_instant(job.next_run or 0) == "2026-03-01T00:20:00Z"
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T00:21:00Z")
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T00:10:00Z", "2026-03-01T00:20:00Z"]
+    assert h.job("once").status is JobStatus.COMPLETED
+
+
+@pending_fix
+def test_a_one_shot_switched_to_cron_while_its_run_is_going_stays_active(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None
+    h.add("once", at="2026-03-01T00:10:00Z", max_retries=0)
+    h.run_until("2026-03-01T00:10:00Z")
+    (first,) = list(h.launcher.running)
+    h.jobs.update("once", lambda j: j.replace(at=None, cron_expr="*/30 * * * *"))
+    h.launcher.finish(first, RunStatus.FAILED)  # its last attempt: a one-shot would fail
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T00:31:00Z")
+    assert h.job("once").status is JobStatus.ACTIVE
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T00:10:00Z", "2026-03-01T00:30:00Z"]
+
+
+# --- 2. one store error must not wedge a job ---------------------------------------------
+
+
+@pending_fix
+def test_a_store_error_while_runs_start_does_not_wedge_a_job(tmp_path: Path) -> None:
+    h = Harness(tmp_path, busy_timeout_ms=50)
+    h.add("broken", cron="0 * * * *", max_retries=1)
+    h.add("gone", cron="0 * * * *")
+    h.add("other", cron="0 * * * *")
+    h.launcher.fail_to_start.add("broken")
+    h.run_until("2026-03-01T00:59:59.950Z")  # all three slots claimed ahead
+    h.jobs.pause("gone")  # its claimed run must be dropped when it is due
+    blocker = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    h.clock.set("2026-03-01T01:00:00Z")
+    with pytest.raises(StoreError, match="locked"):
+        h.sched.tick(h.clock.now())
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    h.launcher.fail_to_start.clear()
+    h.run_until("2026-03-01T02:00:00Z")
+    assert slots(h, "broken") == [
+        ("2026-03-01T01:00:00Z", "schedule", "failed"),
+        ("2026-03-01T01:00:00Z", "retry", "succeeded"),
+        ("2026-03-01T02:00:00Z", "schedule", "succeeded"),
+    ]
+    assert "cannot start agent of broken" in (h.history("broken")[0].error_message or "")
+    assert slots(h, "gone") == [("2026-03-01T01:00:00Z", "schedule", "cancelled")]
+    assert [r.status.value for r in h.history("other")] == ["succeeded", "succeeded"]
+    assert h.sched.in_flight() == 0
+
+
+# --- 3. retention never re-opens a slot --------------------------------------------------
+
+
+@pending_fix
+def test_retention_never_reopens_a_slot_when_the_clock_steps_back(tmp_path: Path) -> None:
+    h = Harness(tmp_path, keep_runs=5)
+    h.add("minutely", cron="* * * * *")
+    h.run_until("2026-03-01T00:10:00Z")
+    assert len(h.launcher.started) == 10
+    assert len(h.history("minutely")) == 5  # 00:01-00:05 were pruned
+    h.clock.step(-9.5 * 60)  # 00:00:30
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-01T00:10:30Z")
+    assert len(h.launcher.started) == 10  # nothing ran twice
+    assert len(h.history("minutely")) == 5  # and no pruned slot was claimed again
+    h.run_until("2026-03-01T00:11:00Z")
+    assert [s for _, s, _ in h.started()][-1] == "2026-03-01T00:11:00Z"
+    assert len(h.launcher.started) == 11
+
+
+@pending_fix
+def test_a_clock_that_was_far_ahead_runs_the_slots_it_never_claimed(h: Harness) -> None:
+    h.clock.set("2026-03-05T08:00:00Z")  # somebody set the clock days ahead
+    h.add("daily", cron="0 9 * * *")
+    h.run_until("2026-03-05T09:00:30Z")
+    h.clock.step(-4 * 86400)  # ... and fixed it
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-06T09:00:00Z")
+    assert [s for _, s, _ in h.started()] == [
+        "2026-03-05T09:00:00Z", "2026-03-01T09:00:00Z", "2026-03-02T09:00:00Z",
+        "2026-03-03T09:00:00Z", "2026-03-04T09:00:00Z", "2026-03-06T09:00:00Z",
+    ]
+
+
+@pending_fix
+def test_a_schedule_change_never_reclaims_a_slot_below_the_high_water_mark(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, keep_runs=2)
+    h.add("minutely", cron="* * * * *")
+    h.run_until("2026-03-01T00:10:00Z")
+    h.clock.step(-9 * 60)  # 00:01
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-01T00:01:00Z")
+    h.jobs.update("minutely", lambda j: j.replace(cron_expr="*/2 * * * *"))
+    h.run_until("2026-03-01T00:10:00Z")
+    assert len(h.launcher.started) == 10
+    h.run_until("2026-03-01T00:12:00Z")
+    assert [s for _, s, _ in h.started()][10:] == ["2026-03-01T00:12:00Z"]
+
+
+# --- 4. restarts start the runs that never started ---------------------------------------
+
+
+@pending_fix
+@pytest.mark.parametrize("graceful", [False, True])
+def test_a_run_waiting_out_its_jitter_starts_after_a_restart(
+    h: Harness, graceful: bool
+) -> None:
+    h.add("once", at="2026-03-01T00:10:00Z", jitter_seconds=25)
+    h.run_until("2026-03-01T00:10:01Z")
+    (waiting,) = h.history("once")
+    assert waiting.status is RunStatus.PENDING and h.launcher.started == []
+    assert waiting.not_before is not None and waiting.not_before > waiting.slot + 1000
+    h.restart(graceful=graceful)
+    h.run_until("2026-03-01T00:11:00Z")
+    (run,) = h.history("once")
+    assert (run.id, run.slot, run.status) == (waiting.id, waiting.slot, RunStatus.SUCCEEDED)
+    assert h.started() == [("once", "2026-03-01T00:10:00Z", format_instant(waiting.not_before))]
+    assert h.job("once").status is JobStatus.COMPLETED
+
+
+@pending_fix
+@pytest.mark.parametrize("graceful", [False, True])
+def test_a_run_waiting_for_the_global_limit_starts_after_a_restart(
+    tmp_path: Path, graceful: bool
+) -> None:
+    h = Harness(tmp_path, max_concurrent_jobs=1, shutdown_timeout_seconds=0)
+    h.launcher.behaviour = lambda job, run: None
+    h.add("a", cron="0 1 * * *")
+    h.add("b", cron="0 1 * * *")
+    h.run_until("2026-03-01T01:00:00Z")
+    assert [n for n, _, _ in h.started()] == ["a"]
+    assert h.history("b")[0].status is RunStatus.PENDING
+    h.restart(graceful=graceful)
+    h.run_until("2026-03-01T01:00:10Z")
+    assert h.history("a")[0].status is RunStatus.INTERRUPTED  # it had started
+    assert h.history("b")[0].status is RunStatus.RUNNING  # it had not: it runs now
+    assert [n for n, _, _ in h.started()] == ["b"]
+
+
+@pending_fix
+def test_a_run_claimed_ahead_of_its_slot_starts_on_time_after_a_crash(h: Harness) -> None:
+    h.add("daily", cron="0 9 * * *")
+    h.run_until("2026-03-01T08:59:59.960Z")  # claimed 50 ms ahead, not started
+    assert h.history("daily")[0].status is RunStatus.PENDING
+    h.restart()
+    h.run_until("2026-03-01T09:00:01Z")
+    assert h.started() == [("daily", "2026-03-01T09:00:00Z", "2026-03-01T09:00:00Z")]
+    assert [r.status for r in h.history("daily")] == [RunStatus.SUCCEEDED]
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "expected"),
+    [(CatchUp.LATEST, "succeeded"), (CatchUp.ALL, "succeeded"), (CatchUp.SKIP, "skipped")],
+)
+@pending_fix
+def test_a_never_started_run_found_late_after_a_restart_follows_catch_up(
+    h: Harness, catch_up: CatchUp, expected: str
+) -> None:
+    h.add("once", at="2026-03-01T00:10:00Z", jitter_seconds=25, catch_up=catch_up)
+    h.run_until("2026-03-01T00:10:01Z")
+    h.clock.set("2026-03-01T01:00:00Z")  # down for an hour: past misfire_grace_seconds
+    h.restart()
+    h.run_until("2026-03-01T01:00:01Z")
+    (run,) = h.history("once")
+    assert run.status.value == expected
+    if expected == "skipped":
+        assert "catch_up=skip" in (run.error_message or "")
+        assert h.job("once").status is JobStatus.FAILED
+    else:
+        assert h.job("once").status is JobStatus.COMPLETED
+
+
+def test_only_a_run_that_may_have_started_is_recorded_interrupted(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None
+    h.add("hourly", cron="0 * * * *")
+    h.run_until("2026-03-01T01:00:00Z")
+    (run,) = h.history("hourly")
+    assert run.status is RunStatus.RUNNING
+    report = h.restart()
+    assert report.interrupted == 1
+    (run,) = h.history("hourly")
+    assert run.status is RunStatus.INTERRUPTED
+
+
+# --- 5. manual runs have a key of their own ----------------------------------------------
+
+
+@pending_fix
+def test_a_manual_run_at_the_instant_of_an_unclaimed_slot_does_not_swallow_it(
+    h: Harness,
+) -> None:
+    h.add("daily", cron="0 9 * * *")
+    h.clock.set("2026-03-01T09:00:00Z")  # the loop is late: the slot is not claimed yet
+    manual = h.sched.run_now("daily")
+    assert manual.slot == parse_instant("2026-03-01T09:00:00Z")
+    h.run_until("2026-03-01T09:00:01Z")
+    assert sorted((r.trigger.value, r.status.value) for r in h.history("daily")) == [
+        ("manual", "succeeded"), ("schedule", "succeeded"),
+    ]
+
+
+# --- 6. health follows the passes --------------------------------------------------------
+
+
+@pending_fix
+def test_health_is_degraded_while_passes_fail_and_the_watchdog_stays_fed(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, tick_interval_seconds=0.01)
+    h.sched = h.new_scheduler(waiter=ConditionWaiter(h.clock))
+    ctx = h.api_context()
+    real = h.store.due_jobs
+
+    def locked(*args: Any) -> Any:
+        raise StoreError("database state.db: database is locked")
+
+    h.store.due_jobs = locked  # type: ignore[method-assign]
+    h.sched.start()
+    try:
+        deadline = time.monotonic() + 10
+        while ctx.health()["status"] != "degraded" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        health = ctx.health()
+        assert health["status"] == "degraded"
+        assert "database is locked" in health["error"]
+        assert "degraded" in h.sched.status_text()
+        h.clock.advance(60)
+        time.sleep(0.1)
+        assert ctx.loop_alive()  # the loop keeps making passes: systemd must not restart it
+        h.store.due_jobs = real  # type: ignore[method-assign]
+        deadline = time.monotonic() + 10
+        while ctx.health()["status"] != "healthy" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ctx.health()["status"] == "healthy"
+        assert "error" not in ctx.health()
+    finally:
+        h.sched.stop()
+
+
+@pending_fix
+def test_the_dialect_health_probes_the_store(h: Harness) -> None:
+    status, body = h.api("GET", "/symbiont/api/v1/health/scheduler")
+    assert (status, body["store_accessible"]) == (200, True)
+
+    def broken(*args: Any) -> Any:
+        raise StoreError("database state.db: disk I/O error")
+
+    h.store.probe = broken  # type: ignore[method-assign]
+    status, body = h.api("GET", "/symbiont/api/v1/health/scheduler")
+    assert (status, body["store_accessible"]) == (200, False)
+    status, body = h.api("GET", "/api/v1/health/scheduler")
+    assert status == 200 and body["status"] == "degraded"
+    assert "disk I/O error" in body["error"]
+
+
+# --- 7. waits are durations --------------------------------------------------------------
+
+
+@pending_fix
+def test_a_retry_backoff_lasts_its_duration_when_the_clock_steps_back(h: Harness) -> None:
+    outcomes = iter([RunStatus.FAILED, RunStatus.SUCCEEDED])
+    h.launcher.behaviour = lambda job, run: next(outcomes)
+    h.add("flaky", cron="0 1 * * *", max_retries=1)  # retry 10 s after a failure
+    h.run_until("2026-03-01T01:00:05Z")
+    h.clock.step(-3600)  # 00:00:05: five seconds of the backoff are left
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-01T00:00:30Z")
+    assert h.started() == [
+        ("flaky", "2026-03-01T01:00:00Z", "2026-03-01T01:00:00Z"),
+        ("flaky", "2026-03-01T01:00:00Z", "2026-03-01T00:00:10Z"),
+    ]
+
+
+@pending_fix
+def test_a_jitter_wait_lasts_its_duration_when_the_clock_steps(h: Harness) -> None:
+    h.add("spread", cron="0 1 * * *", jitter_seconds=30)
+    h.run_until("2026-03-01T01:00:00Z")
+    (waiting,) = h.history("spread")
+    assert waiting.not_before is not None
+    left = waiting.not_before - parse_instant("2026-03-01T01:00:00Z")
+    assert left > 1000
+    h.clock.step(3600)  # forward an hour: the wait must not end at once
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-01T02:00:00Z")
+    assert h.launcher.started == []
+    h.run_until("2026-03-01T02:00:31Z")
+    (_, run, started_at) = h.launcher.started[0]
+    assert started_at == parse_instant("2026-03-01T02:00:00Z") + left
+    assert h.store.get_run(run.id).not_before == started_at  # the stored deadline moved too
+
+
+# --- 8. quiet shutdown, a reentrant signal handler ---------------------------------------
+
+
+@pending_fix
+def test_closing_the_store_closes_every_threads_connection_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteJobStore(str(tmp_path / "state.db"))
+    conns = []
+
+    def use() -> None:
+        store.list_jobs()
+        conns.append(store._conn())
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with caplog.at_level(logging.DEBUG, logger="symbid.store"):
+        store.close()
+    assert caplog.records == []
+    for conn in conns:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            conn.execute("SELECT 1")
+
+
+@pending_fix
+def test_signal_handlers_put_signals_on_a_reentrant_queue() -> None:
+    from symbid.daemon import Daemon
+
+    assert isinstance(Daemon(Config()).events, queue.SimpleQueue)
+
+
+# --- 9. one far-future job breaks nothing ------------------------------------------------
+
+
+@pending_fix
+def test_a_far_future_at_job_is_refused_and_nothing_is_stored(h: Harness) -> None:
+    status, body = h.api("POST", "/api/v1/schedule", {
+        "name": "far", "agent_id": "agent", "at": "9999-12-31T23:00:00-05:00"})
+    assert status == 400, body
+    assert body["error"]["field"] == "at"
+    assert h.store.list_jobs() == []
+    status, body = h.api("GET", "/api/v1/schedule")
+    assert (status, body) == (200, [])
+
+
+@pending_fix
+def test_one_row_that_cannot_be_shown_does_not_fail_a_listing(h: Harness) -> None:
+    h.add("fine", cron="0 * * * *")
+    bad = h.add("far", cron="0 * * * *")
+    conn = sqlite3.connect(str(h.store.path))
+    with conn:  # a row stored by an older symbid, before creates were checked
+        conn.execute("UPDATE jobs SET cron_expr = NULL, at_ms = ?, next_run = ? WHERE id = ?",
+                     (253402318800000 + 14_400_000, 253402318800000 + 14_400_000, bad.id))
+    conn.close()
+    status, body = h.api("GET", "/api/v1/schedule")
+    assert status == 200, body
+    assert [(row["name"], "error" in row) for row in body] == [("far", True), ("fine", False)]
+    # the SDK parses every field of a row: there the row is left out (and logged)
+    status, body = h.api("GET", "/symbiont/api/v1/schedules")
+    assert status == 200, body
+    assert [row["name"] for row in body] == ["fine"]
+    status, body = h.api("GET", f"/api/v1/schedule/{bad.id}")
+    assert status == 200 and "error" in body
+    status, _ = h.api("DELETE", f"/api/v1/schedule/{bad.id}")
+    assert status == 200
