@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from symbid.clock import SystemClock
 from symbid.model import Job, RunStatus, new_id
-from symbid.store import SqliteJobStore, _job_params
+from symbid.store import SqliteJobStore, job_params
 from symbid.timing import make_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ def insert_jobs(db: str, jobs: list[Job]) -> None:
             "definition, next_run, last_run, run_count, success_count, failure_count, "
             "total_execution_ms, longest_execution_ms, created_at, updated_at, version) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_job_params(j) for j in jobs],
+            [job_params(j) for j in jobs],
         )
     conn.close()
 

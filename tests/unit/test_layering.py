@@ -41,7 +41,7 @@ LADDER: dict[str, float] = {
     # (issue 3), so it stands half a rung above timing and config.
     "symbid.dsl.**": 1.5,
     # level 2: the edges (durable state, native waits, processes, channels); mutually blind
-    "symbid.store": 2,
+    "symbid.store.**": 2,
     "symbid.timer": 2,
     "symbid.sandbox": 2,
     "symbid.agentpin": 2,

@@ -1,18 +1,7 @@
-"""Durable state: jobs and their runs, in one SQLite file.
+"""Portable SQL over a DB-API connection per thread; a backend fills in the hooks.
 
-The scheduler and the API talk to :class:`JobStore`, a small interface whose SQL
-(:class:`SqlJobStore`) is portable: placeholders, ``INSERT ... ON CONFLICT DO
-NOTHING``, partial indexes and ``LIMIT/OFFSET`` work on SQLite and PostgreSQL
-alike. A backend supplies connections, its DDL and how a write transaction
-starts; :class:`SqliteJobStore` is the one shipped (WAL, ``busy_timeout``,
-foreign keys, ``BEGIN IMMEDIATE``, ``synchronous=FULL``).
-
-Invariants the schema enforces:
-
-* ``UNIQUE(job_id, slot, attempt)`` on runs: a slot is claimed at most once per
-  attempt, across crashes and restarts.
-* A job row is only ever updated, never replaced: ``INSERT OR REPLACE`` would
-  delete it first and cascade its run history away.
+Placeholders, ``INSERT ... ON CONFLICT DO NOTHING``, partial indexes and
+``LIMIT/OFFSET`` work on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -20,16 +9,14 @@ from __future__ import annotations
 import abc
 import json
 import logging
-import os
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from symbid.errors import Conflict, NotFound, SchemaTooNew, StoreError
+from symbid.errors import Conflict, NotFound, StoreError
 from symbid.model import OPEN_RUN_STATUSES, Job, JobStatus, Run, RunStatus, Trigger
+from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 
 log = logging.getLogger(__name__)
 
@@ -46,153 +33,6 @@ _RUN_COLUMNS = (
     "finished_at, execution_time_ms, exit_code, signal, error_message, output, "
     "output_truncated, summary, input, retry_at, pid, pgid"
 )
-
-
-@dataclass(frozen=True)
-class Advance:
-    """Claim a job's due slots: move its schedule on and insert the runs decided for them.
-
-    Applied only if the job is still ``active`` at ``expect_version`` (another
-    writer may have changed it since it was read).
-    """
-
-    job_id: str
-    expect_version: int
-    next_run: Optional[int]
-    last_run: Optional[int]
-    runs: tuple[Run, ...] = ()
-    status: Optional[JobStatus] = None
-
-
-@dataclass(frozen=True)
-class RetryClaim:
-    """Start the next attempt of a failed run whose ``retry_at`` is due."""
-
-    failed_run_id: str
-    expect_retry_at: int
-    run: Run
-
-
-@dataclass(frozen=True)
-class Finish:
-    """A run reached its final state; maybe the job changes status with it."""
-
-    run: Run
-    counts: bool = True  # add to the job's run/success/failure counters
-    job_status: Optional[JobStatus] = None  # applied only from active or paused
-    clear_retries: bool = False  # drop every pending retry of the job
-
-
-@dataclass(frozen=True)
-class JobTotals:
-    by_status: dict[str, int] = field(default_factory=dict)
-    runs_total: int = 0
-    runs_succeeded: int = 0
-    runs_failed: int = 0
-    execution_ms_total: int = 0
-    longest_execution_ms: int = 0
-
-
-class JobStore(abc.ABC):
-    """What the scheduler and the API need from durable state."""
-
-    # jobs
-    @abc.abstractmethod
-    def create_job(self, job: Job) -> Job: ...
-
-    @abc.abstractmethod
-    def find_job(self, ref: str) -> Optional[Job]:
-        """A job by id, or else by name."""
-
-    def get_job(self, ref: str) -> Job:
-        job = self.find_job(ref)
-        if job is None:
-            raise NotFound(f"no job with id or name {ref!r}; `symbi cron list` shows them")
-        return job
-
-    @abc.abstractmethod
-    def list_jobs(
-        self,
-        status: Optional[JobStatus] = None,
-        agent_id: Optional[str] = None,
-        source: Optional[str] = None,
-    ) -> list[Job]: ...
-
-    @abc.abstractmethod
-    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
-        """Read, change and write one job in a single transaction."""
-
-    @abc.abstractmethod
-    def apply_changes(
-        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
-    ) -> None:
-        """Create, update and delete jobs in one transaction.
-
-        Each update carries the version it was planned against; if any job
-        changed meanwhile, nothing is written and :class:`Conflict` is raised.
-        """
-
-    @abc.abstractmethod
-    def clear_retries(self, job_id: str) -> None:
-        """Drop every pending retry of a job."""
-
-    @abc.abstractmethod
-    def delete_job(self, ref: str) -> Job:
-        """Delete a job and its run history; returns what was deleted."""
-
-    # scheduling
-    @abc.abstractmethod
-    def next_due(self) -> Optional[int]:
-        """The earliest instant at which an active job or a retry comes due."""
-
-    @abc.abstractmethod
-    def due_jobs(self, now: int, limit: int) -> list[Job]: ...
-
-    @abc.abstractmethod
-    def due_retries(self, now: int, limit: int) -> list[Run]: ...
-
-    @abc.abstractmethod
-    def open_run_counts(self) -> dict[str, int]: ...
-
-    @abc.abstractmethod
-    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> list[Run]:
-        """Apply claims in one transaction; returns the pending runs actually inserted."""
-
-    @abc.abstractmethod
-    def insert_run(self, run: Run) -> Run:
-        """Insert a run outside the schedule (manual); moves its slot on by a ms if taken."""
-
-    @abc.abstractmethod
-    def postpone_retry(self, run_id: str, retry_at: int) -> None: ...
-
-    @abc.abstractmethod
-    def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
-        """(run_id, started_at, pid, pgid) for runs whose child process is up."""
-
-    @abc.abstractmethod
-    def finish(self, finishes: Sequence[Finish]) -> None: ...
-
-    @abc.abstractmethod
-    def open_runs(self) -> list[Run]: ...
-
-    @abc.abstractmethod
-    def jobs_claimed_after(self, instant: int) -> list[Job]:
-        """Active recurring jobs whose last claimed slot is later than ``instant``."""
-
-    # history and health
-    @abc.abstractmethod
-    def get_run(self, run_id: str) -> Run: ...
-
-    @abc.abstractmethod
-    def history(
-        self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
-    ) -> list[Run]: ...
-
-    @abc.abstractmethod
-    def totals(self) -> JobTotals: ...
-
-    @abc.abstractmethod
-    def close(self) -> None: ...
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:
@@ -242,7 +82,7 @@ def _run_params(run: Run) -> tuple[Any, ...]:
     )
 
 
-def _job_params(job: Job) -> tuple[Any, ...]:
+def job_params(job: Job) -> tuple[Any, ...]:
     return (
         job.id, job.name, job.agent_id, job.cron_expr, job.at, job.timezone,
         job.status.value, job.source, json.dumps(job.definition(), sort_keys=True),
@@ -330,7 +170,7 @@ class SqlJobStore(JobStore):
             with self._write() as conn:
                 conn.execute(
                     f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-                    _job_params(job),
+                    job_params(job),
                 )
         except Exception as exc:
             if self._is_unique_violation(exc):
@@ -390,7 +230,7 @@ class SqlJobStore(JobStore):
                 for job in create:
                     conn.execute(
                         f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-                        _job_params(job),
+                        job_params(job),
                     )
                 for job in update:
                     if not self._update_row(conn, job, job.version):
@@ -651,143 +491,3 @@ class SqlJobStore(JobStore):
             execution_ms_total=sum(r[5] or 0 for r in rows),
             longest_execution_ms=max((r[6] or 0 for r in rows), default=0),
         )
-
-
-# Forward-only migrations; PRAGMA user_version = number applied.
-_SQLITE_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        agent_id TEXT NOT NULL,
-        cron_expr TEXT,
-        at_ms INTEGER,
-        timezone TEXT NOT NULL,
-        status TEXT NOT NULL,
-        source TEXT NOT NULL DEFAULT 'api',
-        definition TEXT NOT NULL,
-        next_run INTEGER,
-        last_run INTEGER,
-        run_count INTEGER NOT NULL DEFAULT 0,
-        success_count INTEGER NOT NULL DEFAULT 0,
-        failure_count INTEGER NOT NULL DEFAULT 0,
-        total_execution_ms INTEGER NOT NULL DEFAULT 0,
-        longest_execution_ms INTEGER NOT NULL DEFAULT 0,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        version INTEGER NOT NULL DEFAULT 1,
-        CHECK ((cron_expr IS NULL) <> (at_ms IS NULL))
-    );
-    CREATE INDEX jobs_due ON jobs(status, next_run);
-    CREATE INDEX jobs_agent ON jobs(agent_id);
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-        slot INTEGER NOT NULL,
-        attempt INTEGER NOT NULL,
-        trigger_kind TEXT NOT NULL,
-        status TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        not_before INTEGER,
-        started_at INTEGER,
-        finished_at INTEGER,
-        execution_time_ms INTEGER,
-        exit_code INTEGER,
-        signal INTEGER,
-        error_message TEXT,
-        output TEXT,
-        output_truncated INTEGER NOT NULL DEFAULT 0,
-        summary TEXT,
-        input TEXT,
-        retry_at INTEGER,
-        pid INTEGER,
-        pgid INTEGER,
-        UNIQUE (job_id, slot, attempt)
-    );
-    CREATE INDEX runs_retry ON runs(retry_at) WHERE retry_at IS NOT NULL;
-    CREATE INDEX runs_open ON runs(job_id)
-        WHERE status IN ('awaiting_approval', 'pending', 'running');
-    """,
-)
-
-SCHEMA_VERSION = len(_SQLITE_MIGRATIONS)
-
-
-class SqliteJobStore(SqlJobStore):
-    """The store in one SQLite file (WAL)."""
-
-    def __init__(self, path: str, keep_runs: int = 1000, busy_timeout_ms: int = 10_000) -> None:
-        super().__init__(keep_runs)
-        self.path = path
-        self._busy_timeout_ms = busy_timeout_ms
-        self._migrate()
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                timeout=self._busy_timeout_ms / 1000,
-                check_same_thread=True,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = FULL")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
-        return conn
-
-    def _begin_write(self, conn: Any) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-
-    def _is_unique_violation(self, exc: Exception) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
-
-    def _wrap(self, exc: Exception) -> Exception:
-        if isinstance(exc, sqlite3.OperationalError):
-            return StoreError(f"database {self.path}: {exc}; symbid retries, but check the "
-                              "disk and whether another process holds the database")
-        return exc
-
-    def _migrate(self) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise StoreError(f"state directory {directory} does not exist; create it or "
-                             "point --state-dir elsewhere")
-        if not os.access(directory, os.W_OK):
-            raise StoreError(
-                f"state directory {directory} is not writable by uid {os.getuid()}; "
-                "fix its owner or point --state-dir elsewhere"
-            )
-        try:
-            self._migrate_open()
-        except BaseException:
-            self.close()
-            raise
-
-    def _migrate_open(self) -> None:
-        conn = self._conn()
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a symbid database: {exc}") from exc
-        if str(mode).lower() != "wal":
-            log.warning("%s: journal_mode is %s, not WAL", self.path, mode)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"{self.path} has schema version {version}, newer than this symbid knows "
-                f"({SCHEMA_VERSION}); upgrade symbid or use another state directory"
-            )
-        for number in range(version, SCHEMA_VERSION):
-            self._begin_write(conn)
-            try:
-                for statement in _SQLITE_MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            log.info("%s: migrated schema to version %d", self.path, number + 1)

@@ -1,0 +1,28 @@
+"""Durable state: jobs and their runs, in one SQLite file.
+
+The package: :mod:`.base` (the interface and the commands the scheduler sends it),
+:mod:`.sql` (portable queries), :mod:`.schema` (DDL and migrations) and :mod:`.sqlite`
+(the backend).
+
+The scheduler and the API talk to :class:`JobStore`, a small interface whose SQL
+(:class:`SqlJobStore`) is portable: placeholders, ``INSERT ... ON CONFLICT DO
+NOTHING``, partial indexes and ``LIMIT/OFFSET`` work on SQLite and PostgreSQL
+alike. A backend supplies connections, its DDL and how a write transaction
+starts; :class:`SqliteJobStore` is the one shipped (WAL, ``busy_timeout``,
+foreign keys, ``BEGIN IMMEDIATE``, ``synchronous=FULL``).
+
+Invariants the schema enforces:
+
+* ``UNIQUE(job_id, slot, attempt)`` on runs: a slot is claimed at most once per
+  attempt, across crashes and restarts.
+* A job row is only ever updated, never replaced: ``INSERT OR REPLACE`` would
+  delete it first and cascade its run history away.
+"""
+
+from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
+from symbid.store.schema import SCHEMA_VERSION
+from symbid.store.sql import SqlJobStore, job_params
+from symbid.store.sqlite import SqliteJobStore
+
+__all__ = ["SCHEMA_VERSION", "Advance", "Finish", "JobStore", "JobTotals", "RetryClaim",
+           "SqlJobStore", "SqliteJobStore", "job_params"]

@@ -1,0 +1,158 @@
+"""The store's interface, and the commands the scheduler sends it."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from symbid.errors import NotFound
+from symbid.model import Job, JobStatus, Run, RunStatus
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Claim a job's due slots: move its schedule on and insert the runs decided for them.
+
+    Applied only if the job is still ``active`` at ``expect_version`` (another
+    writer may have changed it since it was read).
+    """
+
+    job_id: str
+    expect_version: int
+    next_run: Optional[int]
+    last_run: Optional[int]
+    runs: tuple[Run, ...] = ()
+    status: Optional[JobStatus] = None
+
+
+@dataclass(frozen=True)
+class RetryClaim:
+    """Start the next attempt of a failed run whose ``retry_at`` is due."""
+
+    failed_run_id: str
+    expect_retry_at: int
+    run: Run
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A run reached its final state; maybe the job changes status with it."""
+
+    run: Run
+    counts: bool = True  # add to the job's run/success/failure counters
+    job_status: Optional[JobStatus] = None  # applied only from active or paused
+    clear_retries: bool = False  # drop every pending retry of the job
+
+
+@dataclass(frozen=True)
+class JobTotals:
+    by_status: dict[str, int] = field(default_factory=dict)
+    runs_total: int = 0
+    runs_succeeded: int = 0
+    runs_failed: int = 0
+    execution_ms_total: int = 0
+    longest_execution_ms: int = 0
+
+
+class JobStore(abc.ABC):
+    """What the scheduler and the API need from durable state."""
+
+    # jobs
+    @abc.abstractmethod
+    def create_job(self, job: Job) -> Job: ...
+
+    @abc.abstractmethod
+    def find_job(self, ref: str) -> Optional[Job]:
+        """A job by id, or else by name."""
+
+    def get_job(self, ref: str) -> Job:
+        job = self.find_job(ref)
+        if job is None:
+            raise NotFound(f"no job with id or name {ref!r}; `symbi cron list` shows them")
+        return job
+
+    @abc.abstractmethod
+    def list_jobs(
+        self,
+        status: Optional[JobStatus] = None,
+        agent_id: Optional[str] = None,
+        source: Optional[str] = None,
+    ) -> list[Job]: ...
+
+    @abc.abstractmethod
+    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
+        """Read, change and write one job in a single transaction."""
+
+    @abc.abstractmethod
+    def apply_changes(
+        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
+    ) -> None:
+        """Create, update and delete jobs in one transaction.
+
+        Each update carries the version it was planned against; if any job
+        changed meanwhile, nothing is written and :class:`Conflict` is raised.
+        """
+
+    @abc.abstractmethod
+    def clear_retries(self, job_id: str) -> None:
+        """Drop every pending retry of a job."""
+
+    @abc.abstractmethod
+    def delete_job(self, ref: str) -> Job:
+        """Delete a job and its run history; returns what was deleted."""
+
+    # scheduling
+    @abc.abstractmethod
+    def next_due(self) -> Optional[int]:
+        """The earliest instant at which an active job or a retry comes due."""
+
+    @abc.abstractmethod
+    def due_jobs(self, now: int, limit: int) -> list[Job]: ...
+
+    @abc.abstractmethod
+    def due_retries(self, now: int, limit: int) -> list[Run]: ...
+
+    @abc.abstractmethod
+    def open_run_counts(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> list[Run]:
+        """Apply claims in one transaction; returns the pending runs actually inserted."""
+
+    @abc.abstractmethod
+    def insert_run(self, run: Run) -> Run:
+        """Insert a run outside the schedule (manual); moves its slot on by a ms if taken."""
+
+    @abc.abstractmethod
+    def postpone_retry(self, run_id: str, retry_at: int) -> None: ...
+
+    @abc.abstractmethod
+    def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
+        """(run_id, started_at, pid, pgid) for runs whose child process is up."""
+
+    @abc.abstractmethod
+    def finish(self, finishes: Sequence[Finish]) -> None: ...
+
+    @abc.abstractmethod
+    def open_runs(self) -> list[Run]: ...
+
+    @abc.abstractmethod
+    def jobs_claimed_after(self, instant: int) -> list[Job]:
+        """Active recurring jobs whose last claimed slot is later than ``instant``."""
+
+    # history and health
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run: ...
+
+    @abc.abstractmethod
+    def history(
+        self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
+    ) -> list[Run]: ...
+
+    @abc.abstractmethod
+    def totals(self) -> JobTotals: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

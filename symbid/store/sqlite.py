@@ -1,0 +1,95 @@
+"""The SQLite backend: one file, WAL, ``busy_timeout``, foreign keys, ``BEGIN IMMEDIATE``,
+``synchronous=FULL``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from typing import Any
+
+from symbid.errors import SchemaTooNew, StoreError
+from symbid.store.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS
+from symbid.store.sql import SqlJobStore
+
+log = logging.getLogger(__name__)
+
+
+class SqliteJobStore(SqlJobStore):
+    """The store in one SQLite file (WAL)."""
+
+    def __init__(self, path: str, keep_runs: int = 1000, busy_timeout_ms: int = 10_000) -> None:
+        super().__init__(keep_runs)
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                timeout=self._busy_timeout_ms / 1000,
+                check_same_thread=True,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        return conn
+
+    def _begin_write(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def _wrap(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreError(f"database {self.path}: {exc}; symbid retries, but check the "
+                              "disk and whether another process holds the database")
+        return exc
+
+    def _migrate(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StoreError(f"state directory {directory} does not exist; create it or "
+                             "point --state-dir elsewhere")
+        if not os.access(directory, os.W_OK):
+            raise StoreError(
+                f"state directory {directory} is not writable by uid {os.getuid()}; "
+                "fix its owner or point --state-dir elsewhere"
+            )
+        try:
+            self._migrate_open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _migrate_open(self) -> None:
+        conn = self._conn()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a symbid database: {exc}") from exc
+        if str(mode).lower() != "wal":
+            log.warning("%s: journal_mode is %s, not WAL", self.path, mode)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}, newer than this symbid knows "
+                f"({SCHEMA_VERSION}); upgrade symbid or use another state directory"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            self._begin_write(conn)
+            try:
+                for statement in SQLITE_MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            log.info("%s: migrated schema to version %d", self.path, number + 1)
