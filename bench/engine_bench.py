@@ -19,6 +19,7 @@ from typing import Any, Optional
 from symbid.clock import SystemClock
 from symbid.model import Job, RunStatus, new_id
 from symbid.store import SqliteJobStore, job_params
+from symbid.store.rows import JOB_COLUMNS, JOB_PLACEHOLDERS
 from symbid.timing import make_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,10 +70,7 @@ def insert_jobs(db: str, jobs: list[Job]) -> None:
     conn = sqlite3.connect(db)
     with conn:
         conn.executemany(
-            "INSERT INTO jobs (id, name, agent_id, cron_expr, at_ms, timezone, status, source, "
-            "definition, next_run, last_run, run_count, success_count, failure_count, "
-            "total_execution_ms, longest_execution_ms, created_at, updated_at, version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})",
             [job_params(j) for j in jobs],
         )
     conn.close()

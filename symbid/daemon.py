@@ -34,6 +34,7 @@ from symbid.metrics import Metrics
 from symbid.model import Agent, JobStatus
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
+from symbid.startlog import StartLog
 from symbid.store import SqliteJobStore
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,12 @@ class Engine:
     executor: Executor
     scheduler: CronScheduler
     metrics: Metrics
+    start_log: StartLog
 
     def stop(self, timeout: Optional[float] = None) -> None:
         self.scheduler.stop(timeout)
         self.supervisor.close()
+        self.start_log.close()
         self.store.close()
 
 
@@ -78,8 +81,10 @@ def build_engine(
         runs_dir=os.path.join(state_dir, "runs"),
         kill_grace=config.kill_grace_seconds,
     )
-    scheduler = CronScheduler(store, executor, clock, config, metrics=metrics)
-    return Engine(store, supervisor, agents, executor, scheduler, metrics)
+    start_log = StartLog(os.path.join(state_dir, "start-log"))
+    scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
+                              metrics=metrics)
+    return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log)
 
 
 class Notifier:
@@ -115,7 +120,8 @@ class Daemon:
         self.config = config
         self.clock = clock or SystemClock()
         self.notifier = Notifier()
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        # Signal handlers put on this queue: SimpleQueue.put is reentrant, Queue.put is not.
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.listeners: list[Listener] = []
         self.servers: list[ApiServer] = []
         self._agent_files: dict[str, list[Agent]] = {}  # last good agents per file
@@ -196,8 +202,12 @@ class Daemon:
                                agent_exists=engine.executor.agent_exists)
         report = engine.scheduler.recover()
         if report.interrupted:
-            log.warning("%d run(s) were open when symbid last stopped: recorded interrupted",
-                        report.interrupted)
+            log.warning("%d run(s) may have been going when symbid last stopped: recorded "
+                        "interrupted", report.interrupted)
+        if report.resumed or report.skipped:
+            log.info("%d run(s) had not started when symbid last stopped: %d start now, %d "
+                     "skipped by their catch_up", report.resumed + report.skipped,
+                     report.resumed, report.skipped)
         result = self._load_agents()
         log.info("agents.d %s: %d agent(s); jobs created %d, updated %d, removed %d, "
                  "unchanged %d", cfg.daemon.agents_dir, len(agents.names()),
@@ -282,13 +292,23 @@ class Daemon:
 
     # --- run -----------------------------------------------------------------------
     def status_line(self) -> str:
+        """The STATUS= line: job counts and runs going, or why the scheduler is degraded."""
         assert self.engine is not None
-        totals = self.engine.store.totals()
-        by = totals.by_status
+        within = 3 * self.engine.scheduler.config.tick_interval_seconds + 10
+        state, error = self.engine.scheduler.health(within)
+        running = self.engine.scheduler.in_flight()
+        try:
+            self.engine.store.probe()
+            by = self.engine.store.totals().by_status
+        except SymbidError as exc:
+            state, error = ("degraded", exc.message) if state == "healthy" else (state, error)
+            by = {}
+        if error is not None:
+            return f"{state}: {error}; {running} running"
         return (f"{by.get(JobStatus.ACTIVE.value, 0)} active, "
                 f"{by.get(JobStatus.PAUSED.value, 0)} paused, "
                 f"{by.get(JobStatus.DEAD_LETTER.value, 0)} dead letter; "
-                f"{self.engine.scheduler.in_flight()} running")
+                f"{running} running")
 
     def run(self) -> None:
         """The main thread's loop until SIGTERM/SIGINT."""
@@ -319,19 +339,20 @@ class Daemon:
                 if self.loop_is_alive(watchdog):
                     self.notifier.notify("WATCHDOG=1")
                 else:
-                    age = self.clock.monotonic() - self.engine.scheduler.last_progress
-                    log.error("scheduler loop made no progress for %.0f s; not feeding the "
+                    age = self.clock.monotonic() - self.engine.scheduler.last_pass
+                    log.error("scheduler loop made no pass for %.0f s; not feeding the "
                               "watchdog", age)
             self.notifier.notify(f"STATUS={self.status_line()}")
 
     def loop_is_alive(self, within: float) -> bool:
-        """Whether the scheduler loop made progress in the last ``within`` seconds.
+        """Whether the scheduler loop made a pass in the last ``within`` seconds.
 
-        Only a loop that keeps making progress keeps systemd's watchdog fed, so a
-        hung loop gets the service restarted.
+        Only a loop that keeps making passes keeps systemd's watchdog fed, so a hung
+        loop gets the service restarted. A pass that fails (a full disk, a locked
+        database) still counts: restarting would not help, and health says degraded.
         """
         assert self.engine is not None
-        return self.clock.monotonic() - self.engine.scheduler.last_progress < within
+        return bool(self.clock.monotonic() - self.engine.scheduler.last_pass < within)
 
     def stop(self) -> None:
         self.notifier.notify("STOPPING=1")

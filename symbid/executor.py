@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Mapping
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from symbid.clock import Clock
 from symbid.config import resolve_refs
@@ -109,8 +109,9 @@ class Executor:
     def agent_exists(self, name: str) -> bool:
         return self._agents.get(name) is not None
 
-    def start(self, job: Job, run: Run) -> Spawned:
-        """Start ``run`` of ``job``; raises :class:`SymbidError` when it cannot start."""
+    def start(self, job: Job, run: Run, mark: Callable[[], None]) -> Spawned:
+        """Start ``run`` of ``job``, calling ``mark()`` just before its child is spawned;
+        raises :class:`SymbidError` when it cannot start."""
         agent = self._agents.get(job.agent_id)
         if agent is None:
             raise UnknownAgent(
@@ -144,6 +145,7 @@ class Executor:
             limits=agent.limits,
             timeout=job.policy.max_runtime_seconds,
             kill_grace=self._kill_grace,
+            before_spawn=mark,
         )
         spawned = self._supervisor.spawn(spec, lambda child: self._exited(job, run, child))
         log.info(

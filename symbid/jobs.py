@@ -22,9 +22,9 @@ from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.dsl.sync import from_file, merge, plan_sync
 from symbid.errors import Conflict, InvalidInput
-from symbid.model import Job, JobStatus, format_instant, new_id
+from symbid.model import LATEST_INSTANT, Job, JobStatus, format_instant, job_to_wire, new_id
 from symbid.store import JobStore
-from symbid.timing import make_schedule
+from symbid.timing import claimed_span, first_free_slot, make_schedule
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,34 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
             raise InvalidInput(f"delivery {channel!r} needs {needed}", field=needed)
     schedule = make_schedule(job.cron_expr, job.at, job.timezone, now=now)
     if job.at is not None:
+        if job.at > LATEST_INSTANT:
+            raise InvalidInput("at is out of range: the latest time symbid can show is "
+                               "9999-12-31T23:59:59Z", field="at")
         if job.at <= now and not allow_past:
             raise InvalidInput(
                 f"at time {format_instant(job.at)} is in the past (now {format_instant(now)})",
                 field="at",
             )
+        if not allow_past and claimed_span(job.claimed, job.at) is not None:
+            raise InvalidInput(
+                f"at time {format_instant(job.at)}: this job already claimed that slot; "
+                "choose a later time", field="at")
         return job.at
-    return schedule.next_after(now)
+    nxt = first_free_slot(schedule, now, job.claimed)
+    if nxt is not None and nxt > LATEST_INSTANT:
+        raise InvalidInput(f"cron expression {job.cron_expr!r} next fires after "
+                           "9999-12-31, the latest time symbid can show", field="cron_expr")
+    return nxt
+
+
+def check_shown(job: Job) -> None:
+    """Every field of the job's wire form can be shown; checked before it is stored, so a
+    create or update is atomic with its response."""
+    try:
+        job_to_wire(job)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(f"the job cannot be shown: {exc}",
+                           field="at" if job.at is not None else "cron_expr") from None
 
 
 @dataclass
@@ -106,8 +127,10 @@ class JobService:
         next_run = validate_job(job, now, allow_past=allow_past)
         job = job.replace(
             id=job.id or new_id(), status=JobStatus.ACTIVE, next_run=next_run, last_run=None,
-            run_count=0, failure_count=0, created_at=now, updated_at=now, version=1,
+            claimed=(), run_count=0, failure_count=0, created_at=now, updated_at=now,
+            version=1,
         )
+        check_shown(job)
         self._store.create_job(job)
         log.info("job %s created (next run %s)", job.name,
                  format_instant(next_run) if next_run is not None else "never",
@@ -128,7 +151,9 @@ class JobService:
             if self._agent_exists is not None and not self._agent_exists(want.agent_id):
                 raise InvalidInput(f"agent {want.agent_id!r} is not defined", field="agent_id")
             validate_job(want, now, allow_past=want.at == have.at)
-            return merge(have, want, now)[0]
+            new = merge(have, want, now)[0]
+            check_shown(new)
+            return new
 
         job = self._store.modify_job(ref, change, now)
         self._wake()
@@ -143,10 +168,12 @@ class JobService:
             )
 
     def _next_from_now(self, job: Job, now: int) -> Optional[int]:
+        """The first slot after ``now`` the job has not claimed (a one-shot keeps its ``at``
+        until that is claimed)."""
         if job.at is not None:
-            return job.at if job.last_run is None else None
+            return job.at if claimed_span(job.claimed, job.at) is None else None
         schedule = make_schedule(job.cron_expr, None, job.timezone)
-        return schedule.next_after(max(now, job.last_run or now))
+        return first_free_slot(schedule, now, job.claimed)
 
     def pause(self, ref: str) -> Job:
         def change(job: Job) -> Job:

@@ -25,6 +25,10 @@ class JobStatus(str, Enum):
 
 
 class RunStatus(str, Enum):
+    """A run's state. The states, their transitions and what each one means for
+    concurrency, retries, one-shot jobs, delivery and alerts are one table:
+    ``docs/run-states.md`` (kept true by ``tests/unit/test_docs.py``)."""
+
     PENDING = "pending"
     AWAITING_APPROVAL = "awaiting_approval"
     RUNNING = "running"
@@ -38,6 +42,12 @@ class RunStatus(str, Enum):
 
     @property
     def is_open(self) -> bool:
+        """Not terminal: the run still has a state to move to."""
+        return self in OPEN_RUN_STATUSES
+
+    @property
+    def counts_toward_max_concurrent(self) -> bool:
+        """Whether a run in this state takes one of its job's ``max_concurrent`` places."""
         return self in OPEN_RUN_STATUSES
 
     @property
@@ -45,10 +55,40 @@ class RunStatus(str, Enum):
         """A finished run that counts against the job (and may be retried)."""
         return self in (RunStatus.FAILED, RunStatus.TIMED_OUT)
 
+    @property
+    def executed(self) -> bool:
+        """The run's agent ran to an end of its own: only these runs' output is delivered."""
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT)
+
+    @property
+    def one_shot_end(self) -> Optional[JobStatus]:
+        """What a one-shot job becomes when its run ends here for good (after its retries)."""
+        if self.is_open:
+            return None
+        return JobStatus.COMPLETED if self is RunStatus.SUCCEEDED else JobStatus.FAILED
+
+    @property
+    def alerts(self) -> bool:
+        """Whether reaching this state raises an alert (failures only after their retries)."""
+        return self in (RunStatus.AWAITING_APPROVAL, RunStatus.FAILED, RunStatus.TIMED_OUT,
+                        RunStatus.DENIED)
+
 
 OPEN_RUN_STATUSES = frozenset(
     {RunStatus.PENDING, RunStatus.AWAITING_APPROVAL, RunStatus.RUNNING}
 )
+
+
+class KeySpace(str, Enum):
+    """Which key a run is unique under: ``(job, key space, slot, attempt)``.
+
+    Scheduled slots (with their catch-up runs and retries) share one space; a
+    manual run, or a heartbeat iteration, can never take a scheduled slot's key.
+    """
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    HEARTBEAT = "heartbeat"
 
 
 class Trigger(str, Enum):
@@ -57,6 +97,9 @@ class Trigger(str, Enum):
     RETRY = "retry"
     MANUAL = "manual"
     HEARTBEAT = "heartbeat"
+
+
+_SPACE_OF_TRIGGER = {"manual": KeySpace.MANUAL, "heartbeat": KeySpace.HEARTBEAT}
 
 
 class SessionMode(str, Enum):
@@ -85,6 +128,7 @@ def new_id() -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_INSTANT = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: RFC 3339 ends there
 
 
 def to_datetime(ms: int) -> datetime:
@@ -219,6 +263,12 @@ class Job:
 
     ``max_retries`` and ``jitter_seconds`` of ``None`` mean "the daemon's
     default" (``default_max_retries``, ``max_jitter_seconds``).
+
+    ``last_run`` is when the job's last run started (manual runs included).
+    ``claimed`` holds the spans of wall-clock instants whose scheduled slots the
+    job has claimed, sorted and disjoint: normally one span, from its first slot
+    to its high-water mark. A slot inside a span is never claimed again, whatever
+    retention deletes, a definition changes or the wall clock does.
     """
 
     id: str
@@ -243,6 +293,7 @@ class Job:
     source: str = "api"
     next_run: Optional[int] = None
     last_run: Optional[int] = None
+    claimed: tuple[tuple[int, int], ...] = ()
     run_count: int = 0
     failure_count: int = 0
     created_at: int = 0
@@ -252,6 +303,11 @@ class Job:
     @property
     def one_shot(self) -> bool:
         return self.at is not None
+
+    @property
+    def claimed_through(self) -> Optional[int]:
+        """The high-water mark: the latest scheduled slot ever claimed."""
+        return self.claimed[-1][1] if self.claimed else None
 
     def replace(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
@@ -317,6 +373,10 @@ class Run:
     retry_at: Optional[int] = None  # on a failed run: when its next attempt is due
     pid: Optional[int] = None
     pgid: Optional[int] = None
+
+    @property
+    def key_space(self) -> KeySpace:
+        return _SPACE_OF_TRIGGER.get(self.trigger.value, KeySpace.SCHEDULE)
 
     def replace(self, **changes: Any) -> Run:
         return dataclasses.replace(self, **changes)

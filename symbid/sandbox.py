@@ -74,6 +74,9 @@ class SpawnSpec:
     limits: Limits = field(default_factory=Limits)
     timeout: Optional[float] = None  # seconds of wall time before the group is killed
     kill_grace: float = 5.0
+    # Called immediately before the child is spawned (the run's durable start marker);
+    # if it raises, nothing is spawned.
+    before_spawn: Optional[Callable[[], None]] = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,12 @@ class Supervisor:
             with tempfile.TemporaryFile(dir=workdir) as stdin:
                 stdin.write(spec.stdin)
                 stdin.seek(0)
+                if spec.before_spawn is not None:
+                    try:
+                        spec.before_spawn()
+                    except OSError as exc:
+                        raise SandboxError(f"cannot record the run's start: {exc}; "
+                                           "check the state directory") from exc
                 proc = subprocess.Popen(
                     argv,
                     stdin=stdin,
@@ -211,6 +220,9 @@ class Supervisor:
                     group=gid,
                     extra_groups=[] if switching and os.geteuid() == 0 else None,
                 )
+        except SandboxError:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             shutil.rmtree(workdir, ignore_errors=True)
             raise SandboxError(f"cannot start {spec.argv[0] if spec.argv else '?'}: {exc}") \

@@ -85,11 +85,12 @@ class FakeLauncher:
     def bind(self, sink: object) -> None:
         self.sink = sink
 
-    def start(self, job: Job, run: Run) -> Spawned:
+    def start(self, job: Job, run: Run, mark: Callable[[], None]) -> Spawned:
         from symbid.errors import SandboxError
 
         if job.name in self.fail_to_start:
             raise SandboxError(f"cannot start agent of {job.name}")
+        mark()  # as the sandbox does, right before its spawn
         self.started.append((job, run, self.clock.now()))
         self.running[run.id] = (job, run)
         outcome = self.behaviour(job, run)

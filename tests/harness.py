@@ -13,6 +13,7 @@ from symbid.config import SchedulerConfig
 from symbid.jobs import JobService
 from symbid.model import Job, Run, format_instant
 from symbid.scheduler import CronScheduler
+from symbid.startlog import StartLog
 from symbid.store import SqliteJobStore
 from symbid.timer import Waiter, Wake
 from symbid.timing import parse_instant
@@ -33,10 +34,12 @@ class Harness:
         settings.update(cfg)
         self.config = SchedulerConfig(**settings)
         self.sched = self.new_scheduler()
+        self.sched.recover()  # as the daemon does before its loop starts
         self.jobs = JobService(self.store, self.clock, wake=self.sched.wake)
 
     def new_scheduler(self, waiter: Optional[Waiter] = None) -> CronScheduler:
         return CronScheduler(self.store, self.launcher, self.clock, self.config,
+                             start_log=StartLog(str(self.tmp_path / "start-log")),
                              waiter=waiter or self.waiter, rng=random.Random(7))
 
     def api_context(self) -> ApiContext:
@@ -68,6 +71,8 @@ class Harness:
     def run_until(self, when: str) -> None:
         """Advance time to ``when``, visiting every instant the loop asks to be woken at."""
         target = parse_instant(when)
+        if self.waiter.clock_set_next:  # a step wakes the loop before its next pass
+            self.sched.handle_wake(self.waiter.wait_until(None, self.config.tick_interval_seconds))
         for _ in range(100_000):
             wake = self.sched.tick(self.clock.now())
             # what the loop does between passes: wait, and react to why it ended

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from symbid.clock import Clock
+from symbid.errors import SymbidError
 from symbid.jobs import JobService
 from symbid.metrics import Metrics
-from symbid.model import Job, JobStatus
+from symbid.model import Job, JobStatus, job_to_wire
 from symbid.scheduler import CronScheduler
-from symbid.store import JobStore
+from symbid.store import JobStore, JobTotals
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +26,37 @@ class ApiContext:
     metrics: Metrics = field(default_factory=lambda: Metrics(enabled=False))
     reload: Optional[Callable[[], dict[str, Any]]] = None
 
+    def _within(self) -> float:
+        return 3 * self.scheduler.config.tick_interval_seconds + 10
+
     def loop_alive(self) -> bool:
-        """Whether the scheduler loop made progress recently."""
-        limit = 3 * self.scheduler.config.tick_interval_seconds + 10
-        return self.clock.monotonic() - self.scheduler.last_progress < limit
+        """Whether the scheduler loop made a pass recently (whatever its result)."""
+        return self.clock.monotonic() - self.scheduler.last_pass < self._within()
+
+    def store_state(self) -> tuple[Optional[JobTotals], Optional[str]]:
+        """The store's totals from a real read, or the error that read raised."""
+        try:
+            self.store.probe()
+            return self.store.totals(), None
+        except SymbidError as exc:
+            return None, exc.message
+
+    def state(self) -> tuple[str, Optional[str], JobTotals]:
+        """(healthy | degraded | unhealthy, the error, the totals): the loop's last pass
+        and a real probe of the store."""
+        status, error = self.scheduler.health(self._within())
+        totals, store_error = self.store_state()
+        if store_error is not None and status == "healthy":
+            status, error = "degraded", store_error
+        return status, error, totals or JobTotals()
 
     def health(self) -> dict[str, Any]:
-        """The seed guide's /api/v1/health/scheduler response."""
-        totals = self.store.totals()
+        """The seed guide's /api/v1/health/scheduler response, plus ``error`` (why it is
+        not healthy) when it is not."""
+        status, error, totals = self.state()
         finished = totals.runs_total
-        return {
-            "status": "healthy" if self.loop_alive() else "unhealthy",
+        out: dict[str, Any] = {
+            "status": status,
             "active_jobs": totals.by_status.get(JobStatus.ACTIVE.value, 0),
             "paused_jobs": totals.by_status.get(JobStatus.PAUSED.value, 0),
             "in_flight_jobs": self.scheduler.in_flight(),
@@ -47,6 +68,19 @@ class ApiContext:
                 if finished else 0,
             },
         }
+        if error is not None:
+            out["error"] = error
+        return out
+
+    def job_wire(self, job: Job) -> Optional[dict[str, Any]]:
+        """The job's wire form, or None (logged) when a field of it cannot be shown, so
+        that one such row never fails a listing."""
+        try:
+            return job_to_wire(job)
+        except (OverflowError, ValueError) as exc:
+            log.warning("job %s (%s) cannot be shown: %s", job.name, job.id, exc,
+                        extra={"SYMBID_JOB": job.name})
+            return None
 
     def audit(self, request: Any, event: str, job: Job) -> None:
         """Record who did what to a job (journal for now; the audit store comes later)."""

@@ -9,8 +9,9 @@ from typing import Any, Callable, Optional
 
 from symbid.api.context import ApiContext
 from symbid.api.http import Request, Response, Router, json_response
-from symbid.errors import InvalidInput
+from symbid.errors import Conflict, InvalidInput
 from symbid.model import Job, JobStatus, Run, format_instant
+from symbid.store import JobTotals
 from symbid.timing import make_schedule, next_slots
 
 PREFIX = "/symbiont/api/v1"
@@ -110,10 +111,20 @@ def routes(ctx: ApiContext, router: Router) -> None:
                               "status": job.status.value})
 
     def listing(req: Request) -> Response:
-        return json_response([summary(j) for j in ctx.store.list_jobs()])
+        # The SDK parses every field of every row: a row that cannot be shown is left
+        # out (and logged) rather than failing the whole listing.
+        rows = []
+        for job in ctx.store.list_jobs():
+            if ctx.job_wire(job) is not None:
+                rows.append(summary(job))
+        return json_response(rows)
 
     def get(req: Request) -> Response:
-        return json_response(detail(ctx.store.get_job(req.params["job_id"])))
+        job = ctx.store.get_job(req.params["job_id"])
+        if ctx.job_wire(job) is None:
+            raise Conflict(f"job {job.name} cannot be shown (a time after 9999-12-31); "
+                           "change its schedule or delete it")
+        return json_response(detail(job))
 
     def update(req: Request) -> Response:
         data = req.json_object()
@@ -170,12 +181,13 @@ def routes(ctx: ApiContext, router: Router) -> None:
                               "next_runs": [format_instant(s) for s in runs]})
 
     def health(req: Request) -> Response:
-        totals = ctx.store.totals()
+        totals, store_error = ctx.store_state()
+        totals = totals or JobTotals()
         by = totals.by_status
         finished = totals.runs_total
         return json_response({
             "is_running": ctx.loop_alive(),
-            "store_accessible": True,
+            "store_accessible": store_error is None,
             "jobs_total": sum(by.values()),
             "jobs_active": by.get(JobStatus.ACTIVE.value, 0),
             "jobs_paused": by.get(JobStatus.PAUSED.value, 0),

@@ -95,7 +95,11 @@ _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(data, ensure_ascii=False).encode() + b"\n")
+    try:
+        body = json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate stored by an older symbid: escape it
+        body = json.dumps(data).encode()
+    return Response(status, body + b"\n")
 
 
 def error_response(exc: SymbidError) -> Response:

@@ -262,6 +262,14 @@ def _status_param(text: Optional[str], enum: Any, name: str) -> Any:
 
 
 def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
+    def shown(job: Job) -> dict[str, Any]:
+        wire = ctx.job_wire(job)
+        if wire is not None:
+            return wire
+        return {"id": job.id, "name": job.name, "status": job.status.value,
+                "error": "this job cannot be shown (a time after 9999-12-31); change its "
+                         "schedule with PUT, or delete it"}
+
     def guarded(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def run(req: Request) -> Response:
             try:
@@ -287,10 +295,10 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         status = _status_param(req.query.get("status"), JobStatus, "status")
         agent = req.query.get("agent_id") or None
         jobs = ctx.store.list_jobs(status=status, agent_id=agent)
-        return json_response([job_to_wire(j) for j in jobs])
+        return json_response([shown(j) for j in jobs])
 
     def get(req: Request) -> Response:
-        return json_response(job_to_wire(ctx.store.get_job(req.params["job_id"])))
+        return json_response(shown(ctx.store.get_job(req.params["job_id"])))
 
     def update(req: Request) -> Response:
         data = req.json_object()
@@ -298,7 +306,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
             raise _bad("allow_past", "only applies when a job is created")
         job = ctx.jobs.update(req.params["job_id"], lambda have: job_from_request(data, have))
         ctx.audit(req, "CronJobUpdated", job)
-        return json_response(job_to_wire(job))
+        return json_response(shown(job))
 
     def delete(req: Request) -> Response:
         job = ctx.jobs.delete(req.params["job_id"])
@@ -309,7 +317,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         def handler(req: Request) -> Response:
             job = getattr(ctx.jobs, name)(req.params["job_id"])
             ctx.audit(req, event, job)
-            return json_response(job_to_wire(job))
+            return json_response(shown(job))
         return handler
 
     def run_now(req: Request) -> Response:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from symbid.dsl.loader import LoadedFile
 from symbid.model import Job, JobStatus, format_instant
-from symbid.timing import make_schedule
+from symbid.timing import claimed_span, first_free_slot, make_schedule
 
 FILE_PREFIX = "file:"
 
@@ -45,23 +45,26 @@ def merge(have: Job, want: Job, now: int) -> tuple[Job, list[str]]:
     warnings: list[str] = []
     new = want.replace(
         id=have.id, status=have.status, next_run=have.next_run, last_run=have.last_run,
-        run_count=have.run_count, failure_count=have.failure_count,
+        claimed=have.claimed, run_count=have.run_count, failure_count=have.failure_count,
         created_at=have.created_at, updated_at=now, version=have.version,
     )
     if (have.cron_expr, have.at, have.timezone) == (want.cron_expr, want.at, want.timezone):
         return new, warnings
     finished = have.status in (JobStatus.COMPLETED, JobStatus.FAILED)
     if want.at is not None:
-        if want.at > now:
+        if want.at > now and claimed_span(have.claimed, want.at) is None:
             status = JobStatus.ACTIVE if finished else have.status
-            return new.replace(next_run=want.at, last_run=None, status=status), warnings
-        warnings.append(f"schedule {want.name}: at time {format_instant(want.at)} has passed; "
+            return new.replace(next_run=want.at, status=status), warnings
+        why = "has passed" if want.at <= now else "was already claimed by this job"
+        warnings.append(f"schedule {want.name}: at time {format_instant(want.at)} {why}; "
                         "it does not run")
         return new.replace(next_run=None), warnings
+    # The first slot from now on that the job has not claimed: the high-water mark and
+    # the claimed spans never go down, so a changed schedule never repeats a slot.
     schedule = make_schedule(want.cron_expr, None, want.timezone)
-    after = max(now, have.last_run or now)
     status = JobStatus.ACTIVE if finished else have.status
-    return new.replace(next_run=schedule.next_after(after), status=status), warnings
+    return new.replace(next_run=first_free_slot(schedule, now, have.claimed),
+                       status=status), warnings
 
 
 def plan_sync(files: Sequence[LoadedFile], existing: Sequence[Job], now: int) -> SyncPlan:

@@ -20,8 +20,9 @@ Invariants the schema enforces:
 """
 
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
+from symbid.store.rows import job_params
 from symbid.store.schema import SCHEMA_VERSION
-from symbid.store.sql import SqlJobStore, job_params
+from symbid.store.sql import SqlJobStore
 from symbid.store.sqlite import SqliteJobStore
 
 __all__ = ["SCHEMA_VERSION", "Advance", "Finish", "JobStore", "JobTotals", "RetryClaim",

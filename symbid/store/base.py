@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 from symbid.errors import NotFound
 from symbid.model import Job, JobStatus, Run, RunStatus
+from symbid.timing import Spans
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Advance:
     job_id: str
     expect_version: int
     next_run: Optional[int]
-    last_run: Optional[int]
+    claimed: Optional[Spans] = None  # the job's claimed spans with these slots (None: as they are)
     runs: tuple[Run, ...] = ()
     status: Optional[JobStatus] = None
 
@@ -42,8 +43,11 @@ class Finish:
 
     run: Run
     counts: bool = True  # add to the job's run/success/failure counters
-    job_status: Optional[JobStatus] = None  # applied only from active or paused
-    clear_retries: bool = False  # drop every pending retry of the job
+    # Applied only from active or paused, and only while the job still has the
+    # schedule the run belongs to: (cron_expr, None) or (None, at).
+    job_status: Optional[JobStatus] = None
+    belongs_to: Optional[tuple[Optional[str], Optional[int]]] = None
+    clear_retries: bool = False  # with the status change: drop every pending retry of the job
 
 
 @dataclass(frozen=True)
@@ -123,24 +127,34 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def insert_run(self, run: Run) -> Run:
-        """Insert a run outside the schedule (manual); moves its slot on by a ms if taken."""
+        """Insert a run outside the schedule (manual), in its own key space; its
+        slot (the instant it was asked for) moves on by a millisecond if taken."""
 
     @abc.abstractmethod
     def postpone_retry(self, run_id: str, retry_at: int) -> None: ...
 
     @abc.abstractmethod
     def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
-        """(run_id, started_at, pid, pgid) for runs whose child process is up."""
+        """(run_id, started_at, pid, pgid) for runs whose child process is up; each
+        job's ``last_run`` becomes the latest start."""
 
     @abc.abstractmethod
-    def finish(self, finishes: Sequence[Finish]) -> None: ...
+    def shift_waits(self, step_ms: int, since: int) -> None:
+        """The wall clock was stepped by ``step_ms``: move the deadlines of waits that
+        were still running at ``since`` (jitter of runs whose slot had passed, retry
+        backoff) by the step, so that each lasts as long as it said."""
+
+    @abc.abstractmethod
+    def finish(self, finishes: Sequence[Finish]) -> set[str]:
+        """Record final states (one transaction). Returns the ids of the runs whose
+        ``job_status`` was applied to their job."""
 
     @abc.abstractmethod
     def open_runs(self) -> list[Run]: ...
 
     @abc.abstractmethod
     def jobs_claimed_after(self, instant: int) -> list[Job]:
-        """Active recurring jobs whose last claimed slot is later than ``instant``."""
+        """Active recurring jobs whose high-water mark is later than ``instant``."""
 
     # history and health
     @abc.abstractmethod
@@ -153,6 +167,10 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def totals(self) -> JobTotals: ...
+
+    @abc.abstractmethod
+    def probe(self) -> None:
+        """A real read of the database; raises :class:`StoreError` when it cannot be read."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

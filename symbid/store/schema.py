@@ -56,6 +56,57 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_open ON runs(job_id)
         WHERE status IN ('awaiting_approval', 'pending', 'running');
     """,
+    # 2 (issue 7): claimed spans and the high-water mark on jobs, whose last_run
+    # becomes the start of the last run that ran; runs get a key space, so a
+    # manual run can never take a scheduled slot's key. Runs claimed before this
+    # had no spans: everything up to the old last claimed slot counts as claimed.
+    """
+    ALTER TABLE jobs ADD COLUMN claimed TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN claimed_through INTEGER;
+    UPDATE jobs SET claimed_through = last_run, claimed = '[[0,' || last_run || ']]'
+        WHERE last_run IS NOT NULL;
+    UPDATE jobs SET last_run = (SELECT MAX(r.started_at) FROM runs r WHERE r.job_id = jobs.id);
+    CREATE TABLE runs_v2 (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        space TEXT NOT NULL DEFAULT 'schedule',
+        slot INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        trigger_kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        not_before INTEGER,
+        started_at INTEGER,
+        finished_at INTEGER,
+        execution_time_ms INTEGER,
+        exit_code INTEGER,
+        signal INTEGER,
+        error_message TEXT,
+        output TEXT,
+        output_truncated INTEGER NOT NULL DEFAULT 0,
+        summary TEXT,
+        input TEXT,
+        retry_at INTEGER,
+        pid INTEGER,
+        pgid INTEGER,
+        UNIQUE (job_id, space, slot, attempt)
+    );
+    INSERT INTO runs_v2 (id, job_id, space, slot, attempt, trigger_kind, status, created_at,
+        not_before, started_at, finished_at, execution_time_ms, exit_code, signal,
+        error_message, output, output_truncated, summary, input, retry_at, pid, pgid)
+        SELECT id, job_id, CASE trigger_kind WHEN 'manual' THEN 'manual'
+                                             WHEN 'heartbeat' THEN 'heartbeat'
+                                             ELSE 'schedule' END,
+               slot, attempt, trigger_kind, status, created_at, not_before, started_at,
+               finished_at, execution_time_ms, exit_code, signal, error_message, output,
+               output_truncated, summary, input, retry_at, pid, pgid FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v2 RENAME TO runs;
+    CREATE INDEX runs_retry ON runs(retry_at) WHERE retry_at IS NOT NULL;
+    CREATE INDEX runs_open ON runs(job_id)
+        WHERE status IN ('awaiting_approval', 'pending', 'running');
+    CREATE INDEX runs_history ON runs(job_id, slot, attempt);
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

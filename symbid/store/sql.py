@@ -15,81 +15,22 @@ from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError
-from symbid.model import OPEN_RUN_STATUSES, Job, JobStatus, Run, RunStatus, Trigger
+from symbid.model import Job, JobStatus, Run, RunStatus
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
+from symbid.store.rows import (
+    JOB_COLUMNS,
+    JOB_PLACEHOLDERS,
+    OPEN_SQL,
+    RUN_COLUMNS,
+    RUN_PLACEHOLDERS,
+    job_from_row,
+    job_params,
+    run_from_row,
+    run_params,
+    spans_text,
+)
 
 log = logging.getLogger(__name__)
-
-_OPEN = tuple(s.value for s in OPEN_RUN_STATUSES)
-_OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(_OPEN)) + ")"
-
-_JOB_COLUMNS = (
-    "id, name, agent_id, cron_expr, at_ms, timezone, status, source, definition, next_run, "
-    "last_run, run_count, success_count, failure_count, total_execution_ms, "
-    "longest_execution_ms, created_at, updated_at, version"
-)
-_RUN_COLUMNS = (
-    "id, job_id, slot, attempt, trigger_kind, status, created_at, not_before, started_at, "
-    "finished_at, execution_time_ms, exit_code, signal, error_message, output, "
-    "output_truncated, summary, input, retry_at, pid, pgid"
-)
-
-
-def _job_from_row(row: Sequence[Any]) -> Job:
-    (jid, name, agent_id, cron_expr, at_ms, tz, status, source, definition, next_run,
-     last_run, run_count, _success, failure_count, _exec_ms, _longest, created_at,
-     updated_at, version) = row
-    return Job(
-        id=jid,
-        name=name,
-        agent_id=agent_id,
-        cron_expr=cron_expr,
-        at=at_ms,
-        timezone=tz,
-        status=JobStatus(status),
-        source=source,
-        next_run=next_run,
-        last_run=last_run,
-        run_count=run_count,
-        failure_count=failure_count,
-        created_at=created_at,
-        updated_at=updated_at,
-        version=version,
-        **Job.definition_fields(json.loads(definition)),
-    )
-
-
-def _run_from_row(row: Sequence[Any]) -> Run:
-    (rid, job_id, slot, attempt, trigger, status, created_at, not_before, started_at,
-     finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
-     summary, input_text, retry_at, pid, pgid) = row
-    return Run(
-        id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
-        status=RunStatus(status), created_at=created_at, not_before=not_before,
-        started_at=started_at, finished_at=finished_at, execution_time_ms=execution_time_ms,
-        exit_code=exit_code, signal=sig, error_message=error_message, output=output,
-        output_truncated=bool(truncated), summary=summary, input=input_text,
-        retry_at=retry_at, pid=pid, pgid=pgid,
-    )
-
-
-def _run_params(run: Run) -> tuple[Any, ...]:
-    return (
-        run.id, run.job_id, run.slot, run.attempt, run.trigger.value, run.status.value,
-        run.created_at, run.not_before, run.started_at, run.finished_at,
-        run.execution_time_ms, run.exit_code, run.signal, run.error_message, run.output,
-        int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
-    )
-
-
-def job_params(job: Job) -> tuple[Any, ...]:
-    return (
-        job.id, job.name, job.agent_id, job.cron_expr, job.at, job.timezone,
-        job.status.value, job.source, json.dumps(job.definition(), sort_keys=True),
-        job.next_run, job.last_run, job.run_count, 0, job.failure_count, 0, 0,
-        job.created_at, job.updated_at, job.version,
-    )
-
 
 class SqlJobStore(JobStore):
     """Portable SQL over a DB-API connection per thread. Backends fill in the hooks."""
@@ -152,9 +93,13 @@ class SqlJobStore(JobStore):
         return exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self._conn().execute(sql, tuple(params)).fetchall())
+        try:
+            return list(self._conn().execute(sql, tuple(params)).fetchall())
+        except Exception as exc:
+            raise self._wrap(exc) from exc
 
     def close(self) -> None:
+        """Close every thread's connection (the threads that used them are done)."""
         with self._conns_lock:
             for conn in self._all_conns:
                 try:
@@ -169,7 +114,7 @@ class SqlJobStore(JobStore):
         try:
             with self._write() as conn:
                 conn.execute(
-                    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})",
                     job_params(job),
                 )
         except Exception as exc:
@@ -184,15 +129,18 @@ class SqlJobStore(JobStore):
         return job
 
     def _find(self, conn: Any, ref: str) -> Optional[Job]:
-        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)).fetchone()
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)).fetchone()
         if row is None:
             row = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = ?", (ref,)
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?", (ref,)
             ).fetchone()
-        return _job_from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     def find_job(self, ref: str) -> Optional[Job]:
-        return self._find(self._conn(), ref)
+        try:
+            return self._find(self._conn(), ref)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
 
     def list_jobs(
         self,
@@ -207,18 +155,28 @@ class SqlJobStore(JobStore):
                 where.append(f"{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
-        return [_job_from_row(r) for r in rows]
+        rows = self._query(f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
+        jobs = []
+        for row in rows:
+            try:
+                jobs.append(job_from_row(row))
+            except (ValueError, KeyError, TypeError) as exc:
+                # One unreadable row (written by another version, or by hand) must not
+                # hide every other job.
+                log.warning("job row %r cannot be read (%s); it is left out of the listing",
+                            row[0], exc)
+        return jobs
 
     def _update_row(self, conn: Any, new: Job, expect_version: int) -> bool:
+        # last_run and the claimed spans belong to the loop: a definition change
+        # never writes them (the spans never go down).
         cur = conn.execute(
             "UPDATE jobs SET name = ?, agent_id = ?, cron_expr = ?, at_ms = ?, "
             "timezone = ?, status = ?, source = ?, definition = ?, next_run = ?, "
-            "last_run = ?, updated_at = ?, version = ? WHERE id = ? AND version = ?",
+            "updated_at = ?, version = ? WHERE id = ? AND version = ?",
             (new.name, new.agent_id, new.cron_expr, new.at, new.timezone,
              new.status.value, new.source, json.dumps(new.definition(), sort_keys=True),
-             new.next_run, new.last_run, new.updated_at, expect_version + 1, new.id,
-             expect_version),
+             new.next_run, new.updated_at, expect_version + 1, new.id, expect_version),
         )
         return bool(cur.rowcount == 1)
 
@@ -229,7 +187,7 @@ class SqlJobStore(JobStore):
             with self._write() as conn:
                 for job in create:
                     conn.execute(
-                        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                        f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})",
                         job_params(job),
                     )
                 for job in update:
@@ -250,7 +208,7 @@ class SqlJobStore(JobStore):
                 if job is None:
                     raise NotFound(f"no job with id or name {ref!r}")
                 new = change(job).replace(
-                    id=job.id, updated_at=now,
+                    id=job.id, updated_at=now, last_run=job.last_run, claimed=job.claimed,
                     run_count=job.run_count, failure_count=job.failure_count,
                 )
                 self._update_row(conn, new, job.version)
@@ -278,46 +236,46 @@ class SqlJobStore(JobStore):
     # --- scheduling ------------------------------------------------------------------
     def next_due(self) -> Optional[int]:
         # Both queries walk an index in order and stop at the first hit.
-        row = self._conn().execute(
+        row = self._query(
             "SELECT MIN(next_run) FROM jobs WHERE status = 'active' AND next_run IS NOT NULL"
-        ).fetchone()
-        retry = self._conn().execute(
+        )
+        retry = self._query(
             "SELECT r.retry_at FROM runs r WHERE r.retry_at IS NOT NULL AND EXISTS "
             "(SELECT 1 FROM jobs j WHERE j.id = r.job_id AND j.status = 'active') "
             "ORDER BY r.retry_at LIMIT 1"
-        ).fetchone()
-        candidates = [v for v in (row[0], retry[0] if retry else None) if v is not None]
+        )
+        candidates = [v for v in (row[0][0], retry[0][0] if retry else None) if v is not None]
         return min(candidates) if candidates else None
 
     def due_jobs(self, now: int, limit: int) -> list[Job]:
         rows = self._query(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'active' AND next_run IS NOT NULL "
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'active' AND next_run IS NOT NULL "
             "AND next_run <= ? ORDER BY next_run LIMIT ?",
             (now, limit),
         )
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def due_retries(self, now: int, limit: int) -> list[Run]:
-        cols = ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        cols = ", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))
         rows = self._query(
             f"SELECT {cols} FROM runs r WHERE r.retry_at IS NOT NULL AND r.retry_at <= ? "
             "AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = r.job_id AND j.status = 'active') "
             "ORDER BY r.retry_at LIMIT ?",
             (now, limit),
         )
-        return [_run_from_row(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def open_run_counts(self) -> dict[str, int]:
         rows = self._query(
-            f"SELECT job_id, COUNT(*) FROM runs WHERE status IN {_OPEN_SQL} GROUP BY job_id"
+            f"SELECT job_id, COUNT(*) FROM runs WHERE status IN {OPEN_SQL} GROUP BY job_id"
         )
         return {job_id: count for job_id, count in rows}
 
     def _insert_run(self, conn: Any, run: Run) -> bool:
         cur = conn.execute(
-            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 21)}) "
-            "ON CONFLICT (job_id, slot, attempt) DO NOTHING",
-            _run_params(run),
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({RUN_PLACEHOLDERS}) "
+            "ON CONFLICT (job_id, space, slot, attempt) DO NOTHING",
+            run_params(run),
         )
         return bool(cur.rowcount == 1)
 
@@ -327,12 +285,15 @@ class SqlJobStore(JobStore):
             return claimed
         with self._write() as conn:
             for adv in advances:
+                spans = spans_text(adv.claimed) if adv.claimed is not None else None
+                through = adv.claimed[-1][1] if adv.claimed else None
                 cur = conn.execute(
-                    "UPDATE jobs SET next_run = ?, last_run = COALESCE(?, last_run), "
+                    "UPDATE jobs SET next_run = ?, claimed = COALESCE(?, claimed), "
+                    "claimed_through = COALESCE(?, claimed_through), "
                     "status = COALESCE(?, status), version = version + 1 "
                     "WHERE id = ? AND version = ? AND status = 'active'",
-                    (adv.next_run, adv.last_run, adv.status.value if adv.status else None,
-                     adv.job_id, adv.expect_version),
+                    (adv.next_run, spans, through,
+                     adv.status.value if adv.status else None, adv.job_id, adv.expect_version),
                 )
                 if cur.rowcount != 1:
                     log.debug("job %s changed since it was read; claim dropped", adv.job_id)
@@ -382,26 +343,56 @@ class SqlJobStore(JobStore):
                 "WHERE id = ? AND status = 'pending'",
                 [(at, pid, pgid, rid) for rid, at, pid, pgid in started],
             )
+            self._note_starts(conn, [(rid, at) for rid, at, _, _ in started])
 
-    def finish(self, finishes: Sequence[Finish]) -> None:
+    @staticmethod
+    def _note_starts(conn: Any, starts: Sequence[tuple[str, int]]) -> None:
+        """Each job's last_run: the latest start of any of its runs (never a version bump:
+        a definition change planned meanwhile stays valid)."""
+        conn.executemany(
+            "UPDATE jobs SET last_run = ? WHERE id = (SELECT job_id FROM runs WHERE id = ?) "
+            "AND (last_run IS NULL OR last_run < ?)",
+            [(at, rid, at) for rid, at in starts],
+        )
+
+    def shift_waits(self, step_ms: int, since: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET not_before = not_before + ? WHERE status = 'pending' "
+                "AND not_before > ? AND slot <= ?",
+                (step_ms, since, since),
+            )
+            conn.execute(
+                "UPDATE runs SET retry_at = retry_at + ? WHERE retry_at IS NOT NULL "
+                "AND retry_at > ?",
+                (step_ms, since),
+            )
+
+    def finish(self, finishes: Sequence[Finish]) -> set[str]:
+        ended: set[str] = set()
         if not finishes:
-            return
+            return ended
         touched: set[str] = set()
+        starts: list[tuple[str, int]] = []
         with self._write() as conn:
             for fin in finishes:
                 run = fin.run
                 cur = conn.execute(
                     "UPDATE runs SET status = ?, started_at = COALESCE(?, started_at), "
+                    "pid = COALESCE(?, pid), pgid = COALESCE(?, pgid), "
                     "finished_at = ?, execution_time_ms = ?, exit_code = ?, signal = ?, "
                     "error_message = ?, output = ?, output_truncated = ?, summary = ?, "
-                    f"retry_at = ? WHERE id = ? AND status IN {_OPEN_SQL}",
-                    (run.status.value, run.started_at, run.finished_at, run.execution_time_ms,
-                     run.exit_code, run.signal, run.error_message, run.output,
-                     int(run.output_truncated), run.summary, run.retry_at, run.id),
+                    f"retry_at = ? WHERE id = ? AND status IN {OPEN_SQL}",
+                    (run.status.value, run.started_at, run.pid, run.pgid, run.finished_at,
+                     run.execution_time_ms, run.exit_code, run.signal, run.error_message,
+                     run.output, int(run.output_truncated), run.summary, run.retry_at,
+                     run.id),
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted
                 touched.add(run.job_id)
+                if run.started_at is not None:
+                    starts.append((run.id, run.started_at))
                 if fin.counts:
                     ok = run.status is RunStatus.SUCCEEDED
                     conn.execute(
@@ -413,20 +404,31 @@ class SqlJobStore(JobStore):
                         (int(ok), int(run.status.is_failure), run.execution_time_ms or 0,
                          run.execution_time_ms or 0, run.execution_time_ms or 0, run.job_id),
                     )
-                if fin.job_status is not None:
-                    conn.execute(
-                        "UPDATE jobs SET status = ?, version = version + 1 WHERE id = ? "
-                        "AND status IN ('active', 'paused')",
-                        (fin.job_status.value, run.job_id),
-                    )
-                if fin.clear_retries:
-                    conn.execute(
-                        "UPDATE runs SET retry_at = NULL WHERE job_id = ? "
-                        "AND retry_at IS NOT NULL",
-                        (run.job_id,),
-                    )
+                if fin.job_status is not None and self._end_job(conn, fin):
+                    ended.add(run.id)
+                    if fin.clear_retries:
+                        conn.execute(
+                            "UPDATE runs SET retry_at = NULL WHERE job_id = ? "
+                            "AND retry_at IS NOT NULL",
+                            (run.job_id,),
+                        )
+            self._note_starts(conn, starts)
             for job_id in touched:
                 self._prune(conn, job_id)
+        return ended
+
+    @staticmethod
+    def _end_job(conn: Any, fin: Finish) -> bool:
+        """Apply ``fin.job_status`` if the job still has the schedule the run belongs to."""
+        assert fin.job_status is not None and fin.belongs_to is not None
+        cron_expr, at = fin.belongs_to
+        column, value = ("at_ms", at) if at is not None else ("cron_expr", cron_expr)
+        cur = conn.execute(
+            "UPDATE jobs SET status = ?, version = version + 1 WHERE id = ? "
+            f"AND status IN ('active', 'paused') AND {column} = ?",
+            (fin.job_status.value, fin.run.job_id, value),
+        )
+        return bool(cur.rowcount == 1)
 
     def _prune(self, conn: Any, job_id: str) -> None:
         """Keep the newest ``keep_runs`` runs of a job (never an open one or a pending retry)."""
@@ -440,42 +442,45 @@ class SqlJobStore(JobStore):
         slot, attempt = row
         conn.execute(
             "DELETE FROM runs WHERE job_id = ? AND (slot < ? OR (slot = ? AND attempt <= ?)) "
-            f"AND status NOT IN {_OPEN_SQL} AND retry_at IS NULL",
+            f"AND status NOT IN {OPEN_SQL} AND retry_at IS NULL",
             (job_id, slot, slot, attempt),
         )
 
     def open_runs(self) -> list[Run]:
         rows = self._query(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN {_OPEN_SQL} ORDER BY slot"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {OPEN_SQL} ORDER BY slot"
         )
-        return [_run_from_row(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def jobs_claimed_after(self, instant: int) -> list[Job]:
         rows = self._query(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'active' AND cron_expr IS NOT NULL "
-            "AND last_run > ?",
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'active' AND cron_expr IS NOT NULL "
+            "AND claimed_through > ?",
             (instant,),
         )
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     # --- history and health ----------------------------------------------------------
     def get_run(self, run_id: str) -> Run:
-        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        rows = self._query(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise NotFound(f"no run with id {run_id!r}")
-        return _run_from_row(rows[0])
+        return run_from_row(rows[0])
 
     def history(
         self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
     ) -> list[Run]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ?"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ?"
         params: list[Any] = [job_id]
         if status is not None:
             sql += " AND status = ?"
             params.append(status.value)
         sql += " ORDER BY slot DESC, attempt DESC LIMIT ?"
         params.append(limit)
-        return [_run_from_row(r) for r in self._query(sql, params)]
+        return [run_from_row(r) for r in self._query(sql, params)]
+
+    def probe(self) -> None:
+        self._query("SELECT COUNT(*) FROM (SELECT 1 FROM jobs LIMIT 1) AS one")
 
     def totals(self) -> JobTotals:
         rows = self._query(

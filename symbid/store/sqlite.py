@@ -30,7 +30,9 @@ class SqliteJobStore(SqlJobStore):
                 self.path,
                 isolation_level=None,
                 timeout=self._busy_timeout_ms / 1000,
-                check_same_thread=True,
+                # Each thread has its own connection (SqlJobStore._conn); only close()
+                # touches another thread's, once that thread is done with it.
+                check_same_thread=False,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             conn.execute("PRAGMA foreign_keys = ON")

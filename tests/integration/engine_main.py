@@ -34,7 +34,7 @@ def main() -> int:
     overrides = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     config = SchedulerConfig(**{"shutdown_timeout_seconds": 2, "kill_grace_seconds": 1,
                                 **overrides})
-    signals: queue.Queue[int] = queue.Queue()
+    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: signals.put(signum))
     engine = build_engine(state_dir, config, agents)

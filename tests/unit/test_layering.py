@@ -43,14 +43,18 @@ LADDER: dict[str, float] = {
     # level 2: the edges (durable state, native waits, processes, channels); mutually blind
     "symbid.store.**": 2,
     "symbid.timer": 2,
+    "symbid.startlog": 2,
     "symbid.sandbox": 2,
     "symbid.agentpin": 2,
     "symbid.journal": 2,
     "symbid.metrics": 2,
     "symbid.delivery.*": 2,  # one module per delivery channel
     "symbid.agents.**": 2,
-    # level 3: the engine
-    "symbid.scheduler": 3,
+    # level 3: the engine. The run lifecycle applies the planner's pure decisions, and
+    # the loop sequences both (issue 7), so they stand on quarter rungs above it.
+    "symbid.planner": 3,
+    "symbid.lifecycle": 3.25,
+    "symbid.scheduler": 3.5,
     "symbid.executor": 3,
     "symbid.jobs": 3,
     "symbid.sessions": 3,
@@ -301,7 +305,7 @@ def test_the_checker_reports_every_violation_with_its_file_and_module(tmp_path: 
         "timer.py": "from .clock import Clock\n",  # fine, relative
         "sandbox.py": "from . import scheduler\n",  # 2 -> 3, relative
         "executor.py": "from symbid.sandbox import Spawned\n",  # fine
-        "scheduler.py": "from symbid.model import RunOutcome\nfrom symbid.jobs import J\n",
+        "scheduler.py": "from symbid.model import RunOutcome\nfrom symbid.api import A\n",
         "jobs.py": "from symbid.store import JobStore\n",  # fine
         "daemon.py": "from symbid.cli import main\n",  # 5 -> 5
         "client.py": "",
@@ -331,7 +335,7 @@ def test_the_checker_reports_every_violation_with_its_file_and_module(tmp_path: 
         "symbid/delivery/slack.py:1: symbid.delivery.slack imports symbid.delivery.webhook",
         "symbid/dsl/parse.py:2: symbid.dsl.parse imports symbid.jobs",
         "symbid/sandbox.py:1: symbid.sandbox imports symbid.scheduler",
-        "symbid/scheduler.py:2: symbid.scheduler imports symbid.jobs",
+        "symbid/scheduler.py:2: symbid.scheduler imports symbid.api",
         "symbid/store.py:3: symbid.store imports symbid.timer",
     ]
     assert "level 2 must not import level 3" in "\n".join(found)

@@ -11,20 +11,19 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from symbid.config import Config
+from symbid.daemon import Daemon
 from symbid.errors import StoreError
 from symbid.model import CatchUp, JobStatus, RunStatus, format_instant
 from symbid.store import SqliteJobStore
 from symbid.timer import ConditionWaiter
 from symbid.timing import parse_instant
 from tests.harness import Harness
-
-# Written before the fix (issue 7); each failed on the engine of 4208412. Removed as they pass.
-pending_fix = pytest.mark.xfail(strict=True, reason="issue 7: fixed in a later commit")
 
 
 def slots(h: Harness, name: str) -> list[tuple[str, str, str]]:
@@ -34,7 +33,6 @@ def slots(h: Harness, name: str) -> list[tuple[str, str, str]]:
 # --- 1. a re-armed one-shot --------------------------------------------------------------
 
 
-@pending_fix
 def test_a_one_shot_re_armed_while_its_run_is_going_fires_at_its_new_time(h: Harness) -> None:
     h.launcher.behaviour = lambda job, run: None
     h.add("once", at="2026-03-01T00:10:00Z")
@@ -52,7 +50,6 @@ def test_a_one_shot_re_armed_while_its_run_is_going_fires_at_its_new_time(h: Har
     assert h.job("once").status is JobStatus.COMPLETED
 
 
-@pending_fix
 def test_a_one_shot_switched_to_cron_while_its_run_is_going_stays_active(h: Harness) -> None:
     h.launcher.behaviour = lambda job, run: None
     h.add("once", at="2026-03-01T00:10:00Z", max_retries=0)
@@ -69,7 +66,6 @@ def test_a_one_shot_switched_to_cron_while_its_run_is_going_stays_active(h: Harn
 # --- 2. one store error must not wedge a job ---------------------------------------------
 
 
-@pending_fix
 def test_a_store_error_while_runs_start_does_not_wedge_a_job(tmp_path: Path) -> None:
     h = Harness(tmp_path, busy_timeout_ms=50)
     h.add("broken", cron="0 * * * *", max_retries=1)
@@ -101,7 +97,6 @@ def test_a_store_error_while_runs_start_does_not_wedge_a_job(tmp_path: Path) -> 
 # --- 3. retention never re-opens a slot --------------------------------------------------
 
 
-@pending_fix
 def test_retention_never_reopens_a_slot_when_the_clock_steps_back(tmp_path: Path) -> None:
     h = Harness(tmp_path, keep_runs=5)
     h.add("minutely", cron="* * * * *")
@@ -118,12 +113,11 @@ def test_retention_never_reopens_a_slot_when_the_clock_steps_back(tmp_path: Path
     assert len(h.launcher.started) == 11
 
 
-@pending_fix
 def test_a_clock_that_was_far_ahead_runs_the_slots_it_never_claimed(h: Harness) -> None:
     h.clock.set("2026-03-05T08:00:00Z")  # somebody set the clock days ahead
     h.add("daily", cron="0 9 * * *")
     h.run_until("2026-03-05T09:00:30Z")
-    h.clock.step(-4 * 86400)  # ... and fixed it
+    h.clock.step(-4 * 86400 - 3600)  # ... and fixed it: 03-01T08:00:30
     h.waiter.clock_set_next = True
     h.run_until("2026-03-06T09:00:00Z")
     assert [s for _, s, _ in h.started()] == [
@@ -132,7 +126,6 @@ def test_a_clock_that_was_far_ahead_runs_the_slots_it_never_claimed(h: Harness) 
     ]
 
 
-@pending_fix
 def test_a_schedule_change_never_reclaims_a_slot_below_the_high_water_mark(
     tmp_path: Path,
 ) -> None:
@@ -152,7 +145,6 @@ def test_a_schedule_change_never_reclaims_a_slot_below_the_high_water_mark(
 # --- 4. restarts start the runs that never started ---------------------------------------
 
 
-@pending_fix
 @pytest.mark.parametrize("graceful", [False, True])
 def test_a_run_waiting_out_its_jitter_starts_after_a_restart(
     h: Harness, graceful: bool
@@ -170,7 +162,6 @@ def test_a_run_waiting_out_its_jitter_starts_after_a_restart(
     assert h.job("once").status is JobStatus.COMPLETED
 
 
-@pending_fix
 @pytest.mark.parametrize("graceful", [False, True])
 def test_a_run_waiting_for_the_global_limit_starts_after_a_restart(
     tmp_path: Path, graceful: bool
@@ -183,13 +174,13 @@ def test_a_run_waiting_for_the_global_limit_starts_after_a_restart(
     assert [n for n, _, _ in h.started()] == ["a"]
     assert h.history("b")[0].status is RunStatus.PENDING
     h.restart(graceful=graceful)
+    h.launcher.behaviour = lambda job, run: None
     h.run_until("2026-03-01T01:00:10Z")
     assert h.history("a")[0].status is RunStatus.INTERRUPTED  # it had started
     assert h.history("b")[0].status is RunStatus.RUNNING  # it had not: it runs now
     assert [n for n, _, _ in h.started()] == ["b"]
 
 
-@pending_fix
 def test_a_run_claimed_ahead_of_its_slot_starts_on_time_after_a_crash(h: Harness) -> None:
     h.add("daily", cron="0 9 * * *")
     h.run_until("2026-03-01T08:59:59.960Z")  # claimed 50 ms ahead, not started
@@ -204,7 +195,6 @@ def test_a_run_claimed_ahead_of_its_slot_starts_on_time_after_a_crash(h: Harness
     ("catch_up", "expected"),
     [(CatchUp.LATEST, "succeeded"), (CatchUp.ALL, "succeeded"), (CatchUp.SKIP, "skipped")],
 )
-@pending_fix
 def test_a_never_started_run_found_late_after_a_restart_follows_catch_up(
     h: Harness, catch_up: CatchUp, expected: str
 ) -> None:
@@ -237,11 +227,10 @@ def test_only_a_run_that_may_have_started_is_recorded_interrupted(h: Harness) ->
 # --- 5. manual runs have a key of their own ----------------------------------------------
 
 
-@pending_fix
 def test_a_manual_run_at_the_instant_of_an_unclaimed_slot_does_not_swallow_it(
     h: Harness,
 ) -> None:
-    h.add("daily", cron="0 9 * * *")
+    h.add("daily", cron="0 9 * * *", max_concurrent=2)
     h.clock.set("2026-03-01T09:00:00Z")  # the loop is late: the slot is not claimed yet
     manual = h.sched.run_now("daily")
     assert manual.slot == parse_instant("2026-03-01T09:00:00Z")
@@ -254,7 +243,6 @@ def test_a_manual_run_at_the_instant_of_an_unclaimed_slot_does_not_swallow_it(
 # --- 6. health follows the passes --------------------------------------------------------
 
 
-@pending_fix
 def test_health_is_degraded_while_passes_fail_and_the_watchdog_stays_fed(
     tmp_path: Path,
 ) -> None:
@@ -275,7 +263,9 @@ def test_health_is_degraded_while_passes_fail_and_the_watchdog_stays_fed(
         health = ctx.health()
         assert health["status"] == "degraded"
         assert "database is locked" in health["error"]
-        assert "degraded" in h.sched.status_text()
+        daemon = Daemon(Config(), clock=h.clock)
+        daemon.engine = SimpleNamespace(scheduler=h.sched, store=h.store)  # type: ignore
+        assert daemon.status_line().startswith("degraded: database state.db: database is")
         h.clock.advance(60)
         time.sleep(0.1)
         assert ctx.loop_alive()  # the loop keeps making passes: systemd must not restart it
@@ -289,7 +279,6 @@ def test_health_is_degraded_while_passes_fail_and_the_watchdog_stays_fed(
         h.sched.stop()
 
 
-@pending_fix
 def test_the_dialect_health_probes_the_store(h: Harness) -> None:
     status, body = h.api("GET", "/symbiont/api/v1/health/scheduler")
     assert (status, body["store_accessible"]) == (200, True)
@@ -308,7 +297,6 @@ def test_the_dialect_health_probes_the_store(h: Harness) -> None:
 # --- 7. waits are durations --------------------------------------------------------------
 
 
-@pending_fix
 def test_a_retry_backoff_lasts_its_duration_when_the_clock_steps_back(h: Harness) -> None:
     outcomes = iter([RunStatus.FAILED, RunStatus.SUCCEEDED])
     h.launcher.behaviour = lambda job, run: next(outcomes)
@@ -323,7 +311,6 @@ def test_a_retry_backoff_lasts_its_duration_when_the_clock_steps_back(h: Harness
     ]
 
 
-@pending_fix
 def test_a_jitter_wait_lasts_its_duration_when_the_clock_steps(h: Harness) -> None:
     h.add("spread", cron="0 1 * * *", jitter_seconds=30)
     h.run_until("2026-03-01T01:00:00Z")
@@ -344,7 +331,6 @@ def test_a_jitter_wait_lasts_its_duration_when_the_clock_steps(h: Harness) -> No
 # --- 8. quiet shutdown, a reentrant signal handler ---------------------------------------
 
 
-@pending_fix
 def test_closing_the_store_closes_every_threads_connection_quietly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -368,17 +354,13 @@ def test_closing_the_store_closes_every_threads_connection_quietly(
             conn.execute("SELECT 1")
 
 
-@pending_fix
 def test_signal_handlers_put_signals_on_a_reentrant_queue() -> None:
-    from symbid.daemon import Daemon
-
     assert isinstance(Daemon(Config()).events, queue.SimpleQueue)
 
 
 # --- 9. one far-future job breaks nothing ------------------------------------------------
 
 
-@pending_fix
 def test_a_far_future_at_job_is_refused_and_nothing_is_stored(h: Harness) -> None:
     status, body = h.api("POST", "/api/v1/schedule", {
         "name": "far", "agent_id": "agent", "at": "9999-12-31T23:00:00-05:00"})
@@ -389,7 +371,6 @@ def test_a_far_future_at_job_is_refused_and_nothing_is_stored(h: Harness) -> Non
     assert (status, body) == (200, [])
 
 
-@pending_fix
 def test_one_row_that_cannot_be_shown_does_not_fail_a_listing(h: Harness) -> None:
     h.add("fine", cron="0 * * * *")
     bad = h.add("far", cron="0 * * * *")

@@ -366,10 +366,12 @@ def test_stopping_interrupts_running_runs_after_the_timeout(tmp_path: Path) -> N
     h.add("queued", cron="0 * * * *")
     h.run_until("2026-03-01T01:00:00Z")
     h.sched.stop()
+    # the running run is killed; the queued one never started: it stays pending for the
+    # next start (tests/unit/test_run_lifecycle.py runs it after a restart)
     assert [r.status.value for r in h.history("long") + h.history("queued")] == \
-        ["interrupted", "interrupted"]
-    assert "before the run started" in (h.history("queued")[0].error_message or "")
-    h.run_until("2026-03-01T03:00:00Z")  # nothing more is claimed
+        ["interrupted", "pending"]
+    assert "shutdown" in (h.history("long")[0].error_message or "")
+    h.run_until("2026-03-01T03:00:00Z")  # nothing more is claimed or started
     assert len(h.launcher.started) == 1
 
 
@@ -429,7 +431,7 @@ def test_outcomes_are_kept_when_the_store_cannot_record_them(h: Harness) -> None
         calls.append(len(finishes))
         if len(calls) == 1:
             raise StoreError("database is locked")
-        real_finish(finishes)
+        return real_finish(finishes)
 
     h.store.finish = failing_once  # type: ignore[method-assign]
     with pytest.raises(StoreError):
@@ -443,14 +445,16 @@ def test_outcomes_are_kept_when_the_store_cannot_record_them(h: Harness) -> None
     assert h.history("hourly")[-1].status is RunStatus.SUCCEEDED  # not skipped as "busy"
 
 
-def test_a_one_shot_stopped_before_its_run_started_ends_failed(tmp_path: Path) -> None:
+def test_a_one_shot_stopped_before_its_run_started_stays_active_and_pending(
+    tmp_path: Path,
+) -> None:
     h = Harness(tmp_path, max_jitter_seconds=30, shutdown_timeout_seconds=0)
     h.add("once", at="2026-03-01T00:10:00Z")
     h.run_until("2026-03-01T00:10:00Z")  # claimed; waiting out its jitter
     assert h.launcher.started == []
     h.sched.stop()
-    assert h.history("once")[0].status is RunStatus.INTERRUPTED
-    assert h.job("once").status is JobStatus.FAILED
+    assert h.history("once")[0].status is RunStatus.PENDING
+    assert h.job("once").status is JobStatus.ACTIVE
 
 
 def test_queued_runs_of_deleted_or_paused_jobs_do_not_start(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sqlite3
 import threading
@@ -58,8 +59,8 @@ def claim_runs(store: SqliteJobStore, job: Job, *runs: Run,
                next_run: Optional[int] = None) -> list[Run]:
     """Claim ``runs`` for ``job`` at its current version, as the scheduler does."""
     current = store.get_job(job.id)
-    last = max(r.slot for r in runs) if runs else None
-    return store.claim([Advance(job.id, current.version, next_run, last, tuple(runs))], [])
+    spans = ((min(r.slot for r in runs), max(r.slot for r in runs)),) if runs else None
+    return store.claim([Advance(job.id, current.version, next_run, spans, tuple(runs))], [])
 
 
 def raw(path: Path) -> sqlite3.Connection:
@@ -133,6 +134,40 @@ def test_reopening_a_current_database_changes_nothing(db_path: Path) -> None:
     conn = raw(db_path)
     assert conn.execute(schema_sql).fetchall() == schema_before
     conn.close()
+
+
+def test_a_version_1_database_is_migrated_keeping_its_slots_claimed(db_path: Path) -> None:
+    from symbid.store.schema import SQLITE_MIGRATIONS
+
+    conn = raw(db_path)
+    for statement in SQLITE_MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO jobs (id, name, agent_id, cron_expr, timezone, status, definition, "
+        "next_run, last_run, created_at, updated_at) VALUES ('j1', 'old', 'agent', "
+        "'* * * * *', 'UTC', 'active', ?, ?, ?, ?, ?)",
+        (json.dumps(make_job("x").definition()), T0 + 2 * MINUTE, T0 + MINUTE, T0, T0))
+    conn.executemany(
+        "INSERT INTO runs (id, job_id, slot, attempt, trigger_kind, status, created_at, "
+        "started_at) VALUES (?, 'j1', ?, 1, ?, 'succeeded', ?, ?)",
+        [("r1", T0 + MINUTE, "schedule", T0, T0 + MINUTE + 5),
+         ("r2", T0 + MINUTE + 1, "manual", T0, T0 + MINUTE + 9)])
+    conn.close()
+
+    store = SqliteJobStore(str(db_path))
+    try:
+        job = store.get_job("old")
+        assert job.claimed == ((0, T0 + MINUTE),) and job.claimed_through == T0 + MINUTE
+        assert job.last_run == T0 + MINUTE + 9  # now: the start of the last run that ran
+        assert {r.id: r.key_space.value for r in store.history(job.id)} == \
+            {"r1": "schedule", "r2": "manual"}
+        # manual runs have their own keys now: one at the scheduled slot's instant fits
+        again = store.insert_run(make_run(job, T0 + MINUTE, trigger=Trigger.MANUAL))
+        assert again.slot == T0 + MINUTE
+    finally:
+        store.close()
 
 
 def test_a_newer_database_is_refused_with_a_clear_error(db_path: Path) -> None:
@@ -347,13 +382,15 @@ def test_claim_inserts_pending_and_skipped_runs_and_moves_the_schedule_on(
     latest = make_run(job, T0 + MINUTE, trigger=Trigger.CATCH_UP)
 
     claimed = store.claim(
-        [Advance(job.id, job.version, T0 + 2 * MINUTE, T0 + MINUTE, (missed, latest))], []
+        [Advance(job.id, job.version, T0 + 2 * MINUTE, ((T0, T0 + MINUTE),), (missed, latest))],
+        []
     )
 
     assert claimed == [latest]  # only pending runs are returned to be started
     assert store.history(job.id) == [latest, missed]
     after = store.get_job(job.id)
-    assert (after.next_run, after.last_run) == (T0 + 2 * MINUTE, T0 + MINUTE)
+    assert (after.next_run, after.claimed, after.claimed_through) == \
+        (T0 + 2 * MINUTE, ((T0, T0 + MINUTE),), T0 + MINUTE)
     assert after.version == job.version + 1
 
 
@@ -362,19 +399,19 @@ def test_a_claim_with_a_stale_version_is_dropped(store: SqliteJobStore) -> None:
     store.modify_job(job.id, lambda j: j.replace(input="edited"), now=T0)  # version moves on
 
     claimed = store.claim(
-        [Advance(job.id, job.version, T0 + MINUTE, T0, (make_run(job, T0),))], []
+        [Advance(job.id, job.version, T0 + MINUTE, ((T0, T0),), (make_run(job, T0),))], []
     )
 
     assert claimed == []
     assert store.history(job.id) == []
     after = store.get_job(job.id)
-    assert (after.next_run, after.last_run, after.version) == (T0, None, job.version + 1)
+    assert (after.next_run, after.claimed, after.version) == (T0, (), job.version + 1)
 
 
 def test_a_claim_on_a_paused_job_is_dropped(store: SqliteJobStore) -> None:
     job = store.create_job(make_job("paused", next_run=T0, status=JobStatus.PAUSED))
 
-    claimed = store.claim([Advance(job.id, job.version, T0 + MINUTE, T0,
+    claimed = store.claim([Advance(job.id, job.version, T0 + MINUTE, ((T0, T0),),
                                    (make_run(job, T0),))], [])
 
     assert claimed == []
@@ -577,11 +614,28 @@ def test_a_finish_changes_the_job_status_only_from_active_or_paused(
     job = store.create_job(make_job("one-shot", at=T0, next_run=None, status=before))
     run = store.insert_run(make_run(job, T0, trigger=Trigger.MANUAL))
 
-    store.finish([Finish(done(run), job_status=JobStatus.COMPLETED)])
+    store.finish([Finish(done(run), job_status=JobStatus.COMPLETED, belongs_to=(None, T0))])
 
     final = store.get_job(job.id)
     assert final.status is after
     assert final.version == job.version + (1 if after is not before else 0)
+
+
+def test_a_finish_leaves_the_job_alone_once_its_schedule_has_changed(
+    store: SqliteJobStore,
+) -> None:
+    job = store.create_job(make_job("re-armed", at=T0, next_run=None))
+    run = make_run(job, T0)
+    claim_runs(store, job, run)
+    store.modify_job(job.id, lambda j: j.replace(at=T0 + MINUTE, next_run=T0 + MINUTE), T0)
+
+    ended = store.finish([Finish(done(run), job_status=JobStatus.COMPLETED,
+                                 belongs_to=(None, T0))])
+
+    assert ended == set()
+    assert store.get_run(run.id).status is RunStatus.SUCCEEDED
+    assert (store.get_job(job.id).status, store.get_job(job.id).next_run) == \
+        (JobStatus.ACTIVE, T0 + MINUTE)
 
 
 def test_a_finish_that_clears_retries_drops_only_that_jobs_pending_retries(
@@ -592,7 +646,7 @@ def test_a_finish_that_clears_retries_drops_only_that_jobs_pending_retries(
     manual = store.insert_run(make_run(job, T0 + 5 * MINUTE, trigger=Trigger.MANUAL))
 
     store.finish([Finish(done(manual, RunStatus.FAILED), job_status=JobStatus.DEAD_LETTER,
-                         clear_retries=True)])
+                         belongs_to=(job.cron_expr, None), clear_retries=True)])
 
     assert store.get_run(failed.id).retry_at is None
     assert store.get_run(other_failed.id).retry_at == T0 + MINUTE
@@ -719,19 +773,16 @@ def test_open_runs_and_pending_retries_are_never_pruned(db_path: Path) -> None:
 # --- manual runs ---------------------------------------------------------------------------
 
 
-def test_a_manual_run_on_a_taken_slot_moves_on_by_one_millisecond(
-    store: SqliteJobStore,
-) -> None:
-    job = store.create_job(make_job("manual", next_run=T0 + MINUTE))
-    scheduled = make_run(job, T0)
-    claim_runs(store, job, scheduled, next_run=T0 + MINUTE)
-
+def test_manual_runs_have_a_key_space_of_their_own(store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("manual", next_run=T0))
     first = store.insert_run(make_run(job, T0, trigger=Trigger.MANUAL))
     second = store.insert_run(make_run(job, T0, trigger=Trigger.MANUAL))
+    scheduled = make_run(job, T0)  # the scheduled slot at the same instant
+    assert claim_runs(store, job, scheduled, next_run=T0 + MINUTE) == [scheduled]
 
-    assert (first.slot, second.slot) == (T0 + 1, T0 + 2)
+    assert (first.slot, second.slot) == (T0, T0 + 1)  # manual ones move on by a ms
     assert {(r.id, r.slot) for r in store.history(job.id)} == {
-        (scheduled.id, T0), (first.id, T0 + 1), (second.id, T0 + 2),
+        (scheduled.id, T0), (first.id, T0), (second.id, T0 + 1),
     }
 
 

@@ -12,14 +12,14 @@ from tests.fakes import FakeClock
 def test_a_hung_scheduler_loop_stops_feeding_the_watchdog() -> None:
     clock = FakeClock()
     daemon = Daemon(Config(), clock=clock)
-    scheduler = SimpleNamespace(last_progress=clock.monotonic())
+    scheduler = SimpleNamespace(last_pass=clock.monotonic())
     daemon.engine = SimpleNamespace(scheduler=scheduler)  # type: ignore[assignment]
     assert daemon.loop_is_alive(within=10)
     clock.advance(9)
     assert daemon.loop_is_alive(within=10)
     clock.advance(2)  # the loop has not come round for 11 s
     assert not daemon.loop_is_alive(within=10)
-    scheduler.last_progress = clock.monotonic()  # it came round again
+    scheduler.last_pass = clock.monotonic()  # it came round again
     assert daemon.loop_is_alive(within=10)
 
 

@@ -1,0 +1,410 @@
+"""The one owner of run state (DESIGN §5, ``docs/run-states.md``).
+
+Every move of a run from one state to another goes through :class:`RunLifecycle`,
+and always in the same order: the store first, then what the loop holds in
+memory. If the store refuses (a locked or full database), memory is left as it
+was and the move is tried again at the next pass, so nothing is lost and no job
+is left counting a run that is not going.
+
+What is held in memory is derived from the store's open rows: the runs waiting
+for their start time (jitter, backoff, the claim-ahead), those waiting for a
+place under the global limit, and those going. :meth:`RunLifecycle.recover`
+rebuilds it from the store at start-up: that rebuild is the recovery.
+
+The decisions themselves (what a finished run does to its job, whether a queued
+run may start, what a restart does with a run that never started) are pure
+functions in :mod:`symbid.planner`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol
+
+from symbid.clock import Clock
+from symbid.config import SchedulerConfig
+from symbid.errors import SymbidError
+from symbid.metrics import Metrics
+from symbid.model import (
+    Job,
+    JobStatus,
+    Run,
+    RunOutcome,
+    RunStatus,
+    format_duration,
+    format_instant,
+)
+from symbid.planner import (
+    CLAIM_AHEAD_MS,
+    finish_decision,
+    job_end,
+    recovered,
+    start_due,
+    start_gate,
+)
+from symbid.sandbox import Spawned, find_run_processes, kill_process_groups
+from symbid.startlog import StartLog
+from symbid.store import Advance, Finish, JobStore, RetryClaim
+
+log = logging.getLogger(__name__)
+
+
+class RunSink(Protocol):
+    def run_finished(self, outcome: RunOutcome) -> None: ...
+
+
+class Launcher(Protocol):
+    """What the lifecycle needs from the executor."""
+
+    def bind(self, sink: RunSink) -> None:
+        """Where outcomes go (the scheduler, which wakes its loop for them)."""
+
+    def start(self, job: Job, run: Run, mark: Callable[[], None]) -> Spawned:
+        """Start ``run``; call ``mark()`` immediately before the child is spawned."""
+
+    def kill_all(self, reason: str) -> int: ...
+
+
+@dataclass(order=True)
+class _Queued:
+    key: tuple[int, int, int]
+    job: Job = field(compare=False)
+    run: Run = field(compare=False)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    interrupted: int  # open runs that may have started: recorded interrupted
+    resumed: int  # runs that provably never started: queued again
+    skipped: int  # of those, found too late: their catch_up skipped them
+    killed_groups: int  # leftover process groups terminated
+
+
+def _extra(job: Job, run: Run, event: Optional[str] = None) -> dict[str, str]:
+    extra = {"SYMBID_JOB": job.name, "SYMBID_RUN": run.id}
+    if event:
+        extra["SYMBID_EVENT"] = event
+    return extra
+
+
+class RunLifecycle:
+    """Run state: the store first, memory derived from it.
+
+    Loop thread: everything but :meth:`report`, :meth:`add_manual`,
+    :meth:`in_flight` and :meth:`queued`, which any thread may call.
+    """
+
+    def __init__(self, store: JobStore, launcher: Launcher, start_log: StartLog,
+                 clock: Clock, metrics: Metrics) -> None:
+        self._store = store
+        self._launcher = launcher
+        self._start_log = start_log
+        self._clock = clock
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._outcomes: list[RunOutcome] = []  # reported, not yet recorded
+        self._manual: list[tuple[Job, Run]] = []  # stored, not yet queued
+        self._waiting: list[_Queued] = []  # keyed by start time: not due yet
+        self._ready: list[_Queued] = []  # keyed by slot: due, waiting for a place
+        self._running: dict[str, tuple[Job, Run]] = {}
+        self._per_job: dict[str, int] = {}  # runs going, per job id
+        self._unmarked: dict[str, tuple[int, int, int]] = {}  # going, not yet stored running
+        self._seq = 0
+
+    # --- any thread ------------------------------------------------------------------
+    def report(self, outcome: RunOutcome) -> None:
+        """A started run ended (called by the executor, from its thread)."""
+        with self._lock:
+            self._outcomes.append(outcome)
+
+    def add_manual(self, job: Job, run: Run) -> None:
+        """A manual run is in the store: queue it."""
+        with self._lock:
+            self._manual.append((job, run))
+
+    def has_news(self) -> bool:
+        """Whether outcomes, manual runs or start records wait for the next pass."""
+        with self._lock:
+            return bool(self._outcomes or self._manual or self._unmarked)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._waiting) + len(self._ready) + len(self._manual)
+
+    # --- queueing ----------------------------------------------------------------------
+    def _enqueue(self, job: Job, run: Run) -> None:
+        with self._lock:
+            self._seq += 1
+            heapq.heappush(self._waiting, _Queued((start_due(run), run.slot, self._seq), job, run))
+
+    def next_start(self) -> Optional[int]:
+        """When the earliest queued run's start time comes."""
+        with self._lock:
+            return self._waiting[0].key[0] if self._waiting else None
+
+    def take_manual(self) -> None:
+        with self._lock:
+            manual, self._manual = self._manual, []
+        for job, run in manual:
+            self._enqueue(job, run)
+
+    # --- pending: claims -----------------------------------------------------------------
+    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim],
+              jobs: dict[str, Job]) -> list[Run]:
+        """Claim slots and retries (one transaction); the runs inserted pending are queued."""
+        claimed = self._store.claim(advances, retries)
+        for run in claimed:
+            self._enqueue(jobs[run.job_id], run)
+        return claimed
+
+    def postpone_retry(self, failed: Run, retry_at: int) -> None:
+        self._store.postpone_retry(failed.id, retry_at)
+
+    # --- pending -> running, or dropped ------------------------------------------------
+    def start_due(self, now: int, limit: int) -> None:
+        """Start queued runs whose time has come, in slot order, while fewer than
+        ``limit`` runs are going. A store error leaves every run where it was."""
+        with self._lock:
+            while self._waiting and self._waiting[0].key[0] <= now:
+                q = heapq.heappop(self._waiting)
+                q.key = (q.run.slot, q.key[2], 0)
+                heapq.heappush(self._ready, q)
+        blocked: list[_Queued] = []
+        drops: list[tuple[_Queued, Job, Finish]] = []
+        error: Optional[Exception] = None
+        while True:
+            with self._lock:
+                if not self._ready or len(self._running) >= limit:
+                    break
+                q = heapq.heappop(self._ready)
+            try:
+                job = self._store.find_job(q.run.job_id)  # it may have changed while queued
+            except Exception as exc:
+                with self._lock:
+                    heapq.heappush(self._ready, q)
+                error = exc
+                break
+            gate = start_gate(job, q.run, self._per_job.get(q.run.job_id, 0))
+            if gate.action == "wait":
+                blocked.append(q)
+            elif gate.action == "drop":
+                if job is None:
+                    log.info("run %s dropped: its job was deleted", q.run.id,
+                             extra={"SYMBID_RUN": q.run.id})
+                    continue
+                assert gate.status is not None
+                drops.append((q, job, job_end(job, q.run, gate.status, finished_at=now,
+                                              error_message=gate.reason)))
+            else:
+                assert job is not None
+                self._spawn(job, q.run)
+        with self._lock:
+            for q in blocked:
+                heapq.heappush(self._ready, q)
+        if drops:
+            try:
+                self._store.finish([fin for _, _, fin in drops])
+            except Exception as exc:
+                with self._lock:
+                    for q, _, _ in drops:
+                        heapq.heappush(self._ready, q)
+                error = error or exc
+            else:
+                for q, job, fin in drops:
+                    log.info("job %s: run %s %s: %s", job.name, q.run.id, fin.run.status.value,
+                             fin.run.error_message, extra=_extra(job, q.run))
+                    if fin.run.status is RunStatus.SKIPPED:
+                        self.metrics.run_finished(job.name, "skipped", None)
+        if error is not None:
+            raise error
+
+    def _spawn(self, job: Job, run: Run) -> None:
+        with self._lock:
+            self._running[run.id] = (job, run)
+            self._per_job[job.id] = self._per_job.get(job.id, 0) + 1
+        try:
+            spawned = self._launcher.start(job, run, lambda: self._start_log.mark(run.id))
+        except Exception as exc:
+            message = exc.message if isinstance(exc, SymbidError) else \
+                f"internal error starting the run: {exc!r}"
+            if not isinstance(exc, SymbidError):
+                log.exception("job %s: run %s failed to start", job.name, run.id)
+            log.error("job %s: run %s could not start: %s", job.name, run.id, message,
+                      extra=_extra(job, run))
+            # Recorded at the next pass like any outcome, so a store error cannot lose it.
+            self.report(RunOutcome(run_id=run.id, job_id=job.id, status=RunStatus.FAILED,
+                                   finished_at=self._clock.now(), error_message=message))
+            return
+        started_at = self._clock.now()
+        with self._lock:
+            if run.id in self._running:
+                self._running[run.id] = (job, run.replace(
+                    status=RunStatus.RUNNING, started_at=started_at, pid=spawned.pid,
+                    pgid=spawned.pgid))
+                self._unmarked[run.id] = (started_at, spawned.pid, spawned.pgid)
+        self.metrics.run_started((started_at - start_due(run)) / 1000)
+
+    def flush_starts(self) -> None:
+        """Record the runs spawned this pass as running (one transaction); kept on error."""
+        with self._lock:
+            batch = [(rid, at, pid, pgid) for rid, (at, pid, pgid) in self._unmarked.items()]
+        if not batch:
+            return
+        self._store.mark_started(batch)
+        with self._lock:
+            for rid, *_ in batch:
+                self._unmarked.pop(rid, None)
+
+    # --- running -> final ----------------------------------------------------------------
+    def record_outcomes(self, now: int, config: SchedulerConfig) -> None:
+        """Record every reported outcome (one transaction); kept for the next pass on error."""
+        with self._lock:
+            done, self._outcomes = self._outcomes, []
+            entries = [(o, self._running.get(o.run_id)) for o in done]
+        decided: list[tuple[Job, Finish]] = []
+        for outcome, entry in entries:
+            if entry is None:
+                log.warning("outcome for unknown run %s ignored", outcome.run_id)
+                continue
+            job, run = entry
+            decided.append((job, finish_decision(job, run, outcome, now, config)))
+        if not decided:
+            return
+        try:
+            ended = self._store.finish([fin for _, fin in decided])
+        except Exception:
+            with self._lock:
+                self._outcomes = done + self._outcomes
+            raise
+        with self._lock:
+            for job, fin in decided:
+                self._running.pop(fin.run.id, None)
+                self._unmarked.pop(fin.run.id, None)
+                left = self._per_job.get(job.id, 1) - 1
+                if left > 0:
+                    self._per_job[job.id] = left
+                else:
+                    self._per_job.pop(job.id, None)
+        self._start_log.settle(fin.run.id for _, fin in decided)
+        for job, fin in decided:
+            self._after_finish(job, fin, fin.run.id in ended)
+
+    def _after_finish(self, job: Job, fin: Finish, job_ended: bool) -> None:
+        run = fin.run
+        seconds = run.execution_time_ms
+        self.metrics.run_finished(job.name, run.status.value,
+                                  None if seconds is None else seconds / 1000)
+        extra = _extra(job, run)
+        if run.retry_at is not None:
+            log.info("job %s: attempt %d failed; retry in %s", job.name, run.attempt,
+                     format_duration(max(0, run.retry_at - (run.finished_at or 0)) / 1000),
+                     extra=extra)
+        if job_ended and fin.job_status in (JobStatus.DEAD_LETTER, JobStatus.FAILED) \
+                and run.status.is_failure:
+            log.error(
+                "job %s: %d attempt(s) of slot %s failed; job is now %s "
+                "(fix it, then `symbi cron reset %s`)",
+                job.name, run.attempt, format_instant(run.slot), fin.job_status.value, job.name,
+                extra={**extra, "SYMBID_EVENT": "job_" + fin.job_status.value},
+            )
+            if fin.job_status is JobStatus.DEAD_LETTER:
+                self.metrics.dead_lettered(job.name)
+
+    # --- waits and the wall clock ------------------------------------------------------
+    def shift_waits(self, step_ms: int, since: int) -> None:
+        """The wall clock was stepped by ``step_ms`` (it read ``since`` before): waits still
+        running keep their length. Stored deadlines first, then the queue."""
+        self._store.shift_waits(step_ms, since)
+        with self._lock:
+            for q in self._waiting:
+                nb = q.run.not_before
+                if nb is not None and nb > since and q.run.slot <= since:
+                    q.run = q.run.replace(not_before=nb + step_ms)
+                    q.key = (nb + step_ms, q.key[1], q.key[2])
+            heapq.heapify(self._waiting)
+
+    # --- stop and restart ----------------------------------------------------------------
+    def release(self) -> int:
+        """A graceful stop: forget the queued runs. They stay pending in the store, with no
+        start marker, so the next start runs them."""
+        with self._lock:
+            count = len(self._waiting) + len(self._ready) + len(self._manual)
+            self._waiting, self._ready, self._manual = [], [], []
+        return count
+
+    def kill_all(self, reason: str) -> int:
+        return self._launcher.kill_all(reason)
+
+    def recover(self, now: int, config: SchedulerConfig) -> RecoveryReport:
+        """Start-up: rebuild the queue from the store's open rows.
+
+        A run that may have started (``running``, or ``pending`` with a start marker)
+        is recorded ``interrupted`` and never re-run; its leftover processes, found by
+        the run id in their environment, are terminated first. A run that provably
+        never started is queued again with its row, slot and jitter deadline, unless
+        it is now so late that its job's ``catch_up`` skips it.
+        """
+        open_runs = self._store.open_runs()
+        record = self._start_log.read()
+        killed = 0
+        finishes: list[Finish] = []
+        never: dict[str, list[Run]] = {}
+        interrupted = 0
+        if open_runs:
+            groups = find_run_processes({r.id for r in open_runs})
+            pgids = {g for gs in groups.values() for g in gs}
+            if pgids:
+                log.warning("terminating %d leftover process group(s) of interrupted runs",
+                            len(pgids))
+                kill_process_groups(pgids, config.kill_grace_seconds)
+            killed = len(pgids)
+            jobs: dict[str, Optional[Job]] = {}
+            for run in open_runs:
+                if run.job_id not in jobs:
+                    jobs[run.job_id] = self._store.find_job(run.job_id)
+                job = jobs[run.job_id]
+                if job is None:
+                    continue
+                started = run.status is RunStatus.RUNNING or run.id in groups
+                if run.status is RunStatus.PENDING and not started and \
+                        not record.may_have_started(run):
+                    never.setdefault(job.id, []).append(run)
+                    continue
+                was = "starting" if run.status is RunStatus.PENDING else run.status.value
+                finishes.append(job_end(
+                    job, run, RunStatus.INTERRUPTED, finished_at=now,
+                    error_message=f"symbid stopped while this run was {was}; it may have "
+                    "run, so it is not re-run"))
+                interrupted += 1
+                log.warning("run %s of job %s was %s when symbid stopped: recorded interrupted",
+                            run.id, job.name, was, extra=_extra(job, run, "run_interrupted"))
+            resume: list[tuple[Job, Run]] = []
+            skipped = 0
+            for job_id, runs in never.items():
+                job = jobs[job_id]
+                assert job is not None
+                newer_due = job.status is JobStatus.ACTIVE and job.next_run is not None \
+                    and job.next_run <= now + CLAIM_AHEAD_MS
+                start, ended = recovered(job, runs, now, config, newer_due)
+                resume += [(job, r) for r in start]
+                finishes += ended
+                skipped += len(ended)
+            self._store.finish(finishes)
+            for job, run in resume:
+                self._enqueue(job, run)
+                log.info("job %s: run %s (slot %s) had not started when symbid stopped; it "
+                         "starts now", job.name, run.id, format_instant(run.slot),
+                         extra=_extra(job, run, "run_resumed"))
+            report = RecoveryReport(interrupted, len(resume), skipped, killed)
+        else:
+            report = RecoveryReport(0, 0, 0, 0)
+        self._start_log.reset()
+        return report

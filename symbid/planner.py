@@ -1,0 +1,325 @@
+"""Pure run decisions (DESIGN §5): no store, no clock, no processes.
+
+Everything the loop decides about runs is a function here of what it is given:
+
+* :func:`plan_job`: what happens to each slot of a job that has come due
+  (catch-up, the per-job limit, jitter), and where its schedule moves on to;
+* :func:`plan_retry`: whether a failed run's next attempt can be claimed now;
+* :func:`start_gate`: whether a queued run may start, must wait, or is dropped;
+* :func:`finish_decision`: how a finished run changes its job (retry, dead
+  letter, a one-shot's end);
+* :func:`recovered`: what a restart does with runs that provably never started.
+
+The states these functions move runs between, and what each state means, are the
+table in ``docs/run-states.md``. :mod:`symbid.lifecycle` applies the decisions,
+always in the store first.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from symbid.config import SchedulerConfig
+from symbid.errors import SymbidError
+from symbid.model import (
+    CatchUp,
+    Job,
+    JobStatus,
+    Run,
+    RunOutcome,
+    RunStatus,
+    Trigger,
+    format_duration,
+    format_instant,
+    new_id,
+)
+from symbid.store import Advance, Finish
+from symbid.timing import Schedule, add_span, make_schedule, skip_claimed
+
+log = logging.getLogger(__name__)
+
+# Slots are claimed this long before they are due, so the claim's fsync is off
+# the start path: the run then starts on a timer at its exact instant.
+CLAIM_AHEAD_MS = 50
+_ENUMERATION_FACTOR = 20  # missed slots walked before jumping ahead
+
+
+# --- waits -------------------------------------------------------------------------------
+
+
+def backoff_ms(attempt: int, config: SchedulerConfig) -> int:
+    """The wait before attempt ``attempt + 1``: exponential, capped."""
+    base = config.retry_backoff_seconds * (2 ** max(0, attempt - 1))
+    return int(min(base, config.retry_backoff_max_seconds) * 1000)
+
+
+def jitter_ms(job: Job, config: SchedulerConfig, rng: random.Random) -> int:
+    span = job.jitter_seconds if job.jitter_seconds is not None else config.max_jitter_seconds
+    return int(rng.uniform(0, span) * 1000) if span > 0 else 0
+
+
+def max_retries(job: Job, config: SchedulerConfig) -> int:
+    return job.max_retries if job.max_retries is not None else config.default_max_retries
+
+
+def start_due(run: Run) -> int:
+    """When a queued run may start: its jitter or backoff deadline, else its slot."""
+    return run.not_before if run.not_before is not None else run.slot
+
+
+# --- slots ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueSlots:
+    slots: list[int]  # the newest due slots, at most ``cap``
+    omitted: int  # older ones walked over without being kept
+    next_slot: Optional[int]  # the first slot after ``until``
+
+
+def due_slots(
+    schedule: Schedule, first: int, until: int, cap: int, claimed: tuple[tuple[int, int], ...]
+) -> DueSlots:
+    """The slots from ``first`` up to ``until`` that no claimed span holds.
+
+    At most ``cap`` are returned; a very long outage is walked for a bounded
+    number of steps and then jumped over.
+    """
+    cap = max(1, cap)
+    kept: deque[int] = deque(maxlen=cap)
+    walked = 0
+    omitted = 0
+    slot = skip_claimed(schedule, first, claimed)
+    while slot is not None and slot <= until:
+        kept.append(slot)
+        walked += 1
+        if walked >= cap * _ENUMERATION_FACTOR and len(kept) == cap:
+            span = kept[-1] - kept[0]
+            jump = skip_claimed(schedule, schedule.next_after(until - span - 1), claimed)
+            if jump is not None and jump > slot:
+                omitted += walked
+                walked = 0
+                kept.clear()
+                slot = jump
+                continue
+        slot = skip_claimed(schedule, schedule.next_after(slot), claimed)
+    return DueSlots(list(kept), omitted, slot)
+
+
+def skipped_run(job: Job, slot: int, now: int, reason: str) -> Run:
+    return Run(
+        id=new_id(), job_id=job.id, slot=slot, attempt=1, trigger=Trigger.SCHEDULE,
+        status=RunStatus.SKIPPED, created_at=now, finished_at=now, error_message=reason,
+    )
+
+
+def _missed(slot: int, now: int, why: str) -> str:
+    return f"missed by {format_duration(max(0, now - slot) // 1000)} ({why})"
+
+
+def plan_job(
+    job: Job, now: int, horizon: int, open_count: int, *, config: SchedulerConfig,
+    rng: random.Random,
+) -> Advance:
+    """Decide every slot of ``job`` from its ``next_run`` up to ``horizon``.
+
+    ``open_count`` is the job's runs that take a ``max_concurrent`` place now.
+    """
+    assert job.next_run is not None
+    claimed = add_span(job.claimed, job.next_run, job.next_run)
+    try:
+        schedule = make_schedule(job.cron_expr, job.at, job.timezone)
+    except SymbidError as exc:
+        log.error("job %s: schedule no longer valid (%s); moved to dead_letter",
+                  job.name, exc.message, extra={"SYMBID_JOB": job.name})
+        skipped = skipped_run(job, job.next_run, now, f"schedule invalid: {exc.message}")
+        return Advance(job.id, job.version, None, claimed, (skipped,),
+                       JobStatus.FAILED if job.one_shot else JobStatus.DEAD_LETTER)
+    due = due_slots(schedule, job.next_run, horizon, config.keep_runs, job.claimed)
+    slots = due.slots
+    if slots:
+        claimed = add_span(job.claimed, job.next_run, slots[-1])
+    grace = int(config.misfire_grace_seconds * 1000)
+    late = [s for s in slots if now - s > grace]
+    timely = [s for s in slots if now - s <= grace]
+    to_run: list[tuple[int, Trigger]] = [(s, Trigger.SCHEDULE) for s in timely]
+    skips: list[tuple[int, str]] = []
+    if job.catch_up is CatchUp.ALL:
+        keep = late[-job.catch_up_limit:] if job.catch_up_limit > 0 else []
+        skips += [(s, _missed(s, now, f"beyond catch_up_limit={job.catch_up_limit}"))
+                  for s in late[: len(late) - len(keep)]]
+        to_run = [(s, Trigger.CATCH_UP) for s in keep] + to_run
+    elif job.catch_up is CatchUp.LATEST:
+        if timely:
+            skips += [(s, _missed(s, now, "catch_up=latest; a newer slot ran")) for s in late]
+        elif late:
+            to_run.insert(0, (late[-1], Trigger.CATCH_UP))
+            skips += [(s, _missed(s, now, "catch_up=latest; only the latest missed slot ran"))
+                      for s in late[:-1]]
+    else:
+        skips += [(s, _missed(s, now, "catch_up=skip")) for s in late]
+    if due.omitted:
+        log.warning(
+            "job %s: %d+ further missed slots before %s are not recorded individually",
+            job.name, due.omitted, format_instant(slots[0]), extra={"SYMBID_JOB": job.name},
+        )
+    runs: list[Run] = [skipped_run(job, s, now, why) for s, why in skips]
+    started = 0
+    for slot, trigger in sorted(to_run):
+        # Catch-up runs queue behind each other (the start gate keeps them within
+        # max_concurrent). A regular slot that finds the job at its limit is skipped;
+        # one claimed ahead of its time is decided by the start gate when it is due.
+        if trigger is Trigger.SCHEDULE and open_count >= job.max_concurrent and slot <= now:
+            runs.append(skipped_run(
+                job, slot, now,
+                f"max_concurrent reached ({open_count} of {job.max_concurrent} runs open)",
+            ))
+            continue
+        open_count += 1
+        started += 1
+        base = slot if trigger is Trigger.SCHEDULE else now
+        runs.append(Run(
+            id=new_id(), job_id=job.id, slot=slot, attempt=1, trigger=trigger,
+            status=RunStatus.PENDING, created_at=now,
+            not_before=base + jitter_ms(job, config, rng), input=job.input,
+        ))
+    status = None
+    if job.one_shot and started == 0:
+        status = JobStatus.FAILED
+        log.warning("job %s: one-shot slot skipped; job is now failed", job.name,
+                    extra={"SYMBID_JOB": job.name})
+    return Advance(job.id, job.version, due.next_slot, claimed, tuple(runs), status)
+
+
+def plan_retry(failed: Run, job: Job, open_count: int, now: int) -> Optional[Run]:
+    """The next attempt of ``failed``, or None while the job is at its limit."""
+    if open_count >= job.max_concurrent:
+        return None
+    assert failed.retry_at is not None
+    return Run(
+        id=new_id(), job_id=job.id, slot=failed.slot, attempt=failed.attempt + 1,
+        trigger=Trigger.RETRY, status=RunStatus.PENDING, created_at=now,
+        not_before=max(now, failed.retry_at), input=failed.input,
+    )
+
+
+# --- starting ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What to do with a queued run whose start time has come."""
+
+    action: str  # "start", "wait" (stays queued) or "drop" (ends as ``status``)
+    status: Optional[RunStatus] = None
+    reason: Optional[str] = None
+
+
+START = Gate("start")
+WAIT = Gate("wait")
+
+
+def start_gate(job: Optional[Job], run: Run, running: int) -> Gate:
+    """Whether ``run`` may start now; ``job`` is its job as stored now (None: deleted),
+    ``running`` how many of the job's runs are going."""
+    if job is None:
+        return Gate("drop", RunStatus.CANCELLED, "its job was deleted")
+    if job.status is not JobStatus.ACTIVE and run.trigger is not Trigger.MANUAL:
+        return Gate("drop", RunStatus.CANCELLED,
+                    f"job became {job.status.value} before the run started")
+    if run.trigger is not Trigger.MANUAL and running >= job.max_concurrent:
+        if run.trigger is Trigger.SCHEDULE:
+            return Gate("drop", RunStatus.SKIPPED,
+                        f"max_concurrent reached ({running} of {job.max_concurrent} runs going)")
+        return WAIT  # catch-up runs and retries work through in turn
+    return START
+
+
+# --- finishing -----------------------------------------------------------------------------
+
+
+def job_end(job: Job, run: Run, status: RunStatus, **fields: object) -> Finish:
+    """``run`` ending as ``status`` for good; a one-shot job ends with it.
+
+    The job's status changes only while it still has the schedule the run belongs
+    to: a one-shot re-armed at another time, or switched to cron, while its old
+    run was going is not ended by that run.
+    """
+    final = run.replace(status=status, **fields)
+    if run.trigger is Trigger.MANUAL or not job.one_shot:
+        return Finish(run=final, counts=status.executed or status is RunStatus.INTERRUPTED)
+    return Finish(run=final, counts=status.executed or status is RunStatus.INTERRUPTED,
+                  job_status=status.one_shot_end, belongs_to=(None, run.slot))
+
+
+def finish_decision(
+    job: Job, run: Run, outcome: RunOutcome, now: int, config: SchedulerConfig
+) -> Finish:
+    """How a run that started ends, and what that does to its job."""
+    fields = dict(
+        finished_at=outcome.finished_at, execution_time_ms=outcome.execution_time_ms,
+        exit_code=outcome.exit_code, signal=outcome.signal,
+        error_message=outcome.error_message, output=outcome.output,
+        output_truncated=outcome.output_truncated,
+    )
+    if not outcome.status.is_failure or run.trigger is Trigger.MANUAL:
+        return job_end(job, run, outcome.status, **fields)
+    final = run.replace(status=outcome.status, **fields)
+    if run.attempt <= max_retries(job, config):
+        return Finish(run=final.replace(retry_at=now + backoff_ms(run.attempt, config)))
+    if job.one_shot:
+        return Finish(run=final, job_status=JobStatus.FAILED, belongs_to=(None, run.slot),
+                      clear_retries=True)
+    return Finish(run=final, job_status=JobStatus.DEAD_LETTER, belongs_to=(job.cron_expr, None),
+                  clear_retries=True)
+
+
+# --- restarts ------------------------------------------------------------------------------
+
+
+def recovered(
+    job: Job, runs: Sequence[Run], now: int, config: SchedulerConfig, newer_due: bool
+) -> tuple[list[Run], list[Finish]]:
+    """Runs of ``job`` that provably never started, found at start-up: (start, end).
+
+    Each keeps its row, slot and jitter deadline. A scheduled first attempt that
+    is by now later than ``misfire_grace_seconds`` is a missed slot: the job's
+    ``catch_up`` decides, as it does for slots missed while symbid was down
+    (``newer_due``: such slots are due now). Retries and manual runs start.
+    """
+    grace = int(config.misfire_grace_seconds * 1000)
+    start: list[Run] = []
+    late: list[Run] = []
+    for run in sorted(runs, key=lambda r: (r.slot, r.attempt)):
+        first = run.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP) and run.attempt == 1
+        if first and now - start_due(run) > grace:
+            late.append(run)
+        else:
+            start.append(run)
+    if not late:
+        return start, []
+    keep: list[Run] = []
+    why = ""
+    if job.catch_up is CatchUp.ALL:
+        keep = late[-job.catch_up_limit:] if job.catch_up_limit > 0 else []
+        why = f"beyond catch_up_limit={job.catch_up_limit}"
+    elif job.catch_up is CatchUp.LATEST:
+        if any(r.trigger is not Trigger.MANUAL for r in start) or newer_due:
+            why = "catch_up=latest; a newer slot ran"
+        else:
+            keep = late[-1:]
+            why = "catch_up=latest; only the latest missed slot ran"
+    else:
+        why = "catch_up=skip"
+    ended = [
+        job_end(job, run, RunStatus.SKIPPED, finished_at=now,
+                error_message=_missed(start_due(run), now, why)
+                + "; symbid was down when it was due to start")
+        for run in late if run not in keep
+    ]
+    return sorted(start + keep, key=lambda r: (r.slot, r.attempt)), ended

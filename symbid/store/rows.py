@@ -1,0 +1,92 @@
+"""How jobs and runs map to rows: the column lists and the conversions both ways."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from symbid.model import OPEN_RUN_STATUSES, Job, JobStatus, Run, RunStatus, Trigger
+from symbid.timing import Spans
+
+OPEN_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN_RUN_STATUSES)) + ")"
+
+JOB_COLUMNS = (
+    "id, name, agent_id, cron_expr, at_ms, timezone, status, source, definition, next_run, "
+    "last_run, claimed, claimed_through, run_count, success_count, failure_count, "
+    "total_execution_ms, longest_execution_ms, created_at, updated_at, version"
+)
+JOB_PLACEHOLDERS = ", ".join("?" * len(JOB_COLUMNS.split(",")))
+RUN_COLUMNS = (
+    "id, job_id, space, slot, attempt, trigger_kind, status, created_at, not_before, "
+    "started_at, finished_at, execution_time_ms, exit_code, signal, error_message, output, "
+    "output_truncated, summary, input, retry_at, pid, pgid"
+)
+RUN_PLACEHOLDERS = ", ".join("?" * len(RUN_COLUMNS.split(",")))
+
+
+def spans_text(spans: Spans) -> str:
+    return json.dumps([list(s) for s in spans], separators=(",", ":"))
+
+
+def _spans(text: str) -> Spans:
+    return tuple((int(lo), int(hi)) for lo, hi in json.loads(text or "[]"))
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    (jid, name, agent_id, cron_expr, at_ms, tz, status, source, definition, next_run,
+     last_run, claimed, _through, run_count, _success, failure_count, _exec_ms, _longest,
+     created_at, updated_at, version) = row
+    return Job(
+        id=jid,
+        name=name,
+        agent_id=agent_id,
+        cron_expr=cron_expr,
+        at=at_ms,
+        timezone=tz,
+        status=JobStatus(status),
+        source=source,
+        next_run=next_run,
+        last_run=last_run,
+        claimed=_spans(claimed),
+        run_count=run_count,
+        failure_count=failure_count,
+        created_at=created_at,
+        updated_at=updated_at,
+        version=version,
+        **Job.definition_fields(json.loads(definition)),
+    )
+
+
+def job_params(job: Job) -> tuple[Any, ...]:
+    """The values of :data:`JOB_COLUMNS` for a new row."""
+    return (
+        job.id, job.name, job.agent_id, job.cron_expr, job.at, job.timezone,
+        job.status.value, job.source, json.dumps(job.definition(), sort_keys=True),
+        job.next_run, job.last_run, spans_text(job.claimed), job.claimed_through,
+        job.run_count, 0, job.failure_count, 0, 0, job.created_at, job.updated_at, job.version,
+    )
+
+
+def run_from_row(row: Sequence[Any]) -> Run:
+    (rid, job_id, _space, slot, attempt, trigger, status, created_at, not_before, started_at,
+     finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
+     summary, input_text, retry_at, pid, pgid) = row
+    return Run(
+        id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
+        status=RunStatus(status), created_at=created_at, not_before=not_before,
+        started_at=started_at, finished_at=finished_at, execution_time_ms=execution_time_ms,
+        exit_code=exit_code, signal=sig, error_message=error_message, output=output,
+        output_truncated=bool(truncated), summary=summary, input=input_text,
+        retry_at=retry_at, pid=pid, pgid=pgid,
+    )
+
+
+def run_params(run: Run) -> tuple[Any, ...]:
+    """The values of :data:`RUN_COLUMNS` for a new row."""
+    return (
+        run.id, run.job_id, run.key_space.value, run.slot, run.attempt, run.trigger.value,
+        run.status.value, run.created_at, run.not_before, run.started_at, run.finished_at,
+        run.execution_time_ms, run.exit_code, run.signal, run.error_message, run.output,
+        int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
+    )
