@@ -23,8 +23,9 @@ from symbid.dsl.loader import LoadedFile
 from symbid.dsl.sync import from_file, merge, plan_sync
 from symbid.errors import Conflict, InvalidInput
 from symbid.model import LATEST_INSTANT, Job, JobStatus, format_instant, job_to_wire, new_id
+from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
-from symbid.timing import claimed_span, first_free_slot, make_schedule
+from symbid.timing import make_schedule
 
 log = logging.getLogger(__name__)
 

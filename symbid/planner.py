@@ -38,8 +38,9 @@ from symbid.model import (
     format_instant,
     new_id,
 )
+from symbid.spans import add_span, skip_claimed
 from symbid.store import Advance, Finish
-from symbid.timing import Schedule, add_span, make_schedule, skip_claimed
+from symbid.timing import Schedule, make_schedule
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,11 @@ from symbid.lifecycle import Launcher, RecoveryReport, RunLifecycle
 from symbid.metrics import Metrics
 from symbid.model import Job, Run, RunOutcome, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import CLAIM_AHEAD_MS, backoff_ms, plan_job, plan_retry
+from symbid.spans import first_free_slot
 from symbid.startlog import StartLog
 from symbid.store import Advance, JobStore, RetryClaim
 from symbid.timer import Waiter, Wake, make_waiter
-from symbid.timing import first_free_slot, make_schedule
+from symbid.timing import make_schedule
 
 log = logging.getLogger(__name__)
 

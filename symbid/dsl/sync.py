@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from symbid.dsl.loader import LoadedFile
 from symbid.model import Job, JobStatus, format_instant
-from symbid.timing import claimed_span, first_free_slot, make_schedule
+from symbid.spans import claimed_span, first_free_slot
+from symbid.timing import make_schedule
 
 FILE_PREFIX = "file:"
 

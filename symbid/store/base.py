@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from symbid.errors import NotFound
 from symbid.model import Job, JobStatus, Run, RunStatus
-from symbid.timing import Spans
+from symbid.spans import Spans
 
 
 @dataclass(frozen=True)

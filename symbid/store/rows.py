@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from symbid.model import OPEN_RUN_STATUSES, Job, JobStatus, Run, RunStatus, Trigger
-from symbid.timing import Spans
+from symbid.spans import Spans
 
 OPEN_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN_RUN_STATUSES)) + ")"
 

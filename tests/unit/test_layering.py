@@ -37,6 +37,8 @@ LADDER: dict[str, float] = {
     # level 1: pure rules over the vocabulary
     "symbid.timing": 1,
     "symbid.config": 1,
+    # Claimed spans walk a timing Schedule (issue 7): half a rung up, below the DSL.
+    "symbid.spans": 1.25,
     # The DSL validates a schedule's cron/at/timezone with timing when it loads a file
     # (issue 3), so it stands half a rung above timing and config.
     "symbid.dsl.**": 1.5,
