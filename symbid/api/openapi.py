@@ -156,7 +156,10 @@ def document() -> dict[str, Any]:
                 "error_message": _NSTR, "output": _NSTR, "output_truncated": _BOOL,
                 "summary": _NSTR, "input": _NSTR, "retry_at": _TIME}},
             "Health": {"type": "object", "properties": {
-                "status": {"enum": ["healthy", "unhealthy"]}, "active_jobs": _INT,
+                "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+                "error": {**_STR, "description": "why the scheduler is not healthy (only "
+                          "then): the last pass's error, or the store probe's"},
+                "active_jobs": _INT,
                 "paused_jobs": _INT, "in_flight_jobs": _INT, "metrics": {
                     "type": "object", "properties": {
                         "runs_total": _INT, "runs_succeeded": _INT, "runs_failed": _INT,

@@ -56,3 +56,32 @@ def test_every_config_key_and_variable_is_in_symbid_toml_5() -> None:
 def test_the_readme_shows_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def _state_table() -> dict[str, list[str]]:
+    text = (ROOT / "docs" / "run-states.md").read_text()
+    section = text.split("## The states", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {row.split("|")[1].strip().strip("`"): [c.strip() for c in row.split("|")[2:-1]]
+            for row in rows}
+
+
+def test_the_run_state_table_matches_the_code() -> None:
+    from symbid.model import RunStatus
+
+    table = _state_table()
+    assert set(table) == {s.value for s in RunStatus}
+    for status in RunStatus:
+        terminal, counts, failure, one_shot, delivered, alert = table[status.value]
+        assert terminal.startswith("yes") is not status.is_open, status
+        assert counts.startswith("yes") is status.counts_toward_max_concurrent, status
+        assert failure.startswith("yes") is status.is_failure, status
+        end = status.one_shot_end
+        assert one_shot.startswith(f"`{end.value}`") if end else one_shot == "—", status
+        assert delivered.startswith("yes") is status.executed, status
+        assert alert.startswith("yes") is status.alerts, status
+
+
+def test_the_code_that_moves_runs_links_to_the_state_table() -> None:
+    for module in ("model.py", "planner.py", "lifecycle.py"):
+        assert "docs/run-states.md" in (ROOT / "symbid" / module).read_text(), module

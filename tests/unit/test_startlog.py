@@ -1,0 +1,74 @@
+"""The start log: which runs may have started, across a crash of the daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from symbid.model import Run, RunStatus, Trigger
+from symbid.startlog import StartLog, StartRecord, boot_id, boot_time_ms
+
+
+def pending(run_id: str, due: int = 0) -> Run:
+    return Run(id=run_id, job_id="j", slot=due, attempt=1, trigger=Trigger.SCHEDULE,
+               status=RunStatus.PENDING, created_at=due, not_before=due)
+
+
+def test_marks_survive_the_process_and_are_trusted_in_the_same_boot(tmp_path: Path) -> None:
+    log = StartLog(str(tmp_path))
+    log.reset()
+    log.mark("run-a")
+    # the daemon dies here: nothing is closed or flushed
+    record = StartLog(str(tmp_path)).read()
+    assert record.trusted and record.ids == {"run-a"}
+    assert record.may_have_started(pending("run-a"))
+    assert not record.may_have_started(pending("run-b"))
+
+
+def test_a_reset_forgets_the_previous_daemons_marks(tmp_path: Path) -> None:
+    log = StartLog(str(tmp_path))
+    log.reset()
+    log.mark("run-a")
+    log.reset()
+    assert StartLog(str(tmp_path)).read().ids == frozenset()
+
+
+def test_without_any_log_nothing_is_known(tmp_path: Path) -> None:
+    record = StartLog(str(tmp_path / "never-written")).read()
+    assert not record.trusted and not record.earlier_boot
+    assert record.may_have_started(pending("run-a"))
+
+
+def test_after_a_reboot_only_runs_due_after_the_boot_provably_never_started(
+    tmp_path: Path,
+) -> None:
+    before = StartLog(str(tmp_path), boot="an-earlier-boot")
+    before.reset()
+    before.mark("run-a")
+    record = StartLog(str(tmp_path), boot="this-boot").read()
+    assert not record.trusted and record.earlier_boot
+    booted = 1_800_000_000_000
+    record = StartRecord(record.ids, record.trusted, record.earlier_boot, booted)
+    assert record.may_have_started(pending("run-a", due=booted + 60_000))  # it is marked
+    assert record.may_have_started(pending("run-b", due=booted - 1))  # it may have been lost
+    assert not record.may_have_started(pending("run-c", due=booted + 1))
+
+
+def test_the_log_rotates_once_every_run_of_the_older_file_is_settled(tmp_path: Path) -> None:
+    log = StartLog(str(tmp_path), rotate_bytes=200)
+    log.reset()
+    ids = [f"run-{i:03d}-{'x' * 30}" for i in range(40)]
+    for run_id in ids[:10]:
+        log.mark(run_id)
+    log.settle(ids[:9])  # ids[9] is still going
+    for run_id in ids[10:]:
+        log.mark(run_id)
+        log.settle([run_id])
+    record = StartLog(str(tmp_path)).read()
+    assert ids[9] in record.ids  # never lost while its run is open
+    sizes = [p.stat().st_size for p in tmp_path.glob("starts-*.log")]
+    assert max(sizes) < 40 * 40  # bounded, not every id ever marked
+
+
+def test_the_machine_facts_are_read() -> None:
+    assert boot_id()
+    assert (boot_time_ms() or 0) > 1_000_000_000_000
