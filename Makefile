@@ -29,6 +29,10 @@ integration: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q tests/unit tests/integration
 
+# Slow end-to-end suites (a crash loop of the real daemon); .ci/run runs them after `make test`.
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/e2e
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -11,11 +11,13 @@ import os
 import sys
 import time
 
-from bench import api_bench, engine_bench
+from bench import api_bench, daemon_bench, engine_bench
 
 SUITES = {
     "lateness_single": engine_bench.lateness_single,
     "lateness_500": engine_bench.lateness_500,
+    "lateness_1000": daemon_bench.lateness_1000,
+    "lateness_single_vs_base": daemon_bench.lateness_single_vs_base,
     "throughput": engine_bench.throughput,
     "idle_100k": engine_bench.idle_100k,
     "control_plane": api_bench.control_plane,

@@ -26,9 +26,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
 
+from symbid.errors import SymbidError
 from symbid.model import Run
 
 log = logging.getLogger(__name__)
+
+
+class StartLogError(SymbidError):
+    code = "start_log"
 
 _HEADER = "symbid start log 1 boot="
 _FILES = ("starts-0.log", "starts-1.log")
@@ -115,15 +120,23 @@ class StartLog:
                            boot_time_ms=boot_time_ms())
 
     def reset(self) -> None:
-        """Start afresh: every run of the previous daemon has been decided."""
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        """Start afresh: every run of the previous daemon has been decided.
+
+        Raises :class:`StartLogError` when the log cannot be written.
+        """
         with self._lock:
-            self._close_fd()
-            self._open(0, truncate=True)
             try:
-                os.unlink(self._path(1))
-            except FileNotFoundError:
-                pass
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                self._close_fd()
+                self._open(0, truncate=True)
+                try:
+                    os.unlink(self._path(1))
+                except FileNotFoundError:
+                    pass
+            except OSError as exc:
+                raise StartLogError(f"start log {self.directory}: {exc.strerror or exc}; "
+                                    "check the state directory's owner and free space") \
+                    from None
             self._gen.clear()
             self._unsettled = [0, 0]
 

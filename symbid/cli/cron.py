@@ -59,9 +59,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_json(jobs)
         return EXIT_OK
     now = _now()
-    rows = [[j.name, j.status, _schedule_text(j), j.timezone, relative(j.next_run, now),
-             relative(j.last_run, now), str(j.run_count), str(j.failure_count), j.agent_id,
-             j.id[:8]] for j in jobs]
+    rows = []
+    for j in jobs:
+        if "error" in j:  # the daemon could not show this row; the others still list
+            rows.append([j.name, j.status, "(cannot be shown)"] + ["-"] * 6 + [j.id[:8]])
+            print(f"symbi: job {j.name}: {j.error}", file=sys.stderr)
+            continue
+        rows.append([j.name, j.status, _schedule_text(j), j.timezone, relative(j.next_run, now),
+                     relative(j.last_run, now), str(j.run_count), str(j.failure_count),
+                     j.agent_id, j.id[:8]])
     table(["NAME", "STATUS", "SCHEDULE", "TZ", "NEXT", "LAST", "RUNS", "FAILS", "AGENT", "ID"],
           rows, [j.status for j in jobs], 1)
     return EXIT_OK

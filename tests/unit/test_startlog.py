@@ -72,3 +72,14 @@ def test_the_log_rotates_once_every_run_of_the_older_file_is_settled(tmp_path: P
 def test_the_machine_facts_are_read() -> None:
     assert boot_id()
     assert (boot_time_ms() or 0) > 1_000_000_000_000
+
+
+def test_a_start_log_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    import pytest
+
+    from symbid.startlog import StartLogError
+
+    blocker = tmp_path / "start-log"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(StartLogError, match=r"start log .*start-log"):
+        StartLog(str(blocker)).reset()
