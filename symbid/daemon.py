@@ -354,6 +354,15 @@ class Daemon:
         assert self.engine is not None
         return bool(self.clock.monotonic() - self.engine.scheduler.last_pass < within)
 
+    def install_signal_handlers(self) -> None:
+        """SIGTERM, SIGINT and SIGHUP only go on the event queue (a SimpleQueue, whose put
+        is reentrant); the main thread acts on them."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.events.put(("signal", signum))
+
     def stop(self) -> None:
         self.notifier.notify("STOPPING=1")
         for server in self.servers:
@@ -441,8 +450,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
                                                "%(message)s"))
         logging.getLogger().addHandler(handler)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: daemon.events.put(("signal", signum)))
+    daemon.install_signal_handlers()
     try:
         daemon.start()
     except SymbidError as exc:

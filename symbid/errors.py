@@ -82,6 +82,13 @@ class StoreError(SymbidError):
     code = "store_error"
 
 
+class UnreadableRow(StoreError):
+    """A stored row that this symbid cannot read (written by hand, or damaged)."""
+
+    code = "unreadable_row"
+    http_status = 409
+
+
 class SchemaTooNew(StoreError):
     """The database was written by a newer symbid; refusing to touch it."""
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.dsl.sync import from_file, merge, plan_sync
-from symbid.errors import Conflict, InvalidInput
+from symbid.errors import Conflict, InvalidInput, UnreadableRow
 from symbid.model import LATEST_INSTANT, Job, JobStatus, format_instant, job_to_wire, new_id
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
@@ -229,9 +229,13 @@ class JobService:
         return job
 
     def delete(self, ref: str) -> Job:
-        found = self._store.get_job(ref)
-        self._refuse_file_job(found, "remove")
-        job = self._store.delete_job(found.id)
+        try:
+            found = self._store.get_job(ref)
+        except UnreadableRow:
+            job = self._store.delete_job(ref)  # a row that cannot be read can still go
+        else:
+            self._refuse_file_job(found, "remove")
+            job = self._store.delete_job(found.id)
         log.info("job %s deleted", job.name,
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_deleted"})
         self._wake()
@@ -249,25 +253,33 @@ class JobService:
         for attempt in range(5):
             now = self._clock.now()
             plan = plan_sync(files, self._store.list_jobs(), now)
-            create, skipped = [], []
+            create, update, skipped = [], [], []
             for job in plan.create:
                 try:
                     next_run = validate_job(job, now)
+                    new = job.replace(id=new_id(), status=JobStatus.ACTIVE, next_run=next_run,
+                                      created_at=now, updated_at=now, version=1)
+                    check_shown(new)
                 except InvalidInput as exc:
                     skipped.append(f"{job.source[5:]}: schedule {job.name}: {exc.message}")
                     continue
-                create.append(job.replace(
-                    id=new_id(), status=JobStatus.ACTIVE, next_run=next_run,
-                    created_at=now, updated_at=now, version=1,
-                ))
+                create.append(new)
+            for job in plan.update:
+                try:
+                    check_shown(job)  # the whole wire form, before the commit
+                except InvalidInput as exc:
+                    skipped.append(f"{job.source[5:]}: schedule {job.name}: {exc.message}; "
+                                   "its stored definition is kept")
+                    continue
+                update.append(job)
             try:
-                self._store.apply_changes(create, plan.update, [j.id for j in plan.remove])
+                self._store.apply_changes(create, update, [j.id for j in plan.remove])
             except Conflict:
                 if attempt == 4:
                     raise
                 continue  # a job changed under us (the loop claimed a slot): plan again
             result.created = [j.name for j in create]
-            result.updated = [j.name for j in plan.update]
+            result.updated = [j.name for j in update]
             result.removed = [j.name for j in plan.remove]
             result.unchanged = len(plan.unchanged)
             result.errors.extend(list(plan.errors) + skipped)

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Protocol
 
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
-from symbid.errors import SymbidError
+from symbid.errors import SymbidError, UnreadableRow
 from symbid.metrics import Metrics
 from symbid.model import (
     Job,
@@ -111,7 +111,7 @@ class RunLifecycle:
         self._waiting: list[_Queued] = []  # keyed by start time: not due yet
         self._ready: list[_Queued] = []  # keyed by slot: due, waiting for a place
         self._running: dict[str, tuple[Job, Run]] = {}
-        self._per_job: dict[str, int] = {}  # runs going, per job id
+        self._per_job: dict[str, list[str]] = {}  # ids of the runs going, per job id
         self._unmarked: dict[str, tuple[int, int, int]] = {}  # going, not yet stored running
         self._seq = 0
 
@@ -178,7 +178,7 @@ class RunLifecycle:
                 q.key = (q.run.slot, q.key[2], 0)
                 heapq.heappush(self._ready, q)
         blocked: list[_Queued] = []
-        drops: list[tuple[_Queued, Job, Finish]] = []
+        drops: list[tuple[_Queued, Optional[Job], Finish]] = []
         error: Optional[Exception] = None
         while True:
             with self._lock:
@@ -187,12 +187,17 @@ class RunLifecycle:
                 q = heapq.heappop(self._ready)
             try:
                 job = self._store.find_job(q.run.job_id)  # it may have changed while queued
+            except UnreadableRow as exc:  # it can never start: end it, do not block the queue
+                drops.append((q, None, Finish(run=q.run.replace(
+                    status=RunStatus.CANCELLED, finished_at=now, error_message=exc.message),
+                    counts=False)))
+                continue
             except Exception as exc:
                 with self._lock:
                     heapq.heappush(self._ready, q)
                 error = exc
                 break
-            gate = start_gate(job, q.run, self._per_job.get(q.run.job_id, 0))
+            gate = start_gate(job, q.run, self._per_job.get(q.run.job_id, ()))
             if gate.action == "wait":
                 blocked.append(q)
             elif gate.action == "drop":
@@ -218,18 +223,20 @@ class RunLifecycle:
                         heapq.heappush(self._ready, q)
                 error = error or exc
             else:
-                for q, job, fin in drops:
-                    log.info("job %s: run %s %s: %s", job.name, q.run.id, fin.run.status.value,
-                             fin.run.error_message, extra=_extra(job, q.run))
+                for q, dropped, fin in drops:
+                    name = dropped.name if dropped is not None else q.job.name
+                    log.info("job %s: run %s %s: %s", name, q.run.id, fin.run.status.value,
+                             fin.run.error_message,
+                             extra={"SYMBID_JOB": name, "SYMBID_RUN": q.run.id})
                     if fin.run.status is RunStatus.SKIPPED:
-                        self.metrics.run_finished(job.name, "skipped", None)
+                        self.metrics.run_finished(name, "skipped", None)
         if error is not None:
             raise error
 
     def _spawn(self, job: Job, run: Run) -> None:
         with self._lock:
             self._running[run.id] = (job, run)
-            self._per_job[job.id] = self._per_job.get(job.id, 0) + 1
+            self._per_job.setdefault(job.id, []).append(run.id)
         try:
             spawned = self._launcher.start(job, run, lambda: self._start_log.mark(run.id))
         except Exception as exc:
@@ -262,6 +269,9 @@ class RunLifecycle:
         with self._lock:
             for rid, *_ in batch:
                 self._unmarked.pop(rid, None)
+        # Stored "running" says "may have started" from now on: the markers may go, so
+        # a run that goes on for days does not keep the start log from turning over.
+        self._start_log.settle(rid for rid, *_ in batch)
 
     # --- running -> final ----------------------------------------------------------------
     def record_outcomes(self, now: int, config: SchedulerConfig) -> None:
@@ -270,15 +280,15 @@ class RunLifecycle:
             done, self._outcomes = self._outcomes, []
             entries = [(o, self._running.get(o.run_id)) for o in done]
         decided: list[tuple[Job, Finish]] = []
-        for outcome, entry in entries:
-            if entry is None:
-                log.warning("outcome for unknown run %s ignored", outcome.run_id)
-                continue
-            job, run = entry
-            decided.append((job, finish_decision(job, run, outcome, now, config)))
-        if not decided:
-            return
         try:
+            for outcome, entry in entries:
+                if entry is None:
+                    log.warning("outcome for unknown run %s ignored", outcome.run_id)
+                    continue
+                job, run = entry
+                decided.append((job, self._decide(job, run, outcome, now, config)))
+            if not decided:
+                return
             ended = self._store.finish([fin for _, fin in decided])
         except Exception:
             with self._lock:
@@ -288,14 +298,30 @@ class RunLifecycle:
             for job, fin in decided:
                 self._running.pop(fin.run.id, None)
                 self._unmarked.pop(fin.run.id, None)
-                left = self._per_job.get(job.id, 1) - 1
-                if left > 0:
-                    self._per_job[job.id] = left
-                else:
+                going = self._per_job.get(job.id, [])
+                if fin.run.id in going:
+                    going.remove(fin.run.id)
+                if not going:
                     self._per_job.pop(job.id, None)
         self._start_log.settle(fin.run.id for _, fin in decided)
         for job, fin in decided:
             self._after_finish(job, fin, fin.run.id in ended)
+
+    @staticmethod
+    def _decide(job: Job, run: Run, outcome: RunOutcome, now: int,
+                config: SchedulerConfig) -> Finish:
+        """The planner's decision; if deciding fails (a bug, a value out of range), the
+        run is still recorded, failed for good, instead of staying open for ever."""
+        try:
+            return finish_decision(job, run, outcome, now, config)
+        except Exception as exc:
+            log.exception("job %s: run %s: deciding its end failed", job.name, run.id)
+            return job_end(job, run, RunStatus.FAILED, finished_at=outcome.finished_at,
+                           execution_time_ms=outcome.execution_time_ms,
+                           exit_code=outcome.exit_code, signal=outcome.signal,
+                           output=outcome.output, output_truncated=outcome.output_truncated,
+                           error_message=f"{outcome.status.value}; symbid could not decide "
+                           f"what follows ({type(exc).__name__}: {exc}); not retried")
 
     def _after_finish(self, job: Job, fin: Finish, job_ended: bool) -> None:
         run = fin.run
@@ -354,6 +380,8 @@ class RunLifecycle:
         """
         open_runs = self._store.open_runs()
         record = self._start_log.read()
+        if open_runs and record.earlier_boot:
+            record = record.clock_checked(self._store.latest_instant())
         killed = 0
         finishes: list[Finish] = []
         never: dict[str, list[Run]] = {}

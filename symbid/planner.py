@@ -55,7 +55,8 @@ _ENUMERATION_FACTOR = 20  # missed slots walked before jumping ahead
 
 def backoff_ms(attempt: int, config: SchedulerConfig) -> int:
     """The wait before attempt ``attempt + 1``: exponential, capped."""
-    base = config.retry_backoff_seconds * (2 ** max(0, attempt - 1))
+    doublings = min(max(0, attempt - 1), 64)  # past 2**64 every backoff is at its cap
+    base = config.retry_backoff_seconds * float(2 ** doublings)
     return int(min(base, config.retry_backoff_max_seconds) * 1000)
 
 
@@ -123,14 +124,22 @@ def _missed(slot: int, now: int, why: str) -> str:
     return f"missed by {format_duration(max(0, now - slot) // 1000)} ({why})"
 
 
+def occupants(runs: Sequence[tuple[str, str]]) -> str:
+    """The runs holding a job's places, for a skip's reason: ``3f2a9c1d running, ...``."""
+    shown = ", ".join(f"{rid[:8]} {status}" for rid, status in runs[:3])
+    return shown + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+
+
 def plan_job(
-    job: Job, now: int, horizon: int, open_count: int, *, config: SchedulerConfig,
-    rng: random.Random,
+    job: Job, now: int, horizon: int, open_runs: Sequence[tuple[str, str]], *,
+    config: SchedulerConfig, rng: random.Random,
 ) -> Advance:
     """Decide every slot of ``job`` from its ``next_run`` up to ``horizon``.
 
-    ``open_count`` is the job's runs that take a ``max_concurrent`` place now.
+    ``open_runs`` are (id, status) of the job's runs that take a ``max_concurrent``
+    place now.
     """
+    holding = list(open_runs)
     assert job.next_run is not None
     claimed = add_span(job.claimed, job.next_run, job.next_run)
     try:
@@ -144,7 +153,7 @@ def plan_job(
     due = due_slots(schedule, job.next_run, horizon, config.keep_runs, job.claimed)
     slots = due.slots
     if slots:
-        claimed = add_span(job.claimed, job.next_run, slots[-1])
+        claimed = add_span(job.claimed, job.next_run, slots[-1], schedule)
     grace = int(config.misfire_grace_seconds * 1000)
     late = [s for s in slots if now - s > grace]
     timely = [s for s in slots if now - s <= grace]
@@ -173,22 +182,26 @@ def plan_job(
     started = 0
     for slot, trigger in sorted(to_run):
         # Catch-up runs queue behind each other (the start gate keeps them within
-        # max_concurrent). A regular slot that finds the job at its limit is skipped;
-        # one claimed ahead of its time is decided by the start gate when it is due.
-        if trigger is Trigger.SCHEDULE and open_count >= job.max_concurrent and slot <= now:
+        # max_concurrent), and so does a one-shot's only slot. A regular slot that finds
+        # the job at its limit is skipped; one claimed ahead of its time is decided by the
+        # start gate when it is due.
+        if trigger is Trigger.SCHEDULE and len(holding) >= job.max_concurrent and \
+                slot <= now and not job.one_shot:
             runs.append(skipped_run(
                 job, slot, now,
-                f"max_concurrent reached ({open_count} of {job.max_concurrent} runs open)",
+                f"max_concurrent reached ({len(holding)} of {job.max_concurrent} runs open: "
+                f"{occupants(holding)})",
             ))
             continue
-        open_count += 1
         started += 1
         base = slot if trigger is Trigger.SCHEDULE else now
-        runs.append(Run(
+        run = Run(
             id=new_id(), job_id=job.id, slot=slot, attempt=1, trigger=trigger,
             status=RunStatus.PENDING, created_at=now,
             not_before=base + jitter_ms(job, config, rng), input=job.input,
-        ))
+        )
+        holding.append((run.id, run.status.value))
+        runs.append(run)
     status = None
     if job.one_shot and started == 0:
         status = JobStatus.FAILED
@@ -225,19 +238,21 @@ START = Gate("start")
 WAIT = Gate("wait")
 
 
-def start_gate(job: Optional[Job], run: Run, running: int) -> Gate:
+def start_gate(job: Optional[Job], run: Run, running: Sequence[str]) -> Gate:
     """Whether ``run`` may start now; ``job`` is its job as stored now (None: deleted),
-    ``running`` how many of the job's runs are going."""
+    ``running`` the ids of the job's runs that are going."""
     if job is None:
         return Gate("drop", RunStatus.CANCELLED, "its job was deleted")
     if job.status is not JobStatus.ACTIVE and run.trigger is not Trigger.MANUAL:
         return Gate("drop", RunStatus.CANCELLED,
                     f"job became {job.status.value} before the run started")
-    if run.trigger is not Trigger.MANUAL and running >= job.max_concurrent:
-        if run.trigger is Trigger.SCHEDULE:
+    if run.trigger is not Trigger.MANUAL and len(running) >= job.max_concurrent:
+        if run.trigger is Trigger.SCHEDULE and not job.one_shot:
+            going = occupants([(rid, "running") for rid in running])
             return Gate("drop", RunStatus.SKIPPED,
-                        f"max_concurrent reached ({running} of {job.max_concurrent} runs going)")
-        return WAIT  # catch-up runs and retries work through in turn
+                        f"max_concurrent reached ({len(running)} of {job.max_concurrent} runs "
+                        f"going: {going})")
+        return WAIT  # catch-up runs, retries and a one-shot's slot work through in turn
     return START
 
 

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 _BATCH = 1000  # due jobs claimed per transaction
 _STEP_NOISE_MS = 10  # wall/monotonic offset changes smaller than this are not steps
+# An offset change this large between two wakes is a step even if the timer did not
+# report it (NTP slews at most 0.5 ms/s, and waits are capped by tick_interval_seconds).
+_UNSEEN_STEP_MS = 1000
 _REPEAT_LOG_SECONDS = 60.0  # a pass failing the same way is logged again after this
 
 __all__ = ["CLAIM_AHEAD_MS", "CronScheduler", "Launcher", "RecoveryReport"]
@@ -196,14 +199,17 @@ class CronScheduler:
                 log.exception("scheduler pass failed; retrying every second")
 
     def handle_wake(self, reason: Wake) -> None:
-        """React to why the wait ended (the loop's cancel path for clock steps)."""
-        if reason is Wake.CLOCK_SET:
+        """React to why the wait ended: the timer's cancel path reports a clock step, and a
+        step it could not see (one made while no wait was armed) shows as a jump in the
+        wall clock's offset from the monotonic clock."""
+        drift = self._wall_offset() - self._offset
+        if reason is Wake.CLOCK_SET or abs(drift) >= _UNSEEN_STEP_MS:
             try:
                 self.clock_was_set()
-            except Exception as exc:
+            except Exception as exc:  # the step is kept, and handled at the next wake
                 self._pass_failed(exc)
         else:
-            self._offset = self._wall_offset()
+            self._offset += drift  # slewing (NTP) is not a step
 
     def _stop_step(self) -> bool:
         """One step of a graceful stop; True when nothing is left running."""
@@ -233,11 +239,12 @@ class CronScheduler:
         instants, and jobs whose claimed slots now lie ahead are re-aimed."""
         now = self._clock.now()
         offset = self._wall_offset()
-        step, self._offset = offset - self._offset, offset
+        step = offset - self._offset
         log.info("wall clock was set (now %s, a step of %+.3f s); recomputing the schedule",
                  format_instant(now), step / 1000)
         if abs(step) >= _STEP_NOISE_MS:
             self.runs.shift_waits(step, now - step)
+        self._offset = offset  # only once the waits have moved: a failure retries the step
         self._rewind(now)
 
     def _rewind(self, now: int) -> int:
@@ -257,6 +264,16 @@ class CronScheduler:
                     "job %s: wall clock is before its last claimed slot %s; next slot now %s",
                     job.name, format_instant(job.claimed_through or 0), format_instant(nxt),
                     extra={"SYMBID_JOB": job.name},
+                )
+            elif (job.claimed_through or 0) - now > self.config.misfire_grace_seconds * 1000:
+                # The slots up to its high-water mark were claimed while the clock was
+                # ahead; they are never claimed again, so the job waits for the clock.
+                log.warning(
+                    "job %s: its slots up to %s were claimed while the wall clock was ahead "
+                    "(now %s); they are not claimed again, so it next runs at %s",
+                    job.name, format_instant(job.claimed_through or 0), format_instant(now),
+                    format_instant(job.next_run) if job.next_run is not None else "never",
+                    extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "clock_behind_claims"},
                 )
         self._store.claim(advances, ())
         return len(advances)
@@ -298,14 +315,14 @@ class CronScheduler:
         if not jobs and not retries:
             return
         self._more_due = len(jobs) == _BATCH or len(retries) == _BATCH
-        open_counts = self._store.open_run_counts()
+        holding = self._store.open_runs_by_job()
         snapshots: dict[str, Job] = {j.id: j for j in jobs}
         advances = []
         for job in jobs:
-            adv = plan_job(job, now, horizon, open_counts.get(job.id, 0), config=self.config,
+            adv = plan_job(job, now, horizon, holding.get(job.id, ()), config=self.config,
                            rng=self._rng)
-            open_counts[job.id] = open_counts.get(job.id, 0) + sum(
-                1 for r in adv.runs if r.status is RunStatus.PENDING)
+            holding.setdefault(job.id, []).extend(
+                (r.id, r.status.value) for r in adv.runs if r.status is RunStatus.PENDING)
             advances.append(adv)
         retry_claims = []
         for failed in retries:
@@ -313,11 +330,11 @@ class CronScheduler:
             if found is None:
                 continue
             snapshots[found.id] = found
-            run = plan_retry(failed, found, open_counts.get(found.id, 0), now)
+            run = plan_retry(failed, found, len(holding.get(found.id, ())), now)
             if run is None:  # at the per-job limit: try again after one backoff step
                 self.runs.postpone_retry(failed, now + backoff_ms(1, self.config))
                 continue
-            open_counts[found.id] = open_counts.get(found.id, 0) + 1
+            holding.setdefault(found.id, []).append((run.id, run.status.value))
             assert failed.retry_at is not None
             retry_claims.append(RetryClaim(failed.id, failed.retry_at, run))
         self.runs.claim(advances, retry_claims, snapshots)

@@ -14,7 +14,7 @@ from typing import Optional
 from symbid.timing import Schedule
 
 Spans = tuple[tuple[int, int], ...]
-MAX_SPANS = 8  # more than this after many backward clock steps: the lowest merge
+MAX_SPANS = 32  # more than this after many backward clock steps: the lowest merge
 
 
 def claimed_span(spans: Spans, instant: int) -> Optional[tuple[int, int]]:
@@ -42,14 +42,16 @@ def first_free_slot(schedule: Schedule, after: int, spans: Spans) -> Optional[in
     return skip_claimed(schedule, schedule.next_after(after), spans)
 
 
-def add_span(spans: Spans, lo: int, hi: int) -> Spans:
+def add_span(spans: Spans, lo: int, hi: int, schedule: Optional[Schedule] = None) -> Spans:
     """``spans`` with ``[lo, hi]`` claimed too.
 
     A claim above every span extends the highest one: the instants between were
     passed over by the schedule, so counting them as claimed only ever refuses
-    a slot, never repeats one. A claim below (after the wall clock went back)
-    becomes a span of its own, merged with any it touches. Past ``MAX_SPANS`` the
-    two lowest merge, which again can only refuse a slot.
+    a slot that is already in the past, never repeats one. A claim below (after
+    the wall clock went back) becomes a span of its own, merged with any span it
+    overlaps or, given the ``schedule``, follows or precedes with no slot between.
+    Past ``MAX_SPANS`` the two lowest merge; that can only refuse slots between
+    them, never repeat one.
     """
     if not spans:
         return ((lo, hi),)
@@ -57,10 +59,18 @@ def add_span(spans: Spans, lo: int, hi: int) -> Spans:
         return spans[:-1] + ((spans[-1][0], max(hi, spans[-1][1])),)
     merged: list[tuple[int, int]] = []
     for a, b in sorted(spans + ((lo, hi),)):
-        if merged and a <= merged[-1][1] + 1:
+        if merged and (a <= merged[-1][1] + 1 or _adjacent(schedule, merged[-1][1], a)):
             merged[-1] = (merged[-1][0], max(merged[-1][1], b))
         else:
             merged.append((a, b))
     while len(merged) > MAX_SPANS:
         merged[0:2] = [(merged[0][0], merged[1][1])]
     return tuple(merged)
+
+
+def _adjacent(schedule: Optional[Schedule], end: int, start: int) -> bool:
+    """No slot of ``schedule`` lies strictly between ``end`` and ``start``."""
+    if schedule is None:
+        return False
+    nxt = schedule.next_after(end)
+    return nxt is None or nxt >= start

@@ -1,7 +1,7 @@
 """Which runs may have started: the durable marker that makes a restart exact.
 
 A run's id is appended here just before its child process is spawned, and is
-only ever forgotten once the run's final state is in the store. So at start-up a
+only ever forgotten once the store records the run ``running`` (or final). So at start-up a
 ``pending`` run whose id is not here provably never started: it is started
 after the restart (same row, slot and jitter deadline) instead of being written
 off. Only a run that is here (or ``running`` in the store) may have started, and
@@ -68,6 +68,15 @@ class StartRecord:
     trusted: bool  # written in this boot: complete
     earlier_boot: bool  # written in an earlier boot: may lack the last writes
     boot_time_ms: Optional[int]  # when this boot began
+
+    def clock_checked(self, latest_recorded: Optional[int]) -> StartRecord:
+        """The record, distrusting this boot's start time if it lies before the latest
+        instant the store recorded: the wall clock came up behind (no RTC), so it cannot
+        tell which runs were due before the previous daemon died."""
+        if self.earlier_boot and self.boot_time_ms is not None and \
+                latest_recorded is not None and self.boot_time_ms < latest_recorded:
+            return StartRecord(self.ids, self.trusted, self.earlier_boot, None)
+        return self
 
     def may_have_started(self, run: Run) -> bool:
         if run.id in self.ids:
@@ -170,14 +179,17 @@ class StartLog:
             if self._size > self._rotate_bytes and self._unsettled[1 - self._current] == 0:
                 self._close_fd()
                 self._open(1 - self._current, truncate=True)
-            os.write(self._fd, line)
-            self._size += len(line)
+            written = os.write(self._fd, line)
+            self._size += written
+            if written != len(line):  # a full disk: the marker is not whole, so do not start
+                raise OSError(f"short write to the start log ({written} of {len(line)} bytes)")
             if run_id not in self._gen:
                 self._gen[run_id] = self._current
                 self._unsettled[self._current] += 1
 
     def settle(self, run_ids: Iterable[str]) -> None:
-        """These runs' final states are in the store: their markers may go."""
+        """These runs are recorded running or final in the store: the store itself now says
+        they may have started, so their markers may go."""
         with self._lock:
             for run_id in run_ids:
                 index = self._gen.pop(run_id, None)

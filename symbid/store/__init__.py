@@ -13,7 +13,7 @@ foreign keys, ``BEGIN IMMEDIATE``, ``synchronous=FULL``).
 
 Invariants the schema enforces:
 
-* ``UNIQUE(job_id, slot, attempt)`` on runs: a slot is claimed at most once per
+* ``UNIQUE(job_id, space, slot, attempt)`` on runs: a slot is claimed at most once per
   attempt, across crashes and restarts.
 * A job row is only ever updated, never replaced: ``INSERT OR REPLACE`` would
   delete it first and cascade its run history away.

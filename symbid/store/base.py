@@ -119,7 +119,8 @@ class JobStore(abc.ABC):
     def due_retries(self, now: int, limit: int) -> list[Run]: ...
 
     @abc.abstractmethod
-    def open_run_counts(self) -> dict[str, int]: ...
+    def open_runs_by_job(self) -> dict[str, list[tuple[str, str]]]:
+        """(run id, status) of the runs that take a ``max_concurrent`` place, per job id."""
 
     @abc.abstractmethod
     def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> list[Run]:
@@ -167,6 +168,11 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def totals(self) -> JobTotals: ...
+
+    @abc.abstractmethod
+    def latest_instant(self) -> Optional[int]:
+        """The latest instant the store recorded (a run created, started or finished, a
+        job changed): the previous daemon was alive then."""
 
     @abc.abstractmethod
     def probe(self) -> None:

@@ -1,7 +1,9 @@
 """Portable SQL over a DB-API connection per thread; a backend fills in the hooks.
 
-Placeholders, ``INSERT ... ON CONFLICT DO NOTHING``, partial indexes and
-``LIMIT/OFFSET`` work on SQLite and PostgreSQL alike.
+``INSERT ... ON CONFLICT DO NOTHING``, partial indexes, ``LIMIT/OFFSET`` and
+scalar subqueries work on SQLite and PostgreSQL alike. Parameters are written in
+the qmark style (``?``); a backend whose driver wants another style translates
+them in the connection it returns from ``_connect``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
-from symbid.errors import Conflict, NotFound, StoreError
+from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
 from symbid.model import Job, JobStatus, Run, RunStatus
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.rows import (
@@ -40,6 +42,7 @@ class SqlJobStore(JobStore):
         self._local = threading.local()
         self._all_conns: list[Any] = []
         self._conns_lock = threading.Lock()
+        self._warned: set[str] = set()  # unreadable job rows already logged
 
     # --- backend hooks ---------------------------------------------------------------
     @abc.abstractmethod
@@ -134,7 +137,28 @@ class SqlJobStore(JobStore):
             row = conn.execute(
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?", (ref,)
             ).fetchone()
-        return job_from_row(row) if row else None
+        return self._job(row) if row else None
+
+    @staticmethod
+    def _job(row: Sequence[Any]) -> Job:
+        try:
+            return job_from_row(row)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnreadableRow(f"job {row[1]!r} ({row[0]}) cannot be read: {exc}; delete it "
+                                "(symbi cron remove) and define it again") from None
+
+    def _jobs(self, rows: Sequence[Sequence[Any]]) -> list[Job]:
+        """The readable jobs of ``rows``: one unreadable row (written by hand, or damaged)
+        must not hide every other job, nor stop the scheduling of the others."""
+        jobs = []
+        for row in rows:
+            try:
+                jobs.append(self._job(row))
+            except UnreadableRow as exc:
+                if row[0] not in self._warned:
+                    self._warned.add(row[0])
+                    log.warning("%s; it is left out", exc.message)
+        return jobs
 
     def find_job(self, ref: str) -> Optional[Job]:
         try:
@@ -156,20 +180,12 @@ class SqlJobStore(JobStore):
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
-        jobs = []
-        for row in rows:
-            try:
-                jobs.append(job_from_row(row))
-            except (ValueError, KeyError, TypeError) as exc:
-                # One unreadable row (written by another version, or by hand) must not
-                # hide every other job.
-                log.warning("job row %r cannot be read (%s); it is left out of the listing",
-                            row[0], exc)
-        return jobs
+        return self._jobs(rows)
 
     def _update_row(self, conn: Any, new: Job, expect_version: int) -> bool:
         # last_run and the claimed spans belong to the loop: a definition change
         # never writes them (the spans never go down).
+        old = conn.execute("SELECT at_ms FROM jobs WHERE id = ?", (new.id,)).fetchone()
         cur = conn.execute(
             "UPDATE jobs SET name = ?, agent_id = ?, cron_expr = ?, at_ms = ?, "
             "timezone = ?, status = ?, source = ?, definition = ?, next_run = ?, "
@@ -178,7 +194,14 @@ class SqlJobStore(JobStore):
              new.status.value, new.source, json.dumps(new.definition(), sort_keys=True),
              new.next_run, new.updated_at, expect_version + 1, new.id, expect_version),
         )
-        return bool(cur.rowcount == 1)
+        if cur.rowcount != 1:
+            return False
+        if old is not None and old[0] is not None and old[0] != new.at:
+            # A one-shot re-armed at another time, or switched to cron: retries of its old
+            # slot belong to a schedule it no longer has.
+            conn.execute("UPDATE runs SET retry_at = NULL WHERE job_id = ? AND slot = ? "
+                         "AND retry_at IS NOT NULL", (new.id, old[0]))
+        return True
 
     def apply_changes(
         self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
@@ -211,7 +234,9 @@ class SqlJobStore(JobStore):
                     id=job.id, updated_at=now, last_run=job.last_run, claimed=job.claimed,
                     run_count=job.run_count, failure_count=job.failure_count,
                 )
-                self._update_row(conn, new, job.version)
+                if not self._update_row(conn, new, job.version):
+                    raise Conflict(f"job {job.name} changed while it was being updated; "
+                                   "try again")
                 return new.replace(version=job.version + 1)
         except Exception as exc:
             if self._is_unique_violation(exc):
@@ -227,7 +252,12 @@ class SqlJobStore(JobStore):
 
     def delete_job(self, ref: str) -> Job:
         with self._write() as conn:
-            job = self._find(conn, ref)
+            try:
+                job = self._find(conn, ref)
+            except UnreadableRow:  # it can still be deleted: by its id or name
+                row = conn.execute("SELECT id, name, agent_id FROM jobs WHERE id = ? OR "
+                                   "name = ?", (ref, ref)).fetchone()
+                job = Job(id=row[0], name=row[1], agent_id=row[2], cron_expr="* * * * *")
             if job is None:
                 raise NotFound(f"no job with id or name {ref!r}")
             conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
@@ -253,7 +283,7 @@ class SqlJobStore(JobStore):
             "AND next_run <= ? ORDER BY next_run LIMIT ?",
             (now, limit),
         )
-        return [job_from_row(r) for r in rows]
+        return self._jobs(rows)
 
     def due_retries(self, now: int, limit: int) -> list[Run]:
         cols = ", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))
@@ -265,11 +295,14 @@ class SqlJobStore(JobStore):
         )
         return [run_from_row(r) for r in rows]
 
-    def open_run_counts(self) -> dict[str, int]:
+    def open_runs_by_job(self) -> dict[str, list[tuple[str, str]]]:
         rows = self._query(
-            f"SELECT job_id, COUNT(*) FROM runs WHERE status IN {OPEN_SQL} GROUP BY job_id"
+            f"SELECT job_id, id, status FROM runs WHERE status IN {OPEN_SQL} ORDER BY slot"
         )
-        return {job_id: count for job_id, count in rows}
+        out: dict[str, list[tuple[str, str]]] = {}
+        for job_id, run_id, status in rows:
+            out.setdefault(job_id, []).append((run_id, status))
+        return out
 
     def _insert_run(self, conn: Any, run: Run) -> bool:
         cur = conn.execute(
@@ -458,7 +491,7 @@ class SqlJobStore(JobStore):
             "AND claimed_through > ?",
             (instant,),
         )
-        return [job_from_row(r) for r in rows]
+        return self._jobs(rows)
 
     # --- history and health ----------------------------------------------------------
     def get_run(self, run_id: str) -> Run:
@@ -478,6 +511,13 @@ class SqlJobStore(JobStore):
         sql += " ORDER BY slot DESC, attempt DESC LIMIT ?"
         params.append(limit)
         return [run_from_row(r) for r in self._query(sql, params)]
+
+    def latest_instant(self) -> Optional[int]:
+        rows = self._query(
+            "SELECT MAX(t) FROM (SELECT MAX(created_at) AS t FROM runs "
+            "UNION ALL SELECT MAX(started_at) FROM runs UNION ALL SELECT MAX(finished_at) "
+            "FROM runs UNION ALL SELECT MAX(updated_at) FROM jobs) AS instants")
+        return None if rows[0][0] is None else int(rows[0][0])
 
     def probe(self) -> None:
         self._query("SELECT COUNT(*) FROM (SELECT 1 FROM jobs LIMIT 1) AS one")

@@ -27,7 +27,7 @@ from symbid.planner import (
     recovered,
     start_gate,
 )
-from symbid.spans import add_span, claimed_span, first_free_slot
+from symbid.spans import MAX_SPANS, add_span, claimed_span, first_free_slot
 from symbid.timing import make_schedule, parse_instant
 
 T = parse_instant("2026-03-01T00:00:00Z")
@@ -70,11 +70,21 @@ def test_a_claim_below_the_spans_stands_apart_until_it_reaches_them() -> None:
 
 def test_too_many_spans_merge_from_the_bottom_so_that_nothing_is_claimed_twice() -> None:
     spans: tuple[tuple[int, int], ...] = ((T + 100 * MIN, T + 100 * MIN),)
-    for i in range(20, 0, -1):
+    for i in range(MAX_SPANS + 12, 0, -1):
         spans = add_span(spans, T + 2 * i * MIN, T + 2 * i * MIN)
-    assert len(spans) == 8
-    for i in range(1, 21):  # every claimed instant is still inside a span
+    assert len(spans) == MAX_SPANS
+    for i in range(1, MAX_SPANS + 13):  # every claimed instant is still inside a span
         assert claimed_span(spans, T + 2 * i * MIN) is not None
+
+
+def test_consecutive_claims_below_the_spans_grow_one_span() -> None:
+    schedule = make_schedule("* * * * *", None, "UTC")
+    spans: tuple[tuple[int, int], ...] = ((T + 60 * MIN, T + 70 * MIN),)
+    for m in range(0, 20):  # the clock went back: one slot claimed per pass
+        spans = add_span(spans, T + m * MIN, T + m * MIN, schedule)
+    assert spans == ((T, T + 19 * MIN), (T + 60 * MIN, T + 70 * MIN))
+    # reaching the span above, with no slot between, joins it
+    assert add_span(spans, T + 20 * MIN, T + 59 * MIN, schedule) == ((T, T + 70 * MIN),)
 
 
 def test_the_first_free_slot_skips_claimed_spans() -> None:
@@ -103,7 +113,7 @@ def test_due_slots_walk_around_claimed_spans() -> None:
     ],
 )
 def test_missed_slots_follow_catch_up(catch_up: CatchUp, expected: list[tuple[str, str]]) -> None:
-    adv = plan_job(job(catch_up=catch_up, max_concurrent=10), T + 5 * MIN, T + 5 * MIN, 0,
+    adv = plan_job(job(catch_up=catch_up, max_concurrent=10), T + 5 * MIN, T + 5 * MIN, (),
                    config=CONFIG,
                    rng=random.Random(1))
     got = sorted((format_instant(r.slot)[11:16],
@@ -122,15 +132,16 @@ def test_missed_slots_follow_catch_up(catch_up: CatchUp, expected: list[tuple[st
 
 def test_a_slot_due_at_the_limit_is_skipped_and_one_claimed_ahead_is_left_to_the_gate() -> None:
     now = T + MIN
-    adv = plan_job(job(), now, now + 50, 1, config=CONFIG, rng=random.Random(1))
+    going = [("3f2a9c1d-0000", "running")]
+    adv = plan_job(job(), now, now + 50, going, config=CONFIG, rng=random.Random(1))
     assert [(r.status, r.error_message) for r in adv.runs] == [
-        (RunStatus.SKIPPED, "max_concurrent reached (1 of 1 runs open)")]
-    ahead = plan_job(job(), now - 20, now + 30, 1, config=CONFIG, rng=random.Random(1))
+        (RunStatus.SKIPPED, "max_concurrent reached (1 of 1 runs open: 3f2a9c1d running)")]
+    ahead = plan_job(job(), now - 20, now + 30, going, config=CONFIG, rng=random.Random(1))
     assert [r.status for r in ahead.runs] == [RunStatus.PENDING]
 
 
 def test_a_one_shot_whose_slot_is_skipped_fails() -> None:
-    adv = plan_job(job(at=T + MIN, catch_up=CatchUp.SKIP), T + 10 * MIN, T + 10 * MIN, 0,
+    adv = plan_job(job(at=T + MIN, catch_up=CatchUp.SKIP), T + 10 * MIN, T + 10 * MIN, (),
                    config=CONFIG, rng=random.Random(1))
     assert adv.status is JobStatus.FAILED and adv.next_run is None
     assert adv.claimed == ((T + MIN, T + MIN),)
@@ -149,17 +160,20 @@ def test_a_retry_waits_while_its_job_is_at_its_limit() -> None:
 
 def test_the_start_gate() -> None:
     active = job(max_concurrent=1)
-    assert start_gate(active, run(T), 0).action == "start"
-    busy = start_gate(active, run(T), 1)
+    one = ["3f2a9c1d-0000"]
+    assert start_gate(active, run(T), []).action == "start"
+    busy = start_gate(active, run(T), one)
     assert (busy.action, busy.status) == ("drop", RunStatus.SKIPPED)
-    assert start_gate(active, run(T, trigger=Trigger.CATCH_UP), 1).action == "wait"
-    assert start_gate(active, run(T, trigger=Trigger.RETRY, attempt=2), 1).action == "wait"
-    assert start_gate(active, run(T, trigger=Trigger.MANUAL), 5).action == "start"
-    paused = start_gate(job(status=JobStatus.PAUSED), run(T), 0)
+    assert "3f2a9c1d running" in (busy.reason or "")  # the skip names the run that holds it
+    assert start_gate(active, run(T, trigger=Trigger.CATCH_UP), one).action == "wait"
+    assert start_gate(active, run(T, trigger=Trigger.RETRY, attempt=2), one).action == "wait"
+    assert start_gate(active, run(T, trigger=Trigger.MANUAL), one * 5).action == "start"
+    assert start_gate(job(at=T), run(T), one).action == "wait"  # a one-shot's only slot
+    paused = start_gate(job(status=JobStatus.PAUSED), run(T), [])
     assert (paused.action, paused.status) == ("drop", RunStatus.CANCELLED)
     assert start_gate(job(status=JobStatus.PAUSED), run(T, trigger=Trigger.MANUAL),
-                      0).action == "start"
-    assert start_gate(None, run(T), 0).action == "drop"
+                      []).action == "start"
+    assert start_gate(None, run(T), []).action == "drop"
 
 
 # --- finishing -----------------------------------------------------------------------
@@ -231,3 +245,7 @@ def test_retries_and_manual_runs_found_after_a_restart_always_start() -> None:
     start, ended = recovered(job(catch_up=CatchUp.SKIP), [retry, manual], T + 60 * MIN,
                              CONFIG, newer_due=True)
     assert sorted(r.id for r in start) == sorted([retry.id, manual.id]) and ended == []
+
+
+def test_the_backoff_of_a_very_late_attempt_is_at_its_cap() -> None:
+    assert backoff_ms(10_000, CONFIG) == int(CONFIG.retry_backoff_max_seconds * 1000)

@@ -267,7 +267,9 @@ def test_health_is_degraded_while_passes_fail_and_the_watchdog_stays_fed(
         daemon.engine = SimpleNamespace(scheduler=h.sched, store=h.store)  # type: ignore
         assert daemon.status_line().startswith("degraded: database state.db: database is")
         h.clock.advance(60)
-        time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while not ctx.loop_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert ctx.loop_alive()  # the loop keeps making passes: systemd must not restart it
         h.store.due_jobs = real  # type: ignore[method-assign]
         deadline = time.monotonic() + 10
@@ -355,7 +357,20 @@ def test_closing_the_store_closes_every_threads_connection_quietly(
 
 
 def test_signal_handlers_put_signals_on_a_reentrant_queue() -> None:
-    assert isinstance(Daemon(Config()).events, queue.SimpleQueue)
+    import os
+    import signal
+
+    daemon = Daemon(Config())
+    assert isinstance(daemon.events, queue.SimpleQueue)  # put() is reentrant
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
+                                                     signal.SIGHUP)}
+    try:
+        daemon.install_signal_handlers()
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert daemon.events.get(timeout=5) == ("signal", signal.SIGHUP)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 # --- 9. one far-future job breaks nothing ------------------------------------------------
@@ -390,3 +405,66 @@ def test_one_row_that_cannot_be_shown_does_not_fail_a_listing(h: Harness) -> Non
     assert status == 200 and "error" in body
     status, _ = h.api("DELETE", f"/api/v1/schedule/{bad.id}")
     assert status == 200
+
+
+def test_two_backward_steps_never_swallow_slots_that_were_never_claimed(h: Harness) -> None:
+    h.add("minutely", cron="* * * * *")
+    h.run_until("2026-03-01T10:10:00Z")
+    h.clock.step(-70 * 60)  # 09:00
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-01T09:20:00Z")
+    h.clock.step(-80 * 60)  # 08:00
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-01T09:30:00Z")
+    ran = [s for _, s, _ in h.started()]
+    assert len(ran) == len(set(ran))  # nothing twice
+    # 08:01-08:59 were never claimed: they run; 09:00-09:20 had run: they do not again
+    assert ran.count("2026-03-01T08:30:00Z") == 1
+    assert "2026-03-01T09:21:00Z" in ran and ran.count("2026-03-01T09:10:00Z") == 1
+
+
+def test_an_outcome_whose_decision_fails_is_still_recorded_and_frees_the_job(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import symbid.lifecycle
+
+    def broken(*args: Any) -> Any:
+        raise OverflowError("int too large to convert to float")
+
+    h.launcher.behaviour = lambda job, run: RunStatus.FAILED
+    h.add("hourly", cron="0 * * * *")
+    monkeypatch.setattr(symbid.lifecycle, "finish_decision", broken)
+    h.run_until("2026-03-01T01:00:01Z")
+    (run,) = h.history("hourly")
+    assert run.status is RunStatus.FAILED and "could not decide" in (run.error_message or "")
+    assert h.sched.in_flight() == 0
+    monkeypatch.undo()
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T02:00:00Z")
+    assert h.history("hourly")[-1].status is RunStatus.SUCCEEDED
+
+
+def test_a_one_shot_re_armed_while_its_old_run_still_goes_waits_for_it(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None
+    h.add("once", at="2026-03-01T00:10:00Z")
+    h.run_until("2026-03-01T00:10:00Z")
+    (first,) = list(h.launcher.running)
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.run_until("2026-03-01T00:21:00Z")  # the old run still goes at the new time
+    assert [r.status for r in h.history("once")] == [RunStatus.RUNNING, RunStatus.PENDING]
+    assert h.job("once").status is JobStatus.ACTIVE
+    h.launcher.finish(first, RunStatus.SUCCEEDED)
+    h.run_until("2026-03-01T00:22:00Z")
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T00:10:00Z", "2026-03-01T00:20:00Z"]
+
+
+def test_a_one_shot_re_armed_drops_the_retries_of_its_old_slot(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: RunStatus.FAILED
+    h.add("once", at="2026-03-01T00:10:00Z", max_retries=3)
+    h.run_until("2026-03-01T00:10:01Z")  # failed; a retry of 00:10 is pending
+    assert h.history("once")[0].retry_at is not None
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T00:21:00Z")
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T00:10:00Z", "2026-03-01T00:20:00Z"]
+    assert h.job("once").status is JobStatus.COMPLETED

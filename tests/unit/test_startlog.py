@@ -83,3 +83,31 @@ def test_a_start_log_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> 
     blocker.write_text("a file where the directory should be")
     with pytest.raises(StartLogError, match=r"start log .*start-log"):
         StartLog(str(blocker)).reset()
+
+
+def test_a_long_run_does_not_keep_the_log_from_turning_over(tmp_path: Path) -> None:
+    from tests.harness import Harness
+
+    h = Harness(tmp_path, start="2026-12-31T23:59:30Z")
+    h.sched.runs._start_log._rotate_bytes = 300
+    h.launcher.behaviour = lambda job, run: None  # runs stay running
+    h.add("long", cron="0 0 1 1 *")
+    h.add("short", cron="* * * * *")
+    h.run_until("2027-01-01T00:00:00Z")  # "long" starts and never ends
+    for minute in range(1, 40):
+        for rid in list(h.launcher.running):
+            if h.launcher.running[rid][0].name == "short":
+                h.launcher.finish(rid, RunStatus.SUCCEEDED)
+        h.run_until(f"2027-01-01T00:{minute:02d}:00Z")
+    sizes = [p.stat().st_size for p in (tmp_path / "start-log").glob("starts-*.log")]
+    assert max(sizes) < 1000  # 40 markers of 37 bytes would not fit without turning over
+
+
+def test_a_boot_time_before_what_the_store_recorded_proves_nothing(tmp_path: Path) -> None:
+    record = StartRecord(frozenset(), trusted=False, earlier_boot=True,
+                         boot_time_ms=1_700_000_000_000)
+    late = pending("run-a", due=1_700_000_100_000)
+    assert not record.may_have_started(late)
+    # the store saw the previous daemon alive after that "boot": the clock came up behind
+    assert record.clock_checked(1_700_000_200_000).may_have_started(late)
+    assert not record.clock_checked(1_699_000_000_000).may_have_started(late)

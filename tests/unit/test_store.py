@@ -680,7 +680,7 @@ def test_open_runs_lists_pending_and_running_runs_in_slot_order(store: SqliteJob
     assert [(r.id, r.status) for r in opened] == [
         (running.id, RunStatus.RUNNING), (pending.id, RunStatus.PENDING),
     ]
-    assert store.open_run_counts() == {job.id: 2}
+    assert store.open_runs_by_job() == {job.id: [(running.id, "running"), (pending.id, "pending")]}
 
 
 def test_history_is_newest_first_and_honours_limit_and_status(store: SqliteJobStore) -> None:
@@ -867,3 +867,12 @@ def test_deleting_an_unknown_job_raises_not_found(store: SqliteJobStore) -> None
     with pytest.raises(NotFound):
         store.delete_job("absent")
     assert len(store.list_jobs()) == 1
+
+
+def test_the_latest_recorded_instant(store: SqliteJobStore) -> None:
+    assert store.latest_instant() is None
+    job = store.create_job(make_job("seen", next_run=T0))
+    run = make_run(job, T0)
+    claim_runs(store, job, run)
+    store.mark_started([(run.id, T0 + 5 * MINUTE, 1, 1)])
+    assert store.latest_instant() == T0 + 5 * MINUTE
