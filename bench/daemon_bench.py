@@ -3,10 +3,10 @@
 * ``lateness_1000``: 1,000 `at` jobs created through the API, all due at one instant;
   how late each child starts (its own first clock reading) and how long until the
   last one has started.
-* ``lateness_single_vs_base``: ``lateness_single`` (one job due at a time) for this
-  tree and for the commit before issue 7 (``SYMBID_BENCH_BASE``, default 4208412),
-  run alternately in the same session, so that the two are compared on the same
-  machine at the same moment.
+* ``lateness_single_vs_base``: one job due at a time (as ``lateness_single``), for
+  the committed HEAD and for the commit before issue 7 (``SYMBID_BENCH_BASE``,
+  default 4208412), run alternately in the same session, so that the two are
+  compared on the same machine at the same moment.
 """
 
 from __future__ import annotations
@@ -109,13 +109,14 @@ def lateness_single_vs_base(rounds: int = 4, count: int = 600,
                             spacing_ms: int = 100) -> dict[str, Any]:
     """One job due at a time (``count`` slots ``spacing_ms`` apart), this tree against
     the base commit, alternating for ``rounds`` rounds."""
-    with tempfile.TemporaryDirectory(prefix="symbid-base-") as tmp:
-        base = Path(tmp)
-        archive = subprocess.run(["git", "archive", BASE], cwd=ROOT, capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+    with tempfile.TemporaryDirectory(prefix="symbid-vs-") as tmp:
+        trees = {"head": Path(tmp) / "head", "base": Path(tmp) / "base"}
+        for name, commit in (("head", "HEAD"), ("base", BASE)):  # committed trees only
+            trees[name].mkdir()
+            archive = subprocess.run(["git", "archive", commit], cwd=ROOT,
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(trees[name])], input=archive, check=True)
         samples: dict[str, list[list[float]]] = {"head": [], "base": []}
-        trees = {"head": ROOT, "base": base}
         for i in range(rounds):  # alternate, so drift on the machine hits both alike
             for name in (("head", "base") if i % 2 == 0 else ("base", "head")):
                 samples[name].append(_single(trees[name], count, spacing_ms))
