@@ -40,6 +40,15 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     d.cleanup()
 
 
+def _kind(reason: str) -> str:
+    """A skip's reason without the ids and durations in it."""
+    if reason.startswith("max_concurrent reached"):
+        return "max_concurrent reached"
+    if "catch_up=" in reason:
+        return "missed: " + reason.split("(", 1)[1].split(")", maxsplit=1)[0]
+    return reason
+
+
 def open_runs(db: Path) -> int:
     conn = sqlite3.connect(str(db))
     try:
@@ -97,8 +106,7 @@ def test_a_crash_loop_loses_and_doubles_nothing(daemon: Daemon, tmp_path: Path) 
             gaps.append(f"{name}: {len(missing)} slot(s) unaccounted, first {missing[:3]}")
     interrupted = [r for r in rows if r[4] == "interrupted"]
     never_started = [r for r in interrupted if r[1] not in ran_ids]
-    skipped_reasons = Counter((r[5] or "").split(" (", 1)[-1].split(")")[0]
-                              for r in rows if r[4] == "skipped")
+    skipped_reasons = Counter(_kind(r[5] or "") for r in rows if r[4] == "skipped")
     figures = {
         "jobs": JOBS, "kills": KILLS, "kills_with_downtime": downtimes,
         "seconds": round(elapsed, 1), "slots": len(rows),
