@@ -165,7 +165,8 @@ class RunLifecycle:
             self._enqueue(jobs[run.job_id], run)
         return claimed
 
-    def postpone_retry(self, failed: Run, retry_at: int) -> None:
+    def postpone_retry(self, failed: Run, retry_at: Optional[int]) -> None:
+        """Move a failed run's retry to ``retry_at`` (None: drop it)."""
         self._store.postpone_retry(failed.id, retry_at)
 
     # --- pending -> running, or dropped ------------------------------------------------
@@ -197,7 +198,7 @@ class RunLifecycle:
                     heapq.heappush(self._ready, q)
                 error = exc
                 break
-            gate = start_gate(job, q.run, self._per_job.get(q.run.job_id, ()))
+            gate = start_gate(job, q.run, self._per_job.get(q.run.job_id, ()), q.job)
             if gate.action == "wait":
                 blocked.append(q)
             elif gate.action == "drop":
@@ -396,12 +397,23 @@ class RunLifecycle:
             killed = len(pgids)
             jobs: dict[str, Optional[Job]] = {}
             for run in open_runs:
-                if run.job_id not in jobs:
-                    jobs[run.job_id] = self._store.find_job(run.job_id)
-                job = jobs[run.job_id]
-                if job is None:
-                    continue
                 started = run.status is RunStatus.RUNNING or run.id in groups
+                if run.job_id not in jobs:
+                    try:
+                        jobs[run.job_id] = self._store.find_job(run.job_id)
+                    except UnreadableRow as exc:
+                        log.error("%s: its open runs are ended", exc.message)
+                        jobs[run.job_id] = None
+                job = jobs[run.job_id]
+                if job is None:  # unreadable: end its runs without touching the job
+                    status = RunStatus.INTERRUPTED if started or record.may_have_started(
+                        run) else RunStatus.CANCELLED
+                    finishes.append(Finish(run=run.replace(
+                        status=status, finished_at=now,
+                        error_message="its job cannot be read; see the daemon's log"),
+                        counts=status is RunStatus.INTERRUPTED))
+                    interrupted += status is RunStatus.INTERRUPTED
+                    continue
                 if run.status is RunStatus.PENDING and not started and \
                         not record.may_have_started(run):
                     never.setdefault(job.id, []).append(run)

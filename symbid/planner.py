@@ -238,14 +238,22 @@ START = Gate("start")
 WAIT = Gate("wait")
 
 
-def start_gate(job: Optional[Job], run: Run, running: Sequence[str]) -> Gate:
+def start_gate(job: Optional[Job], run: Run, running: Sequence[str],
+               claimed_as: Optional[Job] = None) -> Gate:
     """Whether ``run`` may start now; ``job`` is its job as stored now (None: deleted),
-    ``running`` the ids of the job's runs that are going."""
+    ``claimed_as`` the job as it was when the run was claimed, ``running`` the ids of
+    the job's runs that are going."""
     if job is None:
         return Gate("drop", RunStatus.CANCELLED, "its job was deleted")
     if job.status is not JobStatus.ACTIVE and run.trigger is not Trigger.MANUAL:
         return Gate("drop", RunStatus.CANCELLED,
                     f"job became {job.status.value} before the run started")
+    if run.trigger is not Trigger.MANUAL and (job.one_shot or (claimed_as is not None and
+                                                              claimed_as.one_shot)) \
+            and job.at != run.slot:
+        now_at = f"at {format_instant(job.at)}" if job.at is not None else "on cron"
+        return Gate("drop", RunStatus.CANCELLED,
+                    f"the one-shot was re-armed ({now_at}) before this run started")
     if run.trigger is not Trigger.MANUAL and len(running) >= job.max_concurrent:
         if run.trigger is Trigger.SCHEDULE and not job.one_shot:
             going = occupants([(rid, "running") for rid in running])
@@ -287,7 +295,9 @@ def finish_decision(
         return job_end(job, run, outcome.status, **fields)
     final = run.replace(status=outcome.status, **fields)
     if run.attempt <= max_retries(job, config):
-        return Finish(run=final.replace(retry_at=now + backoff_ms(run.attempt, config)))
+        # A one-shot's retry is for its slot: dropped if the job is re-armed meanwhile.
+        return Finish(run=final.replace(retry_at=now + backoff_ms(run.attempt, config)),
+                      belongs_to=(None, run.slot) if job.one_shot else None)
     if job.one_shot:
         return Finish(run=final, job_status=JobStatus.FAILED, belongs_to=(None, run.slot),
                       clear_retries=True)

@@ -25,7 +25,7 @@ from typing import Optional
 
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
-from symbid.errors import SymbidError
+from symbid.errors import SymbidError, UnreadableRow
 from symbid.lifecycle import Launcher, RecoveryReport, RunLifecycle
 from symbid.metrics import Metrics
 from symbid.model import Job, Run, RunOutcome, RunStatus, Trigger, format_instant, new_id
@@ -44,6 +44,7 @@ _STEP_NOISE_MS = 10  # wall/monotonic offset changes smaller than this are not s
 # report it (NTP slews at most 0.5 ms/s, and waits are capped by tick_interval_seconds).
 _UNSEEN_STEP_MS = 1000
 _REPEAT_LOG_SECONDS = 60.0  # a pass failing the same way is logged again after this
+_STOP_RECORD_SECONDS = 5.0  # after the kill grace: how long a stop tries to record outcomes
 
 __all__ = ["CLAIM_AHEAD_MS", "CronScheduler", "Launcher", "RecoveryReport"]
 
@@ -81,6 +82,7 @@ class CronScheduler:
         self.last_error: Optional[str] = None
         self._logged_error: tuple[Optional[str], float] = (None, 0.0)
         self._offset = self._wall_offset()
+        self._clock_pending = False
         self.metrics.track_in_flight(self.in_flight)
         launcher.bind(self)
 
@@ -167,6 +169,7 @@ class CronScheduler:
             if self._stop_requested and self._stop_step():
                 return
             if wake_at is not None and wake_at <= now:
+                self.check_clock()  # a busy loop does not wait, so it looks for steps here
                 continue
             cap = self.config.tick_interval_seconds
             if self._stop_requested:
@@ -199,28 +202,43 @@ class CronScheduler:
                 log.exception("scheduler pass failed; retrying every second")
 
     def handle_wake(self, reason: Wake) -> None:
-        """React to why the wait ended: the timer's cancel path reports a clock step, and a
-        step it could not see (one made while no wait was armed) shows as a jump in the
-        wall clock's offset from the monotonic clock."""
+        """React to why the wait ended (the timer's cancel path reports clock steps)."""
+        if reason is Wake.CLOCK_SET:
+            self._clock_pending = True
+        self.check_clock()
+
+    def check_clock(self) -> None:
+        """Handle a clock step: one the timer reported, one whose handling failed before,
+        or one it could not see (made while no wait was armed), which shows as a jump in
+        the wall clock's offset from the monotonic clock."""
         drift = self._wall_offset() - self._offset
-        if reason is Wake.CLOCK_SET or abs(drift) >= _UNSEEN_STEP_MS:
+        if self._clock_pending or abs(drift) >= _UNSEEN_STEP_MS:
+            self._clock_pending = True
             try:
                 self.clock_was_set()
-            except Exception as exc:  # the step is kept, and handled at the next wake
+            except Exception as exc:  # still pending: handled again at the next wake
                 self._pass_failed(exc)
         else:
             self._offset += drift  # slewing (NTP) is not a step
 
     def _stop_step(self) -> bool:
-        """One step of a graceful stop; True when nothing is left running."""
+        """One step of a graceful stop; True when nothing is left running (or when what is
+        left cannot be recorded: the next start records those runs interrupted)."""
         self.runs.release()
         if self.runs.in_flight() == 0 and not self.runs.has_news():
             return True
         deadline = self._stop_deadline or 0.0
-        if not self._killed_for_stop and self._clock.monotonic() >= deadline:
+        mono = self._clock.monotonic()
+        if not self._killed_for_stop and mono >= deadline:
             self._killed_for_stop = True
             n = self.runs.kill_all("shutdown")
             log.warning("shutdown timeout reached: killing %d running run(s)", n)
+        if self._killed_for_stop and mono >= deadline + self.config.kill_grace_seconds + \
+                _STOP_RECORD_SECONDS:
+            log.error("stopping without recording %d run(s) (%s): the next start records "
+                      "them interrupted", self.runs.in_flight(),
+                      self.last_error or "their processes did not end")
+            return True
         return False
 
     def _drain_stop(self) -> None:
@@ -244,8 +262,9 @@ class CronScheduler:
                  format_instant(now), step / 1000)
         if abs(step) >= _STEP_NOISE_MS:
             self.runs.shift_waits(step, now - step)
-        self._offset = offset  # only once the waits have moved: a failure retries the step
+        self._offset = offset  # only once the waits have moved: the step is consumed
         self._rewind(now)
+        self._clock_pending = False  # a failed rewind is tried again at the next wake
 
     def _rewind(self, now: int) -> int:
         """Re-aim active jobs whose high-water mark is after ``now`` at their first slot
@@ -326,7 +345,12 @@ class CronScheduler:
             advances.append(adv)
         retry_claims = []
         for failed in retries:
-            found = snapshots.get(failed.job_id) or self._store.find_job(failed.job_id)
+            try:
+                found = snapshots.get(failed.job_id) or self._store.find_job(failed.job_id)
+            except UnreadableRow as exc:  # it can never be retried; the other jobs go on
+                log.error("%s; the retry of run %s is dropped", exc.message, failed.id)
+                self.runs.postpone_retry(failed, None)
+                continue
             if found is None:
                 continue
             snapshots[found.id] = found

@@ -157,9 +157,26 @@ class StartLog:
         size = os.fstat(fd).st_size
         if size == 0:
             header = f"{_HEADER}{self._boot or ''}\n".encode()
-            os.write(fd, header)
+            try:
+                self._write_whole(fd, header, 0)
+            except OSError:
+                os.close(fd)
+                raise
             size = len(header)
         self._fd, self._current, self._size = fd, index, size
+
+    @staticmethod
+    def _write_whole(fd: int, data: bytes, size: int) -> None:
+        """Append ``data`` whole or not at all: a short write (a full disk) is cut back,
+        so that the next marker is not glued onto a partial one."""
+        try:
+            written = os.write(fd, data)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+        if written != len(data):
+            os.ftruncate(fd, size)
+            raise OSError(f"short write to the start log ({written} of {len(data)} bytes)")
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -179,10 +196,8 @@ class StartLog:
             if self._size > self._rotate_bytes and self._unsettled[1 - self._current] == 0:
                 self._close_fd()
                 self._open(1 - self._current, truncate=True)
-            written = os.write(self._fd, line)
-            self._size += written
-            if written != len(line):  # a full disk: the marker is not whole, so do not start
-                raise OSError(f"short write to the start log ({written} of {len(line)} bytes)")
+            self._write_whole(self._fd, line, self._size)  # raises: the run must not start
+            self._size += len(line)
             if run_id not in self._gen:
                 self._gen[run_id] = self._current
                 self._unsettled[self._current] += 1

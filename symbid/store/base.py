@@ -44,7 +44,8 @@ class Finish:
     run: Run
     counts: bool = True  # add to the job's run/success/failure counters
     # Applied only from active or paused, and only while the job still has the
-    # schedule the run belongs to: (cron_expr, None) or (None, at).
+    # schedule the run belongs to: (cron_expr, None) or (None, at). A retry_at with a
+    # belongs_to is dropped, too, if the job no longer has that schedule.
     job_status: Optional[JobStatus] = None
     belongs_to: Optional[tuple[Optional[str], Optional[int]]] = None
     clear_retries: bool = False  # with the status change: drop every pending retry of the job
@@ -132,7 +133,8 @@ class JobStore(abc.ABC):
         slot (the instant it was asked for) moves on by a millisecond if taken."""
 
     @abc.abstractmethod
-    def postpone_retry(self, run_id: str, retry_at: int) -> None: ...
+    def postpone_retry(self, run_id: str, retry_at: Optional[int]) -> None:
+        """Move a pending retry to ``retry_at``; None drops it."""
 
     @abc.abstractmethod
     def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
@@ -155,7 +157,8 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def jobs_claimed_after(self, instant: int) -> list[Job]:
-        """Active recurring jobs whose high-water mark is later than ``instant``."""
+        """Active recurring jobs whose high-water mark, or whose creation, is later than
+        ``instant`` (the wall clock has gone back behind them)."""
 
     # history and health
     @abc.abstractmethod

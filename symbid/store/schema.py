@@ -59,12 +59,16 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     # 2 (issue 7): claimed spans and the high-water mark on jobs, whose last_run
     # becomes the start of the last run that ran; runs get a key space, so a
     # manual run can never take a scheduled slot's key. Runs claimed before this
-    # had no spans: everything up to the old last claimed slot counts as claimed.
+    # had no spans: everything up to the old last claimed slot (or the latest scheduled
+    # slot on record, if later) counts as claimed.
     """
     ALTER TABLE jobs ADD COLUMN claimed TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs ADD COLUMN claimed_through INTEGER;
-    UPDATE jobs SET claimed_through = last_run, claimed = '[[0,' || last_run || ']]'
-        WHERE last_run IS NOT NULL;
+    UPDATE jobs SET claimed_through = NULLIF(MAX(COALESCE(last_run, -1), COALESCE(
+        (SELECT MAX(r.slot) FROM runs r WHERE r.job_id = jobs.id
+         AND r.trigger_kind <> 'manual'), -1)), -1);
+    UPDATE jobs SET claimed = '[[0,' || claimed_through || ']]'
+        WHERE claimed_through IS NOT NULL;
     UPDATE jobs SET last_run = (SELECT MAX(r.started_at) FROM runs r WHERE r.job_id = jobs.id);
     CREATE TABLE runs_v2 (
         id TEXT PRIMARY KEY,

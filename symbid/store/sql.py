@@ -283,7 +283,18 @@ class SqlJobStore(JobStore):
             "AND next_run <= ? ORDER BY next_run LIMIT ?",
             (now, limit),
         )
-        return self._jobs(rows)
+        jobs = self._jobs(rows)
+        if len(jobs) < len(rows):
+            # A due row that cannot be read would stay due for ever (and the loop would
+            # spin on it): it is taken off the schedule until it is fixed or deleted.
+            readable = {j.id for j in jobs}
+            with self._write() as conn:
+                for row in rows:
+                    if row[0] not in readable:
+                        conn.execute("UPDATE jobs SET next_run = NULL WHERE id = ?", (row[0],))
+                        log.error("job %r (%s) cannot be read: it is not scheduled until it "
+                                  "is deleted and defined again", row[1], row[0])
+        return jobs
 
     def due_retries(self, now: int, limit: int) -> list[Run]:
         cols = ", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))
@@ -360,7 +371,7 @@ class SqlJobStore(JobStore):
                     return candidate
         raise StoreError(f"could not find a free slot for a manual run of job {run.job_id}")
 
-    def postpone_retry(self, run_id: str, retry_at: int) -> None:
+    def postpone_retry(self, run_id: str, retry_at: Optional[int]) -> None:
         with self._write() as conn:
             conn.execute(
                 "UPDATE runs SET retry_at = ? WHERE id = ? AND retry_at IS NOT NULL",
@@ -410,6 +421,9 @@ class SqlJobStore(JobStore):
         with self._write() as conn:
             for fin in finishes:
                 run = fin.run
+                if run.retry_at is not None and fin.belongs_to is not None and \
+                        not self._has_schedule(conn, run.job_id, fin.belongs_to):
+                    run = run.replace(retry_at=None)  # its job no longer has that slot
                 cur = conn.execute(
                     "UPDATE runs SET status = ?, started_at = COALESCE(?, started_at), "
                     "pid = COALESCE(?, pid), pgid = COALESCE(?, pgid), "
@@ -451,11 +465,20 @@ class SqlJobStore(JobStore):
         return ended
 
     @staticmethod
-    def _end_job(conn: Any, fin: Finish) -> bool:
+    def _schedule_column(belongs_to: tuple[Optional[str], Optional[int]]) -> tuple[str, Any]:
+        cron_expr, at = belongs_to
+        return ("at_ms", at) if at is not None else ("cron_expr", cron_expr)
+
+    def _has_schedule(self, conn: Any, job_id: str,
+                      belongs_to: tuple[Optional[str], Optional[int]]) -> bool:
+        column, value = self._schedule_column(belongs_to)
+        return conn.execute(f"SELECT 1 FROM jobs WHERE id = ? AND {column} = ?",
+                            (job_id, value)).fetchone() is not None
+
+    def _end_job(self, conn: Any, fin: Finish) -> bool:
         """Apply ``fin.job_status`` if the job still has the schedule the run belongs to."""
         assert fin.job_status is not None and fin.belongs_to is not None
-        cron_expr, at = fin.belongs_to
-        column, value = ("at_ms", at) if at is not None else ("cron_expr", cron_expr)
+        column, value = self._schedule_column(fin.belongs_to)
         cur = conn.execute(
             "UPDATE jobs SET status = ?, version = version + 1 WHERE id = ? "
             f"AND status IN ('active', 'paused') AND {column} = ?",
@@ -488,8 +511,8 @@ class SqlJobStore(JobStore):
     def jobs_claimed_after(self, instant: int) -> list[Job]:
         rows = self._query(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'active' AND cron_expr IS NOT NULL "
-            "AND claimed_through > ?",
-            (instant,),
+            "AND (claimed_through > ? OR created_at > ?)",
+            (instant, instant),
         )
         return self._jobs(rows)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 from tests.integration.daemon_helper import Daemon
@@ -31,7 +30,6 @@ def test_a_far_future_row_from_an_older_symbid_is_listed_and_can_be_deleted(
                          "WHERE name = 'far'", (YEAR_10000, YEAR_10000))
         conn.close()
         d.start()
-        time.sleep(0.3)  # the loop has been through a pass with the row in place
         status, body = d.api("GET", "/api/v1/schedule")
         assert status == 200 and [r["name"] for r in body] == ["far", "fine"]
         assert "error" in body[0]

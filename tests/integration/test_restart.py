@@ -52,12 +52,20 @@ def pending_with_jitter(d: Daemon, name: str) -> dict[str, Any]:
         job = f"{name}-{attempt}"
         status, body = d.api("POST", "/api/v1/schedule", {
             "name": job, "agent_id": "echo", "at": format_instant(now_ms() + 1500),
-            "jitter_seconds": 12})
+            "jitter_seconds": 15})
         assert status == 201, body
         run = d.wait_for(lambda job=job: _run_or_none(d, job))  # type: ignore[misc]
-        if run["status"] == "pending" and run["not_before"] - now_ms() > 1000:
+        if run["status"] == "pending" and run["not_before"] - now_ms() > 4000:
             return run
-    raise AssertionError("the jitter never left a second to stop in")
+    raise AssertionError("the jitter never left four seconds to stop in")
+
+
+def daemon_job_name(d: Daemon, job_id: str) -> str:
+    conn = sqlite3.connect(str(d.state / "symbid.db"))
+    try:
+        return str(conn.execute("SELECT name FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+    finally:
+        conn.close()
 
 
 def _run_or_none(d: Daemon, job: str) -> Any:
@@ -71,6 +79,8 @@ def _run_or_none(d: Daemon, job: str) -> Any:
 def test_a_run_waiting_out_its_jitter_runs_after_a_restart(daemon: Daemon, sig: int) -> None:
     waiting = pending_with_jitter(daemon, "spread")
     daemon.stop(sig)
+    job_name = daemon_job_name(daemon, waiting["job_id"])
+    assert stored_run(daemon, job_name)["status"] == "pending"  # stopped before it started
     daemon.start()
     job = daemon.api("GET", f"/api/v1/schedule/{waiting['job_id']}")[1]["name"]
     run = daemon.wait_for(lambda: stored_run(daemon, job)["status"] == "succeeded"

@@ -21,7 +21,7 @@ from symbid.daemon import Daemon
 from symbid.errors import StoreError
 from symbid.model import CatchUp, JobStatus, RunStatus, format_instant
 from symbid.store import SqliteJobStore
-from symbid.timer import ConditionWaiter
+from symbid.timer import ConditionWaiter, Wake
 from symbid.timing import parse_instant
 from tests.harness import Harness
 
@@ -468,3 +468,99 @@ def test_a_one_shot_re_armed_drops_the_retries_of_its_old_slot(h: Harness) -> No
     h.run_until("2026-03-01T00:21:00Z")
     assert [s for _, s, _ in h.started()] == ["2026-03-01T00:10:00Z", "2026-03-01T00:20:00Z"]
     assert h.job("once").status is JobStatus.COMPLETED
+
+
+def test_a_one_shot_re_armed_does_not_retry_its_old_run_failing_afterwards(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None
+    h.add("once", at="2026-03-01T00:10:00Z", max_retries=3)
+    h.run_until("2026-03-01T00:10:00Z")
+    (first,) = list(h.launcher.running)
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.launcher.finish(first, RunStatus.FAILED)  # fails after the re-arm
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T00:21:00Z")
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T00:10:00Z", "2026-03-01T00:20:00Z"]
+    assert h.history("once")[0].retry_at is None
+
+
+def test_a_one_shot_re_armed_while_its_run_waits_out_its_jitter_runs_once(h: Harness) -> None:
+    h.add("once", at="2026-03-01T00:10:00Z", jitter_seconds=25)
+    h.run_until("2026-03-01T00:10:01Z")  # claimed, waiting
+    assert h.launcher.started == []
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z"),
+                                                jitter_seconds=0))
+    h.run_until("2026-03-01T00:21:00Z")
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T00:20:00Z"]
+    old = h.history("once")[0]
+    assert old.status is RunStatus.CANCELLED and "re-armed" in (old.error_message or "")
+    assert h.job("once").status is JobStatus.COMPLETED
+
+
+def test_a_job_created_while_the_clock_was_ahead_runs_once_it_is_corrected(h: Harness) -> None:
+    h.clock.set("2026-03-05T08:00:00Z")
+    h.add("daily", cron="0 9 * * *")  # its first slot is 03-05 09:00; nothing claimed
+    h.clock.step(-4 * 86400)  # 03-01 08:00
+    h.waiter.clock_set_next = True
+    h.run_until("2026-03-02T09:00:00Z")
+    assert [s for _, s, _ in h.started()] == ["2026-03-01T09:00:00Z", "2026-03-02T09:00:00Z"]
+
+
+def _break_row(h: Harness, name: str) -> None:
+    conn = sqlite3.connect(str(h.store.path))
+    with conn:
+        conn.execute("UPDATE jobs SET definition = '{}' WHERE name = ?", (name,))
+    conn.close()
+
+
+def test_an_unreadable_job_row_stops_neither_the_others_nor_a_restart(h: Harness) -> None:
+    h.launcher.behaviour = lambda job, run: None if job.name == "stuck" else RunStatus.FAILED
+    h.add("flaky", cron="0 1 * * *", max_retries=2)  # a retry of it is pending
+    h.add("stuck", cron="0 1 * * *")  # its run goes on
+    h.run_until("2026-03-01T01:00:01Z")
+    _break_row(h, "flaky")
+    _break_row(h, "stuck")
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.add("other", cron="*/5 * * * *")
+    h.run_until("2026-03-01T01:30:00Z")
+    assert h.sched.last_error is None
+    assert [r.status for r in h.history("other")] == [RunStatus.SUCCEEDED] * 6  # unhindered
+    report = h.restart()  # stuck's run is open: the restart ends it and goes on
+    assert report.interrupted >= 1
+    assert h.api("DELETE", "/api/v1/schedule/flaky")[0] == 200
+    assert h.api("DELETE", "/api/v1/schedule/stuck")[0] == 200
+    h.run_until("2026-03-01T01:35:00Z")
+    assert h.history("other")[-1].status is RunStatus.SUCCEEDED
+
+
+def test_a_clock_step_whose_handling_fails_is_handled_at_the_next_wake(h: Harness) -> None:
+    h.add("spread", cron="0 1 * * *", jitter_seconds=30)
+    h.run_until("2026-03-01T01:00:00Z")
+    (waiting,) = h.history("spread")
+    real = h.store.shift_waits
+
+    def locked(*args: Any) -> None:
+        raise StoreError("database state.db: database is locked")
+
+    h.store.shift_waits = locked  # type: ignore[method-assign]
+    h.clock.step(0.5)  # small: it would pass for NTP slewing if it were forgotten
+    h.sched.handle_wake(Wake.CLOCK_SET)
+    assert h.sched.last_error is not None
+    h.store.shift_waits = real  # type: ignore[method-assign]
+    h.sched.handle_wake(Wake.DEADLINE)
+    assert h.store.get_run(waiting.id).not_before == (waiting.not_before or 0) + 500
+
+
+def test_a_stop_that_cannot_record_its_runs_still_ends(tmp_path: Path) -> None:
+    h = Harness(tmp_path, shutdown_timeout_seconds=0, kill_grace_seconds=0)
+    h.launcher.behaviour = lambda job, run: None
+    h.add("long", cron="0 1 * * *")
+    h.run_until("2026-03-01T01:00:00Z")
+
+    def full(*args: Any) -> Any:
+        raise StoreError("database state.db: database or disk is full")
+
+    h.store.finish = full  # type: ignore[method-assign]
+    advance = threading.Timer(0.2, lambda: h.clock.advance(10))
+    advance.start()
+    h.sched.stop()  # returns: the next start records the run interrupted
+    assert h.store.history(h.job("long").id)[0].status is RunStatus.RUNNING

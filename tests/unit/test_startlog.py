@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from symbid.model import Run, RunStatus, Trigger
 from symbid.startlog import StartLog, StartRecord, boot_id, boot_time_ms
 
@@ -54,19 +56,22 @@ def test_after_a_reboot_only_runs_due_after_the_boot_provably_never_started(
 
 
 def test_the_log_rotates_once_every_run_of_the_older_file_is_settled(tmp_path: Path) -> None:
-    log = StartLog(str(tmp_path), rotate_bytes=200)
+    log = StartLog(str(tmp_path), boot="boot", rotate_bytes=200)
     log.reset()
-    ids = [f"run-{i:03d}-{'x' * 30}" for i in range(40)]
+    ids = [f"run-{i:03d}-{'x' * 30}" for i in range(60)]
     for run_id in ids[:10]:
         log.mark(run_id)
-    log.settle(ids[:9])  # ids[9] is still going
-    for run_id in ids[10:]:
+    log.settle(ids[:9])  # ids[9] is still starting
+    for run_id in ids[10:30]:
         log.mark(run_id)
         log.settle([run_id])
-    record = StartLog(str(tmp_path)).read()
-    assert ids[9] in record.ids  # never lost while its run is open
+    assert ids[9] in StartLog(str(tmp_path), boot="boot").read().ids  # kept while open
+    log.settle([ids[9]])
+    for run_id in ids[30:]:
+        log.mark(run_id)
+        log.settle([run_id])
     sizes = [p.stat().st_size for p in tmp_path.glob("starts-*.log")]
-    assert max(sizes) < 40 * 40  # bounded, not every id ever marked
+    assert max(sizes) < 200 + 3 * 40  # turned over: 60 markers of 40 bytes are not all kept
 
 
 def test_the_machine_facts_are_read() -> None:
@@ -75,8 +80,6 @@ def test_the_machine_facts_are_read() -> None:
 
 
 def test_a_start_log_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
-    import pytest
-
     from symbid.startlog import StartLogError
 
     blocker = tmp_path / "start-log"
@@ -111,3 +114,19 @@ def test_a_boot_time_before_what_the_store_recorded_proves_nothing(tmp_path: Pat
     # the store saw the previous daemon alive after that "boot": the clock came up behind
     assert record.clock_checked(1_700_000_200_000).may_have_started(late)
     assert not record.clock_checked(1_699_000_000_000).may_have_started(late)
+
+
+def test_a_short_write_is_cut_back_so_the_next_marker_stays_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    log = StartLog(str(tmp_path))
+    log.reset()
+    real = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real(fd, data[:10]))  # a full disk
+    with pytest.raises(OSError, match="short write"):
+        log.mark("a" * 36)
+    monkeypatch.setattr(os, "write", real)
+    log.mark("b" * 36)
+    assert StartLog(str(tmp_path)).read().ids == {"b" * 36}

@@ -149,11 +149,17 @@ def test_a_version_1_database_is_migrated_keeping_its_slots_claimed(db_path: Pat
         "next_run, last_run, created_at, updated_at) VALUES ('j1', 'old', 'agent', "
         "'* * * * *', 'UTC', 'active', ?, ?, ?, ?, ?)",
         (json.dumps(make_job("x").definition()), T0 + 2 * MINUTE, T0 + MINUTE, T0, T0))
+    conn.execute(  # a job whose last_run a sync had reset, with a slot on record
+        "INSERT INTO jobs (id, name, agent_id, cron_expr, timezone, status, definition, "
+        "next_run, created_at, updated_at) VALUES ('j2', 'reset', 'agent', '* * * * *', "
+        "'UTC', 'active', ?, ?, ?, ?)",
+        (json.dumps(make_job("x").definition()), T0 + 9 * MINUTE, T0, T0))
     conn.executemany(
         "INSERT INTO runs (id, job_id, slot, attempt, trigger_kind, status, created_at, "
-        "started_at) VALUES (?, 'j1', ?, 1, ?, 'succeeded', ?, ?)",
-        [("r1", T0 + MINUTE, "schedule", T0, T0 + MINUTE + 5),
-         ("r2", T0 + MINUTE + 1, "manual", T0, T0 + MINUTE + 9)])
+        "started_at) VALUES (?, ?, ?, 1, ?, 'succeeded', ?, ?)",
+        [("r1", "j1", T0 + MINUTE, "schedule", T0, T0 + MINUTE + 5),
+         ("r2", "j1", T0 + MINUTE + 1, "manual", T0, T0 + MINUTE + 9),
+         ("r3", "j2", T0 + 8 * MINUTE, "schedule", T0, None)])
     conn.close()
 
     store = SqliteJobStore(str(db_path))
@@ -163,6 +169,7 @@ def test_a_version_1_database_is_migrated_keeping_its_slots_claimed(db_path: Pat
         assert job.last_run == T0 + MINUTE + 9  # now: the start of the last run that ran
         assert {r.id: r.key_space.value for r in store.history(job.id)} == \
             {"r1": "schedule", "r2": "manual"}
+        assert store.get_job("reset").claimed_through == T0 + 8 * MINUTE
         # manual runs have their own keys now: one at the scheduled slot's instant fits
         again = store.insert_run(make_run(job, T0 + MINUTE, trigger=Trigger.MANUAL))
         assert again.slot == T0 + MINUTE
