@@ -86,6 +86,10 @@ class DaemonConfig:
 class ApiConfig:
     listen: Optional[str] = None  # "HOST:PORT"; TCP is off unless set
     token_file: Optional[str] = None  # bearer token for TCP (or SYMBI_API_KEY)
+    max_body_bytes: int = 1024 * 1024  # a larger request body gets 413, from its headers
+    max_connections: int = 2048  # per listener; RLIMIT_NOFILE is raised to fit
+    head_timeout_seconds: float = 10.0  # to send a complete request head (slowloris)
+    idle_timeout_seconds: float = 60.0  # an open connection with no request going
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,9 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 # Keys whose value must be at least this (everything numeric must be >= 0).
 _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs": 1,
-            "smtp_port": 1, "timeout_seconds": 0.001, "webhook_timeout_seconds": 0.001}
+            "smtp_port": 1, "timeout_seconds": 0.001, "webhook_timeout_seconds": 0.001,
+            "max_body_bytes": 1024, "max_connections": 1, "head_timeout_seconds": 0.1,
+            "idle_timeout_seconds": 1}
 
 
 def _type_name(tp: Any) -> str:

@@ -15,16 +15,19 @@ import errno
 import grp
 import logging
 import os
+import resource
 import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer, UnixWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 
@@ -148,6 +151,55 @@ def bind_tcp(listen: str) -> Listener:
     return Listener(sock, "tcp")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much one listener takes from its clients (each listener has its own)."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_connections: int = 2048
+    head_timeout_seconds: float = 10.0  # to send a complete request head
+    idle_timeout_seconds: float = 60.0  # an open connection with nothing going on
+
+
+class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
+    """Refuses a request with both Content-Length and Transfer-Encoding (RFC 9112 §6.1:
+    the way requests are smuggled past a proxy); waitress answers 400 and closes."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        names = {line.split(b":", 1)[0].strip().lower()
+                 for line in header_plus.split(b"\n")[1:] if b":" in line}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            raise ParsingError("Content-Length and Transfer-Encoding must not both be given")
+        super().parse_header(header_plus)
+
+
+class _Channel(HTTPChannel):  # type: ignore[misc]
+    """A connection whose request head must be complete within ``head_timeout``: a client
+    that trickles its headers (slowloris) is closed, whatever else keeps it busy."""
+
+    parser_class = _StrictParser
+
+    def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Any,
+                 map: Any = None) -> None:
+        self._head_since: Optional[float] = None
+        super().__init__(server, sock, addr, adj, map)
+
+    def received(self, data: bytes) -> bool:
+        if data and (self.request is None or not self.request.headers_finished):
+            now = time.monotonic()
+            if self._head_since is None:
+                self._head_since = now
+            elif now - self._head_since > self.server.head_timeout:
+                log.info("closing a connection whose request head took over %.0f s",
+                         self.server.head_timeout)
+                self.handle_close()
+                return False
+        result: bool = super().received(data)
+        if self.request is None or self.request.headers_finished:
+            self._head_since = None
+        return result
+
+
 class _PeerTask(WSGITask):  # type: ignore[misc]
     """Requests on the Unix socket carry the peer as CGI's REMOTE_USER ("uid:N")."""
 
@@ -159,7 +211,7 @@ class _PeerTask(WSGITask):  # type: ignore[misc]
         return environ
 
 
-class _PeerChannel(HTTPChannel):  # type: ignore[misc]
+class _PeerChannel(_Channel):
     task_class = _PeerTask
 
     def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Any,
@@ -177,16 +229,39 @@ class _UnixServer(UnixWSGIServer):  # type: ignore[misc]
     channel_class = _PeerChannel
 
 
-class ApiServer:
-    """One listener served by waitress on its own thread."""
+class _TcpServer(TcpWSGIServer):  # type: ignore[misc]
+    channel_class = _Channel
 
-    def __init__(self, app: Any, listener: Listener, threads: int = 4) -> None:
+
+def raise_open_files_limit(needed: int) -> int:
+    """Raise RLIMIT_NOFILE's soft limit towards ``needed`` (up to the hard limit), so the
+    listeners' connection limits can be reached; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if want > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit to %d: %s", want, exc)
+    return soft
+
+
+class ApiServer:
+    """One listener served by waitress on its own thread, with limits of its own."""
+
+    def __init__(self, app: Any, listener: Listener, threads: int = 4,
+                 limits: Optional[Limits] = None) -> None:
         self.listener = listener
+        limits = limits or Limits()
         self._map: dict[int, Any] = {}
         self._dispatcher = ThreadedTaskDispatcher()
         self._dispatcher.set_thread_count(threads)
+        # waitress refuses a body of max_request_body_size or more from its headers
         adj = Adjustments(threads=threads, ident="symbid", expose_tracebacks=False,
-                          channel_timeout=120, connection_limit=200)
+                          channel_timeout=limits.idle_timeout_seconds,
+                          connection_limit=limits.max_connections,
+                          max_request_body_size=limits.max_body_bytes + 1)
         sock = listener.sock
         if listener.kind == "unix":
             self._server = _UnixServer(app, self._map, True, sock, dispatcher=self._dispatcher,
@@ -194,11 +269,12 @@ class ApiServer:
                                        sockinfo=(socket.AF_UNIX, socket.SOCK_STREAM, None,
                                                  None))
         else:
-            self._server = TcpWSGIServer(app, self._map, True, sock,
-                                         dispatcher=self._dispatcher, adj=adj,
-                                         bind_socket=False,
-                                         sockinfo=(sock.family, sock.type, sock.proto,
-                                                   sock.getsockname()))
+            self._server = _TcpServer(app, self._map, True, sock,
+                                      dispatcher=self._dispatcher, adj=adj,
+                                      bind_socket=False,
+                                      sockinfo=(sock.family, sock.type, sock.proto,
+                                                sock.getsockname()))
+        self._server.head_timeout = limits.head_timeout_seconds  # read by its channels
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"symbid-api-{listener.kind}")

@@ -24,7 +24,15 @@ from symbid import __version__
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, SchedulerConfig, load_config
-from symbid.control import ApiServer, Listener, bind_tcp, bind_unix, systemd_listeners
+from symbid.control import (
+    ApiServer,
+    Limits,
+    Listener,
+    bind_tcp,
+    bind_unix,
+    raise_open_files_limit,
+    systemd_listeners,
+)
 from symbid.dsl import LoadedFile, load_dir
 from symbid.errors import SymbidError
 from symbid.executor import Agents, Executor
@@ -216,9 +224,15 @@ class Daemon:
         ctx = ApiContext(store=engine.store, jobs=self.jobs, scheduler=engine.scheduler,
                          clock=self.clock, metrics=engine.metrics,
                          reload=self.reload_from_api)
+        limits = Limits(max_body_bytes=cfg.api.max_body_bytes,
+                        max_connections=cfg.api.max_connections,
+                        head_timeout_seconds=cfg.api.head_timeout_seconds,
+                        idle_timeout_seconds=cfg.api.idle_timeout_seconds)
+        raise_open_files_limit(len(self.listeners) * limits.max_connections + 1024)
         for listener in self.listeners:
-            app = make_app(ctx, transport=listener.kind, token=self._token)
-            server = ApiServer(app, listener)
+            app = make_app(ctx, transport=listener.kind, token=self._token,
+                           max_body=cfg.api.max_body_bytes)
+            server = ApiServer(app, listener, limits=limits)
             server.start()
             self.servers.append(server)
             log.info("API listening on %s", listener.description)

@@ -22,9 +22,19 @@ from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.dsl.sync import from_file, merge, plan_sync
 from symbid.errors import Conflict, InvalidInput, UnreadableRow
-from symbid.model import LATEST_INSTANT, Job, JobStatus, format_instant, job_to_wire, new_id
+from symbid.model import (
+    LATEST_INSTANT,
+    MAXIMUMS,
+    Job,
+    JobStatus,
+    format_instant,
+    job_to_wire,
+    name_problem,
+    new_id,
+)
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
+from symbid.text import escape
 from symbid.timing import make_schedule
 
 log = logging.getLogger(__name__)
@@ -47,6 +57,7 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
         raise InvalidInput("jitter must not be negative", field="jitter_seconds")
     if job.catch_up_limit < 0:
         raise InvalidInput("catch_up_limit must not be negative", field="catch_up_limit")
+    check_maximums(job)
     runtime = job.policy.max_runtime_seconds
     if runtime is not None and runtime <= 0:
         raise InvalidInput("policy.max_runtime must be positive", field="policy.max_runtime")
@@ -75,6 +86,28 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
         raise InvalidInput(f"cron expression {job.cron_expr!r} next fires after "
                            "9999-12-31, the latest time symbid can show", field="cron_expr")
     return nxt
+
+
+def check_maximums(job: Job) -> None:
+    """Every value within its documented maximum (model.MAXIMUMS); InvalidInput naming it."""
+    values: dict[str, Optional[float]] = {
+        "max_retries": job.max_retries, "max_concurrent": job.max_concurrent,
+        "jitter_seconds": job.jitter_seconds, "catch_up_limit": job.catch_up_limit,
+        "heartbeat.max_iterations": job.heartbeat.max_iterations,
+        "cron_expr": len(job.cron_expr) if job.cron_expr is not None else None,
+        "timezone": len(job.timezone),
+    }
+    for key, value in values.items():
+        top = MAXIMUMS[key]
+        if value is not None and value > top:
+            unit = " characters" if key in ("cron_expr", "timezone") else ""
+            raise InvalidInput(f"{key} must be at most {top}{unit}", field=key)
+
+
+def check_name(name: str, what: str = "name") -> None:
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidInput(f"{what} '{escape(name)}' {problem}", field=what)
 
 
 def check_shown(job: Job) -> None:
@@ -123,6 +156,7 @@ class JobService:
 
     def create(self, job: Job, *, allow_past: bool = False) -> Job:
         now = self._clock.now()
+        check_name(job.name)
         if self._agent_exists is not None and not self._agent_exists(job.agent_id):
             raise InvalidInput(f"agent {job.agent_id!r} is not defined", field="agent_id")
         next_run = validate_job(job, now, allow_past=allow_past)
@@ -149,6 +183,8 @@ class JobService:
         def change(have: Job) -> Job:
             self._refuse_file_job(have, "change")
             want = build(have)
+            if want.name != have.name:  # a name stored before the rule keeps working
+                check_name(want.name)
             if self._agent_exists is not None and not self._agent_exists(want.agent_id):
                 raise InvalidInput(f"agent {want.agent_id!r} is not defined", field="agent_id")
             validate_job(want, now, allow_past=want.at == have.at)

@@ -9,6 +9,7 @@ run uses them.
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -120,6 +121,42 @@ class AgentKind(str, Enum):
 
 
 DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes of a run's output kept in its record
+
+# The largest values a job definition may hold (API, DSL and CLI alike).
+NAME_MAX = 128
+MAXIMUMS: dict[str, int] = {
+    "max_retries": 100,
+    "max_concurrent": 10_000,
+    "jitter_seconds": 86_400,  # a day
+    "catch_up_limit": 10_000,
+    "heartbeat.max_iterations": 100_000,
+    "cron_expr": 1_024,  # characters
+    "timezone": 64,  # characters
+}
+_ID_LIKE = re.compile(r"^[0-9A-Fa-f-]{8,}$")
+_NAME_SAFE = "._-"
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why ``name`` is not a valid job or agent name, or None when it is.
+
+    Names are Unicode letters and digits, ``.``, ``_`` and ``-``, start with a letter
+    or digit, are at most 128 characters, and never look like an id (8 or more hex
+    digits and dashes), so ids, id prefixes and names never shadow each other.
+    """
+    if not name:
+        return "must not be empty"
+    if len(name) > NAME_MAX:
+        return f"is {len(name)} characters long; at most {NAME_MAX} are allowed"
+    if not name[0].isalnum():
+        return "must start with a letter or a digit"
+    bad = next((c for c in name if not (c.isalnum() or c in _NAME_SAFE)), None)
+    if bad is not None:
+        shown = repr(bad) if bad.isprintable() else f"U+{ord(bad):04X}"
+        return (f"contains {shown}; names take letters, digits, '.', '_' and '-' only")
+    if _ID_LIKE.match(name):
+        return "looks like an id (only hex digits and dashes); add a letter such as 'job-'"
+    return None
 
 
 def new_id() -> str:

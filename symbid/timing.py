@@ -32,17 +32,18 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
-from symbid.model import format_instant, to_datetime
+from symbid.model import LATEST_INSTANT, format_instant, to_datetime
 
 UTC = timezone.utc
 _MS = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EARLIEST = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 
 VIXIE = "vixie"
 SYMBIONT = "symbiont"
@@ -372,11 +373,16 @@ def parse_instant(text: str, zone: Union[str, ZoneInfo] = "UTC") -> int:
         else:
             sign = -1 if off[0] == "-" else 1
             digits = off[1:].replace(":", "")
-            offset = sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        return to_ms(naive.replace(tzinfo=timezone(offset)))
+            hours, minutes = int(digits[:2]), int(digits[2:])
+            if hours > 23 or minutes > 59:
+                raise InvalidAt(f"{text!r} has an offset {off} that is not a time zone offset "
+                                "(from -23:59 to +23:59)", field="at")
+            offset = sign * timedelta(hours=hours, minutes=minutes)
+        return _in_range(text, lambda: to_ms(naive.replace(tzinfo=timezone(offset))))
     first = naive.replace(tzinfo=tz, fold=0)
     second = naive.replace(tzinfo=tz, fold=1)
-    exists = _wall(to_ms(first.astimezone(UTC)), tz) == naive
+    first_ms = _in_range(text, lambda: to_ms(first.astimezone(UTC)))
+    exists = _in_range(text, lambda: _wall(first_ms, tz)) == naive
     if not exists:
         raise InvalidAt(
             f"{text!r} does not exist in {tz.key} (the clocks skip it); give an explicit offset",
@@ -387,7 +393,23 @@ def parse_instant(text: str, zone: Union[str, ZoneInfo] = "UTC") -> int:
             f"{text!r} happens twice in {tz.key} (the clocks go back); give an explicit offset",
             field="at",
         )
-    return to_ms(first.astimezone(UTC))
+    return first_ms
+
+
+_T = TypeVar("_T")
+
+
+def _in_range(text: str, compute: Callable[[], _T]) -> _T:
+    """``compute()``, or InvalidAt when the instant lies outside what can be shown
+    (0001-01-01 to 9999-12-31 UTC)."""
+    try:
+        value = compute()
+    except (OverflowError, ValueError):
+        value = None
+    if value is None or (isinstance(value, int) and not _EARLIEST <= value <= LATEST_INSTANT):
+        raise InvalidAt(f"{text!r} is out of range: times must lie between 0001-01-01 and "
+                        "9999-12-31 (UTC)", field="at")
+    return value
 
 
 def parse_at(text: str, zone: Union[str, ZoneInfo], now: int, *, allow_past: bool = False) -> int:
@@ -553,9 +575,16 @@ class Schedule:
     at: Optional[int] = None
 
     def next_after(self, after: int) -> Optional[int]:
-        """The first slot strictly after ``after``; ``None`` when there is none."""
+        """The first slot strictly after ``after``; ``None`` when there is none (or when
+        it would lie after 9999-12-31, the last instant RFC 3339 can show)."""
         if self.cron is not None:
-            return next_cron_slot(self.cron, load_zone(self.timezone), after)
+            if after >= LATEST_INSTANT:
+                return None
+            try:
+                slot = next_cron_slot(self.cron, load_zone(self.timezone), after)
+            except (OverflowError, ValueError):  # the walk ran off the end of the calendar
+                return None
+            return slot if slot is not None and slot <= LATEST_INSTANT else None
         if self.at is not None and self.at > after:
             return self.at
         return None

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from symbid.api import dialect, native
 from symbid.api.context import ApiContext
 from symbid.api.http import (
+    MAX_BODY,
     HttpError,
     Request,
     Response,
@@ -30,8 +31,20 @@ from symbid.errors import SymbidError
 
 log = logging.getLogger(__name__)
 
-def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] = None) -> Any:
-    """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``token``."""
+def bearer_ok(header: str, token: str) -> bool:
+    """Whether an Authorization header carries ``token`` (the scheme is case-insensitive,
+    as RFC 7235 says; the token is compared in constant time)."""
+    scheme, _, given = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("latin-1", "replace"),
+                               token.encode("latin-1", "replace"))
+
+
+def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] = None,
+             max_body: int = MAX_BODY) -> Any:
+    """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``token``.
+    Request bodies over ``max_body`` bytes get 413."""
     if transport == "tcp" and not token:
         raise ValueError("a TCP listener needs a bearer token")
     router = Router()
@@ -45,24 +58,23 @@ def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] =
         return Response(200, body, content_type)
 
     router.add("GET", "/metrics", metrics)
-    expected = f"Bearer {token}".encode() if token else b""
-
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
+        head = method == "HEAD"
         if transport == "tcp":
-            given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
-            if not hmac.compare_digest(given, expected):
+            assert token is not None
+            if not bearer_ok(environ.get("HTTP_AUTHORIZATION", ""), token):
                 response = error_response(HttpError(
                     401, "unauthorized", "a valid Authorization: Bearer token is required"))
                 response.headers.append(("WWW-Authenticate", 'Bearer realm="symbid"'))
-                return send(response, start_response)
+                return send(response, start_response, head=head)
             actor = "token"
         else:
             actor = environ.get("REMOTE_USER") or "unix"  # "uid:N" from SO_PEERCRED
         try:
             handler, params = router.match(method, path)
-            request = Request(environ, method, path, params, actor)
+            request = Request(environ, method, path, params, actor, max_body=max_body)
             response = handler(request)
         except SymbidError as exc:
             response = error_response(exc)
@@ -70,6 +82,6 @@ def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] =
             log.exception("%s %s failed", method, path)
             response = error_response(HttpError(500, "internal", "internal error; see the "
                                                                  "daemon's log"))
-        return send(response, start_response)
+        return send(response, start_response, head=head)
 
     return app

@@ -11,7 +11,74 @@ from urllib.parse import parse_qs
 
 from symbid.errors import InvalidInput, SymbidError
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024  # the default of [api] max_body_bytes
+MAX_DEPTH = 64  # arrays and objects nested deeper than this are refused
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class _Duplicate(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def _check_depth(text: str) -> None:
+    depth = 0
+    for m in _BRACKETS.finditer(_STRINGS.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            raise HttpError(400, "too_deep", f"the JSON body nests deeper than {MAX_DEPTH} "
+                                             "levels")
+
+
+def _check_text(value: Any, path: str) -> None:
+    """Every string of the body is valid Unicode (no lone surrogates)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            where = path or "body"
+            raise InvalidInput(f"{where}: contains a lone surrogate (\\ud800-\\udfff), "
+                               "which is not text", field=path or None) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path)
+            _check_text(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, f"{path}[{i}]")
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body: UTF-8 JSON, at most MAX_DEPTH deep, no duplicate keys, only text.
+
+    Raises HttpError (400) or InvalidInput naming what is wrong.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, "invalid_json", f"request body is not UTF-8: {exc}") from None
+    _check_depth(text)
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _Duplicate as dup:
+        raise InvalidInput(f"{dup.key}: given twice in the JSON body", field=dup.key) from None
+    except (ValueError, RecursionError) as exc:
+        raise HttpError(400, "invalid_json", f"request body is not valid JSON: {exc}") \
+            from None
+    _check_text(data, "")
+    return data
 
 StartResponse = Callable[..., Any]
 
@@ -33,6 +100,7 @@ class Request:
     path: str
     params: dict[str, str] = field(default_factory=dict)  # from the route pattern
     actor: str = "unknown"
+    max_body: int = MAX_BODY
 
     @property
     def query(self) -> dict[str, str]:
@@ -45,16 +113,13 @@ class Request:
             length = int(self.environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             raise HttpError(400, "bad_request", "Content-Length is not a number") from None
-        if length > MAX_BODY:
-            raise HttpError(413, "too_large", f"request body is larger than {MAX_BODY} bytes")
+        if length > self.max_body:
+            raise HttpError(413, "too_large", f"request body is larger than {self.max_body} "
+                                              "bytes ([api] max_body_bytes)")
         raw = self.environ["wsgi.input"].read(length) if length else b""
         if not raw.strip():
             return None
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, "invalid_json", f"request body is not valid JSON: {exc}") \
-                from None
+        return parse_json(raw)
 
     def json_object(self, *, required: bool = True) -> dict[str, Any]:
         body = self.body()
@@ -106,12 +171,14 @@ def error_response(exc: SymbidError) -> Response:
     return json_response(exc.to_wire(), exc.http_status)
 
 
-def send(response: Response, start_response: StartResponse) -> Iterable[bytes]:
+def send(response: Response, start_response: StartResponse, *,
+         head: bool = False) -> Iterable[bytes]:
+    """Start the response; a HEAD request gets GET's headers and no body."""
     reason = _REASONS.get(response.status, "Status")
     headers = [("Content-Type", response.content_type),
                ("Content-Length", str(len(response.body)))] + response.headers
     start_response(f"{response.status} {reason}", headers)
-    return [response.body]
+    return [] if head else [response.body]
 
 
 Handler = Callable[[Request], Response]

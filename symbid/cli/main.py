@@ -31,8 +31,8 @@ def _cmd_cron_next(args: argparse.Namespace) -> int:
 
     zone = load_zone(args.tz)
     start = parse_instant(args.start, zone) if args.start else SystemClock().now()
-    if args.count < 1:
-        raise SymbidError("--count must be at least 1")
+    if not 1 <= args.count <= 1000:
+        raise SymbidError("--count must be between 1 and 1000")
     schedule = make_schedule(args.expr, None, args.tz, now=start)
     slots = [format_instant(s) for s in next_slots(schedule, start, args.count)]
     if args.format == "json":

@@ -27,6 +27,7 @@ from symbid.dsl.parser import (
 )
 from symbid.errors import InvalidInput
 from symbid.model import (
+    MAXIMUMS,
     Agent,
     AgentKind,
     AllowedHours,
@@ -37,7 +38,9 @@ from symbid.model import (
     Limits,
     Policy,
     SessionMode,
+    name_problem,
 )
+from symbid.text import escape
 from symbid.timing import load_zone, parse_cron, parse_duration, parse_instant
 
 log = logging.getLogger(__name__)
@@ -88,13 +91,27 @@ def boolean(key: str, v: Value) -> bool:
     raise _expect(key, v, "true or false")
 
 
-def integer(minimum: int) -> Checker:
+def integer(minimum: int, maximum: Optional[int] = None) -> Checker:
     def check(key: str, v: Value) -> int:
         if v.kind != "number" or not isinstance(v.value, int):
             raise _expect(key, v, "a whole number")
         if v.value < minimum:
             raise _Invalid(v.pos, f"{key}: must be at least {minimum}, got {v.value}")
+        if maximum is not None and v.value > maximum:
+            raise _Invalid(v.pos, f"{key}: must be at most {maximum}, got {v.value}")
         return int(v.value)
+    return check
+
+
+def bounded(checker: Checker, maximum: float, unit: str = "") -> Checker:
+    """``checker``, then at most ``maximum`` (a length for strings)."""
+    def check(key: str, v: Value) -> Any:
+        value = checker(key, v)
+        size = len(value) if isinstance(value, str) else value
+        if size > maximum:
+            what = f"{int(maximum)}{unit}"
+            raise _Invalid(v.pos, f"{key}: must be at most {what}")
+        return value
     return check
 
 
@@ -241,23 +258,23 @@ POLICY = {
 SCHEDULE = {
     "name": nonempty_string,
     "agent": nonempty_string,
-    "cron": nonempty_string,
+    "cron": bounded(nonempty_string, MAXIMUMS["cron_expr"], " characters"),
     "at": nonempty_string,
-    "timezone": nonempty_string,
+    "timezone": bounded(nonempty_string, MAXIMUMS["timezone"], " characters"),
     "session_mode": enum(SESSION_MODES),
     "heartbeat": block({"enabled": boolean, "context_mode": enum(SESSION_MODES),
-                        "max_iterations": integer(1)}),
+                        "max_iterations": integer(1, MAXIMUMS["heartbeat.max_iterations"])}),
     "delivery": string_list,
     "webhook_url": nonempty_string,
     "webhook_headers": string_map,
     "slack_channel": nonempty_string,
     "email_recipients": string_list,
     "policy": block(POLICY),
-    "max_concurrent": integer(1),
-    "max_retries": integer(0),
-    "jitter": duration,
+    "max_concurrent": integer(1, MAXIMUMS["max_concurrent"]),
+    "max_retries": integer(0, MAXIMUMS["max_retries"]),
+    "jitter": bounded(duration, MAXIMUMS["jitter_seconds"], " seconds (a day)"),
     "catch_up": enum([c.value for c in CatchUp]),
-    "catch_up_limit": integer(0),
+    "catch_up_limit": integer(0, MAXIMUMS["catch_up_limit"]),
     "agent_pin_jwt": nonempty_string,
     "input": string,
 }
@@ -499,7 +516,14 @@ def load_document(doc: Document, now: Optional[int] = None) -> LoadedFile:
             for entry in blk.entries:
                 if entry.key == "name" and entry.value.kind in ("string", "ident"):
                     name = str(entry.value.value)
-        if name is not None:
+        if name:
+            problem = name_problem(name)
+            if problem is not None:
+                value_pos = next((e.value.pos for e in blk.entries if e.key == "name"), None)
+                out.errors.append(doc.diagnostic(
+                    (value_pos if blk.kind == "schedule" else None) or blk.name_pos or blk.pos,
+                    f"{blk.kind} name '{escape(name)}' {problem}"))
+                continue
             first = out.positions.get((blk.kind, name))
             if first is not None:
                 out.errors.append(doc.diagnostic(

@@ -47,7 +47,7 @@ def test_next_as_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["61 * * * *"], "minute field '61'"),
         (["* * * * *", "--tz", "Mars/Base"], "unknown time zone 'Mars/Base'"),
         (["* * * * *", "--from", "yesterday"], "not an ISO 8601 time"),
-        (["* * * * *", "--count", "0"], "--count must be at least 1"),
+        (["* * * * *", "--count", "0"], "--count must be between 1 and 1000"),
     ],
 )
 def test_bad_input_exits_non_zero_with_the_reason(

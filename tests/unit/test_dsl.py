@@ -325,9 +325,22 @@ def test_duration_literals_work_for_max_runtime_and_jitter(literal: str, seconds
     assert job.policy.max_runtime_seconds == seconds
 
 
-def test_an_agent_name_may_be_quoted_and_contain_spaces() -> None:
-    agent = only_agent(load_text('agent "my agent" { command: ["/bin/true"] }'))
-    assert agent.name == "my agent"
+def test_an_agent_name_with_a_space_is_refused_at_its_position() -> None:
+    loaded = load_text('agent "my agent" { command: ["/bin/true"] }')
+    (error,) = loaded.errors
+    assert (error.line, error.col) == (1, 7)
+    assert "contains ' '; names take letters, digits" in error.message
+
+
+@pytest.mark.parametrize("name", ["team/report", "../../etc/passwd", "a\\u202eb", "deadbeef",
+                                  "x" * 129, "line\\nbreak", "\\u001b[31mred"])
+def test_job_names_that_break_the_rule_are_refused_in_files(name: str) -> None:
+    loaded = load_text(f'schedule {{ name: "{name}", agent: a, cron: "* * * * *" }}\n'
+                       'agent a { command: ["/bin/true"] }')
+    assert loaded.jobs == [] and len(loaded.errors) == 1
+    message = loaded.errors[0].message
+    assert "schedule name" in message
+    assert "\n" not in message and "\x1b" not in message and "\u202e" not in message
 
 
 def test_an_agent_name_may_contain_dashes() -> None:

@@ -33,6 +33,7 @@ LADDER: dict[str, float] = {
     # level 0: the vocabulary; standard library only
     "symbid.errors": 0,
     "symbid.model": 0,
+    "symbid.text": 0,
     "symbid.clock": 0,
     # level 1: pure rules over the vocabulary
     "symbid.timing": 1,
@@ -81,6 +82,7 @@ SAME_COMPONENT: dict[str, str] = {"symbid.delivery.router": "symbid.delivery"}
 # submodules it may import only these (and their submodules).
 CLI_MAY_IMPORT: tuple[str, ...] = (
     "symbid.client", "symbid.model", "symbid.errors", "symbid.timing", "symbid.dsl",
+    "symbid.text",
     "symbid.clock",
 )
 

@@ -159,14 +159,11 @@ def test_an_update_planned_against_a_stale_version_writes_nothing(env: Env) -> N
 def test_a_file_job_that_cannot_be_shown_is_refused_and_the_stored_one_kept(env: Env) -> None:
     agents_dir, store, _, _ = env
     path = agents_dir / "far.symbi"
-    path.write_text('schedule { name: "soon", agent: "worker", at: "2026-03-02T00:00:00Z" }\n'
-                    'schedule { name: "far", agent: "worker", '
-                    'at: "9999-12-31T23:00:00-05:00" }\n')
-    result = sync(env)
-    assert result.created == ["soon"] and store.find_job("far") is None
-    assert any("far" in e and "out of range" in e for e in result.errors)
+    path.write_text('schedule { name: "soon", agent: "worker", at: "2026-03-02T00:00:00Z" }\n')
+    assert sync(env).created == ["soon"]
     path.write_text('schedule { name: "soon", agent: "worker", '
                     'at: "9999-12-31T23:00:00-05:00" }\n')
     result = sync(env)
-    assert result.updated == [] and any("soon" in e for e in result.errors)
+    assert result.updated == [] and result.failed_files == [str(path)]
+    assert any("far.symbi:1:" in e and "out of range" in e for e in result.errors)
     assert format_instant(store.get_job("soon").at or 0) == "2026-03-02T00:00:00Z"
