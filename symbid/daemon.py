@@ -37,7 +37,7 @@ from symbid.dsl import LoadedFile, load_dir
 from symbid.errors import SymbidError
 from symbid.executor import Agents, Executor
 from symbid.jobs import JobService
-from symbid.journal import setup_logging
+from symbid.journal import EscapeFilter, setup_logging
 from symbid.metrics import Metrics
 from symbid.model import Agent, JobStatus
 from symbid.sandbox import Supervisor
@@ -463,6 +463,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         handler = logging.FileHandler(os.path.join(config.daemon.log_dir, "symbid.log"))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
                                                "%(message)s"))
+        handler.addFilter(EscapeFilter())
         logging.getLogger().addHandler(handler)
     daemon.install_signal_handlers()
     try:

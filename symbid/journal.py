@@ -16,6 +16,8 @@ import sys
 import traceback
 from typing import Optional
 
+from symbid.text import escape
+
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 FIELDS = ("SYMBID_JOB", "SYMBID_RUN", "SYMBID_EVENT")
 _MAX_VALUE = 48 * 1024
@@ -76,6 +78,26 @@ class JournalHandler(logging.Handler):
         super().close()
 
 
+class EscapeFilter(logging.Filter):
+    """Escape user-provided text in every record (DESIGN §3): the %-arguments, a message
+    logged without arguments, and the job/run fields. A name or an output with a newline
+    or an ANSI escape in it can then neither forge a log line nor recolour a terminal.
+    Tracebacks are the daemon's own text and keep their lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(a if isinstance(a, (int, float)) and not isinstance(a, bool)
+                                else escape(str(a)) for a in args)
+        elif isinstance(record.msg, str):
+            record.msg = escape(record.msg)
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                setattr(record, name, escape(str(value)))
+        return True
+
+
 class FieldsFormatter(logging.Formatter):
     """Plain lines for stderr, with the job/run fields appended when present."""
 
@@ -100,13 +122,15 @@ def stderr_is_journal(environ: Optional[dict[str, str]] = None) -> bool:
 def setup_logging(level: int = logging.INFO, *, journal: Optional[bool] = None) -> None:
     """Route the root logger to the journal or to stderr (once)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     use_journal = stderr_is_journal() if journal is None else journal
+    handler: logging.Handler
     if use_journal and os.path.exists(JOURNAL_SOCKET):
-        root.addHandler(JournalHandler())
+        handler = JournalHandler()
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(FieldsFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+    handler.addFilter(EscapeFilter())
+    root.addHandler(handler)
     root.setLevel(level)

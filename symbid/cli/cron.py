@@ -13,6 +13,7 @@ from symbid.cli.output import colour, relative, table, to_csv, use_colour
 from symbid.client import Record, SymbiontClient
 from symbid.clock import SystemClock
 from symbid.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, InvalidInput, SymbidError
+from symbid.text import escape
 
 TERMINAL_RUNS = ("succeeded", "failed", "timed_out", "skipped", "denied", "cancelled",
                  "interrupted")
@@ -49,6 +50,11 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _lines(text: str) -> str:
+    """A multi-line message with each line escaped."""
+    return "\n".join(escape(line) for line in str(text).split("\n"))
+
+
 def _schedule_text(job: Record) -> str:
     return job.cron_expr if job.cron_expr else f"at {job.at}"
 
@@ -63,7 +69,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for j in jobs:
         if "error" in j:  # the daemon could not show this row; the others still list
             rows.append([j.name, j.status, "(cannot be shown)"] + ["-"] * 6 + [j.id[:8]])
-            print(f"symbi: job {j.name}: {j.error}", file=sys.stderr)
+            print(f"symbi: job {escape(j.name)}: {escape(j.error)}", file=sys.stderr)
             continue
         rows.append([j.name, j.status, _schedule_text(j), j.timezone, relative(j.next_run, now),
                      relative(j.last_run, now), str(j.run_count), str(j.failure_count),
@@ -118,7 +124,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
             print("not removed")
             return EXIT_ERROR
     result = client.schedule.delete(ref)
-    print(f"removed {result.name} ({result.id})")
+    print(f"removed {escape(result.name)} ({result.id})")
     return EXIT_OK
 
 
@@ -128,7 +134,7 @@ def cmd_action(args: argparse.Namespace) -> int:
         _print_json(job)
     else:
         nxt = f", next run {job.next_run}" if job.next_run and job.status == "active" else ""
-        print(f"{job.name}: {job.status}{nxt}")
+        print(f"{escape(job.name)}: {job.status}{nxt}")
     return EXIT_OK
 
 
@@ -153,12 +159,13 @@ def _print_status(client: SymbiontClient, args: argparse.Namespace) -> None:
     now = _now()
     on = use_colour()
     lines = [
-        ("name", job.name), ("id", job.id), ("status", colour(job.status, job.status, on)),
-        ("agent", job.agent_id), ("schedule", f"{_schedule_text(job)} ({job.timezone})"),
+        ("name", escape(job.name)), ("id", job.id),
+        ("status", colour(job.status, job.status, on)), ("agent", escape(job.agent_id)),
+        ("schedule", escape(f"{_schedule_text(job)} ({job.timezone})")),
         ("next run", f"{job.next_run or '-'} ({relative(job.next_run, now)})"),
         ("last run", f"{job.last_run or '-'} ({relative(job.last_run, now)})"),
         ("runs", f"{job.run_count} ({job.failure_count} failed)"),
-        ("source", job.source),
+        ("source", escape(job.source)),
     ]
     for key, value in lines:
         print(f"{key + ':':<10} {value}")
@@ -197,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json(run)
     else:
         print(f"run {run.id}: {run.status}"
-              + (f" ({run.error_message})" if run.error_message else ""))
+              + (f" ({escape(run.error_message)})" if run.error_message else ""))
         if run.output:
             print(run.output, end="" if run.output.endswith("\n") else "\n")
     return EXIT_OK if run.status == "succeeded" else EXIT_ERROR
@@ -224,14 +231,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
     else:
         for key in ("created", "updated", "removed"):
             names = list(result[key])
-            print(f"{key}: {', '.join(names) if names else '-'}")
+            print(f"{key}: {escape(', '.join(names)) if names else '-'}")
         print(f"unchanged: {result.unchanged}")
         for line in list(result.warnings):
-            print(f"warning: {line}", file=sys.stderr)
+            print(f"warning: {_lines(line)}", file=sys.stderr)
         for line in list(result.errors):
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {_lines(line)}", file=sys.stderr)
         if result.config_error:
-            print(f"error: {result.config_error}", file=sys.stderr)
+            print(f"error: {_lines(result.config_error)}", file=sys.stderr)
     return EXIT_ERROR if (list(result.errors) or result.config_error) else EXIT_OK
 
 

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from symbid.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, SymbidError
+from symbid.text import escape
 
 EPILOG = """\
 exit status:
@@ -58,7 +59,7 @@ def _cmd_dsl_check(args: argparse.Namespace) -> int:
     for f in files:
         for diag in f.errors + f.warnings:
             prefix = "" if diag in f.errors else "warning: "
-            text = diag.format()
+            text = "\n".join(escape(line) for line in diag.format().split("\n"))
             print(text.replace(f"{diag.line}:{diag.col}: ", f"{diag.line}:{diag.col}: {prefix}",
                                1), file=sys.stderr)
         if f.ok:
@@ -88,11 +89,11 @@ def _cmd_dsl_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     for agent in agents:
         what = " ".join(agent["command"]) if agent["kind"] == "command" else agent["model"]
-        print(f"agent {agent['name']}: {agent['kind']} ({what})")
+        print(escape(f"agent {agent['name']}: {agent['kind']} ({what})"))
     for entry in jobs:
         when = f"cron {entry['cron_expr']}" if entry["cron_expr"] else f"at {entry['at']}"
-        print(f"schedule {entry['name']}: agent {entry['agent_id']}, {when} "
-              f"{entry['timezone']}")
+        print(escape(f"schedule {entry['name']}: agent {entry['agent_id']}, {when} "
+                     f"{entry['timezone']}"))
     return EXIT_OK
 
 
@@ -250,7 +251,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return handler(args)
     except SymbidError as exc:
-        print(f"symbi: {exc.message}", file=sys.stderr)
+        # each line escaped: a message quoting a name or an output cannot drive the terminal
+        print("symbi: " + "\n".join(escape(line) for line in exc.message.split("\n")),
+              file=sys.stderr)
         return exc.exit_status if exc.exit_status else EXIT_ERROR
     except EOFError:
         return EXIT_ERROR

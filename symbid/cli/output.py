@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Optional, TextIO
 
+from symbid.text import escape
+
 _COLOURS = {
     "active": "32", "succeeded": "32", "completed": "2", "paused": "33", "pending": "36",
     "running": "36", "awaiting_approval": "33", "failed": "31", "dead_letter": "31;1",
@@ -57,7 +59,9 @@ def relative(text: Optional[str], now: float) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
           statuses: Optional[Sequence[str]] = None, status_column: int = -1,
           stream: TextIO = sys.stdout) -> None:
-    """Print an aligned table; the status column is coloured on a terminal."""
+    """Print an aligned table; the status column is coloured on a terminal. Cells are
+    escaped: a value cannot move the cursor, recolour the terminal or break a row."""
+    rows = [[escape(str(cell)) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

@@ -591,7 +591,7 @@ def load_dir(directory: str, now: Optional[int] = None,
     check_references(files, known_agents)
     for f in files:
         for d in f.errors:
-            log.error("%s", d.format())
+            log.error("%s", d.headline())
         for d in f.warnings:
-            log.warning("%s", d.format())
+            log.warning("%s", d.headline())
     return files

@@ -9,14 +9,17 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from symbid.errors import InvalidInput
+from symbid.text import escape
 from symbid.timing import parse_duration
 
-MAX_DEPTH = 32  # nesting of maps and arrays
+MAX_DEPTH = 32  # nesting of maps and arrays in schedule and agent blocks
+MAX_NESTING = 256  # any brackets, skipped blocks too: checked before parsing
 MAX_BYTES = 4 * 1024 * 1024
 
 
@@ -24,6 +27,9 @@ MAX_BYTES = 4 * 1024 * 1024
 class Pos:
     line: int
     col: int
+
+
+EXCERPT = 120  # characters of a source line shown under a diagnostic (plus "..." each side)
 
 
 @dataclass(frozen=True)
@@ -34,11 +40,22 @@ class Diagnostic:
     message: str
     source_line: str = ""
 
+    def headline(self) -> str:
+        """``path:line:col: message`` on one line."""
+        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+
     def format(self) -> str:
-        text = f"{self.path}:{self.line}:{self.col}: {self.message}"
+        """The headline, then the source line (at most EXCERPT characters around the
+        column, control characters escaped) with a caret under the column."""
+        text = self.headline()
         if self.source_line:
-            shown = self.source_line.expandtabs(1)
-            text += f"\n    {shown}\n    {' ' * max(0, self.col - 1)}^"
+            line = self.source_line.expandtabs(1)
+            start = max(0, min(self.col - 1 - EXCERPT // 2, len(line) - EXCERPT))
+            shown = line[start:start + EXCERPT]
+            lead, tail = ("..." if start > 0 else ""), ("..." if start + EXCERPT < len(line)
+                                                       else "")
+            caret = len(lead) + len(escape(shown[:max(0, self.col - 1 - start)]))
+            text += f"\n    {lead}{escape(shown)}{tail}\n    {' ' * caret}^"
         return text
 
 
@@ -321,15 +338,41 @@ class _Builder:
             ))
 
 
+# Strings and comments (whose brackets do not nest), or a bracket.
+_NESTING = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"'
+                      r"|(?:#|//)[^\n]*|/\*(?:.|\n)*?\*/|([\[\]{}])")
+
+
+def _check_nesting(path: str, text: str) -> None:
+    """Refuse input nested past the limit before the parser sees it: the work stays bounded
+    by the limit, not by how deep the input goes."""
+    depth = 0
+    for m in _NESTING.finditer(text):
+        bracket = m.group(1)
+        if bracket is None:
+            continue
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_NESTING:
+            start = m.start()
+            line = text.count("\n", 0, start) + 1
+            col = start - (text.rfind("\n", 0, start) + 1) + 1
+            source = text[text.rfind("\n", 0, start) + 1:].split("\n", 1)[0]
+            raise DslError([Diagnostic(path, line, col,
+                                       f"nested more than {MAX_NESTING} levels deep", source)])
+
+
 def parse_text(text: str, path: str = "<input>") -> Document:
     """Parse ``.symbi`` source; raises :class:`DslError` (only) on bad input."""
     if not isinstance(text, str):
         raise DslError([Diagnostic(path, 1, 1, "input is not text")])
     if len(text) > MAX_BYTES:
         raise DslError([Diagnostic(path, 1, 1, f"file is larger than {MAX_BYTES} bytes")])
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a UTF-8 byte order mark, as some editors write
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise DslError([Diagnostic(path, line, 1, "file contains a NUL byte: not a .symbi file")])
+    _check_nesting(path, text)
     doc = Document(path, text)
     try:
         from lark.exceptions import LarkError

@@ -1073,10 +1073,28 @@ def test_deep_nesting_is_a_dsl_error_not_a_recursion_error(text: str) -> None:
 
 
 def test_deeply_nested_skipped_blocks_are_still_skipped() -> None:
-    text = "meta " + "{" * 2000 + "}" * 2000 + '\nschedule s { agent: a, cron: "@daily" }'
+    text = "meta " + "{" * 200 + "}" * 200 + '\nschedule s { agent: a, cron: "@daily" }'
     loaded = load_text(text)
     assert [j.name for j in loaded.jobs] == ["s"]
     assert len(loaded.warnings) == 1
+
+
+@pytest.mark.parametrize("opening", ["[", "{ a: "])
+def test_input_nested_100000_deep_is_refused_before_parsing_with_a_short_excerpt(
+    opening: str,
+) -> None:
+    closing = "]" if opening == "[" else " }"
+    text = "schedule s { input: " + opening * 100_000 + "1" + closing * 100_000 + " }\n"
+    with pytest.raises(DslError) as excinfo:
+        parse_text(text, "deep.symbi")
+    (diag,) = excinfo.value.diagnostics
+    assert "nested more than" in diag.message and diag.line == 1
+    assert max(len(line) for line in diag.format().splitlines()) <= 200
+
+
+def test_a_file_starting_with_a_byte_order_mark_is_read() -> None:
+    loaded = load_text('\ufeffagent a { command: ["/bin/true"] }')
+    assert loaded.ok and [a.name for a in loaded.agents] == ["a"]
 
 
 # --- regressions: inputs that once broke the parser or loader ----------------------------------
