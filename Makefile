@@ -38,7 +38,7 @@ bench: $(STAMP)
 
 # Run the daemon in the foreground with the example agents (Ctrl-C stops it).
 run: $(STAMP)
-	@mkdir -p .symbid
+	@mkdir -m 0700 -p .symbid
 	@test -s .symbid/api-token || (umask 077 && $(BIN)/python -c \
 		"import secrets; print(secrets.token_urlsafe(32))" > .symbid/api-token)
 	@echo "symbid: state in .symbid/, agents from examples/agents/"
@@ -47,4 +47,4 @@ run: $(STAMP)
 	$(BIN)/symbid --config examples/dev.toml
 
 clean:
-	rm -rf $(VENV) .symbid build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .symbid .symbid-runs build *.egg-info .pytest_cache .mypy_cache .ruff_cache

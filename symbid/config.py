@@ -79,6 +79,7 @@ class DaemonConfig:
     socket_group: Optional[str] = None  # group owning the socket (mode 0660)
     agents_dir: str = "/etc/symbid/agents.d"
     log_dir: str = "/var/log/symbid"
+    runs_dir: str = "/var/lib/symbid-runs"  # runs' private directories (0711; each 0700)
     environment: str = "production"  # matched by policy.allowed_environments
 
 
@@ -122,7 +123,7 @@ _SECTIONS: dict[str, type] = {
     "agentpin": AgentPinConfig, "llm": LlmConfig,
 }
 _PATH_KEYS = {("daemon", "state_dir"), ("daemon", "socket"), ("daemon", "agents_dir"),
-              ("daemon", "log_dir"), ("api", "token_file")}
+              ("daemon", "log_dir"), ("daemon", "runs_dir"), ("api", "token_file")}
 # Environment variable -> (section, key) it overrides.
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SYMBI_SCHEDULER_MAX_JITTER": ("scheduler", "max_jitter_seconds"),
@@ -272,6 +273,11 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
 
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def referenced_values(value: str, environ: Mapping[str, str]) -> list[str]:
+    """The values the ``${NAME}`` references in ``value`` resolve to (the secrets in it)."""
+    return [environ[m.group(1)] for m in _REF.finditer(value) if m.group(1) in environ]
 
 
 def resolve_refs(value: str, environ: Mapping[str, str], *, what: str) -> str:

@@ -77,8 +77,12 @@ def build_engine(
     agents: Agents,
     clock: Optional[Clock] = None,
     metrics: Optional[Metrics] = None,
+    *,
+    runs_dir: Optional[str] = None,
 ) -> Engine:
-    """Open the store and build the engine (not yet started)."""
+    """Open the store and build the engine (not yet started). Runs get their directories
+    in ``runs_dir`` (default: ``STATE_DIR-runs``, beside the state directory, never in it:
+    the state directory is 0700 and a run's user must reach its own directory)."""
     clock = clock or SystemClock()
     metrics = metrics or Metrics(enabled=config.enable_metrics)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -86,7 +90,7 @@ def build_engine(
     supervisor = Supervisor(clock)
     executor = Executor(
         supervisor, agents, clock,
-        runs_dir=os.path.join(state_dir, "runs"),
+        runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs",
         kill_grace=config.kill_grace_seconds,
     )
     start_log = StartLog(os.path.join(state_dir, "start-log"))
@@ -204,7 +208,7 @@ class Daemon:
         cfg = self.config
         agents = Agents()
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
-                              self.clock)
+                              self.clock, runs_dir=cfg.daemon.runs_dir)
         self.engine = engine
         self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
                                agent_exists=engine.executor.agent_exists)
@@ -427,6 +431,10 @@ def load_effective_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Everything symbid creates (the database, its WAL and SHM, the socket's temporary
+    # name, run directories) is private unless it says otherwise: whatever umask it was
+    # started with, the database holding every run's input and output is 0600.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     if args.daemonize and not args.pidfile:
         print("symbid: --daemonize needs --pidfile FILE", file=sys.stderr)
@@ -455,7 +463,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             pidfile=TimeoutPIDLockFile(os.path.abspath(args.pidfile), 5),
             files_preserve=[listener.sock.fileno() for listener in daemon.listeners]
             + [daemon.lock_fd],
-            umask=0o027,
+            umask=0o077,
             working_directory="/",
         )
         context.open()

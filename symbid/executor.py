@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Callable, Optional, Protocol
 
 from symbid.clock import Clock
-from symbid.config import resolve_refs
+from symbid.config import referenced_values, resolve_refs
 from symbid.errors import SandboxError, SymbidError
 from symbid.model import (
     Agent,
@@ -29,6 +29,7 @@ from symbid.model import (
     format_instant,
 )
 from symbid.sandbox import ChildExit, Spawned, SpawnSpec, Supervisor
+from symbid.text import mask, secret_parts
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,9 @@ class Executor:
             k: resolve_refs(v, self._environ, what=f"agent {agent.name} env {k}")
             for k, v in agent.env.items()
         }
+        # What ${NAME} references resolved to is masked in everything the run leaves.
+        secrets = secret_parts([x for v in agent.env.values()
+                                for x in referenced_values(v, self._environ)])
         env.update(
             SYMBI_JOB_ID=job.id,
             SYMBI_JOB_NAME=job.name,
@@ -147,7 +151,8 @@ class Executor:
             kill_grace=self._kill_grace,
             before_spawn=mark,
         )
-        spawned = self._supervisor.spawn(spec, lambda child: self._exited(job, run, child))
+        spawned = self._supervisor.spawn(spec,
+                                         lambda child: self._exited(job, run, child, secrets))
         log.info(
             "job %s: run %s started (pid %d, slot %s, attempt %d, %s)",
             job.name, run.id, spawned.pid, format_instant(run.slot), run.attempt,
@@ -159,7 +164,7 @@ class Executor:
     def kill_all(self, reason: str) -> int:
         return self._supervisor.kill_all(reason)
 
-    def _exited(self, job: Job, run: Run, child: ChildExit) -> None:
+    def _exited(self, job: Job, run: Run, child: ChildExit, secrets: list[str]) -> None:
         error: Optional[str] = None
         if child.killed == "timeout":
             status = RunStatus.TIMED_OUT
@@ -184,8 +189,8 @@ class Executor:
             execution_time_ms=round(child.duration * 1000),
             exit_code=child.exit_code,
             signal=child.signal,
-            error_message=error,
-            output=child.stdout.decode("utf-8", "replace"),
+            error_message=None if error is None else mask(error, secrets),
+            output=mask(child.stdout.decode("utf-8", "replace"), secrets),
             output_truncated=child.stdout_truncated,
         )
         log.info(

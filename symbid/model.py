@@ -403,11 +403,12 @@ class Run:
     exit_code: Optional[int] = None
     signal: Optional[int] = None
     error_message: Optional[str] = None
-    output: Optional[str] = None
+    output: Optional[str] = None  # in history listings: the first OUTPUT_PREVIEW characters
     output_truncated: bool = False
     summary: Optional[str] = None
     input: Optional[str] = None
     retry_at: Optional[int] = None  # on a failed run: when its next attempt is due
+    output_bytes: int = 0  # the size of the whole stored output (UTF-8)
     pid: Optional[int] = None
     pgid: Optional[int] = None
 
@@ -509,7 +510,24 @@ def job_to_wire(job: Job) -> dict[str, Any]:
     }
 
 
-def run_to_wire(run: Run) -> dict[str, Any]:
+OUTPUT_PREVIEW = 200  # characters of a run's output that history rows carry
+
+
+def run_to_wire(run: Run, *, preview: bool = False) -> dict[str, Any]:
+    """A run in its wire form. With ``preview`` (history rows) it carries
+    ``output_preview`` and ``output_bytes`` instead of the whole ``output``, which only
+    ``GET /api/v1/runs/{id}`` returns."""
+    out = _run_wire(run)
+    text = run.output
+    out["output_bytes"] = run.output_bytes if run.output_bytes or not text \
+        else len(text.encode("utf-8", "replace"))
+    out["output_preview"] = None if text is None else text[:OUTPUT_PREVIEW]
+    if preview:
+        del out["output"]
+    return out
+
+
+def _run_wire(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
         "job_id": run.job_id,

@@ -183,7 +183,7 @@ class Supervisor:
                 raise SandboxError(f"group {spec.group!r} does not exist") from exc
         try:
             if spec.runs_dir not in self._made_dirs:
-                os.makedirs(spec.runs_dir, mode=0o700, exist_ok=True)
+                _make_runs_dir(spec.runs_dir)
                 self._made_dirs.add(spec.runs_dir)
             workdir = tempfile.mkdtemp(prefix=f"run-{spec.tag[:12]}-", dir=spec.runs_dir)
             if uid is not None or gid is not None:
@@ -477,6 +477,16 @@ class Supervisor:
             child.on_exit(result)
         except Exception:
             log.exception("run %s: exit handler failed", child.spec.tag)
+
+
+def _make_runs_dir(path: str) -> None:
+    """The runs' root: 0711, so that a run's user can reach its own 0700 directory in it
+    (and list nothing). Made so if symbid creates it; an existing one is left as it is."""
+    try:
+        os.makedirs(path)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o711)  # noqa: S103 - traverse only: nothing in it can be listed
 
 
 def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:

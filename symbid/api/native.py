@@ -333,7 +333,8 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         job = ctx.store.get_job(req.params["job_id"])
         limit = req.int_param("limit", 20, 1, 10_000)
         status = _status_param(req.query.get("status"), RunStatus, "status")
-        return json_response([run_to_wire(r) for r in ctx.store.history(job.id, limit, status)])
+        return json_response([run_to_wire(r, preview=True)
+                              for r in ctx.store.history(job.id, limit, status)])
 
     def next_run(req: Request) -> Response:
         job = ctx.store.get_job(req.params["job_id"])

@@ -153,7 +153,10 @@ def document() -> dict[str, Any]:
                 "status": {"enum": [s.value for s in RunStatus]},
                 "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
                 "execution_time_ms": _NINT, "exit_code": _NINT, "signal": _NINT,
-                "error_message": _NSTR, "output": _NSTR, "output_truncated": _BOOL,
+                "error_message": _NSTR, "output": {**_NSTR, "description": "the whole "
+                "output: only in GET /api/v1/runs/{run_id}"}, "output_truncated": _BOOL,
+                "output_bytes": _INT, "output_preview": {**_NSTR, "description": "the first "
+                "200 characters of the output"},
                 "summary": _NSTR, "input": _NSTR, "retry_at": _TIME}},
             "Health": {"type": "object", "properties": {
                 "status": {"enum": ["healthy", "degraded", "unhealthy"]},

@@ -167,7 +167,9 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def history(
         self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
-    ) -> list[Run]: ...
+    ) -> list[Run]:
+        """A job's runs, newest first, each with only the first OUTPUT_PREVIEW characters of
+        its output (``output_bytes`` tells the whole size; ``get_run`` has it all)."""
 
     @abc.abstractmethod
     def totals(self) -> JobTotals: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 from symbid.model import OPEN_RUN_STATUSES, Job, JobStatus, Run, RunStatus, Trigger
 from symbid.spans import Spans
@@ -20,7 +20,7 @@ JOB_PLACEHOLDERS = ", ".join("?" * len(JOB_COLUMNS.split(",")))
 RUN_COLUMNS = (
     "id, job_id, space, slot, attempt, trigger_kind, status, created_at, not_before, "
     "started_at, finished_at, execution_time_ms, exit_code, signal, error_message, output, "
-    "output_truncated, summary, input, retry_at, pid, pgid"
+    "output_truncated, summary, input, retry_at, pid, pgid, output_bytes"
 )
 RUN_PLACEHOLDERS = ", ".join("?" * len(RUN_COLUMNS.split(",")))
 
@@ -71,14 +71,14 @@ def job_params(job: Job) -> tuple[Any, ...]:
 def run_from_row(row: Sequence[Any]) -> Run:
     (rid, job_id, _space, slot, attempt, trigger, status, created_at, not_before, started_at,
      finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
-     summary, input_text, retry_at, pid, pgid) = row
+     summary, input_text, retry_at, pid, pgid, output_bytes) = row
     return Run(
         id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
         status=RunStatus(status), created_at=created_at, not_before=not_before,
         started_at=started_at, finished_at=finished_at, execution_time_ms=execution_time_ms,
         exit_code=exit_code, signal=sig, error_message=error_message, output=output,
         output_truncated=bool(truncated), summary=summary, input=input_text,
-        retry_at=retry_at, pid=pid, pgid=pgid,
+        retry_at=retry_at, pid=pid, pgid=pgid, output_bytes=output_bytes or 0,
     )
 
 
@@ -89,4 +89,9 @@ def run_params(run: Run) -> tuple[Any, ...]:
         run.status.value, run.created_at, run.not_before, run.started_at, run.finished_at,
         run.execution_time_ms, run.exit_code, run.signal, run.error_message, run.output,
         int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
+        output_size(run.output),
     )
+
+
+def output_size(text: Optional[str]) -> int:
+    return 0 if text is None else len(text.encode("utf-8", "replace"))

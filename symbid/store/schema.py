@@ -111,6 +111,11 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         WHERE status IN ('awaiting_approval', 'pending', 'running');
     CREATE INDEX runs_history ON runs(job_id, slot, attempt);
     """,
+    # 3 (issue 8): the size of each run's output, so that listings carry a preview only.
+    """
+    ALTER TABLE runs ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET output_bytes = length(CAST(output AS BLOB)) WHERE output IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
-from symbid.model import Job, JobStatus, Run, RunStatus
+from symbid.model import OUTPUT_PREVIEW, Job, JobStatus, Run, RunStatus
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.rows import (
     JOB_COLUMNS,
@@ -27,6 +27,7 @@ from symbid.store.rows import (
     RUN_PLACEHOLDERS,
     job_from_row,
     job_params,
+    output_size,
     run_from_row,
     run_params,
     spans_text,
@@ -429,11 +430,11 @@ class SqlJobStore(JobStore):
                     "pid = COALESCE(?, pid), pgid = COALESCE(?, pgid), "
                     "finished_at = ?, execution_time_ms = ?, exit_code = ?, signal = ?, "
                     "error_message = ?, output = ?, output_truncated = ?, summary = ?, "
-                    f"retry_at = ? WHERE id = ? AND status IN {OPEN_SQL}",
+                    f"retry_at = ?, output_bytes = ? WHERE id = ? AND status IN {OPEN_SQL}",
                     (run.status.value, run.started_at, run.pid, run.pgid, run.finished_at,
                      run.execution_time_ms, run.exit_code, run.signal, run.error_message,
                      run.output, int(run.output_truncated), run.summary, run.retry_at,
-                     run.id),
+                     output_size(run.output), run.id),
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted
@@ -526,7 +527,10 @@ class SqlJobStore(JobStore):
     def history(
         self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
     ) -> list[Run]:
-        sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ?"
+        # Only a preview of each output: a listing never carries every run's whole output.
+        columns = ", ".join(f"substr(output, 1, {OUTPUT_PREVIEW})" if c.strip() == "output"
+                            else c.strip() for c in RUN_COLUMNS.split(","))
+        sql = f"SELECT {columns} FROM runs WHERE job_id = ?"
         params: list[Any] = [job_id]
         if status is not None:
             sql += " AND status = ?"

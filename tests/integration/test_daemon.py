@@ -79,7 +79,7 @@ def test_the_full_job_lifecycle_through_the_cli(daemon: Daemon) -> None:
     assert lines[0].startswith("id,slot,attempt,trigger,status")
     assert ",manual,succeeded," in lines[1]
     runs = json.loads(daemon.cli("cron", "history", "hourly", "--format", "json").stdout)
-    assert runs[0]["output"] == "started\ncustom"
+    assert runs[0]["output_preview"] == "started\ncustom" and "output" not in runs[0]
 
     removed = daemon.cli("cron", "remove", "--name", "hourly", "--force")
     assert removed.returncode == 0 and removed.stdout.startswith("removed hourly")
@@ -110,7 +110,7 @@ def test_an_at_job_two_seconds_ahead_runs_and_its_output_is_in_history(daemon: D
     assert status == 201 and job["next_run"] == at
     run = daemon.wait_for(lambda: next((r for r in daemon.history("soon")
                                         if r["status"] == "succeeded"), None))
-    assert run["output"] == "started\npayload"
+    assert run["output_preview"] == "started\npayload" and run["output_bytes"] == 15
     assert run["slot"] == at
     assert daemon.api("GET", "/api/v1/schedule/soon")[1]["status"] == "completed"
 
@@ -259,7 +259,7 @@ def test_every_native_route_answers(daemon: Daemon) -> None:
     daemon.wait_for(lambda: daemon.api("GET", f"/api/v1/runs/{run['id']}")[1]["status"]
                     == "succeeded")
     status, runs = daemon.api("GET", f"/api/v1/schedule/{jid}/history?limit=20&status=succeeded")
-    assert status == 200 and runs[0]["output"] == "started\nRun with input"
+    assert status == 200 and runs[0]["output_preview"] == "started\nRun with input"
     status, health = daemon.api("GET", "/api/v1/health/scheduler")
     assert status == 200 and set(health) == {"status", "active_jobs", "paused_jobs",
                                              "in_flight_jobs", "metrics"}
