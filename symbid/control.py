@@ -125,7 +125,7 @@ def bind_unix(path: str, group: Optional[str] = None) -> Listener:
         os.chmod(tmp, SOCKET_MODE)
         if gid != -1:
             os.chown(tmp, -1, gid)
-        sock.listen(128)
+        sock.listen(1024)
         os.rename(tmp, path)
     except OSError as exc:
         sock.close()
@@ -143,7 +143,7 @@ def bind_tcp(listen: str) -> Listener:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, int(port_text)))
-        sock.listen(128)
+        sock.listen(1024)
     except OSError as exc:
         sock.close()
         reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror

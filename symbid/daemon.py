@@ -39,7 +39,7 @@ from symbid.executor import Agents, Executor
 from symbid.jobs import JobService
 from symbid.journal import EscapeFilter, setup_logging
 from symbid.metrics import Metrics
-from symbid.model import Agent, JobStatus
+from symbid.model import Agent, JobStatus, name_problem
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
 from symbid.startlog import StartLog
@@ -220,6 +220,7 @@ class Daemon:
             log.info("%d run(s) had not started when symbid last stopped: %d start now, %d "
                      "skipped by their catch_up", report.resumed + report.skipped,
                      report.resumed, report.skipped)
+        self._warn_old_names()
         result = self._load_agents()
         log.info("agents.d %s: %d agent(s); jobs created %d, updated %d, removed %d, "
                  "unchanged %d", cfg.daemon.agents_dir, len(agents.names()),
@@ -243,6 +244,15 @@ class Daemon:
         engine.scheduler.start()
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         log.info("symbid %s ready; state in %s", __version__, cfg.daemon.state_dir)
+
+    def _warn_old_names(self) -> None:
+        """Names stored before the name rule keep working; they are listed once at start."""
+        assert self.engine is not None
+        old = [(job.name, problem) for job in self.engine.store.list_jobs()
+               if (problem := name_problem(job.name)) is not None]
+        for name, problem in old:
+            log.warning("job name %r %s; it keeps working, but rename it (a new job cannot "
+                        "be given such a name)", name, problem)
 
     def _load_agents(self) -> dict[str, Any]:
         assert self.engine is not None and self.jobs is not None

@@ -181,6 +181,8 @@ class Executor:
         else:
             status = RunStatus.FAILED
             error = _describe_exit(child)
+        if error is not None:
+            error = mask(error, secrets)
         outcome = RunOutcome(
             run_id=run.id,
             job_id=job.id,
@@ -189,7 +191,7 @@ class Executor:
             execution_time_ms=round(child.duration * 1000),
             exit_code=child.exit_code,
             signal=child.signal,
-            error_message=None if error is None else mask(error, secrets),
+            error_message=error,
             output=mask(child.stdout.decode("utf-8", "replace"), secrets),
             output_truncated=child.stdout_truncated,
         )

@@ -33,6 +33,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _check_depth(text: str) -> None:
     depth = 0
     for m in _BRACKETS.finditer(_STRINGS.sub("", text)):
@@ -71,7 +75,7 @@ def parse_json(raw: bytes) -> Any:
         raise HttpError(400, "invalid_json", f"request body is not UTF-8: {exc}") from None
     _check_depth(text)
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except _Duplicate as dup:
         raise InvalidInput(f"{dup.key}: given twice in the JSON body", field=dup.key) from None
     except (ValueError, RecursionError) as exc:

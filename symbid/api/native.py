@@ -7,6 +7,7 @@ unless the whole request is valid.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
@@ -75,6 +76,8 @@ def _number(field: str, v: Any, *, nullable: bool = False) -> Optional[float]:
         return None
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         raise _bad(field, "expected a number")
+    if not math.isfinite(v):
+        raise _bad(field, "expected a finite number")
     if v < 0:
         raise _bad(field, "must not be negative")
     return float(v)

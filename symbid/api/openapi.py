@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from symbid.model import CatchUp, JobStatus, RunStatus, SessionMode, Trigger
+from symbid.model import (
+    MAXIMUMS,
+    NAME_MAX,
+    CatchUp,
+    JobStatus,
+    RunStatus,
+    SessionMode,
+    Trigger,
+)
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
@@ -30,15 +38,19 @@ _ERRORS = {
 }
 
 _DEFINITION = {
-    "name": _STR,
+    "name": {**_STR, "maxLength": NAME_MAX, "pattern": r"^[^\W_][\w.-]*$",
+             "description": "letters, digits, '.', '_', '-'; starts with a letter or a digit; "
+                            "not 8+ hex digits and dashes only (that looks like an id)"},
     "agent_id": _STR,
-    "cron_expr": {**_NSTR, "description": "5-field Vixie cron or the 6/7-field form"},
+    "cron_expr": {**_NSTR, "maxLength": MAXIMUMS["cron_expr"],
+                  "description": "5-field Vixie cron or the 6/7-field form"},
     "at": {**_TIME, "description": "one-shot time; without an offset it is in timezone"},
-    "timezone": {**_STR, "default": "UTC"},
+    "timezone": {**_STR, "default": "UTC", "maxLength": MAXIMUMS["timezone"]},
     "session_mode": {"enum": [m.value for m in SessionMode]},
     "heartbeat": {"type": "object", "properties": {
         "enabled": _BOOL, "context_mode": {"enum": [m.value for m in SessionMode]},
-        "max_iterations": _INT}},
+        "max_iterations": {**_INT, "minimum": 1,
+                           "maximum": MAXIMUMS["heartbeat.max_iterations"]}}},
     "delivery": _STRS,
     "delivery_config": {"type": "object", "properties": {
         "webhook_url": _NSTR, "webhook_headers": {"type": "object",
@@ -56,11 +68,13 @@ _DEFINITION = {
         "allowed_hours": {"type": ["object", "null"],
                           "properties": {"start": _STR, "end": _STR}},
         "allowed_environments": _STRS, "require_agent_pin": _BOOL}},
-    "max_concurrent": {**_INT, "minimum": 1, "default": 1},
-    "max_retries": {**_NINT, "minimum": 0},
-    "jitter_seconds": {"type": ["number", "null"], "minimum": 0},
+    "max_concurrent": {**_INT, "minimum": 1, "maximum": MAXIMUMS["max_concurrent"],
+                       "default": 1},
+    "max_retries": {**_NINT, "minimum": 0, "maximum": MAXIMUMS["max_retries"]},
+    "jitter_seconds": {"type": ["number", "null"], "minimum": 0,
+                       "maximum": MAXIMUMS["jitter_seconds"]},
     "catch_up": {"enum": [c.value for c in CatchUp]},
-    "catch_up_limit": {**_INT, "minimum": 0},
+    "catch_up_limit": {**_INT, "minimum": 0, "maximum": MAXIMUMS["catch_up_limit"]},
     "input": _NSTR,
     "agent_pin_jwt": _NSTR,
 }

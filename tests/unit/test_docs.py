@@ -85,3 +85,11 @@ def test_the_run_state_table_matches_the_code() -> None:
 def test_the_code_that_moves_runs_links_to_the_state_table() -> None:
     for module in ("model.py", "planner.py", "lifecycle.py"):
         assert "docs/run-states.md" in (ROOT / "symbid" / module).read_text(), module
+
+
+def test_make_run_creates_the_state_directory_private() -> None:
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert "mkdir -m 0700 -p .symbid" in out and "umask 077" in out
