@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import grp
+import json
 import logging
 import os
 import resource
@@ -25,17 +26,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer, UnixWSGIServer
-from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.utilities import Error
 
+from symbid.auth import bearer_ok
 from symbid.errors import SymbidError
 
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
+_LINGER_SECONDS = 2.0  # how long a refused client may go on sending before its socket closes
 _SD_LISTEN_FDS_START = 3
 
 
@@ -161,9 +166,16 @@ class Limits:
     idle_timeout_seconds: float = 60.0  # an open connection with nothing going on
 
 
+class _Unauthorized(Error):  # type: ignore[misc]
+    code = 401
+    reason = "Unauthorized"
+
+
 class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
-    """Refuses a request with both Content-Length and Transfer-Encoding (RFC 9112 §6.1:
-    the way requests are smuggled past a proxy); waitress answers 400 and closes."""
+    """Refuses, from the head alone: a request with both Content-Length and
+    Transfer-Encoding (RFC 9112 §6.1: the way requests are smuggled past a proxy), and on
+    TCP one without the bearer token, whose body is then never read. waitress answers
+    and closes the connection; nothing after such a request is answered."""
 
     def parse_header(self, header_plus: bytes) -> None:
         names = {line.split(b":", 1)[0].strip().lower()
@@ -171,33 +183,123 @@ class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
         if b"content-length" in names and b"transfer-encoding" in names:
             raise ParsingError("Content-Length and Transfer-Encoding must not both be given")
         super().parse_header(header_plus)
+        token = getattr(self.adj, "bearer_token", None)
+        if token is not None and not bearer_ok(self.headers.get("AUTHORIZATION", ""), token):
+            self.error = _Unauthorized("a valid Authorization: Bearer token is required")
+            self.body_rcv = None  # the body is not read
+
+
+class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
+    """waitress's own refusals (400, 401, 413, 431) in the API's error form."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        codes = {400: "bad_request", 401: "unauthorized", 413: "too_large",
+                 431: "headers_too_large"}
+        message = str(error.body)
+        if error.code == 413:
+            cap = self.channel.server.adj.max_request_body_size - 1
+            message = (f"request body is larger than {cap} bytes ([api] max_body_bytes; a "
+                       "chunked body counts its chunk framing)")
+        body = (json.dumps({"error": {"code": codes.get(error.code, "bad_request"),
+                                      "message": message}}) + "\n").encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        if error.code == 401:
+            self.response_headers.append(("WWW-Authenticate", 'Bearer realm="symbid"'))
+        self.set_close_on_finish()
+        if self.request.content_length > 0 or self.request.chunked:
+            self.channel.linger = True  # a body is (or may be) on its way: see handle_close
+        self.content_length = len(body)
+        self.write(body)
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
-    """A connection whose request head must be complete within ``head_timeout``: a client
-    that trickles its headers (slowloris) is closed, whatever else keeps it busy."""
+    """A connection whose request head must be complete within the listener's
+    ``head_timeout``, counted from the connection (or from the first byte of a later
+    request on it): a client that trickles its headers, or sends nothing, is closed."""
 
     parser_class = _StrictParser
+    error_task_class = _JsonErrorTask
 
     def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Any,
                  map: Any = None) -> None:
-        self._head_since: Optional[float] = None
+        self.head_since: Optional[float] = time.monotonic()
+        self.linger = False  # set when a request with a body was refused
         super().__init__(server, sock, addr, adj, map)
 
+    def handle_close(self) -> None:
+        """Close; but if the client is still sending (a body we refused), linger: closing a
+        socket with unread data makes the kernel reset the connection, and the client
+        would lose the answer (a 413, a 401) that is on its way. A refused request that
+        declared a body always lingers, since its body may not have arrived yet."""
+        sock: Optional[socket.socket] = getattr(self, "socket", None)
+        linger = False
+        if sock is not None:
+            try:
+                linger = self.linger or bool(
+                    sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+                if linger:
+                    sock.shutdown(socket.SHUT_WR)  # the answer is sent: FIN after it
+            except OSError:
+                linger = False
+        if linger:
+            self.socket = None  # keep it open: the lingerer closes it
+        super().handle_close()
+        if linger and sock is not None:
+            _Lingerer(sock, self._map)
+
     def received(self, data: bytes) -> bool:
-        if data and (self.request is None or not self.request.headers_finished):
-            now = time.monotonic()
-            if self._head_since is None:
-                self._head_since = now
-            elif now - self._head_since > self.server.head_timeout:
-                log.info("closing a connection whose request head took over %.0f s",
-                         self.server.head_timeout)
-                self.handle_close()
-                return False
+        if data and self.head_since is None and self.request is None:
+            self.head_since = time.monotonic()  # a new request begins
         result: bool = super().received(data)
         if self.request is None or self.request.headers_finished:
-            self._head_since = None
+            self.head_since = None
         return result
+
+
+class _Lingerer(wasyncore.dispatcher):  # type: ignore[misc]
+    """A refused connection's socket, read and discarded for a moment before it is
+    closed (an HTTP server's "lingering close")."""
+
+    def __init__(self, sock: socket.socket, map: Any) -> None:
+        super().__init__(sock, map)
+        self._until = time.monotonic() + _LINGER_SECONDS
+
+    def readable(self) -> bool:
+        if time.monotonic() > self._until:
+            self.close()
+            return False
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read(self) -> None:
+        try:
+            data = self.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+
+    def handle_close(self) -> None:
+        self.close()
+
+
+class _HeadDeadline:
+    """Server mixin: its regular maintenance (every second) also closes connections whose
+    request head is overdue."""
+
+    head_timeout = 10.0
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # type: ignore[misc]
+        due = time.monotonic() - self.head_timeout
+        for channel in list(self.active_channels.values()):  # type: ignore[attr-defined]
+            since = getattr(channel, "head_since", None)
+            if since is not None and since < due and not channel.requests:
+                channel.will_close = True
 
 
 class _PeerTask(WSGITask):  # type: ignore[misc]
@@ -225,11 +327,11 @@ class _PeerChannel(_Channel):
         super().__init__(server, sock, addr, adj, map)
 
 
-class _UnixServer(UnixWSGIServer):  # type: ignore[misc]
+class _UnixServer(_HeadDeadline, UnixWSGIServer):  # type: ignore[misc]
     channel_class = _PeerChannel
 
 
-class _TcpServer(TcpWSGIServer):  # type: ignore[misc]
+class _TcpServer(_HeadDeadline, TcpWSGIServer):  # type: ignore[misc]
     channel_class = _Channel
 
 
@@ -251,7 +353,7 @@ class ApiServer:
     """One listener served by waitress on its own thread, with limits of its own."""
 
     def __init__(self, app: Any, listener: Listener, threads: int = 4,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, token: Optional[str] = None) -> None:
         self.listener = listener
         limits = limits or Limits()
         self._map: dict[int, Any] = {}
@@ -259,9 +361,10 @@ class ApiServer:
         self._dispatcher.set_thread_count(threads)
         # waitress refuses a body of max_request_body_size or more from its headers
         adj = Adjustments(threads=threads, ident="symbid", expose_tracebacks=False,
-                          channel_timeout=limits.idle_timeout_seconds,
+                          channel_timeout=limits.idle_timeout_seconds, cleanup_interval=1,
                           connection_limit=limits.max_connections,
                           max_request_body_size=limits.max_body_bytes + 1)
+        adj.bearer_token = token if listener.kind == "tcp" else None  # read by the parser
         sock = listener.sock
         if listener.kind == "unix":
             self._server = _UnixServer(app, self._map, True, sock, dispatcher=self._dispatcher,
@@ -283,7 +386,6 @@ class ApiServer:
         self._thread.start()
 
     def _run(self) -> None:
-        from waitress import wasyncore
 
         while not self._stop.is_set():
             wasyncore.loop(timeout=0.5, map=self._map, use_poll=True, count=1)

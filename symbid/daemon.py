@@ -99,6 +99,22 @@ def build_engine(
     return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log)
 
 
+def make_private(path: str, mode: int) -> None:
+    """Take group and other access off ``path`` (a database left 0644 by an older
+    symbid, a state directory made 0755 by hand): it holds every run's input and output."""
+    try:
+        current = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        return
+    if current & ~mode & 0o077:
+        try:
+            os.chmod(path, mode)
+            log.warning("%s was mode %o: made it %o (private)", path, current, mode)
+        except OSError as exc:
+            log.warning("%s is mode %o and cannot be made private: %s", path, current,
+                        exc.strerror)
+
+
 class Notifier:
     """sd_notify; silent when not run by systemd (no $NOTIFY_SOCKET)."""
 
@@ -210,6 +226,9 @@ class Daemon:
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
                               self.clock, runs_dir=cfg.daemon.runs_dir)
         self.engine = engine
+        make_private(cfg.daemon.state_dir, 0o700)
+        for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode
+            make_private(engine.store.path + suffix, 0o600)
         self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
                                agent_exists=engine.executor.agent_exists)
         report = engine.scheduler.recover()
@@ -237,7 +256,7 @@ class Daemon:
         for listener in self.listeners:
             app = make_app(ctx, transport=listener.kind, token=self._token,
                            max_body=cfg.api.max_body_bytes)
-            server = ApiServer(app, listener, limits=limits)
+            server = ApiServer(app, listener, limits=limits, token=self._token)
             server.start()
             self.servers.append(server)
             log.info("API listening on %s", listener.description)
@@ -264,7 +283,10 @@ class Daemon:
         else:
             failed_known = [a.name for path, agents in self._agent_files.items()
                             for a in agents]
-            files = load_dir(directory, self.clock.now(), known_agents=failed_known)
+            stored = self.engine.store.list_jobs()
+            legacy = {j.name for j in stored} | {j.agent_id for j in stored}
+            files = load_dir(directory, self.clock.now(), known_agents=failed_known,
+                             legacy_names=legacy)
         merged: dict[str, Agent] = {}
         new_files: dict[str, list[Agent]] = {}
         for f in files:

@@ -28,7 +28,7 @@ from symbid.model import (
     format_duration,
     format_instant,
 )
-from symbid.sandbox import ChildExit, Spawned, SpawnSpec, Supervisor
+from symbid.sandbox import STDERR_TAIL, ChildExit, Spawned, SpawnSpec, Supervisor
 from symbid.text import mask, secret_parts
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Agents:
             return sorted(self._agents)
 
 
-def _describe_exit(child: ChildExit) -> str:
+def _describe_exit(child: ChildExit, secrets: list[str]) -> str:
     if child.signal is not None:
         try:
             name = signal.Signals(child.signal).name
@@ -76,7 +76,8 @@ def _describe_exit(child: ChildExit) -> str:
         text = f"killed by {name}"
     else:
         text = f"exit status {child.exit_code}"
-    tail = child.stderr_tail.decode("utf-8", "replace").strip()
+    tail = mask(child.stderr_tail.decode("utf-8", "replace"), secrets,
+                cut_start=len(child.stderr_tail) >= STDERR_TAIL).strip()
     if tail:
         last = tail.splitlines()[-3:]
         text += ": " + " | ".join(line.strip() for line in last)
@@ -180,7 +181,7 @@ class Executor:
             status = RunStatus.SUCCEEDED
         else:
             status = RunStatus.FAILED
-            error = _describe_exit(child)
+            error = _describe_exit(child, secrets)
         if error is not None:
             error = mask(error, secrets)
         outcome = RunOutcome(
@@ -192,7 +193,8 @@ class Executor:
             exit_code=child.exit_code,
             signal=child.signal,
             error_message=error,
-            output=mask(child.stdout.decode("utf-8", "replace"), secrets),
+            output=mask(child.stdout.decode("utf-8", "replace"), secrets,
+                        cut_end=child.stdout_truncated),
             output_truncated=child.stdout_truncated,
         )
         log.info(

@@ -175,7 +175,9 @@ def to_datetime(ms: int) -> datetime:
 
 def format_instant(ms: int) -> str:
     """RFC 3339 in UTC: ``2026-03-08T07:00:00Z`` (milliseconds only when non-zero)."""
-    base = to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S")
+    dt = to_datetime(ms)
+    base = (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+            f"{dt.second:02d}")  # strftime("%Y") does not pad years before 1000
     if ms % 1000:
         base += f".{ms % 1000:03d}"
     return base + "Z"
@@ -515,15 +517,17 @@ OUTPUT_PREVIEW = 200  # characters of a run's output that history rows carry
 
 def run_to_wire(run: Run, *, preview: bool = False) -> dict[str, Any]:
     """A run in its wire form. With ``preview`` (history rows) it carries
-    ``output_preview`` and ``output_bytes`` instead of the whole ``output``, which only
-    ``GET /api/v1/runs/{id}`` returns."""
+    ``output_preview``, ``output_bytes`` and ``input_preview`` instead of the whole
+    ``output`` and ``input``, which only ``GET /api/v1/runs/{id}`` returns."""
     out = _run_wire(run)
     text = run.output
     out["output_bytes"] = run.output_bytes if run.output_bytes or not text \
         else len(text.encode("utf-8", "replace"))
     out["output_preview"] = None if text is None else text[:OUTPUT_PREVIEW]
-    if preview:
+    if preview:  # a listing carries neither whole outputs nor whole inputs
         del out["output"]
+        given = out.pop("input")
+        out["input_preview"] = None if given is None else given[:OUTPUT_PREVIEW]
     return out
 
 

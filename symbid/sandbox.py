@@ -481,12 +481,19 @@ class Supervisor:
 
 def _make_runs_dir(path: str) -> None:
     """The runs' root: 0711, so that a run's user can reach its own 0700 directory in it
-    (and list nothing). Made so if symbid creates it; an existing one is left as it is."""
-    try:
-        os.makedirs(path)
-    except FileExistsError:
-        return
-    os.chmod(path, 0o711)  # noqa: S103 - traverse only: nothing in it can be listed
+    (and list nothing), and so is every directory symbid creates on the way to it. An
+    existing one is left as it is."""
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o711)  # noqa: S103 - traverse only: nothing can be listed
 
 
 def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:

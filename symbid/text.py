@@ -16,6 +16,20 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-
                      r"\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
 
 
+def json_text(text: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with the characters JSON
+    leaves raw but a terminal would act on (C1 controls, bidi and other format
+    characters, lone surrogates) written as ``\\uNNNN`` escapes: the same JSON, safe to
+    print."""
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+# What json.dumps(ensure_ascii=False) leaves raw inside strings (it escapes C0 itself, and
+# the newlines of indented output are structure, not text).
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                          r"\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+
+
 def _escaped(m: re.Match[str]) -> str:
     code = ord(m.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
@@ -48,9 +62,31 @@ def secret_parts(values: Iterable[str]) -> list[str]:
     return sorted(parts, key=len, reverse=True)
 
 
-def mask(text: str, parts: list[str]) -> str:
-    """``text`` with every occurrence of the ``parts`` (from secret_parts) as ``***``."""
+def mask(text: str, parts: list[str], *, cut_start: bool = False,
+         cut_end: bool = False) -> str:
+    """``text`` with every occurrence of the ``parts`` (from secret_parts) as ``***``.
+
+    ``cut_start``/``cut_end``: the text was cut there (an output cap, a stderr tail), so a
+    secret may stand in it only in part; the piece of one at the cut is masked too.
+    """
     for part in parts:
         if part in text:
             text = text.replace(part, MASK)
+    for part in parts:
+        for n in range(len(part) - 1, MIN_SECRET - 1, -1):
+            if cut_end and text.endswith(part[:n]):
+                text = text[: len(text) - n] + MASK
+                break
+        for n in range(len(part) - 1, MIN_SECRET - 1, -1):
+            if cut_start and text.startswith(part[-n:]):
+                text = MASK + text[n:]
+                break
     return text
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text``, cut to ``limit`` characters with a note of how long it was: an error
+    message quotes a value, it never echoes a megabyte of it."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

@@ -39,6 +39,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
 from symbid.model import LATEST_INSTANT, format_instant, to_datetime
+from symbid.text import shorten
 
 UTC = timezone.utc
 _MS = 1000
@@ -123,7 +124,8 @@ class CronSpec:
 
 def _cron_error(expr: str, fdef: _FieldDef, text: str, reason: str) -> InvalidCron:
     return InvalidCron(
-        f"cron expression {expr!r}: {fdef.name} field {text!r}: {reason}", field=fdef.name
+        f"cron expression {shorten(expr)!r}: {fdef.name} field {shorten(text)!r}: {reason}",
+        field=fdef.name
     )
 
 
@@ -218,7 +220,7 @@ def parse_cron(expr: str) -> CronSpec:
         alias = _ALIASES.get(text.lower())
         if alias is None:
             raise InvalidCron(
-                f"cron expression {expr!r}: unknown shorthand; use one of "
+                f"cron expression {shorten(expr)!r}: unknown shorthand; use one of "
                 + ", ".join(sorted(_ALIASES)),
                 field="cron_expr",
             )
@@ -237,7 +239,7 @@ def parse_cron(expr: str) -> CronSpec:
         year_text = fields[6] if len(fields) == 7 else None
     else:
         raise InvalidCron(
-            f"cron expression {expr!r} has {len(fields)} fields; expected 5 "
+            f"cron expression {shorten(expr)!r} has {len(fields)} fields; expected 5 "
             "(min hour dom month dow) or 6-7 (sec min hour dom month dow [year])",
             field="cron_expr",
         )
@@ -294,7 +296,7 @@ def parse_cron(expr: str) -> CronSpec:
     try:
         croniter(spec.croniter_expr, datetime(2000, 1, 1), day_or=day_or)
     except CroniterError as exc:  # pragma: no cover - our own parser is stricter
-        raise InvalidCron(f"cron expression {expr!r}: {exc}", field="cron_expr") from exc
+        raise InvalidCron(f"cron expression {shorten(expr)!r}: {exc}", field="cron_expr") from exc
     return spec
 
 
@@ -307,7 +309,7 @@ def _check_days_occur(
     names = ", ".join(_MONTH_TITLES[m - 1] for m in sorted(months))
     longest = max(_MONTH_DAYS[m - 1] for m in months)
     raise InvalidCron(
-        f"cron expression {expr!r} can never fire: day-of-month {dom_text!r} never occurs "
+        f"cron expression {shorten(expr)!r} can never fire: day-of-month {dom_text!r} never occurs "
         f"in month {mon_text!r} ({names} has at most {longest} days)",
         field="day-of-month",
     )
@@ -355,7 +357,7 @@ def parse_instant(text: str, zone: Union[str, ZoneInfo] = "UTC") -> int:
     m = _ISO_RE.match(text.strip()) if isinstance(text, str) else None
     if not m:
         raise InvalidAt(
-            f"{text!r} is not an ISO 8601 time; write it like 2026-02-15T14:30:00Z "
+            f"{shorten(text)!r} is not an ISO 8601 time; write it like 2026-02-15T14:30:00Z "
             "or 2026-02-15T14:30:00+01:00",
             field="at",
         )
@@ -366,7 +368,8 @@ def parse_instant(text: str, zone: Union[str, ZoneInfo] = "UTC") -> int:
             int((frac or "0")[:6].ljust(6, "0")),
         )
     except ValueError as exc:
-        raise InvalidAt(f"{text!r} is not a valid date and time: {exc}", field="at") from exc
+        raise InvalidAt(f"{shorten(text)!r} is not a valid date and time: {exc}",
+                        field="at") from exc
     if off:
         if off in ("Z", "z"):
             offset = timedelta(0)
@@ -375,8 +378,8 @@ def parse_instant(text: str, zone: Union[str, ZoneInfo] = "UTC") -> int:
             digits = off[1:].replace(":", "")
             hours, minutes = int(digits[:2]), int(digits[2:])
             if hours > 23 or minutes > 59:
-                raise InvalidAt(f"{text!r} has an offset {off} that is not a time zone offset "
-                                "(from -23:59 to +23:59)", field="at")
+                raise InvalidAt(f"{shorten(text)!r} has an offset {off} that is not a time "
+                                "zone offset (from -23:59 to +23:59)", field="at")
             offset = sign * timedelta(hours=hours, minutes=minutes)
         return _in_range(text, lambda: to_ms(naive.replace(tzinfo=timezone(offset))))
     first = naive.replace(tzinfo=tz, fold=0)
@@ -385,12 +388,14 @@ def parse_instant(text: str, zone: Union[str, ZoneInfo] = "UTC") -> int:
     exists = _in_range(text, lambda: _wall(first_ms, tz)) == naive
     if not exists:
         raise InvalidAt(
-            f"{text!r} does not exist in {tz.key} (the clocks skip it); give an explicit offset",
+            f"{shorten(text)!r} does not exist in {tz.key} (the clocks skip it); give an "
+            "explicit offset",
             field="at",
         )
     if first.utcoffset() != second.utcoffset():
         raise InvalidAt(
-            f"{text!r} happens twice in {tz.key} (the clocks go back); give an explicit offset",
+            f"{shorten(text)!r} happens twice in {tz.key} (the clocks go back); give an "
+            "explicit offset",
             field="at",
         )
     return first_ms
@@ -407,7 +412,7 @@ def _in_range(text: str, compute: Callable[[], _T]) -> _T:
     except (OverflowError, ValueError):
         value = None
     if value is None or (isinstance(value, int) and not _EARLIEST <= value <= LATEST_INSTANT):
-        raise InvalidAt(f"{text!r} is out of range: times must lie between 0001-01-01 and "
+        raise InvalidAt(f"{shorten(text)!r} is out of range: times must lie between 0001-01-01 and "
                         "9999-12-31 (UTC)", field="at")
     return value
 
@@ -417,7 +422,7 @@ def parse_at(text: str, zone: Union[str, ZoneInfo], now: int, *, allow_past: boo
     instant = parse_instant(text, zone)
     if instant <= now and not allow_past:
         raise InvalidAt(
-            f"at time {text!r} ({format_instant(instant)}) is in the past "
+            f"at time {shorten(text)!r} ({format_instant(instant)}) is in the past "
             f"(now {format_instant(now)})",
             field="at",
         )

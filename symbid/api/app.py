@@ -8,7 +8,6 @@ gets 401 and nothing more.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Iterable
 from typing import Any, Optional
@@ -27,19 +26,10 @@ from symbid.api.http import (
     send,
 )
 from symbid.api.openapi import document
+from symbid.auth import bearer_ok
 from symbid.errors import SymbidError
 
 log = logging.getLogger(__name__)
-
-def bearer_ok(header: str, token: str) -> bool:
-    """Whether an Authorization header carries ``token`` (the scheme is case-insensitive,
-    as RFC 7235 says; the token is compared in constant time)."""
-    scheme, _, given = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode("latin-1", "replace"),
-                               token.encode("latin-1", "replace"))
-
 
 def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] = None,
              max_body: int = MAX_BODY) -> Any:
@@ -60,7 +50,9 @@ def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] =
     router.add("GET", "/metrics", metrics)
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        path = environ.get("PATH_INFO", "") or "/"
+        # PEP 3333 hands the path over as latin-1; names are UTF-8 (café, 報告)
+        path = (environ.get("PATH_INFO", "") or "/").encode("latin-1", "replace") \
+            .decode("utf-8", "replace")
         head = method == "HEAD"
         if transport == "tcp":
             assert token is not None

@@ -10,11 +10,13 @@ from typing import Any, Callable, Optional
 from symbid.api.context import ApiContext
 from symbid.api.http import Request, Response, Router, json_response
 from symbid.errors import Conflict, InvalidInput
-from symbid.model import Job, JobStatus, Run, format_instant
+from symbid.model import MAXIMUMS, NAME_MAX, Job, JobStatus, Run, format_instant
 from symbid.store import JobTotals
 from symbid.timing import make_schedule, next_slots
 
 PREFIX = "/symbiont/api/v1"
+_LENGTHS = {"name": NAME_MAX, "agent_name": NAME_MAX, "cron_expression": MAXIMUMS["cron_expr"],
+            "timezone": MAXIMUMS["timezone"]}
 
 
 def _when(ms: Optional[int]) -> Optional[str]:
@@ -86,20 +88,29 @@ def routes(ctx: ApiContext, router: Router) -> None:
         value = data.get(key)
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(f"{key}: a non-empty string is required", field=key)
+        limit = _LENGTHS.get(key)
+        if limit is not None and len(value) > limit:
+            raise InvalidInput(f"{key}: must be at most {limit} characters", field=key)
         return value
+
+    def optional(data: dict[str, Any], key: str, default: Any, kind: type) -> Any:
+        """``data[key]`` checked to be a ``kind`` (absent or null: ``default``)."""
+        if data.get(key) is None:
+            return default
+        if kind is bool:
+            if not isinstance(data[key], bool):
+                raise InvalidInput(f"{key}: expected true or false", field=key)
+            return data[key]
+        return text(data, key)
 
     def create(req: Request) -> Response:
         data = req.json_object()
         _fields(data, ("name", "cron_expression", "agent_name", "timezone", "policy_ids",
                        "one_shot"))
         _policy_ids(data)
-        tz = data.get("timezone") or "UTC"
-        if not isinstance(tz, str):
-            raise InvalidInput("timezone: expected a string", field="timezone")
+        tz = optional(data, "timezone", "UTC", str)
         cron = text(data, "cron_expression")
-        one_shot = data.get("one_shot", False)
-        if not isinstance(one_shot, bool):
-            raise InvalidInput("one_shot: expected true or false", field="one_shot")
+        one_shot = optional(data, "one_shot", False, bool)
         now = ctx.clock.now()
         job = Job(id="", name=text(data, "name"), agent_id=text(data, "agent_name"),
                   timezone=tz)
@@ -130,11 +141,14 @@ def routes(ctx: ApiContext, router: Router) -> None:
         data = req.json_object()
         _fields(data, ("cron_expression", "timezone", "policy_ids", "one_shot"))
         _policy_ids(data)
+        new_tz = optional(data, "timezone", None, str)
+        new_cron = optional(data, "cron_expression", None, str)
+        new_one_shot = optional(data, "one_shot", None, bool)
 
         def build(have: Job) -> Job:
-            tz = data.get("timezone") or have.timezone
-            cron = data.get("cron_expression") or have.cron_expr
-            one_shot = data.get("one_shot", have.one_shot)
+            tz = new_tz or have.timezone
+            cron = new_cron or have.cron_expr
+            one_shot = have.one_shot if new_one_shot is None else new_one_shot
             want = have.replace(timezone=tz)
             if cron is None:
                 return want

@@ -29,6 +29,7 @@ from symbid.model import (
     job_to_wire,
     run_to_wire,
 )
+from symbid.text import shorten
 from symbid.timing import make_schedule, next_slots, parse_duration, parse_instant
 
 READ_ONLY = ("id", "status", "source", "next_run", "last_run", "run_count", "failure_count",
@@ -36,6 +37,7 @@ READ_ONLY = ("id", "status", "source", "next_run", "last_run", "run_count", "fai
 
 
 def _bad(field: str, message: str) -> InvalidInput:
+    field = shorten(field)  # an unknown field's name comes from the request
     return InvalidInput(f"{field}: {message}", field=field)
 
 

@@ -38,9 +38,10 @@ _ERRORS = {
 }
 
 _DEFINITION = {
-    "name": {**_STR, "maxLength": NAME_MAX, "pattern": r"^[^\W_][\w.-]*$",
-             "description": "letters, digits, '.', '_', '-'; starts with a letter or a digit; "
-                            "not 8+ hex digits and dashes only (that looks like an id)"},
+    "name": {**_STR, "minLength": 1, "maxLength": NAME_MAX,
+             "description": "Unicode letters and digits, '.', '_', '-'; starts with a letter "
+                            "or a digit; not 8+ hex digits and dashes only (that looks "
+                            "like an id)"},
     "agent_id": _STR,
     "cron_expr": {**_NSTR, "maxLength": MAXIMUMS["cron_expr"],
                   "description": "5-field Vixie cron or the 6/7-field form"},
@@ -171,7 +172,9 @@ def document() -> dict[str, Any]:
                 "output: only in GET /api/v1/runs/{run_id}"}, "output_truncated": _BOOL,
                 "output_bytes": _INT, "output_preview": {**_NSTR, "description": "the first "
                 "200 characters of the output"},
-                "summary": _NSTR, "input": _NSTR, "retry_at": _TIME}},
+                "summary": _NSTR, "input": {**_NSTR, "description": "only in GET "
+                "/api/v1/runs/{run_id}"}, "input_preview": {**_NSTR, "description": "the "
+                "first 200 characters of the input (history rows)"}, "retry_at": _TIME}},
             "Health": {"type": "object", "properties": {
                 "status": {"enum": ["healthy", "degraded", "unhealthy"]},
                 "error": {**_STR, "description": "why the scheduler is not healthy (only "

@@ -13,7 +13,7 @@ from symbid.cli.output import colour, relative, table, to_csv, use_colour
 from symbid.client import Record, SymbiontClient
 from symbid.clock import SystemClock
 from symbid.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, InvalidInput, SymbidError
-from symbid.text import escape
+from symbid.text import escape, json_text
 
 TERMINAL_RUNS = ("succeeded", "failed", "timed_out", "skipped", "denied", "cancelled",
                  "interrupted")
@@ -47,7 +47,7 @@ def _print_json(data: Any) -> None:
         data = data.to_dict()
     elif isinstance(data, list):
         data = [d.to_dict() if isinstance(d, Record) else d for d in data]
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(json_text(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def _lines(text: str) -> str:

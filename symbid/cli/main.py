@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from symbid.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, SymbidError
-from symbid.text import escape
+from symbid.text import escape, json_text
 
 EPILOG = """\
 exit status:
@@ -64,10 +64,11 @@ def _cmd_dsl_check(args: argparse.Namespace) -> int:
                                1), file=sys.stderr)
         if f.ok:
             notes = f", {len(f.warnings)} warning(s)" if f.warnings else ""
-            print(f"{f.path}: ok: {len(f.agents)} agent(s), {len(f.jobs)} schedule(s){notes}")
+            print(f"{escape(f.path)}: ok: {len(f.agents)} agent(s), {len(f.jobs)} "
+                  f"schedule(s){notes}")
         else:
             failed += 1
-            print(f"{f.path}: {len(f.errors)} error(s)")
+            print(f"{escape(f.path)}: {len(f.errors)} error(s)")
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -84,8 +85,8 @@ def _cmd_dsl_show(args: argparse.Namespace) -> int:
         jobs.append({k: v for k, v in wire.items() if k not in _STATE_KEYS})
     agents = [agent_to_wire(a) for a in loaded.agents]
     if args.format == "json":
-        print(json.dumps({"file": args.file, "agents": agents, "jobs": jobs}, indent=2,
-                         ensure_ascii=False))
+        print(json_text(json.dumps({"file": args.file, "agents": agents, "jobs": jobs},
+                                   indent=2, ensure_ascii=False)))
         return EXIT_OK
     for agent in agents:
         what = " ".join(agent["command"]) if agent["kind"] == "command" else agent["model"]

@@ -79,8 +79,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def to_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """CSV with every text cell escaped (a cell cannot drive the terminal it is shown on)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(headers)
-    writer.writerows(rows)
+    writer.writerows([[escape(c) if isinstance(c, str) else c for c in row] for row in rows])
     return buf.getvalue()

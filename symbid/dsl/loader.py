@@ -40,7 +40,7 @@ from symbid.model import (
     SessionMode,
     name_problem,
 )
-from symbid.text import escape
+from symbid.text import escape, shorten
 from symbid.timing import load_zone, parse_cron, parse_duration, parse_instant
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def _read_entries(
             hint = difflib.get_close_matches(entry.key, list(schema), n=1, cutoff=0.6)
             extra = f"; did you mean {hint[0]!r}?" if hint else \
                 f"; known keys: {', '.join(sorted(schema))}"
-            problems.append(_Invalid(entry.key_pos, f"unknown key {name!r}{extra}"))
+            problems.append(_Invalid(entry.key_pos, f"unknown key {shorten(name)!r}{extra}"))
             continue
         try:
             out[entry.key] = checker(name, entry.value)
@@ -497,8 +497,13 @@ def _agent(doc: Document, blk: Any, out: LoadedFile) -> None:
     ))
 
 
-def load_document(doc: Document, now: Optional[int] = None) -> LoadedFile:
-    """Turn a parsed document into jobs and agents; problems go into ``errors``."""
+def load_document(doc: Document, now: Optional[int] = None,
+                  legacy_names: Collection[str] = ()) -> LoadedFile:
+    """Turn a parsed document into jobs and agents; problems go into ``errors``.
+
+    A name that breaks the name rule is an error, unless it is in ``legacy_names``
+    (already stored by an older symbid): then it keeps working, with a warning.
+    """
     out = LoadedFile(doc.path, text=doc.text)
     for skipped in doc.skipped:
         hint = difflib.get_close_matches(skipped.keyword, ["schedule", "agent"], n=1)
@@ -520,10 +525,16 @@ def load_document(doc: Document, now: Optional[int] = None) -> LoadedFile:
             problem = name_problem(name)
             if problem is not None:
                 value_pos = next((e.value.pos for e in blk.entries if e.key == "name"), None)
-                out.errors.append(doc.diagnostic(
-                    (value_pos if blk.kind == "schedule" else None) or blk.name_pos or blk.pos,
-                    f"{blk.kind} name '{escape(name)}' {problem}"))
-                continue
+                where = (value_pos if blk.kind == "schedule" else None) or blk.name_pos \
+                    or blk.pos
+                if name in legacy_names:
+                    out.warnings.append(doc.diagnostic(
+                        where, f"{blk.kind} name '{escape(name)}' {problem}; it keeps working "
+                               "because it is already in use, but rename it"))
+                else:
+                    out.errors.append(doc.diagnostic(
+                        where, f"{blk.kind} name '{escape(name)}' {problem}"))
+                    continue
             first = out.positions.get((blk.kind, name))
             if first is not None:
                 out.errors.append(doc.diagnostic(
@@ -538,13 +549,14 @@ def load_document(doc: Document, now: Optional[int] = None) -> LoadedFile:
     return out
 
 
-def load_file(path: str, now: Optional[int] = None) -> LoadedFile:
+def load_file(path: str, now: Optional[int] = None,
+              legacy_names: Collection[str] = ()) -> LoadedFile:
     """Parse and load one file; never raises for bad content (see ``errors``)."""
     try:
         doc = parse_file(path)
     except DslError as exc:
         return LoadedFile(path, errors=list(exc.diagnostics))
-    return load_document(doc, now)
+    return load_document(doc, now, legacy_names)
 
 
 def check_references(files: list[LoadedFile], known_agents: Collection[str] = (),
@@ -580,14 +592,15 @@ def check_references(files: list[LoadedFile], known_agents: Collection[str] = ()
 
 
 def load_dir(directory: str, now: Optional[int] = None,
-             known_agents: Collection[str] = ()) -> list[LoadedFile]:
+             known_agents: Collection[str] = (),
+             legacy_names: Collection[str] = ()) -> list[LoadedFile]:
     """Every ``*.symbi`` file of a directory, in name order, cross-checked."""
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(".symbi"))
     except OSError as exc:
         raise DslError([Diagnostic(directory, 1, 1, f"cannot read directory: "
                                                      f"{exc.strerror}")]) from None
-    files = [load_file(os.path.join(directory, n), now) for n in names]
+    files = [load_file(os.path.join(directory, n), now, legacy_names) for n in names]
     check_references(files, known_agents)
     for f in files:
         for d in f.errors:

@@ -338,9 +338,12 @@ class _Builder:
             ))
 
 
-# Strings and comments (whose brackets do not nest), or a bracket.
-_NESTING = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"'
-                      r"|(?:#|//)[^\n]*|/\*(?:.|\n)*?\*/|([\[\]{}])")
+# Strings and comments (whose brackets do not nest), or a bracket. The string and comment
+# forms are the grammar's (a triple string may hold escaped newlines), and each also takes
+# an unterminated one to its end, so that no input makes the scan go back over itself.
+_NESTING = re.compile(r'(?s:"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z))'
+                      r'|"(?:[^"\\\n]|\\.)*"?'
+                      r"|(?:#|//)[^\n]*|(?s:/\*.*?(?:\*/|\Z))|([\[\]{}])")
 
 
 def _check_nesting(path: str, text: str) -> None:

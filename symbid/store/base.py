@@ -169,7 +169,8 @@ class JobStore(abc.ABC):
         self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
     ) -> list[Run]:
         """A job's runs, newest first, each with only the first OUTPUT_PREVIEW characters of
-        its output (``output_bytes`` tells the whole size; ``get_run`` has it all)."""
+        its output and input (``output_bytes`` tells the whole size; ``get_run`` has it
+        all)."""
 
     @abc.abstractmethod
     def totals(self) -> JobTotals: ...

@@ -528,8 +528,9 @@ class SqlJobStore(JobStore):
         self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
     ) -> list[Run]:
         # Only a preview of each output: a listing never carries every run's whole output.
-        columns = ", ".join(f"substr(output, 1, {OUTPUT_PREVIEW})" if c.strip() == "output"
-                            else c.strip() for c in RUN_COLUMNS.split(","))
+        columns = ", ".join(f"substr({c.strip()}, 1, {OUTPUT_PREVIEW})"
+                            if c.strip() in ("output", "input") else c.strip()
+                            for c in RUN_COLUMNS.split(","))
         sql = f"SELECT {columns} FROM runs WHERE job_id = ?"
         params: list[Any] = [job_id]
         if status is not None:

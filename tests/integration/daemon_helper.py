@@ -55,7 +55,7 @@ class Daemon:
         self.config = root / "symbid.toml"
         self.config.write_text(
             f'[daemon]\nstate_dir = "state"\nsocket = "{self.socket}"\n'
-            f'agents_dir = "agents.d"\nlog_dir = "logs"\n\n{listen}\n'
+            f'agents_dir = "agents.d"\nlog_dir = "logs"\nruns_dir = "runs"\n\n{listen}\n'
             "[scheduler]\nshutdown_timeout_seconds = 3\nkill_grace_seconds = 1\n"
             "retry_backoff_seconds = 1\n" + config
         )

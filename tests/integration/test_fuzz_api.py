@@ -46,7 +46,29 @@ def send(d: Daemon, method: str, path: str, data: Any) -> int:
     raw = json.dumps(data, allow_nan=True).encode()
     status, answer = d.api(method, path, raw=raw)
     assert status < 500, (status, answer, data)
+    log = Path(d.log).read_text()
+    assert "Traceback" not in log, (data, log[-3000:])
     return status
+
+
+dialect_keys = st.sampled_from(["name", "cron_expression", "agent_name", "timezone",
+                                "policy_ids", "one_shot", "bogus"])
+DIALECT_BASE = {"name": "dfuzz", "cron_expression": "0 */7 * * *", "agent_name": "echo"}
+dialect_body = st.dictionaries(dialect_keys, value, max_size=6) | st.builds(
+    lambda extra: {**DIALECT_BASE, **extra}, st.dictionaries(dialect_keys, value, max_size=2))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=dialect_body)
+def test_the_sdk_dialect_never_answers_5xx(daemon: Daemon, data: dict[str, Any]) -> None:
+    status = send(daemon, "POST", "/symbiont/api/v1/schedules", data)
+    if status == 200:
+        for job in daemon.api("GET", "/symbiont/api/v1/schedules")[1]:
+            if job["name"] != "target":
+                assert daemon.api("DELETE", f"/symbiont/api/v1/schedules/{job['job_id']}")[0] \
+                    == 200
+    data.pop("name", None)
+    send(daemon, "PUT", "/symbiont/api/v1/schedules/target", data)
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1149,3 +1149,17 @@ def test_blocks_nested_past_the_limit_are_reported_like_nested_maps() -> None:
     with pytest.raises(DslError) as info:
         parse_text(text)
     assert "nested more than 32 levels deep" in info.value.diagnostics[0].message
+
+
+def test_a_triple_string_with_an_escaped_newline_does_not_hide_deep_nesting() -> None:
+    text = ('schedule { name: "s", agent: x, cron: "0 * * * *", input: """\\\n""", k: '
+            + "[" * 100_000 + "]" * 100_000 + ', j: "x" }\n')
+    with pytest.raises(DslError) as excinfo:
+        parse_text(text, "bypass.symbi")
+    assert "nested more than" in excinfo.value.diagnostics[0].message
+
+
+def test_many_unterminated_comments_are_one_error() -> None:
+    with pytest.raises(DslError) as excinfo:
+        parse_text("/* " * 100_000, "comments.symbi")
+    assert len(excinfo.value.diagnostics) == 1

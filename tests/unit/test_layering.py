@@ -34,6 +34,7 @@ LADDER: dict[str, float] = {
     "symbid.errors": 0,
     "symbid.model": 0,
     "symbid.text": 0,
+    "symbid.auth": 0,
     "symbid.clock": 0,
     # level 1: pure rules over the vocabulary
     "symbid.timing": 1,
