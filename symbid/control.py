@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
@@ -57,10 +57,11 @@ class Listener:
 
     @property
     def description(self) -> str:
+        """Where clients reach it: ``unix:PATH`` or the API's ``http://HOST:PORT`` URL."""
         if self.kind == "unix":
             return f"unix:{self.path or self.sock.getsockname()}"
         host, port = self.sock.getsockname()[:2]
-        return f"tcp:{host}:{port}"
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/api/v1"
 
     def close(self) -> None:
         self.sock.close()
@@ -143,6 +144,9 @@ def bind_unix(path: str, group: Optional[str] = None) -> Listener:
 def bind_tcp(listen: str) -> Listener:
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ListenerError(f"cannot listen on {listen!r}: give HOST:PORT with a port "
+                            "from 1 to 65535, e.g. 127.0.0.1:8080")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -177,7 +181,12 @@ class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
     TCP one without the bearer token, whose body is then never read. waitress answers
     and closes the connection; nothing after such a request is answered."""
 
+    def __init__(self, adj: Any, on_head: Callable[[], None] = lambda: None) -> None:
+        super().__init__(adj)
+        self._on_head = on_head
+
     def parse_header(self, header_plus: bytes) -> None:
+        self._on_head()  # a whole head has arrived (blank lines between requests are not one)
         names = {line.split(b":", 1)[0].strip().lower()
                  for line in header_plus.split(b"\n")[1:] if b":" in line}
         if b"content-length" in names and b"transfer-encoding" in names:
@@ -188,6 +197,14 @@ class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
             self.error = _Unauthorized("a valid Authorization: Bearer token is required")
             self.body_rcv = None  # the body is not read
 
+    def received(self, data: bytes) -> int:
+        n: int = super().received(data)
+        if self.error is not None:
+            # a refused request is answered now: never "100 Continue", which would invite
+            # the body (and read it as the next request head)
+            self.expect_continue = False
+        return n
+
 
 class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
     """waitress's own refusals (400, 401, 413, 431) in the API's error form."""
@@ -195,13 +212,14 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
     def execute(self) -> None:
         error = self.request.error
         codes = {400: "bad_request", 401: "unauthorized", 413: "too_large",
-                 431: "headers_too_large"}
+                 431: "headers_too_large", 501: "not_implemented"}
         message = str(error.body)
         if error.code == 413:
             cap = self.channel.server.adj.max_request_body_size - 1
             message = (f"request body is larger than {cap} bytes ([api] max_body_bytes; a "
                        "chunked body counts its chunk framing)")
-        body = (json.dumps({"error": {"code": codes.get(error.code, "bad_request"),
+        code = codes.get(error.code, "internal" if error.code >= 500 else "bad_request")
+        body = (json.dumps({"error": {"code": code,
                                       "message": message}}) + "\n").encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
@@ -211,7 +229,8 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
         if self.request.content_length > 0 or self.request.chunked:
             self.channel.linger = True  # a body is (or may be) on its way: see handle_close
         self.content_length = len(body)
-        self.write(body)
+        if getattr(self.request, "command", None) != "HEAD":
+            self.write(body)
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
@@ -226,7 +245,14 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
                  map: Any = None) -> None:
         self.head_since: Optional[float] = time.monotonic()
         self.linger = False  # set when a request with a body was refused
+        self.parser_class = self._parser  # type: ignore[assignment]
         super().__init__(server, sock, addr, adj, map)
+
+    def _parser(self, adj: Any) -> _StrictParser:
+        return _StrictParser(adj, on_head=self._head_arrived)
+
+    def _head_arrived(self) -> None:
+        self.head_since = None
 
     def handle_close(self) -> None:
         """Close; but if the client is still sending (a body we refused), linger: closing a
@@ -250,11 +276,14 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
             _Lingerer(sock, self._map)
 
     def received(self, data: bytes) -> bool:
+        """The deadline runs from the first byte of a request until its whole head has
+        arrived (``_head_arrived``); blank lines do not stop it."""
         if data and self.head_since is None and self.request is None:
             self.head_since = time.monotonic()  # a new request begins
         result: bool = super().received(data)
-        if self.request is None or self.request.headers_finished:
-            self.head_since = None
+        if (self.head_since is None and self.request is not None
+                and not self.request.headers_finished):
+            self.head_since = time.monotonic()  # a partial head after a whole request
         return result
 
 

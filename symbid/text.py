@@ -62,6 +62,9 @@ def secret_parts(values: Iterable[str]) -> list[str]:
     return sorted(parts, key=len, reverse=True)
 
 
+_REPLACEMENT = "\ufffd"
+
+
 def mask(text: str, parts: list[str], *, cut_start: bool = False,
          cut_end: bool = False) -> str:
     """``text`` with every occurrence of the ``parts`` (from secret_parts) as ``***``.
@@ -72,15 +75,21 @@ def mask(text: str, parts: list[str], *, cut_start: bool = False,
     for part in parts:
         if part in text:
             text = text.replace(part, MASK)
+    # a cut in the middle of a multibyte character decodes as U+FFFD: the secret's piece
+    # stands just inside it
     for part in parts:
-        for n in range(len(part) - 1, MIN_SECRET - 1, -1):
-            if cut_end and text.endswith(part[:n]):
-                text = text[: len(text) - n] + MASK
-                break
-        for n in range(len(part) - 1, MIN_SECRET - 1, -1):
-            if cut_start and text.startswith(part[-n:]):
-                text = MASK + text[n:]
-                break
+        if cut_end:
+            body = text.rstrip(_REPLACEMENT)
+            for n in range(len(part) - 1, MIN_SECRET - 1, -1):
+                if body.endswith(part[:n]):
+                    text = body[: len(body) - n] + MASK
+                    break
+        if cut_start:
+            body = text.lstrip(_REPLACEMENT)
+            for n in range(len(part) - 1, MIN_SECRET - 1, -1):
+                if body.startswith(part[-n:]):
+                    text = MASK + body[n:]
+                    break
     return text
 
 

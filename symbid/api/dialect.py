@@ -151,6 +151,9 @@ def routes(ctx: ApiContext, router: Router) -> None:
             one_shot = have.one_shot if new_one_shot is None else new_one_shot
             want = have.replace(timezone=tz)
             if cron is None:
+                if new_one_shot is False:
+                    raise InvalidInput("one_shot: a one-shot job becomes recurring only with "
+                                       "a cron_expression", field="one_shot")
                 return want
             if one_shot:
                 return want.replace(at=_one_shot_at(cron, tz, ctx.clock.now()), cron_expr=None)

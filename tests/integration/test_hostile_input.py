@@ -431,15 +431,18 @@ def test_a_client_that_sends_a_partial_head_or_nothing_is_closed_at_the_deadline
         partial = socket.create_connection(("127.0.0.1", d.port))
         partial.sendall(b"GET /api/v1/health/scheduler HTTP/1.1\r\nHost: x\r\n")
         trickle = socket.create_connection(("127.0.0.1", d.port))
+        blank = socket.create_connection(("127.0.0.1", d.port))  # empty "requests" forever
         started = time.monotonic()
         closed: dict[str, float] = {}
-        while len(closed) < 3 and time.monotonic() - started < 10:
-            for name, s in (("silent", silent), ("partial", partial), ("trickle", trickle)):
+        clients = (("silent", silent), ("partial", partial), ("trickle", trickle),
+                   ("blank", blank))
+        while len(closed) < len(clients) and time.monotonic() - started < 10:
+            for name, s in clients:
                 if name in closed:
                     continue
-                if name == "trickle":
+                if name in ("trickle", "blank"):
                     try:
-                        s.sendall(b"X")
+                        s.sendall(b"X" if name == "trickle" else b"\r\n\r\n")
                     except OSError:
                         closed[name] = time.monotonic() - started
                         continue
@@ -452,7 +455,7 @@ def test_a_client_that_sends_a_partial_head_or_nothing_is_closed_at_the_deadline
                 except OSError:
                     closed[name] = time.monotonic() - started
             time.sleep(0.1)
-        assert set(closed) == {"silent", "partial", "trickle"}, closed
+        assert set(closed) == {"silent", "partial", "trickle", "blank"}, closed
         assert all(t < 5 for t in closed.values()), closed
         print("\nhead deadline 1 s: closed after " +
               ", ".join(f"{k} {v:.1f} s" for k, v in sorted(closed.items())))
@@ -597,3 +600,59 @@ def test_a_client_answered_413_before_it_sent_its_body_can_still_send_it(
     assert b" 413 " in answer.split(b"\r\n")[0]
     s.sendall(b"a" * 2_000_000)  # the daemon lingers: read and discarded, not a broken pipe
     s.close()
+
+
+def test_a_tokenless_request_expecting_100_continue_is_refused_not_invited(
+    daemon: Daemon,
+) -> None:
+    s = socket.create_connection(("127.0.0.1", daemon.port))
+    s.settimeout(5)
+    s.sendall(b"POST /api/v1/schedule HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n"
+              b"Expect: 100-continue\r\n\r\n")
+    answer = b""
+    while part := s.recv(4096):
+        answer += part
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"100 Continue" not in answer
+
+
+def test_a_tokenless_head_gets_headers_only(daemon: Daemon) -> None:
+    answer = raw_tcp(daemon, b"HEAD /api/v1/schedule HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b" 401 " in head.split(b"\r\n")[0] and body == b""
+
+
+def test_a_keep_alive_client_idle_between_requests_is_not_cut_by_the_head_deadline(
+    tmp_path: Path,
+) -> None:
+    d = Daemon(tmp_path, {"a.symbi": AGENTS})
+    d.config.write_text(d.config.read_text().replace(
+        'token_file = "token"\n', 'token_file = "token"\nhead_timeout_seconds = 1\n'))
+    try:
+        d.start()
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for _ in range(2):
+            conn.request("GET", "/api/v1/health/scheduler", headers=headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+            time.sleep(1.6)  # longer than the head deadline, between requests
+        conn.close()
+    finally:
+        d.cleanup()
+
+
+def test_the_dialect_refuses_to_make_a_one_shot_recurring_without_a_cron(daemon: Daemon) -> None:
+    status, made = daemon.api("POST", "/symbiont/api/v1/schedules", {
+        "name": "dialect-once", "cron_expression": "0 9 * * *", "agent_name": "echo",
+        "one_shot": True})
+    assert status in (200, 201), made
+    status, body = daemon.api("PUT", f"/symbiont/api/v1/schedules/{made['job_id']}",
+                              {"one_shot": False})
+    assert status == 400 and "one_shot" in body["error"]["message"]
+    status, body = daemon.api("PUT", f"/symbiont/api/v1/schedules/{made['job_id']}",
+                              {"one_shot": False, "cron_expression": "0 10 * * *"})
+    assert status == 200, body

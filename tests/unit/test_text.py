@@ -63,3 +63,14 @@ def test_log_records_carry_user_text_escaped(caplog: pytest.LogCaptureFixture) -
     assert first.getMessage() == "job a\\x0aINFO forged: 3"
     assert first.SYMBID_JOB == "b\\x1b[31m"  # type: ignore[attr-defined]
     assert second.getMessage() == "plain message\\x1b[2J"
+
+
+def test_a_non_ascii_secret_cut_inside_a_character_is_masked() -> None:
+    from symbid.text import mask, secret_parts
+
+    parts = secret_parts(["pässwörd-geheim"])
+    cut = "pässwörd-geheim".encode()[:7].decode("utf-8", "replace")  # ends inside "ö"
+    assert cut.endswith("\ufffd")
+    assert mask(f"x {cut}", parts, cut_end=True) == "x ***"
+    tail = "pässwörd-geheim".encode()[7:].decode("utf-8", "replace")  # starts inside "ö"
+    assert mask(f"{tail} y", parts, cut_start=True) == "*** y"
