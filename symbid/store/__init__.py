@@ -1,6 +1,7 @@
 """Durable state: jobs and their runs, in one SQLite file.
 
 The package: :mod:`.base` (the interface and the commands the scheduler sends it),
+:mod:`.plumbing` (connections per thread, transactions),
 :mod:`.sql` (portable queries), :mod:`.schema` (DDL and migrations) and :mod:`.sqlite`
 (the backend).
 
