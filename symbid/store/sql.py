@@ -14,8 +14,8 @@ from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
 from symbid.model import OUTPUT_PREVIEW, Job, JobStatus, Run, RunStatus
+from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
-from symbid.store.plumbing import SqlPlumbing
 from symbid.store.rows import (
     JOB_COLUMNS,
     JOB_PLACEHOLDERS,
@@ -33,8 +33,9 @@ from symbid.store.rows import (
 log = logging.getLogger(__name__)
 
 
-class SqlJobStore(SqlPlumbing, JobStore):
-    """Portable SQL over a DB-API connection per thread. Backends fill in the hooks."""
+class SqlJobStore(SqlAgents, JobStore):
+    """Portable SQL over a DB-API connection per thread (agent rows in
+    :class:`SqlAgents`). Backends fill in the hooks."""
 
     def __init__(self, keep_runs: int = 1000) -> None:
         super().__init__()
