@@ -9,7 +9,7 @@ POST and DELETE are 403.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from symbid.api.context import ApiContext
 from symbid.api.http import HttpError, Request, Response, Router, json_response
@@ -22,7 +22,8 @@ JSON_TYPES = ("", "application/json")
 DSL_TYPES = ("text/x-symbi", "text/plain")
 
 
-def agent_view(stored: StoredAgent, jobs: int, shadowed_by: Any = None) -> dict[str, Any]:
+def agent_view(stored: StoredAgent, jobs: int,
+               shadowed_by: Optional[str] = None) -> dict[str, Any]:
     """An agent's wire form with where it comes from, its times and how many jobs use it."""
     return {
         **agent_to_wire(stored.agent),
@@ -55,7 +56,8 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         else:
             raise HttpError(415, "unsupported_media_type",
                             f"Content-Type {req.content_type!r} is not accepted: send an "
-                            "agent as application/json, or .symbi text as text/x-symbi")
+                            "agent as application/json, or .symbi text as text/x-symbi "
+                            "(with curl: -H 'Content-Type: application/json')")
         defined = ctx.agents.define(agents)
         use = ctx.store.agent_use()
         for stored in defined.agents:
