@@ -8,6 +8,8 @@ The surface follows the seed guide's Python SDK::
     client.schedule.run_now(job.id, input="...")
     for run in client.schedule.get_history(job.id, status="failed", limit=5):
         print(run.id, run.error_message)
+    client.agents.create(dsl='agent reporter { command: ["/usr/bin/report"] }')
+    client.agents.create(name="echo", command=["/bin/cat"])
 
 Results allow attribute access (``job.id``, ``details.next_run``). API errors
 raise :class:`symbid.errors.SymbidError` subclasses carrying the API's code.
@@ -24,7 +26,14 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from symbid.errors import Conflict, InvalidInput, NotFound, SymbidError, Unavailable
+from symbid.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SymbidError,
+    Unavailable,
+)
 
 DEFAULT_SOCKET = "/run/symbid/control.sock"
 
@@ -93,7 +102,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-_ERRORS: dict[str, type[SymbidError]] = {"not_found": NotFound, "conflict": Conflict}
+_ERRORS: dict[str, type[SymbidError]] = {"not_found": NotFound, "conflict": Conflict,
+                                          "forbidden": Forbidden}
+DSL_TYPE = "text/x-symbi"
 
 
 class Transport:
@@ -122,13 +133,18 @@ class Transport:
         return cls(url.netloc, timeout=self.timeout), url.path
 
     def request(self, method: str, path: str, body: Any = None,
-                query: Optional[Mapping[str, Any]] = None) -> Any:
+                query: Optional[Mapping[str, Any]] = None, *,
+                text: Optional[tuple[str, str]] = None) -> Any:
+        """One request: ``body`` is sent as JSON, or ``text`` as (content, media type)."""
         conn, prefix = self._connection()
         params = {k: v for k, v in (query or {}).items() if v is not None}
         target = prefix + path + (("?" + urllib.parse.urlencode(params)) if params else "")
         headers = {"Accept": "application/json"}
         payload = None
-        if body is not None:
+        if text is not None:
+            payload = text[0].encode("utf-8")
+            headers["Content-Type"] = f"{text[1]}; charset=utf-8"
+        elif body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         if self.api_key:
@@ -224,6 +240,39 @@ class ScheduleClient:
         return _wrap(self._t.request("GET", "/api/v1/health/scheduler"))
 
 
+class AgentsClient:
+    """``client.agents``: the agent registry."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    @staticmethod
+    def _path(name: str) -> str:
+        return f"/api/v1/agents/{urllib.parse.quote(name, safe='')}"
+
+    def list(self) -> Any:
+        """Every agent, by name: its wire form, ``source``, ``created_at``, ``updated_at``,
+        ``jobs`` (how many use it) and ``shadowed_by``."""
+        return _wrap(self._t.request("GET", "/api/v1/agents"))
+
+    def get(self, name: str) -> Any:
+        return _wrap(self._t.request("GET", self._path(name)))
+
+    def create(self, dsl: Optional[str] = None, **fields: Any) -> Any:
+        """Define agents: every ``agent`` block of ``.symbi`` text (``dsl=TEXT``), or one
+        agent from its fields (``name=..., command=[...]``). Re-defining an API agent
+        updates it. Returns ``agents``, ``created``, ``updated`` (and ``warnings``)."""
+        if dsl is not None:
+            if fields:
+                raise InvalidInput("give either dsl=TEXT or an agent's fields, not both",
+                                   field=next(iter(fields)))
+            return _wrap(self._t.request("POST", "/api/v1/agents", text=(dsl, DSL_TYPE)))
+        return _wrap(self._t.request("POST", "/api/v1/agents", fields))
+
+    def delete(self, name: str) -> Any:
+        return _wrap(self._t.request("DELETE", self._path(name)))
+
+
 class SymbiontClient:
     """``SymbiontClient(base_url=..., api_key=...)`` or ``SymbiontClient(socket_path=...)``.
 
@@ -235,6 +284,7 @@ class SymbiontClient:
         self.transport = Transport(socket_path=socket_path, base_url=base_url,
                                    api_key=api_key, timeout=timeout)
         self.schedule = ScheduleClient(self.transport)
+        self.agents = AgentsClient(self.transport)
 
     def reload(self) -> Any:
         return _wrap(self.transport.request("POST", "/api/v1/reload"))

@@ -91,6 +91,7 @@ class ApiConfig:
     max_connections: int = 2048  # per listener; RLIMIT_NOFILE is raised to fit
     head_timeout_seconds: float = 10.0  # to send a complete request head (slowloris)
     idle_timeout_seconds: float = 60.0  # an open connection with no request going
+    define_agents: bool = True  # POST/DELETE /api/v1/agents; false: agents_dir files only
 
 
 @dataclass(frozen=True)

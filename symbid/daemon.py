@@ -39,7 +39,8 @@ from symbid.executor import Agents, Executor
 from symbid.jobs import JobService
 from symbid.journal import EscapeFilter, setup_logging
 from symbid.metrics import Metrics
-from symbid.model import Agent, JobStatus, name_problem
+from symbid.model import JobStatus, name_problem
+from symbid.registry import AgentService
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
 from symbid.startlog import StartLog
@@ -152,9 +153,9 @@ class Daemon:
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.listeners: list[Listener] = []
         self.servers: list[ApiServer] = []
-        self._agent_files: dict[str, list[Agent]] = {}  # last good agents per file
         self.engine: Optional[Engine] = None
         self.jobs: Optional[JobService] = None
+        self.registry: Optional[AgentService] = None
         self._token: Optional[str] = None
         self._watchdog = _watchdog_interval()
         self.lock_fd: Optional[int] = None
@@ -229,8 +230,13 @@ class Daemon:
         make_private(cfg.daemon.state_dir, 0o700)
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode
             make_private(engine.store.path + suffix, 0o600)
+        # The store's agents first: runs that recovery resumes may need them.
+        self.registry = AgentService(engine.store, self.clock, agents,
+                                     agents_dir=cfg.daemon.agents_dir,
+                                     api_enabled=cfg.api.define_agents)
+        self.registry.refresh()
         self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
-                               agent_exists=engine.executor.agent_exists)
+                               agent_problem=engine.executor.agent_problem)
         report = engine.scheduler.recover()
         if report.interrupted:
             log.warning("%d run(s) may have been going when symbid last stopped: recorded "
@@ -241,12 +247,12 @@ class Daemon:
                      report.resumed, report.skipped)
         self._warn_old_names()
         result = self._load_agents()
-        log.info("agents.d %s: %d agent(s); jobs created %d, updated %d, removed %d, "
-                 "unchanged %d", cfg.daemon.agents_dir, len(agents.names()),
+        log.info("agents.d %s: %d agent(s) in the registry; jobs created %d, updated %d, "
+                 "removed %d, unchanged %d", cfg.daemon.agents_dir, len(agents.names()),
                  len(result["created"]), len(result["updated"]), len(result["removed"]),
                  result["unchanged"])
         ctx = ApiContext(store=engine.store, jobs=self.jobs, scheduler=engine.scheduler,
-                         clock=self.clock, metrics=engine.metrics,
+                         clock=self.clock, agents=self.registry, metrics=engine.metrics,
                          reload=self.reload_from_api)
         limits = Limits(max_body_bytes=cfg.api.max_body_bytes,
                         max_connections=cfg.api.max_connections,
@@ -274,31 +280,30 @@ class Daemon:
                         "be given such a name)", name, problem)
 
     def _load_agents(self) -> dict[str, Any]:
-        assert self.engine is not None and self.jobs is not None
+        """Sync agents_dir into the store: its agents first (the registry, then the
+        executor's view of it), then its schedules (jobs)."""
+        assert self.engine is not None and self.jobs is not None and self.registry is not None
         directory = self.config.daemon.agents_dir
         if not os.path.isdir(directory):
             log.warning("agents_dir %s does not exist: no agents or file jobs loaded",
                         directory)
             files: list[LoadedFile] = []
         else:
-            failed_known = [a.name for path, agents in self._agent_files.items()
-                            for a in agents]
+            # Schedules may name any stored agent: one of the API's, or one a file that
+            # fails to load now keeps.
+            known = self.registry.names()
             stored = self.engine.store.list_jobs()
-            legacy = {j.name for j in stored} | {j.agent_id for j in stored}
-            files = load_dir(directory, self.clock.now(), known_agents=failed_known,
+            legacy = {j.name for j in stored} | {j.agent_id for j in stored} | set(known)
+            files = load_dir(directory, self.clock.now(), known_agents=known,
                              legacy_names=legacy)
-        merged: dict[str, Agent] = {}
-        new_files: dict[str, list[Agent]] = {}
-        for f in files:
-            agents = f.agents if f.ok else self._agent_files.get(f.path, [])
-            new_files[f.path] = agents
-            for agent in agents:
-                merged.setdefault(agent.name, agent)
-        self._agent_files = new_files
-        self.engine.agents.replace(merged)
+        agents = self.registry.sync_files(files)
         result = self.jobs.sync_files(files)
         out = result.to_dict()
-        out["agents"] = sorted(merged)
+        out["warnings"] = list(agents.warnings) + out["warnings"]
+        out["agents"] = self.engine.agents.names()
+        out["agents_created"] = list(agents.created)
+        out["agents_updated"] = list(agents.updated)
+        out["agents_removed"] = list(agents.remove)
         return out
 
     # --- reload --------------------------------------------------------------------

@@ -78,6 +78,13 @@ class Conflict(SymbidError):
     http_status = 409
 
 
+class Forbidden(SymbidError):
+    """The request is understood, but this daemon's configuration does not allow it."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class StoreError(SymbidError):
     code = "store_error"
 

@@ -29,7 +29,7 @@ from symbid.model import (
     format_instant,
 )
 from symbid.sandbox import STDERR_TAIL, ChildExit, Spawned, SpawnSpec, Supervisor
-from symbid.text import mask, secret_parts
+from symbid.text import escape, mask, secret_parts
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,45 @@ class RunSink(Protocol):
 class AgentRegistry(Protocol):
     def get(self, name: str) -> Optional[Agent]: ...
 
+    def problem(self, name: str) -> Optional[str]: ...
+
+
+LISTED_AGENTS = 10  # defined agents an "is not defined" message names
+
+
+def unknown_agent(name: str, defined: list[str], hint: str) -> str:
+    """The message for an agent that is not defined: which are, and where to define one."""
+    if defined:
+        more = len(defined) - LISTED_AGENTS
+        known = "defined agents: " + escape(", ".join(defined[:LISTED_AGENTS])) + \
+            (f" and {more} more" if more > 0 else "")
+    else:
+        known = "no agent is defined"
+    return f"agent '{escape(name)}' is not defined ({known}); {hint}"
+
 
 class Agents:
-    """The agents the daemon knows, replaceable as a whole on reload (thread-safe)."""
+    """The agents the daemon knows, replaceable as a whole (thread-safe). In the daemon it
+    is derived from the store's registry (:mod:`symbid.registry`); ``hint`` says where
+    an agent is defined."""
 
-    def __init__(self, agents: Optional[Mapping[str, Agent]] = None) -> None:
+    def __init__(self, agents: Optional[Mapping[str, Agent]] = None, *,
+                 hint: str = "define it in agents_dir and reload") -> None:
         self._lock = threading.Lock()
         self._agents: dict[str, Agent] = dict(agents or {})
+        self.hint = hint
 
     def get(self, name: str) -> Optional[Agent]:
         with self._lock:
             return self._agents.get(name)
+
+    def problem(self, name: str) -> Optional[str]:
+        """None when ``name`` is defined; else why it cannot be used."""
+        with self._lock:
+            if name in self._agents:
+                return None
+            defined = sorted(self._agents)
+        return unknown_agent(name, defined, self.hint)
 
     def replace(self, agents: Mapping[str, Agent]) -> None:
         with self._lock:
@@ -108,17 +136,17 @@ class Executor:
     def bind(self, sink: RunSink) -> None:
         self._sink = sink
 
-    def agent_exists(self, name: str) -> bool:
-        return self._agents.get(name) is not None
+    def agent_problem(self, name: str) -> Optional[str]:
+        """None when the agent ``name`` is defined; else the message saying it is not."""
+        return self._agents.problem(name)
 
     def start(self, job: Job, run: Run, mark: Callable[[], None]) -> Spawned:
         """Start ``run`` of ``job``, calling ``mark()`` just before its child is spawned;
         raises :class:`SymbidError` when it cannot start."""
         agent = self._agents.get(job.agent_id)
         if agent is None:
-            raise UnknownAgent(
-                f"agent {job.agent_id!r} is not defined; define it in agents_dir and reload"
-            )
+            raise UnknownAgent(self._agents.problem(job.agent_id)
+                               or f"agent '{escape(job.agent_id)}' is not defined")
         if agent.kind is not AgentKind.COMMAND or not agent.command:
             raise SandboxError(
                 f"agent {agent.name!r} has no command to run (kind {agent.kind.value})"

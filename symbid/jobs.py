@@ -147,18 +147,22 @@ class JobService:
         clock: Clock,
         *,
         wake: Callable[[], None] = lambda: None,
-        agent_exists: Optional[Callable[[str], bool]] = None,
+        agent_problem: Optional[Callable[[str], Optional[str]]] = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._wake = wake
-        self._agent_exists = agent_exists
+        self._agent_problem = agent_problem  # None: any agent name is taken
+
+    def _check_agent(self, name: str) -> None:
+        problem = self._agent_problem(name) if self._agent_problem is not None else None
+        if problem is not None:
+            raise InvalidInput(problem, field="agent_id")
 
     def create(self, job: Job, *, allow_past: bool = False) -> Job:
         now = self._clock.now()
         check_name(job.name)
-        if self._agent_exists is not None and not self._agent_exists(job.agent_id):
-            raise InvalidInput(f"agent {job.agent_id!r} is not defined", field="agent_id")
+        self._check_agent(job.agent_id)
         next_run = validate_job(job, now, allow_past=allow_past)
         job = job.replace(
             id=job.id or new_id(), status=JobStatus.ACTIVE, next_run=next_run, last_run=None,
@@ -185,8 +189,7 @@ class JobService:
             want = build(have)
             if want.name != have.name:  # a name stored before the rule keeps working
                 check_name(want.name)
-            if self._agent_exists is not None and not self._agent_exists(want.agent_id):
-                raise InvalidInput(f"agent {want.agent_id!r} is not defined", field="agent_id")
+            self._check_agent(want.agent_id)
             validate_job(want, now, allow_past=want.at == have.at)
             new = merge(have, want, now)[0]
             check_shown(new)

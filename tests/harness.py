@@ -10,8 +10,10 @@ from typing import Any, Optional
 
 from symbid.api import ApiContext, make_app
 from symbid.config import SchedulerConfig
+from symbid.executor import Agents
 from symbid.jobs import JobService
 from symbid.model import Job, Run, format_instant
+from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
 from symbid.startlog import StartLog
 from symbid.store import SqliteJobStore
@@ -43,8 +45,10 @@ class Harness:
                              waiter=waiter or self.waiter, rng=random.Random(7))
 
     def api_context(self) -> ApiContext:
+        registry = AgentService(self.store, self.clock, Agents(),
+                                agents_dir=str(self.tmp_path / "agents.d"))
         return ApiContext(store=self.store, jobs=self.jobs, scheduler=self.sched,
-                          clock=self.clock)
+                          clock=self.clock, agents=registry)
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """One request to the WSGI app in this process (over the "unix" transport)."""

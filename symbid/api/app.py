@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Optional
 
-from symbid.api import dialect, native
+from symbid.api import agents, dialect, native
 from symbid.api.context import ApiContext
 from symbid.api.http import (
     MAX_BODY,
@@ -39,6 +39,7 @@ def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] =
         raise ValueError("a TCP listener needs a bearer token")
     router = Router()
     native.routes(ctx, router)
+    agents.routes(ctx, router)
     dialect.routes(ctx, router)
     spec = document()
     router.add("GET", "/api/v1/openapi.json", lambda req: json_response(spec))

@@ -10,7 +10,8 @@ from symbid.clock import Clock
 from symbid.errors import SymbidError
 from symbid.jobs import JobService
 from symbid.metrics import Metrics
-from symbid.model import Job, JobStatus, job_to_wire
+from symbid.model import Agent, Job, JobStatus, job_to_wire
+from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
 from symbid.store import JobStore, JobTotals
 
@@ -23,6 +24,7 @@ class ApiContext:
     jobs: JobService
     scheduler: CronScheduler
     clock: Clock
+    agents: AgentService
     metrics: Metrics = field(default_factory=lambda: Metrics(enabled=False))
     reload: Optional[Callable[[], dict[str, Any]]] = None
 
@@ -82,7 +84,13 @@ class ApiContext:
                         extra={"SYMBID_JOB": job.name})
             return None
 
-    def audit(self, request: Any, event: str, job: Job) -> None:
-        """Record who did what to a job (journal for now; the audit store comes later)."""
-        log.info("%s: job %s by %s", event, job.name, getattr(request, "actor", "unknown"),
-                 extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": event})
+    def audit(self, request: Any, event: str, subject: Job | Agent) -> None:
+        """Record who did what to a job or an agent (journal for now; the audit store
+        comes later)."""
+        actor = getattr(request, "actor", "unknown")
+        if isinstance(subject, Job):
+            log.info("%s: job %s by %s", event, subject.name, actor,
+                     extra={"SYMBID_JOB": subject.name, "SYMBID_EVENT": event})
+        else:
+            log.info("%s: agent %s by %s", event, subject.name, actor,
+                     extra={"SYMBID_EVENT": event})

@@ -111,8 +111,13 @@ class Request:
         parsed = parse_qs(self.environ.get("QUERY_STRING", ""), keep_blank_values=True)
         return {k: v[-1] for k, v in parsed.items()}
 
-    def body(self) -> Any:
-        """The JSON body, or None when there is none."""
+    @property
+    def content_type(self) -> str:
+        """The media type of the body, lower case, without parameters ("" when none)."""
+        return str(self.environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
+
+    def raw(self) -> bytes:
+        """The body's bytes; larger than ``max_body`` is 413."""
         try:
             length = int(self.environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -120,7 +125,18 @@ class Request:
         if length > self.max_body:
             raise HttpError(413, "too_large", f"request body is larger than {self.max_body} "
                                               "bytes ([api] max_body_bytes)")
-        raw = self.environ["wsgi.input"].read(length) if length else b""
+        return bytes(self.environ["wsgi.input"].read(length)) if length else b""
+
+    def text(self) -> str:
+        """The body as UTF-8 text."""
+        try:
+            return self.raw().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HttpError(400, "bad_request", f"request body is not UTF-8: {exc}") from None
+
+    def body(self) -> Any:
+        """The JSON body, or None when there is none."""
+        raw = self.raw()
         if not raw.strip():
             return None
         return parse_json(raw)
@@ -158,8 +174,9 @@ class Response:
 
 
 _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
-            400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+            415: "Unsupported Media Type",
             500: "Internal Server Error", 503: "Service Unavailable"}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from symbid.model import (
     MAXIMUMS,
     NAME_MAX,
+    AgentKind,
     CatchUp,
     JobStatus,
     RunStatus,
@@ -31,6 +32,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_NAME = {**_STR, "minLength": 1, "maxLength": NAME_MAX,
+         "description": "Unicode letters and digits, '.', '_', '-'; starts with a letter or "
+                        "a digit; not 8+ hex digits and dashes only (that looks like an id)"}
+
 _ERRORS = {
     "400": _json(_ref("Error"), "Invalid request: the error names the field"),
     "404": _json(_ref("Error"), "No such job"),
@@ -38,10 +43,7 @@ _ERRORS = {
 }
 
 _DEFINITION = {
-    "name": {**_STR, "minLength": 1, "maxLength": NAME_MAX,
-             "description": "Unicode letters and digits, '.', '_', '-'; starts with a letter "
-                            "or a digit; not 8+ hex digits and dashes only (that looks "
-                            "like an id)"},
+    "name": _NAME,
     "agent_id": _STR,
     "cron_expr": {**_NSTR, "maxLength": MAXIMUMS["cron_expr"],
                   "description": "5-field Vixie cron or the 6/7-field form"},
@@ -79,6 +81,67 @@ _DEFINITION = {
     "input": _NSTR,
     "agent_pin_jwt": _NSTR,
 }
+
+
+_NINT_MIN1 = {**_NINT, "minimum": 1}
+_AGENT = {
+    "name": _NAME,
+    "kind": {"enum": [k.value for k in AgentKind],
+             "description": "optional on input; must agree with command or model"},
+    "command": {**_STRS, "description": "a command agent's argv (input on stdin)"},
+    "env": {"type": "object", "additionalProperties": _STR,
+            "description": "${NAME} references resolve from symbid's environment at run time"},
+    "working_dir": _NSTR, "user": _NSTR, "group": _NSTR,
+    "limits": {"type": "object", "properties": {
+        "memory": {"type": ["integer", "string", "null"], "description": 'bytes or "512M"'},
+        "cpu_time": {"type": ["number", "string", "null"], "description": "seconds or "
+                     '"30s"'},
+        "processes": _NINT_MIN1, "open_files": _NINT_MIN1,
+        "output": {"type": ["integer", "string", "null"],
+                   "description": "bytes of output kept"}}},
+    "capabilities": _STRS,
+    "model": {**_NSTR, "description": "an llm agent's model (instead of command)"},
+    "system_prompt": _NSTR, "endpoint": _NSTR, "agentpin_id": _NSTR,
+}
+_AGENT_ERRORS = {
+    "403": _json(_ref("Error"), "[api] define_agents is false: agents come from agents_dir"),
+    "404": _json(_ref("Error"), "No such agent"),
+    "409": _json(_ref("Error"), "Defined in an agents_dir file, or used by jobs"),
+}
+
+
+def _agent_paths() -> dict[str, Any]:
+    name = [{"name": "name", "in": "path", "required": True, "schema": _STR}]
+    return {
+        "/api/v1/agents": {
+            "get": {"summary": "List agents, by name (a shadowed API agent after the file "
+                               "agent that shadows it)",
+                    "responses": {"200": _json({"type": "array", "items": _ref("Agent")},
+                                               "Agents")}},
+            "post": {
+                "summary": "Define agents: one JSON agent, or every agent block of .symbi "
+                           "text (schedule blocks are refused); re-posting an API agent "
+                           "updates it",
+                "requestBody": {"content": {
+                    "application/json": {"schema": _ref("AgentDefine")},
+                    "text/x-symbi": {"schema": _STR}, "text/plain": {"schema": _STR}}},
+                "responses": {"201": _json({"type": "object", "properties": {
+                    "agents": {"type": "array", "items": _ref("Agent")},
+                    "created": _STRS, "updated": _STRS,
+                    "warnings": {**_STRS, "description": "the DSL loader's warnings"}}},
+                    "Defined"), **_ERRORS, **_AGENT_ERRORS,
+                    "415": _json(_ref("Error"), "Neither JSON nor .symbi text")}},
+        },
+        "/api/v1/agents/{name}": {
+            "get": {"summary": "The agent in use under this name", "parameters": name,
+                    "responses": {"200": _json(_ref("Agent"), "The agent"),
+                                  "404": _AGENT_ERRORS["404"]}},
+            "delete": {"summary": "Remove an API-defined agent (refused while jobs use it)",
+                       "parameters": name,
+                       "responses": {"200": _json({"type": "object", "properties": {
+                           "name": _STR, "deleted": _BOOL}}, "Deleted"), **_AGENT_ERRORS}},
+        },
+    }
 
 
 def document() -> dict[str, Any]:
@@ -148,11 +211,20 @@ def document() -> dict[str, Any]:
             "/api/v1/reload": {"post": {
                 "summary": "Re-read agents_dir and the reloadable configuration",
                 "responses": {"200": _json({"type": "object"}, "What changed")}}},
+            **_agent_paths(),
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": _STR, "message": _STR, "field": _STR}}}},
+            "AgentDefine": {"type": "object", "required": ["name"],
+                            "additionalProperties": False, "properties": _AGENT},
+            "Agent": {"type": "object", "properties": {
+                **_AGENT, "source": {**_STR, "description": '"api" or "file:PATH"'},
+                "created_at": _TIME, "updated_at": _TIME,
+                "jobs": {**_INT, "description": "jobs naming this agent (0 when shadowed)"},
+                "shadowed_by": {**_NSTR, "description": "the source of the file agent "
+                                "used instead of this API agent"}}},
             "JobCreate": {"type": "object", "required": ["name", "agent_id"],
                           "additionalProperties": False,
                           "properties": {**_DEFINITION, "allow_past": _BOOL}},

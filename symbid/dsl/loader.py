@@ -51,10 +51,11 @@ KNOWN_CHANNELS = ("stdout", "log_file", "webhook", "slack", "email")
 class _Invalid(Exception):
     """A value failed its check (internal: turned into a diagnostic)."""
 
-    def __init__(self, pos: Pos, message: str) -> None:
+    def __init__(self, pos: Pos, message: str, *, key: Optional[str] = None) -> None:
         super().__init__(message)
         self.pos = pos
         self.message = message
+        self.key = key  # the key at fault, when the check knows it
 
 
 # --- value checkers -----------------------------------------------------------------------
@@ -446,35 +447,27 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
     ))
 
 
-def _agent(doc: Document, blk: Any, out: LoadedFile) -> None:
-    try:
-        d = _read_entries(blk.entries, AGENT, pos=blk.pos)
-    except _Invalids as many:
-        out.errors.extend(doc.diagnostic(p.pos, p.message) for p in many.problems)
-        return
-    name = blk.name
+def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -> Agent:
+    """The agent that checked entries ``d`` (the AGENT schema's values) define; raises
+    :class:`_Invalid`, with the key at fault and its position from ``pos_of``, when they
+    do not make one. The DSL and the API (JSON) define agents through this alone."""
+
+    def bad(key: str, message: str) -> _Invalid:
+        return _Invalid(pos_of(key), message, key=key)
+
     if "command" in d and "model" in d:
-        out.errors.append(doc.diagnostic(
-            _entry_pos(blk.entries, "model") or blk.pos,
-            f"agent {name}: give command (a command agent) or model (an llm agent), not both"))
-        return
+        raise bad("model", f"agent {name}: give command (a command agent) or model (an llm "
+                           "agent), not both")
     if "command" not in d and "model" not in d:
-        out.errors.append(doc.diagnostic(
-            blk.pos, f"agent {name}: needs command: [...] (a command agent) "
-                     "or model: \"...\" (an llm agent)"))
-        return
+        raise bad("command", f"agent {name}: needs command: [...] (a command agent) "
+                             "or model: \"...\" (an llm agent)")
     if "command" in d and not d["command"]:
-        out.errors.append(doc.diagnostic(_entry_pos(blk.entries, "command") or blk.pos,
-                                         f"agent {name}: command must not be empty"))
-        return
+        raise bad("command", f"agent {name}: command must not be empty")
     if "endpoint" in d and "command" in d:
-        out.errors.append(doc.diagnostic(_entry_pos(blk.entries, "endpoint") or blk.pos,
-                                         f"agent {name}: endpoint is for llm agents"))
-        return
+        raise bad("endpoint", f"agent {name}: endpoint is for llm agents")
     lim = d.get("limits", {})
     cpu = lim.get("cpu_time")
-    assert name is not None
-    out.agents.append(Agent(
+    return Agent(
         name=name,
         kind=AgentKind.COMMAND if "command" in d else AgentKind.LLM,
         command=tuple(d.get("command", ())),
@@ -494,7 +487,21 @@ def _agent(doc: Document, blk: Any, out: LoadedFile) -> None:
         system_prompt=d.get("system_prompt"),
         endpoint=d.get("endpoint"),
         agentpin_id=d.get("agentpin_id"),
-    ))
+    )
+
+
+def _agent(doc: Document, blk: Any, out: LoadedFile) -> None:
+    try:
+        d = _read_entries(blk.entries, AGENT, pos=blk.pos)
+    except _Invalids as many:
+        out.errors.extend(doc.diagnostic(p.pos, p.message) for p in many.problems)
+        return
+    assert blk.name is not None
+    try:
+        out.agents.append(build_agent(blk.name, d,
+                                      lambda key: _entry_pos(blk.entries, key) or blk.pos))
+    except _Invalid as exc:
+        out.errors.append(doc.diagnostic(exc.pos, exc.message))
 
 
 def load_document(doc: Document, now: Optional[int] = None,

@@ -1,8 +1,9 @@
-"""Durable state: jobs and their runs, in one SQLite file.
+"""Durable state: jobs, their runs and the agent registry, in one SQLite file.
 
 The package: :mod:`.base` (the interface and the commands the scheduler sends it),
-:mod:`.sql` (portable queries), :mod:`.schema` (DDL and migrations) and :mod:`.sqlite`
-(the backend).
+:mod:`.plumbing` (connections per thread, transactions), :mod:`.sql` and
+:mod:`.agents` (portable queries), :mod:`.schema` (DDL and migrations) and
+:mod:`.sqlite` (the backend).
 
 The scheduler and the API talk to :class:`JobStore`, a small interface whose SQL
 (:class:`SqlJobStore`) is portable: placeholders, ``INSERT ... ON CONFLICT DO
@@ -19,11 +20,19 @@ Invariants the schema enforces:
   delete it first and cascade its run history away.
 """
 
-from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
+from symbid.store.base import (
+    API_SOURCE,
+    Advance,
+    Finish,
+    JobStore,
+    JobTotals,
+    RetryClaim,
+    StoredAgent,
+)
 from symbid.store.rows import job_params
 from symbid.store.schema import SCHEMA_VERSION
 from symbid.store.sql import SqlJobStore
 from symbid.store.sqlite import SqliteJobStore
 
-__all__ = ["SCHEMA_VERSION", "Advance", "Finish", "JobStore", "JobTotals", "RetryClaim",
-           "SqlJobStore", "SqliteJobStore", "job_params"]
+__all__ = ["API_SOURCE", "SCHEMA_VERSION", "Advance", "Finish", "JobStore", "JobTotals",
+           "RetryClaim", "SqlJobStore", "SqliteJobStore", "StoredAgent", "job_params"]

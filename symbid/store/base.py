@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from symbid.errors import NotFound
-from symbid.model import Job, JobStatus, Run, RunStatus
+from symbid.model import Agent, Job, JobStatus, Run, RunStatus
 from symbid.spans import Spans
 
 
@@ -61,6 +61,37 @@ class JobTotals:
     longest_execution_ms: int = 0
 
 
+API_SOURCE = "api"
+
+
+@dataclass(frozen=True)
+class StoredAgent:
+    """An agent of the registry: its definition, where it comes from (``"api"`` or
+    ``"file:<path>"``) and when its row was created and last changed."""
+
+    agent: Agent
+    source: str
+    created_at: int
+    updated_at: int
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
+
+    @property
+    def from_file(self) -> bool:
+        return self.source != API_SOURCE
+
+    @property
+    def path(self) -> str:
+        """The file it is defined in ("" for an API-defined agent)."""
+        return self.source[len("file:"):] if self.from_file else ""
+
+
+AgentGuard = Callable[[list[StoredAgent]], None]
+RemoveGuard = Callable[[list[StoredAgent], list[str]], StoredAgent]
+
+
 class JobStore(abc.ABC):
     """What the scheduler and the API need from durable state."""
 
@@ -107,6 +138,35 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def delete_job(self, ref: str) -> Job:
         """Delete a job and its run history; returns what was deleted."""
+
+    # agents
+    @abc.abstractmethod
+    def list_agents(self, name: Optional[str] = None) -> list[StoredAgent]:
+        """The stored agents (only those called ``name`` when given), by name, a file's
+        row before the API's. A row that cannot be read is left out (logged once)."""
+
+    @abc.abstractmethod
+    def sync_file_agents(self, put: Sequence[StoredAgent], remove: Sequence[str]) -> None:
+        """In one transaction: write the file agents ``put`` (created, or replacing the
+        file row of the same name) and delete the file rows named in ``remove``. Rows
+        defined through the API are never touched."""
+
+    @abc.abstractmethod
+    def define_agents(self, agents: Sequence[Agent], now: int,
+                      guard: AgentGuard) -> tuple[list[str], list[str]]:
+        """Create or replace API-defined agents in one transaction; returns the names
+        (created, updated). ``guard`` first sees every row already stored under those
+        names, in that transaction, and raises to refuse the whole request."""
+
+    @abc.abstractmethod
+    def remove_agent(self, name: str, guard: RemoveGuard) -> StoredAgent:
+        """Delete one agent row in one transaction. ``guard`` sees the rows called
+        ``name`` and the names (sorted) of the jobs naming that agent; it returns the
+        row to delete or raises to refuse."""
+
+    @abc.abstractmethod
+    def agent_use(self) -> dict[str, int]:
+        """How many jobs name each agent (agents no job names are absent)."""
 
     # scheduling
     @abc.abstractmethod

@@ -116,6 +116,21 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT 0;
     UPDATE runs SET output_bytes = length(CAST(output AS BLOB)) WHERE output IS NOT NULL;
     """,
+    # 4 (issue 9): one registry of agents. A name has at most one row from agents_dir
+    # files (origin 'file', source 'file:<path>') and one defined through the API
+    # (origin 'api', source 'api'); when both exist the file's is used.
+    """
+    CREATE TABLE agents (
+        name TEXT NOT NULL,
+        origin TEXT NOT NULL CHECK (origin IN ('file', 'api')),
+        source TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (name, origin),
+        CHECK ((origin = 'api') = (source = 'api'))
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -1,23 +1,20 @@
-"""Portable SQL over a DB-API connection per thread; a backend fills in the hooks.
+"""Portable SQL for jobs and runs, over :class:`SqlPlumbing`'s connections.
 
 ``INSERT ... ON CONFLICT DO NOTHING``, partial indexes, ``LIMIT/OFFSET`` and
-scalar subqueries work on SQLite and PostgreSQL alike. Parameters are written in
-the qmark style (``?``); a backend whose driver wants another style translates
-them in the connection it returns from ``_connect``.
+scalar subqueries work on SQLite and PostgreSQL alike (see :mod:`.plumbing` for
+the placeholder style).
 """
 
 from __future__ import annotations
 
-import abc
 import json
 import logging
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
 from symbid.model import OUTPUT_PREVIEW, Job, JobStatus, Run, RunStatus
+from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.rows import (
     JOB_COLUMNS,
@@ -35,83 +32,15 @@ from symbid.store.rows import (
 
 log = logging.getLogger(__name__)
 
-class SqlJobStore(JobStore):
-    """Portable SQL over a DB-API connection per thread. Backends fill in the hooks."""
+
+class SqlJobStore(SqlAgents, JobStore):
+    """Portable SQL over a DB-API connection per thread (agent rows in
+    :class:`SqlAgents`). Backends fill in the hooks."""
 
     def __init__(self, keep_runs: int = 1000) -> None:
+        super().__init__()
         self.keep_runs = keep_runs
-        self._local = threading.local()
-        self._all_conns: list[Any] = []
-        self._conns_lock = threading.Lock()
         self._warned: set[str] = set()  # unreadable job rows already logged
-
-    # --- backend hooks ---------------------------------------------------------------
-    @abc.abstractmethod
-    def _connect(self) -> Any: ...
-
-    @abc.abstractmethod
-    def _begin_write(self, conn: Any) -> None: ...
-
-    def _is_unique_violation(self, exc: Exception) -> bool:
-        return False
-
-    # --- plumbing --------------------------------------------------------------------
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._conns_lock:
-                self._all_conns.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[Any]:
-        conn = self._conn()
-        try:
-            self._begin_write(conn)
-        except Exception as exc:
-            raise self._wrap(exc) from exc
-        try:
-            yield conn
-        except BaseException as exc:
-            self._rollback(conn)
-            if isinstance(exc, Exception) and not self._is_unique_violation(exc):
-                raise self._wrap(exc) from exc
-            raise
-        try:
-            conn.execute("COMMIT")
-        except Exception as exc:
-            self._rollback(conn)
-            raise self._wrap(exc) from exc
-
-    @staticmethod
-    def _rollback(conn: Any) -> None:
-        try:
-            conn.execute("ROLLBACK")
-        except Exception:
-            log.debug("rollback after a failed transaction failed", exc_info=True)
-
-    def _wrap(self, exc: Exception) -> Exception:
-        """Database-level failures (locked, disk full, I/O) become StoreError."""
-        return exc
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        try:
-            return list(self._conn().execute(sql, tuple(params)).fetchall())
-        except Exception as exc:
-            raise self._wrap(exc) from exc
-
-    def close(self) -> None:
-        """Close every thread's connection (the threads that used them are done)."""
-        with self._conns_lock:
-            for conn in self._all_conns:
-                try:
-                    conn.close()
-                except Exception:
-                    log.debug("closing a store connection failed", exc_info=True)
-            self._all_conns.clear()
-        self._local = threading.local()
 
     # --- jobs ------------------------------------------------------------------------
     def create_job(self, job: Job) -> Job:

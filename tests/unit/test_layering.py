@@ -60,6 +60,8 @@ LADDER: dict[str, float] = {
     "symbid.lifecycle": 3.25,
     "symbid.scheduler": 3.5,
     "symbid.executor": 3,
+    # The agent registry derives the executor's agents from the store (issue 9).
+    "symbid.registry": 3.25,
     "symbid.jobs": 3,
     "symbid.sessions": 3,
     "symbid.heartbeat": 3,

@@ -1,0 +1,94 @@
+"""Connections per thread and transactions over DB-API; a backend fills in the hooks.
+
+Parameters are written in the qmark style (``?``); a backend whose driver wants another
+style translates them in the connection it returns from ``_connect``.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class SqlPlumbing(abc.ABC):
+    """A DB-API connection per thread, write transactions, queries. Backends fill in the
+    hooks."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all_conns: list[Any] = []
+        self._conns_lock = threading.Lock()
+
+    # --- backend hooks ---------------------------------------------------------------
+    @abc.abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abc.abstractmethod
+    def _begin_write(self, conn: Any) -> None: ...
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        return False
+
+    # --- plumbing --------------------------------------------------------------------
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._all_conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        conn = self._conn()
+        try:
+            self._begin_write(conn)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            self._rollback(conn)
+            if isinstance(exc, Exception) and not self._is_unique_violation(exc):
+                raise self._wrap(exc) from exc
+            raise
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback(conn)
+            raise self._wrap(exc) from exc
+
+    @staticmethod
+    def _rollback(conn: Any) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except Exception:
+            log.debug("rollback after a failed transaction failed", exc_info=True)
+
+    def _wrap(self, exc: Exception) -> Exception:
+        """Database-level failures (locked, disk full, I/O) become StoreError."""
+        return exc
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return list(self._conn().execute(sql, tuple(params)).fetchall())
+        except Exception as exc:
+            raise self._wrap(exc) from exc
+
+    def close(self) -> None:
+        """Close every thread's connection (the threads that used them are done)."""
+        with self._conns_lock:
+            for conn in self._all_conns:
+                try:
+                    conn.close()
+                except Exception:
+                    log.debug("closing a store connection failed", exc_info=True)
+            self._all_conns.clear()
+        self._local = threading.local()
