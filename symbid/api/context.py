@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 from symbid.clock import Clock
 from symbid.errors import SymbidError
 from symbid.jobs import JobService
+from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, job_to_wire
 from symbid.scheduler import CronScheduler
@@ -25,6 +26,7 @@ class ApiContext:
     clock: Clock
     metrics: Metrics = field(default_factory=lambda: Metrics(enabled=False))
     reload: Optional[Callable[[], dict[str, Any]]] = None
+    live: LiveOutputs = field(default_factory=LiveOutputs)  # running runs' output so far
 
     def _within(self) -> float:
         return 3 * self.scheduler.config.tick_interval_seconds + 10
@@ -82,7 +84,14 @@ class ApiContext:
                         extra={"SYMBID_JOB": job.name})
             return None
 
-    def audit(self, request: Any, event: str, job: Job) -> None:
-        """Record who did what to a job (journal for now; the audit store comes later)."""
-        log.info("%s: job %s by %s", event, job.name, getattr(request, "actor", "unknown"),
-                 extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": event})
+    def audit(self, request: Any, event: str, job: Job, *, run_id: Optional[str] = None
+              ) -> None:
+        """Record who did what to a job, or to one of its runs (journal for now; the audit
+        store comes later)."""
+        actor = getattr(request, "actor", "unknown")
+        extra = {"SYMBID_JOB": job.name, "SYMBID_EVENT": event}
+        if run_id is None:
+            log.info("%s: job %s by %s", event, job.name, actor, extra=extra)
+        else:
+            log.info("%s: run %s of job %s by %s", event, run_id, job.name, actor,
+                     extra={**extra, "SYMBID_RUN": run_id})
