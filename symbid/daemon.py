@@ -25,6 +25,7 @@ from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, SchedulerConfig, load_config
 from symbid.control import (
+    MAX_FOLLOWERS,
     ApiServer,
     Limits,
     Listener,
@@ -259,7 +260,7 @@ class Daemon:
         raise_open_files_limit(len(self.listeners) * limits.max_connections + 1024)
         for listener in self.listeners:
             app = make_app(ctx, transport=listener.kind, token=self._token,
-                           max_body=cfg.api.max_body_bytes)
+                           max_body=cfg.api.max_body_bytes, max_followers=MAX_FOLLOWERS)
             server = ApiServer(app, listener, limits=limits, token=self._token)
             server.start()
             self.servers.append(server)
