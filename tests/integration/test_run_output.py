@@ -232,7 +232,6 @@ def test_cancelling_a_running_run_kills_its_process_group(daemon: Daemon) -> Non
     wait_status(daemon, run["id"], "running")
     daemon.wait_for(lambda: kid_file.exists() and kid_file.read_text().strip())
     grandchild = int(kid_file.read_text())
-    pid = run_of(daemon, run["id"])
     assert alive(grandchild)
 
     status, answer = daemon.api("POST", f"/api/v1/runs/{run['id']}/cancel")
@@ -241,8 +240,7 @@ def test_cancelling_a_running_run_kills_its_process_group(daemon: Daemon) -> Non
     final = wait_status(daemon, run["id"], "cancelled")
     assert final["error_message"].startswith(f"cancelled by uid:{os.getuid()}; ")
     assert final["output"] == "started\n"
-    assert wait_gone(grandchild, timeout=30)
-    assert pid["id"] == run["id"]
+    assert wait_gone(grandchild, timeout=30)  # it was in the run's process group
     job = daemon.api("GET", "/api/v1/schedule/family-job")[1]
     assert (job["failure_count"], job["status"]) == (0, "active")
     assert "CronRunCancelled" in daemon.log.read_text()
