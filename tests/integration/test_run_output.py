@@ -106,6 +106,11 @@ def test_a_running_runs_output_is_what_it_printed_so_far(daemon: Daemon) -> None
     daemon.wait_for(lambda: daemon.api("GET", f"/api/v1/runs/{run['id']}/output")[1]
                     == "one\n")
     assert run_of(daemon, run["id"])["status"] in ("pending", "running")
+    head = subprocess.run(["curl", "-sSI", "--unix-socket", daemon.socket,
+                           f"http://localhost/api/v1/runs/{run['id']}/output?follow=true"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    # HEAD never streams: the headers of the output so far, and no body
+    assert head.stdout.startswith("HTTP/1.1 200") and "content-length: 4" in head.stdout.lower()
     release(daemon)
     done = wait_status(daemon, run["id"], "succeeded")
     assert done["output"] == "one\nreleased\ntwo\n"
