@@ -18,12 +18,13 @@ Only the standard library is used, so the CLI built on it starts fast.
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import json
 import os
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Optional
 
 from symbid.errors import (
@@ -132,14 +133,23 @@ class Transport:
             http.client.HTTPConnection
         return cls(url.netloc, timeout=self.timeout), url.path
 
-    def request(self, method: str, path: str, body: Any = None,
-                query: Optional[Mapping[str, Any]] = None, *,
-                text: Optional[tuple[str, str]] = None) -> Any:
-        """One request: ``body`` is sent as JSON, or ``text`` as (content, media type)."""
+    def _unreachable(self, exc: Exception) -> Unavailable:
+        hint = ""
+        if self.base_url is None:
+            hint = ("; is symbid running (systemctl status symbid)? Use --socket or "
+                    "SYMBI_SOCKET for another socket")
+        return Unavailable(f"cannot reach symbid at {self.where}: "
+                           f"{getattr(exc, 'strerror', None) or exc}{hint}")
+
+    def _open(self, method: str, path: str, body: Any, query: Optional[Mapping[str, Any]],
+              accept: str, *, text: Optional[tuple[str, str]] = None,
+              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send the request (``body`` as JSON, or ``text`` as (content, media type)); the
+        response's head is read, its body not yet."""
         conn, prefix = self._connection()
         params = {k: v for k, v in (query or {}).items() if v is not None}
         target = prefix + path + (("?" + urllib.parse.urlencode(params)) if params else "")
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         payload = None
         if text is not None:
             payload = text[0].encode("utf-8")
@@ -151,17 +161,23 @@ class Transport:
             headers["Authorization"] = f"Bearer {self.api_key}"
         try:
             conn.request(method, target, body=payload, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
+            return conn, conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
-            hint = ""
-            if self.base_url is None:
-                hint = ("; is symbid running (systemctl status symbid)? Use --socket or "
-                        "SYMBI_SOCKET for another socket")
-            raise Unavailable(f"cannot reach symbid at {self.where}: "
-                              f"{getattr(exc, 'strerror', None) or exc}{hint}") from None
+            conn.close()
+            raise self._unreachable(exc) from None
+
+    def _body(self, conn: http.client.HTTPConnection,
+              response: http.client.HTTPResponse) -> bytes:
+        try:
+            return response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from None
         finally:
             conn.close()
+
+    @staticmethod
+    def _check(response: http.client.HTTPResponse, raw: bytes) -> Any:
+        """The JSON of ``raw`` (None if it is none); an error status raises."""
         try:
             data = json.loads(raw) if raw.strip() else None
         except ValueError:
@@ -177,6 +193,56 @@ class Transport:
             raise failure
         return data
 
+    def request(self, method: str, path: str, body: Any = None,
+                query: Optional[Mapping[str, Any]] = None, *,
+                text: Optional[tuple[str, str]] = None) -> Any:
+        """One request: ``body`` is sent as JSON, or ``text`` as (content, media type)."""
+        conn, response = self._open(method, path, body, query, "application/json",
+                                    text=text)
+        return self._check(response, self._body(conn, response))
+
+    def request_text(self, method: str, path: str,
+                     query: Optional[Mapping[str, Any]] = None) -> str:
+        """A text/plain answer, decoded (UTF-8)."""
+        conn, response = self._open(method, path, None, query, "text/plain")
+        raw = self._body(conn, response)
+        if response.status >= 400:
+            self._check(response, raw)
+        return raw.decode("utf-8", "replace")
+
+    def stream_text(self, method: str, path: str,
+                    query: Optional[Mapping[str, Any]] = None) -> Iterator[str]:
+        """A text/plain answer as it arrives, decoded incrementally (a character split
+        between two pieces comes out whole). Once the head is in, reads wait as long as
+        it takes: a followed run may print nothing for hours."""
+        conn, response = self._open(method, path, None, query, "text/plain")
+        try:
+            if response.status >= 400:
+                self._check(response, self._body(conn, response))
+            if conn.sock is not None:
+                conn.sock.settimeout(None)
+            yield from decode_pieces(iter(lambda: self._piece(response), b""))
+        finally:
+            conn.close()
+
+    def _piece(self, response: http.client.HTTPResponse) -> bytes:
+        try:
+            return response.read1(65536)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from None
+
+
+def decode_pieces(pieces: Iterable[bytes]) -> Iterator[str]:
+    """UTF-8 text of a byte stream, piece by piece, never splitting a character."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    for piece in pieces:
+        text = decoder.decode(piece)
+        if text:
+            yield text
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
 
 class ScheduleClient:
     """``client.schedule``: jobs and their runs."""
@@ -191,9 +257,13 @@ class ScheduleClient:
     def create(self, **fields: Any) -> Any:
         return _wrap(self._t.request("POST", "/api/v1/schedule", fields))
 
-    def list(self, status: Optional[str] = None, agent_id: Optional[str] = None) -> Any:
+    def list(self, status: Optional[str] = None, agent_id: Optional[str] = None,
+             id_prefix: Optional[str] = None) -> Any:
+        """Jobs by name; ``id_prefix`` (8+ hex digits and dashes): those whose id starts
+        with it."""
         return _wrap(self._t.request("GET", "/api/v1/schedule",
-                                     query={"status": status, "agent_id": agent_id}))
+                                     query={"status": status, "agent_id": agent_id,
+                                            "id_prefix": id_prefix}))
 
     def get(self, job_id: str) -> Any:
         return _wrap(self._t.request("GET", self._path(job_id)))
@@ -232,9 +302,34 @@ class ScheduleClient:
         return _wrap(self._t.request("GET", self._path(job_id, "/next_run"),
                                      query={"count": count}))
 
+    @staticmethod
+    def _run_path(run_id: str, suffix: str = "") -> str:
+        return f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}{suffix}"
+
     def get_run(self, run_id: str) -> Any:
-        return _wrap(self._t.request(
-            "GET", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}"))
+        return _wrap(self._t.request("GET", self._run_path(run_id)))
+
+    def find_runs(self, id_prefix: str, limit: int = 20) -> Any:
+        """Runs of any job whose id starts with ``id_prefix`` (8+ hex digits and dashes),
+        newest first, as history rows (previews of output and input)."""
+        return _wrap(self._t.request("GET", "/api/v1/runs",
+                                     query={"id_prefix": id_prefix, "limit": limit}))
+
+    def get_output(self, run_id: str) -> str:
+        """A finished run's stored output, or what a running run has printed so far."""
+        return self._t.request_text("GET", self._run_path(run_id, "/output"))
+
+    def follow_output(self, run_id: str) -> Iterator[str]:
+        """The run's output as it is printed, ending when the run's final state is stored
+        (then ``get_run`` tells how it ended); a finished run's output at once."""
+        return self._t.stream_text("GET", self._run_path(run_id, "/output"),
+                                   query={"follow": "true"})
+
+    def cancel_run(self, run_id: str) -> Any:
+        """Cancel a pending or running run: the run, ``cancelled`` (it had not started) or
+        still ``running`` while its process group is killed. A finished run raises
+        Conflict."""
+        return _wrap(self._t.request("POST", self._run_path(run_id, "/cancel")))
 
     def health(self) -> Any:
         return _wrap(self._t.request("GET", "/api/v1/health/scheduler"))

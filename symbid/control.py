@@ -40,6 +40,11 @@ from symbid.errors import SymbidError
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
+# Worker threads per listener. A client following run output holds one for as long as it
+# streams, so at most half of them may follow at once: the rest always serve the others.
+WORKER_THREADS = 8
+MAX_FOLLOWERS = WORKER_THREADS // 2
+_STOP_GRACE_SECONDS = 3.0  # a stop waits this long for requests in progress
 _LINGER_SECONDS = 2.0  # how long a refused client may go on sending before its socket closes
 _SD_LISTEN_FDS_START = 3
 
@@ -381,7 +386,7 @@ def raise_open_files_limit(needed: int) -> int:
 class ApiServer:
     """One listener served by waitress on its own thread, with limits of its own."""
 
-    def __init__(self, app: Any, listener: Listener, threads: int = 4,
+    def __init__(self, app: Any, listener: Listener, threads: int = WORKER_THREADS,
                  limits: Optional[Limits] = None, token: Optional[str] = None) -> None:
         self.listener = listener
         limits = limits or Limits()
@@ -389,10 +394,14 @@ class ApiServer:
         self._dispatcher = ThreadedTaskDispatcher()
         self._dispatcher.set_thread_count(threads)
         # waitress refuses a body of max_request_body_size or more from its headers
+        # A lookahead of one request keeps each connection read while its request is
+        # served, so a client that goes away is seen (waitress.client_disconnected): a
+        # stream of run output then ends even while the run prints nothing.
         adj = Adjustments(threads=threads, ident="symbid", expose_tracebacks=False,
                           channel_timeout=limits.idle_timeout_seconds, cleanup_interval=1,
                           connection_limit=limits.max_connections,
-                          max_request_body_size=limits.max_body_bytes + 1)
+                          max_request_body_size=limits.max_body_bytes + 1,
+                          channel_request_lookahead=1)
         adj.bearer_token = token if listener.kind == "tcp" else None  # read by the parser
         sock = listener.sock
         if listener.kind == "unix":
@@ -425,8 +434,15 @@ class ApiServer:
                 pass
         self._dispatcher.shutdown(timeout=5)
 
-    def stop(self) -> None:
-        """Stop accepting and serving; requests in progress get a few seconds."""
+    def stop(self, grace: float = _STOP_GRACE_SECONDS) -> None:
+        """Stop accepting, give the requests in progress up to ``grace`` seconds to finish
+        (a followed output's stream, ended by the daemon's stop, sends its last chunk),
+        then stop serving."""
+        self._server.accepting = False  # read by the server's readable(): no more accepts
+        deadline = time.monotonic() + grace
+        while (self._dispatcher.active_count or self._dispatcher.queue) and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
         self._stop.set()
         try:
             self._server.pull_trigger()

@@ -25,6 +25,7 @@ from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, SchedulerConfig, load_config
 from symbid.control import (
+    MAX_FOLLOWERS,
     ApiServer,
     Limits,
     Listener,
@@ -38,6 +39,7 @@ from symbid.errors import SymbidError
 from symbid.executor import Agents, Executor
 from symbid.jobs import JobService
 from symbid.journal import EscapeFilter, setup_logging
+from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
 from symbid.model import JobStatus, name_problem
 from symbid.registry import AgentService
@@ -64,8 +66,10 @@ class Engine:
     scheduler: CronScheduler
     metrics: Metrics
     start_log: StartLog
+    live: LiveOutputs
 
     def stop(self, timeout: Optional[float] = None) -> None:
+        self.live.close()  # followers of live output end first
         self.scheduler.stop(timeout)
         self.supervisor.close()
         self.start_log.close()
@@ -89,15 +93,16 @@ def build_engine(
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     store = SqliteJobStore(os.path.join(state_dir, "symbid.db"), keep_runs=config.keep_runs)
     supervisor = Supervisor(clock)
+    live = LiveOutputs()
     executor = Executor(
         supervisor, agents, clock,
         runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs",
-        kill_grace=config.kill_grace_seconds,
+        kill_grace=config.kill_grace_seconds, live=live,
     )
     start_log = StartLog(os.path.join(state_dir, "start-log"))
     scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
                               metrics=metrics)
-    return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log)
+    return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log, live)
 
 
 def make_private(path: str, mode: int) -> None:
@@ -253,7 +258,7 @@ class Daemon:
                  result["unchanged"])
         ctx = ApiContext(store=engine.store, jobs=self.jobs, scheduler=engine.scheduler,
                          clock=self.clock, agents=self.registry, metrics=engine.metrics,
-                         reload=self.reload_from_api)
+                         reload=self.reload_from_api, live=engine.live)
         limits = Limits(max_body_bytes=cfg.api.max_body_bytes,
                         max_connections=cfg.api.max_connections,
                         head_timeout_seconds=cfg.api.head_timeout_seconds,
@@ -261,7 +266,7 @@ class Daemon:
         raise_open_files_limit(len(self.listeners) * limits.max_connections + 1024)
         for listener in self.listeners:
             app = make_app(ctx, transport=listener.kind, token=self._token,
-                           max_body=cfg.api.max_body_bytes)
+                           max_body=cfg.api.max_body_bytes, max_followers=MAX_FOLLOWERS)
             server = ApiServer(app, listener, limits=limits, token=self._token)
             server.start()
             self.servers.append(server)
@@ -420,6 +425,8 @@ class Daemon:
 
     def stop(self) -> None:
         self.notifier.notify("STOPPING=1")
+        if self.engine is not None:
+            self.engine.live.close()  # streams of live output end, freeing their threads
         for server in self.servers:
             server.stop()
         if self.engine is not None:

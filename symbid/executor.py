@@ -18,6 +18,7 @@ from typing import Callable, Optional, Protocol
 from symbid.clock import Clock
 from symbid.config import referenced_values, resolve_refs
 from symbid.errors import SandboxError, SymbidError
+from symbid.live import LiveOutputs
 from symbid.model import (
     Agent,
     AgentKind,
@@ -124,6 +125,7 @@ class Executor:
         runs_dir: str,
         kill_grace: float = 5.0,
         environ: Optional[Mapping[str, str]] = None,
+        live: Optional[LiveOutputs] = None,
     ) -> None:
         self._supervisor = supervisor
         self._agents = agents
@@ -132,6 +134,9 @@ class Executor:
         self._kill_grace = kill_grace
         self._environ = environ if environ is not None else os.environ
         self._sink: Optional[RunSink] = None
+        self.live = live if live is not None else LiveOutputs()
+        self._lock = threading.Lock()
+        self._cancelled_by: dict[str, str] = {}  # run id -> who asked for the cancel
 
     def bind(self, sink: RunSink) -> None:
         self._sink = sink
@@ -179,9 +184,14 @@ class Executor:
             timeout=job.policy.max_runtime_seconds,
             kill_grace=self._kill_grace,
             before_spawn=mark,
+            on_stdout=self.live.open(run.id, secrets).feed,
         )
-        spawned = self._supervisor.spawn(spec,
-                                         lambda child: self._exited(job, run, child, secrets))
+        try:
+            spawned = self._supervisor.spawn(
+                spec, lambda child: self._exited(job, run, child, secrets))
+        except BaseException:
+            self.live.release(run.id)
+            raise
         log.info(
             "job %s: run %s started (pid %d, slot %s, attempt %d, %s)",
             job.name, run.id, spawned.pid, format_instant(run.slot), run.attempt,
@@ -193,7 +203,27 @@ class Executor:
     def kill_all(self, reason: str) -> int:
         return self._supervisor.kill_all(reason)
 
+    def cancel(self, run_id: str, by: str) -> bool:
+        """Kill a run's process group as ``max_runtime`` does (SIGTERM, then SIGKILL after
+        the grace); it ends ``cancelled`` by ``by``. False when its process is gone."""
+        with self._lock:
+            self._cancelled_by[run_id] = by
+        if self._supervisor.kill(run_id, "cancel"):
+            return True
+        with self._lock:
+            self._cancelled_by.pop(run_id, None)
+        return False
+
+    def release_output(self, run_id: str) -> None:
+        """The run's final state is stored: its live output goes."""
+        self.live.release(run_id)
+
     def _exited(self, job: Job, run: Run, child: ChildExit, secrets: list[str]) -> None:
+        with self._lock:
+            by = self._cancelled_by.pop(run.id, None)
+        output = self.live.get(run.id)
+        if output is not None:
+            output.exited(truncated=child.stdout_truncated)
         error: Optional[str] = None
         if child.killed == "timeout":
             status = RunStatus.TIMED_OUT
@@ -204,7 +234,7 @@ class Executor:
             error = "symbid stopped; the run's process group was killed"
         elif child.killed == "cancel":
             status = RunStatus.CANCELLED
-            error = "cancelled; the run's process group was killed"
+            error = f"cancelled by {by or 'an operator'}; the run's process group was killed"
         elif child.exit_code == 0:
             status = RunStatus.SUCCEEDED
         else:

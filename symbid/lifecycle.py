@@ -68,6 +68,30 @@ class Launcher(Protocol):
 
     def kill_all(self, reason: str) -> int: ...
 
+    def cancel(self, run_id: str, by: str) -> bool:
+        """Kill a started run's process group; it ends ``cancelled`` by ``by``. False when
+        its process has already ended (its own outcome is on its way)."""
+
+    def release_output(self, run_id: str) -> None:
+        """The run's final state is stored: what it printed is no longer kept live."""
+
+
+@dataclass
+class CancelRequest:
+    """An operator's cancel of one run, answered by the loop thread.
+
+    ``outcome``: ``cancelled`` (recorded, it never started), ``killing`` (its process
+    group is being killed; it is recorded when it has gone) or ``ended`` (it ended
+    first: ``run`` is how). ``run`` is the run as it stands after the answer.
+    """
+
+    run_id: str
+    by: str
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: str = ""
+    run: Optional[Run] = None
+    error: Optional[Exception] = None
+
 
 @dataclass(order=True)
 class _Queued:
@@ -95,7 +119,8 @@ class RunLifecycle:
     """Run state: the store first, memory derived from it.
 
     Loop thread: everything but :meth:`report`, :meth:`add_manual`,
-    :meth:`in_flight` and :meth:`queued`, which any thread may call.
+    :meth:`request_cancel`, :meth:`in_flight` and :meth:`queued`, which any thread may
+    call.
     """
 
     def __init__(self, store: JobStore, launcher: Launcher, start_log: StartLog,
@@ -113,6 +138,7 @@ class RunLifecycle:
         self._running: dict[str, tuple[Job, Run]] = {}
         self._per_job: dict[str, list[str]] = {}  # ids of the runs going, per job id
         self._unmarked: dict[str, tuple[int, int, int]] = {}  # going, not yet stored running
+        self._cancels: list[CancelRequest] = []  # asked for, not yet acted on
         self._seq = 0
 
     # --- any thread ------------------------------------------------------------------
@@ -129,7 +155,14 @@ class RunLifecycle:
     def has_news(self) -> bool:
         """Whether outcomes, manual runs or start records wait for the next pass."""
         with self._lock:
-            return bool(self._outcomes or self._manual or self._unmarked)
+            return bool(self._outcomes or self._manual or self._unmarked or self._cancels)
+
+    def request_cancel(self, run_id: str, by: str) -> CancelRequest:
+        """Ask the loop to cancel a run; its answer sets the request's ``done``."""
+        request = CancelRequest(run_id, by)
+        with self._lock:
+            self._cancels.append(request)
+        return request
 
     def in_flight(self) -> int:
         with self._lock:
@@ -305,6 +338,8 @@ class RunLifecycle:
                 if not going:
                     self._per_job.pop(job.id, None)
         self._start_log.settle(fin.run.id for _, fin in decided)
+        for outcome in done:  # stored: a reader of the live output may now see the end
+            self._launcher.release_output(outcome.run_id)
         for job, fin in decided:
             self._after_finish(job, fin, fin.run.id in ended)
 
@@ -344,6 +379,83 @@ class RunLifecycle:
             )
             if fin.job_status is JobStatus.DEAD_LETTER:
                 self.metrics.dead_lettered(job.name)
+
+    # --- cancelled by an operator --------------------------------------------------------
+    def take_cancels(self, now: int) -> None:
+        """Act on the cancels asked for since the last pass, answering each."""
+        with self._lock:
+            cancels, self._cancels = self._cancels, []
+        for request in cancels:
+            try:
+                self._cancel(request, now)
+            except Exception as exc:
+                request.error = exc
+            request.done.set()
+
+    def _unqueue(self, run_id: str) -> Optional[tuple[Job, Run]]:
+        """Take a run that waits to start out of the queue (None: it is not queued)."""
+        with self._lock:
+            for i, (job, run) in enumerate(self._manual):
+                if run.id == run_id:
+                    del self._manual[i]
+                    return job, run
+            for heap in (self._waiting, self._ready):
+                for i, q in enumerate(heap):
+                    if q.run.id == run_id:
+                        heap[i] = heap[-1]
+                        heap.pop()
+                        heapq.heapify(heap)
+                        return q.job, q.run
+        return None
+
+    def _cancel(self, request: CancelRequest, now: int) -> None:
+        """A queued run is recorded cancelled without starting (store first: on a store
+        error it is queued again); a going one has its process group killed; a pending
+        run the loop does not hold (a graceful stop released it) is recorded cancelled."""
+        run_id, by = request.run_id, request.by
+        with self._lock:
+            going = self._running.get(run_id)
+        if going is not None:
+            request.outcome = "killing" if self._launcher.cancel(run_id, by) else "ended"
+            request.run = going[1]
+            log.info("job %s: run %s cancelled by %s; killing its process group",
+                     going[0].name, run_id, by, extra=_extra(going[0], going[1],
+                                                             "run_cancelled"))
+            return
+        queued = self._unqueue(run_id)
+        held = queued is not None
+        if queued is None:
+            stored = self._store.get_run(run_id)
+            if not stored.status.is_open:
+                request.outcome, request.run = "ended", stored
+                return
+            try:
+                found = self._store.find_job(stored.job_id)
+            except UnreadableRow:
+                found = None
+            if found is None:
+                self._store.finish([Finish(run=stored.replace(
+                    status=RunStatus.CANCELLED, finished_at=now,
+                    error_message=f"cancelled by {by} before it started"), counts=False)])
+                request.outcome, request.run = "cancelled", self._store.get_run(run_id)
+                return
+            queued = (found, stored)
+        job, run = queued
+        try:
+            current = self._store.find_job(job.id) or job
+        except UnreadableRow:
+            current = job
+        fin = job_end(current, run, RunStatus.CANCELLED, finished_at=now,
+                      error_message=f"cancelled by {by} before it started")
+        try:
+            self._store.finish([fin])
+        except Exception:
+            if held:
+                self._enqueue(job, run)
+            raise
+        log.info("job %s: run %s cancelled by %s before it started", current.name, run_id, by,
+                 extra=_extra(current, run, "run_cancelled"))
+        request.outcome, request.run = "cancelled", self._store.get_run(run_id)
 
     # --- waits and the wall clock ------------------------------------------------------
     def shift_waits(self, step_ms: int, since: int) -> None:

@@ -275,10 +275,14 @@ def job_end(job: Job, run: Run, status: RunStatus, **fields: object) -> Finish:
     run was going is not ended by that run.
     """
     final = run.replace(status=status, **fields)
+    # Counted in run_count: runs that ran (cancelled ones too, once they had started),
+    # and interrupted ones, which may have; never a run dropped before it started.
+    counts = status.executed or status is RunStatus.INTERRUPTED or \
+        (status is RunStatus.CANCELLED and final.started_at is not None)
     if run.trigger is Trigger.MANUAL or not job.one_shot:
-        return Finish(run=final, counts=status.executed or status is RunStatus.INTERRUPTED)
-    return Finish(run=final, counts=status.executed or status is RunStatus.INTERRUPTED,
-                  job_status=status.one_shot_end, belongs_to=(None, run.slot))
+        return Finish(run=final, counts=counts)
+    return Finish(run=final, counts=counts, job_status=status.one_shot_end,
+                  belongs_to=(None, run.slot))
 
 
 def finish_decision(

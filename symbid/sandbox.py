@@ -77,6 +77,8 @@ class SpawnSpec:
     # Called immediately before the child is spawned (the run's durable start marker);
     # if it raises, nothing is spawned.
     before_spawn: Optional[Callable[[], None]] = None
+    # Called from the supervisor thread with each piece of stdout kept (under the cap).
+    on_stdout: Optional[Callable[[bytes], None]] = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +374,11 @@ class Supervisor:
             room = child.spec.limits.output_bytes - len(child.out)
             if room > 0:
                 child.out += data[:room]
+                if child.spec.on_stdout is not None:
+                    try:
+                        child.spec.on_stdout(data[:room])
+                    except Exception:  # showing live output must never lose the run
+                        log.exception("run %s: live output failed", child.spec.tag)
             if len(data) > room:
                 child.out_truncated = True
         else:

@@ -25,8 +25,8 @@ from typing import Optional
 
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
-from symbid.errors import SymbidError, UnreadableRow
-from symbid.lifecycle import Launcher, RecoveryReport, RunLifecycle
+from symbid.errors import SymbidError, Unavailable, UnreadableRow
+from symbid.lifecycle import CancelRequest, Launcher, RecoveryReport, RunLifecycle
 from symbid.metrics import Metrics
 from symbid.model import Job, Run, RunOutcome, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import CLAIM_AHEAD_MS, backoff_ms, plan_job, plan_retry
@@ -45,8 +45,9 @@ _STEP_NOISE_MS = 10  # wall/monotonic offset changes smaller than this are not s
 _UNSEEN_STEP_MS = 1000
 _REPEAT_LOG_SECONDS = 60.0  # a pass failing the same way is logged again after this
 _STOP_RECORD_SECONDS = 5.0  # after the kill grace: how long a stop tries to record outcomes
+_CANCEL_ANSWER_SECONDS = 10.0  # how long a cancel waits for the loop's answer
 
-__all__ = ["CLAIM_AHEAD_MS", "CronScheduler", "Launcher", "RecoveryReport"]
+__all__ = ["CLAIM_AHEAD_MS", "CancelRequest", "CronScheduler", "Launcher", "RecoveryReport"]
 
 
 class CronScheduler:
@@ -113,6 +114,21 @@ class CronScheduler:
         self.runs.add_manual(job, run)
         self._waiter.wake()
         return run
+
+    def cancel_run(self, run_id: str, by: str, timeout: float = _CANCEL_ANSWER_SECONDS
+                   ) -> CancelRequest:
+        """Cancel a run for ``by`` (see RunLifecycle._cancel); the loop thread acts on it
+        and answers. Raises Unavailable when it does not answer within ``timeout``
+        seconds (the cancel stays asked for), NotFound for an unknown run."""
+        request = self.runs.request_cancel(run_id, by)
+        self._waiter.wake()
+        if not request.done.wait(timeout):
+            raise Unavailable(f"the scheduler loop did not take the cancel of run {run_id} "
+                              f"within {timeout:g} s; it is still asked for, and acted on "
+                              "when the loop gets to it")
+        if request.error is not None:
+            raise request.error
+        return request
 
     def in_flight(self) -> int:
         """Runs started and not yet finished."""
@@ -301,6 +317,7 @@ class CronScheduler:
     def tick(self, now: int) -> Optional[int]:
         """Do everything due at ``now``; return when the next thing is due (None: nothing)."""
         self.runs.record_outcomes(now, self.config)
+        self.runs.take_cancels(now)
         self._more_due = False
         if self._stop_requested:
             self.runs.release()

@@ -93,6 +93,46 @@ def mask(text: str, parts: list[str], *, cut_start: bool = False,
     return text
 
 
+class MaskStream:
+    """Masks text that arrives in pieces (a running run's output), so that what it gives
+    out never holds a secret, nor the start of one that the next piece could complete.
+
+    :meth:`feed` returns the text that is safe to show now; the rest (at most about
+    twice the longest secret) is held until the next piece or :meth:`end`. Everything it
+    gives out, in order, is ``mask(whole_text, parts, cut_end=cut)``: each piece it gives
+    out ends where no secret starts or stands across it.
+    """
+
+    def __init__(self, parts: list[str]) -> None:
+        self._parts = parts
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if not self._parts:
+            return text
+        held = self._held + text
+        cut = len(held)
+        for part in self._parts:  # a tail that the next piece could make a secret
+            for n in range(min(len(part) - 1, len(held)), 0, -1):
+                if held.endswith(part[:n]):
+                    cut = min(cut, len(held) - n)
+                    break
+        moved = True
+        while moved:  # a whole secret across the cut is held with it
+            moved = False
+            for part in self._parts:
+                start = held.find(part, max(0, cut - len(part) + 1))
+                if start != -1 and start < cut < start + len(part):
+                    cut, moved = start, True
+        self._held = held[cut:]
+        return mask(held[:cut], self._parts)
+
+    def end(self, *, cut: bool = False) -> str:
+        """The text still held, masked; ``cut``: the output was cut there (its cap)."""
+        held, self._held = self._held, ""
+        return mask(held, self._parts, cut_end=cut)
+
+
 def shorten(text: str, limit: int = 80) -> str:
     """``text``, cut to ``limit`` characters with a note of how long it was: an error
     message quotes a value, it never echoes a megabyte of it."""

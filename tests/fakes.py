@@ -78,6 +78,8 @@ class FakeLauncher:
     started: list[tuple[Job, Run, int]] = field(default_factory=list)
     running: dict[str, tuple[Job, Run]] = field(default_factory=dict)
     killed: list[str] = field(default_factory=list)
+    cancelled: list[tuple[str, str]] = field(default_factory=list)  # (run id, by)
+    released: list[str] = field(default_factory=list)  # live outputs let go
     fail_to_start: set[str] = field(default_factory=set)
     _pids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     sink: object = None
@@ -108,6 +110,15 @@ class FakeLauncher:
                 error_message=error, output="out",
             )
         )
+
+    def cancel(self, run_id: str, by: str) -> bool:
+        if run_id not in self.running:
+            return False
+        self.cancelled.append((run_id, by))
+        return True
+
+    def release_output(self, run_id: str) -> None:
+        self.released.append(run_id)
 
     def kill_all(self, reason: str) -> int:
         ids = list(self.running)

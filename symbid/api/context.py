@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 from symbid.clock import Clock
 from symbid.errors import SymbidError
 from symbid.jobs import JobService
+from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
 from symbid.model import Agent, Job, JobStatus, job_to_wire
 from symbid.registry import AgentService
@@ -27,6 +28,7 @@ class ApiContext:
     agents: AgentService
     metrics: Metrics = field(default_factory=lambda: Metrics(enabled=False))
     reload: Optional[Callable[[], dict[str, Any]]] = None
+    live: LiveOutputs = field(default_factory=LiveOutputs)  # running runs' output so far
 
     def _within(self) -> float:
         return 3 * self.scheduler.config.tick_interval_seconds + 10
@@ -84,13 +86,18 @@ class ApiContext:
                         extra={"SYMBID_JOB": job.name})
             return None
 
-    def audit(self, request: Any, event: str, subject: Job | Agent) -> None:
-        """Record who did what to a job or an agent (journal for now; the audit store
-        comes later)."""
+    def audit(self, request: Any, event: str, subject: Job | Agent, *,
+              run_id: Optional[str] = None) -> None:
+        """Record who did what to a job, one of its runs, or an agent (journal for now; the
+        audit store comes later)."""
         actor = getattr(request, "actor", "unknown")
         if isinstance(subject, Job):
-            log.info("%s: job %s by %s", event, subject.name, actor,
-                     extra={"SYMBID_JOB": subject.name, "SYMBID_EVENT": event})
+            extra = {"SYMBID_JOB": subject.name, "SYMBID_EVENT": event}
+            if run_id is None:
+                log.info("%s: job %s by %s", event, subject.name, actor, extra=extra)
+            else:
+                log.info("%s: run %s of job %s by %s", event, run_id, subject.name, actor,
+                         extra={**extra, "SYMBID_RUN": run_id})
         else:
             log.info("%s: agent %s by %s", event, subject.name, actor,
                      extra={"SYMBID_EVENT": event})

@@ -167,10 +167,14 @@ class Request:
 
 @dataclass
 class Response:
+    """A whole body, or with ``stream`` a body sent as it is produced (HTTP/1.1 chunked;
+    the iterable's ``close`` is called when the response ends, however it ends)."""
+
     status: int
     body: bytes
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: Optional[Iterable[bytes]] = None
 
 
 _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
@@ -194,11 +198,38 @@ def error_response(exc: SymbidError) -> Response:
 
 def send(response: Response, start_response: StartResponse, *,
          head: bool = False) -> Iterable[bytes]:
-    """Start the response; a HEAD request gets GET's headers and no body."""
+    """Start the response; a HEAD request gets GET's headers and no body.
+
+    A stream goes without a Content-Length, so the server sends it chunked; its headers
+    are written at once (a server would otherwise hold them until the first piece), so
+    a client knows the answer even while nothing is printed. Routes answer HEAD with a
+    whole response, never a stream: a stream given for HEAD is closed unread.
+    """
     reason = _REASONS.get(response.status, "Status")
+    status = f"{response.status} {reason}"
+    if response.stream is not None:
+        stream = response.stream
+        if head:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+            start_response(status, [("Content-Type", response.content_type),
+                                    ("Content-Length", "0")] + response.headers)
+            return []
+        write = start_response(status, [("Content-Type", response.content_type)]
+                               + response.headers)
+        if callable(write):
+            try:
+                write(b"")  # waitress: the headers go out now
+            except BaseException:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+                raise
+        return stream
     headers = [("Content-Type", response.content_type),
                ("Content-Length", str(len(response.body)))] + response.headers
-    start_response(f"{response.status} {reason}", headers)
+    start_response(status, headers)
     return [] if head else [response.body]
 
 

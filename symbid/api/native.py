@@ -1,4 +1,5 @@
-"""The native routes of the seed guide: /api/v1/schedule..., /api/v1/health/scheduler.
+"""The native routes of the seed guide: /api/v1/schedule..., /api/v1/health/scheduler
+(the run routes are in :mod:`symbid.api.runs`).
 
 Request JSON uses the seed's names. Unknown fields, wrong types, unknown agents
 and bad cron/at/timezone are 4xx errors naming the field; nothing is written
@@ -14,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from symbid.api.context import ApiContext
 from symbid.api.http import HttpError, Request, Response, Router, json_response
+from symbid.api.runs import id_prefix
 from symbid.errors import InvalidCron, InvalidInput, SymbidError
 from symbid.model import (
     AllowedHours,
@@ -299,7 +301,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     def listing(req: Request) -> Response:
         status = _status_param(req.query.get("status"), JobStatus, "status")
         agent = req.query.get("agent_id") or None
-        jobs = ctx.store.list_jobs(status=status, agent_id=agent)
+        jobs = ctx.store.list_jobs(status=status, agent_id=agent, id_prefix=id_prefix(req))
         return json_response([shown(j) for j in jobs])
 
     def get(req: Request) -> Response:
@@ -355,9 +357,6 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
             "next_runs": [format_instant(s) for s in upcoming],
         })
 
-    def get_run(req: Request) -> Response:
-        return json_response(run_to_wire(ctx.store.get_run(req.params["run_id"])))
-
     def health(req: Request) -> Response:
         return json_response(ctx.health())
 
@@ -379,6 +378,5 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     r("POST", f"{prefix}/schedule/{{job_id}}/run", guarded(run_now))
     r("GET", f"{prefix}/schedule/{{job_id}}/history", guarded(history))
     r("GET", f"{prefix}/schedule/{{job_id}}/next_run", guarded(next_run))
-    r("GET", f"{prefix}/runs/{{run_id}}", guarded(get_run))
     r("GET", f"{prefix}/health/scheduler", guarded(health))
     r("POST", f"{prefix}/reload", guarded(reload))

@@ -41,6 +41,13 @@ _ERRORS = {
     "404": _json(_ref("Error"), "No such job"),
     "409": _json(_ref("Error"), "Conflicts with the job's state or origin"),
 }
+_RUN_ERRORS = {
+    "400": _json(_ref("Error"), "Invalid request: the error names the field or parameter"),
+    "404": _json(_ref("Error"), "No such run"),
+}
+_ID_PREFIX = {"type": "string", "pattern": "^[0-9a-fA-F-]{8,36}$",
+              "description": "the start of an id: 8 to 36 hex digits and dashes"}
+_TEXT = {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}
 
 _DEFINITION = {
     "name": _NAME,
@@ -149,6 +156,7 @@ def document() -> dict[str, Any]:
     job_param = [{"name": "job_id", "in": "path", "required": True, "schema": _STR,
                   "description": "job id or name"}]
     ok_job = {"200": _json(_ref("Job"), "The job"), **_ERRORS}
+    run_param = [{"name": "run_id", "in": "path", "required": True, "schema": _STR}]
 
     def action(summary: str) -> dict[str, Any]:
         return {"post": {"summary": summary, "parameters": job_param, "responses": ok_job}}
@@ -164,7 +172,8 @@ def document() -> dict[str, Any]:
                 "get": {"summary": "List jobs", "parameters": [
                     {"name": "status", "in": "query", "schema":
                         {"enum": [s.value for s in JobStatus]}},
-                    {"name": "agent_id", "in": "query", "schema": _STR}],
+                    {"name": "agent_id", "in": "query", "schema": _STR},
+                    {"name": "id_prefix", "in": "query", "schema": _ID_PREFIX}],
                     "responses": {"200": _json({"type": "array", "items": _ref("Job")},
                                                "Jobs")}},
             },
@@ -201,10 +210,44 @@ def document() -> dict[str, Any]:
                     "job_id": _STR, "name": _STR, "next_run": _TIME,
                     "next_runs": {"type": "array", "items": _TIME}}}, "Next runs"),
                     **_ERRORS}}},
+            "/api/v1/runs": {"get": {
+                "summary": "Runs of any job whose id starts with id_prefix, newest first "
+                           "(history rows: previews of output and input)",
+                "parameters": [
+                    {"name": "id_prefix", "in": "query", "required": True,
+                     "schema": _ID_PREFIX},
+                    {"name": "limit", "in": "query",
+                     "schema": {**_INT, "default": 20, "minimum": 1, "maximum": 1000}}],
+                "responses": {"200": _json({"type": "array", "items": _ref("Run")},
+                                           "Runs"), **_RUN_ERRORS}}},
             "/api/v1/runs/{run_id}": {"get": {
-                "summary": "One run", "parameters": [
-                    {"name": "run_id", "in": "path", "required": True, "schema": _STR}],
-                "responses": {"200": _json(_ref("Run"), "The run"), **_ERRORS}}},
+                "summary": "One run", "parameters": run_param,
+                "responses": {"200": _json(_ref("Run"), "The run"), **_RUN_ERRORS}}},
+            "/api/v1/runs/{run_id}/output": {"get": {
+                "summary": "A run's output: stored once it has finished, what it has printed "
+                           "so far while it goes (masked as stored)",
+                "parameters": run_param + [
+                    {"name": "follow", "in": "query",
+                     "schema": {"enum": ["true", "false", "1", "0"], "default": "false"},
+                     "description": "stream the output (chunked) as it is printed, until "
+                                    "the run's final state is stored; a finished run's "
+                                    "output is sent whole"}],
+                "responses": {
+                    "200": {"description": "The output (UTF-8 text)", "content": _TEXT},
+                    **_RUN_ERRORS,
+                    "503": _json(_ref("Error"), "too_many_followers: half of the "
+                                 "listener's worker threads already follow output")}}},
+            "/api/v1/runs/{run_id}/cancel": {"post": {
+                "summary": "Cancel a pending or running run: one that has not started is "
+                           "recorded cancelled (200); a running one has its process group "
+                           "killed and is recorded cancelled once it has gone (202)",
+                "parameters": run_param,
+                "responses": {
+                    "200": _json(_ref("Run"), "Recorded cancelled"),
+                    "202": _json(_ref("Run"), "Its process group is being killed"),
+                    **_RUN_ERRORS,
+                    "409": _json(_ref("Error"), "The run has already finished"),
+                    "503": _json(_ref("Error"), "The scheduler loop did not answer")}}},
             "/api/v1/health/scheduler": {"get": {
                 "summary": "Scheduler health", "responses": {
                     "200": _json(_ref("Health"), "Health")}}},

@@ -115,7 +115,10 @@ class JobStore(abc.ABC):
         status: Optional[JobStatus] = None,
         agent_id: Optional[str] = None,
         source: Optional[str] = None,
-    ) -> list[Job]: ...
+        id_prefix: Optional[str] = None,
+    ) -> list[Job]:
+        """Jobs by name; ``id_prefix``: only those whose id starts with it (an index
+        range)."""
 
     @abc.abstractmethod
     def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
@@ -231,6 +234,11 @@ class JobStore(abc.ABC):
         """A job's runs, newest first, each with only the first OUTPUT_PREVIEW characters of
         its output and input (``output_bytes`` tells the whole size; ``get_run`` has it
         all)."""
+
+    @abc.abstractmethod
+    def find_runs(self, id_prefix: str, limit: int = 20) -> list[Run]:
+        """Runs of any job whose id starts with ``id_prefix`` (an index range), newest
+        first, with previews of their output and input as :meth:`history` has them."""
 
     @abc.abstractmethod
     def totals(self) -> JobTotals: ...

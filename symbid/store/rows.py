@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from symbid.model import OPEN_RUN_STATUSES, Job, JobStatus, Run, RunStatus, Trigger
+from symbid.model import OPEN_RUN_STATUSES, OUTPUT_PREVIEW, Job, JobStatus, Run, RunStatus, Trigger
 from symbid.spans import Spans
 
 OPEN_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN_RUN_STATUSES)) + ")"
@@ -95,3 +95,14 @@ def run_params(run: Run) -> tuple[Any, ...]:
 
 def output_size(text: Optional[str]) -> int:
     return 0 if text is None else len(text.encode("utf-8", "replace"))
+
+
+PREVIEW_RUN_COLUMNS = ", ".join(f"substr({c.strip()}, 1, {OUTPUT_PREVIEW})"
+                                if c.strip() in ("output", "input") else c.strip()
+                                for c in RUN_COLUMNS.split(","))
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str]:
+    """(low, high): ``low <= id < high`` holds exactly for the ids that start with
+    ``prefix`` (binary collation), a range the primary key's index answers."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)

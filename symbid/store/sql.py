@@ -13,18 +13,20 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
-from symbid.model import OUTPUT_PREVIEW, Job, JobStatus, Run, RunStatus
+from symbid.model import Job, JobStatus, Run, RunStatus
 from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.rows import (
     JOB_COLUMNS,
     JOB_PLACEHOLDERS,
     OPEN_SQL,
+    PREVIEW_RUN_COLUMNS,
     RUN_COLUMNS,
     RUN_PLACEHOLDERS,
     job_from_row,
     job_params,
     output_size,
+    prefix_bounds,
     run_from_row,
     run_params,
     spans_text,
@@ -101,6 +103,7 @@ class SqlJobStore(SqlAgents, JobStore):
         status: Optional[JobStatus] = None,
         agent_id: Optional[str] = None,
         source: Optional[str] = None,
+        id_prefix: Optional[str] = None,
     ) -> list[Job]:
         where, params = [], []
         for column, value in (("status", status.value if status else None),
@@ -108,6 +111,9 @@ class SqlJobStore(SqlAgents, JobStore):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if id_prefix:
+            where.append("id >= ? AND id < ?")
+            params.extend(prefix_bounds(id_prefix))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
         return self._jobs(rows)
@@ -457,10 +463,7 @@ class SqlJobStore(SqlAgents, JobStore):
         self, job_id: str, limit: int = 20, status: Optional[RunStatus] = None
     ) -> list[Run]:
         # Only a preview of each output: a listing never carries every run's whole output.
-        columns = ", ".join(f"substr({c.strip()}, 1, {OUTPUT_PREVIEW})"
-                            if c.strip() in ("output", "input") else c.strip()
-                            for c in RUN_COLUMNS.split(","))
-        sql = f"SELECT {columns} FROM runs WHERE job_id = ?"
+        sql = f"SELECT {PREVIEW_RUN_COLUMNS} FROM runs WHERE job_id = ?"
         params: list[Any] = [job_id]
         if status is not None:
             sql += " AND status = ?"
@@ -468,6 +471,13 @@ class SqlJobStore(SqlAgents, JobStore):
         sql += " ORDER BY slot DESC, attempt DESC LIMIT ?"
         params.append(limit)
         return [run_from_row(r) for r in self._query(sql, params)]
+
+    def find_runs(self, id_prefix: str, limit: int = 20) -> list[Run]:
+        rows = self._query(
+            f"SELECT {PREVIEW_RUN_COLUMNS} FROM runs WHERE id >= ? AND id < ? "
+            "ORDER BY created_at DESC, slot DESC, attempt DESC LIMIT ?",
+            (*prefix_bounds(id_prefix), limit))
+        return [run_from_row(r) for r in rows]
 
     def latest_instant(self) -> Optional[int]:
         rows = self._query(

@@ -49,6 +49,7 @@ LADDER: dict[str, float] = {
     "symbid.timer": 2,
     "symbid.startlog": 2,
     "symbid.sandbox": 2,
+    "symbid.live": 2,  # running runs' output, fed by the sandbox's reads through the executor
     "symbid.agentpin": 2,
     "symbid.journal": 2,
     "symbid.metrics": 2,

@@ -883,3 +883,49 @@ def test_the_latest_recorded_instant(store: SqliteJobStore) -> None:
     claim_runs(store, job, run)
     store.mark_started([(run.id, T0 + 5 * MINUTE, 1, 1)])
     assert store.latest_instant() == T0 + 5 * MINUTE
+
+
+# --- id prefixes -----------------------------------------------------------------------
+
+
+def _plan(store: SqliteJobStore, call: Any) -> str:
+    conn = store._conn()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        conn.set_trace_callback(None)
+    [sql] = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    params = ["a"] * sql.count("?")  # older Pythons trace unexpanded SQL
+    return "\n".join(row[3] for row in
+                     conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+
+
+def test_jobs_and_runs_are_found_by_an_id_prefix_through_the_primary_key(
+        store: SqliteJobStore) -> None:
+    jobs = [store.create_job(make_job(f"job{i}").replace(id=f"3f2a9c1d-000{i}-4000-8000-"
+                                                                f"00000000000{i}"))
+            for i in range(3)]
+    other = store.create_job(make_job("other").replace(id="3f2a9c1e-0000-4000-8000-"
+                                                          "000000000000"))
+    assert [j.name for j in store.list_jobs(id_prefix="3f2a9c1d")] == ["job0", "job1", "job2"]
+    assert [j.name for j in store.list_jobs(id_prefix="3f2a9c1d-0001")] == ["job1"]
+    assert [j.name for j in store.list_jobs(id_prefix="3f2a9c1e")] == ["other"]
+    assert store.list_jobs(id_prefix="3f2a9c1f") == []
+
+    older = make_run(jobs[0], T0, output="x" * 500).replace(id="aaaaaaaa-0001-4000-8000-0")
+    newer = make_run(jobs[1], T0 + MINUTE).replace(id="aaaaaaaa-0002-4000-8000-0")
+    claim_runs(store, jobs[0], older)
+    claim_runs(store, jobs[1], newer)
+    claim_runs(store, other, make_run(other, T0).replace(id="aaaaaaab-0000-4000-8000-0"))
+    found = store.find_runs("aaaaaaaa")
+    assert [r.id for r in found] == [newer.id, older.id]  # newest first
+    assert [r.id for r in store.find_runs("aaaaaaaa", limit=1)] == [newer.id]
+    assert len(found[1].output or "") == 200  # a preview, as in history
+    assert [r.id for r in store.find_runs("aaaaaaaa-0001")] == [older.id]
+
+    for plan in (_plan(store, lambda: store.list_jobs(id_prefix="3f2a9c1d")),
+                 _plan(store, lambda: store.find_runs("aaaaaaaa"))):
+        assert "USING INDEX sqlite_autoindex" in plan, plan
+        assert not any(step.startswith("SCAN") for step in plan.splitlines()), plan

@@ -6,9 +6,11 @@ import json
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from symbid.journal import EscapeFilter
-from symbid.text import escape, json_text, mask, secret_parts, shorten
+from symbid.text import MaskStream, escape, json_text, mask, secret_parts, shorten
 
 
 @pytest.mark.parametrize(("text", "shown"), [
@@ -74,3 +76,41 @@ def test_a_non_ascii_secret_cut_inside_a_character_is_masked() -> None:
     assert mask(f"x {cut}", parts, cut_end=True) == "x ***"
     tail = "pässwörd-geheim".encode()[7:].decode("utf-8", "replace")  # starts inside "ö"
     assert mask(f"{tail} y", parts, cut_start=True) == "*** y"
+
+
+def _streamed(text: str, parts: list[str], cuts: list[int], cut: bool) -> list[str]:
+    stream = MaskStream(parts)
+    pieces, last = [], 0
+    for at in sorted(set(cuts)) + [len(text)]:
+        pieces.append(stream.feed(text[last:at]))
+        last = at
+    pieces.append(stream.end(cut=cut))
+    return pieces
+
+
+@given(text=st.text("abcdx-", max_size=60),
+       secret=st.text("abcd", min_size=4, max_size=8),
+       other=st.text("cdx", min_size=4, max_size=6),
+       cuts=st.lists(st.integers(0, 60), max_size=12), cut=st.booleans())
+def test_output_masked_as_it_arrives_is_what_masking_it_whole_gives(
+        text: str, secret: str, other: str, cuts: list[int], cut: bool) -> None:
+    parts = secret_parts([secret, other])
+    cuts = [c for c in cuts if c <= len(text)]
+    assert "".join(_streamed(text, parts, cuts, cut)) == mask(text, parts, cut_end=cut)
+
+
+def test_output_masked_as_it_arrives_never_shows_the_start_of_a_secret() -> None:
+    parts = secret_parts(["tok-0123456789"])
+    stream = MaskStream(parts)
+    assert stream.feed("key: tok-01") == "key: "
+    assert stream.feed("23") == ""
+    assert stream.feed("456789 done\n") == "*** done\n"
+    assert stream.feed("tail tok") == "tail "
+    assert stream.end() == "tok"  # not cut: the run ended there, as the store keeps it
+    stream.feed("tok-0123")
+    assert stream.end(cut=True) == "***"  # cut by the cap: the piece is masked
+
+
+def test_output_without_secrets_is_given_out_as_it_arrives() -> None:
+    stream = MaskStream([])
+    assert stream.feed("abc") == "abc" and stream.end() == ""

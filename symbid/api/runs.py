@@ -1,0 +1,192 @@
+"""The run routes: /api/v1/runs, /api/v1/runs/{id}, its output (followed live) and cancel.
+
+``GET /api/v1/runs/{id}/output`` answers ``text/plain; charset=utf-8``: the stored
+output of a finished run, or what a running run has printed so far (masked as the
+stored output is; a pending run has printed nothing). With ``?follow=true`` the
+output of a run that is still open is streamed, chunked, as it is printed, and the
+response ends when the run's final state is in the store (so ``GET
+/api/v1/runs/{id}`` then shows it), when the client goes away, or when the daemon
+stops. A follower holds one of its listener's worker threads for as long as it
+streams, so each listener lets at most ``max_followers`` (half its threads) stream
+at once, and refuses more with 503 ``too_many_followers``: the other threads always
+serve every other request.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Callable, Optional
+
+from symbid.api.context import ApiContext
+from symbid.api.http import HttpError, Request, Response, Router, json_response
+from symbid.errors import Conflict, InvalidInput, SymbidError
+from symbid.live import LiveOutput
+from symbid.model import run_to_wire
+from symbid.text import shorten
+
+TEXT = "text/plain; charset=utf-8"
+ID_PREFIX_MIN = 8
+_ID_PREFIX = re.compile(r"^[0-9a-fA-F-]{8,36}$")  # ID_PREFIX_MIN or more
+_WAIT_SECONDS = 1.0  # how often a follower with nothing to send checks its client and run
+_STREAM_HEADERS = [("Cache-Control", "no-store"),
+                   ("X-Accel-Buffering", "no")]  # a proxy in front passes pieces on at once
+
+
+def id_prefix(req: Request, *, required: bool = False) -> Optional[str]:
+    """The ``id_prefix`` query parameter: 8 to 36 hex digits and dashes (lowercased)."""
+    text = req.query.get("id_prefix")
+    if text is None:
+        if required:
+            raise InvalidInput("id_prefix: is required (the start of a run id, 8 or more "
+                               "hex digits and dashes)", field="id_prefix")
+        return None
+    if not _ID_PREFIX.match(text):
+        raise InvalidInput(f"id_prefix: must be {ID_PREFIX_MIN} to 36 hex digits and "
+                           f"dashes (the start of an id), got {shorten(text)!r}",
+                           field="id_prefix")
+    return text.lower()
+
+
+def only_params(req: Request, *allowed: str) -> None:
+    """Refuse a query parameter the route does not take, naming it."""
+    for key in req.query:
+        if key not in allowed:
+            takes = f"takes only {', '.join(allowed)}" if allowed else "takes none"
+            raise InvalidInput(f"{shorten(key)}: unknown query parameter; {req.path} {takes}",
+                               field=shorten(key))
+
+
+def _flag(req: Request, name: str) -> bool:
+    text = req.query.get(name)
+    if text is None:
+        return False
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise InvalidInput(f"{name}: expected true or false, got {shorten(text)!r}", field=name)
+
+
+class _Follow:
+    """The body of a followed output: pieces of it as they are printed, until the run's
+    final state is stored. Each wait is bounded (``_WAIT_SECONDS``), so a client that
+    went away, or a daemon that stops, ends it even while the run prints nothing."""
+
+    def __init__(self, ctx: ApiContext, run_id: str, disconnected: Callable[[], bool],
+                 done: Callable[[], None]) -> None:
+        self._ctx = ctx
+        self._run_id = run_id
+        self._disconnected = disconnected
+        self._done: Optional[Callable[[], None]] = done
+        self._output: Optional[LiveOutput] = None
+        self._cursor = 0
+        self._finished = False
+
+    def __iter__(self) -> _Follow:
+        return self
+
+    def __next__(self) -> bytes:
+        while not self._finished:
+            try:
+                piece = self._step()
+            except SymbidError:  # the run was deleted with its job, or the store failed
+                piece = None
+                self._finished = True
+            if piece:
+                return piece
+        self.close()
+        raise StopIteration
+
+    def _step(self) -> Optional[bytes]:
+        if self._ctx.live.closed or self._disconnected():
+            self._finished = True
+            return None
+        if self._output is None:
+            self._output = self._ctx.live.wait(self._run_id, _WAIT_SECONDS)
+            if self._output is None:  # not started yet, or over
+                run = self._ctx.store.get_run(self._run_id)
+                if not run.status.is_open:
+                    self._finished = True
+                    return (run.output or "").encode()
+                return None
+        text, self._cursor, ended = self._output.read(self._cursor, _WAIT_SECONDS)
+        if ended:
+            self._finished = True
+        return text.encode() if text else None
+
+    def close(self) -> None:
+        self._finished = True
+        done, self._done = self._done, None
+        if done is not None:
+            done()
+
+
+def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1", *,
+           max_followers: int = 4) -> None:
+    followers = threading.BoundedSemaphore(max_followers)
+
+    def path_id(req: Request) -> str:
+        return req.params["run_id"]
+
+    def listing(req: Request) -> Response:
+        only_params(req, "id_prefix", "limit")
+        start = id_prefix(req, required=True)
+        assert start is not None
+        limit = req.int_param("limit", 20, 1, 1000)
+        return json_response([run_to_wire(r, preview=True)
+                              for r in ctx.store.find_runs(start, limit)])
+
+    def get_run(req: Request) -> Response:
+        only_params(req)
+        return json_response(run_to_wire(ctx.store.get_run(path_id(req))))
+
+    def output(req: Request) -> Response:
+        only_params(req, "follow")
+        follow = _flag(req, "follow")
+        run = ctx.store.get_run(path_id(req))
+        if not run.status.is_open:
+            return Response(200, (run.output or "").encode(), TEXT)
+        if follow and req.method != "HEAD":  # HEAD: the headers of the output so far
+            if not followers.acquire(blocking=False):
+                raise HttpError(503, "too_many_followers",
+                                f"{max_followers} clients already follow output on this "
+                                f"listener (the limit: half its worker threads); try again "
+                                "when one of them ends")
+            disconnected: Callable[[], bool] = req.environ.get(
+                "waitress.client_disconnected") or (lambda: False)
+            stream = _Follow(ctx, run.id, disconnected, followers.release)
+            return Response(200, b"", TEXT, list(_STREAM_HEADERS), stream=stream)
+        live = ctx.live.get(run.id)
+        if live is None:  # not started yet, or it ended just now: the store says which
+            run = ctx.store.get_run(run.id)
+            text = "" if run.status.is_open else (run.output or "")
+        else:
+            text = live.text()
+        return Response(200, text.encode(), TEXT)
+
+    def cancel(req: Request) -> Response:
+        only_params(req)
+        for key in req.json_object(required=False):
+            raise InvalidInput(f"{shorten(key)}: unknown field; cancel takes no fields",
+                               field=shorten(key))
+        run = ctx.store.get_run(path_id(req))
+        if not run.status.is_open:
+            raise Conflict(f"run {run.id} is already {run.status.value}; only a pending or "
+                           "running run can be cancelled", field="status")
+        answer = ctx.scheduler.cancel_run(run.id, req.actor)
+        if answer.outcome == "ended":
+            ended = answer.run or run
+            how = ("its process has already ended, and its own outcome is being recorded"
+                   if ended.status.is_open else f"it is already {ended.status.value}")
+            raise Conflict(f"run {run.id} was not cancelled: {how}", field="status")
+        job = ctx.store.find_job(run.job_id)
+        if job is not None:
+            ctx.audit(req, "CronRunCancelled", job, run_id=run.id)
+        now = ctx.store.get_run(run.id)
+        return json_response(run_to_wire(now), 202 if now.status.is_open else 200)
+
+    router.add("GET", f"{prefix}/runs", listing)
+    router.add("GET", f"{prefix}/runs/{{run_id}}", get_run)
+    router.add("GET", f"{prefix}/runs/{{run_id}}/output", output)
+    router.add("POST", f"{prefix}/runs/{{run_id}}/cancel", cancel)
