@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -37,14 +37,16 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # Run the daemon in the foreground with the example agents (Ctrl-C stops it).
+# PORT=N serves the TCP API on 127.0.0.1:N instead of 8080.
+PORT ?= 8080
 run: $(STAMP)
 	@mkdir -m 0700 -p .symbid
 	@test -s .symbid/api-token || (umask 077 && $(BIN)/python -c \
 		"import secrets; print(secrets.token_urlsafe(32))" > .symbid/api-token)
-	@echo "symbid: state in .symbid/, agents from examples/agents/"
-	@echo "  SYMBI_SOCKET=.symbid/control.sock $(BIN)/symbi cron list"
-	@echo "  curl -H \"Authorization: Bearer \$$(cat .symbid/api-token)\" http://127.0.0.1:8080/api/v1/health/scheduler"
-	$(BIN)/symbid --config examples/dev.toml
+	@echo "symbid: state in .symbid/, agents from examples/agents/, API on .symbid/control.sock and http://127.0.0.1:$(PORT)/api/v1"
+	@echo "  export SYMBI_SOCKET=.symbid/control.sock PATH=\"\$$PWD/.venv/bin:\$$PATH\"; symbi cron list"
+	@echo "  curl -H \"Authorization: Bearer \$$(cat .symbid/api-token)\" http://127.0.0.1:$(PORT)/api/v1/health/scheduler"
+	$(BIN)/symbid --config examples/dev.toml --listen 127.0.0.1:$(PORT)
 
 clean:
 	rm -rf $(VENV) .symbid .symbid-runs build *.egg-info .pytest_cache .mypy_cache .ruff_cache

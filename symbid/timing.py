@@ -120,6 +120,9 @@ class CronSpec:
     fixed_time: bool
     croniter_expr: str
     day_or: bool
+    # With a year field, the next match may be decades away: croniter's search (50 years
+    # by default) must reach the last year symbid can show.
+    max_years: Optional[int] = None
 
 
 def _cron_error(expr: str, fdef: _FieldDef, text: str, reason: str) -> InvalidCron:
@@ -291,6 +294,7 @@ def parse_cron(expr: str) -> CronSpec:
         fixed_time=fixed_time,
         croniter_expr=" ".join(parts),
         day_or=day_or,
+        max_years=10_000 if years is not None else None,
     )
     # croniter must agree that the normalised form is valid.
     try:
@@ -561,7 +565,8 @@ def _iterator(spec: CronSpec, start: datetime) -> Any:
     key = (spec.croniter_expr, spec.day_or)
     it = cache.get(key)
     if it is None:
-        it = croniter(spec.croniter_expr, start, day_or=spec.day_or)
+        it = croniter(spec.croniter_expr, start, day_or=spec.day_or,
+                      max_years_between_matches=spec.max_years)
         cache[key] = it
         if len(cache) > _ITERATOR_CACHE_SIZE:
             cache.popitem(last=False)

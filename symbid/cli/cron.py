@@ -1,77 +1,54 @@
-"""`symbi cron ...`, `symbi reload`, `symbi health`: talk to the daemon's API."""
+"""``symbi cron list|add|update|remove|pause|resume|reset|status``: jobs."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
-from symbid.cli.output import colour, relative, table, to_csv, use_colour
+from symbid.cli.common import (
+    UsageError,
+    client_from,
+    job_ref,
+    now_seconds,
+    print_json,
+    resolve_job,
+)
+from symbid.cli.output import colour, relative, table, use_colour
 from symbid.client import Record, SymbiontClient
-from symbid.clock import SystemClock
-from symbid.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, InvalidInput, SymbidError
-from symbid.text import escape, json_text
-
-TERMINAL_RUNS = ("succeeded", "failed", "timed_out", "skipped", "denied", "cancelled",
-                 "interrupted")
-
-
-def client_from(args: argparse.Namespace) -> SymbiontClient:
-    url = args.url or os.environ.get("SYMBI_URL")
-    if url:
-        return SymbiontClient(base_url=url, api_key=os.environ.get("SYMBI_API_KEY"))
-    return SymbiontClient(socket_path=args.socket or os.environ.get("SYMBI_SOCKET") or None)
-
-
-def _now() -> float:
-    return SystemClock().now() / 1000
-
-
-def _job_ref(args: argparse.Namespace) -> str:
-    ref = getattr(args, "name", None) or getattr(args, "job", None)
-    if not ref:
-        raise UsageError("give a job id or --name NAME")
-    return str(ref)
-
-
-class UsageError(SymbidError):
-    exit_status = EXIT_USAGE
-    code = "usage"
-
-
-def _print_json(data: Any) -> None:
-    if isinstance(data, Record):
-        data = data.to_dict()
-    elif isinstance(data, list):
-        data = [d.to_dict() if isinstance(d, Record) else d for d in data]
-    print(json_text(json.dumps(data, indent=2, ensure_ascii=False)))
-
-
-def _lines(text: str) -> str:
-    """A multi-line message with each line escaped."""
-    return "\n".join(escape(line) for line in str(text).split("\n"))
+from symbid.errors import EXIT_ERROR, EXIT_OK, InvalidInput, NotFound, SymbidError
+from symbid.text import escape
 
 
 def _schedule_text(job: Record) -> str:
-    return job.cron_expr if job.cron_expr else f"at {job.at}"
+    return str(job.cron_expr) if job.cron_expr else f"at {job.at}"
+
+
+def _next(job: Record, now: float) -> str:
+    """A job that is not active has no upcoming run, whatever its stored slot."""
+    return relative(job.next_run, now) if job.status == "active" else "-"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     jobs = client_from(args).schedule.list(status=args.status, agent_id=args.agent)
     if args.format == "json":
-        _print_json(jobs)
+        print_json(jobs)
         return EXIT_OK
-    now = _now()
+    if not jobs:
+        print("no jobs" + (f" with status {args.status}" if args.status else "")
+              + (f" of agent {escape(args.agent)}" if args.agent else ""))
+        return EXIT_OK
+    now = now_seconds()
     rows = []
     for j in jobs:
         if "error" in j:  # the daemon could not show this row; the others still list
             rows.append([j.name, j.status, "(cannot be shown)"] + ["-"] * 6 + [j.id[:8]])
             print(f"symbi: job {escape(j.name)}: {escape(j.error)}", file=sys.stderr)
             continue
-        rows.append([j.name, j.status, _schedule_text(j), j.timezone, relative(j.next_run, now),
+        rows.append([j.name, j.status, _schedule_text(j), j.timezone, _next(j, now),
                      relative(j.last_run, now), str(j.run_count), str(j.failure_count),
                      j.agent_id, j.id[:8]])
     table(["NAME", "STATUS", "SCHEDULE", "TZ", "NEXT", "LAST", "RUNS", "FAILS", "AGENT", "ID"],
@@ -79,47 +56,130 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _json_object(flag: str, text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput(f"{flag} must be a JSON object")
+    return body
+
+
+_FILE_JOB_KEYS = ("name", "agent_id", "cron_expr", "at", "timezone", "session_mode",
+                  "heartbeat", "delivery", "delivery_config", "policy", "max_concurrent",
+                  "max_retries", "jitter_seconds", "catch_up", "catch_up_limit", "input",
+                  "agent_pin_jwt")
+
+
+def _defined_in_a_file(client: SymbiontClient, name: str) -> bool:
+    try:
+        return str(client.agents.get(name).source).startswith("file:")
+    except NotFound:
+        return False
+
+
+def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None:
+    """Register the file's agents with the daemon (an agents_dir file of the same name
+    wins, and is used)."""
+    from symbid.model import agent_to_wire
+
+    for agent in agents:
+        try:
+            result = client.agents.create(**agent_to_wire(agent))
+        except SymbidError as exc:
+            if exc.code == "conflict":  # defined in agents_dir: that definition is used
+                print(f"symbi: agent {escape(agent.name)}: {escape(exc.message)}; using "
+                      "that one", file=sys.stderr)
+                continue
+            if exc.code == "forbidden":  # define_agents is off: agents_dir must have it
+                if _defined_in_a_file(client, agent.name):
+                    print(f"symbi: agent {escape(agent.name)}: defined in agents_dir; using "
+                          "that one", file=sys.stderr)
+                    continue
+                raise SymbidError(f"{path}: agent {agent.name} must be defined in agents_dir "
+                                  f"(then `symbi reload`): {exc.message}") from None
+            raise
+        verb = "updated" if agent.name in list(result.updated) else "defined"
+        print(f"agent {escape(agent.name)} {verb}", file=sys.stderr)
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     if bool(args.json) == bool(args.file):
-        raise UsageError("give either --file FILE --schedule NAME or --json '{...}'")
+        raise UsageError("give either --file FILE [--schedule NAME] or --json '{...}'")
+    client = client_from(args)
     if args.json:
-        try:
-            body = json.loads(args.json)
-        except ValueError as exc:
-            raise InvalidInput(f"--json is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise InvalidInput("--json must be a JSON object")
-    else:
-        if not args.schedule:
-            raise UsageError("--file needs --schedule NAME")
-        from symbid.cli.main import DslFailed
-        from symbid.dsl import load_file
-        from symbid.model import job_to_wire
+        if args.schedule:
+            raise UsageError("--schedule goes with --file, not --json")
+        job = client.schedule.create(**_json_object("--json", args.json))
+        print(job.id)
+        return EXIT_OK
+    from symbid.cli.local import DslFailed
+    from symbid.dsl import load_file
+    from symbid.model import job_to_wire
 
-        loaded = load_file(args.file)
-        if not loaded.ok:
-            raise DslFailed(loaded.errors)
-        found = [j for j in loaded.jobs if j.name == args.schedule]
-        if not found:
+    loaded = load_file(args.file)
+    if not loaded.ok:
+        raise DslFailed(loaded.errors)
+    jobs = list(loaded.jobs)
+    if args.schedule:
+        jobs = [j for j in jobs if j.name == args.schedule]
+        if not jobs:
             names = ", ".join(j.name for j in loaded.jobs) or "none"
             raise InvalidInput(f"{args.file} defines no schedule {args.schedule!r} "
                                f"(it defines: {names})")
-        wire = job_to_wire(found[0])
-        keep = ("name", "agent_id", "cron_expr", "at", "timezone", "session_mode", "heartbeat",
-                "delivery", "delivery_config", "policy", "max_concurrent", "max_retries",
-                "jitter_seconds", "catch_up", "catch_up_limit", "input", "agent_pin_jwt")
-        body = {k: wire[k] for k in keep if wire[k] is not None}
-    job = client_from(args).schedule.create(**body)
-    print(job.id)
+    elif not jobs and not loaded.agents:
+        raise InvalidInput(f"{args.file} defines no agent and no schedule")
+    _define_agents(client, args.file, list(loaded.agents))
+    for j in jobs:
+        wire = job_to_wire(j)
+        created = client.schedule.create(
+            **{k: wire[k] for k in _FILE_JOB_KEYS if wire[k] is not None})
+        print(created.id if len(jobs) == 1 else f"{created.id}  {escape(created.name)}")
+    return EXIT_OK
+
+
+_UPDATE_FLAGS = (("cron", "cron_expr"), ("at", "at"), ("tz", "timezone"), ("input", "input"),
+                 ("max_concurrent", "max_concurrent"), ("max_retries", "max_retries"))
+
+
+def _update_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = _json_object("--json", args.json) if args.json else {}
+    flags = {key: getattr(args, attr) for attr, key in _UPDATE_FLAGS
+             if getattr(args, attr) is not None}
+    if args.jitter is not None:
+        from symbid.timing import parse_duration
+
+        flags["jitter_seconds"] = parse_duration(args.jitter, field="--jitter")
+    both = sorted(set(flags) & set(body))
+    if both:
+        raise UsageError(f"{', '.join(both)} is given both as a flag and in --json")
+    body.update(flags)
+    if not body:
+        raise UsageError("nothing to change: give --cron, --at, --tz, --input, "
+                         "--max-concurrent, --max-retries, --jitter or --json")
+    return body
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    body = _update_body(args)
+    client = client_from(args)
+    job = client.schedule.update(resolve_job(client, job_ref(args)), **body)
+    if args.format == "json":
+        print_json(job)
+        return EXIT_OK
+    nxt = f", next run {job.next_run}" if job.next_run and job.status == "active" else ""
+    print(f"{escape(job.name)}: updated ({escape(_schedule_text(job))} {escape(job.timezone)})"
+          f"{nxt}")
     return EXIT_OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     client = client_from(args)
-    ref = _job_ref(args)
+    ref = resolve_job(client, job_ref(args))
     if not args.force and sys.stdin.isatty():
         job = client.schedule.get(ref)
-        answer = input(f"Remove job {job.name} ({job.id}) and its run history? [y/N] ")
+        answer = input(f"Remove job {escape(job.name)} ({job.id}) and its run history? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("not removed")
             return EXIT_ERROR
@@ -129,41 +189,34 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_action(args: argparse.Namespace) -> int:
-    job = getattr(client_from(args).schedule, args.action)(_job_ref(args))
+    client = client_from(args)
+    job = getattr(client.schedule, args.action)(resolve_job(client, job_ref(args)))
     if args.format == "json":
-        _print_json(job)
+        print_json(job)
     else:
         nxt = f", next run {job.next_run}" if job.next_run and job.status == "active" else ""
         print(f"{escape(job.name)}: {job.status}{nxt}")
     return EXIT_OK
 
 
-def _history_rows(runs: list[Any], now: float) -> list[list[str]]:
-    rows = []
-    for r in runs:
-        took = f"{r.execution_time_ms} ms" if r.execution_time_ms is not None else "-"
-        rows.append([r.slot, str(r.attempt), r.trigger, r.status, relative(r.started_at, now),
-                     took, (r.error_message or "").splitlines()[0][:60]
-                     if r.error_message else "", r.id[:8]])
-    return rows
+def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) -> None:
+    from symbid.cli.runs import HISTORY_HEADERS, history_rows
 
-
-_HISTORY_HEADERS = ["SLOT", "TRY", "TRIGGER", "STATUS", "STARTED", "TOOK", "ERROR", "RUN"]
-
-
-def _print_status(client: SymbiontClient, args: argparse.Namespace) -> None:
-    job = client.schedule.get_status(_job_ref(args), history=args.history)
+    job = client.schedule.get_status(ref, history=args.history)
     if args.format == "json":
-        _print_json(job)
+        print_json(job)
         return
-    now = _now()
+    now = now_seconds()
     on = use_colour()
+    upcoming = job.next_run if job.status == "active" else None
     lines = [
         ("name", escape(job.name)), ("id", job.id),
         ("status", colour(job.status, job.status, on)), ("agent", escape(job.agent_id)),
         ("schedule", escape(f"{_schedule_text(job)} ({job.timezone})")),
-        ("next run", f"{job.next_run or '-'} ({relative(job.next_run, now)})"),
-        ("last run", f"{job.last_run or '-'} ({relative(job.last_run, now)})"),
+        ("next run", f"{upcoming} ({relative(upcoming, now)})" if upcoming else
+         f"- (the job is {job.status})" if job.status != "active" else "-"),
+        ("last run", f"{job.last_run} ({relative(job.last_run, now)})" if job.last_run
+         else "- (never ran)"),
         ("runs", f"{job.run_count} ({job.failure_count} failed)"),
         ("source", escape(job.source)),
     ]
@@ -172,86 +225,27 @@ def _print_status(client: SymbiontClient, args: argparse.Namespace) -> None:
     if args.history:
         print()
         runs = list(job.recent_runs)
-        table(_HISTORY_HEADERS, _history_rows(runs, now), [r.status for r in runs], 3)
+        if runs:
+            table(HISTORY_HEADERS, history_rows(runs, now), [r.status for r in runs], 3)
+        else:
+            print("no runs yet")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     client = client_from(args)
+    ref = resolve_job(client, job_ref(args))
     if not args.watch:
-        _print_status(client, args)
+        _print_status(client, ref, args)
         return EXIT_OK
     try:
         while True:
             if sys.stdout.isatty():
                 print("\x1b[H\x1b[2J", end="")
-            _print_status(client, args)
+            stamp = datetime.fromtimestamp(now_seconds()).astimezone()
+            print(f"every {args.interval:g}s, refreshed {stamp:%Y-%m-%d %H:%M:%S %Z} "
+                  "(Ctrl-C stops)\n")
+            _print_status(client, ref, args)
             sys.stdout.flush()
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    client = client_from(args)
-    run = client.schedule.run_now(_job_ref(args), input=args.input)
-    if not args.wait:
-        print(run.id)
-        return EXIT_OK
-    while run.status not in TERMINAL_RUNS:
-        time.sleep(0.2)
-        run = client.schedule.get_run(run.id)
-    if args.format == "json":
-        _print_json(run)
-    else:
-        print(f"run {run.id}: {run.status}"
-              + (f" ({escape(run.error_message)})" if run.error_message else ""))
-        if run.output:
-            print(run.output, end="" if run.output.endswith("\n") else "\n")
-    return EXIT_OK if run.status == "succeeded" else EXIT_ERROR
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    runs = client_from(args).schedule.get_history(_job_ref(args), status=args.status,
-                                                  limit=args.limit)
-    if args.format == "json":
-        _print_json(runs)
-    elif args.format == "csv":
-        fields = ["id", "slot", "attempt", "trigger", "status", "started_at", "finished_at",
-                  "execution_time_ms", "exit_code", "error_message"]
-        print(to_csv(fields, [[r.to_dict().get(f) for f in fields] for r in runs]), end="")
-    else:
-        table(_HISTORY_HEADERS, _history_rows(runs, _now()), [r.status for r in runs], 3)
-    return EXIT_OK
-
-
-def cmd_reload(args: argparse.Namespace) -> int:
-    result = client_from(args).reload()
-    if args.format == "json":
-        _print_json(result)
-    else:
-        for key in ("created", "updated", "removed"):
-            names = list(result[key])
-            print(f"{key}: {escape(', '.join(names)) if names else '-'}")
-        print(f"unchanged: {result.unchanged}")
-        for line in list(result.warnings):
-            print(f"warning: {_lines(line)}", file=sys.stderr)
-        for line in list(result.errors):
-            print(f"error: {_lines(line)}", file=sys.stderr)
-        if result.config_error:
-            print(f"error: {_lines(result.config_error)}", file=sys.stderr)
-    return EXIT_ERROR if (list(result.errors) or result.config_error) else EXIT_OK
-
-
-def cmd_health(args: argparse.Namespace) -> int:
-    health = client_from(args).schedule.health()
-    if args.format == "json":
-        _print_json(health)
-    else:
-        m = health.metrics
-        shade = "active" if health.status == "healthy" else "failed"
-        print(f"status: {colour(health.status, shade, use_colour())}")
-        print(f"jobs: {health.active_jobs} active, {health.paused_jobs} paused; "
-              f"{health.in_flight_jobs} running")
-        print(f"runs: {m.runs_total} total, {m.runs_succeeded} succeeded, {m.runs_failed} "
-              f"failed, {m.avg_execution_time_ms} ms average")
-    return EXIT_OK if health.status == "healthy" else EXIT_ERROR

@@ -1,255 +1,299 @@
 """``symbi``: the operator's command line.
 
 Commands that need the daemon talk to its API through :mod:`symbid.client`;
-``symbi cron next`` needs no daemon. Heavy modules are imported by the command
-that needs them, so the CLI starts fast.
+``symbi cron next`` and ``symbi dsl`` need no daemon. Heavy modules are imported by
+the command that needs them, so the CLI starts fast. The global options
+(``--socket``, ``--url``, ``--token-file``, ``--format``, ``--no-color``) work before
+or after the command, as kubectl's and systemctl's do.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from symbid.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, SymbidError
-from symbid.text import escape, json_text
+from symbid import __version__
+from symbid.cli.common import UsageError
+from symbid.errors import EXIT_ERROR, EXIT_USAGE, SymbidError
+from symbid.text import escape
 
 EPILOG = """\
 exit status:
   0   success
   1   error (the message says what went wrong)
   2   usage error (bad command line)
-  3   not found (no such job or run)
+  3   not found (no such job, run or agent)
   69  the daemon cannot be reached (the message names the socket it tried)
 """
 
-
-def _cmd_cron_next(args: argparse.Namespace) -> int:
-    from symbid.clock import SystemClock
-    from symbid.model import format_instant
-    from symbid.timing import load_zone, make_schedule, next_slots, parse_instant
-
-    zone = load_zone(args.tz)
-    start = parse_instant(args.start, zone) if args.start else SystemClock().now()
-    if not 1 <= args.count <= 1000:
-        raise SymbidError("--count must be between 1 and 1000")
-    schedule = make_schedule(args.expr, None, args.tz, now=start)
-    slots = [format_instant(s) for s in next_slots(schedule, start, args.count)]
-    if args.format == "json":
-        print(json.dumps({"cron_expr": args.expr, "timezone": args.tz,
-                          "from": format_instant(start), "next_runs": slots}, indent=2))
-    else:
-        for slot in slots:
-            print(slot)
-    return EXIT_OK
+RUN_STATUSES = ("pending", "awaiting_approval", "running", "succeeded", "failed",
+                "timed_out", "skipped", "denied", "cancelled", "interrupted")
+JOB_STATUSES = ("active", "paused", "completed", "failed", "dead_letter")
+_CONNECTION = ("socket", "url", "token_file")
 
 
-_STATE_KEYS = ("id", "status", "next_run", "last_run", "run_count", "failure_count",
-               "created_at", "updated_at")
+class _Formatter(argparse.HelpFormatter):
+    """Descriptions wrapped, the exit status table kept as written, and every flag's help
+    ending with its default, where it has one."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("exit status:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" not in text and "default" not in text and default is not None
+                and default is not argparse.SUPPRESS and default is not False
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
 
 
-def _cmd_dsl_check(args: argparse.Namespace) -> int:
-    from symbid.clock import SystemClock
-    from symbid.dsl import check_references, load_file
-
-    files = [load_file(path, SystemClock().now()) for path in args.files]
-    check_references(files, agents_complete=False)
-    failed = 0
-    for f in files:
-        for diag in f.errors + f.warnings:
-            prefix = "" if diag in f.errors else "warning: "
-            text = "\n".join(escape(line) for line in diag.format().split("\n"))
-            print(text.replace(f"{diag.line}:{diag.col}: ", f"{diag.line}:{diag.col}: {prefix}",
-                               1), file=sys.stderr)
-        if f.ok:
-            notes = f", {len(f.warnings)} warning(s)" if f.warnings else ""
-            print(f"{escape(f.path)}: ok: {len(f.agents)} agent(s), {len(f.jobs)} "
-                  f"schedule(s){notes}")
-        else:
-            failed += 1
-            print(f"{escape(f.path)}: {len(f.errors)} error(s)")
-    return EXIT_ERROR if failed else EXIT_OK
-
-
-def _cmd_dsl_show(args: argparse.Namespace) -> int:
-    from symbid.dsl import load_file
-    from symbid.model import agent_to_wire, job_to_wire
-
-    loaded = load_file(args.file)
-    if not loaded.ok:
-        raise DslFailed(loaded.errors)
-    jobs = []
-    for job in loaded.jobs:
-        wire = job_to_wire(job)
-        jobs.append({k: v for k, v in wire.items() if k not in _STATE_KEYS})
-    agents = [agent_to_wire(a) for a in loaded.agents]
-    if args.format == "json":
-        print(json_text(json.dumps({"file": args.file, "agents": agents, "jobs": jobs},
-                                   indent=2, ensure_ascii=False)))
-        return EXIT_OK
-    for agent in agents:
-        what = " ".join(agent["command"]) if agent["kind"] == "command" else agent["model"]
-        print(escape(f"agent {agent['name']}: {agent['kind']} ({what})"))
-    for entry in jobs:
-        when = f"cron {entry['cron_expr']}" if entry["cron_expr"] else f"at {entry['at']}"
-        print(escape(f"schedule {entry['name']}: agent {entry['agent_id']}, {when} "
-                     f"{entry['timezone']}"))
-    return EXIT_OK
-
-
-class DslFailed(SymbidError):
-    def __init__(self, diagnostics: list[Any]) -> None:
-        super().__init__("\n".join(d.format() for d in diagnostics))
-
-
-def _connection_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--socket", metavar="PATH",
-                        help="control socket (default $SYMBI_SOCKET, else "
-                        "/run/symbid/control.sock)")
-    common.add_argument("--url", metavar="URL",
-                        help="talk HTTP to URL instead (default $SYMBI_URL); the bearer token "
-                        "comes from $SYMBI_API_KEY")
-    return common
+def _global_options(p: argparse.ArgumentParser, *, daemon: bool, formats: tuple[str, ...],
+                    top: bool = False) -> None:
+    """The options every command takes (defaults are filled in after parsing, so a value
+    given before the command is not overwritten by the subcommand's default)."""
+    hide = argparse.SUPPRESS
+    if daemon or top:
+        p.add_argument("--socket", metavar="PATH", default=hide,
+                       help="control socket (default: $SYMBI_SOCKET, else "
+                       "/run/symbid/control.sock)")
+        p.add_argument("--url", metavar="URL", default=hide,
+                       help="talk HTTP to URL instead (default: $SYMBI_URL, else the socket)")
+        p.add_argument("--token-file", metavar="FILE", default=hide,
+                       help="the bearer token for --url, read from FILE (default: "
+                       "$SYMBI_API_KEY)")
+    if top:
+        p.add_argument("--format", metavar="FORMAT", default=hide,
+                       help="output format; each command lists its own (default: the "
+                       "command's first)")
+    elif formats:
+        p.add_argument("--format", choices=formats, default=hide,
+                       help=f"output format (default: {formats[0]})")
+    p.add_argument("--no-color", action="store_true", default=hide,
+                   help="no colour, even on a terminal (default: colour on a terminal "
+                   "unless $NO_COLOR is set)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from symbid.cli import agents as a
+    from symbid.cli import complete, local, system
     from symbid.cli import cron as c
+    from symbid.cli import runs as r
 
-    conn = _connection_options()
     parser = argparse.ArgumentParser(
-        prog="symbi",
-        description="Drive the symbid scheduler: jobs, runs, history.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        prog="symbi", description="Drive the symbid scheduler: jobs, runs, agents, history.",
+        epilog=EPILOG, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"symbi {__version__}",
+                        help="print the version and exit")
+    _global_options(parser, daemon=True, formats=(), top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(group: Any, name: str, help_text: str, handler: Any, *,
-                uses_daemon: bool = True, description: str = "") -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = group.add_parser(
+    def group(name: str, help_text: str) -> Any:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=_Formatter)
+        _global_options(p, daemon=True, formats=())
+        s = p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+        s.required = True
+        return s
+
+    def command(where: Any, name: str, help_text: str, handler: Callable[..., int], *,
+                formats: tuple[str, ...] = (), daemon: bool = True,
+                description: str = "") -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = where.add_parser(
             name, help=help_text, description=description or help_text, epilog=EPILOG,
-            parents=[conn] if uses_daemon else [],
-            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(handler=handler)
+            formatter_class=_Formatter)
+        _global_options(p, daemon=daemon, formats=formats)
+        p.set_defaults(handler=handler, formats=formats, uses_daemon=daemon)
         return p
 
     def job_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("job", metavar="ID", nargs="?", help="job id or name")
-        p.add_argument("--name", metavar="NAME", help="the job's name (instead of ID)")
+        p.add_argument("job", metavar="JOB", nargs="?",
+                       help="the job: its id, its name or a unique id prefix of 8 or more "
+                       "characters (the ID column)")
+        p.add_argument("--name", metavar="NAME", help="the job's name (instead of JOB)")
 
-    def fmt(p: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json")) -> None:
-        p.add_argument("--format", choices=choices, default=choices[0])
+    def run_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("run", metavar="RUN",
+                       help="the run: its id or a unique id prefix of 8 or more characters "
+                       "(the RUN column of history)")
 
-    cron = sub.add_parser("cron", help="manage scheduled jobs", epilog=EPILOG,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    cron_sub = cron.add_subparsers(dest="cron_command", metavar="SUBCOMMAND")
-    cron_sub.required = True
-
-    p = command(cron_sub, "list", "list jobs", c.cmd_list)
-    p.add_argument("--status", choices=("active", "paused", "completed", "failed",
-                                        "dead_letter"))
+    cron = group("cron", "manage scheduled jobs and their runs")
+    p = command(cron, "list", "list jobs", c.cmd_list, formats=("table", "json"))
+    p.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     p.add_argument("--agent", metavar="AGENT", help="only jobs of this agent")
-    fmt(p)
-    p = command(cron_sub, "add", "add a job from a .symbi file or from JSON", c.cmd_add,
-                description="Add a job through the API and print its id. --file F --schedule "
-                "NAME takes a schedule block from a .symbi file; --json takes the API's JSON "
-                "(name, agent_id, cron_expr or at, ...).")
-    p.add_argument("--file", metavar="FILE")
-    p.add_argument("--schedule", metavar="NAME", help="the schedule block in --file")
-    p.add_argument("--json", metavar="JSON")
-    p = command(cron_sub, "remove", "remove a job and its history", c.cmd_remove,
+    p = command(cron, "add", "add jobs from a .symbi file or from JSON", c.cmd_add,
+                description="Add jobs through the API and print their ids. --file FILE "
+                "defines the file's agents with the daemon and adds its schedules: all of "
+                "them, one line each (id and name), or only --schedule NAME. --json takes "
+                "the API's JSON (name, agent_id, cron_expr or at, ...) and prints the id.")
+    p.add_argument("--file", metavar="FILE", help="a .symbi file of agents and schedules")
+    p.add_argument("--schedule", metavar="NAME",
+                   help="only this schedule block of --file (default: all of them)")
+    p.add_argument("--json", metavar="JSON", help="the job as the API's JSON object")
+    p = command(cron, "update", "change a job's schedule or settings", c.cmd_update,
+                formats=("table", "json"),
+                description="Change a job through the API's PUT: its state and history stay; "
+                "a changed schedule re-aims it at its next free slot. Flags and --json "
+                "combine; a key may be given only once. Jobs from agents_dir files are "
+                "changed by editing the file.")
+    job_arg(p)
+    p.add_argument("--cron", metavar="EXPR", help="a new cron expression (replaces --at)")
+    p.add_argument("--at", metavar="TIME", help="a new one-shot time, RFC 3339 (replaces "
+                   "--cron); without an offset it is read in the job's time zone")
+    p.add_argument("--tz", metavar="ZONE", help="a new IANA time zone")
+    p.add_argument("--input", metavar="TEXT", help="new input for its runs (on stdin)")
+    p.add_argument("--max-concurrent", type=int, metavar="N",
+                   help="how many of its runs may go at once")
+    p.add_argument("--max-retries", type=int, metavar="N",
+                   help="retries of a failed scheduled run")
+    p.add_argument("--jitter", metavar="DURATION",
+                   help='random delay before each scheduled run, e.g. "30s" or "2m"')
+    p.add_argument("--json", metavar="PATCH", help="other fields, as the API's JSON")
+    p = command(cron, "remove", "remove a job and its history", c.cmd_remove,
                 description="Remove a job. On a terminal it asks first unless --force.")
     job_arg(p)
     p.add_argument("--force", action="store_true", help="do not ask for confirmation")
     for action, text in (("pause", "pause a job (keeps its state)"),
                          ("resume", "resume a paused job at its next slot"),
                          ("reset", "re-arm a dead-letter job")):
-        p = command(cron_sub, action, text, c.cmd_action)
+        p = command(cron, action, text, c.cmd_action, formats=("table", "json"))
         p.set_defaults(action=action)
         job_arg(p)
-        fmt(p)
-    p = command(cron_sub, "status", "show a job and its recent runs", c.cmd_status)
+    p = command(cron, "status", "show a job and its recent runs", c.cmd_status,
+                formats=("table", "json"))
     job_arg(p)
     p.add_argument("--history", type=int, default=0, metavar="N",
                    help="also show the N most recent runs")
-    p.add_argument("--watch", action="store_true", help="refresh every 5 seconds")
-    p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
-    fmt(p)
-    p = command(cron_sub, "run", "run a job now (outside its schedule)", c.cmd_run,
-                description="Queue a run now and print its id; with --wait, wait for it, "
-                "print its output and exit 0 only if it succeeded.")
+    p.add_argument("--watch", action="store_true",
+                   help="refresh every --interval seconds until Ctrl-C")
+    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                   help="how often --watch refreshes")
+    p = command(cron, "run", "run a job now (outside its schedule)", r.cmd_run,
+                formats=("table", "json"),
+                description="Queue a run now and print its id; with --wait, wait for it "
+                "(showing the time taken on a terminal), print its output and exit 0 only "
+                "if it succeeded. With --timeout, stop waiting (exit 1) after SECONDS; the "
+                "run goes on.")
     job_arg(p)
     p.add_argument("--input", metavar="TEXT", help="input for this run (on its stdin)")
     p.add_argument("--wait", action="store_true", help="wait for the run to finish")
-    fmt(p)
-    p = command(cron_sub, "history", "show a job's runs, newest first", c.cmd_history)
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="with --wait: wait at most this long (default: no limit)")
+    p = command(cron, "history", "show a job's runs, newest first", r.cmd_history,
+                formats=("table", "json", "csv"))
     job_arg(p)
-    p.add_argument("--limit", type=int, default=20, metavar="N")
-    p.add_argument("--status", choices=("pending", "awaiting_approval", "running",
-                                        "succeeded", "failed", "timed_out", "skipped",
-                                        "denied", "cancelled", "interrupted"))
-    fmt(p, ("table", "json", "csv"))
-
-    p = command(sub, "reload", "re-read agents_dir and the configuration", c.cmd_reload)
-    fmt(p, ("text", "json"))
-    p = command(sub, "health", "show the scheduler's health", c.cmd_health)
-    fmt(p, ("text", "json"))
-
-    nxt = cron_sub.add_parser(
-        "next",
-        help="print the next slots of a cron expression (no daemon needed)",
-        description="Print the next N slots of EXPR, one RFC 3339 UTC instant per line. "
-        "EXPR is 5-field Vixie cron (min hour dom month dow) or the 6/7-field form "
-        "(sec min hour dom month dow [year], day-of-week 1-7 with 1 = Sunday).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many runs")
+    p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    p.add_argument("--output", action="store_true",
+                   help="add the start of each run's output (output_preview)")
+    p = command(cron, "output", "print a run's output", r.cmd_output,
+                description="Print the output a run has stored, or, while it is going, what "
+                "it has printed so far; --follow streams it until the run ends. The output "
+                "is printed as the run wrote it (like cat).")
+    run_arg(p)
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="stream the output while the run is going")
+    p = command(cron, "cancel", "stop a run and record it cancelled", r.cmd_cancel,
+                formats=("table", "json"),
+                description="Stop a going run (its whole process group is killed) or a run "
+                "that has not started, and record it cancelled. It is not retried.")
+    run_arg(p)
+    nxt = command(cron, "next", "print the next slots of a cron expression (no daemon needed)",
+                  local.cmd_next, formats=("text", "json"), daemon=False,
+                  description="Print the next N slots of EXPR, one RFC 3339 UTC instant per "
+                  "line (with --tz, the local time beside it). EXPR is 5-field Vixie cron "
+                  "(min hour dom month dow) or the 6/7-field form (sec min hour dom month dow "
+                  "[year], day-of-week 1-7 with 1 = Sunday).")
     nxt.add_argument("expr", metavar="EXPR", help='cron expression, e.g. "30 2 * * *"')
     nxt.add_argument("--tz", default="UTC", metavar="ZONE",
-                     help="IANA time zone the expression is read in (default UTC)")
+                     help="IANA time zone the expression is read in")
     nxt.add_argument("--from", dest="start", metavar="RFC3339",
                      help="start after this instant (default: now); without an offset it is "
                      "read in --tz")
     nxt.add_argument("--count", type=int, default=5, metavar="N",
-                     help="how many slots (default 5)")
-    nxt.add_argument("--format", choices=("text", "json"), default="text")
-    nxt.set_defaults(handler=_cmd_cron_next)
+                     help="how many slots (at most 1000)")
 
-    dsl = sub.add_parser("dsl", help="check and inspect .symbi files (no daemon needed)",
-                         epilog=EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    dsl_sub = dsl.add_subparsers(dest="dsl_command", metavar="SUBCOMMAND")
-    dsl_sub.required = True
-    check = dsl_sub.add_parser(
-        "check", help="validate .symbi files",
+    agent = group("agent", "list and remove the daemon's agents")
+    command(agent, "list", "list agents: from agents_dir files and defined through the API",
+            a.cmd_list, formats=("table", "json"))
+    p = command(agent, "remove", "remove an agent defined through the API", a.cmd_remove,
+                description="Remove an agent defined through the API (symbi cron add --file "
+                "or POST /api/v1/agents). Refused while jobs use it; an agent from an "
+                "agents_dir file is removed by editing the file. On a terminal it asks "
+                "first unless --force.")
+    p.add_argument("agent", metavar="AGENT", help="the agent's name")
+    p.add_argument("--force", action="store_true", help="do not ask for confirmation")
+
+    command(sub, "reload", "re-read agents_dir and the configuration", system.cmd_reload,
+            formats=("text", "json"))
+    command(sub, "health", "show the scheduler's health", system.cmd_health,
+            formats=("text", "json"))
+
+    dsl = group("dsl", "check and inspect .symbi files (no daemon needed)")
+    check = command(
+        dsl, "check", "validate .symbi files", local.cmd_dsl_check, daemon=False,
         description="Validate each FILE: exit 0 with a one-line summary per file when all "
         "are valid; otherwise print FILE:LINE:COL diagnostics and exit 1. A schedule naming "
         "an agent that none of the given files defines is a warning here (the daemon "
-        "checks the whole agents directory).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    check.add_argument("files", metavar="FILE", nargs="+")
-    check.set_defaults(handler=_cmd_dsl_check)
-    show = dsl_sub.add_parser(
-        "show", help="print the jobs and agents a file defines",
-        description="Print what FILE defines; --format json uses the API's wire names.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    show.add_argument("file", metavar="FILE")
-    show.add_argument("--format", choices=("text", "json"), default="text")
-    show.set_defaults(handler=_cmd_dsl_show)
+        "checks the whole agents directory).")
+    check.add_argument("files", metavar="FILE", nargs="+", help="the files to check")
+    show = command(dsl, "show", "print the jobs and agents a file defines", local.cmd_dsl_show,
+                   formats=("text", "json"), daemon=False,
+                   description="Print what FILE defines; --format json uses the API's wire "
+                   "names.")
+    show.add_argument("file", metavar="FILE", help="the file to show")
+
+    comp = command(sub, "completion", "print a shell completion script", complete.cmd_completion,
+                   daemon=False,
+                   description="Print the completion script for SHELL: commands, flags and, "
+                   "when the daemon is reachable, job and agent names. Load it with `source "
+                   "<(symbi completion bash)`, or install it (the packages do).")
+    comp.add_argument("shell", choices=("bash", "zsh"), help="the shell")
     return parser
 
 
+def _settle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fill the global options' defaults; refuse those the command does not take."""
+    from symbid.cli.output import disable_colour
+
+    given = [name for name in _CONNECTION if hasattr(args, name)]
+    if given and not args.uses_daemon:
+        flag = "--" + given[0].replace("_", "-")
+        raise UsageError(f"{flag}: this command needs no daemon")
+    for name in _CONNECTION:
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    formats: tuple[str, ...] = args.formats
+    if hasattr(args, "format"):
+        if args.format not in formats:
+            raise UsageError(f"--format {args.format}: this command prints "
+                             + (f"{' or '.join(formats)}" if formats else "one form only"))
+    else:
+        args.format = formats[0] if formats else None
+    if getattr(args, "no_color", False):
+        disable_colour()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from symbid.cli.complete import complete_main, run
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    words = complete_main(argv)
+    if words is not None:
+        return run(parser, words)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        _settle(args, parser)
         return handler(args)
     except SymbidError as exc:
         # each line escaped: a message quoting a name or an output cannot drive the terminal
@@ -261,7 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return EXIT_OK
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ import io
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Optional, TextIO
 
 from symbid.text import escape
@@ -19,8 +19,17 @@ _COLOURS = {
 }
 
 
+_settings = {"colour": True}  # False after --no-color
+
+
+def disable_colour() -> None:
+    _settings["colour"] = False
+
+
 def use_colour(stream: TextIO = sys.stdout) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    """Colour only on a terminal, and never with --no-color, $NO_COLOR or TERM=dumb."""
+    return (_settings["colour"] and stream.isatty() and "NO_COLOR" not in os.environ
+            and os.environ.get("TERM") != "dumb")
 
 
 def colour(text: str, status: str, enabled: bool) -> str:
@@ -45,14 +54,20 @@ def _span(seconds: float) -> str:
     return f"{int(seconds // 86400)}d"
 
 
+FAR = 30 * 86400  # past this, a date reads better than a count of days
+
+
 def relative(text: Optional[str], now: float) -> str:
-    """``in 3m`` / ``2h ago`` / ``-`` for an RFC 3339 time."""
+    """``in 3m`` / ``2h ago`` / ``-`` for an RFC 3339 time; a date (``2031-05-01``) when it
+    is more than 30 days away."""
     when = parse_time(text)
     if when is None:
         return "-"
     delta = when - now
     if abs(delta) < 1:
         return "now"
+    if abs(delta) > FAR:
+        return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d")
     return f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago"
 
 

@@ -13,11 +13,22 @@ from symbid.cli import main
 
 
 def test_next_prints_one_rfc3339_utc_instant_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cron", "next", "30 2 * * *", "--from", "2026-03-07T00:00:00Z",
+                 "--count", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["2026-03-07T02:30:00Z",
+                                                     "2026-03-08T02:30:00Z"]
+
+
+def test_next_with_a_zone_prints_the_local_time_beside_each_instant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code = main(["cron", "next", "30 2 * * *", "--tz", "America/New_York",
                  "--from", "2026-03-07T00:00:00Z", "--count", "3"])
     assert code == 0
     assert capsys.readouterr().out.splitlines() == [
-        "2026-03-07T07:30:00Z", "2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z",
+        "2026-03-07T07:30:00Z  2026-03-07 02:30:00 EST",
+        "2026-03-08T07:00:00Z  2026-03-08 03:00:00 EDT",  # 02:30 is skipped: first after
+        "2026-03-09T06:30:00Z  2026-03-09 02:30:00 EDT",
     ]
 
 
@@ -26,7 +37,7 @@ def test_next_reads_a_from_time_without_offset_in_the_zone(
 ) -> None:
     assert main(["cron", "next", "0 9 * * *", "--tz", "Europe/Berlin",
                  "--from", "2026-07-01T09:00:00", "--count", "1"]) == 0
-    assert capsys.readouterr().out.strip() == "2026-07-02T07:00:00Z"
+    assert capsys.readouterr().out.strip() == "2026-07-02T07:00:00Z  2026-07-02 09:00:00 CEST"
 
 
 def test_next_as_json(capsys: pytest.CaptureFixture[str]) -> None:

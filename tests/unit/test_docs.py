@@ -26,15 +26,42 @@ def options(parser: argparse.ArgumentParser) -> set[str]:
             if opt.startswith("--") and a.help != argparse.SUPPRESS and opt != "--help"}
 
 
-CRON = subcommands(subcommands(build_parser())["cron"])
+TOP = build_parser()
+CRON = subcommands(subcommands(TOP)["cron"])
+GLOBAL = options(TOP) - {"--version"}  # every command takes these; symbi(1) documents them
 
 
 @pytest.mark.parametrize("name", sorted(CRON))
 def test_every_cron_subcommand_and_option_is_in_its_man_page(name: str) -> None:
     page = (ROOT / "man" / "symbi-cron.1.scd").read_text()
     assert f"*{name}*" in page
-    for opt in options(CRON[name]) - {"--socket", "--url"}:
+    for opt in options(CRON[name]) - GLOBAL:
         assert f"*{opt}*" in page, f"{name} {opt} is not documented"
+
+
+def test_every_other_command_and_the_global_options_are_in_symbi_1() -> None:
+    page = (ROOT / "man" / "symbi.1.scd").read_text()
+    for opt in GLOBAL | {"--version"}:
+        assert f"*{opt}*" in page, f"{opt} is not documented"
+    for name, parser in subcommands(TOP).items():
+        if name == "cron":
+            continue
+        nested = subcommands(parser)
+        for sub_name, sub in (nested.items() if nested else [("", parser)]):
+            assert f"*symbi {name}{' ' + sub_name if sub_name else ''}*" in page, name
+            for opt in options(sub) - GLOBAL:
+                assert f"*{opt}*" in page, f"{name} {sub_name} {opt} is not documented"
+
+
+def test_every_flag_has_a_description() -> None:
+    def walk(parser: argparse.ArgumentParser, where: str) -> None:
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{where} {action.option_strings or action.dest}"
+        for name, sub in subcommands(parser).items():
+            walk(sub, f"{where} {name}")
+
+    walk(TOP, "symbi")
 
 
 def test_every_daemon_option_is_in_symbid_8() -> None:

@@ -1,0 +1,141 @@
+"""``symbi cron run|history|output|cancel``: a job's runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, Optional
+
+from symbid.cli.common import (
+    TERMINAL_RUNS,
+    UsageError,
+    client_from,
+    job_ref,
+    lines,
+    now_seconds,
+    print_json,
+    resolve_job,
+    resolve_run,
+)
+from symbid.cli.output import relative, table, to_csv
+from symbid.client import SymbiontClient
+from symbid.errors import EXIT_ERROR, EXIT_OK
+
+HISTORY_HEADERS = ["SLOT", "TRY", "TRIGGER", "STATUS", "STARTED", "TOOK", "ERROR", "RUN"]
+_PREVIEW_WIDTH = 60
+
+
+def _first_line(text: Any, width: int = _PREVIEW_WIDTH) -> str:
+    first = str(text or "").strip().split("\n", 1)[0]
+    return first if len(first) <= width else first[:width - 1] + "…"
+
+
+def history_rows(runs: list[Any], now: float, *, output: bool = False) -> list[list[str]]:
+    rows = []
+    for r in runs:
+        took = f"{r.execution_time_ms} ms" if r.execution_time_ms is not None else "-"
+        row = [r.slot, str(r.attempt), r.trigger, r.status, relative(r.started_at, now),
+               took, _first_line(r.error_message)]
+        if output:
+            row.append(_first_line(r.output_preview if "output_preview" in r else r.output))
+        rows.append(row + [r.id[:8]])
+    return rows
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    runs = client.schedule.get_history(resolve_job(client, job_ref(args)), status=args.status,
+                                       limit=args.limit)
+    if args.format == "json":
+        print_json(runs)
+    elif args.format == "csv":
+        fields = ["id", "slot", "attempt", "trigger", "status", "started_at", "finished_at",
+                  "execution_time_ms", "exit_code", "error_message"]
+        if args.output:
+            fields.append("output_preview")
+        print(to_csv(fields, [[r.to_dict().get(f) for f in fields] for r in runs]), end="")
+    elif not runs:
+        print(f"no {args.status} runs" if args.status else "no runs yet")
+    else:
+        headers = HISTORY_HEADERS[:-1] + (["OUTPUT"] if args.output else []) + ["RUN"]
+        table(headers, history_rows(list(runs), now_seconds(), output=args.output),
+              [r.status for r in runs], 3)
+    return EXIT_OK
+
+
+def _wait(client: SymbiontClient, run: Any, timeout: Optional[float]) -> Any:
+    """Poll until the run ends; on a terminal, show how long it has taken so far."""
+    shown = sys.stderr.isatty()
+    start = time.monotonic()
+    try:
+        while run.status not in TERMINAL_RUNS:
+            elapsed = time.monotonic() - start
+            if timeout is not None and elapsed >= timeout:
+                if shown:
+                    print("\r\x1b[K", end="", file=sys.stderr)
+                return run
+            if shown:
+                print(f"\rrun {run.id[:8]}: {run.status}, {elapsed:.1f}s", end="",
+                      file=sys.stderr, flush=True)
+            time.sleep(0.2)
+            run = client.schedule.get_run(run.id)
+    finally:
+        if shown:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    return run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout goes with --wait")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    client = client_from(args)
+    run = client.schedule.run_now(resolve_job(client, job_ref(args)), input=args.input)
+    if not args.wait:
+        print(run.id)
+        return EXIT_OK
+    run = _wait(client, run, args.timeout)
+    if run.status not in TERMINAL_RUNS:
+        print(f"symbi: run {run.id} is still {run.status} after {args.timeout:g}s; it goes on "
+              f"(`symbi cron output --follow {run.id[:8]}` shows it, `symbi cron cancel "
+              f"{run.id[:8]}` stops it)", file=sys.stderr)
+        return EXIT_ERROR
+    if args.format == "json":
+        print_json(run)
+    else:
+        print(f"run {run.id}: {run.status}"
+              + (f" ({lines(run.error_message)})" if run.error_message else ""))
+        if run.output:
+            print(run.output, end="" if run.output.endswith("\n") else "\n")
+    return EXIT_OK if run.status == "succeeded" else EXIT_ERROR
+
+
+def cmd_output(args: argparse.Namespace) -> int:
+    """The run's output as it was printed: content, like cat(1), so it is not escaped."""
+    client = client_from(args)
+    run_id = resolve_run(client, args.run)
+    if not args.follow:
+        text = client.schedule.get_output(run_id)
+        sys.stdout.write(text)
+        return EXIT_OK
+    for chunk in client.schedule.follow_output(run_id):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    run = client.schedule.get_run(run_id)
+    if run.status not in TERMINAL_RUNS:
+        return EXIT_ERROR  # the stream ended before the run did (the daemon stopped)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    run = client.schedule.cancel_run(resolve_run(client, args.run))
+    if args.format == "json":
+        print_json(run)
+    else:
+        going = "" if run.status == "cancelled" else " (its processes are being stopped)"
+        print(f"run {run.id}: {run.status}{going}")
+    return EXIT_OK
+

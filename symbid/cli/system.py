@@ -1,0 +1,46 @@
+"""``symbi reload``, ``symbi health``: the daemon itself."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from symbid.cli.common import client_from, lines, print_json
+from symbid.cli.output import colour, use_colour
+from symbid.errors import EXIT_ERROR, EXIT_OK
+from symbid.text import escape
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    result = client_from(args).reload()
+    if args.format == "json":
+        print_json(result)
+    else:
+        for key in ("created", "updated", "removed"):
+            names = list(result[key])
+            print(f"{key}: {escape(', '.join(names)) if names else '-'}")
+        print(f"unchanged: {result.unchanged}")
+        for line in list(result.warnings):
+            print(f"warning: {lines(line)}", file=sys.stderr)
+        for line in list(result.errors):
+            print(f"error: {lines(line)}", file=sys.stderr)
+        if result.config_error:
+            print(f"error: {lines(result.config_error)}", file=sys.stderr)
+    return EXIT_ERROR if (list(result.errors) or result.config_error) else EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    health = client_from(args).schedule.health()
+    if args.format == "json":
+        print_json(health)
+    else:
+        m = health.metrics
+        shade = "active" if health.status == "healthy" else "failed"
+        print(f"status: {colour(health.status, shade, use_colour())}")
+        if "error" in health and health.error:
+            print(f"error: {lines(health.error)}")
+        print(f"jobs: {health.active_jobs} active, {health.paused_jobs} paused; "
+              f"{health.in_flight_jobs} running")
+        print(f"runs: {m.runs_total} total, {m.runs_succeeded} succeeded, {m.runs_failed} "
+              f"failed, {m.avg_execution_time_ms} ms average")
+    return EXIT_OK if health.status == "healthy" else EXIT_ERROR
