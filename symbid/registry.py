@@ -29,7 +29,7 @@ from symbid.errors import Conflict, Forbidden, NotFound
 from symbid.executor import Agents
 from symbid.model import Agent, agent_to_wire
 from symbid.store import JobStore, StoredAgent
-from symbid.text import escape
+from symbid.text import escape, shorten
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,8 @@ class AgentService:
         """The agent in use under ``name``; :class:`NotFound` when there is none."""
         rows = self.listing(name)
         if not rows:
-            raise NotFound(f"no agent named '{escape(name)}'; GET /api/v1/agents lists them")
+            raise NotFound(f"no agent named '{escape(shorten(name))}'; GET /api/v1/agents "
+                           "lists them")
         return rows[0]
 
     # --- agents_dir ------------------------------------------------------------------
@@ -230,8 +231,8 @@ class AgentService:
                 raise Conflict(f"agent '{escape(name)}' is defined in {in_file.path}; to "
                                "remove it, edit that file and run `symbi reload`")
             if api is None:
-                raise NotFound(f"no agent named '{escape(name)}'; GET /api/v1/agents lists "
-                               "them")
+                raise NotFound(f"no agent named '{escape(shorten(name))}'; GET "
+                               "/api/v1/agents lists them")
             if in_file is None and jobs:
                 shown = ", ".join(jobs[:LISTED_JOBS])
                 more = len(jobs) - LISTED_JOBS

@@ -41,12 +41,15 @@ def _listed(row: ListedAgent) -> dict[str, Any]:
 
 def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     def listing(req: Request) -> Response:
+        req.only_params()
         return json_response([_listed(row) for row in ctx.agents.listing()])
 
     def get(req: Request) -> Response:
+        req.only_params()
         return json_response(_listed(ctx.agents.get(req.params["name"])))
 
     def define(req: Request) -> Response:
+        req.only_params()
         ctx.agents.check_api_enabled()  # before the body is read
         warnings: list[str] = []
         if req.content_type in DSL_TYPES:
@@ -70,6 +73,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         }, 201)
 
     def delete(req: Request) -> Response:
+        req.only_params()
         removed = ctx.agents.remove(req.params["name"])
         ctx.audit(req, "AgentRemoved", removed.agent)
         return json_response({"name": removed.name, "deleted": True})

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
 from symbid.errors import InvalidInput, SymbidError
+from symbid.text import shorten
 
 MAX_BODY = 1024 * 1024  # the default of [api] max_body_bytes
 MAX_DEPTH = 64  # arrays and objects nested deeper than this are refused
@@ -150,6 +151,14 @@ class Request:
         if not isinstance(body, dict):
             raise HttpError(400, "invalid_json", "the request body must be a JSON object")
         return body
+
+    def only_params(self, *allowed: str) -> None:
+        """Refuse a query parameter the route does not take, naming it."""
+        for key in self.query:
+            if key not in allowed:
+                takes = f"takes only {', '.join(allowed)}" if allowed else "takes none"
+                raise InvalidInput(f"{shorten(key)}: unknown query parameter; {self.path} "
+                                   f"{takes}", field=shorten(key))
 
     def int_param(self, name: str, default: int, low: int, high: int) -> int:
         text = self.query.get(name)

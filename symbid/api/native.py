@@ -277,9 +277,12 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
                 "error": "this job cannot be shown (a time after 9999-12-31); change its "
                          "schedule with PUT, or delete it"}
 
-    def guarded(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    def guarded(fn: Callable[[Request], Response], *params: str
+                ) -> Callable[[Request], Response]:
+        """The route, taking only these query parameters; errors name the wire field."""
         def run(req: Request) -> Response:
             try:
+                req.only_params(*params)
                 return fn(req)
             except SymbidError as exc:
                 raise _wire_field(exc) from None
@@ -367,7 +370,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
 
     r = router.add
     r("POST", f"{prefix}/schedule", guarded(create))
-    r("GET", f"{prefix}/schedule", guarded(listing))
+    r("GET", f"{prefix}/schedule", guarded(listing, "status", "agent_id", "id_prefix"))
     r("GET", f"{prefix}/schedule/{{job_id}}", guarded(get))
     r("PUT", f"{prefix}/schedule/{{job_id}}", guarded(update))
     r("DELETE", f"{prefix}/schedule/{{job_id}}", guarded(delete))
@@ -376,7 +379,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
       guarded(action("resume", "CronJobResumed")))
     r("POST", f"{prefix}/schedule/{{job_id}}/reset", guarded(action("reset", "CronJobReset")))
     r("POST", f"{prefix}/schedule/{{job_id}}/run", guarded(run_now))
-    r("GET", f"{prefix}/schedule/{{job_id}}/history", guarded(history))
-    r("GET", f"{prefix}/schedule/{{job_id}}/next_run", guarded(next_run))
+    r("GET", f"{prefix}/schedule/{{job_id}}/history", guarded(history, "limit", "status"))
+    r("GET", f"{prefix}/schedule/{{job_id}}/next_run", guarded(next_run, "count"))
     r("GET", f"{prefix}/health/scheduler", guarded(health))
     r("POST", f"{prefix}/reload", guarded(reload))

@@ -48,15 +48,6 @@ def id_prefix(req: Request, *, required: bool = False) -> Optional[str]:
     return text.lower()
 
 
-def only_params(req: Request, *allowed: str) -> None:
-    """Refuse a query parameter the route does not take, naming it."""
-    for key in req.query:
-        if key not in allowed:
-            takes = f"takes only {', '.join(allowed)}" if allowed else "takes none"
-            raise InvalidInput(f"{shorten(key)}: unknown query parameter; {req.path} {takes}",
-                               field=shorten(key))
-
-
 def _flag(req: Request, name: str) -> bool:
     text = req.query.get(name)
     if text is None:
@@ -130,7 +121,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1", *,
         return req.params["run_id"]
 
     def listing(req: Request) -> Response:
-        only_params(req, "id_prefix", "limit")
+        req.only_params("id_prefix", "limit")
         start = id_prefix(req, required=True)
         assert start is not None
         limit = req.int_param("limit", 20, 1, 1000)
@@ -138,11 +129,11 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1", *,
                               for r in ctx.store.find_runs(start, limit)])
 
     def get_run(req: Request) -> Response:
-        only_params(req)
+        req.only_params()
         return json_response(run_to_wire(ctx.store.get_run(path_id(req))))
 
     def output(req: Request) -> Response:
-        only_params(req, "follow")
+        req.only_params("follow")
         follow = _flag(req, "follow")
         run = ctx.store.get_run(path_id(req))
         if not run.status.is_open:
@@ -166,7 +157,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1", *,
         return Response(200, text.encode(), TEXT)
 
     def cancel(req: Request) -> Response:
-        only_params(req)
+        req.only_params()
         for key in req.json_object(required=False):
             raise InvalidInput(f"{shorten(key)}: unknown field; cancel takes no fields",
                                field=shorten(key))

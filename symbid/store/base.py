@@ -10,6 +10,7 @@ from typing import Callable, Optional
 from symbid.errors import NotFound
 from symbid.model import Agent, Job, JobStatus, Run, RunStatus
 from symbid.spans import Spans
+from symbid.text import shorten
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class JobStore(abc.ABC):
     def get_job(self, ref: str) -> Job:
         job = self.find_job(ref)
         if job is None:
-            raise NotFound(f"no job with id or name {ref!r}; `symbi cron list` shows them")
+            raise NotFound(f"no job with id or name {shorten(ref)!r}; `symbi cron list` shows them")
         return job
 
     @abc.abstractmethod

@@ -31,6 +31,7 @@ from symbid.store.rows import (
     run_params,
     spans_text,
 )
+from symbid.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class SqlJobStore(SqlAgents, JobStore):
             with self._write() as conn:
                 job = self._find(conn, ref)
                 if job is None:
-                    raise NotFound(f"no job with id or name {ref!r}")
+                    raise NotFound(f"no job with id or name {shorten(ref)!r}")
                 new = change(job).replace(
                     id=job.id, updated_at=now, last_run=job.last_run, claimed=job.claimed,
                     run_count=job.run_count, failure_count=job.failure_count,
@@ -195,7 +196,7 @@ class SqlJobStore(SqlAgents, JobStore):
                                    "name = ?", (ref, ref)).fetchone()
                 job = Job(id=row[0], name=row[1], agent_id=row[2], cron_expr="* * * * *")
             if job is None:
-                raise NotFound(f"no job with id or name {ref!r}")
+                raise NotFound(f"no job with id or name {shorten(ref)!r}")
             conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             return job
 
@@ -456,7 +457,7 @@ class SqlJobStore(SqlAgents, JobStore):
     def get_run(self, run_id: str) -> Run:
         rows = self._query(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         if not rows:
-            raise NotFound(f"no run with id {run_id!r}")
+            raise NotFound(f"no run with id {shorten(run_id)!r}")
         return run_from_row(rows[0])
 
     def history(

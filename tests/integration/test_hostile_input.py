@@ -656,3 +656,18 @@ def test_the_dialect_refuses_to_make_a_one_shot_recurring_without_a_cron(daemon:
     status, body = daemon.api("PUT", f"/symbiont/api/v1/schedules/{made['job_id']}",
                               {"one_shot": False, "cron_expression": "0 10 * * *"})
     assert status == 200, body
+
+
+def test_a_huge_reference_is_not_echoed_back(daemon: Daemon) -> None:
+    ref = "a" * 200_000
+    for path in (f"/api/v1/schedule/{ref}", f"/api/v1/runs/{ref}", f"/api/v1/agents/{ref}"):
+        status, body = daemon.api("GET", path)
+        assert status == 404 and len(body["error"]["message"]) < 400, path
+
+
+def test_unknown_query_parameters_are_refused_naming_them(daemon: Daemon) -> None:
+    for path in ("/api/v1/schedule?stauts=active", "/api/v1/agents?x=1",
+                 "/api/v1/health/scheduler?verbose=1"):
+        status, body = daemon.api("GET", path)
+        assert status == 400 and "unknown query parameter" in body["error"]["message"], path
+    assert daemon.api("GET", "/api/v1/schedule?status=active&agent_id=echo")[0] == 200
