@@ -114,7 +114,12 @@ class Transport:
     def __init__(self, *, socket_path: Optional[str] = None, base_url: Optional[str] = None,
                  api_key: Optional[str] = None, timeout: float = 30.0) -> None:
         self.socket_path = socket_path
-        self.base_url = base_url.rstrip("/") if base_url else None
+        # the base URL, with or without the API's /api/v1 (which the daemon prints)
+        self.base_url = base_url.rstrip("/").removesuffix("/api/v1") if base_url else None
+        if self.base_url is not None:
+            url = urllib.parse.urlsplit(self.base_url)  # ValueError for a malformed one
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise ValueError(f"{base_url!r}: expected http://HOST:PORT or https://...")
         self.api_key = api_key
         self.timeout = timeout
         if self.base_url is None and self.socket_path is None:

@@ -150,8 +150,10 @@ def _watchdog_interval() -> Optional[float]:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, clock: Optional[Clock] = None) -> None:
+    def __init__(self, config: Config, *, clock: Optional[Clock] = None,
+                 args: Optional[argparse.Namespace] = None) -> None:
         self.config = config
+        self.args = args  # the command line, whose overrides a reload keeps
         self.clock = clock or SystemClock()
         self.notifier = Notifier()
         # Signal handlers put on this queue: SimpleQueue.put is reentrant, Queue.put is not.
@@ -309,7 +311,27 @@ class Daemon:
         out["agents_created"] = list(agents.created)
         out["agents_updated"] = list(agents.updated)
         out["agents_removed"] = list(agents.remove)
+        out["warnings"] += self._orphans(agents.remove)
         return out
+
+    def _orphans(self, removed: Sequence[str]) -> list[str]:
+        """Warnings for agents gone from agents_dir that jobs still name (their runs fail
+        until the agent is defined again), logged and returned with the reload result."""
+        assert self.engine is not None
+        notes = []
+        for name in removed:
+            if self.engine.agents.get(name) is not None:
+                continue  # an API agent of that name takes over
+            users = [j.name for j in self.engine.store.list_jobs(agent_id=name)]
+            if users:
+                shown = ", ".join(users[:10]) + (f" and {len(users) - 10} more"
+                                                 if len(users) > 10 else "")
+                notes.append(f"agent {name!r} was removed from agents_dir, but {len(users)} "
+                             f"job(s) use it: {shown}; their runs fail until it is defined "
+                             "again (or pause or remove them)")
+        for line in notes:
+            log.warning("agents.d: %s", line)
+        return notes
 
     # --- reload --------------------------------------------------------------------
     def reload(self) -> dict[str, Any]:
@@ -322,6 +344,8 @@ class Daemon:
         if self.config.path is not None:
             try:
                 new = load_config(self.config.path)
+                if self.args is not None:
+                    new = with_overrides(new, self.args)
             except SymbidError as exc:
                 config_error = exc.message
                 log.error("reload: configuration not changed: %s", exc.message)
@@ -459,7 +483,13 @@ def load_effective_config(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and os.path.exists(DEFAULT_CONFIG):
         path = DEFAULT_CONFIG
-    config = load_config(path)
+    return with_overrides(load_config(path), args)
+
+
+def with_overrides(config: Config, args: argparse.Namespace) -> Config:
+    """``config`` with the command line's --state-dir, --socket, --agents-dir, --listen
+    (also applied to a configuration re-read on reload, so they never look changed)."""
+    path = config.path
     daemon = config.daemon
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None
     if args.state_dir or (state and not path):
@@ -487,7 +517,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bound: list[Listener] = []
     try:
         config = load_effective_config(args)
-        daemon = Daemon(config)
+        daemon = Daemon(config, args=args)
         bound = daemon.listeners
         daemon.lock_state()
         daemon.bind()

@@ -23,8 +23,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for a in agents:
         what = " ".join(a.command) if a.kind == "command" and a.command else (a.model or "-")
+        source = a.source if not ("shadowed_by" in a and a.shadowed_by) else \
+            f"{a.source} (unused: shadowed by {a.shadowed_by})"
         rows.append([a.name, a.kind, what if len(what) <= 50 else what[:49] + "…",
-                     str(a.jobs), a.source])
+                     str(a.jobs), source])
     table(["NAME", "KIND", "RUNS", "JOBS", "SOURCE"], rows)
     return EXIT_OK
 

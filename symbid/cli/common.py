@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -51,7 +52,10 @@ def client_from(args: argparse.Namespace) -> SymbiontClient:
             raise UsageError(f"{where} talks to the TCP API, which needs its bearer token: "
                              "set SYMBI_API_KEY or give --token-file FILE (for `make run`, "
                              "--token-file .symbid/api-token)")
-        return SymbiontClient(base_url=url, api_key=token)
+        try:
+            return SymbiontClient(base_url=url, api_key=token)
+        except ValueError as exc:
+            raise UsageError(f"{url!r} is not a URL: {exc}") from None
     return SymbiontClient(socket_path=args.socket or os.environ.get("SYMBI_SOCKET") or None)
 
 
@@ -60,10 +64,35 @@ def now_seconds() -> float:
 
 
 def job_ref(args: argparse.Namespace) -> str:
-    ref = getattr(args, "name", None) or getattr(args, "job", None)
-    if not ref:
+    name, job = getattr(args, "name", None), getattr(args, "job", None)
+    if name and job:
+        raise UsageError(f"give the job once: {job!r} or --name {name!r}, not both")
+    if not (name or job):
         raise UsageError("give a job (its id, name or short id) or --name NAME")
-    return str(ref)
+    return str(name or job)
+
+
+def number(kind: type, *, low: float = 0, above: bool = True) -> Any:
+    """An argparse type: a finite number above ``low`` (or at least it, with
+    ``above=False``); anything else is a usage error naming the flag."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        ok = math.isfinite(value) and (value > low if above else value >= low)
+        if not ok:
+            bound = f"above {low:g}" if above else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be a number {bound}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _short_hint(ref: str) -> str:
+    if re.fullmatch(r"[0-9a-fA-F-]{1,7}", ref):
+        return f" (a short id needs at least {SHORT_ID} characters)"
+    return ""
 
 
 def _pick(kind: str, ref: str, matches: list[Any]) -> str:
@@ -84,7 +113,7 @@ def resolve_job(client: SymbiontClient, ref: str) -> str:
         return str(client.schedule.get(ref).id)
     except NotFound:
         if not _PREFIX.match(ref):
-            raise NotFound(f"no job has the id or name {ref!r}") from None
+            raise NotFound(f"no job has the id or name {ref!r}{_short_hint(ref)}") from None
     return _pick("job", ref, list(client.schedule.list(id_prefix=ref.lower())))
 
 
@@ -93,7 +122,7 @@ def resolve_run(client: SymbiontClient, ref: str) -> str:
         return str(client.schedule.get_run(ref).id)
     except NotFound:
         if not _PREFIX.match(ref):
-            raise NotFound(f"no run has the id {ref!r}") from None
+            raise NotFound(f"no run has the id {ref!r}{_short_hint(ref)}") from None
     return _pick("run", ref, list(client.schedule.find_runs(ref.lower(), limit=11)))
 
 

@@ -79,14 +79,28 @@ def _defined_in_a_file(client: SymbiontClient, name: str) -> bool:
         return False
 
 
+def _stored_api_agent(client: SymbiontClient, name: str) -> Any:
+    try:
+        agent = client.agents.get(name)
+    except NotFound:
+        return None
+    return agent if agent.source == "api" else None
+
+
 def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None:
     """Register the file's agents with the daemon (an agents_dir file of the same name
-    wins, and is used)."""
+    wins, and is used; an unchanged one is left alone)."""
     from symbid.model import agent_to_wire
 
     for agent in agents:
+        wire = json.loads(json.dumps(agent_to_wire(agent)))  # as the API shows it
+        have = _stored_api_agent(client, agent.name)
+        stored = have.to_dict() if have is not None else {}
+        if have is not None and {k: stored.get(k) for k in wire} == wire:
+            print(f"agent {escape(agent.name)} unchanged", file=sys.stderr)
+            continue
         try:
-            result = client.agents.create(**agent_to_wire(agent))
+            result = client.agents.create(**wire)
         except SymbidError as exc:
             if exc.code == "conflict":  # defined in agents_dir: that definition is used
                 print(f"symbi: agent {escape(agent.name)}: {escape(exc.message)}; using "
@@ -104,19 +118,10 @@ def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None
         print(f"agent {escape(agent.name)} {verb}", file=sys.stderr)
 
 
-def cmd_add(args: argparse.Namespace) -> int:
-    if bool(args.json) == bool(args.file):
-        raise UsageError("give either --file FILE [--schedule NAME] or --json '{...}'")
-    client = client_from(args)
-    if args.json:
-        if args.schedule:
-            raise UsageError("--schedule goes with --file, not --json")
-        job = client.schedule.create(**_json_object("--json", args.json))
-        print(job.id)
-        return EXIT_OK
+def _selected(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """The loaded file and the schedules to add from it."""
     from symbid.cli.local import DslFailed
     from symbid.dsl import load_file
-    from symbid.model import job_to_wire
 
     loaded = load_file(args.file)
     if not loaded.ok:
@@ -130,12 +135,48 @@ def cmd_add(args: argparse.Namespace) -> int:
                                f"(it defines: {names})")
     elif not jobs and not loaded.agents:
         raise InvalidInput(f"{args.file} defines no agent and no schedule")
-    _define_agents(client, args.file, list(loaded.agents))
+    return loaded, jobs
+
+
+def _add_all(client: SymbiontClient, jobs: list[Any]) -> list[Any]:
+    """Create the jobs, all or none: when one is refused, those created before it are
+    removed again and the error says so."""
+    from symbid.model import job_to_wire
+
+    created: list[Any] = []
     for j in jobs:
         wire = job_to_wire(j)
-        created = client.schedule.create(
-            **{k: wire[k] for k in _FILE_JOB_KEYS if wire[k] is not None})
-        print(created.id if len(jobs) == 1 else f"{created.id}  {escape(created.name)}")
+        try:
+            created.append(client.schedule.create(
+                **{k: wire[k] for k in _FILE_JOB_KEYS if wire[k] is not None}))
+        except SymbidError as exc:
+            for job in created:
+                client.schedule.delete(job.id)
+            undone = (f"; {', '.join(c.name for c in created)} added before it was removed "
+                      "again" if created else "")
+            exc.message = f"schedule {j.name}: {exc.message}; no schedule was added{undone}"
+            raise
+    return created
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    if bool(args.json) == bool(args.file):
+        raise UsageError("give either --file FILE [--schedule NAME] or --json '{...}'")
+    client = client_from(args)
+    if args.json:
+        if args.schedule:
+            raise UsageError("--schedule goes with --file, not --json")
+        job = client.schedule.create(**_json_object("--json", args.json))
+        print(job.id)
+        return EXIT_OK
+    loaded, jobs = _selected(args)
+    taken = sorted({j.name for j in jobs} & {j.name for j in client.schedule.list()})
+    if taken:  # checked before anything changes
+        raise InvalidInput(f"{args.file}: a job named {', '.join(taken)} already exists; "
+                           "nothing was added (remove it, or use `symbi cron update`)")
+    _define_agents(client, args.file, list(loaded.agents))
+    for job in _add_all(client, jobs):
+        print(job.id if len(jobs) == 1 else f"{job.id}  {escape(job.name)}")
     return EXIT_OK
 
 

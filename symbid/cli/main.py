@@ -14,7 +14,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from symbid import __version__
-from symbid.cli.common import UsageError
+from symbid.cli.common import UsageError, number
 from symbid.errors import EXIT_ERROR, EXIT_USAGE, SymbidError
 from symbid.text import escape
 
@@ -167,11 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(cron, "status", "show a job and its recent runs", c.cmd_status,
                 formats=("table", "json"))
     job_arg(p)
-    p.add_argument("--history", type=int, default=0, metavar="N",
+    p.add_argument("--history", type=number(int, above=False), default=0, metavar="N",
                    help="also show the N most recent runs")
     p.add_argument("--watch", action="store_true",
                    help="refresh every --interval seconds until Ctrl-C")
-    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--interval", type=number(float), default=5.0, metavar="SECONDS",
                    help="how often --watch refreshes")
     p = command(cron, "run", "run a job now (outside its schedule)", r.cmd_run,
                 formats=("table", "json"),
@@ -182,12 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     job_arg(p)
     p.add_argument("--input", metavar="TEXT", help="input for this run (on its stdin)")
     p.add_argument("--wait", action="store_true", help="wait for the run to finish")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=number(float), metavar="SECONDS",
                    help="with --wait: wait at most this long (default: no limit)")
     p = command(cron, "history", "show a job's runs, newest first", r.cmd_history,
                 formats=("table", "json", "csv"))
     job_arg(p)
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many runs")
+    p.add_argument("--limit", type=number(int), default=20, metavar="N", help="how many runs")
     p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     p.add_argument("--output", action="store_true",
                    help="add the start of each run's output (output_preview)")

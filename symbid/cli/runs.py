@@ -20,7 +20,7 @@ from symbid.cli.common import (
 )
 from symbid.cli.output import relative, table, to_csv
 from symbid.client import SymbiontClient
-from symbid.errors import EXIT_ERROR, EXIT_OK
+from symbid.errors import EXIT_ERROR, EXIT_OK, Unavailable
 
 HISTORY_HEADERS = ["SLOT", "TRY", "TRIGGER", "STATUS", "STARTED", "TOOK", "ERROR", "RUN"]
 _PREVIEW_WIDTH = 60
@@ -89,8 +89,6 @@ def _wait(client: SymbiontClient, run: Any, timeout: Optional[float]) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.wait:
         raise UsageError("--timeout goes with --wait")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
     client = client_from(args)
     run = client.schedule.run_now(resolve_job(client, job_ref(args)), input=args.input)
     if not args.wait:
@@ -120,9 +118,14 @@ def cmd_output(args: argparse.Namespace) -> int:
         text = client.schedule.get_output(run_id)
         sys.stdout.write(text)
         return EXIT_OK
-    for chunk in client.schedule.follow_output(run_id):
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
+    try:
+        for chunk in client.schedule.follow_output(run_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except Unavailable:
+        raise Unavailable(f"symbid went away while following run {run_id}; the run may go "
+                          f"on: `symbi cron output {run_id[:8]}` shows its output once "
+                          "symbid is back") from None
     run = client.schedule.get_run(run_id)
     if run.status not in TERMINAL_RUNS:
         return EXIT_ERROR  # the stream ended before the run did (the daemon stopped)

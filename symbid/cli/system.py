@@ -20,6 +20,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
             names = list(result[key])
             print(f"{key}: {escape(', '.join(names)) if names else '-'}")
         print(f"unchanged: {result.unchanged}")
+        for key in ("agents_created", "agents_updated", "agents_removed"):
+            if key in result and list(result[key]):
+                print(f"{key.replace('_', ' ')}: {escape(', '.join(result[key]))}")
         for line in list(result.warnings):
             print(f"warning: {lines(line)}", file=sys.stderr)
         for line in list(result.errors):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon_helper import BIN, TOKEN, Daemon
+from tests.integration.daemon_helper import BIN, TOKEN, Daemon, free_port
 
 AGENTS = """
 agent echo { command: ["/bin/sh", "-c", "echo started; cat"] }
@@ -427,5 +427,90 @@ def test_with_define_agents_off_add_file_says_the_agent_must_be_in_agents_dir(
         ok = d.cli("cron", "add", "--file", str(known))
         assert ok.returncode == 0, ok.stderr
         assert "defined in agents_dir; using that one" in ok.stderr
+    finally:
+        d.cleanup()
+
+
+# --- review fixes ------------------------------------------------------------------------------
+
+
+def test_add_file_adds_all_of_its_schedules_or_none(daemon: Daemon, tmp_path: Path) -> None:
+    add(daemon, "taken-name")
+    path = tmp_path / "three.symbi"
+    path.write_text('agent trio { command: ["/bin/true"] }\n'
+                    'schedule { name: "trio-a" agent: "trio" cron: "@daily" }\n'
+                    'schedule { name: "taken-name" agent: "trio" cron: "@daily" }\n'
+                    'schedule { name: "trio-c" agent: "trio" cron: "@daily" }\n')
+    out = daemon.cli("cron", "add", "--file", str(path))
+    assert out.returncode == 1
+    assert "a job named taken-name already exists; nothing was added" in out.stderr
+    names = {j["name"] for j in json.loads(daemon.cli("cron", "list", "--format",
+                                                      "json").stdout)}
+    assert not names & {"trio-a", "trio-c"}
+    bad = tmp_path / "bad.symbi"  # refused by the daemon halfway: the first is taken back
+    bad.write_text('agent trio { command: ["/bin/true"] }\n'
+                   'schedule { name: "fine-1" agent: "trio" cron: "@daily" }\n'
+                   'schedule { name: "orphan" agent: "nobody-defines-me" cron: "@daily" }\n')
+    out = daemon.cli("cron", "add", "--file", str(bad))
+    assert out.returncode == 1
+    assert "schedule orphan:" in out.stderr and "fine-1 added before it was removed" in out.stderr
+    names = {j["name"] for j in json.loads(daemon.cli("cron", "list", "--format",
+                                                      "json").stdout)}
+    assert "fine-1" not in names
+    again = daemon.cli("cron", "add", "--file", str(path).replace("three", "three"))
+    assert "agent trio unchanged" in again.stderr or again.returncode == 1
+
+
+def test_a_job_given_both_as_argument_and_name_is_a_usage_error(daemon: Daemon) -> None:
+    add(daemon, "both-ways")
+    out = daemon.cli("cron", "status", "both-ways", "--name", "globals")
+    assert out.returncode == 2 and "not both" in out.stderr
+
+
+@pytest.mark.parametrize("args", [["cron", "status", "x", "--watch", "--interval", "-1"],
+                                  ["cron", "run", "x", "--wait", "--timeout", "nan"],
+                                  ["cron", "history", "x", "--limit", "0"],
+                                  ["cron", "status", "x", "--history", "-1"]])
+def test_bad_numbers_are_usage_errors_naming_the_flag(args: list[str]) -> None:
+    out = symbi(*args)
+    assert out.returncode == 2 and args[-2] in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_malformed_url_is_a_usage_error_and_the_printed_url_works(daemon: Daemon) -> None:
+    token = str(daemon.root / "token")
+    bad = symbi("--url", "http://[::1", "--token-file", token, "cron", "list")
+    assert bad.returncode == 2 and "is not a URL" in bad.stderr and "Traceback" not in bad.stderr
+    printed = f"http://127.0.0.1:{daemon.port}/api/v1"  # as symbid and make run print it
+    assert symbi("--url", printed, "--token-file", token, "cron", "list").returncode == 0
+
+
+def test_a_prefix_too_short_says_how_long_a_short_id_must_be(daemon: Daemon) -> None:
+    out = daemon.cli("cron", "status", "e1578")
+    assert out.returncode == 3 and "a short id needs at least 8 characters" in out.stderr
+
+
+def test_reload_warns_about_jobs_left_without_their_agent(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "d", {"agents.symbi": AGENTS,
+                                "gone.symbi": 'agent going { command: ["/bin/true"] }\n'},
+               tcp=False)
+    try:
+        d.start()
+        add(d, "left-behind", agent="going")
+        (d.agents_dir / "gone.symbi").unlink()
+        out = d.cli("reload")
+        assert out.returncode == 0
+        assert "agents removed: going" in out.stdout
+        assert "agent 'going' was removed from agents_dir, but 1 job(s) use it: left-behind" \
+            in out.stderr
+    finally:
+        d.cleanup()
+
+
+def test_reload_under_make_run_does_not_call_the_listen_flag_a_change(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "d", {"agents.symbi": AGENTS}, tcp=False)
+    try:
+        d.start("--listen", f"127.0.0.1:{free_port()}", env={"SYMBI_API_KEY": TOKEN})
+        out = d.cli("reload")
+        assert out.returncode == 0 and "[api] changed" not in out.stderr, out.stderr
     finally:
         d.cleanup()
