@@ -22,12 +22,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = []
     for a in agents:
-        what = " ".join(a.command) if a.kind == "command" and a.command else (a.model or "-")
+        what = " ".join(a.command) if a.kind == "command" and a.command else \
+            f"model {a.model}" if a.model else "-"
         source = a.source if not ("shadowed_by" in a and a.shadowed_by) else \
             f"{a.source} (unused: shadowed by {a.shadowed_by})"
         rows.append([a.name, a.kind, what if len(what) <= 50 else what[:49] + "…",
                      str(a.jobs), source])
-    table(["NAME", "KIND", "RUNS", "JOBS", "SOURCE"], rows)
+    table(["NAME", "KIND", "COMMAND", "JOBS", "SOURCE"], rows)
     return EXIT_OK
 
 
