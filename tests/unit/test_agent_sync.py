@@ -112,13 +112,18 @@ def test_an_agent_given_twice_in_one_request_is_refused(env: Env) -> None:
         service.define([Agent(name="a", command=("/x",)), Agent(name="a", command=("/y",))])
 
 
-def test_with_the_api_turned_off_define_and_remove_are_forbidden(env: Env) -> None:
+def test_with_the_api_turned_off_define_is_forbidden_and_remove_still_clears_out(
+    env: Env,
+) -> None:
     agents_dir, store, _, clock = env
+    before = AgentService(store, clock, Agents(), agents_dir=str(agents_dir))
+    before.define([Agent(name="old", command=("/x",))])  # defined while the API was on
     service = AgentService(store, clock, Agents(), agents_dir=str(agents_dir),
                            api_enabled=False)
     with pytest.raises(Forbidden, match=str(agents_dir)):
         service.define([Agent(name="a", command=("/x",))])
-    with pytest.raises(Forbidden):
+    assert service.remove("old").name == "old"
+    with pytest.raises(NotFound):
         service.remove("a")
     assert "POST /api/v1/agents" not in service.agents.hint
 
