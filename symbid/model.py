@@ -413,6 +413,8 @@ class Run:
     output_bytes: int = 0  # the size of the whole stored output (UTF-8)
     pid: Optional[int] = None
     pgid: Optional[int] = None
+    iterations: tuple[Iteration, ...] = ()  # a heartbeat wake-up's iterations
+    stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
 
     @property
     def key_space(self) -> KeySpace:
@@ -436,6 +438,51 @@ class RunOutcome:
     error_message: Optional[str] = None
     output: Optional[str] = None
     output_truncated: bool = False
+    summary: Optional[str] = None
+    context: Optional[SessionContext] = None  # what the run leaves for the next (sessions)
+    iterations: tuple[Iteration, ...] = ()  # a heartbeat wake-up's iterations
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One run's turn in a shared_persistent history."""
+
+    input: Optional[str]
+    output: Optional[str]  # the run's summary
+    run_id: str
+    at: int  # when it finished (epoch ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output, "run_id": self.run_id,
+                "at": format_instant(self.at)}
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What a job's runs carry over (sessions): the last summary and, in
+    shared_persistent mode, the bounded history (``dropped``: turns trimmed so far)."""
+
+    job_id: str
+    mode: SessionMode
+    summary: Optional[str] = None
+    history: tuple[Turn, ...] = ()
+    dropped: int = 0
+    run_id: Optional[str] = None  # the run that left it
+    updated_at: int = 0
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """One iteration of a heartbeat wake-up."""
+
+    number: int
+    status: RunStatus
+    summary: Optional[str]
+    duration_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "status": self.status.value, "summary": self.summary,
+                "duration_ms": self.duration_ms}
 
 
 @dataclass(frozen=True)
@@ -551,6 +598,8 @@ def _run_wire(run: Run) -> dict[str, Any]:
         "summary": run.summary,
         "input": run.input,
         "retry_at": _instant(run.retry_at),
+        "iterations": [i.to_dict() for i in run.iterations],
+        "stop_reason": run.stop_reason,
     }
 
 

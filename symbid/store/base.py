@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from symbid.errors import NotFound
-from symbid.model import Agent, Job, JobStatus, Run, RunStatus
+from symbid.model import Agent, Job, JobStatus, Run, RunStatus, SessionContext
 from symbid.spans import Spans
 from symbid.text import shorten
 
@@ -50,6 +50,7 @@ class Finish:
     job_status: Optional[JobStatus] = None
     belongs_to: Optional[tuple[Optional[str], Optional[int]]] = None
     clear_retries: bool = False  # with the status change: drop every pending retry of the job
+    context: Optional[SessionContext] = None  # the session context the run leaves (sessions)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,22 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def agent_use(self) -> dict[str, int]:
         """How many jobs name each agent (agents no job names are absent)."""
+
+    # session contexts
+    @abc.abstractmethod
+    def get_context(self, job_id: str) -> Optional[SessionContext]:
+        """The job's stored session context (None: no run has left one, or it was
+        cleared)."""
+
+    @abc.abstractmethod
+    def put_context(self, ctx: SessionContext) -> bool:
+        """Store a job's context (replacing it); False when the job is gone. A
+        :class:`Finish` with a ``context`` stores it in the run's own transaction."""
+
+    @abc.abstractmethod
+    def clear_context(self, job_id: str) -> bool:
+        """Drop a job's context; False when it had none. Deleting a job drops its
+        context in the same transaction."""
 
     # scheduling
     @abc.abstractmethod

@@ -6,7 +6,16 @@ import json
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from symbid.model import OPEN_RUN_STATUSES, OUTPUT_PREVIEW, Job, JobStatus, Run, RunStatus, Trigger
+from symbid.model import (
+    OPEN_RUN_STATUSES,
+    OUTPUT_PREVIEW,
+    Iteration,
+    Job,
+    JobStatus,
+    Run,
+    RunStatus,
+    Trigger,
+)
 from symbid.spans import Spans
 
 OPEN_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN_RUN_STATUSES)) + ")"
@@ -20,7 +29,7 @@ JOB_PLACEHOLDERS = ", ".join("?" * len(JOB_COLUMNS.split(",")))
 RUN_COLUMNS = (
     "id, job_id, space, slot, attempt, trigger_kind, status, created_at, not_before, "
     "started_at, finished_at, execution_time_ms, exit_code, signal, error_message, output, "
-    "output_truncated, summary, input, retry_at, pid, pgid, output_bytes"
+    "output_truncated, summary, input, retry_at, pid, pgid, output_bytes, iterations, stop_reason"
 )
 RUN_PLACEHOLDERS = ", ".join("?" * len(RUN_COLUMNS.split(",")))
 
@@ -71,7 +80,7 @@ def job_params(job: Job) -> tuple[Any, ...]:
 def run_from_row(row: Sequence[Any]) -> Run:
     (rid, job_id, _space, slot, attempt, trigger, status, created_at, not_before, started_at,
      finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
-     summary, input_text, retry_at, pid, pgid, output_bytes) = row
+     summary, input_text, retry_at, pid, pgid, output_bytes, iterations, stop_reason) = row
     return Run(
         id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
         status=RunStatus(status), created_at=created_at, not_before=not_before,
@@ -79,6 +88,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
         exit_code=exit_code, signal=sig, error_message=error_message, output=output,
         output_truncated=bool(truncated), summary=summary, input=input_text,
         retry_at=retry_at, pid=pid, pgid=pgid, output_bytes=output_bytes or 0,
+        iterations=iterations_from_text(iterations), stop_reason=stop_reason,
     )
 
 
@@ -89,8 +99,19 @@ def run_params(run: Run) -> tuple[Any, ...]:
         run.status.value, run.created_at, run.not_before, run.started_at, run.finished_at,
         run.execution_time_ms, run.exit_code, run.signal, run.error_message, run.output,
         int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
-        output_size(run.output),
+        output_size(run.output), iterations_text(run.iterations), run.stop_reason,
     )
+
+
+def iterations_text(iterations: Sequence[Iteration]) -> str:
+    return json.dumps([[i.number, i.status.value, i.summary, i.duration_ms]
+                       for i in iterations], separators=(",", ":"))
+
+
+def iterations_from_text(text: Optional[str]) -> tuple[Iteration, ...]:
+    return tuple(Iteration(number=int(n), status=RunStatus(st), summary=summ,
+                           duration_ms=int(ms))
+                 for n, st, summ, ms in json.loads(text or "[]"))
 
 
 def output_size(text: Optional[str]) -> int:

@@ -131,6 +131,21 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         CHECK ((origin = 'api') = (source = 'api'))
     );
     """,
+    # 5 (issue 10): session contexts, one per job, removed with it (cascade, in the
+    # job's delete); a heartbeat wake-up's iterations and why it stopped, on its run.
+    """
+    CREATE TABLE contexts (
+        job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        mode TEXT NOT NULL,
+        summary TEXT,
+        history TEXT NOT NULL DEFAULT '[]',
+        dropped INTEGER NOT NULL DEFAULT 0,
+        run_id TEXT,
+        updated_at INTEGER NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN iterations TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE runs ADD COLUMN stop_reason TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -16,6 +16,7 @@ from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
 from symbid.model import Job, JobStatus, Run, RunStatus
 from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
+from symbid.store.contexts import SqlContexts
 from symbid.store.rows import (
     JOB_COLUMNS,
     JOB_PLACEHOLDERS,
@@ -23,6 +24,7 @@ from symbid.store.rows import (
     PREVIEW_RUN_COLUMNS,
     RUN_COLUMNS,
     RUN_PLACEHOLDERS,
+    iterations_text,
     job_from_row,
     job_params,
     output_size,
@@ -36,9 +38,9 @@ from symbid.text import shorten
 log = logging.getLogger(__name__)
 
 
-class SqlJobStore(SqlAgents, JobStore):
+class SqlJobStore(SqlAgents, SqlContexts, JobStore):
     """Portable SQL over a DB-API connection per thread (agent rows in
-    :class:`SqlAgents`). Backends fill in the hooks."""
+    :class:`SqlAgents`, session contexts in :class:`SqlContexts`). Backends fill in the hooks."""
 
     def __init__(self, keep_runs: int = 1000) -> None:
         super().__init__()
@@ -366,14 +368,18 @@ class SqlJobStore(SqlAgents, JobStore):
                     "pid = COALESCE(?, pid), pgid = COALESCE(?, pgid), "
                     "finished_at = ?, execution_time_ms = ?, exit_code = ?, signal = ?, "
                     "error_message = ?, output = ?, output_truncated = ?, summary = ?, "
-                    f"retry_at = ?, output_bytes = ? WHERE id = ? AND status IN {OPEN_SQL}",
+                    "retry_at = ?, output_bytes = ?, iterations = ?, stop_reason = ? "
+                    f"WHERE id = ? AND status IN {OPEN_SQL}",
                     (run.status.value, run.started_at, run.pid, run.pgid, run.finished_at,
                      run.execution_time_ms, run.exit_code, run.signal, run.error_message,
                      run.output, int(run.output_truncated), run.summary, run.retry_at,
-                     output_size(run.output), run.id),
+                     output_size(run.output), iterations_text(run.iterations),
+                     run.stop_reason, run.id),
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted
+                if fin.context is not None:
+                    self._put_context(conn, fin.context)
                 touched.add(run.job_id)
                 if run.started_at is not None:
                     starts.append((run.id, run.started_at))
