@@ -41,6 +41,7 @@ from typing import Callable, Optional
 from symbid.clock import Clock
 from symbid.errors import SandboxError
 from symbid.model import Limits
+from symbid.runfiles import make_runs_dir
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class Supervisor:
                 raise SandboxError(f"group {spec.group!r} does not exist") from exc
         try:
             if spec.runs_dir not in self._made_dirs:
-                _make_runs_dir(spec.runs_dir)
+                make_runs_dir(spec.runs_dir)
                 self._made_dirs.add(spec.runs_dir)
             workdir = tempfile.mkdtemp(prefix=f"run-{spec.tag[:12]}-", dir=spec.runs_dir)
             if uid is not None or gid is not None:
@@ -484,23 +485,6 @@ class Supervisor:
             child.on_exit(result)
         except Exception:
             log.exception("run %s: exit handler failed", child.spec.tag)
-
-
-def _make_runs_dir(path: str) -> None:
-    """The runs' root: 0711, so that a run's user can reach its own 0700 directory in it
-    (and list nothing), and so is every directory symbid creates on the way to it. An
-    existing one is left as it is."""
-    path = os.path.abspath(path)
-    missing = []
-    while not os.path.isdir(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory)
-        except FileExistsError:
-            continue
-        os.chmod(directory, 0o711)  # noqa: S103 - traverse only: nothing can be listed
 
 
 def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:
