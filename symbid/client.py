@@ -303,6 +303,14 @@ class ScheduleClient:
         return _wrap(self._t.request("GET", self._path(job_id, "/history"),
                                      query={"status": status, "limit": limit}))
 
+    def get_context(self, job_id: str) -> Any:
+        """The job's stored session context (mode, summary, history, state_dir)."""
+        return _wrap(self._t.request("GET", self._path(job_id, "/context")))
+
+    def clear_context(self, job_id: str) -> Any:
+        """Reset the job's session context (its state directory emptied)."""
+        return _wrap(self._t.request("DELETE", self._path(job_id, "/context")))
+
     def next_run(self, job_id: str, count: int = 1) -> Any:
         return _wrap(self._t.request("GET", self._path(job_id, "/next_run"),
                                      query={"count": count}))

@@ -97,7 +97,7 @@ def build_engine(
     executor = Executor(
         supervisor, agents, clock,
         runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs",
-        kill_grace=config.kill_grace_seconds, live=live,
+        kill_grace=config.kill_grace_seconds, live=live, contexts=store,
     )
     start_log = StartLog(os.path.join(state_dir, "start-log"))
     scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
@@ -243,7 +243,8 @@ class Daemon:
                                      api_enabled=cfg.api.define_agents)
         self.registry.refresh()
         self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
-                               agent_problem=engine.executor.agent_problem)
+                               agent_problem=engine.executor.agent_problem,
+                               runs_dir=cfg.daemon.runs_dir)
         report = engine.scheduler.recover()
         if report.interrupted:
             log.warning("%d run(s) may have been going when symbid last stopped: recorded "

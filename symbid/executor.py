@@ -2,22 +2,27 @@
 
 The scheduler decides *when* a run starts; the executor turns the job and its
 agent into a child process (step 4, through :mod:`symbid.sandbox`) and reports
-the outcome (step 7 material) back to whoever it is bound to. Steps 2, 3, 5 and
-6 (sessions, policy, delivery) plug in here as their issues arrive.
+the outcome (step 7 material) back to whoever it is bound to. Steps 2 and 6
+(sessions: the context a run gets and the one it leaves, :mod:`symbid.sessions`) and
+heartbeat wake-ups (iterations of one run, :mod:`symbid.heartbeat`) are here; steps 3
+and 5 (policy, delivery) plug in as their issues arrive.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
 from symbid.clock import Clock
 from symbid.config import referenced_values, resolve_refs
 from symbid.errors import SandboxError, SymbidError
+from symbid.heartbeat import MAX_RUNTIME, Wakeup
 from symbid.live import LiveOutputs
 from symbid.model import (
     Agent,
@@ -26,10 +31,22 @@ from symbid.model import (
     Run,
     RunOutcome,
     RunStatus,
+    SessionContext,
     format_duration,
     format_instant,
 )
+from symbid.runfiles import RunFile
 from symbid.sandbox import STDERR_TAIL, ChildExit, Spawned, SpawnSpec, Supervisor
+from symbid.sessions import (
+    CONTEXT_NAME,
+    CONTEXT_VAR,
+    SUMMARY_FILE_CAP,
+    SUMMARY_NAME,
+    SUMMARY_VAR,
+    Session,
+    state_dir,
+    summarize,
+)
 from symbid.text import escape, mask, secret_parts
 
 log = logging.getLogger(__name__)
@@ -42,6 +59,10 @@ class UnknownAgent(SymbidError):
 
 class RunSink(Protocol):
     def run_finished(self, outcome: RunOutcome) -> None: ...
+
+
+class ContextSource(Protocol):
+    def get_context(self, job_id: str) -> Optional[SessionContext]: ...
 
 
 class AgentRegistry(Protocol):
@@ -96,6 +117,21 @@ class Agents:
             return sorted(self._agents)
 
 
+@dataclass
+class _Going:
+    """A run on its way: what each of its processes (a heartbeat's iterations) needs."""
+
+    job: Job
+    run: Run
+    agent: Agent
+    env: dict[str, str]
+    secrets: list[str]
+    text: Optional[str]
+    session: Optional[Session]  # what the run leaves (the job's session_mode)
+    view: Optional[Session]  # what its next process sees (a heartbeat's context_mode)
+    wakeup: Optional[Wakeup]
+
+
 def _describe_exit(child: ChildExit, secrets: list[str]) -> str:
     if child.signal is not None:
         try:
@@ -126,6 +162,7 @@ class Executor:
         kill_grace: float = 5.0,
         environ: Optional[Mapping[str, str]] = None,
         live: Optional[LiveOutputs] = None,
+        contexts: Optional[ContextSource] = None,
     ) -> None:
         self._supervisor = supervisor
         self._agents = agents
@@ -137,6 +174,8 @@ class Executor:
         self.live = live if live is not None else LiveOutputs()
         self._lock = threading.Lock()
         self._cancelled_by: dict[str, str] = {}  # run id -> who asked for the cancel
+        self._contexts = contexts
+        self._stopping = False  # shutdown: a heartbeat starts no further iteration
 
     def bind(self, sink: RunSink) -> None:
         self._sink = sink
@@ -170,28 +209,14 @@ class Executor:
             SYMBI_ATTEMPT=str(run.attempt),
             SYMBI_TRIGGER=run.trigger.value,
         )
-        text = run.input if run.input is not None else job.input
-        spec = SpawnSpec(
-            tag=run.id,
-            argv=agent.command,
-            env=env,
-            runs_dir=self._runs_dir,
-            stdin=(text or "").encode(),
-            cwd=agent.working_dir,
-            user=agent.user,
-            group=agent.group,
-            limits=agent.limits,
-            timeout=job.policy.max_runtime_seconds,
-            kill_grace=self._kill_grace,
-            before_spawn=mark,
-            on_stdout=self.live.open(run.id, secrets).feed,
-        )
-        try:
-            spawned = self._supervisor.spawn(
-                spec, lambda child: self._exited(job, run, child, secrets))
-        except BaseException:
-            self.live.release(run.id)
-            raise
+        session = None
+        if self._contexts is not None:
+            session = Session.open(job.id, job.session_mode, self._contexts.get_context(job.id))
+        going = _Going(job=job, run=run, agent=agent, env=env, secrets=secrets,
+                       text=run.input if run.input is not None else job.input,
+                       session=session, view=session,
+                       wakeup=Wakeup(job.heartbeat) if job.heartbeat.enabled else None)
+        spawned = self._spawn(going, mark)
         log.info(
             "job %s: run %s started (pid %d, slot %s, attempt %d, %s)",
             job.name, run.id, spawned.pid, format_instant(run.slot), run.attempt,
@@ -200,7 +225,50 @@ class Executor:
         )
         return spawned
 
+    def _spawn(self, going: _Going, mark: Optional[Callable[[], None]]) -> Spawned:
+        """Start the run's (next) process: the context protocol's files, and for a
+        heartbeat what is left of its max_runtime."""
+        job, run, agent = going.job, going.run, going.agent
+        env = dict(going.env)
+        files: tuple[RunFile, ...] = ()
+        state: Optional[str] = None
+        view = going.view
+        if view is not None:
+            context = json.dumps(view.view(), ensure_ascii=False).encode()
+            files = (RunFile(CONTEXT_VAR, CONTEXT_NAME, content=context),
+                     RunFile(SUMMARY_VAR, SUMMARY_NAME, read_back=SUMMARY_FILE_CAP))
+            if view.shared or (going.session is not None and going.session.shared):
+                state = state_dir(self._runs_dir, job.id)  # the job's, in either mode
+        timeout = job.policy.max_runtime_seconds
+        if going.wakeup is not None:
+            env["SYMBI_ITERATION"] = str(going.wakeup.count + 1)
+            timeout = going.wakeup.remaining(timeout)
+        spec = SpawnSpec(
+            tag=run.id,
+            argv=agent.command,
+            env=env,
+            runs_dir=self._runs_dir,
+            stdin=(going.text or "").encode(),
+            cwd=agent.working_dir,
+            user=agent.user,
+            group=agent.group,
+            limits=agent.limits,
+            timeout=timeout,
+            kill_grace=self._kill_grace,
+            before_spawn=mark,
+            on_stdout=self.live.open(run.id, going.secrets).feed,
+            files=files,
+            state_dir=state,
+        )
+        try:
+            return self._supervisor.spawn(spec, lambda child: self._exited(going, child))
+        except BaseException:
+            self.live.release(run.id)
+            raise
+
     def kill_all(self, reason: str) -> int:
+        if reason == "shutdown":
+            self._stopping = True
         return self._supervisor.kill_all(reason)
 
     def cancel(self, run_id: str, by: str) -> bool:
@@ -218,7 +286,8 @@ class Executor:
         """The run's final state is stored: its live output goes."""
         self.live.release(run_id)
 
-    def _exited(self, job: Job, run: Run, child: ChildExit, secrets: list[str]) -> None:
+    def _exited(self, going: _Going, child: ChildExit) -> None:
+        job, run, secrets = going.job, going.run, going.secrets
         with self._lock:
             by = self._cancelled_by.pop(run.id, None)
         output = self.live.get(run.id)
@@ -242,22 +311,55 @@ class Executor:
             error = _describe_exit(child, secrets)
         if error is not None:
             error = mask(error, secrets)
+        text = mask(child.stdout.decode("utf-8", "replace"), secrets,
+                    cut_end=child.stdout_truncated)
+        summary = summarize(child.files.get(SUMMARY_VAR), text, secrets)
+        now = self._clock.now()
+        for session in {id(s): s for s in (going.session, going.view) if s is not None}.values():
+            session.record(run.id, going.text, summary, now)
+        wakeup = going.wakeup
+        stop: Optional[str] = None
+        if wakeup is not None:
+            wakeup.add(status, summary, child.duration)
+            stop = wakeup.stop_reason(status, text)
+            if stop is None and self._stopping:
+                stop, status = "interrupted", RunStatus.INTERRUPTED
+                error = "symbid stopped between two iterations"
+            if stop is None and wakeup.remaining(job.policy.max_runtime_seconds) == 0:
+                stop, status = MAX_RUNTIME, RunStatus.TIMED_OUT
+                limit = job.policy.max_runtime_seconds or 0
+                error = f"the wake-up used up max_runtime {format_duration(limit)}"
+            if stop is None:
+                if going.view is going.session and going.session is not None:
+                    going.view = going.session.as_mode(job.heartbeat.context_mode)
+                self.live.release(run.id)
+                try:
+                    self._spawn(going, None)
+                    return
+                except SymbidError as exc:
+                    stop, status = "failed", RunStatus.FAILED
+                    error = mask(f"iteration {wakeup.count + 1} could not start: "
+                                 f"{exc.message}", secrets)
         outcome = RunOutcome(
             run_id=run.id,
             job_id=job.id,
             status=status,
-            finished_at=self._clock.now(),
-            execution_time_ms=round(child.duration * 1000),
+            finished_at=now,
+            execution_time_ms=round((wakeup.elapsed if wakeup else child.duration) * 1000),
             exit_code=child.exit_code,
             signal=child.signal,
             error_message=error,
-            output=mask(child.stdout.decode("utf-8", "replace"), secrets,
-                        cut_end=child.stdout_truncated),
+            output=text,
             output_truncated=child.stdout_truncated,
+            summary=summary,
+            context=None if going.session is None else going.session.stored(run.id, now),
+            iterations=wakeup.iterations if wakeup else (),
+            stop_reason=stop,
         )
         log.info(
-            "job %s: run %s %s%s", job.name, run.id, status.value,
+            "job %s: run %s %s%s%s", job.name, run.id, status.value,
             f" ({error})" if error else "",
+            f" after {wakeup.count} iteration(s): {stop}" if wakeup else "",
             extra={"SYMBID_JOB": job.name, "SYMBID_RUN": run.id, "SYMBID_EVENT": "run_finished"},
         )
         if self._sink is not None:

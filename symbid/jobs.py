@@ -27,11 +27,13 @@ from symbid.model import (
     MAXIMUMS,
     Job,
     JobStatus,
+    SessionMode,
     format_instant,
     job_to_wire,
     name_problem,
     new_id,
 )
+from symbid.sessions import context_to_wire, empty_state, remove_state, state_dir
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
 from symbid.text import escape
@@ -148,11 +150,44 @@ class JobService:
         *,
         wake: Callable[[], None] = lambda: None,
         agent_problem: Optional[Callable[[str], Optional[str]]] = None,
+        runs_dir: Optional[str] = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._wake = wake
         self._agent_problem = agent_problem  # None: any agent name is taken
+        self.runs_dir = runs_dir  # where session state directories live (None: none)
+
+    def _gone(self, job_ids: Sequence[str]) -> None:
+        """Jobs were deleted (their contexts with them, in the store): their state
+        directories go too."""
+        if self.runs_dir is not None:
+            for job_id in job_ids:
+                remove_state(self.runs_dir, job_id)
+
+    def context(self, ref: str) -> dict[str, Any]:
+        """A job's stored session context, in its wire form."""
+        job = self._store.get_job(ref)
+        return context_to_wire(self._store.get_context(job.id), job.session_mode,
+                               self._state_of(job))
+
+    def clear_context(self, ref: str) -> dict[str, Any]:
+        """Reset a job's session context: the stored one dropped, its state directory
+        emptied. Returns the (now empty) context."""
+        job = self._store.get_job(ref)
+        self._store.clear_context(job.id)
+        if self.runs_dir is not None:
+            empty_state(self.runs_dir, job.id)
+        log.info("job %s: session context cleared", job.name,
+                 extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "context_cleared"})
+        return context_to_wire(None, job.session_mode, self._state_of(job))
+
+    def _state_of(self, job: Job) -> Optional[str]:
+        shared = SessionMode.SHARED_PERSISTENT
+        if self.runs_dir is None or shared not in (
+                job.session_mode, job.heartbeat.context_mode if job.heartbeat.enabled else None):
+            return None
+        return state_dir(self.runs_dir, job.id)
 
     def _check_agent(self, name: str) -> None:
         problem = self._agent_problem(name) if self._agent_problem is not None else None
@@ -275,6 +310,7 @@ class JobService:
         else:
             self._refuse_file_job(found, "remove")
             job = self._store.delete_job(found.id)
+        self._gone([job.id])
         log.info("job %s deleted", job.name,
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_deleted"})
         self._wake()
@@ -320,6 +356,7 @@ class JobService:
             result.created = [j.name for j in create]
             result.updated = [j.name for j in update]
             result.removed = [j.name for j in plan.remove]
+            self._gone([j.id for j in plan.remove])
             result.unchanged = len(plan.unchanged)
             result.errors.extend(list(plan.errors) + skipped)
             result.warnings.extend(plan.warnings)

@@ -18,6 +18,7 @@ functions in :mod:`symbid.planner`.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import threading
@@ -320,7 +321,10 @@ class RunLifecycle:
                     log.warning("outcome for unknown run %s ignored", outcome.run_id)
                     continue
                 job, run = entry
-                decided.append((job, self._decide(job, run, outcome, now, config)))
+                fin = self._decide(job, run, outcome, now, config)
+                if outcome.context is not None:  # stored with the run's final state
+                    fin = dataclasses.replace(fin, context=outcome.context)
+                decided.append((job, fin))
             if not decided:
                 return
             ended = self._store.finish([fin for _, fin in decided])

@@ -441,6 +441,7 @@ class RunOutcome:
     summary: Optional[str] = None
     context: Optional[SessionContext] = None  # what the run leaves for the next (sessions)
     iterations: tuple[Iteration, ...] = ()  # a heartbeat wake-up's iterations
+    stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
 
 
 @dataclass(frozen=True)

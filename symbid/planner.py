@@ -293,7 +293,8 @@ def finish_decision(
         finished_at=outcome.finished_at, execution_time_ms=outcome.execution_time_ms,
         exit_code=outcome.exit_code, signal=outcome.signal,
         error_message=outcome.error_message, output=outcome.output,
-        output_truncated=outcome.output_truncated,
+        output_truncated=outcome.output_truncated, summary=outcome.summary,
+        iterations=outcome.iterations, stop_reason=outcome.stop_reason,
     )
     if not outcome.status.is_failure or run.trigger is Trigger.MANUAL:
         return job_end(job, run, outcome.status, **fields)

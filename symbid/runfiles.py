@@ -7,6 +7,9 @@ no processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 
 def make_runs_dir(path: str) -> None:
@@ -24,3 +27,60 @@ def make_runs_dir(path: str) -> None:
         except FileExistsError:
             continue
         os.chmod(directory, 0o711)  # noqa: S103 - traverse only: nothing can be listed
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A file in the run's private directory whose path the child gets in ``var``:
+    written before the spawn (``content``, mode 0600, owned by the run's user) and/or
+    read back after the exit (``read_back``: at most that many bytes, in
+    :attr:`ChildExit.files` when the file exists then)."""
+
+    var: str
+    name: str
+    content: Optional[bytes] = None
+    read_back: int = 0
+
+
+def place_files(files: Sequence[RunFile], state_dir: Optional[str], workdir: str,
+                uid: Optional[int], gid: Optional[int]) -> dict[str, str]:
+    """Write the run's files and make its state directory; their variables."""
+    env: dict[str, str] = {}
+    owner = (uid if uid is not None else -1, gid if gid is not None else -1)
+    for f in files:
+        path = os.path.join(workdir, f.name)
+        env[f.var] = path
+        if f.content is not None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(f.content)
+            if owner != (-1, -1):
+                os.chown(path, *owner)
+    if state_dir is not None:
+        make_runs_dir(os.path.dirname(state_dir))
+        try:
+            os.mkdir(state_dir, 0o700)
+        except FileExistsError:
+            pass
+        if owner != (-1, -1):
+            os.chown(state_dir, *owner)
+        env["SYMBI_STATE_DIR"] = state_dir
+    return env
+
+
+def read_back(files: Sequence[RunFile], workdir: str) -> dict[str, bytes]:
+    """The run's files that are read back, as the run left them (never following a link)."""
+    out: dict[str, bytes] = {}
+    for f in files:
+        if f.read_back <= 0:
+            continue
+        try:
+            fd = os.open(os.path.join(workdir, f.name), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                out[f.var] = fh.read(f.read_back)
+        except OSError:
+            continue
+    return out

@@ -41,7 +41,7 @@ from typing import Callable, Optional
 from symbid.clock import Clock
 from symbid.errors import SandboxError
 from symbid.model import Limits
-from symbid.runfiles import make_runs_dir
+from symbid.runfiles import RunFile, make_runs_dir, place_files, read_back
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ class SpawnSpec:
     before_spawn: Optional[Callable[[], None]] = None
     # Called from the supervisor thread with each piece of stdout kept (under the cap).
     on_stdout: Optional[Callable[[bytes], None]] = None
+    files: tuple[RunFile, ...] = ()  # in the private directory (see RunFile)
+    # A directory kept between runs (created 0700, owned by the run's user, under
+    # runs_dir), exported as SYMBI_STATE_DIR.
+    state_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class ChildExit:
     stderr_tail: bytes
     killed: Optional[str]  # why symbid killed it: "timeout", "shutdown", "cancel"
     duration: float  # seconds from spawn to exit (monotonic)
+    files: Mapping[str, bytes] = field(default_factory=dict)  # RunFile.var -> read back
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,11 @@ class Supervisor:
                 from exc
         env = {"PATH": DEFAULT_PATH, "HOME": workdir, "LANG": "C.UTF-8"}
         env.update(spec.env)
+        try:
+            env.update(place_files(spec.files, spec.state_dir, workdir, uid, gid))
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise SandboxError(f"cannot prepare the run's files in {workdir}: {exc}") from exc
         env["TMPDIR"] = workdir
         env[RUN_ID_VAR] = spec.tag
         argv = _limit_argv(spec.limits, self._prlimit) + list(spec.argv)
@@ -468,6 +478,7 @@ class Supervisor:
         for pipe in (child.proc.stdout, child.proc.stderr):
             if pipe is not None:
                 pipe.close()
+        files = read_back(child.spec.files, child.workdir)
         shutil.rmtree(child.workdir, ignore_errors=True)
         status = child.status
         result = ChildExit(
@@ -480,6 +491,7 @@ class Supervisor:
             stderr_tail=bytes(child.err),
             killed=child.killed,
             duration=child.ended - child.started,
+            files=files,
         )
         try:
             child.on_exit(result)

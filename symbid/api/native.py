@@ -346,6 +346,12 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         return json_response([run_to_wire(r, preview=True)
                               for r in ctx.store.history(job.id, limit, status)])
 
+    def context(req: Request) -> Response:
+        return json_response(ctx.jobs.context(req.params["job_id"]))
+
+    def clear_context(req: Request) -> Response:
+        return json_response(ctx.jobs.clear_context(req.params["job_id"]))
+
     def next_run(req: Request) -> Response:
         job = ctx.store.get_job(req.params["job_id"])
         count = req.int_param("count", 1, 1, 1000)
@@ -381,5 +387,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     r("POST", f"{prefix}/schedule/{{job_id}}/run", guarded(run_now))
     r("GET", f"{prefix}/schedule/{{job_id}}/history", guarded(history, "limit", "status"))
     r("GET", f"{prefix}/schedule/{{job_id}}/next_run", guarded(next_run, "count"))
+    r("GET", f"{prefix}/schedule/{{job_id}}/context", guarded(context))
+    r("DELETE", f"{prefix}/schedule/{{job_id}}/context", guarded(clear_context))
     r("GET", f"{prefix}/health/scheduler", guarded(health))
     r("POST", f"{prefix}/reload", guarded(reload))

@@ -210,6 +210,14 @@ def document() -> dict[str, Any]:
                     "job_id": _STR, "name": _STR, "next_run": _TIME,
                     "next_runs": {"type": "array", "items": _TIME}}}, "Next runs"),
                     **_ERRORS}}},
+            f"{job_path}/context": {
+                "get": {"summary": "The job's stored session context", "parameters": job_param,
+                        "responses": {"200": _json(_ref("Context"), "The context"),
+                                      **_ERRORS}},
+                "delete": {"summary": "Reset the job's session context: the stored one "
+                           "dropped, its state directory emptied", "parameters": job_param,
+                           "responses": {"200": _json(_ref("Context"), "The empty context"),
+                                         **_ERRORS}}},
             "/api/v1/runs": {"get": {
                 "summary": "Runs of any job whose id starts with id_prefix, newest first "
                            "(history rows: previews of output and input)",
@@ -289,7 +297,27 @@ def document() -> dict[str, Any]:
                 "200 characters of the output"},
                 "summary": _NSTR, "input": {**_NSTR, "description": "only in GET "
                 "/api/v1/runs/{run_id}"}, "input_preview": {**_NSTR, "description": "the "
-                "first 200 characters of the input (history rows)"}, "retry_at": _TIME}},
+                "first 200 characters of the input (history rows)"}, "retry_at": _TIME,
+                "iterations": {"type": "array", "description": "a heartbeat wake-up's "
+                               "iterations (the last 1000)", "items": {
+                                   "type": "object", "properties": {
+                                       "number": _INT,
+                                       "status": {"enum": [s.value for s in RunStatus]},
+                                       "summary": _NSTR, "duration_ms": _INT}}},
+                "stop_reason": {**_NSTR, "description": "why a heartbeat wake-up stopped: "
+                                "sleep, max_iterations, max_runtime, or an iteration's "
+                                "status"}}},
+            "Context": {"type": "object", "properties": {
+                "session_mode": {"enum": [m.value for m in SessionMode]},
+                "stored_mode": {**_NSTR, "description": "the mode of the run that left it"},
+                "summary": _NSTR,
+                "history": {"type": "array", "items": {"type": "object", "properties": {
+                    "input": _NSTR, "output": _NSTR, "run_id": _STR, "at": _TIME}}},
+                "history_dropped": {**_INT, "description": "older turns dropped to keep "
+                                    "the history within its budget"},
+                "run_id": _NSTR, "updated_at": _TIME,
+                "state_dir": {**_NSTR, "description": "shared_persistent: the job's state "
+                              "directory"}}},
             "Health": {"type": "object", "properties": {
                 "status": {"enum": ["healthy", "degraded", "unhealthy"]},
                 "error": {**_STR, "description": "why the scheduler is not healthy (only "

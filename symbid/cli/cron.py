@@ -229,6 +229,15 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_context(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    ref = resolve_job(client, job_ref(args))
+    context = client.schedule.clear_context(ref) if args.clear else \
+        client.schedule.get_context(ref)
+    print_json(context)
+    return EXIT_OK
+
+
 def cmd_action(args: argparse.Namespace) -> int:
     client = client_from(args)
     job = getattr(client.schedule, args.action)(resolve_job(client, job_ref(args)))

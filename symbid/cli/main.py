@@ -164,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(cron, action, text, c.cmd_action, formats=("table", "json"))
         p.set_defaults(action=action)
         job_arg(p)
+    p = command(cron, "context", "show or reset a job's session context", c.cmd_context,
+                description="Print the job's stored session context as JSON: its mode, the "
+                "last summary, the history (shared_persistent) and its state directory. "
+                "With --clear, reset it: the stored context is dropped and the state "
+                "directory emptied.")
+    job_arg(p)
+    p.add_argument("--clear", action="store_true",
+                   help="reset the context (default: show it)")
     p = command(cron, "status", "show a job and its recent runs", c.cmd_status,
                 formats=("table", "json"))
     job_arg(p)

@@ -62,10 +62,12 @@ LADDER: dict[str, float] = {
     "symbid.planner": 3,
     "symbid.lifecycle": 3.25,
     "symbid.scheduler": 3.5,
-    "symbid.executor": 3,
+    # The executor and the job operations apply the sessions' and heartbeats' rules
+    # (issue 10), so they stand a fifth of a rung above them.
+    "symbid.executor": 3.2,
     # The agent registry derives the executor's agents from the store (issue 9).
     "symbid.registry": 3.25,
-    "symbid.jobs": 3,
+    "symbid.jobs": 3.2,
     "symbid.sessions": 3,
     "symbid.heartbeat": 3,
     "symbid.policy": 3,
