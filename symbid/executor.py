@@ -176,6 +176,7 @@ class Executor:
         self._cancelled_by: dict[str, str] = {}  # run id -> who asked for the cancel
         self._contexts = contexts
         self._stopping = False  # shutdown: a heartbeat starts no further iteration
+        self._waking: set[str] = set()  # heartbeat runs, from their start to their outcome
 
     def bind(self, sink: RunSink) -> None:
         self._sink = sink
@@ -217,6 +218,9 @@ class Executor:
                        session=session, view=session,
                        wakeup=Wakeup(job.heartbeat) if job.heartbeat.enabled else None)
         spawned = self._spawn(going, mark)
+        if going.wakeup is not None:
+            with self._lock:
+                self._waking.add(run.id)
         log.info(
             "job %s: run %s started (pid %d, slot %s, attempt %d, %s)",
             job.name, run.id, spawned.pid, format_instant(run.slot), run.attempt,
@@ -279,6 +283,8 @@ class Executor:
         if self._supervisor.kill(run_id, "cancel"):
             return True
         with self._lock:
+            if run_id in self._waking:  # between two iterations: the next one never starts
+                return True
             self._cancelled_by.pop(run_id, None)
         return False
 
@@ -322,6 +328,9 @@ class Executor:
         if wakeup is not None:
             wakeup.add(status, summary, child.duration)
             stop = wakeup.stop_reason(status, text)
+            if stop is None and by is not None:
+                stop, status = "cancelled", RunStatus.CANCELLED
+                error = f"cancelled by {by} between two iterations"
             if stop is None and self._stopping:
                 stop, status = "interrupted", RunStatus.INTERRUPTED
                 error = "symbid stopped between two iterations"
@@ -340,6 +349,8 @@ class Executor:
                     stop, status = "failed", RunStatus.FAILED
                     error = mask(f"iteration {wakeup.count + 1} could not start: "
                                  f"{exc.message}", secrets)
+        with self._lock:
+            self._waking.discard(run.id)
         outcome = RunOutcome(
             run_id=run.id,
             job_id=job.id,

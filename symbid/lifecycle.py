@@ -360,6 +360,8 @@ class RunLifecycle:
                            execution_time_ms=outcome.execution_time_ms,
                            exit_code=outcome.exit_code, signal=outcome.signal,
                            output=outcome.output, output_truncated=outcome.output_truncated,
+                           summary=outcome.summary, iterations=outcome.iterations,
+                           stop_reason=outcome.stop_reason,
                            error_message=f"{outcome.status.value}; symbid could not decide "
                            f"what follows ({type(exc).__name__}: {exc}); not retried")
 

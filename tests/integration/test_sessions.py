@@ -26,6 +26,7 @@ SCRIPTS = {
             'if [ "$SYMBI_ITERATION" -ge 3 ]; then echo sleep; '
             'else echo working $SYMBI_ITERATION; fi',
     "busy": CAT + "echo working $SYMBI_ITERATION",
+    "slow": "sleep 0.2; echo working $SYMBI_ITERATION",
 }
 AGENTS = "".join(f"agent {name} {{ command: {json.dumps(['/bin/sh', '-c', script])} }}\n"
                  for name, script in SCRIPTS.items())
@@ -173,3 +174,33 @@ def test_a_heartbeat_that_never_sleeps_stops_at_max_iterations(daemon: Daemon) -
     assert run["stop_reason"] == "max_iterations"
     assert [i["number"] for i in run["iterations"]] == [1, 2, 3, 4]
     assert seen(run) == {"session_mode": "fully_ephemeral", "summary": None}
+
+
+def test_a_heartbeat_stops_when_max_runtime_for_the_whole_wakeup_runs_out(
+        daemon: Daemon) -> None:
+    add(daemon, "bounded", "slow", policy={"max_runtime": "2s"},
+        heartbeat={"enabled": True, "context_mode": "ephemeral_with_summary",
+                   "max_iterations": 100_000})
+    run = run_once(daemon, "bounded")
+    assert run["status"] == "timed_out", run
+    assert run["stop_reason"] == "max_runtime"
+    assert 1 <= len(run["iterations"]) < 100_000
+
+
+def test_a_cancelled_heartbeat_starts_no_further_iteration(daemon: Daemon) -> None:
+    add(daemon, "stopme", "slow",
+        heartbeat={"enabled": True, "context_mode": "fully_ephemeral",
+                   "max_iterations": 100_000})
+    status, run = daemon.api("POST", "/api/v1/schedule/stopme/run")
+    assert status == 202, run
+    rid = run["id"]
+    daemon.wait_for(lambda: daemon.api("GET", f"/api/v1/runs/{rid}")[1]["status"] == "running")
+    status, _ = daemon.api("POST", f"/api/v1/runs/{rid}/cancel")
+    assert status in (200, 202)
+
+    def final() -> Any:
+        _, r = daemon.api("GET", f"/api/v1/runs/{rid}")
+        return r if r["status"] not in ("pending", "running") else None
+    ended = daemon.wait_for(final)
+    assert ended["status"] == "cancelled", ended
+    assert ended["stop_reason"] == "cancelled"
