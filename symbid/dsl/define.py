@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from symbid.dsl.loader import AGENT, _Invalid, build_agent, load_document
+from symbid.dsl.checks import _Invalid
+from symbid.dsl.loader import AGENT, build_agent, load_document
 from symbid.dsl.parser import DslError, Entry, Pos, Value, parse_text
 from symbid.errors import InvalidInput
 from symbid.model import Agent, AgentKind, name_problem
