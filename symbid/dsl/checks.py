@@ -211,3 +211,78 @@ class _Invalids(_Invalid):
     def __init__(self, problems: list[_Invalid]) -> None:
         super().__init__(problems[0].pos, problems[0].message)
         self.problems = problems
+
+
+def real(minimum: float, maximum: float) -> Checker:
+    """A number (whole or not) within [minimum, maximum]."""
+    def check(key: str, v: Value) -> float:
+        if v.kind != "number" or isinstance(v.value, bool):
+            raise _expect(key, v, "a number")
+        value = float(v.value)
+        if not minimum <= value <= maximum:
+            raise _Invalid(v.pos, f"{key}: must be between {minimum:g} and {maximum:g}, "
+                                  f"got {value:g}")
+        return value
+    return check
+
+
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a function name
+
+
+def named_blocks(schema: Mapping[str, Checker], required: Collection[str] = ()) -> Checker:
+    """``key { NAME { ... } NAME { ... } }``: a block of named blocks, each checked against
+    ``schema``; returns {name: checked entries} in the order written."""
+    def check(key: str, v: Value) -> dict[str, dict[str, Any]]:
+        if v.kind != "map":
+            raise _expect(key, v, "a block { name { ... } ... }")
+        out: dict[str, dict[str, Any]] = {}
+        problems: list[_Invalid] = []
+        for entry in v.value:
+            where = f"{key}.{entry.key}"
+            if not _TOOL_NAME.match(entry.key):
+                problems.append(_Invalid(entry.key_pos, f"{shorten(where)}: a name is 1 to 64 "
+                                                        "letters, digits, '_' or '-'"))
+                continue
+            if entry.key in out:
+                problems.append(_Invalid(entry.key_pos, f"{where} given twice"))
+                continue
+            if entry.value.kind != "map":
+                problems.append(_expect(where, entry.value, "a block { ... }"))
+                continue
+            try:
+                out[entry.key] = _read_entries(entry.value.value, schema, prefix=f"{where}.",
+                                               required=required, pos=entry.key_pos)
+            except _Invalids as many:
+                problems.extend(many.problems)
+        if problems:
+            raise _Invalids(problems)
+        return out
+    return check
+
+
+PARAMETER_TYPES = ("string", "integer", "number", "boolean")
+
+
+def parameter_types(key: str, v: Value) -> dict[str, str]:
+    """A tool's short-form parameters: ``{ target: "string", count: "integer" }``."""
+    types = string_map(key, v)
+    for name, kind in types.items():
+        if kind not in PARAMETER_TYPES:
+            raise _Invalid(v.pos, f"{key}.{shorten(name)}: {shorten(kind)!r} is not a type; "
+                                  f"use one of {', '.join(PARAMETER_TYPES)}")
+    return types
+
+
+def json_object_text(key: str, v: Value) -> str:
+    """JSON text (a JSON Schema) that must decode to an object with "type": "object"."""
+    import json
+
+    text = string(key, v)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise _Invalid(v.pos, f"{key}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("type") != "object":
+        raise _Invalid(v.pos, f'{key}: a tool\'s schema is a JSON object with "type": '
+                              '"object"')
+    return text

@@ -25,7 +25,11 @@ from symbid.dsl.checks import (
     enum,
     hhmm,
     integer,
+    json_object_text,
+    named_blocks,
     nonempty_string,
+    parameter_types,
+    real,
     size,
     string,
     string_list,
@@ -53,6 +57,7 @@ from symbid.model import (
     Limits,
     Policy,
     SessionMode,
+    Tool,
     name_problem,
 )
 from symbid.text import escape
@@ -103,6 +108,13 @@ LIMITS = {
     "open_files": integer(1),
     "output": size,
 }
+TOOL = {
+    "description": string,
+    "parameters": parameter_types,
+    "parameters_schema": json_object_text,
+    "command": string_list,
+    "requires": string_list,
+}
 AGENT = {
     "model": nonempty_string,
     "system_prompt": string,
@@ -115,7 +127,16 @@ AGENT = {
     "group": nonempty_string,
     "limits": block(LIMITS),
     "agentpin_id": nonempty_string,
+    "temperature": real(0, 2),
+    "max_tokens": integer(1, 1_000_000),
+    "max_tool_calls": integer(0, 1000),
+    "max_context_bytes": size,
+    "max_tokens_per_run": integer(1, 1_000_000_000),
+    "summarize": boolean,
+    "tools": named_blocks(TOOL, required=("command",)),
 }
+LLM_ONLY = ("system_prompt", "endpoint", "temperature", "max_tokens", "max_tool_calls",
+            "max_context_bytes", "max_tokens_per_run", "summarize", "tools")
 
 
 # --- blocks -> model ----------------------------------------------------------------------
@@ -280,8 +301,26 @@ def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -
                              "or model: \"...\" (an llm agent)")
     if "command" in d and not d["command"]:
         raise bad("command", f"agent {name}: command must not be empty")
-    if "endpoint" in d and "command" in d:
-        raise bad("endpoint", f"agent {name}: endpoint is for llm agents")
+    for key in LLM_ONLY:
+        if key in d and "command" in d:
+            raise bad(key, f"agent {name}: {key} is for llm agents (with model)")
+    tools = []
+    for tool_name, t in d.get("tools", {}).items():
+        where = f"tools.{tool_name}"
+        if not t.get("command"):
+            raise bad("tools", f"agent {name}: {where}.command must not be empty")
+        if "parameters" in t and "parameters_schema" in t:
+            raise bad("tools", f"agent {name}: {where}: give parameters or "
+                               "parameters_schema, not both")
+        missing = [c for c in t.get("requires", ()) if c not in d.get("capabilities", ())]
+        if missing:
+            raise bad("tools", f"agent {name}: {where} requires {', '.join(missing)}, which "
+                               "the agent does not declare in capabilities")
+        tools.append(Tool(name=tool_name, command=tuple(t["command"]),
+                          description=t.get("description", ""),
+                          parameters=t.get("parameters", {}),
+                          parameters_schema=t.get("parameters_schema"),
+                          requires=tuple(t.get("requires", ()))))
     lim = d.get("limits", {})
     cpu = lim.get("cpu_time")
     return Agent(
@@ -304,6 +343,13 @@ def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -
         system_prompt=d.get("system_prompt"),
         endpoint=d.get("endpoint"),
         agentpin_id=d.get("agentpin_id"),
+        temperature=d.get("temperature"),
+        max_tokens=d.get("max_tokens"),
+        max_tool_calls=d.get("max_tool_calls"),
+        max_context_bytes=d.get("max_context_bytes"),
+        max_tokens_per_run=d.get("max_tokens_per_run"),
+        summarize=d.get("summarize", False),
+        tools=tuple(tools),
     )
 
 
