@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from symbid.agents.llm import ChatClient, LLMError, Usage
@@ -27,21 +26,31 @@ MARKER_PREFIX = "[symbid: "
 SUMMARY_PREFIX = "Summary of the previous run:\n"
 
 
-@dataclass(frozen=True)
 class Limits:
-    max_tool_calls: int = 16
-    max_tokens_per_run: Optional[int] = None
-    max_context_bytes: int = 256 * 1024
+    """A run's limits (``max_tokens_per_run`` None: unlimited)."""
+
+    __slots__ = ("max_context_bytes", "max_tokens_per_run", "max_tool_calls")
+
+    def __init__(self, max_tool_calls: int = 16, max_tokens_per_run: Optional[int] = None,
+                 max_context_bytes: int = 256 * 1024) -> None:
+        self.max_tool_calls = max_tool_calls
+        self.max_tokens_per_run = max_tokens_per_run
+        self.max_context_bytes = max_context_bytes
 
 
-@dataclass
 class RunResult:
-    output: str
-    status: str  # "succeeded" | "failed"
-    error: Optional[str]
-    usage: Usage
-    tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    history: list[Message] = field(default_factory=list)  # turns to carry (no system)
+    """What a run produced: ``status`` is "succeeded" or "failed" (then ``error`` says
+    why); ``history`` holds the turns to carry in shared mode (no system messages)."""
+
+    __slots__ = ("error", "history", "output", "status", "tool_calls", "usage")
+
+    def __init__(self, output: str, status: str, error: Optional[str], usage: Usage) -> None:
+        self.output = output
+        self.status = status
+        self.error = error
+        self.usage = usage
+        self.tool_calls: list[ToolCallRecord] = []
+        self.history: list[Message] = []
 
 
 def size_of(messages: list[Message]) -> int:
@@ -92,19 +101,25 @@ def wire(messages: list[Message]) -> list[Message]:
     return [{k: v for k, v in m.items() if not k.startswith("_")} for m in messages]
 
 
-@dataclass
 class Conversation:
-    client: ChatClient
-    model: str
-    tools: dict[str, Tool]
-    capabilities: frozenset[str]
-    limits: Limits
-    deadline: float  # monotonic seconds
-    cwd: Optional[str] = None
-    tool_env: dict[str, str] = field(default_factory=dict)
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
-    monotonic: Callable[[], float] = time.monotonic
+    """One run's conversation with ``client``; ``deadline`` is in monotonic seconds."""
+
+    def __init__(self, *, client: ChatClient, model: str, tools: dict[str, Tool],
+                 capabilities: frozenset[str], limits: Limits, deadline: float,
+                 cwd: Optional[str] = None, tool_env: Optional[dict[str, str]] = None,
+                 temperature: Optional[float] = None, max_tokens: Optional[int] = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.model = model
+        self.tools = tools
+        self.capabilities = capabilities
+        self.limits = limits
+        self.deadline = deadline
+        self.cwd = cwd
+        self.tool_env = tool_env or {}
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.monotonic = monotonic
 
     def run(self, user_input: str, *, system_prompt: Optional[str] = None,
             previous_summary: Optional[str] = None,

@@ -7,7 +7,6 @@ type, is refused with an error naming it (nothing is accepted and ignored).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from symbid.agents.conversation import Limits, Message
@@ -25,25 +24,47 @@ TOOL = frozenset({"name", "description", "parameters", "parameters_schema", "com
                   "requires"})
 
 
-@dataclass(frozen=True)
 class RunSpec:
-    endpoint: str
-    model: str
-    input: str
-    timeout_seconds: float
-    agent_name: str = "agent"
-    system_prompt: Optional[str] = None
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
-    capabilities: frozenset[str] = frozenset()
-    tools: tuple[Tool, ...] = ()
-    api_key_env: str = DEFAULT_KEY_VAR
-    previous_summary: Optional[str] = None
-    history: tuple[Message, ...] = ()
-    limits: Limits = field(default_factory=Limits)
-    max_retries: int = 3
-    request_timeout_seconds: float = 60.0
-    cwd: Optional[str] = None
+    """A checked run spec (see :func:`parse_spec`)."""
+
+    __slots__ = ("agent_name", "api_key_env", "capabilities", "cwd", "endpoint", "history",
+                 "input", "limits", "max_retries", "max_tokens", "model", "previous_summary",
+                 "request_timeout_seconds", "system_prompt", "temperature", "timeout_seconds",
+                 "tools")
+
+    def __init__(self, *, endpoint: str, model: str,
+                 input: str,
+                 timeout_seconds: float,
+                 agent_name: str = "agent",
+                 system_prompt: Optional[str] = None,
+                 temperature: Optional[float] = None,
+                 max_tokens: Optional[int] = None,
+                 capabilities: frozenset[str] = frozenset(),
+                 tools: tuple[Tool, ...] = (),
+                 api_key_env: str = DEFAULT_KEY_VAR,
+                 previous_summary: Optional[str] = None,
+                 history: tuple[Message, ...] = (),
+                 limits: Optional[Limits] = None,
+                 max_retries: int = 3,
+                 request_timeout_seconds: float = 60.0,
+                 cwd: Optional[str] = None) -> None:
+        self.endpoint = endpoint
+        self.model = model
+        self.input = input
+        self.timeout_seconds = timeout_seconds
+        self.agent_name = agent_name
+        self.system_prompt = system_prompt
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.capabilities = capabilities
+        self.tools = tools
+        self.api_key_env = api_key_env
+        self.previous_summary = previous_summary
+        self.history = history
+        self.limits = limits or Limits()
+        self.max_retries = max_retries
+        self.request_timeout_seconds = request_timeout_seconds
+        self.cwd = cwd
 
 
 def _only(obj: object, allowed: frozenset[str], where: str) -> dict[str, Any]:

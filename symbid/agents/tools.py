@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-import subprocess
 import time
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from symbid.agents import schema as schemas
 from symbid.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import subprocess
 
 OUTPUT_CAP = 64 * 1024
 STDERR_TAIL = 2 * 1024
@@ -30,15 +30,18 @@ INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "T
              "SYMBI_TRIGGER")
 
 
-@dataclass(frozen=True)
 class Tool:
     """A declared tool; build one with :func:`make_tool` so its schema is checked."""
 
-    name: str
-    description: str
-    command: tuple[str, ...]
-    schema: dict[str, Any]
-    requires: tuple[str, ...] = ()
+    __slots__ = ("command", "description", "name", "requires", "schema")
+
+    def __init__(self, name: str, description: str, command: tuple[str, ...],
+                 schema: dict[str, Any], requires: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.description = description
+        self.command = command
+        self.schema = schema
+        self.requires = requires
 
     def function(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry for this tool."""
@@ -46,16 +49,22 @@ class Tool:
             "name": self.name, "description": self.description, "parameters": self.schema}}
 
 
-@dataclass
 class ToolCallRecord:
-    """One tool call the model asked for, as listed in the run record."""
+    """One tool call the model asked for, as listed in the run record.
 
-    id: str
-    name: str
-    arguments: str  # as the model sent them (possibly not JSON)
-    exit_status: Optional[int] = None  # None: refused, nothing ran
-    duration_ms: int = 0
-    error: Optional[str] = None
+    ``arguments`` are as the model sent them (possibly not JSON); ``exit_status`` is None
+    when the call was refused and nothing ran.
+    """
+
+    __slots__ = ("arguments", "duration_ms", "error", "exit_status", "id", "name")
+
+    def __init__(self, id: str, name: str, arguments: str) -> None:
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+        self.exit_status: Optional[int] = None
+        self.duration_ms = 0
+        self.error: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments,
@@ -63,12 +72,16 @@ class ToolCallRecord:
                 "error": self.error}
 
 
-@dataclass
 class ToolOutcome:
-    exit_status: Optional[int]
-    content: str  # what goes back to the model
-    error: Optional[str] = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    """A tool run's exit status, the content that goes back to the model, and its error."""
+
+    __slots__ = ("content", "error", "exit_status")
+
+    def __init__(self, exit_status: Optional[int], content: str,
+                 error: Optional[str] = None) -> None:
+        self.exit_status = exit_status
+        self.content = content
+        self.error = error
 
 
 def _valid_name(name: str) -> bool:
@@ -131,6 +144,7 @@ def run_tool(tool: Tool, args: dict[str, Any], *, cwd: Optional[str], env: dict[
     Never raises for the tool's own failures: a command that cannot start, exits non-zero
     or outlives ``timeout`` (then it is killed) is an outcome with an error.
     """
+    import subprocess  # here, not at the top: a run without tool calls never needs it
     try:
         proc = subprocess.Popen(list(tool.command), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
@@ -156,6 +170,7 @@ def run_tool(tool: Tool, args: dict[str, Any], *, cwd: Optional[str], env: dict[
 def _communicate(proc: subprocess.Popen[bytes], data: bytes,
                  timeout: float) -> tuple[bytes, bytes, bool, bool]:
     """stdout (capped, the rest drained), stderr tail, whether cut, whether timed out."""
+    import selectors
     assert proc.stdin and proc.stdout and proc.stderr
     deadline = time.monotonic() + max(timeout, 0.0)
     out, err = bytearray(), bytearray()
