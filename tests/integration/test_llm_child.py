@@ -309,3 +309,31 @@ def test_a_bad_spec_or_a_missing_key_exits_2_naming_the_problem(
     assert missing.status == 2
     assert "SOME_UNSET_VARIABLE is not set" in missing.stderr
     assert server.requests == []
+
+
+def test_a_tools_output_is_capped_and_the_cut_is_said(server: LLMServer, tmp_path: Path) -> None:
+    noisy = script(tmp_path, "noisy.sh", "yes xxxxxxx | head -c 200000\n")
+    server.script(tool_calls(("c1", "probe", {"target": "x"})), text("ok"))
+
+    child = run_child(server, tmp_path, agent={"tools": [probe_tool(noisy)]})
+
+    assert child.status == 0, child.stderr
+    answer = server.requests[1].messages[-1]["content"]
+    assert answer.startswith("xxxxxxx\nxxxxxxx\n")
+    assert answer.endswith(f"[output cut at {64 * 1024} bytes]")
+    assert len(answer) < 70 * 1024
+
+
+def test_a_tool_that_outlives_the_run_is_killed_at_the_deadline(
+        server: LLMServer, tmp_path: Path) -> None:
+    sleeper = script(tmp_path, "sleeper.sh", "exec sleep 600\n")
+    server.script(tool_calls(("c1", "probe", {"target": "x"})))
+    server.default = text("too late")
+
+    child = run_child(server, tmp_path, timeout_seconds=2,
+                      agent={"tools": [probe_tool(sleeper)]})
+
+    assert child.record is not None
+    [call] = child.record["tool_calls"]
+    assert "timed out" in call["error"]
+    assert call["exit_status"] == -9

@@ -3,12 +3,14 @@ context trimming (issue 10)."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
 from symbid.agents import schema
 from symbid.agents.conversation import MARKER_PREFIX, size_of, trim_context, wire
+from symbid.agents.llm import BadResponse, read_response
 from symbid.agents.spec import parse_spec
 from symbid.agents.tools import check_call, make_tool, tool_environment
 from symbid.errors import InvalidInput
@@ -169,3 +171,26 @@ def test_a_spec_gets_its_defaults_and_its_tools() -> None:
     assert spec.limits.max_context_bytes == 256 * 1024
     assert spec.max_retries == 3
     assert [t.name for t in spec.tools] == ["probe"]
+
+
+def test_a_chunked_response_is_read_whole() -> None:
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n"
+           b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
+
+    assert read_response(io.BytesIO(raw)) == (200, {"transfer-encoding": "chunked",
+                                                    "retry-after": "3"}, b"hello world")
+
+
+def test_a_response_is_read_by_content_length_or_to_the_close() -> None:
+    with_length = b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\n{}trailing"
+    to_close = b"HTTP/1.0 200 OK\r\n\r\n{\"a\": 1}"
+
+    assert read_response(io.BytesIO(with_length))[::2] == (500, b"{}")
+    assert read_response(io.BytesIO(to_close))[::2] == (200, b'{"a": 1}')
+
+
+def test_a_truncated_or_non_http_response_is_refused() -> None:
+    with pytest.raises(BadResponse, match="closed before"):
+        read_response(io.BytesIO(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"))
+    with pytest.raises(BadResponse, match=r"HTTP/1\.x"):
+        read_response(io.BytesIO(b"SSH-2.0-OpenSSH\r\n"))
