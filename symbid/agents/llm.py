@@ -141,7 +141,7 @@ class ChatClient:
             sock.sendall(head.encode("latin-1") + data)
             with sock.makefile("rb") as stream:
                 status, headers, raw = read_response(stream)
-        except TimeoutError:
+        except (socket.timeout, TimeoutError):  # socket.timeout: Python 3.9
             raise _Retryable(f"no answer from the model endpoint within {timeout:.1f}s") \
                 from None
         except (OSError, BadResponse) as exc:
