@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from bench import api_bench, daemon_bench, engine_bench
+from bench import api_bench, daemon_bench, engine_bench, llm_start
 
 SUITES = {
     "lateness_single": engine_bench.lateness_single,
@@ -21,6 +21,7 @@ SUITES = {
     "throughput": engine_bench.throughput,
     "idle_100k": engine_bench.idle_100k,
     "control_plane": api_bench.control_plane,
+    "llm_start": llm_start.llm_start,
 }
 
 
