@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from bench import api_bench, daemon_bench, engine_bench, heartbeat_bench
+from bench import api_bench, daemon_bench, engine_bench, heartbeat_bench, llm_start
 
 SUITES = {
     "lateness_single": engine_bench.lateness_single,
@@ -22,6 +22,7 @@ SUITES = {
     "idle_100k": engine_bench.idle_100k,
     "control_plane": api_bench.control_plane,
     "heartbeat_rss": heartbeat_bench.heartbeat_rss,
+    "llm_start": llm_start.llm_start,
 }
 
 

@@ -192,10 +192,12 @@ class Executor:
         if agent is None:
             raise UnknownAgent(self._agents.problem(job.agent_id)
                                or f"agent '{escape(job.agent_id)}' is not defined")
-        if agent.kind is not AgentKind.COMMAND or not agent.command:
+        if agent.kind is AgentKind.LLM:
             raise SandboxError(
-                f"agent {agent.name!r} has no command to run (kind {agent.kind.value})"
-            )
+                f"agent {agent.name!r} is an llm agent: this version of symbid checks and "
+                "stores llm agents but does not run them yet; use a command agent")
+        if not agent.command:
+            raise SandboxError(f"agent {agent.name!r} has no command to run")
         env = {
             k: resolve_refs(v, self._environ, what=f"agent {agent.name} env {k}")
             for k, v in agent.env.items()

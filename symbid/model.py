@@ -498,8 +498,23 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A command an llm agent's model may call: sent as an OpenAI ``tools`` function whose
+    JSON schema is built from ``parameters`` (every one required) or given whole as
+    ``parameters_schema``; refused unless the agent has every capability in ``requires``."""
+
+    name: str
+    command: tuple[str, ...]
+    description: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)  # name -> JSON type
+    parameters_schema: Optional[str] = None  # JSON Schema text
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Agent:
-    """An agent definition. A command agent runs ``command``; an llm agent calls ``endpoint``."""
+    """An agent definition. A command agent runs ``command``; an llm agent calls ``endpoint``
+    (its ``model``, with its tools); ``None`` settings take the ``[llm]`` defaults."""
 
     name: str
     kind: AgentKind = AgentKind.COMMAND
@@ -514,6 +529,13 @@ class Agent:
     system_prompt: Optional[str] = None
     endpoint: Optional[str] = None
     agentpin_id: Optional[str] = None
+    temperature: Optional[float] = None
+    max_tokens: Optional[int] = None  # per reply
+    max_tool_calls: Optional[int] = None
+    max_context_bytes: Optional[int] = None
+    max_tokens_per_run: Optional[int] = None
+    summarize: bool = False  # ask the model for the session summary
+    tools: tuple[Tool, ...] = ()
 
 
 # --- wire form (API JSON, CLI JSON, `symbi dsl show`) ----------------------------------------
@@ -626,4 +648,23 @@ def agent_to_wire(agent: Agent) -> dict[str, Any]:
         "system_prompt": agent.system_prompt,
         "endpoint": agent.endpoint,
         "agentpin_id": agent.agentpin_id,
+        "temperature": agent.temperature,
+        "max_tokens": agent.max_tokens,
+        "max_tool_calls": agent.max_tool_calls,
+        "max_context_bytes": agent.max_context_bytes,
+        "max_tokens_per_run": agent.max_tokens_per_run,
+        "summarize": agent.summarize,
+        "tools": {t.name: tool_to_wire(t) for t in agent.tools},
     }
+
+
+def tool_to_wire(tool: Tool) -> dict[str, Any]:
+    """A tool as the API shows it (keys that are not set are left out)."""
+    out: dict[str, Any] = {"description": tool.description, "command": list(tool.command)}
+    if tool.parameters_schema is not None:
+        out["parameters_schema"] = tool.parameters_schema
+    else:
+        out["parameters"] = dict(tool.parameters)
+    if tool.requires:
+        out["requires"] = list(tool.requires)
+    return out

@@ -109,6 +109,19 @@ _AGENT = {
     "capabilities": _STRS,
     "model": {**_NSTR, "description": "an llm agent's model (instead of command)"},
     "system_prompt": _NSTR, "endpoint": _NSTR, "agentpin_id": _NSTR,
+    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+    "max_tokens": _NINT_MIN1, "max_tool_calls": {**_NINT, "minimum": 0},
+    "max_context_bytes": {"type": ["integer", "string", "null"],
+                          "description": 'bytes or "64K"'},
+    "max_tokens_per_run": _NINT_MIN1, "summarize": _BOOL,
+    "tools": {"type": "object", "description": "tool name -> tool (llm agents)",
+              "additionalProperties": {"type": "object", "required": ["command"],
+                                       "additionalProperties": False, "properties": {
+                  "description": _STR, "command": _STRS, "requires": _STRS,
+                  "parameters": {"type": "object", "additionalProperties": {
+                      "enum": ["string", "integer", "number", "boolean"]}},
+                  "parameters_schema": {**_STR, "description": "a JSON Schema object, as "
+                                        "text"}}}},
 }
 _AGENT_ERRORS = {
     "403": _json(_ref("Error"), "[api] define_agents is false: agents come from agents_dir"),

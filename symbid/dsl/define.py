@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from symbid.dsl.loader import AGENT, _Invalid, build_agent, load_document
+from symbid.dsl.checks import _Invalid
+from symbid.dsl.loader import AGENT, build_agent, load_document
 from symbid.dsl.parser import DslError, Entry, Pos, Value, parse_text
 from symbid.errors import InvalidInput
 from symbid.model import Agent, AgentKind, name_problem
@@ -65,6 +66,8 @@ def agent_from_json(data: Mapping[str, Any]) -> Agent:
         raw = data.get(key)
         if raw is None or (key == "command" and raw == [] and data.get("model") is not None):
             continue
+        if key in ("summarize", "tools") and not raw:
+            continue  # the default (false, no tools), as every listed agent shows it
         try:
             checked[key] = checker(key, _value(key, raw, nulls_absent=key == "limits"))
         except _Invalid as exc:

@@ -10,18 +10,37 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from symbid.dsl.checks import (
+    _Invalid,
+    _Invalids,
+    _read_entries,
+    block,
+    boolean,
+    bounded,
+    duration,
+    enum,
+    hhmm,
+    integer,
+    json_object_text,
+    named_blocks,
+    nonempty_string,
+    parameter_types,
+    real,
+    size,
+    string,
+    string_list,
+    string_map,
+)
 from symbid.dsl.parser import (
     Diagnostic,
     Document,
     DslError,
     Entry,
     Pos,
-    Value,
     make_diagnostic,
     parse_file,
 )
@@ -38,212 +57,15 @@ from symbid.model import (
     Limits,
     Policy,
     SessionMode,
+    Tool,
     name_problem,
 )
-from symbid.text import escape, shorten
-from symbid.timing import load_zone, parse_cron, parse_duration, parse_instant
+from symbid.text import escape
+from symbid.timing import load_zone, parse_cron, parse_instant
 
 log = logging.getLogger(__name__)
 
 KNOWN_CHANNELS = ("stdout", "log_file", "webhook", "slack", "email")
-
-
-class _Invalid(Exception):
-    """A value failed its check (internal: turned into a diagnostic)."""
-
-    def __init__(self, pos: Pos, message: str, *, key: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.pos = pos
-        self.message = message
-        self.key = key  # the key at fault, when the check knows it
-
-
-# --- value checkers -----------------------------------------------------------------------
-
-Checker = Callable[[str, Value], Any]
-
-
-def _kind_name(v: Value) -> str:
-    return {"string": "a string", "number": "a number", "duration": "a duration",
-            "bool": "a boolean", "ident": f"the name {v.value!r}", "array": "a list",
-            "map": "a block"}[v.kind]
-
-
-def _expect(key: str, v: Value, what: str) -> _Invalid:
-    return _Invalid(v.pos, f"{key}: expected {what}, got {_kind_name(v)}")
-
-
-def string(key: str, v: Value) -> str:
-    if v.kind in ("string", "ident"):
-        return str(v.value)
-    raise _expect(key, v, "a string")
-
-
-def nonempty_string(key: str, v: Value) -> str:
-    text = string(key, v)
-    if not text.strip():
-        raise _Invalid(v.pos, f"{key}: must not be empty")
-    return text
-
-
-def boolean(key: str, v: Value) -> bool:
-    if v.kind == "bool":
-        return bool(v.value)
-    raise _expect(key, v, "true or false")
-
-
-def integer(minimum: int, maximum: Optional[int] = None) -> Checker:
-    def check(key: str, v: Value) -> int:
-        if v.kind != "number" or not isinstance(v.value, int):
-            raise _expect(key, v, "a whole number")
-        if v.value < minimum:
-            raise _Invalid(v.pos, f"{key}: must be at least {minimum}, got {v.value}")
-        if maximum is not None and v.value > maximum:
-            raise _Invalid(v.pos, f"{key}: must be at most {maximum}, got {v.value}")
-        return int(v.value)
-    return check
-
-
-def bounded(checker: Checker, maximum: float, unit: str = "") -> Checker:
-    """``checker``, then at most ``maximum`` (a length for strings)."""
-    def check(key: str, v: Value) -> Any:
-        value = checker(key, v)
-        size = len(value) if isinstance(value, str) else value
-        if size > maximum:
-            what = f"{int(maximum)}{unit}"
-            raise _Invalid(v.pos, f"{key}: must be at most {what}")
-        return value
-    return check
-
-
-def duration(key: str, v: Value) -> float:
-    if v.kind in ("duration", "number"):
-        if float(v.value) < 0:
-            raise _Invalid(v.pos, f"{key}: must not be negative")
-        try:
-            seconds = parse_duration(float(v.value), field=key)
-        except (InvalidInput, OverflowError) as exc:
-            message = exc.message if isinstance(exc, InvalidInput) else f"{key}: too large"
-            raise _Invalid(v.pos, message) from None
-    elif v.kind == "string":
-        try:
-            seconds = parse_duration(str(v.value), field=key)
-        except InvalidInput as exc:
-            raise _Invalid(v.pos, exc.message) from None
-    else:
-        raise _expect(key, v, 'a duration (such as 30s, 5m, "2h")')
-    if seconds < 0:
-        raise _Invalid(v.pos, f"{key}: must not be negative")
-    return seconds
-
-
-_MAX_SIZE = float(2**50)
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
-
-
-def size(key: str, v: Value) -> int:
-    """Bytes: a number, or a string such as "512M", "1G", "64KiB"."""
-    if v.kind == "number" and isinstance(v.value, int) and 0 <= v.value <= _MAX_SIZE:
-        return int(v.value)
-    if v.kind == "string":
-        m = _SIZE.match(str(v.value))
-        if m:
-            factor = 1024 ** " KMGT".index((m.group(2) or " ").upper())
-            amount = float(m.group(1)) * factor
-            if amount > _MAX_SIZE:
-                raise _Invalid(v.pos, f"{key}: {v.value!r} is larger than 1 PiB")
-            return int(amount)
-    raise _Invalid(v.pos, f'{key}: expected a size such as "512M", "1G" or a number of bytes')
-
-
-def string_list(key: str, v: Value) -> list[str]:
-    if v.kind != "array":
-        raise _expect(key, v, "a list of strings")
-    return [string(key, item) for item in v.value]
-
-
-def string_map(key: str, v: Value) -> dict[str, str]:
-    if v.kind != "map":
-        raise _expect(key, v, "a block of name: value pairs")
-    out: dict[str, str] = {}
-    for entry in v.value:
-        if entry.key in out:
-            raise _Invalid(entry.key_pos, f"{key}: {entry.key!r} given twice")
-        out[entry.key] = string(f"{key}.{entry.key}", entry.value)
-    return out
-
-
-def enum(choices: Collection[str]) -> Checker:
-    def check(key: str, v: Value) -> str:
-        text = string(key, v)
-        if text not in choices:
-            hint = difflib.get_close_matches(text, list(choices), n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise _Invalid(v.pos, f"{key}: {text!r} is not one of "
-                                  f"{', '.join(sorted(choices))}{extra}")
-        return text
-    return check
-
-
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-
-
-def hhmm(key: str, v: Value) -> str:
-    text = string(key, v)
-    if not _HHMM.match(text):
-        raise _Invalid(v.pos, f'{key}: expected a time of day "HH:MM", got {text!r}')
-    return text
-
-
-def block(schema: Mapping[str, Checker], required: Collection[str] = ()) -> Checker:
-    def check(key: str, v: Value) -> dict[str, Any]:
-        if v.kind != "map":
-            raise _expect(key, v, "a block { ... }")
-        return _read_entries(v.value, schema, prefix=f"{key}.", required=required, pos=v.pos)
-    return check
-
-
-def _read_entries(
-    entries: list[Entry], schema: Mapping[str, Checker], *, prefix: str = "",
-    required: Collection[str] = (), pos: Optional[Pos] = None,
-) -> dict[str, Any]:
-    """Check entries against a schema; collects every problem into an _Invalids."""
-    out: dict[str, Any] = {}
-    seen: dict[str, Pos] = {}
-    problems: list[_Invalid] = []
-    for entry in entries:
-        name = prefix + entry.key
-        if entry.key in seen:
-            first = seen[entry.key]
-            problems.append(_Invalid(entry.key_pos, f"{name} given twice "
-                                                    f"(first at line {first.line})"))
-            continue
-        seen[entry.key] = entry.key_pos
-        checker = schema.get(entry.key)
-        if checker is None:
-            hint = difflib.get_close_matches(entry.key, list(schema), n=1, cutoff=0.6)
-            extra = f"; did you mean {hint[0]!r}?" if hint else \
-                f"; known keys: {', '.join(sorted(schema))}"
-            problems.append(_Invalid(entry.key_pos, f"unknown key {shorten(name)!r}{extra}"))
-            continue
-        try:
-            out[entry.key] = checker(name, entry.value)
-        except _Invalids as many:
-            problems.extend(many.problems)
-        except _Invalid as exc:
-            problems.append(exc)
-    for key in required:
-        if key not in out and key not in seen:
-            problems.append(_Invalid(pos or Pos(1, 1), f"missing required key {prefix + key!r}"))
-    if problems:
-        raise _Invalids(problems)
-    return out
-
-
-class _Invalids(_Invalid):
-    def __init__(self, problems: list[_Invalid]) -> None:
-        super().__init__(problems[0].pos, problems[0].message)
-        self.problems = problems
 
 
 SESSION_MODES = [m.value for m in SessionMode]
@@ -286,6 +108,13 @@ LIMITS = {
     "open_files": integer(1),
     "output": size,
 }
+TOOL = {
+    "description": string,
+    "parameters": parameter_types,
+    "parameters_schema": json_object_text,
+    "command": string_list,
+    "requires": string_list,
+}
 AGENT = {
     "model": nonempty_string,
     "system_prompt": string,
@@ -298,7 +127,16 @@ AGENT = {
     "group": nonempty_string,
     "limits": block(LIMITS),
     "agentpin_id": nonempty_string,
+    "temperature": real(0, 2),
+    "max_tokens": integer(1, 1_000_000),
+    "max_tool_calls": integer(0, 1000),
+    "max_context_bytes": size,
+    "max_tokens_per_run": integer(1, 1_000_000_000),
+    "summarize": boolean,
+    "tools": named_blocks(TOOL, required=("command",)),
 }
+LLM_ONLY = ("system_prompt", "endpoint", "temperature", "max_tokens", "max_tool_calls",
+            "max_context_bytes", "max_tokens_per_run", "summarize", "tools")
 
 
 # --- blocks -> model ----------------------------------------------------------------------
@@ -463,8 +301,26 @@ def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -
                              "or model: \"...\" (an llm agent)")
     if "command" in d and not d["command"]:
         raise bad("command", f"agent {name}: command must not be empty")
-    if "endpoint" in d and "command" in d:
-        raise bad("endpoint", f"agent {name}: endpoint is for llm agents")
+    for key in LLM_ONLY:
+        if key in d and "command" in d:
+            raise bad(key, f"agent {name}: {key} is for llm agents (with model)")
+    tools = []
+    for tool_name, t in d.get("tools", {}).items():
+        where = f"tools.{tool_name}"
+        if not t.get("command"):
+            raise bad("tools", f"agent {name}: {where}.command must not be empty")
+        if "parameters" in t and "parameters_schema" in t:
+            raise bad("tools", f"agent {name}: {where}: give parameters or "
+                               "parameters_schema, not both")
+        missing = [c for c in t.get("requires", ()) if c not in d.get("capabilities", ())]
+        if missing:
+            raise bad("tools", f"agent {name}: {where} requires {', '.join(missing)}, which "
+                               "the agent does not declare in capabilities")
+        tools.append(Tool(name=tool_name, command=tuple(t["command"]),
+                          description=t.get("description", ""),
+                          parameters=t.get("parameters", {}),
+                          parameters_schema=t.get("parameters_schema"),
+                          requires=tuple(t.get("requires", ()))))
     lim = d.get("limits", {})
     cpu = lim.get("cpu_time")
     return Agent(
@@ -487,6 +343,13 @@ def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -
         system_prompt=d.get("system_prompt"),
         endpoint=d.get("endpoint"),
         agentpin_id=d.get("agentpin_id"),
+        temperature=d.get("temperature"),
+        max_tokens=d.get("max_tokens"),
+        max_tool_calls=d.get("max_tool_calls"),
+        max_context_bytes=d.get("max_context_bytes"),
+        max_tokens_per_run=d.get("max_tokens_per_run"),
+        summarize=d.get("summarize", False),
+        tools=tuple(tools),
     )
 
 
