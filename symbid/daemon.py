@@ -23,7 +23,7 @@ from typing import Any, Optional
 from symbid import __version__
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
-from symbid.config import Config, SchedulerConfig, load_config
+from symbid.config import Config, LlmConfig, SchedulerConfig, load_config
 from symbid.control import (
     MAX_FOLLOWERS,
     ApiServer,
@@ -84,6 +84,7 @@ def build_engine(
     metrics: Optional[Metrics] = None,
     *,
     runs_dir: Optional[str] = None,
+    llm: Optional[LlmConfig] = None,
 ) -> Engine:
     """Open the store and build the engine (not yet started). Runs get their directories
     in ``runs_dir`` (default: ``STATE_DIR-runs``, beside the state directory, never in it:
@@ -97,7 +98,7 @@ def build_engine(
     executor = Executor(
         supervisor, agents, clock,
         runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs",
-        kill_grace=config.kill_grace_seconds, live=live, contexts=store,
+        kill_grace=config.kill_grace_seconds, live=live, contexts=store, llm=llm,
     )
     start_log = StartLog(os.path.join(state_dir, "start-log"))
     scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
@@ -232,7 +233,7 @@ class Daemon:
         cfg = self.config
         agents = Agents()
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
-                              self.clock, runs_dir=cfg.daemon.runs_dir)
+                              self.clock, runs_dir=cfg.daemon.runs_dir, llm=cfg.llm)
         self.engine = engine
         make_private(cfg.daemon.state_dir, 0o700)
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode
@@ -357,6 +358,7 @@ class Daemon:
                 new = replace(new, daemon=self.config.daemon, api=self.config.api)
                 self.config = new
                 self.engine.scheduler.config = self._scheduler_config()
+                self.engine.executor.llm = new.llm
         result = self._load_agents()
         result["config_error"] = config_error
         result["warnings"] = list(result["warnings"]) + notes

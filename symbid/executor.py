@@ -19,8 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
+from symbid import llmrun
+from symbid.agents.child import RESULT_VAR
 from symbid.clock import Clock
-from symbid.config import referenced_values, resolve_refs
+from symbid.config import LlmConfig, referenced_values, resolve_refs
 from symbid.errors import SandboxError, SymbidError
 from symbid.heartbeat import MAX_RUNTIME, Wakeup
 from symbid.live import LiveOutputs
@@ -163,6 +165,7 @@ class Executor:
         environ: Optional[Mapping[str, str]] = None,
         live: Optional[LiveOutputs] = None,
         contexts: Optional[ContextSource] = None,
+        llm: Optional[LlmConfig] = None,
     ) -> None:
         self._supervisor = supervisor
         self._agents = agents
@@ -175,6 +178,7 @@ class Executor:
         self._lock = threading.Lock()
         self._cancelled_by: dict[str, str] = {}  # run id -> who asked for the cancel
         self._contexts = contexts
+        self.llm = llm or LlmConfig()  # [llm]: replaced on reload
         self._stopping = False  # shutdown: a heartbeat starts no further iteration
         self._waking: set[str] = set()  # heartbeat runs, from their start to their outcome
 
@@ -192,11 +196,7 @@ class Executor:
         if agent is None:
             raise UnknownAgent(self._agents.problem(job.agent_id)
                                or f"agent '{escape(job.agent_id)}' is not defined")
-        if agent.kind is AgentKind.LLM:
-            raise SandboxError(
-                f"agent {agent.name!r} is an llm agent: this version of symbid checks and "
-                "stores llm agents but does not run them yet; use a command agent")
-        if not agent.command:
+        if agent.kind is AgentKind.COMMAND and not agent.command:
             raise SandboxError(f"agent {agent.name!r} has no command to run")
         env = {
             k: resolve_refs(v, self._environ, what=f"agent {agent.name} env {k}")
@@ -249,12 +249,21 @@ class Executor:
         if going.wakeup is not None:
             env["SYMBI_ITERATION"] = str(going.wakeup.count + 1)
             timeout = going.wakeup.remaining(timeout)
+        argv, stdin = agent.command, (going.text or "").encode()
+        if agent.kind is AgentKind.LLM:  # the child calls the model (see symbid/llmrun.py)
+            start = llmrun.launch(agent, self.llm, self._environ, text=going.text, view=view,
+                                  timeout=timeout)
+            argv, stdin = start.argv, start.stdin
+            env.update(start.env)
+            files += start.files
+            going.secrets = sorted(set(going.secrets) | set(start.secrets), key=len,
+                                   reverse=True)
         spec = SpawnSpec(
             tag=run.id,
-            argv=agent.command,
+            argv=argv,
             env=env,
             runs_dir=self._runs_dir,
-            stdin=(going.text or "").encode(),
+            stdin=stdin,
             cwd=agent.working_dir,
             user=agent.user,
             group=agent.group,
@@ -322,6 +331,19 @@ class Executor:
         text = mask(child.stdout.decode("utf-8", "replace"), secrets,
                     cut_end=child.stdout_truncated)
         summary = summarize(child.files.get(SUMMARY_VAR), text, secrets)
+        if going.agent.kind is AgentKind.LLM:
+            result = llmrun.result_of(child.files.get(RESULT_VAR))
+            if result is not None:
+                if result.summary:
+                    summary = mask(result.summary, secrets)
+                if status is RunStatus.FAILED and result.error:
+                    error = mask(result.error, secrets)
+                log.info("job %s: run %s: %s request(s), %s prompt and %s completion "
+                         "token(s), %d tool call(s)", job.name, run.id,
+                         result.usage.get("requests", 0), result.usage.get("prompt_tokens", 0),
+                         result.usage.get("completion_tokens", 0), len(result.tool_calls),
+                         extra={"SYMBID_JOB": job.name, "SYMBID_RUN": run.id,
+                                "SYMBID_EVENT": "llm_usage"})
         now = self._clock.now()
         for session in {id(s): s for s in (going.session, going.view) if s is not None}.values():
             session.record(run.id, going.text, summary, now)

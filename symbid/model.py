@@ -658,6 +658,41 @@ def agent_to_wire(agent: Agent) -> dict[str, Any]:
     }
 
 
+def agent_from_wire(d: Mapping[str, Any]) -> Agent:
+    """The agent whose (already checked) wire form is ``d``, as the store keeps it; keys an
+    older symbid did not write take their defaults."""
+    lim = d["limits"]
+    return Agent(
+        name=d["name"],
+        kind=AgentKind(d["kind"]),
+        command=tuple(d["command"]),
+        env=dict(d["env"]),
+        working_dir=d["working_dir"],
+        user=d["user"],
+        group=d["group"],
+        limits=Limits(memory_bytes=lim["memory"], cpu_seconds=lim["cpu_time"],
+                      processes=lim["processes"], open_files=lim["open_files"],
+                      output_bytes=lim["output"]),
+        capabilities=tuple(d["capabilities"]),
+        model=d["model"],
+        system_prompt=d["system_prompt"],
+        endpoint=d["endpoint"],
+        agentpin_id=d["agentpin_id"],
+        temperature=d.get("temperature"),
+        max_tokens=d.get("max_tokens"),
+        max_tool_calls=d.get("max_tool_calls"),
+        max_context_bytes=d.get("max_context_bytes"),
+        max_tokens_per_run=d.get("max_tokens_per_run"),
+        summarize=bool(d.get("summarize", False)),
+        tools=tuple(Tool(name=name, command=tuple(t["command"]),
+                         description=t.get("description", ""),
+                         parameters=dict(t.get("parameters", {})),
+                         parameters_schema=t.get("parameters_schema"),
+                         requires=tuple(t.get("requires", ())))
+                    for name, t in (d.get("tools") or {}).items()),
+    )
+
+
 def tool_to_wire(tool: Tool) -> dict[str, Any]:
     """A tool as the API shows it (keys that are not set are left out)."""
     out: dict[str, Any] = {"description": tool.description, "command": list(tool.command)}

@@ -304,6 +304,9 @@ def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -
     for key in LLM_ONLY:
         if key in d and "command" in d:
             raise bad(key, f"agent {name}: {key} is for llm agents (with model)")
+    if d.get("summarize"):
+        raise bad("summarize", f"agent {name}: summarize: true is not supported yet; an "
+                               "llm run's summary is its last reply, cut to 1 KiB")
     tools = []
     for tool_name, t in d.get("tools", {}).items():
         where = f"tools.{tool_name}"

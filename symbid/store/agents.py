@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from symbid.errors import UnreadableRow
-from symbid.model import Agent, AgentKind, Limits, agent_to_wire
+from symbid.model import Agent, agent_from_wire, agent_to_wire
 from symbid.store.base import API_SOURCE, AgentGuard, RemoveGuard, StoredAgent
 from symbid.store.plumbing import SqlPlumbing
 
@@ -28,24 +28,7 @@ _UPSERT = (
 
 def agent_from_definition(name: str, d: dict[str, Any]) -> Agent:
     """The agent whose wire form is ``d`` (as stored: already checked when it was defined)."""
-    lim = d["limits"]
-    return Agent(
-        name=name,
-        kind=AgentKind(d["kind"]),
-        command=tuple(d["command"]),
-        env=dict(d["env"]),
-        working_dir=d["working_dir"],
-        user=d["user"],
-        group=d["group"],
-        limits=Limits(memory_bytes=lim["memory"], cpu_seconds=lim["cpu_time"],
-                      processes=lim["processes"], open_files=lim["open_files"],
-                      output_bytes=lim["output"]),
-        capabilities=tuple(d["capabilities"]),
-        model=d["model"],
-        system_prompt=d["system_prompt"],
-        endpoint=d["endpoint"],
-        agentpin_id=d["agentpin_id"],
-    )
+    return agent_from_wire({**d, "name": name})
 
 
 def agent_params(stored: StoredAgent) -> tuple[Any, ...]:

@@ -20,7 +20,6 @@ agent operator {
   max_tool_calls: 8
   max_context_bytes: "64K"
   max_tokens_per_run: 20000
-  summarize: true
   capabilities: ["production_write"]
   tools {
     probe {
@@ -45,7 +44,7 @@ def test_an_llm_agent_with_tools_is_loaded_with_every_setting() -> None:
     agent = loaded.agents[0]
     assert agent.kind is AgentKind.LLM
     assert (agent.temperature, agent.max_tokens, agent.max_tool_calls, agent.max_context_bytes,
-            agent.max_tokens_per_run, agent.summarize) == (0.2, 500, 8, 65536, 20000, True)
+            agent.max_tokens_per_run) == (0.2, 500, 8, 65536, 20000)
     probe, restart = agent.tools
     assert (probe.name, probe.parameters, probe.command) == (
         "probe", {"target": "string", "count": "integer"}, ("/usr/local/bin/probe",))
@@ -63,6 +62,7 @@ def test_an_llm_agent_round_trips_through_the_apis_json() -> None:
     ('agent a { command: ["/bin/true"] temperature: 1 }', "temperature is for llm agents"),
     ('agent a { command: ["/bin/true"] system_prompt: "x" }', "system_prompt is for llm"),
     ('agent a { model: "m" temperature: 3 }', "temperature: must be between 0 and 2"),
+    ('agent a { model: "m" summarize: true }', "summarize: true is not supported yet"),
     ('agent a { model: "m" tools { t { command: ["/x"] parameters: { p: "text" } } } }',
      "'text' is not a type"),
     ('agent a { model: "m" tools { t { command: ["/x"] parameters_schema: "[1]" } } }',
@@ -96,3 +96,14 @@ def test_a_listed_command_agent_posts_back_with_its_default_llm_settings() -> No
     assert agent_from_json(json.loads(json.dumps(agent_to_wire(agent)))) == agent
     with pytest.raises(InvalidInput, match="summarize is for llm agents"):
         agent_from_json({"name": "c", "command": ["/bin/true"], "summarize": True})
+
+
+def test_an_llm_agent_round_trips_through_the_stores_wire_form() -> None:
+    from symbid.model import agent_from_wire
+
+    agent = load_text(OPERATOR).agents[0]
+    assert agent_from_wire(json.loads(json.dumps(agent_to_wire(agent)))) == agent
+    older = {k: v for k, v in agent_to_wire(agent).items() if k not in (
+        "temperature", "max_tokens", "max_tool_calls", "max_context_bytes",
+        "max_tokens_per_run", "summarize", "tools")}
+    assert agent_from_wire(older).tools == ()  # a row an older symbid wrote

@@ -1,0 +1,130 @@
+"""LLM agents run through the daemon: the child in the run's sandbox, against a loopback
+OpenAI-compatible server standing in for the remote model."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.daemon_helper import Daemon
+from tests.llm_server import LLMServer, text, tool_calls
+
+KEY = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    with LLMServer() as s:
+        yield s
+
+
+def llm_daemon(tmp_path: Path, server: LLMServer, agents: str) -> Daemon:
+    d = Daemon(tmp_path, {"a.symbi": agents}, tcp=False,
+               config=f'\n[llm]\nendpoint = "{server.url}"\napi_key = "${{TEST_LLM_KEY}}"\n'
+                      'model = "test-model"\n')
+    d.start(env={"TEST_LLM_KEY": KEY})
+    return d
+
+
+def add(d: Daemon, name: str, agent: str, **extra: object) -> None:
+    out = d.cli("cron", "add", "--json", json.dumps(
+        {"name": name, "agent_id": agent, "cron_expr": "0 0 1 1 *", **extra}))
+    assert out.returncode == 0, out.stderr
+
+
+def test_an_llm_agent_answers_through_the_daemon_and_its_key_stays_out_of_the_record(
+    tmp_path: Path, server: LLMServer,
+) -> None:
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" '
+                                     'system_prompt: "You are terse." }\n')
+    try:
+        add(d, "think", "thinker")
+        server.script(text("All systems nominal.", prompt_tokens=12, completion_tokens=4))
+        out = d.cli("cron", "run", "think", "--input", "Check production", "--wait")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.splitlines()[1:] == ["All systems nominal."]
+        [request] = server.requests
+        assert request.headers["Authorization"] == f"Bearer {KEY}"
+        assert request.body["model"] == "m-1"
+        assert request.messages[0] == {"role": "system", "content": "You are terse."}
+        assert request.messages[-1] == {"role": "user", "content": "Check production"}
+        d.stop()
+        for path in [d.log, *d.state.glob("symbid.db*")]:
+            assert KEY.encode() not in path.read_bytes(), path
+        assert "1 request(s), 12 prompt and 4 completion token(s)" in d.log.read_text()
+    finally:
+        d.cleanup()
+
+
+def test_the_previous_runs_summary_reaches_the_model(tmp_path: Path, server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" }\n')
+    try:
+        add(d, "remember", "thinker")
+        server.script(text("first answer"), text("second answer"))
+        assert d.cli("cron", "run", "remember", "--wait").returncode == 0
+        assert d.cli("cron", "run", "remember", "--wait").returncode == 0
+        second = server.requests[1].messages
+        assert any("first answer" in (m.get("content") or "") for m in second
+                   if m["role"] == "system"), second
+    finally:
+        d.cleanup()
+
+
+def test_a_tool_runs_in_the_runs_sandbox_without_the_key(tmp_path: Path,
+                                                         server: LLMServer) -> None:
+    probe = tmp_path / "probe.sh"
+    probe.write_text('#!/bin/sh\necho "env has key: $(env | grep -c sk-test)"\n')
+    probe.chmod(0o755)
+    d = llm_daemon(tmp_path, server, f'''
+agent operator {{
+  model: "m-1"
+  tools {{
+    probe {{
+      description: "Probe a target"
+      parameters: {{ target: "string" }}
+      command: ["{probe}"]
+    }}
+  }}
+}}
+''')
+    try:
+        add(d, "operate", "operator")
+        server.script(tool_calls(("call_1", "probe", {"target": "web-1"})), text("web-1 up"))
+        out = d.cli("cron", "run", "operate", "--wait")
+        assert out.returncode == 0, out.stdout + out.stderr
+        tool_message = server.requests[1].messages[-1]
+        assert tool_message == {"role": "tool", "tool_call_id": "call_1",
+                                "content": "env has key: 0\n"}
+    finally:
+        d.cleanup()
+
+
+def test_an_llm_agent_without_an_endpoint_fails_saying_what_to_set(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"a.symbi": 'agent thinker { model: "m-1" }\n'}, tcp=False)
+    try:
+        d.start()
+        add(d, "nowhere", "thinker")
+        out = d.cli("cron", "run", "nowhere", "--wait")
+        assert out.returncode == 1
+        assert "no endpoint: set the agent's endpoint or [llm] endpoint" in out.stdout
+    finally:
+        d.cleanup()
+
+
+def test_a_failing_endpoint_fails_the_run_with_the_reason(tmp_path: Path,
+                                                          server: LLMServer) -> None:
+    from tests.llm_server import error
+
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" }\n')
+    try:
+        add(d, "broken", "thinker")
+        server.script(*[error(400)] * 2)
+        out = d.cli("cron", "run", "broken", "--wait")
+        assert out.returncode == 1 and "400" in out.stdout, out.stdout
+        assert os.path.exists(d.log)
+    finally:
+        d.cleanup()
