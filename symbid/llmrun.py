@@ -78,7 +78,7 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
             "capabilities": list(agent.capabilities),
             "tools": [{"name": t.name, "description": t.description,
                        "command": list(t.command), "requires": list(t.requires),
-                       **({"parameters_schema": json.loads(t.parameters_schema)}
+                       **({"parameters_schema": t.parameters_schema}
                           if t.parameters_schema is not None
                           else {"parameters": dict(t.parameters)})}
                       for t in agent.tools],
@@ -86,7 +86,8 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
         "limits": {
             "max_tool_calls": agent.max_tool_calls if agent.max_tool_calls is not None
             else llm.max_tool_calls,
-            "max_context_bytes": agent.max_context_bytes or llm.max_context_bytes,
+            "max_context_bytes": agent.max_context_bytes if agent.max_context_bytes
+            is not None else llm.max_context_bytes,
             "max_tokens_per_run": agent.max_tokens_per_run,
             "max_retries": llm.max_retries,
             "request_timeout_seconds": llm.timeout_seconds,

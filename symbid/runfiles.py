@@ -7,6 +7,7 @@ no processes.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -69,18 +70,23 @@ def place_files(files: Sequence[RunFile], state_dir: Optional[str], workdir: str
 
 
 def read_back(files: Sequence[RunFile], workdir: str) -> dict[str, bytes]:
-    """The run's files that are read back, as the run left them (never following a link)."""
+    """The run's files that are read back, as the run left them: only a regular file with
+    one link, never following a symbolic link and never waiting (the run may have put a
+    FIFO or a device there, or a hard link to a file it should not show)."""
     out: dict[str, bytes] = {}
     for f in files:
         if f.read_back <= 0:
             continue
         try:
-            fd = os.open(os.path.join(workdir, f.name), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(os.path.join(workdir, f.name),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             continue
         try:
             with os.fdopen(fd, "rb") as fh:
-                out[f.var] = fh.read(f.read_back)
+                st = os.fstat(fh.fileno())
+                if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                    out[f.var] = fh.read(f.read_back)
         except OSError:
             continue
     return out

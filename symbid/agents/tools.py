@@ -16,7 +16,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from symbid.agents import schema as schemas
+from symbid import toolschema as schemas
 from symbid.errors import InvalidInput
 
 if TYPE_CHECKING:

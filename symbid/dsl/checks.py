@@ -274,8 +274,12 @@ def parameter_types(key: str, v: Value) -> dict[str, str]:
 
 
 def json_object_text(key: str, v: Value) -> str:
-    """JSON text (a JSON Schema) that must decode to an object with "type": "object"."""
+    """A tool's JSON Schema, as text: valid JSON, an object with "type": "object", using only
+    the keywords the tool checker supports (symbid.toolschema), so that what is accepted
+    here is what a run checks."""
     import json
+
+    from symbid.toolschema import parse_schema
 
     text = string(key, v)
     try:
@@ -285,4 +289,8 @@ def json_object_text(key: str, v: Value) -> str:
     if not isinstance(data, dict) or data.get("type") != "object":
         raise _Invalid(v.pos, f'{key}: a tool\'s schema is a JSON object with "type": '
                               '"object"')
+    try:
+        parse_schema(text)
+    except InvalidInput as exc:
+        raise _Invalid(v.pos, f"{key}: {exc.message}") from None
     return text

@@ -304,6 +304,9 @@ def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -
     for key in LLM_ONLY:
         if key in d and "command" in d:
             raise bad(key, f"agent {name}: {key} is for llm agents (with model)")
+    if d.get("max_context_bytes") is not None and d["max_context_bytes"] < 1024:
+        raise bad("max_context_bytes", f"agent {name}: max_context_bytes must be at least "
+                                       "1024 bytes")
     if d.get("summarize"):
         raise bad("summarize", f"agent {name}: summarize: true is not supported yet; an "
                                "llm run's summary is its last reply, cut to 1 KiB")

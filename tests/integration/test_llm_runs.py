@@ -128,3 +128,49 @@ def test_a_failing_endpoint_fails_the_run_with_the_reason(tmp_path: Path,
         assert os.path.exists(d.log)
     finally:
         d.cleanup()
+
+
+def test_a_tool_with_a_full_json_schema_runs_through_the_daemon(tmp_path: Path,
+                                                                server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, '''
+agent operator {
+  model: "m-1"
+  tools {
+    restart {
+      description: "Restart a service"
+      parameters_schema: """{"type": "object", "properties": {"service": {"type": "string"}},
+                            "required": ["service"]}"""
+      command: ["/bin/sh", "-c", "cat"]
+    }
+  }
+}
+''')
+    try:
+        add(d, "schema-tool", "operator")
+        server.script(tool_calls(("c1", "restart", {"service": "nginx"})), text("restarted"))
+        out = d.cli("cron", "run", "schema-tool", "--wait")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert json.loads(server.requests[1].messages[-1]["content"]) == {"service": "nginx"}
+        assert server.requests[0].body["tools"][0]["function"]["parameters"]["required"] == \
+            ["service"]
+    finally:
+        d.cleanup()
+
+
+def test_a_run_that_leaves_a_fifo_as_its_summary_does_not_hold_up_other_runs(
+    tmp_path: Path,
+) -> None:
+    d = Daemon(tmp_path, {"a.symbi": 'agent trap { command: ["/bin/sh", "-c", "rm -f '
+                          '\\"$SYMBI_SUMMARY_FILE\\"; mkfifo \\"$SYMBI_SUMMARY_FILE\\"; '
+                          'echo trapped"] }\n'
+                          'agent fine { command: ["/bin/echo", "fine"] }\n'}, tcp=False)
+    try:
+        d.start()
+        add(d, "trapper", "trap")
+        add(d, "innocent", "fine")
+        first = d.cli("cron", "run", "trapper", "--wait", "--timeout", "20")
+        assert first.returncode == 0, first.stdout + first.stderr
+        second = d.cli("cron", "run", "innocent", "--wait", "--timeout", "20")
+        assert second.returncode == 0 and "fine" in second.stdout
+    finally:
+        d.cleanup()

@@ -63,6 +63,10 @@ def test_an_llm_agent_round_trips_through_the_apis_json() -> None:
     ('agent a { command: ["/bin/true"] system_prompt: "x" }', "system_prompt is for llm"),
     ('agent a { model: "m" temperature: 3 }', "temperature: must be between 0 and 2"),
     ('agent a { model: "m" summarize: true }', "summarize: true is not supported yet"),
+    ('agent a { model: "m" max_context_bytes: 0 }', "max_context_bytes must be at least 1024"),
+    ('agent a { model: "m" tools { t { command: ["/x"] parameters_schema: """{"type": '
+     '"object", "properties": {"a": {"type": "string", "pattern": "x"}}}""" } } }',
+     "pattern"),
     ('agent a { model: "m" tools { t { command: ["/x"] parameters: { p: "text" } } } }',
      "'text' is not a type"),
     ('agent a { model: "m" tools { t { command: ["/x"] parameters_schema: "[1]" } } }',

@@ -39,6 +39,9 @@ LADDER: dict[str, float] = {
     # level 1: pure rules over the vocabulary
     "symbid.timing": 1,
     "symbid.config": 1,
+    # The JSON Schema subset of llm tools: checked when a tool is defined (the DSL) and
+    # when the model calls it (the agent child), so it stands below both.
+    "symbid.toolschema": 1,
     # Claimed spans walk a timing Schedule (issue 7): half a rung up, below the DSL.
     "symbid.spans": 1.25,
     # The DSL validates a schedule's cron/at/timezone with timing when it loads a file

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from symbid.agents import schema
+from symbid import toolschema as schema
 from symbid.agents.conversation import MARKER_PREFIX, size_of, trim_context, wire
 from symbid.agents.llm import BadResponse, read_response
 from symbid.agents.spec import parse_spec
