@@ -93,6 +93,8 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
             "request_timeout_seconds": llm.timeout_seconds,
         },
         "history": _history(view),
+        # the agent's env and state directory reach its tools; the key never does
+        "tool_env": sorted({*agent.env, "SYMBI_STATE_DIR"} - {DEFAULT_KEY_VAR}),
     }
     if view is not None and view.summary:
         spec["previous_summary"] = view.summary

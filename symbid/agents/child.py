@@ -119,8 +119,8 @@ def main() -> int:
     del key
     conv = Conversation(client=client, model=spec.model, tools={t.name: t for t in spec.tools},
                         capabilities=spec.capabilities, limits=spec.limits, deadline=deadline,
-                        cwd=spec.cwd, tool_env=tool_environment(os.environ,
-                                                                (spec.api_key_env,)),
+                        cwd=spec.cwd, tool_env=tool_environment(
+                            os.environ, (spec.api_key_env,), keep=spec.tool_env),
                         temperature=spec.temperature, max_tokens=spec.max_tokens)
     result = conv.run(spec.input, system_prompt=spec.system_prompt,
                       previous_summary=spec.previous_summary, history=list(spec.history))

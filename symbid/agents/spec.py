@@ -15,7 +15,7 @@ from symbid.errors import InvalidInput
 
 DEFAULT_KEY_VAR = "SYMBI_LLM_API_KEY"
 TOP = frozenset({"agent", "endpoint", "model", "api_key_env", "input", "previous_summary",
-                 "history", "limits", "timeout_seconds", "cwd"})
+                 "history", "limits", "timeout_seconds", "cwd", "tool_env"})
 AGENT = frozenset({"name", "system_prompt", "temperature", "max_tokens", "capabilities",
                    "tools"})
 LIMITS = frozenset({"max_tool_calls", "max_tokens_per_run", "max_context_bytes",
@@ -30,7 +30,7 @@ class RunSpec:
     __slots__ = ("agent_name", "api_key_env", "capabilities", "cwd", "endpoint", "history",
                  "input", "limits", "max_retries", "max_tokens", "model", "previous_summary",
                  "request_timeout_seconds", "system_prompt", "temperature", "timeout_seconds",
-                 "tools")
+                 "tool_env", "tools")
 
     def __init__(self, *, endpoint: str, model: str,
                  input: str,
@@ -47,7 +47,8 @@ class RunSpec:
                  limits: Optional[Limits] = None,
                  max_retries: int = 3,
                  request_timeout_seconds: float = 60.0,
-                 cwd: Optional[str] = None) -> None:
+                 cwd: Optional[str] = None,
+                 tool_env: tuple[str, ...] = ()) -> None:
         self.endpoint = endpoint
         self.model = model
         self.input = input
@@ -65,6 +66,7 @@ class RunSpec:
         self.max_retries = max_retries
         self.request_timeout_seconds = request_timeout_seconds
         self.cwd = cwd
+        self.tool_env = tool_env  # names passed on to tools, besides the allowlist
 
 
 def _only(obj: object, allowed: frozenset[str], where: str) -> dict[str, Any]:
@@ -170,4 +172,5 @@ def parse_spec(text: str) -> RunSpec:
         request_timeout_seconds=_positive(
             _get(limits, "request_timeout_seconds", num, "limits", 60.0),
             "limits.request_timeout_seconds"),
-        cwd=_get(top, "cwd", str, ""))
+        cwd=_get(top, "cwd", str, ""),
+        tool_env=tuple(_strings(top, "tool_env", "")))

@@ -113,9 +113,11 @@ def make_tool(name: str, *, command: list[str], description: str = "",
     return Tool(name, description, tuple(command), schema, tuple(requires or ()))
 
 
-def tool_environment(environ: Mapping[str, str], drop: tuple[str, ...] = ()) -> dict[str, str]:
-    """The environment a tool gets: :data:`INHERITED` names only, minus ``drop``."""
-    return {k: environ[k] for k in INHERITED if k in environ and k not in drop}
+def tool_environment(environ: Mapping[str, str], drop: tuple[str, ...] = (),
+                     keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment a tool gets: :data:`INHERITED` names and ``keep`` (the agent's own
+    env, its state directory), never ``drop`` (the key)."""
+    return {k: environ[k] for k in (*INHERITED, *keep) if k in environ and k not in drop}
 
 
 def check_call(tool: Optional[Tool], name: str, arguments: str,

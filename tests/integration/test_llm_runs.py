@@ -174,3 +174,29 @@ def test_a_run_that_leaves_a_fifo_as_its_summary_does_not_hold_up_other_runs(
         assert second.returncode == 0 and "fine" in second.stdout
     finally:
         d.cleanup()
+
+
+def test_an_llm_agents_env_reaches_its_tools_but_the_key_does_not(
+    tmp_path: Path, server: LLMServer,
+) -> None:
+    d = llm_daemon(tmp_path, server, '''
+agent operator {
+  model: "m-1"
+  env: { REGION: "eu-1" }
+  tools {
+    where {
+      description: "Say the region"
+      parameters: {}
+      command: ["/bin/sh", "-c", "echo region=$REGION key=${SYMBI_LLM_API_KEY:-none}"]
+    }
+  }
+}
+''')
+    try:
+        add(d, "env-tool", "operator")
+        server.script(tool_calls(("c1", "where", {})), text("done"))
+        out = d.cli("cron", "run", "env-tool", "--wait")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert server.requests[1].messages[-1]["content"] == "region=eu-1 key=none\n"
+    finally:
+        d.cleanup()
