@@ -29,7 +29,6 @@ from symbid.model import (
     JobStatus,
     SessionMode,
     format_instant,
-    job_to_wire,
     name_problem,
     new_id,
 )
@@ -38,6 +37,7 @@ from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
 from symbid.text import escape
 from symbid.timing import make_schedule
+from symbid.wire import job_to_wire
 
 log = logging.getLogger(__name__)
 

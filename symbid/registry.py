@@ -27,9 +27,10 @@ from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.errors import Conflict, Forbidden, NotFound
 from symbid.executor import Agents
-from symbid.model import Agent, agent_to_wire
+from symbid.model import Agent
 from symbid.store import JobStore, StoredAgent
 from symbid.text import escape, shorten
+from symbid.wire import agent_to_wire
 
 log = logging.getLogger(__name__)
 

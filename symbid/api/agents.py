@@ -1,7 +1,7 @@
 """The agent registry's routes: /api/v1/agents.
 
 ``GET`` lists or shows agents; ``POST`` defines agents from a JSON object (the field
-names of ``model.agent_to_wire``) or from ``.symbi`` text (``Content-Type: text/x-symbi``
+names of ``wire.agent_to_wire``) or from ``.symbi`` text (``Content-Type: text/x-symbi``
 or ``text/plain``: every ``agent`` block; ``schedule`` blocks are refused); ``DELETE``
 removes an API-defined agent that no job uses. With ``[api] define_agents = false``,
 POST and DELETE are 403.
@@ -14,9 +14,10 @@ from typing import Any, Optional
 from symbid.api.context import ApiContext
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.dsl.define import agent_from_json, agents_from_text
-from symbid.model import agent_to_wire, format_instant
+from symbid.model import format_instant
 from symbid.registry import ListedAgent
 from symbid.store import StoredAgent
+from symbid.wire import agent_to_wire
 
 JSON_TYPES = ("", "application/json")
 DSL_TYPES = ("text/x-symbi", "text/plain")

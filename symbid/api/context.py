@@ -11,10 +11,11 @@ from symbid.errors import SymbidError
 from symbid.jobs import JobService
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
-from symbid.model import Agent, Job, JobStatus, job_to_wire
+from symbid.model import Agent, Job, JobStatus
 from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
 from symbid.store import JobStore, JobTotals
+from symbid.wire import job_to_wire
 
 log = logging.getLogger(__name__)
 

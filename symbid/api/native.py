@@ -28,11 +28,10 @@ from symbid.model import (
     RunStatus,
     SessionMode,
     format_instant,
-    job_to_wire,
-    run_to_wire,
 )
 from symbid.text import shorten
 from symbid.timing import make_schedule, next_slots, parse_duration, parse_instant
+from symbid.wire import job_to_wire, run_to_wire
 
 READ_ONLY = ("id", "status", "source", "next_run", "last_run", "run_count", "failure_count",
              "created_at", "updated_at")

@@ -22,8 +22,8 @@ from symbid.api.context import ApiContext
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.errors import Conflict, InvalidInput, SymbidError
 from symbid.live import LiveOutput
-from symbid.model import run_to_wire
 from symbid.text import shorten
+from symbid.wire import run_to_wire
 
 TEXT = "text/plain; charset=utf-8"
 ID_PREFIX_MIN = 8

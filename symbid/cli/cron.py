@@ -90,7 +90,7 @@ def _stored_api_agent(client: SymbiontClient, name: str) -> Any:
 def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None:
     """Register the file's agents with the daemon (an agents_dir file of the same name
     wins, and is used; an unchanged one is left alone)."""
-    from symbid.model import agent_to_wire
+    from symbid.wire import agent_to_wire
 
     for agent in agents:
         wire = json.loads(json.dumps(agent_to_wire(agent)))  # as the API shows it
@@ -141,7 +141,7 @@ def _selected(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 def _add_all(client: SymbiontClient, jobs: list[Any]) -> list[Any]:
     """Create the jobs, all or none: when one is refused, those created before it are
     removed again and the error says so."""
-    from symbid.model import job_to_wire
+    from symbid.wire import job_to_wire
 
     created: list[Any] = []
     for j in jobs:

@@ -71,7 +71,7 @@ def cmd_dsl_check(args: argparse.Namespace) -> int:
 
 def cmd_dsl_show(args: argparse.Namespace) -> int:
     from symbid.dsl import load_file
-    from symbid.model import agent_to_wire, job_to_wire
+    from symbid.wire import agent_to_wire, job_to_wire
 
     loaded = load_file(args.file)
     if not loaded.ok:

@@ -2,7 +2,7 @@
 checks (the AGENT schema and :func:`build_agent`), so that an agent is valid the same way
 whichever way it arrives.
 
-JSON takes the field names of ``model.agent_to_wire``; ``null`` (and ``command: []`` beside
+JSON takes the field names of ``wire.agent_to_wire``; ``null`` (and ``command: []`` beside
 a ``model``) means "not given", so a listed agent can be posted back as it is. ``kind``,
 when given, must agree with what the agent is (``command`` or ``model``). Text defines every
 ``agent`` block it holds and refuses ``schedule`` blocks: schedules are jobs, added through

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from symbid.cronexpr import parse_cron
 from symbid.dsl.checks import (
     _Invalid,
     _Invalids,
@@ -61,7 +62,7 @@ from symbid.model import (
     name_problem,
 )
 from symbid.text import escape
-from symbid.timing import load_zone, parse_cron, parse_instant
+from symbid.timing import load_zone, parse_instant
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The agent registry's rows: portable SQL and the conversions both ways.
 
-A row holds an agent's wire form (``model.agent_to_wire``) as JSON. Each name has at
+A row holds an agent's wire form (``wire.agent_to_wire``) as JSON. Each name has at
 most one row per origin: ``file`` (synced from agents_dir) and ``api``.
 """
 
@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from symbid.errors import UnreadableRow
-from symbid.model import Agent, agent_from_wire, agent_to_wire
+from symbid.model import Agent
 from symbid.store.base import API_SOURCE, AgentGuard, RemoveGuard, StoredAgent
 from symbid.store.plumbing import SqlPlumbing
+from symbid.wire import agent_from_wire, agent_to_wire
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ import pytest
 
 from symbid.dsl.define import agent_from_json
 from symbid.errors import InvalidInput
-from symbid.model import AgentKind, agent_to_wire
+from symbid.model import AgentKind
+from symbid.wire import agent_to_wire
 from tests.unit.test_dsl import load_text
 
 OPERATOR = '''
@@ -103,7 +104,7 @@ def test_a_listed_command_agent_posts_back_with_its_default_llm_settings() -> No
 
 
 def test_an_llm_agent_round_trips_through_the_stores_wire_form() -> None:
-    from symbid.model import agent_from_wire
+    from symbid.wire import agent_from_wire
 
     agent = load_text(OPERATOR).agents[0]
     assert agent_from_wire(json.loads(json.dumps(agent_to_wire(agent)))) == agent

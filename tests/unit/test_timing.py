@@ -9,6 +9,7 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from symbid.cronexpr import parse_cron
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
 from symbid.model import format_duration, format_instant
 from symbid.timing import (
@@ -16,7 +17,6 @@ from symbid.timing import (
     make_schedule,
     next_slots,
     parse_at,
-    parse_cron,
     parse_duration,
     parse_instant,
 )
