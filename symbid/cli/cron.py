@@ -72,19 +72,12 @@ _FILE_JOB_KEYS = ("name", "agent_id", "cron_expr", "at", "timezone", "session_mo
                   "agent_pin_jwt")
 
 
-def _defined_in_a_file(client: SymbiontClient, name: str) -> bool:
+def _known_agent(client: SymbiontClient, name: str) -> Any:
+    """The agent the daemon uses under ``name``, or None."""
     try:
-        return str(client.agents.get(name).source).startswith("file:")
-    except NotFound:
-        return False
-
-
-def _stored_api_agent(client: SymbiontClient, name: str) -> Any:
-    try:
-        agent = client.agents.get(name)
+        return client.agents.get(name)
     except NotFound:
         return None
-    return agent if agent.source == "api" else None
 
 
 def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None:
@@ -94,9 +87,9 @@ def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None
 
     for agent in agents:
         wire = json.loads(json.dumps(agent_to_wire(agent)))  # as the API shows it
-        have = _stored_api_agent(client, agent.name)
+        have = _known_agent(client, agent.name)
         stored = have.to_dict() if have is not None else {}
-        if have is not None and {k: stored.get(k) for k in wire} == wire:
+        if stored.get("source") == "api" and {k: stored.get(k) for k in wire} == wire:
             print(f"agent {escape(agent.name)} unchanged", file=sys.stderr)
             continue
         try:
@@ -107,7 +100,7 @@ def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None
                       "that one", file=sys.stderr)
                 continue
             if exc.code == "forbidden":  # define_agents is off: agents_dir must have it
-                if _defined_in_a_file(client, agent.name):
+                if str(stored.get("source", "")).startswith("file:"):
                     print(f"symbi: agent {escape(agent.name)}: defined in agents_dir; using "
                           "that one", file=sys.stderr)
                     continue

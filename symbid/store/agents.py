@@ -27,11 +27,6 @@ _UPSERT = (
 )
 
 
-def agent_from_definition(name: str, d: dict[str, Any]) -> Agent:
-    """The agent whose wire form is ``d`` (as stored: already checked when it was defined)."""
-    return agent_from_wire({**d, "name": name})
-
-
 def agent_params(stored: StoredAgent) -> tuple[Any, ...]:
     """The values of :data:`AGENT_COLUMNS` for a row."""
     origin = "file" if stored.from_file else "api"
@@ -43,7 +38,7 @@ def agent_params(stored: StoredAgent) -> tuple[Any, ...]:
 def agent_from_row(row: Sequence[Any]) -> StoredAgent:
     name, _origin, source, definition, created_at, updated_at = row
     try:
-        agent = agent_from_definition(name, json.loads(definition))
+        agent = agent_from_wire({**json.loads(definition), "name": name})
     except (ValueError, KeyError, TypeError) as exc:
         raise UnreadableRow(f"agent {name!r} ({source}) cannot be read: {exc}") from None
     return StoredAgent(agent, source, created_at, updated_at)

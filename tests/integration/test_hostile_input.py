@@ -45,6 +45,14 @@ def create(d: Daemon, transport: str, **fields: Any) -> tuple[int, Any]:
     return call(d, transport, "POST", "/api/v1/schedule", body)
 
 
+def with_api_settings(root: Path, lines: str) -> Daemon:
+    """A TCP daemon (not started) whose [api] table has these lines too."""
+    d = Daemon(root, {"a.symbi": AGENTS})
+    d.config.write_text(d.config.read_text().replace(
+        'token_file = "token"\n', f'token_file = "token"\n{lines}'))
+    return d
+
+
 def no_traceback(d: Daemon) -> None:
     log = d.log.read_text()
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]
@@ -376,9 +384,7 @@ def test_listings_carry_a_preview_and_the_run_has_the_whole_output(daemon: Daemo
 
 
 def test_the_body_cap_is_configurable(tmp_path: Path) -> None:
-    d = Daemon(tmp_path, {"a.symbi": AGENTS})
-    d.config.write_text(d.config.read_text().replace(
-        'token_file = "token"\n', 'token_file = "token"\nmax_body_bytes = 2048\n'))
+    d = with_api_settings(tmp_path, "max_body_bytes = 2048\n")
     try:
         d.start()
         status, body = create(d, "unix", name="fits", input="a" * 1000)
@@ -422,9 +428,7 @@ def test_names_stored_before_the_rule_keep_working_and_are_listed_at_start(
 def test_a_client_that_sends_a_partial_head_or_nothing_is_closed_at_the_deadline(
     tmp_path: Path,
 ) -> None:
-    d = Daemon(tmp_path, {"a.symbi": AGENTS})
-    d.config.write_text(d.config.read_text().replace(
-        'token_file = "token"\n', 'token_file = "token"\nhead_timeout_seconds = 1\n'))
+    d = with_api_settings(tmp_path, "head_timeout_seconds = 1\n")
     try:
         d.start()
         silent = socket.create_connection(("127.0.0.1", d.port))
@@ -625,9 +629,7 @@ def test_a_tokenless_head_gets_headers_only(daemon: Daemon) -> None:
 def test_a_keep_alive_client_idle_between_requests_is_not_cut_by_the_head_deadline(
     tmp_path: Path,
 ) -> None:
-    d = Daemon(tmp_path, {"a.symbi": AGENTS})
-    d.config.write_text(d.config.read_text().replace(
-        'token_file = "token"\n', 'token_file = "token"\nhead_timeout_seconds = 1\n'))
+    d = with_api_settings(tmp_path, "head_timeout_seconds = 1\n")
     try:
         d.start()
         import http.client
