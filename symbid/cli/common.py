@@ -13,8 +13,7 @@ import json
 import math
 import os
 import re
-import sys
-from typing import Any, Optional
+from typing import Any
 
 from symbid.client import Record, SymbiontClient
 from symbid.clock import SystemClock
@@ -137,16 +136,3 @@ def print_json(data: Any) -> None:
 def lines(text: str) -> str:
     """A multi-line message with each line escaped."""
     return "\n".join(escape(line) for line in str(text).split("\n"))
-
-
-def note(text: str) -> None:
-    """A remark for the person at the terminal (stderr: never mixed into the data)."""
-    print(text, file=sys.stderr)
-
-
-def fmt(args: argparse.Namespace) -> str:
-    return str(args.format)
-
-
-def maybe(value: Optional[str]) -> str:
-    return value if value else "-"
