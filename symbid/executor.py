@@ -30,10 +30,12 @@ from symbid.model import (
     Agent,
     AgentKind,
     Job,
+    LlmUsage,
     Run,
     RunOutcome,
     RunStatus,
     SessionContext,
+    ToolCall,
     format_duration,
     format_instant,
 )
@@ -42,6 +44,7 @@ from symbid.sandbox import STDERR_TAIL, ChildExit, Spawned, SpawnSpec, Superviso
 from symbid.sessions import (
     CONTEXT_NAME,
     CONTEXT_VAR,
+    DEFAULT_HISTORY_BYTES,
     SUMMARY_FILE_CAP,
     SUMMARY_NAME,
     SUMMARY_VAR,
@@ -132,6 +135,16 @@ class _Going:
     session: Optional[Session]  # what the run leaves (the job's session_mode)
     view: Optional[Session]  # what its next process sees (a heartbeat's context_mode)
     wakeup: Optional[Wakeup]
+    usage: Optional[LlmUsage] = None  # an llm agent's, summed over the iterations
+    tool_calls: tuple[ToolCall, ...] = ()
+    request_seconds: tuple[float, ...] = ()
+
+    def took(self, result: llmrun.Result) -> None:
+        """What one llm process used, added to the run's."""
+        self.usage = result.usage if self.usage is None else self.usage.plus(result.usage)
+        room = llmrun.TOOL_CALLS_KEPT - len(self.tool_calls)
+        self.tool_calls += result.tool_calls[:max(0, room)]
+        self.request_seconds += result.request_seconds[:llmrun.TOOL_CALLS_KEPT]
 
 
 def _describe_exit(child: ChildExit, secrets: list[str]) -> str:
@@ -214,7 +227,10 @@ class Executor:
         )
         session = None
         if self._contexts is not None:
-            session = Session.open(job.id, job.session_mode, self._contexts.get_context(job.id))
+            budget = DEFAULT_HISTORY_BYTES if agent.kind is not AgentKind.LLM else \
+                agent.max_context_bytes or self.llm.max_context_bytes
+            session = Session.open(job.id, job.session_mode, self._contexts.get_context(job.id),
+                                   budget)
         going = _Going(job=job, run=run, agent=agent, env=env, secrets=secrets,
                        text=run.input if run.input is not None else job.input,
                        session=session, view=session,
@@ -331,22 +347,20 @@ class Executor:
         text = mask(child.stdout.decode("utf-8", "replace"), secrets,
                     cut_end=child.stdout_truncated)
         summary = summarize(child.files.get(SUMMARY_VAR), text, secrets)
+        messages: tuple[dict[str, object], ...] = ()
         if going.agent.kind is AgentKind.LLM:
-            result = llmrun.result_of(child.files.get(RESULT_VAR))
+            result = llmrun.result_of(child.files.get(RESULT_VAR), secrets,
+                                      None if going.wakeup is None else going.wakeup.count + 1)
             if result is not None:
+                going.took(result)
+                messages = result.messages
                 if result.summary:
-                    summary = mask(result.summary, secrets)
+                    summary = result.summary
                 if status is RunStatus.FAILED and result.error:
-                    error = mask(result.error, secrets)
-                log.info("job %s: run %s: %s request(s), %s prompt and %s completion "
-                         "token(s), %d tool call(s)", job.name, run.id,
-                         result.usage.get("requests", 0), result.usage.get("prompt_tokens", 0),
-                         result.usage.get("completion_tokens", 0), len(result.tool_calls),
-                         extra={"SYMBID_JOB": job.name, "SYMBID_RUN": run.id,
-                                "SYMBID_EVENT": "llm_usage"})
+                    error = result.error
         now = self._clock.now()
         for session in {id(s): s for s in (going.session, going.view) if s is not None}.values():
-            session.record(run.id, going.text, summary, now)
+            session.record(run.id, going.text, summary, now, messages)
         wakeup = going.wakeup
         stop: Optional[str] = None
         if wakeup is not None:
@@ -390,7 +404,17 @@ class Executor:
             context=None if going.session is None else going.session.stored(run.id, now),
             iterations=wakeup.iterations if wakeup else (),
             stop_reason=stop,
+            usage=going.usage,
+            tool_calls=going.tool_calls,
+            request_seconds=going.request_seconds,
         )
+        if going.usage is not None:
+            log.info("job %s: run %s: %d model request(s), %d prompt and %d completion "
+                     "token(s), %d tool call(s)", job.name, run.id, going.usage.requests,
+                     going.usage.prompt_tokens, going.usage.completion_tokens,
+                     len(going.tool_calls),
+                     extra={"SYMBID_JOB": job.name, "SYMBID_RUN": run.id,
+                            "SYMBID_EVENT": "llm_usage"})
         log.info(
             "job %s: run %s %s%s%s", job.name, run.id, status.value,
             f" ({error})" if error else "",

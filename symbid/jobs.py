@@ -175,7 +175,7 @@ class JobService:
         """Reset a job's session context: the stored one dropped, its state directory
         emptied. Returns the (now empty) context."""
         job = self._store.get_job(ref)
-        self._store.clear_context(job.id)
+        self._store.clear_context(job.id, self._clock.now())
         if self.runs_dir is not None:
             empty_state(self.runs_dir, job.id)
         log.info("job %s: session context cleared", job.name,

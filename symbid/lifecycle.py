@@ -315,6 +315,7 @@ class RunLifecycle:
             done, self._outcomes = self._outcomes, []
             entries = [(o, self._running.get(o.run_id)) for o in done]
         decided: list[tuple[Job, Finish]] = []
+        requests: dict[str, tuple[float, ...]] = {}  # run id -> its model requests' seconds
         try:
             for outcome, entry in entries:
                 if entry is None:
@@ -325,6 +326,7 @@ class RunLifecycle:
                 if outcome.context is not None:  # stored with the run's final state
                     fin = dataclasses.replace(fin, context=outcome.context)
                 decided.append((job, fin))
+                requests[run.id] = outcome.request_seconds
             if not decided:
                 return
             ended = self._store.finish([fin for _, fin in decided])
@@ -346,6 +348,8 @@ class RunLifecycle:
             self._launcher.release_output(outcome.run_id)
         for job, fin in decided:
             self._after_finish(job, fin, fin.run.id in ended)
+            if fin.run.usage is not None:
+                self.metrics.llm_used(job.agent_id, fin.run.usage, requests[fin.run.id])
 
     @staticmethod
     def _decide(job: Job, run: Run, outcome: RunOutcome, now: int,
@@ -356,14 +360,10 @@ class RunLifecycle:
             return finish_decision(job, run, outcome, now, config)
         except Exception as exc:
             log.exception("job %s: run %s: deciding its end failed", job.name, run.id)
-            return job_end(job, run, RunStatus.FAILED, finished_at=outcome.finished_at,
-                           execution_time_ms=outcome.execution_time_ms,
-                           exit_code=outcome.exit_code, signal=outcome.signal,
-                           output=outcome.output, output_truncated=outcome.output_truncated,
-                           summary=outcome.summary, iterations=outcome.iterations,
-                           stop_reason=outcome.stop_reason,
-                           error_message=f"{outcome.status.value}; symbid could not decide "
-                           f"what follows ({type(exc).__name__}: {exc}); not retried")
+            return job_end(job, run, RunStatus.FAILED, **{
+                **outcome.run_fields(),
+                "error_message": f"{outcome.status.value}; symbid could not decide what "
+                f"follows ({type(exc).__name__}: {exc}); not retried"})
 
     def _after_finish(self, job: Job, fin: Finish, job_ended: bool) -> None:
         run = fin.run

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from symbid.model import LlmUsage
+
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+_REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30)
 
 
@@ -33,6 +37,14 @@ class Metrics:
             "symbiont_cron_start_lateness_seconds",
             "Seconds from when a run was due (slot plus jitter) to its process starting.",
             buckets=_LATENESS_BUCKETS, registry=self.registry)
+        self.llm_tokens = Counter(
+            "symbiont_llm_tokens_total", "Tokens llm agents' runs used, by agent and kind "
+            "(prompt, completion), as the model endpoints reported them.",
+            ["agent", "kind"], registry=self.registry)
+        self.llm_requests = Histogram(
+            "symbiont_llm_request_duration_seconds", "Duration of each model request an "
+            "llm agent's run made (retried and failed attempts too), by agent.",
+            ["agent"], buckets=_REQUEST_BUCKETS, registry=self.registry)
 
     def run_finished(self, job_name: str, status: str, seconds: float | None) -> None:
         if not self.enabled:
@@ -40,6 +52,16 @@ class Metrics:
         self.runs.labels(job_name=job_name, status=status).inc()
         if seconds is not None:
             self.duration.labels(job_name=job_name).observe(seconds)
+
+    def llm_used(self, agent: str, usage: LlmUsage, request_seconds: Sequence[float]) -> None:
+        """A finished llm run's tokens and its requests' durations."""
+        if not self.enabled:
+            return
+        self.llm_tokens.labels(agent=agent, kind="prompt").inc(usage.prompt_tokens)
+        self.llm_tokens.labels(agent=agent, kind="completion").inc(usage.completion_tokens)
+        histogram = self.llm_requests.labels(agent=agent)
+        for seconds in request_seconds:
+            histogram.observe(seconds)
 
     def dead_lettered(self, job_name: str) -> None:
         if self.enabled:

@@ -412,6 +412,8 @@ class Run:
     pgid: Optional[int] = None
     iterations: tuple[Iteration, ...] = ()  # a heartbeat wake-up's iterations
     stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
+    usage: Optional[LlmUsage] = None  # an llm agent's token usage (all its iterations)
+    tool_calls: tuple[ToolCall, ...] = ()  # the tool calls an llm agent's model asked for
 
     @property
     def key_space(self) -> KeySpace:
@@ -439,6 +441,64 @@ class RunOutcome:
     context: Optional[SessionContext] = None  # what the run leaves for the next (sessions)
     iterations: tuple[Iteration, ...] = ()  # a heartbeat wake-up's iterations
     stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
+    usage: Optional[LlmUsage] = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    request_seconds: tuple[float, ...] = ()  # each model request's duration (metrics only)
+
+    def run_fields(self) -> dict[str, Any]:
+        """What the run's record takes from this outcome (its status aside)."""
+        return dict(
+            finished_at=self.finished_at, execution_time_ms=self.execution_time_ms,
+            exit_code=self.exit_code, signal=self.signal, error_message=self.error_message,
+            output=self.output, output_truncated=self.output_truncated, summary=self.summary,
+            iterations=self.iterations, stop_reason=self.stop_reason, usage=self.usage,
+            tool_calls=self.tool_calls,
+        )
+
+
+@dataclass(frozen=True)
+class LlmUsage:
+    """An llm agent run's token usage, summed over its model requests."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def plus(self, other: LlmUsage) -> LlmUsage:
+        return LlmUsage(self.prompt_tokens + other.prompt_tokens,
+                        self.completion_tokens + other.completion_tokens,
+                        self.requests + other.requests)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens, "requests": self.requests}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call an llm agent's model asked for: ``exit_status`` None when it was
+    refused and nothing ran (``error`` says why); ``iteration`` in a heartbeat wake-up."""
+
+    name: str
+    arguments: str
+    exit_status: Optional[int]
+    duration_ms: int
+    error: Optional[str] = None
+    id: str = ""
+    iteration: Optional[int] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "arguments": self.arguments,
+                               "exit_status": self.exit_status,
+                               "duration_ms": self.duration_ms, "error": self.error}
+        if self.iteration is not None:
+            out["iteration"] = self.iteration
+        return out
 
 
 @dataclass(frozen=True)
@@ -449,10 +509,14 @@ class Turn:
     output: Optional[str]  # the run's summary
     run_id: str
     at: int  # when it finished (epoch ms)
+    messages: tuple[Mapping[str, Any], ...] = ()  # an llm run's messages, its input onward
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "output": self.output, "run_id": self.run_id,
-                "at": format_instant(self.at)}
+        out: dict[str, Any] = {"input": self.input, "output": self.output,
+                               "run_id": self.run_id, "at": format_instant(self.at)}
+        if self.messages:
+            out["messages"] = [dict(m) for m in self.messages]
+        return out
 
 
 @dataclass(frozen=True)
@@ -467,6 +531,7 @@ class SessionContext:
     dropped: int = 0
     run_id: Optional[str] = None  # the run that left it
     updated_at: int = 0
+    generation: int = 0  # how many times it was cleared (a run's write needs a match)
 
 
 @dataclass(frozen=True)

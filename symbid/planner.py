@@ -289,13 +289,7 @@ def finish_decision(
     job: Job, run: Run, outcome: RunOutcome, now: int, config: SchedulerConfig
 ) -> Finish:
     """How a run that started ends, and what that does to its job."""
-    fields = dict(
-        finished_at=outcome.finished_at, execution_time_ms=outcome.execution_time_ms,
-        exit_code=outcome.exit_code, signal=outcome.signal,
-        error_message=outcome.error_message, output=outcome.output,
-        output_truncated=outcome.output_truncated, summary=outcome.summary,
-        iterations=outcome.iterations, stop_reason=outcome.stop_reason,
-    )
+    fields = outcome.run_fields()
     if not outcome.status.is_failure or run.trigger is Trigger.MANUAL:
         return job_end(job, run, outcome.status, **fields)
     final = run.replace(status=outcome.status, **fields)

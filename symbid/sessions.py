@@ -3,7 +3,8 @@ it leaves.
 
 - ``ephemeral_with_summary`` (default): a fresh context plus the previous run's summary.
 - ``shared_persistent``: the history of the job's runs (bounded by a byte budget: the
-  oldest turns are dropped, and ``history_dropped`` counts them) and a private state
+  oldest turns are dropped, and ``history_dropped`` counts them; an llm agent's turns
+  hold its runs' messages, within its ``max_context_bytes``) and a private state
   directory, ``<runs_dir>/state/<job id>``, kept between runs until the job is deleted
   or its context cleared.
 - ``fully_ephemeral``: nothing is carried over.
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -128,26 +130,31 @@ class Session:
     history: tuple[Turn, ...] = ()
     dropped: int = 0
     budget: int = DEFAULT_HISTORY_BYTES
+    generation: int = 0  # of the stored context it started from
 
     @classmethod
     def open(cls, job_id: str, mode: SessionMode, stored: Optional[SessionContext],
              budget: int = DEFAULT_HISTORY_BYTES) -> Session:
         """What a run of a job in ``mode`` starts from, given the stored context."""
-        if mode is SessionMode.FULLY_EPHEMERAL or stored is None:
+        if stored is None:
             return cls(job_id, mode, budget=budget)
+        if mode is SessionMode.FULLY_EPHEMERAL:
+            return cls(job_id, mode, budget=budget, generation=stored.generation)
         if mode is SessionMode.SHARED_PERSISTENT and \
                 stored.mode is SessionMode.SHARED_PERSISTENT:
             history, dropped = trim(stored.history, budget)
-            return cls(job_id, mode, stored.summary, history, stored.dropped + dropped, budget)
-        return cls(job_id, mode, stored.summary, budget=budget)
+            return cls(job_id, mode, stored.summary, history, stored.dropped + dropped, budget,
+                       stored.generation)
+        return cls(job_id, mode, stored.summary, budget=budget, generation=stored.generation)
 
     def as_mode(self, mode: SessionMode) -> Session:
         """The same context seen in another mode (a heartbeat's ``context_mode``)."""
         if mode is SessionMode.FULLY_EPHEMERAL:
-            return Session(self.job_id, mode, budget=self.budget)
+            return Session(self.job_id, mode, budget=self.budget, generation=self.generation)
         if mode is SessionMode.SHARED_PERSISTENT:
             return dataclasses.replace(self, mode=mode)
-        return Session(self.job_id, mode, self.summary, budget=self.budget)
+        return Session(self.job_id, mode, self.summary, budget=self.budget,
+                       generation=self.generation)
 
     @property
     def shared(self) -> bool:
@@ -162,14 +169,17 @@ class Session:
         return out
 
     def record(self, run_id: str, given: Optional[str], summary: Optional[str],
-               now: int) -> None:
-        """What a finished run (or iteration) leaves, per the mode."""
+               now: int, messages: Sequence[Mapping[str, Any]] = ()) -> None:
+        """What a finished run (or iteration) leaves, per the mode: for an llm agent's
+        run in shared mode its ``messages`` (its input onward) are the turn."""
         if self.mode is SessionMode.FULLY_EPHEMERAL:
             return
         self.summary = summary
         if self.shared:
             turn = Turn(input=None if given is None else _cut_head(given, TURN_INPUT_CAP),
-                        output=summary, run_id=run_id, at=now)
+                        output=summary, run_id=run_id, at=now, messages=tuple(messages))
+            if turn.messages and turn_size(turn) > self.budget:  # too big to carry whole
+                turn = dataclasses.replace(turn, messages=())
             self.history, dropped = trim(self.history + (turn,), self.budget)
             self.dropped += dropped
 
@@ -177,7 +187,7 @@ class Session:
         """The context to store (for fully_ephemeral: its mode and nothing else)."""
         return SessionContext(job_id=self.job_id, mode=self.mode, summary=self.summary,
                               history=self.history, dropped=self.dropped, run_id=run_id,
-                              updated_at=now)
+                              updated_at=now, generation=self.generation)
 
 
 def context_to_wire(ctx: Optional[SessionContext], mode: SessionMode,

@@ -67,8 +67,9 @@ def job_to_wire(job: Job) -> dict[str, Any]:
 
 def run_to_wire(run: Run, *, preview: bool = False) -> dict[str, Any]:
     """A run in its wire form. With ``preview`` (history rows) it carries
-    ``output_preview``, ``output_bytes`` and ``input_preview`` instead of the whole
-    ``output`` and ``input``, which only ``GET /api/v1/runs/{id}`` returns."""
+    ``output_preview``, ``output_bytes``, ``input_preview`` and ``tool_call_count``
+    instead of the whole ``output``, ``input`` and ``tool_calls``, which only
+    ``GET /api/v1/runs/{id}`` returns."""
     out = _run_wire(run)
     text = run.output
     out["output_bytes"] = run.output_bytes if run.output_bytes or not text \
@@ -78,6 +79,7 @@ def run_to_wire(run: Run, *, preview: bool = False) -> dict[str, Any]:
         del out["output"]
         given = out.pop("input")
         out["input_preview"] = None if given is None else given[:OUTPUT_PREVIEW]
+        out["tool_call_count"] = len(out.pop("tool_calls"))
     return out
 
 
@@ -103,6 +105,8 @@ def _run_wire(run: Run) -> dict[str, Any]:
         "retry_at": _instant(run.retry_at),
         "iterations": [i.to_dict() for i in run.iterations],
         "stop_reason": run.stop_reason,
+        "usage": None if run.usage is None else run.usage.to_dict(),
+        "tool_calls": [c.to_dict() for c in run.tool_calls],
     }
 
 

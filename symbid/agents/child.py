@@ -15,8 +15,9 @@ Protocol (also in ``docs/llm-agents.md``):
   untouched, and the daemon reads it after the child exits); no record without it.
   Fields: ``status`` (succeeded | failed), ``error``, ``summary`` (the last reply cut to
   1 KiB), ``usage`` {prompt_tokens, completion_tokens, total_tokens, requests},
-  ``tool_calls`` [{id, name, arguments, exit_status, duration_ms, error}], ``history``
-  (the turns to carry in shared mode).
+  ``tool_calls`` [{id, name, arguments, exit_status, duration_ms, error}],
+  ``request_seconds`` (each HTTP attempt's duration), ``history`` (the run's messages
+  after the system ones: what shared mode carries).
 - **Exit status**: 0 succeeded; 1 the run failed (the reason on stderr); 2 the spec or the
   key is unusable (the reason on stderr).
 
@@ -136,6 +137,7 @@ def main() -> int:
         record = {"status": result.status, "error": result.error, "summary": summary_of(last),
                   "usage": result.usage.to_json(),
                   "tool_calls": [c.to_json() for c in result.tool_calls],
+                  "request_seconds": [round(x, 6) for x in result.usage.seconds],
                   "history": result.history}
         try:
             with open(result_path, "w", encoding="utf-8") as fh:

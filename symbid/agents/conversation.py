@@ -40,7 +40,8 @@ class Limits:
 
 class RunResult:
     """What a run produced: ``status`` is "succeeded" or "failed" (then ``error`` says
-    why); ``history`` holds the turns to carry in shared mode (no system messages)."""
+    why); ``history`` holds this run's messages, its user message onward (what shared
+    mode carries to the next run), whatever was trimmed from the context sent."""
 
     __slots__ = ("error", "history", "output", "status", "tool_calls", "usage")
 
@@ -130,8 +131,10 @@ class Conversation:
             head.append({"role": "system", "content": system_prompt})
         if previous_summary:
             head.append({"role": "system", "content": SUMMARY_PREFIX + previous_summary})
-        turns: list[Message] = [*(history or []), {"role": "user", "content": user_input}]
+        asked: Message = {"role": "user", "content": user_input}
+        turns: list[Message] = [*(history or []), asked]
         result = RunResult("", "failed", None, self.client.usage)
+        result.history.append(asked)
         try:
             result.output = self._loop(head, turns, result)
             result.status = "succeeded"
@@ -139,7 +142,6 @@ class Conversation:
             result.error = stop.reason
         except LLMError as exc:
             result.error = exc.message
-        result.history = [m for m in turns if m.get("role") != "system"]
         return result
 
     def _body(self, messages: list[Message]) -> dict[str, Any]:
@@ -165,6 +167,7 @@ class Conversation:
             if tool_calls:
                 assistant["tool_calls"] = tool_calls
             turns.append(assistant)
+            result.history.append(assistant)
             if not tool_calls:
                 content = message.get("content")
                 return content if isinstance(content, str) else ""
@@ -175,7 +178,9 @@ class Conversation:
                                 "model asked for another tool call")
                 record, content = self._call(call)
                 result.tool_calls.append(record)
-                turns.append({"role": "tool", "tool_call_id": record.id, "content": content})
+                answer = {"role": "tool", "tool_call_id": record.id, "content": content}
+                turns.append(answer)
+                result.history.append(answer)
 
     def _check_tokens(self) -> None:
         cap, used = self.limits.max_tokens_per_run, self.client.usage.total

@@ -41,12 +41,13 @@ class LLMError(SymbidError):
 class Usage:
     """Token counts summed over a run's requests."""
 
-    __slots__ = ("completion_tokens", "prompt_tokens", "requests")
+    __slots__ = ("completion_tokens", "prompt_tokens", "requests", "seconds")
 
     def __init__(self) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.requests = 0
+        self.seconds: list[float] = []  # each HTTP attempt's duration, failed ones too
 
     @property
     def total(self) -> int:
@@ -95,17 +96,22 @@ class ChatClient:
             left = deadline - self._monotonic()
             if left <= 0:
                 raise LLMError("the run's deadline passed before the model answered")
+            began = self._monotonic()
+            retry: Optional[_Retryable] = None
             try:
                 reply = self._post(data, min(self.request_timeout, left))
             except _Retryable as exc:
+                retry = exc
+            finally:
+                self.usage.seconds.append(self._monotonic() - began)
+            if retry is not None:
                 if attempt >= self.max_retries:
-                    raise LLMError(f"{exc.reason} (gave up after {attempt + 1} attempts)") \
-                        from None
-                wait = (exc.retry_after if exc.retry_after is not None
+                    raise LLMError(f"{retry.reason} (gave up after {attempt + 1} attempts)")
+                wait = (retry.retry_after if retry.retry_after is not None
                         else min(self.backoff * 2 ** attempt, self.max_backoff))
                 if self._monotonic() + wait >= deadline:
-                    raise LLMError(f"{exc.reason}; the run's deadline leaves no time to retry") \
-                        from None
+                    raise LLMError(f"{retry.reason}; the run's deadline leaves no time to "
+                                   "retry")
                 self._sleep(wait)
                 attempt += 1
                 continue

@@ -319,7 +319,21 @@ def document() -> dict[str, Any]:
                                        "summary": _NSTR, "duration_ms": _INT}}},
                 "stop_reason": {**_NSTR, "description": "why a heartbeat wake-up stopped: "
                                 "sleep, max_iterations, max_runtime, or an iteration's "
-                                "status"}}},
+                                "status"},
+                "usage": {"type": ["object", "null"], "description": "an llm agent's token "
+                          "usage over the run's model requests", "properties": {
+                              "prompt_tokens": _INT, "completion_tokens": _INT,
+                              "total_tokens": _INT, "requests": _INT}},
+                "tool_calls": {"type": "array", "description": "the tool calls the model "
+                               "asked for (only in GET /api/v1/runs/{run_id})", "items": {
+                                   "type": "object", "properties": {
+                                       "id": _STR, "name": _STR, "arguments": _STR,
+                                       "exit_status": {**_NINT, "description": "null: "
+                                                       "refused, nothing ran"},
+                                       "duration_ms": _INT, "error": _NSTR,
+                                       "iteration": _INT}}},
+                "tool_call_count": {**_INT, "description": "history rows: how many tool "
+                                    "calls the run made"}}},
             "Context": {"type": "object", "properties": {
                 "session_mode": {"enum": [m.value for m in SessionMode]},
                 "stored_mode": {**_NSTR, "description": "the mode of the run that left it"},

@@ -185,9 +185,10 @@ class JobStore(abc.ABC):
         :class:`Finish` with a ``context`` stores it in the run's own transaction."""
 
     @abc.abstractmethod
-    def clear_context(self, job_id: str) -> bool:
-        """Drop a job's context; False when it had none. Deleting a job drops its
-        context in the same transaction."""
+    def clear_context(self, job_id: str, now: int) -> bool:
+        """Empty a job's context (the row stays, its ``generation`` bumped, so that a run
+        going meanwhile cannot write over it); False when it held nothing. Deleting a
+        job drops its context in the same transaction."""
 
     # scheduling
     @abc.abstractmethod

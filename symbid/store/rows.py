@@ -12,8 +12,10 @@ from symbid.model import (
     Iteration,
     Job,
     JobStatus,
+    LlmUsage,
     Run,
     RunStatus,
+    ToolCall,
     Trigger,
 )
 from symbid.spans import Spans
@@ -29,7 +31,8 @@ JOB_PLACEHOLDERS = ", ".join("?" * len(JOB_COLUMNS.split(",")))
 RUN_COLUMNS = (
     "id, job_id, space, slot, attempt, trigger_kind, status, created_at, not_before, "
     "started_at, finished_at, execution_time_ms, exit_code, signal, error_message, output, "
-    "output_truncated, summary, input, retry_at, pid, pgid, output_bytes, iterations, stop_reason"
+    "output_truncated, summary, input, retry_at, pid, pgid, output_bytes, iterations, stop_reason, "
+    "usage, tool_calls"
 )
 RUN_PLACEHOLDERS = ", ".join("?" * len(RUN_COLUMNS.split(",")))
 
@@ -80,7 +83,8 @@ def job_params(job: Job) -> tuple[Any, ...]:
 def run_from_row(row: Sequence[Any]) -> Run:
     (rid, job_id, _space, slot, attempt, trigger, status, created_at, not_before, started_at,
      finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
-     summary, input_text, retry_at, pid, pgid, output_bytes, iterations, stop_reason) = row
+     summary, input_text, retry_at, pid, pgid, output_bytes, iterations, stop_reason, usage,
+     tool_calls) = row
     return Run(
         id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
         status=RunStatus(status), created_at=created_at, not_before=not_before,
@@ -89,6 +93,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
         output_truncated=bool(truncated), summary=summary, input=input_text,
         retry_at=retry_at, pid=pid, pgid=pgid, output_bytes=output_bytes or 0,
         iterations=iterations_from_text(iterations), stop_reason=stop_reason,
+        usage=usage_from_text(usage), tool_calls=tool_calls_from_text(tool_calls),
     )
 
 
@@ -100,6 +105,7 @@ def run_params(run: Run) -> tuple[Any, ...]:
         run.execution_time_ms, run.exit_code, run.signal, run.error_message, run.output,
         int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
         output_size(run.output), iterations_text(run.iterations), run.stop_reason,
+        usage_text(run.usage), tool_calls_text(run.tool_calls),
     )
 
 
@@ -112,6 +118,30 @@ def iterations_from_text(text: Optional[str]) -> tuple[Iteration, ...]:
     return tuple(Iteration(number=int(n), status=RunStatus(st), summary=summ,
                            duration_ms=int(ms))
                  for n, st, summ, ms in json.loads(text or "[]"))
+
+
+def usage_text(usage: Optional[LlmUsage]) -> Optional[str]:
+    if usage is None:
+        return None
+    return json.dumps([usage.prompt_tokens, usage.completion_tokens, usage.requests])
+
+
+def usage_from_text(text: Optional[str]) -> Optional[LlmUsage]:
+    if not text:
+        return None
+    prompt, completion, requests = json.loads(text)
+    return LlmUsage(int(prompt), int(completion), int(requests))
+
+
+def tool_calls_text(calls: Sequence[ToolCall]) -> str:
+    return json.dumps([[c.name, c.arguments, c.exit_status, c.duration_ms, c.error, c.id,
+                        c.iteration] for c in calls], separators=(",", ":"))
+
+
+def tool_calls_from_text(text: Optional[str]) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(name=n, arguments=a, exit_status=x, duration_ms=int(ms), error=e,
+                          id=i, iteration=it)
+                 for n, a, x, ms, e, i, it in json.loads(text or "[]"))
 
 
 def output_size(text: Optional[str]) -> int:

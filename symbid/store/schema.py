@@ -146,6 +146,13 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN iterations TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE runs ADD COLUMN stop_reason TEXT;
     """,
+    # 6 (issue 10): an llm run's token usage and tool calls; a context's generation,
+    # which a clear bumps so that a run going during the clear does not undo it.
+    """
+    ALTER TABLE runs ADD COLUMN usage TEXT;
+    ALTER TABLE runs ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE contexts ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -101,7 +101,7 @@ def test_the_key_is_sent_as_a_bearer_token_and_never_printed(
     assert KEY not in child.stdout + child.stderr + json.dumps(child.record)
 
 
-def test_history_is_sent_before_the_input_and_returned_with_the_new_turns(
+def test_history_is_sent_before_the_input_and_only_the_runs_own_messages_come_back(
         server: LLMServer, tmp_path: Path) -> None:
     server.script(text("second answer"))
     history = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"}]
@@ -112,7 +112,7 @@ def test_history_is_sent_before_the_input_and_returned_with_the_new_turns(
                                            {"role": "user", "content": "check the web tier"}]
     assert child.record is not None
     assert child.record["history"] == [
-        *history, {"role": "user", "content": "check the web tier"},
+        {"role": "user", "content": "check the web tier"},
         {"role": "assistant", "content": "second answer"}]
 
 

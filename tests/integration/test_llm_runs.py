@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.daemon_helper import Daemon
-from tests.llm_server import LLMServer, text, tool_calls
+from tests.llm_server import LLMServer, hang, text, tool_calls
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -52,10 +52,18 @@ def test_an_llm_agent_answers_through_the_daemon_and_its_key_stays_out_of_the_re
         assert request.body["model"] == "m-1"
         assert request.messages[0] == {"role": "system", "content": "You are terse."}
         assert request.messages[-1] == {"role": "user", "content": "Check production"}
+        [run] = d.history("think")
+        assert run["usage"] == {"prompt_tokens": 12, "completion_tokens": 4,
+                                "total_tokens": 16, "requests": 1}
+        status, metrics = d.api("GET", "/metrics")
+        assert status == 200
+        assert 'symbiont_llm_tokens_total{agent="thinker",kind="prompt"} 12.0' in metrics
+        assert 'symbiont_llm_tokens_total{agent="thinker",kind="completion"} 4.0' in metrics
+        assert 'symbiont_llm_request_duration_seconds_count{agent="thinker"} 1.0' in metrics
         d.stop()
         for path in [d.log, *d.state.glob("symbid.db*")]:
             assert KEY.encode() not in path.read_bytes(), path
-        assert "1 request(s), 12 prompt and 4 completion token(s)" in d.log.read_text()
+        assert "1 model request(s), 12 prompt and 4 completion token(s)" in d.log.read_text()
     finally:
         d.cleanup()
 
@@ -74,8 +82,8 @@ def test_the_previous_runs_summary_reaches_the_model(tmp_path: Path, server: LLM
         d.cleanup()
 
 
-def test_a_tool_runs_in_the_runs_sandbox_without_the_key(tmp_path: Path,
-                                                         server: LLMServer) -> None:
+def test_a_tool_runs_in_the_runs_sandbox_without_the_key_and_is_listed_in_the_record(
+        tmp_path: Path, server: LLMServer) -> None:
     probe = tmp_path / "probe.sh"
     probe.write_text('#!/bin/sh\necho "env has key: $(env | grep -c sk-test)"\n')
     probe.chmod(0o755)
@@ -99,6 +107,14 @@ agent operator {{
         tool_message = server.requests[1].messages[-1]
         assert tool_message == {"role": "tool", "tool_call_id": "call_1",
                                 "content": "env has key: 0\n"}
+        [row] = d.history("operate")
+        assert row["tool_call_count"] == 1
+        status, run = d.api("GET", f"/api/v1/runs/{row['id']}")
+        assert status == 200
+        [call] = run["tool_calls"]
+        assert (call["id"], call["name"], call["arguments"], call["exit_status"],
+                call["error"]) == ("call_1", "probe", '{"target": "web-1"}', 0, None)
+        assert call["duration_ms"] >= 0
     finally:
         d.cleanup()
 
@@ -198,5 +214,114 @@ agent operator {
         out = d.cli("cron", "run", "env-tool", "--wait")
         assert out.returncode == 0, out.stdout + out.stderr
         assert server.requests[1].messages[-1]["content"] == "region=eu-1 key=none\n"
+    finally:
+        d.cleanup()
+
+
+def test_shared_mode_carries_the_whole_message_history_across_runs_and_a_restart(
+        tmp_path: Path, server: LLMServer) -> None:
+    probe = tmp_path / "probe.sh"
+    probe.write_text("#!/bin/sh\necho probed\n")
+    probe.chmod(0o755)
+    d = llm_daemon(tmp_path, server, f'''
+agent keeper {{
+  model: "m-1"
+  tools {{
+    probe {{
+      description: "Probe"
+      parameters: {{ target: "string" }}
+      command: ["{probe}"]
+    }}
+  }}
+}}
+''')
+    try:
+        add(d, "keep", "keeper", session_mode="shared_persistent")
+        server.script(tool_calls(("c1", "probe", {"target": "db"})), text("db is fine"))
+        assert d.cli("cron", "run", "keep", "--input", "check db", "--wait").returncode == 0
+        d.stop()
+        d.start(env={"TEST_LLM_KEY": KEY})
+        server.script(text("still fine"))
+        out = d.cli("cron", "run", "keep", "--input", "and now?", "--wait")
+        assert out.returncode == 0, out.stdout + out.stderr
+        sent = server.requests[2].messages
+        assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool",
+                                             "assistant", "user"]
+        assert sent[1] == {"role": "user", "content": "check db"}
+        assert sent[2]["tool_calls"][0]["id"] == "c1"
+        assert sent[3] == {"role": "tool", "tool_call_id": "c1", "content": "probed\n"}
+        assert sent[4] == {"role": "assistant", "content": "db is fine"}
+        assert sent[5] == {"role": "user", "content": "and now?"}
+        status, ctx = d.api("GET", "/api/v1/schedule/keep/context")
+        assert status == 200
+        assert [len(t["messages"]) for t in ctx["history"]] == [4, 2]
+    finally:
+        d.cleanup()
+
+
+def test_fully_ephemeral_carries_nothing_to_the_model(tmp_path: Path,
+                                                     server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, 'agent forgetful { model: "m-1" }\n')
+    try:
+        add(d, "forget", "forgetful", session_mode="fully_ephemeral")
+        server.script(text("first"), text("second"))
+        assert d.cli("cron", "run", "forget", "--input", "one", "--wait").returncode == 0
+        assert d.cli("cron", "run", "forget", "--input", "two", "--wait").returncode == 0
+        assert server.requests[1].messages == [{"role": "user", "content": "two"}]
+    finally:
+        d.cleanup()
+
+
+def test_a_hung_endpoint_is_cut_off_by_max_runtime(tmp_path: Path, server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, 'agent stuck { model: "m-1" }\n')
+    try:
+        add(d, "hung", "stuck", policy={"max_runtime": "2s"})
+        server.script(hang())
+        out = d.cli("cron", "run", "hung", "--wait")
+        assert out.returncode != 0
+        [run] = d.history("hung")
+        assert run["status"] == "timed_out", run
+        assert "exceeded max_runtime 2s" in run["error_message"]
+        assert 1900 <= run["execution_time_ms"] < 15000
+    finally:
+        d.cleanup()
+
+
+def test_max_tokens_per_run_stops_a_run_through_the_daemon(tmp_path: Path,
+                                                         server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, 'agent spender { model: "m-1" max_tokens_per_run: 100 }\n')
+    try:
+        add(d, "spend", "spender")
+        server.script(text("long answer", prompt_tokens=90, completion_tokens=30))
+        assert d.cli("cron", "run", "spend", "--wait").returncode != 0
+        [run] = d.history("spend")
+        assert run["status"] == "failed"
+        assert "max_tokens_per_run 100 exceeded (120 used)" in run["error_message"]
+        assert run["usage"]["total_tokens"] == 120
+    finally:
+        d.cleanup()
+
+
+def test_an_llm_heartbeat_stops_on_sleep_and_each_iteration_sees_the_previous_summary(
+        tmp_path: Path, server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, 'agent monitor { model: "m-1" }\n')
+    try:
+        add(d, "watch", "monitor", input="check the fleet",
+            heartbeat={"enabled": True, "context_mode": "ephemeral_with_summary",
+                       "max_iterations": 10})
+        server.script(text("restarted web-2", prompt_tokens=3, completion_tokens=1),
+                      text("web-2 healthy\nsleep", prompt_tokens=5, completion_tokens=2))
+        assert d.cli("cron", "run", "watch", "--wait").returncode == 0
+        assert len(server.requests) == 2
+        first, second = (r.messages for r in server.requests)
+        assert first == [{"role": "user", "content": "check the fleet"}]
+        assert second[0] == {"role": "system",
+                             "content": "Summary of the previous run:\nrestarted web-2"}
+        [run] = d.history("watch")
+        assert run["stop_reason"] == "sleep"
+        assert [i["summary"] for i in run["iterations"]] == ["restarted web-2",
+                                                             "web-2 healthy\nsleep"]
+        assert run["usage"] == {"prompt_tokens": 8, "completion_tokens": 3,
+                                "total_tokens": 11, "requests": 2}
     finally:
         d.cleanup()
