@@ -377,18 +377,32 @@ class Executor:
                 limit = job.policy.max_runtime_seconds or 0
                 error = f"the wake-up used up max_runtime {format_duration(limit)}"
             if stop is None:
+                with self._lock:  # a cancel since this exit was reported
+                    by = self._cancelled_by.pop(run.id, None)
+                if by is not None:
+                    stop, status = "cancelled", RunStatus.CANCELLED
+                    error = f"cancelled by {by} between two iterations"
+            if stop is None:
                 if going.view is going.session and going.session is not None:
                     going.view = going.session.as_mode(job.heartbeat.context_mode)
                 self.live.release(run.id)
                 try:
                     self._spawn(going, None)
-                    return
                 except SymbidError as exc:
                     stop, status = "failed", RunStatus.FAILED
                     error = mask(f"iteration {wakeup.count + 1} could not start: "
                                  f"{exc.message}", secrets)
+                else:
+                    # A cancel that came while the next iteration was being spawned found
+                    # no process to kill: its flag is still here, so the kill is done now.
+                    with self._lock:
+                        late = run.id in self._cancelled_by
+                    if late:
+                        self._supervisor.kill(run.id, "cancel")
+                    return
         with self._lock:
             self._waking.discard(run.id)
+            self._cancelled_by.pop(run.id, None)  # a cancel that raced the wake-up's end
         outcome = RunOutcome(
             run_id=run.id,
             job_id=job.id,
