@@ -29,6 +29,7 @@ from typing import Callable, Optional, Protocol
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, UnreadableRow
+from symbid.leftovers import find_run_processes, kill_process_groups
 from symbid.metrics import Metrics
 from symbid.model import (
     Job,
@@ -47,7 +48,7 @@ from symbid.planner import (
     start_due,
     start_gate,
 )
-from symbid.sandbox import Spawned, find_run_processes, kill_process_groups
+from symbid.sandbox import Spawned
 from symbid.startlog import StartLog
 from symbid.store import Advance, Finish, JobStore, RetryClaim
 

@@ -18,14 +18,9 @@ import pytest
 
 from symbid.clock import SystemClock
 from symbid.errors import SandboxError
+from symbid.leftovers import find_run_processes, kill_process_groups
 from symbid.model import Limits
-from symbid.sandbox import (
-    ChildExit,
-    SpawnSpec,
-    Supervisor,
-    find_run_processes,
-    kill_process_groups,
-)
+from symbid.sandbox import ChildExit, SpawnSpec, Supervisor
 
 WAIT = 20.0  # generous bound for anything that should take milliseconds
 

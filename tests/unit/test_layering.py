@@ -58,6 +58,7 @@ LADDER: dict[str, float] = {
     "symbid.timer": 2,
     "symbid.startlog": 2,
     "symbid.sandbox": 2,
+    "symbid.leftovers": 2.1,  # a crashed daemon's runs' processes, by the sandbox's marks
     "symbid.live": 2,  # running runs' output, fed by the sandbox's reads through the executor
     "symbid.agentpin": 2,
     "symbid.journal": 2,
