@@ -1,8 +1,16 @@
 """What a crashed daemon's runs left behind: their live process groups, found at start-up
 and terminated (DESIGN §5's recovery), and the termination itself.
 
-A run's processes are found by the ``SYMBI_RUN_ID`` the sandbox puts in their
-environment (grandchildren that changed their process group too).
+A run's processes are found two ways:
+
+- by the ``SYMBI_RUN_ID`` the sandbox puts in their environment (grandchildren that
+  changed their process group too), which needs ``/proc/PID/environ`` to be readable;
+- by the pid and process group the store recorded when the run started: a process whose
+  environ is closed to the daemon (an llm agent's child makes itself non-dumpable, so to
+  a daemon that is not root its environ belongs to root) is still found while it lives.
+  A recorded pid counts only when that process still leads the recorded group and began
+  within :data:`START_SLACK` seconds of the run's recorded start, so a reused pid is
+  never taken for the run.
 """
 
 from __future__ import annotations
@@ -11,9 +19,12 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import Optional
 
 from symbid.sandbox import RUN_ID_VAR
+
+START_SLACK = 5.0  # seconds between a run's recorded start and its process's own
 
 
 def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:
@@ -46,6 +57,50 @@ def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:
             if tag is not None:
                 found.setdefault(tag, set()).add(pgid)
                 break
+    return found
+
+
+def _boot_time() -> Optional[float]:
+    try:
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def started_group(pid: int, pgid: int, started_at_ms: int) -> bool:
+    """Whether ``pid`` lives, is in process group ``pgid`` and began within
+    :data:`START_SLACK` seconds of ``started_at_ms`` (epoch ms)."""
+    boot = _boot_time()
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    if boot is None:
+        return False
+    fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) "
+    try:
+        group, ticks = int(fields[2]), int(fields[19])  # pgrp (5th) and starttime (22nd)
+    except (IndexError, ValueError):
+        return False
+    began = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return group == pgid and abs(began - started_at_ms / 1000) <= START_SLACK
+
+
+def recorded_groups(runs: Iterable[tuple[str, Optional[int], Optional[int], Optional[int]]]
+                    ) -> dict[str, set[int]]:
+    """Process groups of runs ``(id, pid, pgid, started_at_ms)`` whose recorded process
+    still lives (see the module's note)."""
+    own = os.getpgrp()
+    found: dict[str, set[int]] = {}
+    for run_id, pid, pgid, started_at in runs:
+        if pid and pgid and started_at is not None and pgid != own and \
+                started_group(pid, pgid, started_at):
+            found.setdefault(run_id, set()).add(pgid)
     return found
 
 

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Protocol
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, UnreadableRow
-from symbid.leftovers import find_run_processes, kill_process_groups
+from symbid.leftovers import find_run_processes, kill_process_groups, recorded_groups
 from symbid.metrics import Metrics
 from symbid.model import (
     Job,
@@ -494,7 +494,8 @@ class RunLifecycle:
 
         A run that may have started (``running``, or ``pending`` with a start marker)
         is recorded ``interrupted`` and never re-run; its leftover processes, found by
-        the run id in their environment, are terminated first. A run that provably
+        the run id in their environment or by its recorded pid and process group
+        (:mod:`symbid.leftovers`), are terminated first. A run that provably
         never started is queued again with its row, slot and jitter deadline, unless
         it is now so late that its job's ``catch_up`` skips it.
         """
@@ -508,6 +509,9 @@ class RunLifecycle:
         interrupted = 0
         if open_runs:
             groups = find_run_processes({r.id for r in open_runs})
+            for rid, pgids in recorded_groups(
+                    (r.id, r.pid, r.pgid, r.started_at) for r in open_runs).items():
+                groups.setdefault(rid, set()).update(pgids)
             pgids = {g for gs in groups.values() for g in gs}
             if pgids:
                 log.warning("terminating %d leftover process group(s) of interrupted runs",

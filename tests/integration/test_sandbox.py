@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import socket
@@ -293,6 +294,50 @@ def test_leftover_processes_of_a_run_are_found_by_their_run_id(tmp_path: Path) -
             proc.kill()
 
 
+UNDUMPABLE_SLEEPER = (
+    "import ctypes, sys, time\n"
+    "ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n"  # PR_SET_DUMPABLE 0, as the llm child does
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n"
+)
+FINDER = (
+    "import json, sys\n"
+    "from symbid.leftovers import find_run_processes, recorded_groups\n"
+    "pid, started = int(sys.argv[1]), int(sys.argv[2])\n"
+    "print(json.dumps([sorted(find_run_processes({'llm-run'}).get('llm-run', ())),\n"
+    "                  sorted(recorded_groups([('llm-run', pid, pid, started)])"
+    ".get('llm-run', ())),\n"
+    "                  sorted(recorded_groups([('llm-run', pid, pid, started - 60_000)])"
+    ".get('llm-run', ())),\n"
+    "                  sorted(recorded_groups([('llm-run', pid, pid + 1, started)])"
+    ".get('llm-run', ()))]))\n"
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run both sides as nobody")
+def test_a_non_dumpable_leftover_is_found_by_its_recorded_pid_by_a_daemon_that_is_not_root(
+        tmp_path: Path) -> None:
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {"PATH": os.environ["PATH"], "SYMBI_RUN_ID": "llm-run",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    started = int(time.time() * 1000)
+    proc = subprocess.Popen([*as_nobody, sys.executable, "-c", UNDUMPABLE_SLEEPER], env=env,
+                            stdout=subprocess.PIPE, start_new_session=True, cwd="/")
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        found = subprocess.run([*as_nobody, sys.executable, "-c", FINDER, str(proc.pid),
+                                str(started)], env=dict(env, SYMBI_RUN_ID="finder"),
+                               capture_output=True, text=True, timeout=30, cwd="/")
+        assert found.returncode == 0, found.stderr
+        by_environ, by_record, too_early, other_group = json.loads(found.stdout)
+        assert by_environ == []  # its environ is closed to a same-uid, non-root reader
+        assert by_record == [proc.pid]
+        assert too_early == [] and other_group == []  # a reused pid is not taken
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def test_a_child_whose_pidfd_cannot_be_opened_is_still_reaped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -323,3 +368,30 @@ def test_quick_children_are_all_reported_without_pidfds(tmp_path: Path) -> None:
             [str(i) for i in range(60)]
     finally:
         sup.close()
+
+
+def test_start_up_recovery_terminates_a_leftover_found_only_by_its_recorded_pid(
+        tmp_path: Path) -> None:
+    from symbid.model import RunStatus
+    from tests.harness import Harness
+
+    h = Harness(tmp_path)
+    h.launcher.behaviour = lambda job, run: None
+    h.add("hourly", cron="0 * * * *")
+    h.run_until("2026-03-01T01:00:00Z")
+    (run,) = h.history("hourly")
+    assert run.status is RunStatus.RUNNING
+    # its process carries no SYMBI_RUN_ID the daemon can read: only the record names it
+    proc = subprocess.Popen(["sleep", "300"], env={"PATH": os.environ["PATH"]},
+                            start_new_session=True)
+    try:
+        with h.store._write() as conn:
+            conn.execute("UPDATE runs SET pid = ?, pgid = ?, started_at = ? WHERE id = ?",
+                         (proc.pid, proc.pid, int(time.time() * 1000), run.id))
+        report = h.restart()
+        assert report.killed_groups == 1
+        assert proc.wait(timeout=10) == -15
+        assert h.store.get_run(run.id).status is RunStatus.INTERRUPTED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
