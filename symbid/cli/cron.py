@@ -243,7 +243,7 @@ def cmd_action(args: argparse.Namespace) -> int:
 
 
 def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) -> None:
-    from symbid.cli.runs import HISTORY_HEADERS, history_rows
+    from symbid.cli.runs import history_table
 
     job = client.schedule.get_status(ref, history=args.history)
     if args.format == "json":
@@ -269,7 +269,8 @@ def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) ->
         print()
         runs = list(job.recent_runs)
         if runs:
-            table(HISTORY_HEADERS, history_rows(runs, now), [r.status for r in runs], 3)
+            headers, rows = history_table(runs, now)
+            table(headers, rows, [r.status for r in runs], 3)
         else:
             print("no runs yet")
 

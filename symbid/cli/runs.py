@@ -31,16 +31,37 @@ def _first_line(text: Any, width: int = _PREVIEW_WIDTH) -> str:
     return first if len(first) <= width else first[:width - 1] + "…"
 
 
-def history_rows(runs: list[Any], now: float, *, output: bool = False) -> list[list[str]]:
+def _detail(r: Any) -> str:
+    """A heartbeat wake-up's iterations and why it stopped; an llm run's tokens and tools."""
+    d = r.to_dict()
+    parts = []
+    if d.get("iterations"):
+        stop = d.get("stop_reason")
+        parts.append(f"{len(d['iterations'])} iter" + (f" ({stop})" if stop else ""))
+    if d.get("usage"):
+        parts.append(f"{d['usage'].get('total_tokens', 0)} tok")
+    calls = d.get("tool_call_count", len(d.get("tool_calls") or []))
+    if calls:
+        parts.append(f"{calls} tool call" + ("s" if calls != 1 else ""))
+    return ", ".join(parts)
+
+
+def history_table(runs: list[Any], now: float, *, output: bool = False) -> \
+        tuple[list[str], list[list[str]]]:
+    """The headers and rows of a run listing; a DETAIL column when a run has iterations
+    (heartbeat) or token usage (llm agent)."""
+    details = [_detail(r) for r in runs]
+    headers = HISTORY_HEADERS[:-2] + (["DETAIL"] if any(details) else []) + \
+        HISTORY_HEADERS[-2:-1] + (["OUTPUT"] if output else []) + ["RUN"]
     rows = []
-    for r in runs:
+    for r, detail in zip(runs, details):
         took = f"{r.execution_time_ms} ms" if r.execution_time_ms is not None else "-"
         row = [r.slot, str(r.attempt), r.trigger, r.status, relative(r.started_at, now),
-               took, _first_line(r.error_message)]
+               took] + ([detail] if any(details) else []) + [_first_line(r.error_message)]
         if output:
             row.append(_first_line(r.output_preview if "output_preview" in r else r.output))
         rows.append(row + [r.id[:8]])
-    return rows
+    return headers, rows
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -58,9 +79,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     elif not runs:
         print(f"no {args.status} runs" if args.status else "no runs yet")
     else:
-        headers = HISTORY_HEADERS[:-1] + (["OUTPUT"] if args.output else []) + ["RUN"]
-        table(headers, history_rows(list(runs), now_seconds(), output=args.output),
-              [r.status for r in runs], 3)
+        headers, rows = history_table(list(runs), now_seconds(), output=args.output)
+        table(headers, rows, [r.status for r in runs], 3)
     return EXIT_OK
 
 

@@ -323,5 +323,8 @@ def test_an_llm_heartbeat_stops_on_sleep_and_each_iteration_sees_the_previous_su
                                                              "web-2 healthy\nsleep"]
         assert run["usage"] == {"prompt_tokens": 8, "completion_tokens": 3,
                                 "total_tokens": 11, "requests": 2}
+        shown = d.cli("cron", "history", "watch")
+        assert shown.returncode == 0, shown.stderr
+        assert "DETAIL" in shown.stdout and "2 iter (sleep), 11 tok" in shown.stdout
     finally:
         d.cleanup()
