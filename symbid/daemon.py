@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from symbid import __version__
+from symbid import __version__, llmrun
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, LlmConfig, SchedulerConfig, load_config
@@ -41,7 +41,7 @@ from symbid.jobs import JobService
 from symbid.journal import EscapeFilter, setup_logging
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
-from symbid.model import JobStatus, name_problem
+from symbid.model import AgentKind, JobStatus, name_problem
 from symbid.registry import AgentService
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
@@ -313,8 +313,21 @@ class Daemon:
         out["agents_created"] = list(agents.created)
         out["agents_updated"] = list(agents.updated)
         out["agents_removed"] = list(agents.remove)
-        out["warnings"] += self._orphans(agents.remove)
+        out["warnings"] += self._orphans(agents.remove) + self._unready_llm_agents()
         return out
+
+    def _unready_llm_agents(self) -> list[str]:
+        """A warning per llm agent that cannot run yet (no endpoint, model or key)."""
+        assert self.engine is not None
+        notes = []
+        for name in self.engine.agents.names():
+            agent = self.engine.agents.get(name)
+            problem = None if agent is None or agent.kind is not AgentKind.LLM else \
+                llmrun.not_ready(agent, self.config.llm)
+            if problem is not None:
+                notes.append(f"{problem}; its runs fail until then")
+                log.warning("agents.d: %s; its runs fail until then", problem)
+        return notes
 
     def _orphans(self, removed: Sequence[str]) -> list[str]:
         """Warnings for agents gone from agents_dir that jobs still name (their runs fail

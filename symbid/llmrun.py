@@ -57,20 +57,26 @@ def _history(view: Optional[Session]) -> list[dict[str, Any]]:
     return messages
 
 
+def not_ready(agent: Agent, llm: LlmConfig) -> Optional[str]:
+    """What an llm agent's runs lack to start (endpoint, model, key), or None."""
+    if not (agent.endpoint or llm.endpoint):
+        return (f"agent {agent.name!r}: no endpoint: set the agent's endpoint or "
+                "[llm] endpoint (an OpenAI-compatible base URL)")
+    if not (agent.model or llm.model):
+        return f"agent {agent.name!r}: no model: set the agent's model or [llm] model"
+    if not llm.api_key:
+        return ("[llm] api_key is not set: give a ${VAR} reference to the key "
+                "(any value, for a local server that needs none)")
+    return None
+
+
 def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Optional[str],
            view: Optional[Session], timeout: Optional[float]) -> Launch:
     """How to start ``agent``'s child; :class:`SandboxError` naming what is missing."""
-    endpoint = agent.endpoint or llm.endpoint
-    model = agent.model or llm.model
-    if not endpoint:
-        raise SandboxError(f"agent {agent.name!r}: no endpoint: set the agent's endpoint or "
-                           "[llm] endpoint (an OpenAI-compatible base URL)")
-    if not model:
-        raise SandboxError(f"agent {agent.name!r}: no model: set the agent's model or "
-                           "[llm] model")
-    if not llm.api_key:
-        raise SandboxError("[llm] api_key is not set: give a ${VAR} reference to the key "
-                           "(any value, for a local server that needs none)")
+    problem = not_ready(agent, llm)
+    if problem is not None or not llm.api_key:
+        raise SandboxError(problem or "[llm] api_key is not set")
+    endpoint, model = agent.endpoint or llm.endpoint, agent.model or llm.model
     key = resolve_refs(llm.api_key, environ, what="[llm] api_key")
     secrets = secret_parts([key, *referenced_values(llm.api_key, environ)])
     spec: dict[str, Any] = {

@@ -174,3 +174,19 @@ def test_a_readme_example_works_as_written(readme_daemon: MakeRun, block: Block)
 @pytest.mark.parametrize("block", MAN, ids=[b.id for b in MAN])
 def test_a_man_page_example_works_as_written(man_daemon: MakeRun, block: Block) -> None:
     _run(man_daemon, block, man=True)
+
+
+def test_make_run_loads_the_llm_example_disabled_and_says_why() -> None:
+    d = MakeRun()
+    try:
+        listed = d.shell(".venv/bin/symbi --socket .symbid/control.sock agent list",
+                         man=False)
+        assert listed.returncode == 0, listed.stderr
+        assert "operator" in listed.stdout
+        log = (d.dir / "symbid.log").read_text()
+        assert "agent 'operator': no endpoint: set the agent's endpoint or [llm] endpoint" \
+            in log and "its runs fail until then" in log
+        jobs = d.shell(".venv/bin/symbi --socket .symbid/control.sock cron list", man=False)
+        assert "web-tier-check" not in jobs.stdout  # nothing that needs a model is scheduled
+    finally:
+        d.stop()
