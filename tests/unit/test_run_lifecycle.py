@@ -564,3 +564,19 @@ def test_a_stop_that_cannot_record_its_runs_still_ends(tmp_path: Path) -> None:
     advance.start()
     h.sched.stop()  # returns: the next start records the run interrupted
     assert h.store.history(h.job("long").id)[0].status is RunStatus.RUNNING
+
+
+@pytest.mark.parametrize("max_concurrent, statuses", [
+    (1, [("schedule", "running"), ("schedule", "skipped")]),
+    (2, [("schedule", "running"), ("schedule", "running")]),
+])
+def test_a_heartbeat_wakeup_that_finds_the_last_one_still_iterating_follows_max_concurrent(
+        h: Harness, max_concurrent: int, statuses: list[tuple[str, str]]) -> None:
+    from symbid.model import Heartbeat
+
+    h.launcher.behaviour = lambda job, run: None  # the first wake-up keeps iterating
+    h.add("beat", cron="*/5 * * * *", max_concurrent=max_concurrent,
+          heartbeat=Heartbeat(enabled=True, max_iterations=50))
+    h.run_until("2026-03-01T00:05:00Z")
+    h.run_until("2026-03-01T00:10:00Z")
+    assert [(r.trigger.value, r.status.value) for r in h.history("beat")] == statuses
