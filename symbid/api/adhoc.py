@@ -28,7 +28,7 @@ from symbid.api.http import Request, Response, Router, json_response
 from symbid.api.native import _bad, _bool, _nonempty, _str
 from symbid.api.runs import Holders, disconnected_of, wait_for_end
 from symbid.errors import InvalidInput, NotFound
-from symbid.text import escape
+from symbid.text import escape, shorten
 from symbid.wire import run_to_wire
 
 FIELDS = ("input", "session", "wait")
@@ -47,9 +47,10 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
             if data.get("session") is not None else None
         wait = _bool("wait", data.get("wait", False))
         name = req.params["name"]
-        problem = ctx.agents.agents.problem(name)
-        if problem is not None:
-            raise NotFound(problem)
+        if ctx.agents.agents.get(name) is None:  # the name is quoted shortened
+            short = shorten(name)
+            raise NotFound(ctx.agents.agents.problem(short) or f"no agent named "
+                           f"'{escape(short)}'")
         if session is not None:
             job = ctx.store.get_job(session)
             if job.agent_id != name:

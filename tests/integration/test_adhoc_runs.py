@@ -173,6 +173,9 @@ def test_an_unknown_agent_is_404_naming_the_defined_ones(daemon: Daemon) -> None
     assert out.returncode == 3 and "agent 'nobody' is not defined" in out.stderr
     _, every = daemon.api("GET", "/api/v1/schedule?all=true")
     assert "adhoc:nobody" not in [j["name"] for j in every]
+    status, body = daemon.api("POST", f"/api/v1/agents/{'x' * 5000}/run")
+    assert status == 404 and "(5000 characters)" in body["error"]["message"]
+    assert len(body["error"]["message"]) < 1000
 
 
 @pytest.mark.parametrize(("body", "field"), [
