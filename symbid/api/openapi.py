@@ -326,7 +326,8 @@ def document() -> dict[str, Any]:
             "Job": {"type": "object", "properties": {
                 **_DEFINITION, "id": _STR, "status": {"enum": [s.value for s in JobStatus]},
                 "source": {**_STR, "description": '"api", "file:PATH", or "adhoc" (an '
-                           "agent's ad hoc job: never scheduled)"}, "next_run": _TIME, "last_run": _TIME, "run_count": _INT,
+                           "agent's ad hoc job: never scheduled)"},
+                "next_run": _TIME, "last_run": _TIME, "run_count": _INT,
                 "failure_count": _INT, "created_at": _TIME, "updated_at": _TIME}},
             "Run": {"type": "object", "properties": {
                 "id": _STR, "job_id": _STR, "slot": _TIME, "attempt": _INT,
