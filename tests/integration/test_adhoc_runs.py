@@ -16,6 +16,7 @@ import pytest
 from symbid.client import SymbiontClient
 from symbid.control import MAX_FOLLOWERS
 from tests.integration.daemon_helper import Daemon
+from tests.integration.daemon_helper import add_job as add
 from tests.llm_server import LLMServer, text
 
 SHOW = 'cat "$SYMBI_CONTEXT_FILE"; echo; echo "got: $(cat)"'
@@ -36,13 +37,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d.start()
     yield d
     d.cleanup()
-
-
-def add(d: Daemon, name: str, agent: str, **fields: Any) -> dict[str, Any]:
-    status, job = d.api("POST", "/api/v1/schedule", {"name": name, "agent_id": agent,
-                                                     "cron_expr": "0 0 1 1 *", **fields})
-    assert status == 201, job
-    return dict(job)
 
 
 def runs_of(d: Daemon, job: str) -> list[dict[str, Any]]:
@@ -233,9 +227,11 @@ def test_waiting_clients_take_the_followers_places_and_one_that_goes_away_frees_
         assert status == 503 and body["error"]["code"] == "too_many_followers"
         assert len(daemon.history("adhoc:echo")) == before  # a refused wait queued nothing
         waiting.pop().close()  # it goes away while its run prints nothing
-        done = daemon.wait_for(lambda: (lambda answer: answer if answer[0] == 200 else None)(
-            daemon.api("POST", "/api/v1/agents/other/run", {"wait": True})))
-        assert done[1]["output"] == "other\n"
+
+        def waited() -> Any:
+            status, run = daemon.api("POST", "/api/v1/agents/other/run", {"wait": True})
+            return run if status == 200 else None  # 503 until the place is free again
+        assert daemon.wait_for(waited)["output"] == "other\n"
     finally:
         for sock in waiting:
             sock.close()
