@@ -10,6 +10,7 @@ The surface follows the seed guide's Python SDK::
         print(run.id, run.error_message)
     client.agents.create(dsl='agent reporter { command: ["/usr/bin/report"] }')
     client.agents.create(name="echo", command=["/bin/cat"])
+    run = client.agents.run("echo", input="test")   # once, outside the schedule
 
 Results allow attribute access (``job.id``, ``details.next_run``). API errors
 raise :class:`symbid.errors.SymbidError` subclasses carrying the API's code.
@@ -147,10 +148,11 @@ class Transport:
                            f"{getattr(exc, 'strerror', None) or exc}{hint}")
 
     def _open(self, method: str, path: str, body: Any, query: Optional[Mapping[str, Any]],
-              accept: str, *, text: Optional[tuple[str, str]] = None,
+              accept: str, *, text: Optional[tuple[str, str]] = None, patient: bool = False,
               ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Send the request (``body`` as JSON, or ``text`` as (content, media type)); the
-        response's head is read, its body not yet."""
+        response's head is read, its body not yet. ``patient``: once the request is sent,
+        the answer is waited for as long as it takes (a run that is waited for)."""
         conn, prefix = self._connection()
         params = {k: v for k, v in (query or {}).items() if v is not None}
         target = prefix + path + (("?" + urllib.parse.urlencode(params)) if params else "")
@@ -166,6 +168,8 @@ class Transport:
             headers["Authorization"] = f"Bearer {self.api_key}"
         try:
             conn.request(method, target, body=payload, headers=headers)
+            if patient and conn.sock is not None:
+                conn.sock.settimeout(None)
             return conn, conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
@@ -200,10 +204,11 @@ class Transport:
 
     def request(self, method: str, path: str, body: Any = None,
                 query: Optional[Mapping[str, Any]] = None, *,
-                text: Optional[tuple[str, str]] = None) -> Any:
-        """One request: ``body`` is sent as JSON, or ``text`` as (content, media type)."""
+                text: Optional[tuple[str, str]] = None, patient: bool = False) -> Any:
+        """One request: ``body`` is sent as JSON, or ``text`` as (content, media type);
+        ``patient``: no timeout on the answer once the request is sent."""
         conn, response = self._open(method, path, body, query, "application/json",
-                                    text=text)
+                                    text=text, patient=patient)
         return self._check(response, self._body(conn, response))
 
     def request_text(self, method: str, path: str,
@@ -263,12 +268,13 @@ class ScheduleClient:
         return _wrap(self._t.request("POST", "/api/v1/schedule", fields))
 
     def list(self, status: Optional[str] = None, agent_id: Optional[str] = None,
-             id_prefix: Optional[str] = None) -> Any:
+             id_prefix: Optional[str] = None, all: bool = False) -> Any:
         """Jobs by name; ``id_prefix`` (8+ hex digits and dashes): those whose id starts
-        with it."""
+        with it. Agents' ad hoc jobs (``agents.run``) only with ``all``."""
         return _wrap(self._t.request("GET", "/api/v1/schedule",
                                      query={"status": status, "agent_id": agent_id,
-                                            "id_prefix": id_prefix}))
+                                            "id_prefix": id_prefix,
+                                            "all": "true" if all else None}))
 
     def get(self, job_id: str) -> Any:
         return _wrap(self._t.request("GET", self._path(job_id)))
@@ -379,6 +385,21 @@ class AgentsClient:
 
     def delete(self, name: str) -> Any:
         return _wrap(self._t.request("DELETE", self._path(name)))
+
+    def run(self, name: str, input: Optional[str] = None, session: Optional[str] = None,
+            wait: bool = True) -> Any:
+        """Run the agent once, outside the schedule: a manual run of its ad hoc job
+        (``adhoc:NAME``, hidden from ``schedule.list``), or with ``session`` (a job's id
+        or name) of that job, in its session context. Returns the run: with ``wait``,
+        once it has ended, however long that takes (still open only if the daemon
+        stopped meanwhile); else queued."""
+        body: dict[str, Any] = {"wait": wait}
+        if input is not None:
+            body["input"] = input
+        if session is not None:
+            body["session"] = session
+        return _wrap(self._t.request("POST", self._path(name) + "/run", body,
+                                     patient=wait))
 
 
 class SymbiontClient:

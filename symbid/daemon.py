@@ -283,7 +283,7 @@ class Daemon:
         """Names stored before the name rule keep working; they are listed once at start."""
         assert self.engine is not None
         old = [(job.name, problem) for job in self.engine.store.list_jobs()
-               if (problem := name_problem(job.name)) is not None]
+               if not job.adhoc and (problem := name_problem(job.name)) is not None]
         for name, problem in old:
             log.warning("job name %r %s; it keeps working, but rename it (a new job cannot "
                         "be given such a name)", name, problem)
@@ -337,7 +337,8 @@ class Daemon:
         for name in removed:
             if self.engine.agents.get(name) is not None:
                 continue  # an API agent of that name takes over
-            users = [j.name for j in self.engine.store.list_jobs(agent_id=name)]
+            users = [j.name for j in self.engine.store.list_jobs(agent_id=name)
+                     if not j.adhoc]
             if users:
                 shown = ", ".join(users[:10]) + (f" and {len(users) - 10} more"
                                                  if len(users) > 10 else "")

@@ -9,6 +9,11 @@ after *now*: slots that passed while it was stopped are neither run nor
 recorded (the operator stopped it on purpose). A paused one-shot whose slot has
 not been claimed keeps its ``at`` time; if that has passed, its catch-up policy
 decides at the next pass.
+
+An agent's ad hoc job (``symbi run AGENT``, :meth:`JobService.adhoc_job`) is created
+paused, with no next run, and it can be neither changed, paused, resumed nor reset: so
+the loop, which claims only active jobs, never runs it by itself, across restarts too.
+Its runs are manual runs, which start whatever the job's status. It can be removed.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from symbid.dsl.loader import LoadedFile
 from symbid.dsl.sync import from_file, merge, plan_sync
 from symbid.errors import Conflict, InvalidInput, UnreadableRow
 from symbid.model import (
+    ADHOC_SOURCE,
     LATEST_INSTANT,
     MAXIMUMS,
     Job,
     JobStatus,
     SessionMode,
+    adhoc_name,
     format_instant,
     name_problem,
     new_id,
@@ -212,6 +219,33 @@ class JobService:
         self._wake()
         return job
 
+    def adhoc_job(self, agent: str) -> Job:
+        """``agent``'s ad hoc job, created on first use: paused, never scheduled, its
+        session fully ephemeral. :class:`Conflict` when a job of that name is something
+        else (a name stored before the name rule)."""
+        name = adhoc_name(agent)
+        for _ in range(2):
+            job = self._store.find_job(name)
+            if job is not None:
+                if not job.adhoc or job.agent_id != agent:
+                    raise Conflict(f"job {escape(name)} is not the ad hoc job of agent "
+                                   f"'{escape(agent)}'; rename that job to run the agent "
+                                   "outside the schedule", field="name")
+                return job
+            now = self._clock.now()
+            job = Job(id=new_id(), name=name, agent_id=agent, at=now,
+                      status=JobStatus.PAUSED, session_mode=SessionMode.FULLY_EPHEMERAL,
+                      source=ADHOC_SOURCE, next_run=None, created_at=now, updated_at=now)
+            check_shown(job)
+            try:
+                self._store.create_job(job)
+            except Conflict:
+                continue  # another request created it just now: read it
+            log.info("job %s created: agent %s's ad hoc job (symbi run)", name, agent,
+                     extra={"SYMBID_JOB": name, "SYMBID_EVENT": "job_created"})
+            return job
+        raise Conflict(f"job {escape(name)} could not be created; try again", field="name")
+
     def update(self, ref: str, build: Callable[[Job], Job]) -> Job:
         """Change a job's definition; its state and history stay, its schedule re-aims.
 
@@ -221,6 +255,7 @@ class JobService:
 
         def change(have: Job) -> Job:
             self._refuse_file_job(have, "change")
+            self._refuse_adhoc(have, "changed")
             want = build(have)
             if want.name != have.name:  # a name stored before the rule keeps working
                 check_name(want.name)
@@ -242,6 +277,15 @@ class JobService:
                 "edit that file and run `symbi reload`"
             )
 
+    @staticmethod
+    def _refuse_adhoc(job: Job, verb: str) -> None:
+        if job.adhoc:
+            raise Conflict(
+                f"job {escape(job.name)} is the ad hoc job of agent '{escape(job.agent_id)}'"
+                f": it holds the runs of `symbi run {escape(job.agent_id)}` and is never "
+                f"scheduled, so it cannot be {verb}; run the agent with `symbi run`, or "
+                "remove the job (with its runs) with `symbi cron remove`", field="status")
+
     def _next_from_now(self, job: Job, now: int) -> Optional[int]:
         """The first slot after ``now`` the job has not claimed (a one-shot keeps its ``at``
         until that is claimed)."""
@@ -252,6 +296,7 @@ class JobService:
 
     def pause(self, ref: str) -> Job:
         def change(job: Job) -> Job:
+            self._refuse_adhoc(job, "paused")
             if job.status is JobStatus.PAUSED:
                 return job
             if job.status is not JobStatus.ACTIVE:
@@ -266,6 +311,7 @@ class JobService:
         now = self._clock.now()
 
         def change(job: Job) -> Job:
+            self._refuse_adhoc(job, "resumed")
             if job.status is JobStatus.ACTIVE:
                 return job
             if job.status is not JobStatus.PAUSED:
@@ -284,6 +330,7 @@ class JobService:
         now = self._clock.now()
 
         def change(job: Job) -> Job:
+            self._refuse_adhoc(job, "reset")
             if job.status is not JobStatus.DEAD_LETTER:
                 hint = ""
                 if job.status is JobStatus.FAILED:

@@ -160,6 +160,18 @@ def name_problem(name: str) -> Optional[str]:
     return None
 
 
+# An agent's ad hoc job (``symbi run AGENT``): the job its runs outside the schedule are
+# recorded under. Its name holds a ':', which no name given by a user may (name_problem),
+# so it never collides with one; its source says what it is.
+ADHOC_SOURCE = "adhoc"
+ADHOC_PREFIX = "adhoc:"
+
+
+def adhoc_name(agent: str) -> str:
+    """The name of ``agent``'s ad hoc job: ``adhoc:AGENT``."""
+    return ADHOC_PREFIX + agent
+
+
 def new_id() -> str:
     """A fresh job or run id."""
     return str(uuid.uuid4())
@@ -339,6 +351,11 @@ class Job:
     @property
     def one_shot(self) -> bool:
         return self.at is not None
+
+    @property
+    def adhoc(self) -> bool:
+        """Whether this is an agent's ad hoc job (``symbi run``): never scheduled."""
+        return self.source == ADHOC_SOURCE
 
     @property
     def claimed_through(self) -> Optional[int]:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Optional
 
-from symbid.api import agents, dialect, native, runs
+from symbid.api import adhoc, agents, dialect, native, runs
 from symbid.api.context import ApiContext
 from symbid.api.http import (
     MAX_BODY,
@@ -35,13 +35,16 @@ def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] =
              max_body: int = MAX_BODY, max_followers: int = 4) -> Any:
     """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``token``.
     Request bodies over ``max_body`` bytes get 413. At most ``max_followers`` clients
-    follow run output at once (each holds a worker thread while it streams)."""
+    follow run output or wait for an agent's run at once (each holds a worker thread
+    while it streams or waits)."""
     if transport == "tcp" and not token:
         raise ValueError("a TCP listener needs a bearer token")
     router = Router()
     native.routes(ctx, router)
     agents.routes(ctx, router)
-    runs.routes(ctx, router, max_followers=max_followers)
+    holders = runs.Holders(max_followers)
+    runs.routes(ctx, router, holders)
+    adhoc.routes(ctx, router, holders)
     dialect.routes(ctx, router)
     spec = document()
     router.add("GET", "/api/v1/openapi.json", lambda req: json_response(spec))

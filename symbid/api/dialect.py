@@ -1,6 +1,7 @@
 """The Symbiont SDK dialect at /symbiont/api/v1/: the paths and exact field sets that
 the official Python SDK (PyPI ``symbiont-sdk``, ``symbiont.schedules``) parses into
 dataclasses, so neither an extra nor a missing key is allowed in a response.
+Agents' ad hoc jobs (``symbi run``) are not listed; by id they are shown as any job.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def routes(ctx: ApiContext, router: Router) -> None:
         # out (and logged) rather than failing the whole listing.
         rows = []
         for job in ctx.store.list_jobs():
-            if ctx.job_wire(job) is not None:
+            if not job.adhoc and ctx.job_wire(job) is not None:  # ad hoc jobs: symbi run
                 rows.append(summary(job))
         return json_response(rows)
 

@@ -160,6 +160,18 @@ class Request:
                 raise InvalidInput(f"{shorten(key)}: unknown query parameter; {self.path} "
                                    f"{takes}", field=shorten(key))
 
+    def flag_param(self, name: str) -> bool:
+        """A true/false query parameter (``true``/``1``, ``false``/``0``; absent: false)."""
+        text = self.query.get(name)
+        if text is None:
+            return False
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise InvalidInput(f"{name}: expected true or false, got {shorten(text)!r}",
+                           field=name)
+
     def int_param(self, name: str, default: int, low: int, high: int) -> int:
         text = self.query.get(name)
         if text is None or text == "":

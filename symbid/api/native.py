@@ -304,7 +304,8 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         status = _status_param(req.query.get("status"), JobStatus, "status")
         agent = req.query.get("agent_id") or None
         jobs = ctx.store.list_jobs(status=status, agent_id=agent, id_prefix=id_prefix(req))
-        return json_response([shown(j) for j in jobs])
+        every = req.flag_param("all")  # ad hoc jobs (symbi run) are listed only then
+        return json_response([shown(j) for j in jobs if every or not j.adhoc])
 
     def get(req: Request) -> Response:
         return json_response(shown(ctx.store.get_job(req.params["job_id"])))
@@ -375,7 +376,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
 
     r = router.add
     r("POST", f"{prefix}/schedule", guarded(create))
-    r("GET", f"{prefix}/schedule", guarded(listing, "status", "agent_id", "id_prefix"))
+    r("GET", f"{prefix}/schedule", guarded(listing, "status", "agent_id", "id_prefix", "all"))
     r("GET", f"{prefix}/schedule/{{job_id}}", guarded(get))
     r("PUT", f"{prefix}/schedule/{{job_id}}", guarded(update))
     r("DELETE", f"{prefix}/schedule/{{job_id}}", guarded(delete))

@@ -161,6 +161,32 @@ def _agent_paths() -> dict[str, Any]:
                        "responses": {"200": _json({"type": "object", "properties": {
                            "name": _STR, "deleted": _BOOL}}, "Deleted"), **_AGENT_ERRORS}},
         },
+        "/api/v1/agents/{name}/run": {"post": {
+            "summary": "Run the agent once, outside the schedule (symbi run): a manual run "
+                       "of its ad hoc job adhoc:NAME (hidden from listings unless all=true; "
+                       "fully ephemeral), or with session of that job, in its session "
+                       "context",
+            "parameters": name,
+            "requestBody": _json({"type": "object", "additionalProperties": False,
+                                  "properties": {
+                "input": {**_NSTR, "description": "the run's input (default: none; with "
+                          "session, the job's own input)"},
+                "session": {**_NSTR, "minLength": 1, "description": "a job of this agent "
+                            "(id or name): the run is a manual run of it"},
+                "wait": {**_BOOL, "default": False, "description": "answer once the run "
+                         "has ended"}}}, "Optional input, session and wait"),
+            "responses": {
+                "200": _json(_ref("Run"), "With wait: the run, ended"),
+                "202": _json(_ref("Run"), "The queued run (with wait: still open, as the "
+                             "client went away or the daemon stops)"),
+                "400": _json(_ref("Error"), "Invalid request, or a session job of another "
+                             "agent: the error names the field"),
+                "404": _json(_ref("Error"), "No such agent (the message lists the defined "
+                             "ones), or no such session job"),
+                "409": _json(_ref("Error"), "A job named adhoc:NAME is not the agent's ad "
+                             "hoc job"),
+                "503": _json(_ref("Error"), "too_many_followers: with wait, half of the "
+                             "listener's worker threads already follow output or wait")}}},
     }
 
 
@@ -186,7 +212,10 @@ def document() -> dict[str, Any]:
                     {"name": "status", "in": "query", "schema":
                         {"enum": [s.value for s in JobStatus]}},
                     {"name": "agent_id", "in": "query", "schema": _STR},
-                    {"name": "id_prefix", "in": "query", "schema": _ID_PREFIX}],
+                    {"name": "id_prefix", "in": "query", "schema": _ID_PREFIX},
+                    {"name": "all", "in": "query",
+                     "schema": {"enum": ["true", "false", "1", "0"], "default": "false"},
+                     "description": "also the agents' ad hoc jobs (source adhoc)"}],
                     "responses": {"200": _json({"type": "array", "items": _ref("Job")},
                                                "Jobs")}},
             },
@@ -296,7 +325,9 @@ def document() -> dict[str, Any]:
                           "properties": _DEFINITION},
             "Job": {"type": "object", "properties": {
                 **_DEFINITION, "id": _STR, "status": {"enum": [s.value for s in JobStatus]},
-                "source": _STR, "next_run": _TIME, "last_run": _TIME, "run_count": _INT,
+                "source": {**_STR, "description": '"api", "file:PATH", or "adhoc" (an '
+                           "agent's ad hoc job: never scheduled)"},
+                "next_run": _TIME, "last_run": _TIME, "run_count": _INT,
                 "failure_count": _INT, "created_at": _TIME, "updated_at": _TIME}},
             "Run": {"type": "object", "properties": {
                 "id": _STR, "job_id": _STR, "slot": _TIME, "attempt": _INT,

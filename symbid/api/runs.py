@@ -8,8 +8,9 @@ response ends when the run's final state is in the store (so ``GET
 /api/v1/runs/{id}`` then shows it), when the client goes away, or when the daemon
 stops. A follower holds one of its listener's worker threads for as long as it
 streams, so each listener lets at most ``max_followers`` (half its threads) stream
-at once, and refuses more with 503 ``too_many_followers``: the other threads always
-serve every other request.
+at once (:class:`Holders`, shared with clients waiting for an agent's run to end),
+and refuses more with 503 ``too_many_followers``: the other threads always serve
+every other request.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from symbid.api.context import ApiContext
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.errors import Conflict, InvalidInput, SymbidError
 from symbid.live import LiveOutput
+from symbid.model import Run
 from symbid.text import shorten
 from symbid.wire import run_to_wire
 
@@ -48,15 +50,33 @@ def id_prefix(req: Request, *, required: bool = False) -> Optional[str]:
     return text.lower()
 
 
-def _flag(req: Request, name: str) -> bool:
-    text = req.query.get(name)
-    if text is None:
-        return False
-    if text in ("true", "1"):
-        return True
-    if text in ("false", "0"):
-        return False
-    raise InvalidInput(f"{name}: expected true or false, got {shorten(text)!r}", field=name)
+class Holders:
+    """The requests of one listener that hold a worker thread for as long as a run goes:
+    clients following its output, and clients waiting for it to end (``POST
+    /api/v1/agents/{name}/run`` with ``wait``). At most ``limit`` at once (half the
+    listener's threads), so the other threads always serve every other request."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit)
+
+    def take(self) -> None:
+        """A place, or 503 ``too_many_followers`` when all are taken."""
+        if not self._free.acquire(blocking=False):
+            raise HttpError(503, "too_many_followers",
+                            f"{self.limit} clients already follow output or wait for runs "
+                            "on this listener (the limit: half its worker threads); try "
+                            "again when one of them ends")
+
+    def release(self) -> None:
+        self._free.release()
+
+
+def disconnected_of(req: Request) -> Callable[[], bool]:
+    """Whether the request's client has gone away (waitress tells; elsewhere: never)."""
+    gone: Callable[[], bool] = req.environ.get("waitress.client_disconnected") or \
+        (lambda: False)
+    return gone
 
 
 class _Follow:
@@ -113,9 +133,17 @@ class _Follow:
             done()
 
 
-def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1", *,
-           max_followers: int = 4) -> None:
-    followers = threading.BoundedSemaphore(max_followers)
+def wait_for_end(ctx: ApiContext, run_id: str, disconnected: Callable[[], bool]) -> Run:
+    """Wait until the run's final state is in the store, as a followed output does, and
+    return the run: final, or still open when the client went away or the daemon stops.
+    Raises NotFound when the run went with its job."""
+    for _ in _Follow(ctx, run_id, disconnected, lambda: None):
+        pass
+    return ctx.store.get_run(run_id)
+
+
+def routes(ctx: ApiContext, router: Router, holders: Holders,
+           prefix: str = "/api/v1") -> None:
 
     def path_id(req: Request) -> str:
         return req.params["run_id"]
@@ -134,19 +162,13 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1", *,
 
     def output(req: Request) -> Response:
         req.only_params("follow")
-        follow = _flag(req, "follow")
+        follow = req.flag_param("follow")
         run = ctx.store.get_run(path_id(req))
         if not run.status.is_open:
             return Response(200, (run.output or "").encode(), TEXT)
         if follow and req.method != "HEAD":  # HEAD: the headers of the output so far
-            if not followers.acquire(blocking=False):
-                raise HttpError(503, "too_many_followers",
-                                f"{max_followers} clients already follow output on this "
-                                f"listener (the limit: half its worker threads); try again "
-                                "when one of them ends")
-            disconnected: Callable[[], bool] = req.environ.get(
-                "waitress.client_disconnected") or (lambda: False)
-            stream = _Follow(ctx, run.id, disconnected, followers.release)
+            holders.take()
+            stream = _Follow(ctx, run.id, disconnected_of(req), holders.release)
             return Response(200, b"", TEXT, list(_STREAM_HEADERS), stream=stream)
         live = ctx.live.get(run.id)
         if live is None:  # not started yet, or it ended just now: the store says which

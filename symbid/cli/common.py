@@ -113,7 +113,7 @@ def resolve_job(client: SymbiontClient, ref: str) -> str:
     except NotFound:
         if not _PREFIX.match(ref):
             raise NotFound(f"no job has the id or name {ref!r}{_short_hint(ref)}") from None
-    return _pick("job", ref, list(client.schedule.list(id_prefix=ref.lower())))
+    return _pick("job", ref, list(client.schedule.list(id_prefix=ref.lower(), all=True)))
 
 
 def resolve_run(client: SymbiontClient, ref: str) -> str:

@@ -110,6 +110,8 @@ def candidates(parser: argparse.ArgumentParser, words: Sequence[str]) -> list[st
             return [str(c) for c in action.choices]
         if previous in ("--file", "--socket", "--token-file"):
             return [FILES]
+        if previous == "--session":
+            return _daemon_names("job", words)
         return []
     if typed.startswith("-"):
         return sorted(_options(current))

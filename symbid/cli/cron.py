@@ -24,6 +24,8 @@ from symbid.text import escape
 
 
 def _schedule_text(job: Record) -> str:
+    if job.source == "adhoc":  # an agent's ad hoc job: never scheduled
+        return "ad hoc (symbi run)"
     return str(job.cron_expr) if job.cron_expr else f"at {job.at}"
 
 
@@ -33,7 +35,8 @@ def _next(job: Record, now: float) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    jobs = client_from(args).schedule.list(status=args.status, agent_id=args.agent)
+    jobs = client_from(args).schedule.list(status=args.status, agent_id=args.agent,
+                                           all=args.all)
     if args.format == "json":
         print_json(jobs)
         return EXIT_OK

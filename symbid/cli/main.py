@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(cron, "list", "list jobs", c.cmd_list, formats=("table", "json"))
     p.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     p.add_argument("--agent", metavar="AGENT", help="only jobs of this agent")
+    p.add_argument("--all", action="store_true",
+                   help="also the agents' ad hoc jobs (adhoc:AGENT), which hold the runs "
+                   "of `symbi run` (default: hidden)")
     p = command(cron, "add", "add jobs from a .symbi file or from JSON", c.cmd_add,
                 description="Add jobs through the API and print their ids. --file FILE "
                 "defines the file's agents with the daemon and adds its schedules: all of "
@@ -236,6 +239,26 @@ def build_parser() -> argparse.ArgumentParser:
                 "first unless --force.")
     p.add_argument("agent", metavar="AGENT", help="the agent's name")
     p.add_argument("--force", action="store_true", help="do not ask for confirmation")
+
+    p = command(sub, "run", "run an agent once, outside the schedule, and print its output",
+                r.cmd_agent_run, formats=("text", "json"),
+                description="Run AGENT once through the daemon, in the same sandbox as its "
+                "scheduled runs, wait for it (showing the time taken on a terminal) and "
+                "print its output. The run is recorded under the agent's ad hoc job, "
+                "adhoc:AGENT (`symbi cron history adhoc:AGENT`), whose session is fully "
+                "ephemeral; with --session JOB it is a manual run of JOB instead, in JOB's "
+                "session context. Exits 0 only if the run succeeded; otherwise its status "
+                "and error go to stderr.")
+    p.add_argument("agent", metavar="AGENT", help="the agent's name")
+    p.add_argument("--input", metavar="TEXT",
+                   help="input for the run: a command agent's stdin, an llm agent's user "
+                   "message (default: none; with --session, the job's own input)")
+    p.add_argument("--session", metavar="JOB",
+                   help="run as a manual run of JOB (id, name or short id), a job of AGENT, "
+                   "in its session context (default: the agent's ad hoc job)")
+    p.add_argument("--timeout", type=number(float), metavar="SECONDS",
+                   help="wait at most this long, then exit 1; the run goes on (default: no "
+                   "limit)")
 
     command(sub, "reload", "re-read agents_dir and the configuration", system.cmd_reload,
             formats=("text", "json"))

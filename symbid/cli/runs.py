@@ -1,4 +1,5 @@
-"""``symbi cron run|history|output|cancel``: a job's runs."""
+"""``symbi cron run|history|output|cancel``: a job's runs; ``symbi run``: an agent's run
+outside the schedule."""
 
 from __future__ import annotations
 
@@ -115,10 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(run.id)
         return EXIT_OK
     run = _wait(client, run, args.timeout)
-    if run.status not in TERMINAL_RUNS:
-        print(f"symbi: run {run.id} is still {run.status} after {args.timeout:g}s; it goes on "
-              f"(`symbi cron output --follow {run.id[:8]}` shows it, `symbi cron cancel "
-              f"{run.id[:8]}` stops it)", file=sys.stderr)
+    if _still_going(run, args.timeout):
         return EXIT_ERROR
     if args.format == "json":
         print_json(run)
@@ -128,6 +126,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         if run.output:
             print(run.output, end="" if run.output.endswith("\n") else "\n")
     return EXIT_OK if run.status == "succeeded" else EXIT_ERROR
+
+
+def _still_going(run: Any, timeout: Optional[float]) -> bool:
+    """Whether the waited-for run is still open (then the message says how to go on)."""
+    if run.status in TERMINAL_RUNS:
+        return False
+    print(f"symbi: run {run.id} is still {run.status} after {timeout:g}s; it goes on "
+          f"(`symbi cron output --follow {run.id[:8]}` shows it, `symbi cron cancel "
+          f"{run.id[:8]}` stops it)", file=sys.stderr)
+    return True
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    """``symbi run AGENT``: the run's output on stdout as the agent printed it; when it
+    did not succeed, its status and error on stderr, and exit 1."""
+    client = client_from(args)
+    session = resolve_job(client, args.session) if args.session else None
+    run = client.agents.run(args.agent, input=args.input, session=session, wait=False)
+    run = _wait(client, run, args.timeout)
+    if _still_going(run, args.timeout):
+        return EXIT_ERROR
+    if args.format == "json":
+        print_json(run)
+    elif run.output:
+        print(run.output, end="" if run.output.endswith("\n") else "\n")
+    if run.status == "succeeded":
+        return EXIT_OK
+    if args.format != "json":
+        print(f"symbi: run {run.id} {run.status}"
+              + (f": {lines(run.error_message)}" if run.error_message else ""),
+              file=sys.stderr)
+    return EXIT_ERROR
 
 
 def cmd_output(args: argparse.Namespace) -> int:

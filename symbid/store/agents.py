@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from symbid.errors import UnreadableRow
-from symbid.model import Agent
+from symbid.model import ADHOC_SOURCE, Agent
 from symbid.store.base import API_SOURCE, AgentGuard, RemoveGuard, StoredAgent
 from symbid.store.plumbing import SqlPlumbing
 from symbid.wire import agent_from_wire, agent_to_wire
@@ -108,13 +108,16 @@ class SqlAgents(SqlPlumbing):
     def remove_agent(self, name: str, guard: RemoveGuard) -> StoredAgent:
         with self._write() as conn:
             rows = self._agents(self._select(conn, name))
+            # an agent's ad hoc job (symbi run) does not hold it: it stays, hidden
             jobs = [r[0] for r in conn.execute(
-                "SELECT name FROM jobs WHERE agent_id = ? ORDER BY name", (name,)).fetchall()]
+                "SELECT name FROM jobs WHERE agent_id = ? AND source <> ? ORDER BY name",
+                (name, ADHOC_SOURCE)).fetchall()]
             doomed = guard(rows, jobs)
             conn.execute("DELETE FROM agents WHERE name = ? AND origin = ?",
                          (doomed.name, "file" if doomed.from_file else "api"))
             return doomed
 
     def agent_use(self) -> dict[str, int]:
-        rows = self._query("SELECT agent_id, COUNT(*) FROM jobs GROUP BY agent_id")
+        rows = self._query("SELECT agent_id, COUNT(*) FROM jobs WHERE source <> ? "
+                           "GROUP BY agent_id", (ADHOC_SOURCE,))
         return {agent: count for agent, count in rows}

@@ -166,12 +166,14 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def remove_agent(self, name: str, guard: RemoveGuard) -> StoredAgent:
         """Delete one agent row in one transaction. ``guard`` sees the rows called
-        ``name`` and the names (sorted) of the jobs naming that agent; it returns the
-        row to delete or raises to refuse."""
+        ``name`` and the names (sorted) of the jobs naming that agent (not its ad hoc
+        job, which does not hold it and stays); it returns the row to delete or raises
+        to refuse."""
 
     @abc.abstractmethod
     def agent_use(self) -> dict[str, int]:
-        """How many jobs name each agent (agents no job names are absent)."""
+        """How many jobs name each agent (agents no job names are absent; ad hoc jobs
+        are not counted)."""
 
     # session contexts
     @abc.abstractmethod
@@ -260,7 +262,8 @@ class JobStore(abc.ABC):
         first, with previews of their output and input as :meth:`history` has them."""
 
     @abc.abstractmethod
-    def totals(self) -> JobTotals: ...
+    def totals(self) -> JobTotals:
+        """Jobs by status (ad hoc jobs left out) and the counts of every job's runs."""
 
     @abc.abstractmethod
     def latest_instant(self) -> Optional[int]:

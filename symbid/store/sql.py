@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
-from symbid.model import Job, JobStatus, Run, RunStatus
+from symbid.model import ADHOC_SOURCE, Job, JobStatus, Run, RunStatus
 from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
@@ -500,11 +500,13 @@ class SqlJobStore(SqlAgents, SqlContexts, JobStore):
         self._query("SELECT COUNT(*) FROM (SELECT 1 FROM jobs LIMIT 1) AS one")
 
     def totals(self) -> JobTotals:
+        # Ad hoc jobs (symbi run) are not counted as jobs; their runs are counted as runs.
         rows = self._query(
-            "SELECT status, COUNT(*), SUM(run_count), SUM(success_count), SUM(failure_count), "
-            "SUM(total_execution_ms), MAX(longest_execution_ms) FROM jobs GROUP BY status"
+            "SELECT status, SUM(CASE WHEN source = ? THEN 0 ELSE 1 END), SUM(run_count), "
+            "SUM(success_count), SUM(failure_count), SUM(total_execution_ms), "
+            "MAX(longest_execution_ms) FROM jobs GROUP BY status", (ADHOC_SOURCE,)
         )
-        by_status = {status: count for status, count, *_ in rows}
+        by_status = {status: count for status, count, *_ in rows if count}
         return JobTotals(
             by_status=by_status,
             runs_total=sum(r[2] or 0 for r in rows),

@@ -163,3 +163,12 @@ class Daemon:
         status, data = self.api("GET", f"/api/v1/schedule/{job}/history?limit={limit}")
         assert status == 200, data
         return list(data)
+
+
+def add_job(d: Daemon, name: str, agent: str, **fields: Any) -> dict[str, Any]:
+    """Create a job of ``agent`` through the API (a yearly cron unless ``fields`` say
+    otherwise); its wire form."""
+    status, job = d.api("POST", "/api/v1/schedule", {"name": name, "agent_id": agent,
+                                                     "cron_expr": "0 0 1 1 *", **fields})
+    assert status == 201, job
+    return dict(job)

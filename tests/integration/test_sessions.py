@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.daemon_helper import Daemon
+from tests.integration.daemon_helper import add_job as add
 
 # Each agent prints its context file (one line of JSON) and then its own lines.
 CAT = 'cat "$SYMBI_CONTEXT_FILE"; echo; '
@@ -38,13 +39,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     d.start()
     yield d
     d.cleanup()
-
-
-def add(d: Daemon, name: str, agent: str, **fields: Any) -> dict[str, Any]:
-    status, job = d.api("POST", "/api/v1/schedule", {"name": name, "agent_id": agent,
-                                                     "cron_expr": "0 0 1 1 *", **fields})
-    assert status == 201, job
-    return dict(job)
 
 
 def run_once(d: Daemon, name: str, **body: Any) -> dict[str, Any]:
