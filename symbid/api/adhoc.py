@@ -24,8 +24,8 @@ there are.
 from __future__ import annotations
 
 from symbid.api.context import ApiContext
+from symbid.api.fields import bad, boolean, nonempty, string
 from symbid.api.http import Request, Response, Router, json_response
-from symbid.api.native import _bad, _bool, _nonempty, _str
 from symbid.api.runs import Holders, disconnected_of, wait_for_end
 from symbid.errors import InvalidInput, NotFound
 from symbid.text import escape, shorten
@@ -41,11 +41,11 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
         data = req.json_object(required=False)
         for key in data:
             if key not in FIELDS:
-                raise _bad(key, f"unknown field; run takes {', '.join(FIELDS)}")
-        text = _str("input", data.get("input"), nullable=True)
-        session = _nonempty("session", data["session"]) \
+                raise bad(key, f"unknown field; run takes {', '.join(FIELDS)}")
+        text = string("input", data.get("input"), nullable=True)
+        session = nonempty("session", data["session"]) \
             if data.get("session") is not None else None
-        wait = _bool("wait", data.get("wait", False))
+        wait = boolean("wait", data.get("wait", False))
         name = req.params["name"]
         if ctx.agents.agents.get(name) is None:  # the name is quoted shortened
             short = shorten(name)

@@ -8,12 +8,24 @@ unless the whole request is valid.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from symbid.api.context import ApiContext
+from symbid.api.fields import (
+    bad,
+    boolean,
+    duration,
+    enum_value,
+    integer,
+    json_object,
+    nonempty,
+    number,
+    str_list,
+    str_map,
+    string,
+)
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.api.runs import id_prefix
 from symbid.errors import InvalidCron, InvalidInput, SymbidError
@@ -29,143 +41,57 @@ from symbid.model import (
     SessionMode,
     format_instant,
 )
-from symbid.text import shorten
-from symbid.timing import make_schedule, next_slots, parse_duration, parse_instant
+from symbid.timing import make_schedule, next_slots, parse_instant
 from symbid.wire import job_to_wire, run_to_wire
 
 READ_ONLY = ("id", "status", "source", "next_run", "last_run", "run_count", "failure_count",
              "created_at", "updated_at")
 
 
-def _bad(field: str, message: str) -> InvalidInput:
-    field = shorten(field)  # an unknown field's name comes from the request
-    return InvalidInput(f"{field}: {message}", field=field)
-
-
-def _str(field: str, v: Any, *, nullable: bool = False) -> Optional[str]:
-    if v is None and nullable:
-        return None
-    if not isinstance(v, str):
-        raise _bad(field, f"expected a string, got {type(v).__name__ if v is not None else 'null'}")
-    return v
-
-
-def _nonempty(field: str, v: Any) -> str:
-    text = _str(field, v)
-    assert text is not None
-    if not text.strip():
-        raise _bad(field, "must not be empty")
-    return text
-
-
-def _bool(field: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise _bad(field, "expected true or false")
-    return v
-
-
-def _int(field: str, v: Any, low: int, *, nullable: bool = False) -> Optional[int]:
-    if v is None and nullable:
-        return None
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise _bad(field, "expected a whole number")
-    if v < low:
-        raise _bad(field, f"must be at least {low}")
-    return v
-
-
-def _number(field: str, v: Any, *, nullable: bool = False) -> Optional[float]:
-    if v is None and nullable:
-        return None
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        raise _bad(field, "expected a number")
-    if not math.isfinite(v):
-        raise _bad(field, "expected a finite number")
-    if v < 0:
-        raise _bad(field, "must not be negative")
-    return float(v)
-
-
-def _str_list(field: str, v: Any) -> tuple[str, ...]:
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise _bad(field, "expected a list of strings")
-    return tuple(v)
-
-
-def _str_map(field: str, v: Any) -> dict[str, str]:
-    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
-        raise _bad(field, "expected an object of string values")
-    return dict(v)
-
-
-def _enum(field: str, v: Any, choices: list[str]) -> str:
-    if v not in choices:
-        raise _bad(field, f"must be one of {', '.join(choices)}")
-    return str(v)
-
-
-def _object(field: str, v: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise _bad(field, "expected an object")
-    for key in v:
-        if key not in allowed:
-            raise _bad(f"{field}.{key}", f"unknown field; {field} takes "
-                                         f"{', '.join(allowed)}")
-    return v
-
-
-def _duration(field: str, v: Any) -> Optional[float]:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise _bad(field, 'expected a duration such as "5m" or a number of seconds')
-    return parse_duration(v, field=field)
-
-
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 def _policy(v: Any, base: Policy) -> Policy:
-    d = _object("policy", v, ("require_approval", "approvers", "max_runtime",
+    d = json_object("policy", v, ("require_approval", "approvers", "max_runtime",
                               "require_capabilities", "allowed_hours",
                               "allowed_environments", "require_agent_pin"))
     changes: dict[str, Any] = {}
     if "require_approval" in d:
-        changes["require_approval"] = _bool("policy.require_approval", d["require_approval"])
+        changes["require_approval"] = boolean("policy.require_approval", d["require_approval"])
     if "approvers" in d:
-        changes["approvers"] = _str_list("policy.approvers", d["approvers"])
+        changes["approvers"] = str_list("policy.approvers", d["approvers"])
     if "max_runtime" in d:
-        changes["max_runtime_seconds"] = _duration("policy.max_runtime", d["max_runtime"])
+        changes["max_runtime_seconds"] = duration("policy.max_runtime", d["max_runtime"])
     if "require_capabilities" in d:
-        changes["require_capabilities"] = _str_list("policy.require_capabilities",
+        changes["require_capabilities"] = str_list("policy.require_capabilities",
                                                     d["require_capabilities"])
     if "allowed_hours" in d:
         hours = d["allowed_hours"]
         if hours is None:
             changes["allowed_hours"] = None
         else:
-            h = _object("policy.allowed_hours", hours, ("start", "end"))
+            h = json_object("policy.allowed_hours", hours, ("start", "end"))
             for key in ("start", "end"):
                 if not isinstance(h.get(key), str) or not _HHMM.match(h[key]):
-                    raise _bad(f"policy.allowed_hours.{key}", 'expected a time "HH:MM"')
+                    raise bad(f"policy.allowed_hours.{key}", 'expected a time "HH:MM"')
             changes["allowed_hours"] = AllowedHours(h["start"], h["end"])
     if "allowed_environments" in d:
-        changes["allowed_environments"] = _str_list("policy.allowed_environments",
+        changes["allowed_environments"] = str_list("policy.allowed_environments",
                                                     d["allowed_environments"])
     if "require_agent_pin" in d:
-        changes["require_agent_pin"] = _bool("policy.require_agent_pin",
+        changes["require_agent_pin"] = boolean("policy.require_agent_pin",
                                              d["require_agent_pin"])
     return Policy(**{**base.__dict__, **changes})
 
 
 def _heartbeat(v: Any, base: Heartbeat) -> Heartbeat:
-    d = _object("heartbeat", v, ("enabled", "context_mode", "max_iterations"))
+    d = json_object("heartbeat", v, ("enabled", "context_mode", "max_iterations"))
     return Heartbeat(
-        enabled=_bool("heartbeat.enabled", d["enabled"]) if "enabled" in d else base.enabled,
-        context_mode=SessionMode(_enum("heartbeat.context_mode", d["context_mode"],
+        enabled=boolean("heartbeat.enabled", d["enabled"]) if "enabled" in d else base.enabled,
+        context_mode=SessionMode(enum_value("heartbeat.context_mode", d["context_mode"],
                                        [m.value for m in SessionMode]))
         if "context_mode" in d else base.context_mode,
-        max_iterations=_int("heartbeat.max_iterations", d["max_iterations"], 1) or 1
+        max_iterations=integer("heartbeat.max_iterations", d["max_iterations"], 1) or 1
         if "max_iterations" in d else base.max_iterations,
     )
 
@@ -176,14 +102,14 @@ _DELIVERY_KEYS = ("webhook_url", "webhook_headers", "slack_channel", "email_reci
 def _delivery_config(d: Mapping[str, Any], prefix: str, base: DeliveryConfig) -> DeliveryConfig:
     changes: dict[str, Any] = {}
     if "webhook_url" in d:
-        changes["webhook_url"] = _str(prefix + "webhook_url", d["webhook_url"], nullable=True)
+        changes["webhook_url"] = string(prefix + "webhook_url", d["webhook_url"], nullable=True)
     if "webhook_headers" in d:
-        changes["webhook_headers"] = _str_map(prefix + "webhook_headers", d["webhook_headers"])
+        changes["webhook_headers"] = str_map(prefix + "webhook_headers", d["webhook_headers"])
     if "slack_channel" in d:
-        changes["slack_channel"] = _str(prefix + "slack_channel", d["slack_channel"],
+        changes["slack_channel"] = string(prefix + "slack_channel", d["slack_channel"],
                                         nullable=True)
     if "email_recipients" in d:
-        changes["email_recipients"] = _str_list(prefix + "email_recipients",
+        changes["email_recipients"] = str_list(prefix + "email_recipients",
                                                 d["email_recipients"])
     return DeliveryConfig(**{**base.__dict__, **changes})
 
@@ -198,55 +124,56 @@ def job_from_request(data: Mapping[str, Any], base: Job) -> Job:
     """Apply the request's fields to ``base``; raises InvalidInput naming the field."""
     for key in data:
         if key in READ_ONLY:
-            raise _bad(key, "is read-only" + ("; use pause/resume/reset" if key == "status"
+            raise bad(key, "is read-only" + ("; use pause/resume/reset" if key == "status"
                                                else ""))
         if key not in JOB_FIELDS and key != "allow_past":
-            raise _bad(key, "unknown field; see /api/v1/openapi.json")
+            raise bad(key, "unknown field; see /api/v1/openapi.json")
     c: dict[str, Any] = {}
     if "name" in data:
-        c["name"] = _nonempty("name", data["name"])
+        c["name"] = nonempty("name", data["name"])
     if "agent_id" in data:
-        c["agent_id"] = _nonempty("agent_id", data["agent_id"])
+        c["agent_id"] = nonempty("agent_id", data["agent_id"])
     if "timezone" in data:
-        c["timezone"] = _nonempty("timezone", data["timezone"])
+        c["timezone"] = nonempty("timezone", data["timezone"])
     tz = c.get("timezone", base.timezone)
     if data.get("cron_expr") is not None:
-        c["cron_expr"] = _nonempty("cron_expr", data["cron_expr"])
+        c["cron_expr"] = nonempty("cron_expr", data["cron_expr"])
         c["at"] = None
     if data.get("at") is not None:
-        c["at"] = parse_instant(_nonempty("at", data["at"]), tz)
+        c["at"] = parse_instant(nonempty("at", data["at"]), tz)
         c["cron_expr"] = None
     if "cron_expr" in data and "at" in data and data["cron_expr"] and data["at"]:
-        raise _bad("at", "give exactly one of cron_expr and at")
+        raise bad("at", "give exactly one of cron_expr and at")
     if "session_mode" in data:
-        c["session_mode"] = SessionMode(_enum("session_mode", data["session_mode"],
+        c["session_mode"] = SessionMode(enum_value("session_mode", data["session_mode"],
                                               [m.value for m in SessionMode]))
     if "heartbeat" in data:
         c["heartbeat"] = _heartbeat(data["heartbeat"], base.heartbeat)
     if "delivery" in data:
-        c["delivery"] = _str_list("delivery", data["delivery"])
+        c["delivery"] = str_list("delivery", data["delivery"])
     delivery_config = base.delivery_config
     if "delivery_config" in data:
-        nested = _object("delivery_config", data["delivery_config"], _DELIVERY_KEYS)
+        nested = json_object("delivery_config", data["delivery_config"], _DELIVERY_KEYS)
         delivery_config = _delivery_config(nested, "delivery_config.", delivery_config)
     delivery_config = _delivery_config(data, "", delivery_config)
     c["delivery_config"] = delivery_config
     if "policy" in data:
         c["policy"] = _policy(data["policy"], base.policy)
     if "max_concurrent" in data:
-        c["max_concurrent"] = _int("max_concurrent", data["max_concurrent"], 1)
+        c["max_concurrent"] = integer("max_concurrent", data["max_concurrent"], 1)
     if "max_retries" in data:
-        c["max_retries"] = _int("max_retries", data["max_retries"], 0, nullable=True)
+        c["max_retries"] = integer("max_retries", data["max_retries"], 0, nullable=True)
     if "jitter_seconds" in data:
-        c["jitter_seconds"] = _number("jitter_seconds", data["jitter_seconds"], nullable=True)
+        c["jitter_seconds"] = number("jitter_seconds", data["jitter_seconds"], nullable=True)
     if "catch_up" in data:
-        c["catch_up"] = CatchUp(_enum("catch_up", data["catch_up"], [x.value for x in CatchUp]))
+        c["catch_up"] = CatchUp(enum_value("catch_up", data["catch_up"],
+                                           [x.value for x in CatchUp]))
     if "catch_up_limit" in data:
-        c["catch_up_limit"] = _int("catch_up_limit", data["catch_up_limit"], 0)
+        c["catch_up_limit"] = integer("catch_up_limit", data["catch_up_limit"], 0)
     if "input" in data:
-        c["input"] = _str("input", data["input"], nullable=True)
+        c["input"] = string("input", data["input"], nullable=True)
     if "agent_pin_jwt" in data:
-        c["agent_pin_jwt"] = _str("agent_pin_jwt", data["agent_pin_jwt"], nullable=True)
+        c["agent_pin_jwt"] = string("agent_pin_jwt", data["agent_pin_jwt"], nullable=True)
     return base.replace(**c)
 
 
@@ -291,10 +218,10 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         data = req.json_object()
         for key in ("name", "agent_id"):
             if key not in data:
-                raise _bad(key, "is required")
+                raise bad(key, "is required")
         if data.get("cron_expr") is None and data.get("at") is None:
-            raise _bad("cron_expr", "give exactly one of cron_expr and at")
-        allow_past = _bool("allow_past", data.get("allow_past", False))
+            raise bad("cron_expr", "give exactly one of cron_expr and at")
+        allow_past = boolean("allow_past", data.get("allow_past", False))
         job = job_from_request(data, Job(id="", name="", agent_id=""))
         job = ctx.jobs.create(job, allow_past=allow_past)
         ctx.audit(req, "CronJobCreated", job)
@@ -313,7 +240,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     def update(req: Request) -> Response:
         data = req.json_object()
         if "allow_past" in data:
-            raise _bad("allow_past", "only applies when a job is created")
+            raise bad("allow_past", "only applies when a job is created")
         job = ctx.jobs.update(req.params["job_id"], lambda have: job_from_request(data, have))
         ctx.audit(req, "CronJobUpdated", job)
         return json_response(shown(job))
@@ -334,8 +261,8 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         data = req.json_object(required=False)
         for key in data:
             if key != "input":
-                raise _bad(key, "unknown field; run takes only input")
-        text = _str("input", data.get("input"), nullable=True)
+                raise bad(key, "unknown field; run takes only input")
+        text = string("input", data.get("input"), nullable=True)
         run = ctx.scheduler.run_now(req.params["job_id"], text)
         return json_response(run_to_wire(run), 202)
 

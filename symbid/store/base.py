@@ -108,7 +108,8 @@ class JobStore(abc.ABC):
     def get_job(self, ref: str) -> Job:
         job = self.find_job(ref)
         if job is None:
-            raise NotFound(f"no job with id or name {shorten(ref)!r}; `symbi cron list` shows them")
+            raise NotFound(f"no job with id or name {shorten(ref)!r}; "
+                           "`symbi cron list --all` shows them")
         return job
 
     @abc.abstractmethod
