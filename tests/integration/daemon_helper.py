@@ -114,9 +114,15 @@ class Daemon:
         self.stop(signal.SIGKILL)
 
     def cleanup(self) -> None:
+        """Stop the daemon as systemd would (SIGTERM: it kills its runs' process groups),
+        so that no run outlives the test; SIGKILL only if it does not stop."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
         shutil.rmtree(self.sockdir, ignore_errors=True)
 
     # --- talking to it -----------------------------------------------------------------
