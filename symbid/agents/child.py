@@ -111,9 +111,14 @@ def main() -> int:
     from symbid.agents.tools import tool_environment
 
     deadline = time.monotonic() + spec.timeout_seconds
+    slots = None
+    if spec.request_slots is not None:
+        from symbid.agents.slots import Slots
+
+        slots = Slots(*spec.request_slots)
     try:
         client = ChatClient(spec.endpoint, key, max_retries=spec.max_retries,
-                            request_timeout=spec.request_timeout_seconds)
+                            request_timeout=spec.request_timeout_seconds, slots=slots)
     except SymbidError as exc:
         return _fail(EXIT_SPEC, exc.message)
     del key

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,26 @@ def test_without_retry_after_the_backoff_doubles(server: LLMServer) -> None:
     client.complete({"model": "m", "messages": []}, deadline=float("inf"))
 
     assert waits == [0.5, 1.0, 2.0]
+
+
+def test_a_request_slot_is_held_while_a_request_is_in_flight_never_during_a_backoff(
+        server: LLMServer, tmp_path: Path) -> None:
+    from symbid.agents.slots import Slots, prepare
+
+    prepare(str(tmp_path / "slots"), 1)
+    other = Slots(str(tmp_path / "slots"), 1, margin=0)
+    free_while_waiting: list[bool] = []
+
+    def sleep(seconds: float) -> None:  # the backoff: another run may take the slot
+        fd = other.acquire(time.monotonic() + 0.5)
+        other.release(fd)
+        free_while_waiting.append(True)
+
+    server.script(error(503), error(429, retry_after="1"), text("ok"))
+    client = ChatClient(server.url, KEY, sleep=sleep, slots=Slots(str(tmp_path / "slots"), 1))
+    client.complete({"model": "m", "messages": []}, deadline=time.monotonic() + 30)
+    assert free_while_waiting == [True, True]
+    other.release(other.acquire(time.monotonic() + 0.5))  # and free again after the reply
 
 
 def test_a_4xx_other_than_429_is_not_retried(server: LLMServer, tmp_path: Path) -> None:
