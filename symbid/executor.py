@@ -252,7 +252,7 @@ class Executor:
         argv, stdin = agent.command, (going.text or "").encode()
         if agent.kind is AgentKind.LLM:  # the child calls the model (see symbid/llmrun.py)
             start = llmrun.launch(agent, self.llm, self._environ, text=going.text, view=view,
-                                  timeout=timeout)
+                                  timeout=timeout, runs_dir=self._runs_dir)
             argv, stdin = start.argv, start.stdin
             env.update(start.env)
             files += start.files

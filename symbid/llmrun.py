@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from symbid.agents import child_argv, child_pythonpath
 from symbid.agents.child import RESULT_VAR
+from symbid.agents.slots import slots_dir
 from symbid.agents.spec import DEFAULT_KEY_VAR
 from symbid.config import LlmConfig, referenced_values, resolve_refs
 from symbid.errors import SandboxError
@@ -54,8 +55,13 @@ def _history(view: Optional[Session]) -> list[dict[str, str]]:
 
 
 def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Optional[str],
-           view: Optional[Session], timeout: Optional[float]) -> Launch:
-    """How to start ``agent``'s child; :class:`SandboxError` naming what is missing."""
+           view: Optional[Session], timeout: Optional[float],
+           runs_dir: Optional[str] = None) -> Launch:
+    """How to start ``agent``'s child; :class:`SandboxError` naming what is missing.
+
+    With ``runs_dir``, the child takes a request slot in its slots directory (which the
+    daemon keeps, :func:`symbid.agents.slots.prepare`) around each request, so that at
+    most ``[llm] max_concurrent_requests`` are in flight across all runs."""
     endpoint = agent.endpoint or llm.endpoint
     model = agent.model or llm.model
     if not endpoint:
@@ -91,11 +97,14 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
             "max_tokens_per_run": agent.max_tokens_per_run,
             "max_retries": llm.max_retries,
             "request_timeout_seconds": llm.timeout_seconds,
+            "max_concurrent_requests": llm.max_concurrent_requests if runs_dir else None,
         },
         "history": _history(view),
         # the agent's env and state directory reach its tools; the key never does
         "tool_env": sorted({*agent.env, "SYMBI_STATE_DIR"} - {DEFAULT_KEY_VAR}),
     }
+    if runs_dir:
+        spec["request_slots"] = slots_dir(runs_dir)
     if view is not None and view.summary:
         spec["previous_summary"] = view.summary
     spec["agent"] = {k: v for k, v in spec["agent"].items() if v is not None}
