@@ -13,10 +13,12 @@ Protocol (also in ``docs/llm-agents.md``):
 - **The result record**: a JSON object written to the file named by the environment
   variable ``SYMBI_RESULT_FILE`` (chosen over fd 3: a path passes through the sandbox
   untouched, and the daemon reads it after the child exits); no record without it.
-  Fields: ``status`` (succeeded | failed), ``error``, ``summary`` (the last reply cut to
-  1 KiB), ``usage`` {prompt_tokens, completion_tokens, total_tokens, requests},
-  ``tool_calls`` [{id, name, arguments, exit_status, duration_ms, error}], ``history``
-  (the turns to carry in shared mode).
+  Fields: ``status`` (succeeded | failed), ``error``, ``summary`` (the model's summary
+  when the agent has ``summarize`` and it was given, else the last reply; cut to 1 KiB),
+  ``summary_error`` (why the summary request failed, or null), ``usage``
+  {prompt_tokens, completion_tokens, total_tokens, requests}, ``tool_calls`` [{id, name,
+  arguments, exit_status, duration_ms, error}], ``history`` (the turns to carry in shared
+  mode).
 - **Exit status**: 0 succeeded; 1 the run failed (the reason on stderr); 2 the spec or the
   key is unusable (the reason on stderr).
 
@@ -126,7 +128,8 @@ def main() -> int:
                         capabilities=spec.capabilities, limits=spec.limits, deadline=deadline,
                         cwd=spec.cwd, tool_env=tool_environment(
                             os.environ, (spec.api_key_env,), keep=spec.tool_env),
-                        temperature=spec.temperature, max_tokens=spec.max_tokens)
+                        temperature=spec.temperature, max_tokens=spec.max_tokens,
+                        summarize=spec.summarize)
     result = conv.run(spec.input, system_prompt=spec.system_prompt,
                       previous_summary=spec.previous_summary, history=list(spec.history))
     if result.output:
@@ -138,7 +141,9 @@ def main() -> int:
         (m["content"] for m in reversed(result.history)
          if m.get("role") == "assistant" and isinstance(m.get("content"), str)), "")
     if result_path:
-        record = {"status": result.status, "error": result.error, "summary": summary_of(last),
+        record = {"status": result.status, "error": result.error,
+                  "summary": summary_of(result.summary or last),
+                  "summary_error": result.summary_error,
                   "usage": result.usage.to_json(),
                   "tool_calls": [c.to_json() for c in result.tool_calls],
                   "history": result.history}

@@ -18,7 +18,7 @@ TOP = frozenset({"agent", "endpoint", "model", "api_key_env", "input", "previous
                  "history", "limits", "timeout_seconds", "cwd", "tool_env",
                  "request_slots"})
 AGENT = frozenset({"name", "system_prompt", "temperature", "max_tokens", "capabilities",
-                   "tools"})
+                   "tools", "summarize"})
 LIMITS = frozenset({"max_tool_calls", "max_tokens_per_run", "max_context_bytes",
                     "max_retries", "request_timeout_seconds", "max_concurrent_requests"})
 TOOL = frozenset({"name", "description", "parameters", "parameters_schema", "command",
@@ -30,8 +30,8 @@ class RunSpec:
 
     __slots__ = ("agent_name", "api_key_env", "capabilities", "cwd", "endpoint", "history",
                  "input", "limits", "max_retries", "max_tokens", "model", "previous_summary",
-                 "request_slots", "request_timeout_seconds", "system_prompt", "temperature",
-                 "timeout_seconds", "tool_env", "tools")
+                 "request_slots", "request_timeout_seconds", "summarize", "system_prompt",
+                 "temperature", "timeout_seconds", "tool_env", "tools")
 
     def __init__(self, *, endpoint: str, model: str,
                  input: str,
@@ -50,7 +50,8 @@ class RunSpec:
                  request_timeout_seconds: float = 60.0,
                  cwd: Optional[str] = None,
                  tool_env: tuple[str, ...] = (),
-                 request_slots: Optional[tuple[str, int]] = None) -> None:
+                 request_slots: Optional[tuple[str, int]] = None,
+                 summarize: bool = False) -> None:
         self.endpoint = endpoint
         self.model = model
         self.input = input
@@ -70,6 +71,7 @@ class RunSpec:
         self.cwd = cwd
         self.tool_env = tool_env  # names passed on to tools, besides the allowlist
         self.request_slots = request_slots  # (directory, max_concurrent_requests) or None
+        self.summarize = summarize  # ask the model for the run's summary
 
 
 def _only(obj: object, allowed: frozenset[str], where: str) -> dict[str, Any]:
@@ -180,6 +182,7 @@ def parse_spec(text: str) -> RunSpec:
         system_prompt=_get(agent, "system_prompt", str, "agent"),
         temperature=_get(agent, "temperature", num, "agent"),
         max_tokens=_positive(_get(agent, "max_tokens", int, "agent"), "agent.max_tokens"),
+        summarize=bool(_get(agent, "summarize", bool, "agent")),
         capabilities=frozenset(_strings(agent, "capabilities", "agent")),
         tools=tuple(tools),
         api_key_env=_get(top, "api_key_env", str, "") or DEFAULT_KEY_VAR,
