@@ -82,6 +82,7 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
             "name": agent.name, "system_prompt": agent.system_prompt,
             "temperature": agent.temperature, "max_tokens": agent.max_tokens,
             "capabilities": list(agent.capabilities),
+            "summarize": agent.summarize or None,
             "tools": [{"name": t.name, "description": t.description,
                        "command": list(t.command), "requires": list(t.requires),
                        **({"parameters_schema": t.parameters_schema}

@@ -274,3 +274,29 @@ def test_a_run_that_cannot_get_a_request_slot_before_its_deadline_fails_saying_w
         assert server.requests == []
     finally:
         d.cleanup()
+
+
+def test_with_summarize_the_models_summary_is_stored_and_the_next_run_sees_it(
+    tmp_path: Path, server: LLMServer,
+) -> None:
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" summarize: true }\n'
+                                     'agent plain { model: "m-1" }\n')
+    try:
+        add(d, "remember", "thinker")
+        server.script(text("first answer, long and detailed"), text("SUMMARY: web-2 slow"),
+                      text("second answer"), text("SUMMARY: all fine"))
+        first = finished(d, start_run(d, "remember"))
+        assert (first["status"], first["summary"]) == ("succeeded", "SUMMARY: web-2 slow")
+        assert first["output"].strip() == "first answer, long and detailed"
+        second = finished(d, start_run(d, "remember"))
+        assert second["summary"] == "SUMMARY: all fine"
+        assert len(server.requests) == 4
+        told = [m["content"] for m in server.requests[2].messages if m["role"] == "system"]
+        assert told == ["Summary of the previous run:\nSUMMARY: web-2 slow"]
+        # An agent without summarize makes one request a run; its summary is its reply.
+        add(d, "forget", "plain")
+        server.script(text("plain answer"))
+        third = finished(d, start_run(d, "forget"))
+        assert third["summary"] == "plain answer" and len(server.requests) == 5
+    finally:
+        d.cleanup()
