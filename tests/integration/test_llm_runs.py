@@ -23,10 +23,11 @@ def server() -> Iterator[LLMServer]:
         yield s
 
 
-def llm_daemon(tmp_path: Path, server: LLMServer, agents: str) -> Daemon:
+def llm_daemon(tmp_path: Path, server: LLMServer, agents: str, llm: str = "") -> Daemon:
+    """A daemon whose [llm] points at ``server``, with ``llm`` added to that section."""
     d = Daemon(tmp_path, {"a.symbi": agents}, tcp=False,
                config=f'\n[llm]\nendpoint = "{server.url}"\napi_key = "${{TEST_LLM_KEY}}"\n'
-                      'model = "test-model"\n')
+                      'model = "test-model"\n' + llm)
     d.start(env={"TEST_LLM_KEY": KEY})
     return d
 
@@ -225,11 +226,9 @@ def test_max_concurrent_requests_bounds_the_requests_in_flight_across_runs_and_r
     tmp_path: Path, server: LLMServer,
 ) -> None:
     server.default = slow(text("done"), 1.0)
-    d = Daemon(tmp_path, {"a.symbi": 'agent thinker { model: "m-1" }\n'}, tcp=False,
-               config=f'\n[llm]\nendpoint = "{server.url}"\napi_key = "${{TEST_LLM_KEY}}"\n'
-                      'max_concurrent_requests = 1\n')
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" }\n',
+                   "max_concurrent_requests = 1\n")
     try:
-        d.start(env={"TEST_LLM_KEY": KEY})
         slots = tmp_path / "runs" / "llm-slots"
         assert sorted(os.listdir(slots)) == ["slot-0"]
         add(d, "one", "thinker")
