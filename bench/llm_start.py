@@ -3,7 +3,8 @@
 Spawns ``python -m symbid.agents.child`` ``runs`` times against the loopback test LLM
 server (tests/llm_server.py) and measures, on CLOCK_MONOTONIC (system-wide, so the
 server's instants compare with ours), from just before ``Popen`` to the server accepting
-the connection (``connect``) and to it having read the request head (``request``).
+the connection (``connect``) and to it having read the request head (``request``). The
+child takes a request slot, as the daemon's children do (``max_concurrent_requests``).
 ``python -m bench.llm_start`` runs it alone; ``make bench`` runs it as ``llm_start``.
 """
 
@@ -13,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -21,6 +23,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from symbid.agents import child_argv, child_pythonpath  # noqa: E402
+from symbid.agents.slots import prepare, slots_dir  # noqa: E402
 from tests.llm_server import LLMServer, text  # noqa: E402
 
 
@@ -34,10 +37,12 @@ def _measure(argv: list[str], runs: int) -> dict[str, Any]:
     request: list[float] = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYMBI_")}
     env.update(PYTHONPATH=child_pythonpath(), SYMBI_LLM_API_KEY="sk-bench")
-    with LLMServer() as server:
+    with LLMServer() as server, tempfile.TemporaryDirectory() as runs_dir:
         server.default = text("ok")
+        prepare(slots_dir(runs_dir), 4)
         spec = json.dumps({"endpoint": server.url, "model": "m", "input": "hi",
-                           "timeout_seconds": 30})
+                           "timeout_seconds": 30, "request_slots": slots_dir(runs_dir),
+                           "limits": {"max_concurrent_requests": 4}})
         for i in range(runs + 3):  # 3 warm-up runs fill the page cache
             started = time.monotonic()
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,

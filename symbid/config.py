@@ -109,6 +109,7 @@ class LlmConfig:
     max_retries: int = 3  # of a request answered 429/5xx or not at all
     max_tool_calls: int = 16  # per run
     max_context_bytes: int = 256 * 1024  # the conversation sent, oldest turns dropped
+    max_concurrent_requests: int = 4  # requests in flight across all runs (slot files)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs": 1,
             "smtp_port": 1, "timeout_seconds": 0.001, "webhook_timeout_seconds": 0.001,
             "max_body_bytes": 1024, "max_connections": 1, "head_timeout_seconds": 0.1,
-            "idle_timeout_seconds": 1, "max_context_bytes": 1024}
+            "idle_timeout_seconds": 1, "max_context_bytes": 1024,
+            "max_concurrent_requests": 1}
 
 
 def _type_name(tp: Any) -> str:

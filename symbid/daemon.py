@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from symbid import __version__, llmrun
+from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, LlmConfig, SchedulerConfig, load_config
@@ -238,6 +239,7 @@ class Daemon:
         make_private(cfg.daemon.state_dir, 0o700)
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode
             make_private(engine.store.path + suffix, 0o600)
+        self._prepare_llm_slots()  # before recovery: a resumed llm run needs its slots
         # The store's agents first: runs that recovery resumes may need them.
         self.registry = AgentService(engine.store, self.clock, agents,
                                      agents_dir=cfg.daemon.agents_dir,
@@ -278,6 +280,16 @@ class Daemon:
         engine.scheduler.start()
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         log.info("symbid %s ready; state in %s", __version__, cfg.daemon.state_dir)
+
+    def _prepare_llm_slots(self) -> None:
+        """``[llm] max_concurrent_requests`` slot files, in the runs' root; llm runs fail,
+        naming the directory, while they cannot be made."""
+        directory = slots_dir(self.config.daemon.runs_dir)
+        try:
+            prepare(directory, self.config.llm.max_concurrent_requests)
+        except OSError as exc:
+            log.error("cannot prepare the llm request slots (max_concurrent_requests) in "
+                      "%s: %s", directory, exc.strerror or exc)
 
     def _warn_old_names(self) -> None:
         """Names stored before the name rule keep working; they are listed once at start."""
@@ -373,6 +385,7 @@ class Daemon:
                 self.config = new
                 self.engine.scheduler.config = self._scheduler_config()
                 self.engine.executor.llm = new.llm
+                self._prepare_llm_slots()
         result = self._load_agents()
         result["config_error"] = config_error
         result["warnings"] = list(result["warnings"]) + notes

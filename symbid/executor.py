@@ -268,7 +268,7 @@ class Executor:
         argv, stdin = agent.command, (going.text or "").encode()
         if agent.kind is AgentKind.LLM:  # the child calls the model (see symbid/llmrun.py)
             start = llmrun.launch(agent, self.llm, self._environ, text=going.text, view=view,
-                                  timeout=timeout)
+                                  timeout=timeout, runs_dir=self._runs_dir)
             argv, stdin = start.argv, start.stdin
             env.update(start.env)
             files += start.files
@@ -354,6 +354,11 @@ class Executor:
             if result is not None:
                 going.took(result)
                 messages = result.messages
+                if result.summary_error:
+                    log.warning("job %s: run %s: %s; the summary is the last reply",
+                                job.name, run.id, escape(result.summary_error),
+                                extra={"SYMBID_JOB": job.name, "SYMBID_RUN": run.id,
+                                       "SYMBID_EVENT": "llm_summary_failed"})
                 if result.summary:
                     summary = result.summary
                 if status is RunStatus.FAILED and result.error:

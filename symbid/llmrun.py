@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from symbid.agents import child_argv, child_pythonpath
 from symbid.agents.child import RESULT_VAR
+from symbid.agents.slots import slots_dir
 from symbid.agents.spec import DEFAULT_KEY_VAR
 from symbid.config import LlmConfig, referenced_values, resolve_refs
 from symbid.errors import SandboxError
@@ -71,8 +72,13 @@ def not_ready(agent: Agent, llm: LlmConfig) -> Optional[str]:
 
 
 def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Optional[str],
-           view: Optional[Session], timeout: Optional[float]) -> Launch:
-    """How to start ``agent``'s child; :class:`SandboxError` naming what is missing."""
+           view: Optional[Session], timeout: Optional[float],
+           runs_dir: Optional[str] = None) -> Launch:
+    """How to start ``agent``'s child; :class:`SandboxError` naming what is missing.
+
+    With ``runs_dir``, the child takes a request slot in its slots directory (which the
+    daemon keeps, :func:`symbid.agents.slots.prepare`) around each request, so that at
+    most ``[llm] max_concurrent_requests`` are in flight across all runs."""
     problem = not_ready(agent, llm)
     if problem is not None or not llm.api_key:
         raise SandboxError(problem or "[llm] api_key is not set")
@@ -86,6 +92,7 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
             "name": agent.name, "system_prompt": agent.system_prompt,
             "temperature": agent.temperature, "max_tokens": agent.max_tokens,
             "capabilities": list(agent.capabilities),
+            "summarize": agent.summarize or None,
             "tools": [{"name": t.name, "description": t.description,
                        "command": list(t.command), "requires": list(t.requires),
                        **({"parameters_schema": t.parameters_schema}
@@ -101,11 +108,14 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
             "max_tokens_per_run": agent.max_tokens_per_run,
             "max_retries": llm.max_retries,
             "request_timeout_seconds": llm.timeout_seconds,
+            "max_concurrent_requests": llm.max_concurrent_requests if runs_dir else None,
         },
         "history": _history(view),
         # the agent's env and state directory reach its tools; the key never does
         "tool_env": sorted({*agent.env, "SYMBI_STATE_DIR"} - {DEFAULT_KEY_VAR}),
     }
+    if runs_dir:
+        spec["request_slots"] = slots_dir(runs_dir)
     if view is not None and view.summary:
         spec["previous_summary"] = view.summary
     spec["agent"] = {k: v for k, v in spec["agent"].items() if v is not None}
@@ -128,6 +138,7 @@ class Result:
     tool_calls: tuple[ToolCall, ...]
     request_seconds: tuple[float, ...]
     messages: tuple[dict[str, Any], ...]  # the run's own, for a shared_persistent history
+    summary_error: Optional[str] = None  # why a summarize request failed (then: last reply)
 
 
 def _count(value: Any) -> int:
@@ -183,6 +194,7 @@ def result_of(raw: Optional[bytes], secrets: list[str],
     calls = calls if isinstance(calls, list) else []
     seconds, history = record.get("request_seconds"), record.get("history")
     summary, error = _text(record.get("summary")), _text(record.get("error"))
+    summary_error = _text(record.get("summary_error"))
     return Result(
         summary=None if summary is None else mask(summary, secrets),
         error=None if error is None else mask(error, secrets),
@@ -195,4 +207,6 @@ def result_of(raw: Optional[bytes], secrets: list[str],
                               and 0 <= x < 1e7),
         messages=tuple(_masked(m, secrets) for m in (history if isinstance(history, list)
                                                       else ())
-                       if isinstance(m, dict) and isinstance(m.get("role"), str)))
+                       if isinstance(m, dict) and isinstance(m.get("role"), str)),
+        summary_error=None if summary_error is None else
+        mask(summary_error[:ARGUMENTS_CAP], secrets))

@@ -10,11 +10,14 @@ is system-wide on Linux, so those compare with another process's ``time.monotoni
         ... point a client at server.url ...
         server.requests[0].body["messages"]
 
-A reply may hang (it answers only when the server closes) or carry ``Retry-After``.
+A reply may hang (it answers only when the server closes), wait ``delay`` seconds before
+answering (:func:`slow`) or carry ``Retry-After``. ``in_flight`` counts the requests read
+and not yet answered; ``max_in_flight`` is the most there ever were at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -30,6 +33,7 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    delay: float = 0.0  # seconds between reading the request and answering it
 
 
 @dataclass
@@ -83,6 +87,11 @@ def hang() -> Reply:
     return Reply(hang=True)
 
 
+def slow(reply: Reply, seconds: float) -> Reply:
+    """``reply``, answered ``seconds`` after its request was read."""
+    return dataclasses.replace(reply, delay=seconds)
+
+
 class LLMServer:
     """The server, on 127.0.0.1 and a free port; a context manager that closes it."""
 
@@ -90,6 +99,8 @@ class LLMServer:
         self.replies: deque[Reply] = deque()
         self.default: Reply = text("(no scripted reply)")
         self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._received = threading.Condition(self._lock)
@@ -118,10 +129,20 @@ class LLMServer:
                         "POST", self.path, dict(self.headers.items()), body,
                         self.connected_at, received))
                     reply = server.replies.popleft() if server.replies else server.default
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server._received.notify_all()
                 if reply.hang:
                     server._closing.wait()
+                elif not (reply.delay and server._closing.wait(reply.delay)):
+                    self._answer(reply)
                     return
+                server._answered()
+
+            def _answer(self, reply: Reply) -> None:
+                # Answered just before the reply's bytes go out: a client that has them
+                # and sends its next request is never counted twice.
+                server._answered()
                 data = json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 for k, v in reply.headers.items():
@@ -130,6 +151,7 @@ class LLMServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                self.wfile.flush()
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -137,6 +159,10 @@ class LLMServer:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
+
+    def _answered(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def script(self, *replies: Reply) -> None:
         with self._lock:

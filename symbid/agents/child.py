@@ -13,11 +13,13 @@ Protocol (also in ``docs/llm-agents.md``):
 - **The result record**: a JSON object written to the file named by the environment
   variable ``SYMBI_RESULT_FILE`` (chosen over fd 3: a path passes through the sandbox
   untouched, and the daemon reads it after the child exits); no record without it.
-  Fields: ``status`` (succeeded | failed), ``error``, ``summary`` (the last reply cut to
-  1 KiB), ``usage`` {prompt_tokens, completion_tokens, total_tokens, requests},
-  ``tool_calls`` [{id, name, arguments, exit_status, duration_ms, error}],
-  ``request_seconds`` (each HTTP attempt's duration), ``history`` (the run's messages
-  after the system ones: what shared mode carries).
+  Fields: ``status`` (succeeded | failed), ``error``, ``summary`` (the model's summary
+  when the agent has ``summarize`` and it was given, else the last reply; cut to 1 KiB),
+  ``summary_error`` (why the summary request failed, or null), ``usage``
+  {prompt_tokens, completion_tokens, total_tokens, requests}, ``tool_calls`` [{id, name,
+  arguments, exit_status, duration_ms, error}], ``request_seconds`` (each HTTP attempt's
+  duration), ``history`` (the run's own messages after the system ones: what shared mode
+  carries).
 - **Exit status**: 0 succeeded; 1 the run failed (the reason on stderr); 2 the spec or the
   key is unusable (the reason on stderr).
 
@@ -112,9 +114,14 @@ def main() -> int:
     from symbid.agents.tools import tool_environment
 
     deadline = time.monotonic() + spec.timeout_seconds
+    slots = None
+    if spec.request_slots is not None:
+        from symbid.agents.slots import Slots
+
+        slots = Slots(*spec.request_slots)
     try:
         client = ChatClient(spec.endpoint, key, max_retries=spec.max_retries,
-                            request_timeout=spec.request_timeout_seconds)
+                            request_timeout=spec.request_timeout_seconds, slots=slots)
     except SymbidError as exc:
         return _fail(EXIT_SPEC, exc.message)
     del key
@@ -122,7 +129,8 @@ def main() -> int:
                         capabilities=spec.capabilities, limits=spec.limits, deadline=deadline,
                         cwd=spec.cwd, tool_env=tool_environment(
                             os.environ, (spec.api_key_env,), keep=spec.tool_env),
-                        temperature=spec.temperature, max_tokens=spec.max_tokens)
+                        temperature=spec.temperature, max_tokens=spec.max_tokens,
+                        summarize=spec.summarize)
     result = conv.run(spec.input, system_prompt=spec.system_prompt,
                       previous_summary=spec.previous_summary, history=list(spec.history))
     if result.output:
@@ -134,7 +142,9 @@ def main() -> int:
         (m["content"] for m in reversed(result.history)
          if m.get("role") == "assistant" and isinstance(m.get("content"), str)), "")
     if result_path:
-        record = {"status": result.status, "error": result.error, "summary": summary_of(last),
+        record = {"status": result.status, "error": result.error,
+                  "summary": summary_of(result.summary or last),
+                  "summary_error": result.summary_error,
                   "usage": result.usage.to_json(),
                   "tool_calls": [c.to_json() for c in result.tool_calls],
                   "request_seconds": [round(x, 6) for x in result.usage.seconds],

@@ -6,10 +6,17 @@ answers with ``tool_calls`` each call is checked and run (:mod:`.tools`) and its
 appended as a ``tool`` message with its ``tool_call_id``; the first answer without tool
 calls is the run's output.
 
+With ``summarize``, a run that succeeded makes one more request: the conversation (its
+tool calls and results written as text, so that no endpoint sees tool messages without
+tools) and :data:`SUMMARY_REQUEST` as a user message, with no tools offered; the reply's
+text is the run's summary. When that request fails the run still succeeds, without a
+model summary (``summary_error`` says why).
+
 Limits: ``max_tool_calls`` (every call the model asks for counts, refused ones too; one
-more fails the run), ``max_tokens_per_run`` (prompt + completion over all requests; over
-it the run fails), ``max_context_bytes`` (the JSON size of the messages; the oldest
-non-system turns are dropped and a marker message says so) and the run's deadline.
+more fails the run), ``max_tokens_per_run`` (prompt + completion over all requests, the
+summary's included; over it the run fails), ``max_context_bytes`` (the JSON size of the
+messages; the oldest non-system turns are dropped and a marker message says so) and the
+run's deadline.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from symbid.agents.tools import Tool, ToolCallRecord, check_call, run_tool
 Message = dict[str, Any]
 MARKER_PREFIX = "[symbid: "
 SUMMARY_PREFIX = "Summary of the previous run:\n"
+SUMMARY_REQUEST = ("Summarize this run for your next run, which will see only this "
+                   "summary: what you were asked, what you found and did, and what is still "
+                   "open. Plain text, at most 120 words.")
 
 
 class Limits:
@@ -43,7 +53,8 @@ class RunResult:
     why); ``history`` holds this run's messages, its user message onward (what shared
     mode carries to the next run), whatever was trimmed from the context sent."""
 
-    __slots__ = ("error", "history", "output", "status", "tool_calls", "usage")
+    __slots__ = ("error", "history", "output", "status", "summary", "summary_error",
+                 "tool_calls", "usage")
 
     def __init__(self, output: str, status: str, error: Optional[str], usage: Usage) -> None:
         self.output = output
@@ -52,6 +63,8 @@ class RunResult:
         self.usage = usage
         self.tool_calls: list[ToolCallRecord] = []
         self.history: list[Message] = []
+        self.summary: Optional[str] = None  # the model's summary (summarize), uncut
+        self.summary_error: Optional[str] = None  # why the summary request failed
 
 
 def size_of(messages: list[Message]) -> int:
@@ -97,6 +110,33 @@ def trim_context(messages: list[Message], max_bytes: int) -> tuple[list[Message]
     return out, count
 
 
+def as_text(messages: list[Message]) -> list[Message]:
+    """``messages`` with tool traffic written as text: an assistant turn's calls as
+    ``[called NAME with ARGUMENTS]`` lines, a ``tool`` answer as a user message
+    ``[NAME answered]`` and its content. Other messages are kept as they are."""
+    names: dict[str, str] = {}
+    out: list[Message] = []
+    for m in messages:
+        if m.get("role") == "assistant" and m.get("tool_calls"):
+            lines = [m["content"]] if isinstance(m.get("content"), str) and m["content"] \
+                else []
+            for call in m["tool_calls"]:
+                fn = call.get("function") if isinstance(call, dict) else None
+                name = str(fn.get("name", "")) if isinstance(fn, dict) else ""
+                args = fn.get("arguments", "") if isinstance(fn, dict) else ""
+                if isinstance(call, dict):
+                    names[str(call.get("id", ""))] = name
+                lines.append(f"[called {name} with "
+                             f"{args if isinstance(args, str) else json.dumps(args)}]")
+            out.append({"role": "assistant", "content": "\n".join(lines)})
+        elif m.get("role") == "tool":
+            name = names.get(str(m.get("tool_call_id", "")), "a tool")
+            out.append({"role": "user", "content": f"[{name} answered]\n{m.get('content')}"})
+        else:
+            out.append(m)
+    return out
+
+
 def wire(messages: list[Message]) -> list[Message]:
     """The messages as sent: private keys (``_dropped``) removed."""
     return [{k: v for k, v in m.items() if not k.startswith("_")} for m in messages]
@@ -109,6 +149,7 @@ class Conversation:
                  capabilities: frozenset[str], limits: Limits, deadline: float,
                  cwd: Optional[str] = None, tool_env: Optional[dict[str, str]] = None,
                  temperature: Optional[float] = None, max_tokens: Optional[int] = None,
+                 summarize: bool = False,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.model = model
@@ -120,6 +161,7 @@ class Conversation:
         self.tool_env = tool_env or {}
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.summarize = summarize
         self.monotonic = monotonic
 
     def run(self, user_input: str, *, system_prompt: Optional[str] = None,
@@ -137,6 +179,8 @@ class Conversation:
         result.history.append(asked)
         try:
             result.output = self._loop(head, turns, result)
+            if self.summarize:
+                self._summarize(head, turns, result)
             result.status = "succeeded"
         except _Stop as stop:
             result.error = stop.reason
@@ -144,15 +188,32 @@ class Conversation:
             result.error = exc.message
         return result
 
-    def _body(self, messages: list[Message]) -> dict[str, Any]:
+    def _body(self, messages: list[Message], tools: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": wire(messages)}
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
-        if self.tools:
+        if self.tools and tools:
             body["tools"] = [t.function() for t in self.tools.values()]
         return body
+
+    def _summarize(self, head: list[Message], turns: list[Message], result: RunResult) -> None:
+        """Ask for the run's summary; a failed request only sets ``summary_error``.
+        Raises :class:`_Stop` when its tokens take the run over ``max_tokens_per_run``."""
+        ask: Message = {"role": "user", "content": SUMMARY_REQUEST}
+        messages, _ = trim_context(as_text(head + turns) + [ask], self.limits.max_context_bytes)
+        try:
+            reply = self.client.complete(self._body(messages, tools=False), self.deadline)
+            self._check_tokens(" by the summary request")
+            content = _message_of(reply).get("content")
+        except LLMError as exc:
+            result.summary_error = f"the summary request failed: {exc.message}"
+            return
+        if not isinstance(content, str) or not content.strip():
+            result.summary_error = "the summary request failed: the reply has no text"
+            return
+        result.summary = content.strip()
 
     def _loop(self, head: list[Message], turns: list[Message], result: RunResult) -> str:
         calls = 0
@@ -182,10 +243,10 @@ class Conversation:
                 turns.append(answer)
                 result.history.append(answer)
 
-    def _check_tokens(self) -> None:
+    def _check_tokens(self, by: str = "") -> None:
         cap, used = self.limits.max_tokens_per_run, self.client.usage.total
         if cap is not None and used > cap:
-            raise _Stop(f"max_tokens_per_run {cap} exceeded ({used} used)")
+            raise _Stop(f"max_tokens_per_run {cap} exceeded{by} ({used} used)")
 
     def _call(self, call: Any) -> tuple[ToolCallRecord, str]:
         fn = call.get("function") if isinstance(call, dict) else None

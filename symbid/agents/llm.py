@@ -21,9 +21,12 @@ import json
 import socket
 import time
 import urllib.parse
-from typing import Any, BinaryIO, Callable, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional
 
 from symbid.errors import SymbidError
+
+if TYPE_CHECKING:
+    from symbid.agents.slots import Slots
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 ERROR_BODY = 300  # characters of an error reply quoted in a message
@@ -73,7 +76,8 @@ class ChatClient:
                  request_timeout: float = 60.0, backoff: float = 0.5,
                  max_backoff: float = 30.0,
                  monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 slots: Optional[Slots] = None) -> None:
         url = urllib.parse.urlsplit(endpoint.rstrip("/") + "/chat/completions")
         if url.scheme not in ("http", "https") or not url.hostname:
             raise LLMError(f"endpoint must be an http(s) URL, not {endpoint[:80]!r}",
@@ -86,6 +90,7 @@ class ChatClient:
         self.max_backoff = max_backoff
         self._monotonic = monotonic
         self._sleep = sleep
+        self._slots = slots
         self.usage = Usage()
 
     def complete(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
@@ -96,14 +101,11 @@ class ChatClient:
             left = deadline - self._monotonic()
             if left <= 0:
                 raise LLMError("the run's deadline passed before the model answered")
-            began = self._monotonic()
             retry: Optional[_Retryable] = None
             try:
-                reply = self._post(data, min(self.request_timeout, left))
+                reply = self._attempt(data, deadline)
             except _Retryable as exc:
                 retry = exc
-            finally:
-                self.usage.seconds.append(self._monotonic() - began)
             if retry is not None:
                 if attempt >= self.max_retries:
                     raise LLMError(f"{retry.reason} (gave up after {attempt + 1} attempts)")
@@ -117,6 +119,29 @@ class ChatClient:
                 continue
             self._count(reply)
             return reply
+
+    def _attempt(self, data: bytes, deadline: float) -> dict[str, Any]:
+        """One request, holding a slot (when there are slots) only while it is in flight."""
+        slots, held = self._slots, None
+        if slots is not None:
+            from symbid.agents.slots import SlotError
+
+            try:
+                held = slots.acquire(deadline)
+            except SlotError as exc:
+                raise LLMError(exc.message) from None
+        try:
+            left = deadline - self._monotonic()  # the wait for a slot took some of it
+            if left <= 0:
+                raise LLMError("the run's deadline passed before the model answered")
+            began = self._monotonic()  # the request's own duration, not the slot's wait
+            try:
+                return self._post(data, min(self.request_timeout, left))
+            finally:
+                self.usage.seconds.append(self._monotonic() - began)
+        finally:
+            if slots is not None and held is not None:
+                slots.release(held)
 
     def _count(self, reply: dict[str, Any]) -> None:
         self.usage.requests += 1

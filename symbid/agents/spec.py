@@ -15,11 +15,12 @@ from symbid.errors import InvalidInput
 
 DEFAULT_KEY_VAR = "SYMBI_LLM_API_KEY"
 TOP = frozenset({"agent", "endpoint", "model", "api_key_env", "input", "previous_summary",
-                 "history", "limits", "timeout_seconds", "cwd", "tool_env"})
+                 "history", "limits", "timeout_seconds", "cwd", "tool_env",
+                 "request_slots"})
 AGENT = frozenset({"name", "system_prompt", "temperature", "max_tokens", "capabilities",
-                   "tools"})
+                   "tools", "summarize"})
 LIMITS = frozenset({"max_tool_calls", "max_tokens_per_run", "max_context_bytes",
-                    "max_retries", "request_timeout_seconds"})
+                    "max_retries", "request_timeout_seconds", "max_concurrent_requests"})
 TOOL = frozenset({"name", "description", "parameters", "parameters_schema", "command",
                   "requires"})
 
@@ -29,8 +30,8 @@ class RunSpec:
 
     __slots__ = ("agent_name", "api_key_env", "capabilities", "cwd", "endpoint", "history",
                  "input", "limits", "max_retries", "max_tokens", "model", "previous_summary",
-                 "request_timeout_seconds", "system_prompt", "temperature", "timeout_seconds",
-                 "tool_env", "tools")
+                 "request_slots", "request_timeout_seconds", "summarize", "system_prompt",
+                 "temperature", "timeout_seconds", "tool_env", "tools")
 
     def __init__(self, *, endpoint: str, model: str,
                  input: str,
@@ -48,7 +49,9 @@ class RunSpec:
                  max_retries: int = 3,
                  request_timeout_seconds: float = 60.0,
                  cwd: Optional[str] = None,
-                 tool_env: tuple[str, ...] = ()) -> None:
+                 tool_env: tuple[str, ...] = (),
+                 request_slots: Optional[tuple[str, int]] = None,
+                 summarize: bool = False) -> None:
         self.endpoint = endpoint
         self.model = model
         self.input = input
@@ -67,6 +70,8 @@ class RunSpec:
         self.request_timeout_seconds = request_timeout_seconds
         self.cwd = cwd
         self.tool_env = tool_env  # names passed on to tools, besides the allowlist
+        self.request_slots = request_slots  # (directory, max_concurrent_requests) or None
+        self.summarize = summarize  # ask the model for the run's summary
 
 
 def _only(obj: object, allowed: frozenset[str], where: str) -> dict[str, Any]:
@@ -126,6 +131,18 @@ def _tool(obj: object, i: int) -> Tool:
                      requires=_strings(t, "requires", where))
 
 
+def _slots(top: dict[str, Any], limits: dict[str, Any]) -> Optional[tuple[str, int]]:
+    directory = _get(top, "request_slots", str, "")
+    count = _positive(_get(limits, "max_concurrent_requests", int, "limits"),
+                      "limits.max_concurrent_requests")
+    if (directory is None) != (count is None):
+        given, missing = (("request_slots", "limits.max_concurrent_requests")
+                          if count is None else
+                          ("limits.max_concurrent_requests", "request_slots"))
+        raise InvalidInput(f"{given} needs {missing} in the run spec", field=missing)
+    return None if directory is None else (directory, count)
+
+
 def parse_spec(text: str) -> RunSpec:
     """The spec in ``text``. Raises :class:`InvalidInput` naming the bad field."""
     try:
@@ -157,6 +174,7 @@ def parse_spec(text: str) -> RunSpec:
     if retries < 0:
         raise InvalidInput("limits.max_retries must be 0 or more", field="limits.max_retries")
     return RunSpec(
+        request_slots=_slots(top, limits),
         endpoint=_need(top, "endpoint", str), model=_need(top, "model", str),
         input=_need(top, "input", str),
         timeout_seconds=_positive(_need(top, "timeout_seconds", num), "timeout_seconds"),
@@ -164,6 +182,7 @@ def parse_spec(text: str) -> RunSpec:
         system_prompt=_get(agent, "system_prompt", str, "agent"),
         temperature=_get(agent, "temperature", num, "agent"),
         max_tokens=_positive(_get(agent, "max_tokens", int, "agent"), "agent.max_tokens"),
+        summarize=bool(_get(agent, "summarize", bool, "agent")),
         capabilities=frozenset(_strings(agent, "capabilities", "agent")),
         tools=tuple(tools),
         api_key_env=_get(top, "api_key_env", str, "") or DEFAULT_KEY_VAR,

@@ -113,7 +113,9 @@ _AGENT = {
     "max_tokens": _NINT_MIN1, "max_tool_calls": {**_NINT, "minimum": 0},
     "max_context_bytes": {"type": ["integer", "string", "null"],
                           "description": 'bytes or "64K"'},
-    "max_tokens_per_run": _NINT_MIN1, "summarize": _BOOL,
+    "max_tokens_per_run": _NINT_MIN1,
+    "summarize": {**_BOOL, "description": "llm agents: after a run that succeeded, ask the "
+                  "model for the summary the next run sees (default false)"},
     "tools": {"type": "object", "description": "tool name -> tool (llm agents)",
               "additionalProperties": {"type": "object", "required": ["command"],
                                        "additionalProperties": False, "properties": {

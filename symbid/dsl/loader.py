@@ -308,9 +308,6 @@ def build_agent(name: str, d: Mapping[str, Any], pos_of: Callable[[str], Pos]) -
     if d.get("max_context_bytes") is not None and d["max_context_bytes"] < 1024:
         raise bad("max_context_bytes", f"agent {name}: max_context_bytes must be at least "
                                        "1024 bytes")
-    if d.get("summarize"):
-        raise bad("summarize", f"agent {name}: summarize: true is not supported yet; an "
-                               "llm run's summary is its last reply, cut to 1 KiB")
     tools = []
     for tool_name, t in d.get("tools", {}).items():
         where = f"tools.{tool_name}"

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,26 @@ def test_without_retry_after_the_backoff_doubles(server: LLMServer) -> None:
     client.complete({"model": "m", "messages": []}, deadline=float("inf"))
 
     assert waits == [0.5, 1.0, 2.0]
+
+
+def test_a_request_slot_is_held_while_a_request_is_in_flight_never_during_a_backoff(
+        server: LLMServer, tmp_path: Path) -> None:
+    from symbid.agents.slots import Slots, prepare
+
+    prepare(str(tmp_path / "slots"), 1)
+    other = Slots(str(tmp_path / "slots"), 1, margin=0)
+    free_while_waiting: list[bool] = []
+
+    def sleep(seconds: float) -> None:  # the backoff: another run may take the slot
+        fd = other.acquire(time.monotonic() + 0.5)
+        other.release(fd)
+        free_while_waiting.append(True)
+
+    server.script(error(503), error(429, retry_after="1"), text("ok"))
+    client = ChatClient(server.url, KEY, sleep=sleep, slots=Slots(str(tmp_path / "slots"), 1))
+    client.complete({"model": "m", "messages": []}, deadline=time.monotonic() + 30)
+    assert free_while_waiting == [True, True]
+    other.release(other.acquire(time.monotonic() + 0.5))  # and free again after the reply
 
 
 def test_a_4xx_other_than_429_is_not_retried(server: LLMServer, tmp_path: Path) -> None:
@@ -337,3 +358,96 @@ def test_a_tool_that_outlives_the_run_is_killed_at_the_deadline(
     [call] = child.record["tool_calls"]
     assert "timed out" in call["error"]
     assert call["exit_status"] == -9
+
+
+# --- summarize: true --------------------------------------------------------------------
+
+
+def test_with_summarize_the_model_is_asked_for_the_summary_without_tools(
+        server: LLMServer, tmp_path: Path) -> None:
+    from symbid.agents.conversation import SUMMARY_REQUEST
+
+    probe = script(tmp_path, "probe.sh", "echo web-1 up\n")
+    server.script(tool_calls(("c1", "probe", {"target": "web-1"}), prompt_tokens=10),
+                  text("web-1 is up", prompt_tokens=20, completion_tokens=4),
+                  text("  Probed web-1: up. Nothing open.\n", prompt_tokens=30,
+                       completion_tokens=6))
+
+    child = run_child(server, tmp_path, agent={"tools": [probe_tool(probe)],
+                                               "system_prompt": "Be terse.",
+                                               "summarize": True})
+
+    assert child.status == 0, child.stderr
+    assert child.stdout == "web-1 is up\n"  # the output is the final reply, not the summary
+    assert len(server.requests) == 3
+    asked = server.requests[2]
+    assert "tools" not in asked.body
+    assert asked.messages == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "check the web tier"},
+        {"role": "assistant", "content": '[called probe with {"target": "web-1"}]'},
+        {"role": "user", "content": "[probe answered]\nweb-1 up\n"},
+        {"role": "assistant", "content": "web-1 is up"},
+        {"role": "user", "content": SUMMARY_REQUEST},
+    ]
+    assert child.record is not None
+    assert child.record["summary"] == "Probed web-1: up. Nothing open."
+    assert child.record["summary_error"] is None
+    assert child.record["usage"] == {"prompt_tokens": 60, "completion_tokens": 10,
+                                     "total_tokens": 70, "requests": 3}
+    # the summary exchange is not part of the conversation carried in shared mode
+    assert child.record["history"][-1] == {"role": "assistant", "content": "web-1 is up"}
+
+
+def test_without_summarize_no_summary_request_is_made(
+        server: LLMServer, tmp_path: Path) -> None:
+    server.script(text("the answer"), text("a summary nobody asked for"))
+
+    child = run_child(server, tmp_path, agent={"summarize": False})
+
+    assert child.status == 0, child.stderr
+    assert len(server.requests) == 1
+    assert child.record is not None and child.record["summary"] == "the answer"
+
+
+def test_a_failed_summary_request_leaves_the_run_succeeded_with_its_last_reply_as_summary(
+        server: LLMServer, tmp_path: Path) -> None:
+    server.script(text("the answer"), error(400))
+
+    child = run_child(server, tmp_path, agent={"summarize": True})
+
+    assert child.status == 0, child.stderr
+    assert child.stdout == "the answer\n"
+    assert len(server.requests) == 2
+    assert child.record is not None
+    assert child.record["status"] == "succeeded"
+    assert child.record["summary"] == "the answer"
+    assert "the summary request failed: the model endpoint answered 400" in \
+        child.record["summary_error"]
+
+
+def test_a_summary_is_cut_to_1_kib_and_a_failed_run_asks_for_none(
+        server: LLMServer, tmp_path: Path) -> None:
+    server.script(text("the answer"), text("é" * 5000))
+
+    child = run_child(server, tmp_path, agent={"summarize": True})
+
+    assert child.record is not None
+    assert child.record["summary"] == "é" * 512  # 1024 bytes of UTF-8
+    server.script(error(401), text("never asked"))
+    failed = run_child(server, tmp_path, agent={"summarize": True})
+    assert failed.status == 1 and len(server.requests) == 3
+
+
+def test_the_summary_requests_tokens_count_toward_max_tokens_per_run(
+        server: LLMServer, tmp_path: Path) -> None:
+    server.script(text("the answer", prompt_tokens=50, completion_tokens=10),
+                  text("the summary", prompt_tokens=60, completion_tokens=5))
+
+    child = run_child(server, tmp_path, agent={"summarize": True},
+                      limits={"max_tokens_per_run": 100})
+
+    assert child.status == 1
+    assert "max_tokens_per_run 100 exceeded by the summary request (125 used)" in child.stderr
+    assert child.stdout == "the answer\n"  # what the model answered is kept
+    assert child.record is not None and child.record["usage"]["total_tokens"] == 125

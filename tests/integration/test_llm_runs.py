@@ -7,11 +7,12 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.daemon_helper import Daemon
-from tests.llm_server import LLMServer, hang, text, tool_calls
+from tests.llm_server import LLMServer, error, hang, slow, text, tool_calls
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -22,10 +23,11 @@ def server() -> Iterator[LLMServer]:
         yield s
 
 
-def llm_daemon(tmp_path: Path, server: LLMServer, agents: str) -> Daemon:
+def llm_daemon(tmp_path: Path, server: LLMServer, agents: str, llm: str = "") -> Daemon:
+    """A daemon whose [llm] points at ``server``, with ``llm`` added to that section."""
     d = Daemon(tmp_path, {"a.symbi": agents}, tcp=False,
                config=f'\n[llm]\nendpoint = "{server.url}"\napi_key = "${{TEST_LLM_KEY}}"\n'
-                      'model = "test-model"\n')
+                      'model = "test-model"\n' + llm)
     d.start(env={"TEST_LLM_KEY": KEY})
     return d
 
@@ -326,5 +328,109 @@ def test_an_llm_heartbeat_stops_on_sleep_and_each_iteration_sees_the_previous_su
         shown = d.cli("cron", "history", "watch")
         assert shown.returncode == 0, shown.stderr
         assert "DETAIL" in shown.stdout and "2 iter (sleep), 11 tok" in shown.stdout
+    finally:
+        d.cleanup()
+
+
+def start_run(d: Daemon, name: str) -> str:
+    status, run = d.api("POST", f"/api/v1/schedule/{name}/run")
+    assert status == 202, run
+    return str(run["id"])
+
+
+def finished(d: Daemon, run_id: str) -> dict[str, Any]:
+    def final() -> Any:
+        s, r = d.api("GET", f"/api/v1/runs/{run_id}")
+        return r if s == 200 and r["status"] not in ("pending", "running") else None
+    return dict(d.wait_for(final, timeout=30))
+
+
+def two_at_once(d: Daemon) -> list[dict[str, Any]]:
+    ids = [start_run(d, "one"), start_run(d, "two")]
+    return [finished(d, rid) for rid in ids]
+
+
+def test_max_concurrent_requests_bounds_the_requests_in_flight_across_runs_and_reloads(
+    tmp_path: Path, server: LLMServer,
+) -> None:
+    server.default = slow(text("done"), 1.0)
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" }\n',
+                   "max_concurrent_requests = 1\n")
+    try:
+        slots = tmp_path / "runs" / "llm-slots"
+        assert sorted(os.listdir(slots)) == ["slot-0"]
+        add(d, "one", "thinker")
+        add(d, "two", "thinker")
+        runs = two_at_once(d)
+        assert [r["status"] for r in runs] == ["succeeded"] * 2, runs
+        assert len(server.requests) == 2 and server.max_in_flight == 1
+        # A reload raises it: the slot files follow, and both runs' requests overlap.
+        d.config.write_text(d.config.read_text().replace("max_concurrent_requests = 1",
+                                                         "max_concurrent_requests = 2"))
+        assert d.cli("reload").returncode == 0
+        assert sorted(os.listdir(slots)) == ["slot-0", "slot-1"]
+        runs = two_at_once(d)
+        assert [r["status"] for r in runs] == ["succeeded"] * 2, runs
+        assert len(server.requests) == 4 and server.max_in_flight == 2
+    finally:
+        d.cleanup()
+
+
+def test_a_run_that_cannot_get_a_request_slot_before_its_deadline_fails_saying_why(
+    tmp_path: Path, server: LLMServer,
+) -> None:
+    import fcntl
+
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" }\n')
+    try:
+        add(d, "starved", "thinker", policy={"max_runtime": "3s"})
+        held = []
+        for slot in sorted((tmp_path / "runs" / "llm-slots").iterdir()):
+            fd = os.open(slot, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # what a run holding it does
+            held.append(fd)
+        try:
+            run = finished(d, start_run(d, "starved"))
+        finally:
+            for fd in held:
+                os.close(fd)
+        # Failed with the reason, before max_runtime's kill would have said less.
+        assert run["status"] == "failed", run
+        assert "no request slot came free before the run's deadline: " \
+            "max_concurrent_requests (4) requests were in flight" in run["error_message"], run
+        assert server.requests == []
+    finally:
+        d.cleanup()
+
+
+def test_with_summarize_the_models_summary_is_stored_and_the_next_run_sees_it(
+    tmp_path: Path, server: LLMServer,
+) -> None:
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" summarize: true }\n'
+                                     'agent plain { model: "m-1" }\n')
+    try:
+        add(d, "remember", "thinker")
+        server.script(text("first answer, long and detailed"), text("SUMMARY: web-2 slow"),
+                      text("second answer"), text("SUMMARY: all fine"))
+        first = finished(d, start_run(d, "remember"))
+        assert (first["status"], first["summary"]) == ("succeeded", "SUMMARY: web-2 slow")
+        assert first["output"].strip() == "first answer, long and detailed"
+        second = finished(d, start_run(d, "remember"))
+        assert second["summary"] == "SUMMARY: all fine"
+        assert len(server.requests) == 4
+        told = [m["content"] for m in server.requests[2].messages if m["role"] == "system"]
+        assert told == ["Summary of the previous run:\nSUMMARY: web-2 slow"]
+        # An agent without summarize makes one request a run; its summary is its reply.
+        add(d, "forget", "plain")
+        server.script(text("plain answer"))
+        third = finished(d, start_run(d, "forget"))
+        assert third["summary"] == "plain answer" and len(server.requests) == 5
+        # A summary request that fails leaves the run succeeded, summarised by its reply,
+        # and says why in the daemon's log.
+        server.script(text("fourth answer"), error(400))
+        fourth = finished(d, start_run(d, "remember"))
+        assert (fourth["status"], fourth["summary"]) == ("succeeded", "fourth answer")
+        assert "the summary request failed: the model endpoint answered 400" in \
+            d.log.read_text()
     finally:
         d.cleanup()

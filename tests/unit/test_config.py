@@ -148,6 +148,7 @@ def test_every_section_symbid_adds_is_read(tmp_path: Path) -> None:
     assert (config.agentpin.required, config.agentpin.domain) == (True, "agents.example.com")
     assert config.llm.endpoint == "http://localhost:8000/v1"
     assert config.llm.timeout_seconds == 5.0
+    assert config.llm.max_concurrent_requests == 4  # the default
     assert config.scheduler.keep_runs == 50
     assert config.scheduler.misfire_grace_seconds == 0.0
 
@@ -344,6 +345,7 @@ def test_a_negative_value_is_rejected(tmp_path: Path, text: str, key: str) -> No
         ("[scheduler.delivery]\nwebhook_timeout_seconds = 0\n",
          "scheduler.delivery.webhook_timeout_seconds"),
         ("[llm]\ntimeout_seconds = 0\n", "llm.timeout_seconds"),
+        ("[llm]\nmax_concurrent_requests = 0\n", "llm.max_concurrent_requests"),
     ],
 )
 def test_a_value_below_its_minimum_is_rejected(tmp_path: Path, text: str, key: str) -> None:

@@ -21,6 +21,7 @@ agent operator {
   max_tool_calls: 8
   max_context_bytes: "64K"
   max_tokens_per_run: 20000
+  summarize: true
   capabilities: ["production_write"]
   tools {
     probe {
@@ -45,7 +46,7 @@ def test_an_llm_agent_with_tools_is_loaded_with_every_setting() -> None:
     agent = loaded.agents[0]
     assert agent.kind is AgentKind.LLM
     assert (agent.temperature, agent.max_tokens, agent.max_tool_calls, agent.max_context_bytes,
-            agent.max_tokens_per_run) == (0.2, 500, 8, 65536, 20000)
+            agent.max_tokens_per_run, agent.summarize) == (0.2, 500, 8, 65536, 20000, True)
     probe, restart = agent.tools
     assert (probe.name, probe.parameters, probe.command) == (
         "probe", {"target": "string", "count": "integer"}, ("/usr/local/bin/probe",))
@@ -63,7 +64,8 @@ def test_an_llm_agent_round_trips_through_the_apis_json() -> None:
     ('agent a { command: ["/bin/true"] temperature: 1 }', "temperature is for llm agents"),
     ('agent a { command: ["/bin/true"] system_prompt: "x" }', "system_prompt is for llm"),
     ('agent a { model: "m" temperature: 3 }', "temperature: must be between 0 and 2"),
-    ('agent a { model: "m" summarize: true }', "summarize: true is not supported yet"),
+    ('agent a { model: "m" summarize: "yes" }', "summarize: expected true or false"),
+    ('agent a { command: ["/bin/true"] summarize: true }', "summarize is for llm agents"),
     ('agent a { model: "m" max_context_bytes: 0 }', "max_context_bytes must be at least 1024"),
     ('agent a { model: "m" tools { t { command: ["/x"] parameters_schema: """{"type": '
      '"object", "properties": {"a": {"type": "string", "pattern": "x"}}}""" } } }',
@@ -101,6 +103,14 @@ def test_a_listed_command_agent_posts_back_with_its_default_llm_settings() -> No
     assert agent_from_json(json.loads(json.dumps(agent_to_wire(agent)))) == agent
     with pytest.raises(InvalidInput, match="summarize is for llm agents"):
         agent_from_json({"name": "c", "command": ["/bin/true"], "summarize": True})
+
+
+def test_the_api_takes_summarize_on_an_llm_agent_and_refuses_a_non_boolean() -> None:
+    assert agent_from_json({"name": "a", "model": "m", "summarize": True}).summarize is True
+    assert agent_from_json({"name": "a", "model": "m"}).summarize is False
+    with pytest.raises(InvalidInput) as refused:
+        agent_from_json({"name": "a", "model": "m", "summarize": "yes"})
+    assert refused.value.field == "summarize"
 
 
 def test_an_llm_agent_round_trips_through_the_stores_wire_form() -> None:

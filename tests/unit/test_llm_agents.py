@@ -173,6 +173,18 @@ def test_a_spec_gets_its_defaults_and_its_tools() -> None:
     assert [t.name for t in spec.tools] == ["probe"]
 
 
+def test_request_slots_come_with_max_concurrent_requests_or_are_refused() -> None:
+    spec = parse_spec(_spec(request_slots="/run/slots", limits={"max_concurrent_requests": 2}))
+    assert spec.request_slots == ("/run/slots", 2)
+    assert parse_spec(_spec()).request_slots is None  # a child started by hand: unbounded
+    with pytest.raises(InvalidInput, match=r"request_slots needs limits\.max_concurrent"):
+        parse_spec(_spec(request_slots="/run/slots"))
+    with pytest.raises(InvalidInput, match="max_concurrent_requests needs request_slots"):
+        parse_spec(_spec(limits={"max_concurrent_requests": 2}))
+    with pytest.raises(InvalidInput, match=r"limits\.max_concurrent_requests must be"):
+        parse_spec(_spec(request_slots="/run/slots", limits={"max_concurrent_requests": 0}))
+
+
 def test_a_chunked_response_is_read_whole() -> None:
     raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n"
            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
