@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
-from symbid import llmrun
+from symbid import llmresult, llmrun
 from symbid.agents.child import RESULT_VAR
 from symbid.clock import Clock
 from symbid.config import LlmConfig, referenced_values, resolve_refs
@@ -139,12 +139,12 @@ class _Going:
     tool_calls: tuple[ToolCall, ...] = ()
     request_seconds: tuple[float, ...] = ()
 
-    def took(self, result: llmrun.Result) -> None:
+    def took(self, result: llmresult.Result) -> None:
         """What one llm process used, added to the run's."""
         self.usage = result.usage if self.usage is None else self.usage.plus(result.usage)
-        room = llmrun.TOOL_CALLS_KEPT - len(self.tool_calls)
+        room = llmresult.TOOL_CALLS_KEPT - len(self.tool_calls)
         self.tool_calls += result.tool_calls[:max(0, room)]
-        self.request_seconds += result.request_seconds[:llmrun.TOOL_CALLS_KEPT]
+        self.request_seconds += result.request_seconds[:llmresult.TOOL_CALLS_KEPT]
 
 
 def _describe_exit(child: ChildExit, secrets: list[str]) -> str:
@@ -235,10 +235,15 @@ class Executor:
                        text=run.input if run.input is not None else job.input,
                        session=session, view=session,
                        wakeup=Wakeup(job.heartbeat) if job.heartbeat.enabled else None)
-        spawned = self._spawn(going, mark)
-        if going.wakeup is not None:
+        if going.wakeup is not None:  # before the spawn: its first iteration may end at once
             with self._lock:
                 self._waking.add(run.id)
+        try:
+            spawned = self._spawn(going, mark)
+        except BaseException:
+            with self._lock:
+                self._waking.discard(run.id)
+            raise
         log.info(
             "job %s: run %s started (pid %d, slot %s, attempt %d, %s)",
             job.name, run.id, spawned.pid, format_instant(run.slot), run.attempt,
@@ -320,6 +325,27 @@ class Executor:
         self.live.release(run_id)
 
     def _exited(self, going: _Going, child: ChildExit) -> None:
+        """A run's process ended: its outcome (or its next iteration). Whatever goes wrong
+        in working the outcome out, one is reported, so no run is left ``running``."""
+        try:
+            self._ended(going, child)
+        except Exception as exc:
+            run = going.run
+            log.exception("job %s: run %s: its outcome could not be worked out",
+                          going.job.name, run.id,
+                          extra={"SYMBID_JOB": going.job.name, "SYMBID_RUN": run.id})
+            with self._lock:
+                self._waking.discard(run.id)
+                self._cancelled_by.pop(run.id, None)
+            if self._sink is not None:
+                self._sink.run_finished(RunOutcome(
+                    run_id=run.id, job_id=going.job.id, status=RunStatus.FAILED,
+                    finished_at=self._clock.now(), exit_code=child.exit_code,
+                    signal=child.signal, execution_time_ms=round(child.duration * 1000),
+                    error_message=f"symbid could not work out the run's outcome "
+                                  f"({type(exc).__name__}); see the daemon's log"))
+
+    def _ended(self, going: _Going, child: ChildExit) -> None:
         job, run, secrets = going.job, going.run, going.secrets
         with self._lock:
             by = self._cancelled_by.pop(run.id, None)
@@ -349,7 +375,7 @@ class Executor:
         summary = summarize(child.files.get(SUMMARY_VAR), text, secrets)
         messages: tuple[dict[str, object], ...] = ()
         if going.agent.kind is AgentKind.LLM:
-            result = llmrun.result_of(child.files.get(RESULT_VAR), secrets,
+            result = llmresult.result_of(child.files.get(RESULT_VAR), secrets,
                                       None if going.wakeup is None else going.wakeup.count + 1)
             if result is not None:
                 going.took(result)

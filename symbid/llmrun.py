@@ -1,5 +1,6 @@
-"""An llm agent's run, from the daemon's side: what its child is started with, and what
-its result record leaves (see ``docs/llm-agents.md`` for the child's protocol).
+"""An llm agent's run, from the daemon's side: what its child is started with (see
+``docs/llm-agents.md`` for the child's protocol; :mod:`symbid.llmresult` reads back what
+it leaves).
 
 The child is ``python -S -m symbid.agents.child`` inside the run's sandbox (limits,
 user, process group, kill), the run spec on its stdin, the API key in one environment
@@ -24,10 +25,10 @@ from symbid.agents.slots import slots_dir
 from symbid.agents.spec import DEFAULT_KEY_VAR
 from symbid.config import LlmConfig, referenced_values, resolve_refs
 from symbid.errors import SandboxError
-from symbid.model import Agent, LlmUsage, ToolCall
+from symbid.model import Agent
 from symbid.runfiles import RunFile
 from symbid.sessions import Session
-from symbid.text import mask, secret_parts
+from symbid.text import secret_parts
 
 RESULT_NAME = "symbi-llm-result.json"
 RESULT_CAP = 4 * 1024 * 1024  # the record holds the conversation's history
@@ -124,89 +125,3 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
     return Launch(argv=tuple(child_argv(sys.executable)), env=env,
                   stdin=json.dumps(spec, ensure_ascii=False).encode(), secrets=secrets,
                   files=(RunFile(RESULT_VAR, RESULT_NAME, read_back=RESULT_CAP),))
-
-
-ARGUMENTS_CAP = 2048  # characters of a tool call's arguments kept in the run record
-TOOL_CALLS_KEPT = 1000  # tool calls a run record lists (the first ones)
-
-
-@dataclass(frozen=True)
-class Result:
-    summary: Optional[str]
-    error: Optional[str]
-    usage: LlmUsage
-    tool_calls: tuple[ToolCall, ...]
-    request_seconds: tuple[float, ...]
-    messages: tuple[dict[str, Any], ...]  # the run's own, for a shared_persistent history
-    summary_error: Optional[str] = None  # why a summarize request failed (then: last reply)
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
-        else 0
-
-
-def _text(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) else None
-
-
-def _masked(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        return mask(value, secrets)
-    if isinstance(value, list):
-        return [_masked(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _masked(v, secrets) for k, v in value.items()}
-    return value
-
-
-def _tool_call(raw: Any, secrets: list[str], iteration: Optional[int]) -> Optional[ToolCall]:
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        return None
-    exit_status = raw.get("exit_status")
-    arguments = _text(raw.get("arguments")) or ""
-    error = _text(raw.get("error"))
-    return ToolCall(
-        name=mask(raw["name"][:200], secrets),
-        arguments=mask(arguments[:ARGUMENTS_CAP], secrets,
-                       cut_end=len(arguments) > ARGUMENTS_CAP),
-        exit_status=exit_status if isinstance(exit_status, int) and
-        not isinstance(exit_status, bool) else None,
-        duration_ms=_count(raw.get("duration_ms")),
-        error=None if error is None else mask(error[:ARGUMENTS_CAP], secrets),
-        id=mask((_text(raw.get("id")) or "")[:200], secrets), iteration=iteration)
-
-
-def result_of(raw: Optional[bytes], secrets: list[str],
-              iteration: Optional[int] = None) -> Optional[Result]:
-    """The child's result record (texts masked, counts checked), or None when it wrote
-    none or none that parses (it failed before, or something else wrote the file)."""
-    if not raw:
-        return None
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(record, dict):
-        return None
-    usage, calls = record.get("usage"), record.get("tool_calls")
-    usage = usage if isinstance(usage, dict) else {}
-    calls = calls if isinstance(calls, list) else []
-    seconds, history = record.get("request_seconds"), record.get("history")
-    summary, error = _text(record.get("summary")), _text(record.get("error"))
-    summary_error = _text(record.get("summary_error"))
-    return Result(
-        summary=None if summary is None else mask(summary, secrets),
-        error=None if error is None else mask(error, secrets),
-        usage=LlmUsage(_count(usage.get("prompt_tokens")),
-                       _count(usage.get("completion_tokens")), _count(usage.get("requests"))),
-        tool_calls=tuple(c for c in (_tool_call(x, secrets, iteration)
-                                     for x in calls[:TOOL_CALLS_KEPT]) if c is not None),
-        request_seconds=tuple(float(x) for x in (seconds if isinstance(seconds, list) else ())
-                              if isinstance(x, (int, float)) and not isinstance(x, bool)
-                              and 0 <= x < 1e7),
-        messages=tuple(_masked(m, secrets) for m in (history if isinstance(history, list)
-                                                      else ())
-                       if isinstance(m, dict) and isinstance(m.get("role"), str)),
-        summary_error=None if summary_error is None else
-        mask(summary_error[:ARGUMENTS_CAP], secrets))

@@ -79,6 +79,7 @@ LADDER: dict[str, float] = {
     "symbid.sessions": 3,
     # An llm run's launch and result (issue 10): above sessions, below the executor.
     "symbid.llmrun": 3.1,
+    "symbid.llmresult": 3.1,
     "symbid.heartbeat": 3,
     "symbid.policy": 3,
     "symbid.audit": 3,

@@ -1,13 +1,18 @@
-"""A cancel that reaches a heartbeat wake-up between two iterations, against a fake
-supervisor that lets the test choose the instant: the next iteration never goes on
-unkilled, and no cancel is left behind."""
+"""How the executor ends a run, against a fake supervisor that lets the test choose the
+instant: a cancel that reaches a heartbeat wake-up between two iterations never lets the
+next one go on unkilled and leaves nothing behind; whatever goes wrong in working out an
+outcome, one is reported."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
+import pytest
+
+from symbid import executor as executor_module
 from symbid.executor import Agents, Executor
+from symbid.heartbeat import Wakeup
 from symbid.model import (
     Agent,
     Heartbeat,
@@ -31,6 +36,7 @@ class FakeSupervisor:
         self.spawned = 0
         self.kills: list[str] = []
         self.while_spawning: Optional[Callable[[], None]] = None
+        self.exit_at_once: Optional[bytes] = None  # the process ends before spawn returns
 
     def spawn(self, spec: SpawnSpec, on_exit: Callable[[ChildExit], None]) -> Spawned:
         self.spawned += 1
@@ -38,6 +44,8 @@ class FakeSupervisor:
             hook, self.while_spawning = self.while_spawning, None
             hook()
         self.live[spec.tag] = on_exit
+        if self.exit_at_once is not None:
+            self.exit(spec.tag, self.exit_at_once)
         return Spawned(pid=1000 + self.spawned, pgid=1000 + self.spawned)
 
     def kill(self, tag: str, reason: str) -> bool:
@@ -65,16 +73,18 @@ class Outcomes:
         self.got.append(outcome)
 
 
-def heartbeat_run(tmp_path: Path) -> tuple[Executor, FakeSupervisor, Outcomes, Run]:
+def heartbeat_run(tmp_path: Path, heartbeat: bool = True, exit_at_once: Optional[bytes] = None
+                  ) -> tuple[Executor, FakeSupervisor, Outcomes, Run]:
     clock = FakeClock()
     supervisor = FakeSupervisor()
+    supervisor.exit_at_once = exit_at_once
     executor = Executor(supervisor, Agents({"beat": Agent(name="beat", command=("true",))}),
                         clock, runs_dir=str(tmp_path))  # type: ignore[arg-type]
     outcomes = Outcomes()
     executor.bind(outcomes)
     job = Job(id=new_id(), name="hb", agent_id="beat", cron_expr="* * * * *",
-              heartbeat=Heartbeat(enabled=True, context_mode=SessionMode.FULLY_EPHEMERAL,
-                                  max_iterations=5))
+              heartbeat=Heartbeat(enabled=heartbeat,
+                                  context_mode=SessionMode.FULLY_EPHEMERAL, max_iterations=5))
     run = Run(id=new_id(), job_id=job.id, slot=clock.now(), attempt=1,
               trigger=Trigger.MANUAL, status=RunStatus.RUNNING, created_at=clock.now())
     executor.start(job, run, lambda: None)
@@ -98,9 +108,39 @@ def test_a_cancel_while_the_next_iteration_is_spawned_kills_that_iteration(
 
 
 def test_a_cancel_that_races_the_end_of_a_wakeup_leaves_nothing_behind(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     executor, supervisor, outcomes, run = heartbeat_run(tmp_path)
+    real = Wakeup.stop_reason
+    answers: list[bool] = []
+
+    def cancel_as_it_stops(self: Wakeup, status: RunStatus, output: Optional[str]) -> Any:
+        answers.append(executor.cancel(run.id, "uid:0"))  # the process is gone already
+        return real(self, status, output)
+
+    monkeypatch.setattr(Wakeup, "stop_reason", cancel_as_it_stops)
     supervisor.exit(run.id, b"sleep\n")  # the wake-up ends on its own
+    assert answers == [True]
     assert [o.stop_reason for o in outcomes.got] == ["sleep"]
-    assert not executor.cancel(run.id, "uid:0")  # too late: nothing to cancel
-    assert executor._cancelled_by == {}
+    assert executor._cancelled_by == {} and executor._waking == set()
+
+
+def test_a_first_iteration_that_ends_before_its_start_returns_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    executor, _, outcomes, run = heartbeat_run(tmp_path, exit_at_once=b"sleep\n")
+    assert [o.stop_reason for o in outcomes.got] == ["sleep"]
+    assert executor._waking == set()
+    assert not executor.cancel(run.id, "uid:0")
+
+
+def test_an_outcome_that_cannot_be_worked_out_is_still_reported_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(executor_module, "summarize", broken)
+    _, supervisor, outcomes, run = heartbeat_run(tmp_path, heartbeat=False)
+    supervisor.exit(run.id, b"done\n")
+    [outcome] = outcomes.got
+    assert outcome.status is RunStatus.FAILED
+    assert "could not work out the run's outcome (RecursionError)" in \
+        (outcome.error_message or "")
