@@ -12,7 +12,10 @@ Protocol (also in ``docs/llm-agents.md``):
 - **stdout**: the final reply (the run's output), nothing else.
 - **The result record**: a JSON object written to the file named by the environment
   variable ``SYMBI_RESULT_FILE`` (chosen over fd 3: a path passes through the sandbox
-  untouched, and the daemon reads it after the child exits); no record without it.
+  untouched, and the daemon reads it after the child exits); no record without it. It
+  is rewritten whole (renamed over) after every request and tool call with ``status``
+  ``running``, so a run killed by ``max_runtime`` or a cancel still leaves its usage and
+  tool calls so far, and once more at the end.
   Fields: ``status`` (succeeded | failed), ``error``, ``summary`` (the model's summary
   when the agent has ``summarize`` and it was given, else the last reply; cut to 1 KiB),
   ``summary_error`` (why the summary request failed, or null), ``usage``
@@ -82,6 +85,15 @@ def summary_of(text: str) -> str:
     return data[:SUMMARY_BYTES].decode("utf-8", "ignore")
 
 
+def write_record(path: str, record: dict[str, Any]) -> None:
+    """Replace the result record at ``path`` whole (a new file renamed over it), so a
+    kill while it is written leaves the previous one."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(record, fh)
+    os.replace(tmp, path)
+
+
 def _fail(code: int, reason: str) -> int:
     sys.stderr.write(f"symbid llm agent: {reason}\n")
     return code
@@ -109,7 +121,7 @@ def main() -> int:
 
     import time
 
-    from symbid.agents.conversation import Conversation
+    from symbid.agents.conversation import Conversation, RunResult
     from symbid.agents.llm import ChatClient
     from symbid.agents.tools import tool_environment
 
@@ -125,12 +137,30 @@ def main() -> int:
     except SymbidError as exc:
         return _fail(EXIT_SPEC, exc.message)
     del key
+    def record(result: RunResult, status: str) -> dict[str, Any]:
+        last = result.output or next(
+            (m["content"] for m in reversed(result.history)
+             if m.get("role") == "assistant" and isinstance(m.get("content"), str)), "")
+        return {"status": status, "error": result.error,
+                "summary": summary_of(result.summary or last),
+                "summary_error": result.summary_error, "usage": result.usage.to_json(),
+                "tool_calls": [c.to_json() for c in result.tool_calls],
+                "request_seconds": [round(x, 6) for x in result.usage.seconds],
+                "history": result.history}
+
+    def progress(result: RunResult) -> None:  # a kill keeps what was used so far
+        if result_path:
+            try:
+                write_record(result_path, record(result, "running"))
+            except OSError:
+                pass
+
     conv = Conversation(client=client, model=spec.model, tools={t.name: t for t in spec.tools},
                         capabilities=spec.capabilities, limits=spec.limits, deadline=deadline,
                         cwd=spec.cwd, tool_env=tool_environment(
                             os.environ, (spec.api_key_env,), keep=spec.tool_env),
                         temperature=spec.temperature, max_tokens=spec.max_tokens,
-                        summarize=spec.summarize)
+                        summarize=spec.summarize, progress=progress)
     result = conv.run(spec.input, system_prompt=spec.system_prompt,
                       previous_summary=spec.previous_summary, history=list(spec.history))
     if result.output:
@@ -138,20 +168,9 @@ def main() -> int:
         if not result.output.endswith("\n"):
             sys.stdout.write("\n")
         sys.stdout.flush()
-    last = result.output or next(
-        (m["content"] for m in reversed(result.history)
-         if m.get("role") == "assistant" and isinstance(m.get("content"), str)), "")
     if result_path:
-        record = {"status": result.status, "error": result.error,
-                  "summary": summary_of(result.summary or last),
-                  "summary_error": result.summary_error,
-                  "usage": result.usage.to_json(),
-                  "tool_calls": [c.to_json() for c in result.tool_calls],
-                  "request_seconds": [round(x, 6) for x in result.usage.seconds],
-                  "history": result.history}
         try:
-            with open(result_path, "w", encoding="utf-8") as fh:
-                json.dump(record, fh)
+            write_record(result_path, record(result, result.status))
         except OSError as exc:
             return _fail(EXIT_FAILED, f"cannot write the result file: {exc.strerror}")
     if result.status != "succeeded":

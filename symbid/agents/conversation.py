@@ -150,6 +150,7 @@ class Conversation:
                  cwd: Optional[str] = None, tool_env: Optional[dict[str, str]] = None,
                  temperature: Optional[float] = None, max_tokens: Optional[int] = None,
                  summarize: bool = False,
+                 progress: Optional[Callable[[RunResult], None]] = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.model = model
@@ -162,6 +163,7 @@ class Conversation:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.summarize = summarize
+        self.progress = progress  # called after each request and tool call (the record so far)
         self.monotonic = monotonic
 
     def run(self, user_input: str, *, system_prompt: Optional[str] = None,
@@ -188,6 +190,10 @@ class Conversation:
             result.error = exc.message
         return result
 
+    def _report(self, result: RunResult) -> None:
+        if self.progress is not None:
+            self.progress(result)
+
     def _body(self, messages: list[Message], tools: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": wire(messages)}
         if self.temperature is not None:
@@ -205,6 +211,7 @@ class Conversation:
         messages, _ = trim_context(as_text(head + turns) + [ask], self.limits.max_context_bytes)
         try:
             reply = self.client.complete(self._body(messages, tools=False), self.deadline)
+            self._report(result)
             self._check_tokens(" by the summary request")
             content = _message_of(reply).get("content")
         except LLMError as exc:
@@ -221,6 +228,7 @@ class Conversation:
             messages, _ = trim_context(head + turns, self.limits.max_context_bytes)
             turns[:] = messages[len(head):]  # the head is always kept as it is
             reply = self.client.complete(self._body(messages), self.deadline)
+            self._report(result)
             self._check_tokens()
             message = _message_of(reply)
             tool_calls = message.get("tool_calls") or []
@@ -242,6 +250,7 @@ class Conversation:
                 answer = {"role": "tool", "tool_call_id": record.id, "content": content}
                 turns.append(answer)
                 result.history.append(answer)
+                self._report(result)
 
     def _check_tokens(self, by: str = "") -> None:
         cap, used = self.limits.max_tokens_per_run, self.client.usage.total

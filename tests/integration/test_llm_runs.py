@@ -434,3 +434,29 @@ def test_with_summarize_the_models_summary_is_stored_and_the_next_run_sees_it(
             d.log.read_text()
     finally:
         d.cleanup()
+
+
+def test_a_run_killed_by_max_runtime_keeps_the_usage_and_tool_calls_it_had(
+        tmp_path: Path, server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, '''
+agent operator {
+  model: "m-1"
+  tools {
+    probe { description: "Probe" parameters: { target: "string" } command: ["cat"] }
+  }
+}
+''')
+    try:
+        add(d, "slow-op", "operator", policy={"max_runtime": "3s"})
+        server.script(tool_calls(("c1", "probe", {"target": "db"}), prompt_tokens=10,
+                                 completion_tokens=2), hang())
+        assert d.cli("cron", "run", "slow-op", "--wait").returncode != 0
+        [row] = d.history("slow-op")
+        assert row["status"] == "timed_out"
+        assert row["usage"] == {"prompt_tokens": 10, "completion_tokens": 2,
+                                "total_tokens": 12, "requests": 1}
+        assert row["tool_call_count"] == 1
+        _, metrics = d.api("GET", "/metrics")
+        assert 'symbiont_llm_tokens_total{agent="operator",kind="prompt"} 10.0' in metrics
+    finally:
+        d.cleanup()
