@@ -100,6 +100,7 @@ def build_engine(
         supervisor, agents, clock,
         runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs",
         kill_grace=config.kill_grace_seconds, live=live, contexts=store, llm=llm,
+        metrics=metrics,
     )
     start_log = StartLog(os.path.join(state_dir, "start-log"))
     scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,

@@ -26,6 +26,7 @@ from symbid.config import LlmConfig, referenced_values, resolve_refs
 from symbid.errors import SandboxError, SymbidError
 from symbid.heartbeat import MAX_RUNTIME, Wakeup
 from symbid.live import LiveOutputs
+from symbid.metrics import Metrics
 from symbid.model import (
     Agent,
     AgentKind,
@@ -137,14 +138,12 @@ class _Going:
     wakeup: Optional[Wakeup]
     usage: Optional[LlmUsage] = None  # an llm agent's, summed over the iterations
     tool_calls: tuple[ToolCall, ...] = ()
-    request_seconds: tuple[float, ...] = ()
 
     def took(self, result: llmresult.Result) -> None:
         """What one llm process used, added to the run's."""
         self.usage = result.usage if self.usage is None else self.usage.plus(result.usage)
         room = llmresult.TOOL_CALLS_KEPT - len(self.tool_calls)
         self.tool_calls += result.tool_calls[:max(0, room)]
-        self.request_seconds += result.request_seconds[:llmresult.TOOL_CALLS_KEPT]
 
 
 def _describe_exit(child: ChildExit, secrets: list[str]) -> str:
@@ -179,6 +178,7 @@ class Executor:
         live: Optional[LiveOutputs] = None,
         contexts: Optional[ContextSource] = None,
         llm: Optional[LlmConfig] = None,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         self._supervisor = supervisor
         self._agents = agents
@@ -192,6 +192,7 @@ class Executor:
         self._cancelled_by: dict[str, str] = {}  # run id -> who asked for the cancel
         self._contexts = contexts
         self.llm = llm or LlmConfig()  # [llm]: replaced on reload
+        self._metrics = metrics if metrics is not None else Metrics(enabled=False)
         self._stopping = False  # shutdown: a heartbeat starts no further iteration
         self._waking: set[str] = set()  # heartbeat runs, from their start to their outcome
 
@@ -379,6 +380,8 @@ class Executor:
                                       None if going.wakeup is None else going.wakeup.count + 1)
             if result is not None:
                 going.took(result)
+                # observed per process: a long wake-up keeps no list of them
+                self._metrics.llm_requests_took(going.agent.name, result.request_seconds)
                 messages = result.messages
                 if result.summary_error:
                     log.warning("job %s: run %s: %s; the summary is the last reply",
@@ -451,7 +454,6 @@ class Executor:
             stop_reason=stop,
             usage=going.usage,
             tool_calls=going.tool_calls,
-            request_seconds=going.request_seconds,
         )
         if going.usage is not None:
             log.info("job %s: run %s: %d model request(s), %d prompt and %d completion "

@@ -316,7 +316,6 @@ class RunLifecycle:
             done, self._outcomes = self._outcomes, []
             entries = [(o, self._running.get(o.run_id)) for o in done]
         decided: list[tuple[Job, Finish]] = []
-        requests: dict[str, tuple[float, ...]] = {}  # run id -> its model requests' seconds
         try:
             for outcome, entry in entries:
                 if entry is None:
@@ -327,7 +326,6 @@ class RunLifecycle:
                 if outcome.context is not None:  # stored with the run's final state
                     fin = dataclasses.replace(fin, context=outcome.context)
                 decided.append((job, fin))
-                requests[run.id] = outcome.request_seconds
             if not decided:
                 return
             ended = self._store.finish([fin for _, fin in decided])
@@ -350,7 +348,7 @@ class RunLifecycle:
         for job, fin in decided:
             self._after_finish(job, fin, fin.run.id in ended)
             if fin.run.usage is not None:
-                self.metrics.llm_used(job.agent_id, fin.run.usage, requests[fin.run.id])
+                self.metrics.llm_used(job.agent_id, fin.run.usage)
 
     @staticmethod
     def _decide(job: Job, run: Run, outcome: RunOutcome, now: int,

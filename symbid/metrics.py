@@ -53,12 +53,17 @@ class Metrics:
         if seconds is not None:
             self.duration.labels(job_name=job_name).observe(seconds)
 
-    def llm_used(self, agent: str, usage: LlmUsage, request_seconds: Sequence[float]) -> None:
-        """A finished llm run's tokens and its requests' durations."""
+    def llm_used(self, agent: str, usage: LlmUsage) -> None:
+        """A finished llm run's tokens."""
         if not self.enabled:
             return
         self.llm_tokens.labels(agent=agent, kind="prompt").inc(usage.prompt_tokens)
         self.llm_tokens.labels(agent=agent, kind="completion").inc(usage.completion_tokens)
+
+    def llm_requests_took(self, agent: str, request_seconds: Sequence[float]) -> None:
+        """An llm run's process ended: its requests' durations."""
+        if not self.enabled or not request_seconds:
+            return
         histogram = self.llm_requests.labels(agent=agent)
         for seconds in request_seconds:
             histogram.observe(seconds)

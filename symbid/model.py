@@ -460,7 +460,6 @@ class RunOutcome:
     stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
     usage: Optional[LlmUsage] = None
     tool_calls: tuple[ToolCall, ...] = ()
-    request_seconds: tuple[float, ...] = ()  # each model request's duration (metrics only)
 
     def run_fields(self) -> dict[str, Any]:
         """What the run's record takes from this outcome (its status aside)."""
