@@ -66,6 +66,8 @@ class UnknownAgent(SymbidError):
 class RunSink(Protocol):
     def run_finished(self, outcome: RunOutcome) -> None: ...
 
+    def process_started(self, run_id: str, spawned: Spawned) -> None: ...
+
 
 class ContextSource(Protocol):
     def get_context(self, job_id: str) -> Optional[SessionContext]: ...
@@ -421,12 +423,14 @@ class Executor:
                     going.view = going.session.as_mode(job.heartbeat.context_mode)
                 self.live.release(run.id)
                 try:
-                    self._spawn(going, None)
+                    spawned = self._spawn(going, None)
                 except SymbidError as exc:
                     stop, status = "failed", RunStatus.FAILED
                     error = mask(f"iteration {wakeup.count + 1} could not start: "
                                  f"{exc.message}", secrets)
                 else:
+                    if self._sink is not None:
+                        self._sink.process_started(run.id, spawned)
                     # A cancel that came while the next iteration was being spawned found
                     # no process to kill: its flag is still here, so the kill is done now.
                     with self._lock:

@@ -5,12 +5,14 @@ A run's processes are found two ways:
 
 - by the ``SYMBI_RUN_ID`` the sandbox puts in their environment (grandchildren that
   changed their process group too), which needs ``/proc/PID/environ`` to be readable;
-- by the pid and process group the store recorded when the run started: a process whose
-  environ is closed to the daemon (an llm agent's child makes itself non-dumpable, so to
-  a daemon that is not root its environ belongs to root) is still found while it lives.
-  A recorded pid counts only when that process still leads the recorded group and began
-  within :data:`START_SLACK` seconds of the run's recorded start, so a reused pid is
-  never taken for the run.
+- by the pid, process group and process start time (clock ticks since boot, from
+  ``/proc/PID/stat``) the store recorded when the run's process (a heartbeat's current
+  iteration's) started: a process whose environ is closed to the daemon (an llm
+  agent's child makes itself non-dumpable, so to a daemon that is not root its environ
+  belongs to root) is still found while it lives. A recorded pid counts only when that
+  process is still in the recorded group and started at the recorded tick, so a reused
+  pid is never taken for the run (a record without the tick: within
+  :data:`START_SLACK` seconds of the run's recorded start).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from collections.abc import Collection, Iterable
 from typing import Optional
 
-from symbid.sandbox import RUN_ID_VAR
+from symbid.sandbox import RUN_ID_VAR, process_stat
 
 START_SLACK = 5.0  # seconds between a run's recorded start and its process's own
 
@@ -71,35 +73,33 @@ def _boot_time() -> Optional[float]:
     return None
 
 
-def started_group(pid: int, pgid: int, started_at_ms: int) -> bool:
-    """Whether ``pid`` lives, is in process group ``pgid`` and began within
-    :data:`START_SLACK` seconds of ``started_at_ms`` (epoch ms)."""
+def started_group(pid: int, pgid: int, start_ticks: Optional[int],
+                  started_at_ms: Optional[int]) -> bool:
+    """Whether ``pid`` lives in process group ``pgid`` and is the recorded process: its
+    start time is ``start_ticks`` exactly, or (a record without them) within
+    :data:`START_SLACK` seconds of ``started_at_ms``."""
+    stat = process_stat(pid)
+    if stat is None or stat[0] != pgid:
+        return False
+    if start_ticks is not None:
+        return stat[1] == start_ticks
     boot = _boot_time()
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
+    if boot is None or started_at_ms is None:
         return False
-    if boot is None:
-        return False
-    fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) "
-    try:
-        group, ticks = int(fields[2]), int(fields[19])  # pgrp (5th) and starttime (22nd)
-    except (IndexError, ValueError):
-        return False
-    began = boot + ticks / os.sysconf("SC_CLK_TCK")
-    return group == pgid and abs(began - started_at_ms / 1000) <= START_SLACK
+    began = boot + stat[1] / os.sysconf("SC_CLK_TCK")
+    return abs(began - started_at_ms / 1000) <= START_SLACK
 
 
-def recorded_groups(runs: Iterable[tuple[str, Optional[int], Optional[int], Optional[int]]]
-                    ) -> dict[str, set[int]]:
-    """Process groups of runs ``(id, pid, pgid, started_at_ms)`` whose recorded process
-    still lives (see the module's note)."""
+Recorded = tuple[str, Optional[int], Optional[int], Optional[int], Optional[int]]
+
+
+def recorded_groups(runs: Iterable[Recorded]) -> dict[str, set[int]]:
+    """Process groups of runs ``(id, pid, pgid, start_ticks, started_at_ms)`` whose
+    recorded process still lives (see the module's note)."""
     own = os.getpgrp()
     found: dict[str, set[int]] = {}
-    for run_id, pid, pgid, started_at in runs:
-        if pid and pgid and started_at is not None and pgid != own and \
-                started_group(pid, pgid, started_at):
+    for run_id, pid, pgid, ticks, started_at in runs:
+        if pid and pgid and pgid != own and started_group(pid, pgid, ticks, started_at):
             found.setdefault(run_id, set()).add(pgid)
     return found
 

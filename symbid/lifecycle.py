@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 class RunSink(Protocol):
     def run_finished(self, outcome: RunOutcome) -> None: ...
 
+    def process_started(self, run_id: str, spawned: Spawned) -> None:
+        """A running run has a new process (a heartbeat's next iteration)."""
+
 
 class Launcher(Protocol):
     """What the lifecycle needs from the executor."""
@@ -139,7 +142,9 @@ class RunLifecycle:
         self._ready: list[_Queued] = []  # keyed by slot: due, waiting for a place
         self._running: dict[str, tuple[Job, Run]] = {}
         self._per_job: dict[str, list[str]] = {}  # ids of the runs going, per job id
-        self._unmarked: dict[str, tuple[int, int, int]] = {}  # going, not yet stored running
+        # going, not yet stored running: started_at, pid, pgid, pid_start
+        self._unmarked: dict[str, tuple[int, int, int, Optional[int]]] = {}
+        self._moved: dict[str, tuple[int, int, Optional[int]]] = {}  # new process, to store
         self._cancels: list[CancelRequest] = []  # asked for, not yet acted on
         self._seq = 0
 
@@ -149,6 +154,13 @@ class RunLifecycle:
         with self._lock:
             self._outcomes.append(outcome)
 
+    def moved(self, run_id: str, spawned: Spawned) -> None:
+        """A running run has a new process (a heartbeat's next iteration; the executor's
+        thread): recorded at the next pass."""
+        with self._lock:
+            if run_id in self._running:
+                self._moved[run_id] = (spawned.pid, spawned.pgid, spawned.start_ticks)
+
     def add_manual(self, job: Job, run: Run) -> None:
         """A manual run is in the store: queue it."""
         with self._lock:
@@ -157,7 +169,8 @@ class RunLifecycle:
     def has_news(self) -> bool:
         """Whether outcomes, manual runs or start records wait for the next pass."""
         with self._lock:
-            return bool(self._outcomes or self._manual or self._unmarked or self._cancels)
+            return bool(self._outcomes or self._manual or self._unmarked or self._cancels
+                        or self._moved)
 
     def request_cancel(self, run_id: str, by: str) -> CancelRequest:
         """Ask the loop to cancel a run; its answer sets the request's ``done``."""
@@ -291,14 +304,22 @@ class RunLifecycle:
             if run.id in self._running:
                 self._running[run.id] = (job, run.replace(
                     status=RunStatus.RUNNING, started_at=started_at, pid=spawned.pid,
-                    pgid=spawned.pgid))
-                self._unmarked[run.id] = (started_at, spawned.pid, spawned.pgid)
+                    pgid=spawned.pgid, pid_start=spawned.start_ticks))
+                self._unmarked[run.id] = (started_at, spawned.pid, spawned.pgid,
+                                          spawned.start_ticks)
         self.metrics.run_started((started_at - start_due(run)) / 1000)
 
     def flush_starts(self) -> None:
         """Record the runs spawned this pass as running (one transaction); kept on error."""
         with self._lock:
-            batch = [(rid, at, pid, pgid) for rid, (at, pid, pgid) in self._unmarked.items()]
+            batch = [(rid, *marks) for rid, marks in self._unmarked.items()]
+            moved = [(rid, *p) for rid, p in self._moved.items() if rid not in self._unmarked]
+        if moved:  # a heartbeat's next iteration: the process recovery should look for
+            self._store.mark_process(moved)
+            with self._lock:
+                for rid, *process in moved:
+                    if tuple(process) == self._moved.get(rid):
+                        del self._moved[rid]
         if not batch:
             return
         self._store.mark_started(batch)
@@ -508,7 +529,7 @@ class RunLifecycle:
         if open_runs:
             groups = find_run_processes({r.id for r in open_runs})
             for rid, pgids in recorded_groups(
-                    (r.id, r.pid, r.pgid, r.started_at) for r in open_runs).items():
+                    (r.id, r.pid, r.pgid, r.pid_start, r.started_at) for r in open_runs).items():
                 groups.setdefault(rid, set()).update(pgids)
             pgids = {g for gs in groups.values() for g in gs}
             if pgids:

@@ -427,6 +427,7 @@ class Run:
     output_bytes: int = 0  # the size of the whole stored output (UTF-8)
     pid: Optional[int] = None
     pgid: Optional[int] = None
+    pid_start: Optional[int] = None  # the process's start in clock ticks since boot
     iterations: tuple[Iteration, ...] = ()  # a heartbeat wake-up's iterations
     stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
     usage: Optional[LlmUsage] = None  # an llm agent's token usage (all its iterations)

@@ -102,6 +102,23 @@ class ChildExit:
 class Spawned:
     pid: int
     pgid: int
+    start_ticks: Optional[int] = None  # the process's start, in clock ticks since boot
+
+
+def process_stat(pid: int) -> Optional[tuple[int, int]]:
+    """``(process group, start time in clock ticks since boot)`` of a live ``pid`` from
+    ``/proc/PID/stat`` (readable for any process, a non-dumpable one too), else None.
+    A pid and its start time name one process: a reused pid starts later."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) "
+    try:
+        return int(fields[2]), int(fields[19])  # pgrp (5th field), starttime (22nd)
+    except (IndexError, ValueError):
+        return None
 
 
 def _limit_argv(limits: Limits, prlimit: Optional[str]) -> list[str]:
@@ -253,7 +270,8 @@ class Supervisor:
             self._incoming.append(child)
             self._children[spec.tag] = child
         self._poke()
-        return Spawned(pid=proc.pid, pgid=proc.pid)
+        stat = process_stat(proc.pid)
+        return Spawned(pid=proc.pid, pgid=proc.pid, start_ticks=stat[1] if stat else None)
 
     def kill(self, tag: str, reason: str) -> bool:
         """SIGTERM a run's process group now, SIGKILL after its grace. False if unknown."""

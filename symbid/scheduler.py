@@ -30,6 +30,7 @@ from symbid.lifecycle import CancelRequest, Launcher, RecoveryReport, RunLifecyc
 from symbid.metrics import Metrics
 from symbid.model import Job, Run, RunOutcome, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import CLAIM_AHEAD_MS, backoff_ms, plan_job, plan_retry
+from symbid.sandbox import Spawned
 from symbid.spans import first_free_slot
 from symbid.startlog import StartLog
 from symbid.store import Advance, JobStore, RetryClaim
@@ -95,6 +96,9 @@ class CronScheduler:
     def run_finished(self, outcome: RunOutcome) -> None:
         self.runs.report(outcome)
         self._waiter.wake()
+
+    def process_started(self, run_id: str, spawned: Spawned) -> None:
+        self.runs.moved(run_id, spawned)  # stored at the next pass
 
     def run_now(self, job_ref: str, input_text: Optional[str] = None) -> Run:
         """Queue a manual run of a job (any status); returns its pending record.

@@ -222,9 +222,16 @@ class JobStore(abc.ABC):
         """Move a pending retry to ``retry_at``; None drops it."""
 
     @abc.abstractmethod
-    def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
-        """(run_id, started_at, pid, pgid) for runs whose child process is up; each
-        job's ``last_run`` becomes the latest start."""
+    def mark_started(self, started: Sequence[tuple[str, int, int, int, Optional[int]]]
+                     ) -> None:
+        """(run_id, started_at, pid, pgid, pid_start) for runs whose child process is up
+        (``pid_start``: its start in clock ticks since boot); each job's ``last_run``
+        becomes the latest start."""
+
+    @abc.abstractmethod
+    def mark_process(self, processes: Sequence[tuple[str, int, int, Optional[int]]]) -> None:
+        """(run_id, pid, pgid, pid_start) of a running run's new process (a heartbeat's
+        next iteration), so that start-up recovery finds the process that is going."""
 
     @abc.abstractmethod
     def shift_waits(self, step_ms: int, since: int) -> None:

@@ -32,7 +32,7 @@ RUN_COLUMNS = (
     "id, job_id, space, slot, attempt, trigger_kind, status, created_at, not_before, "
     "started_at, finished_at, execution_time_ms, exit_code, signal, error_message, output, "
     "output_truncated, summary, input, retry_at, pid, pgid, output_bytes, iterations, stop_reason, "
-    "usage, tool_calls"
+    "usage, tool_calls, pid_start"
 )
 RUN_PLACEHOLDERS = ", ".join("?" * len(RUN_COLUMNS.split(",")))
 
@@ -84,7 +84,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
     (rid, job_id, _space, slot, attempt, trigger, status, created_at, not_before, started_at,
      finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
      summary, input_text, retry_at, pid, pgid, output_bytes, iterations, stop_reason, usage,
-     tool_calls) = row
+     tool_calls, pid_start) = row
     return Run(
         id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
         status=RunStatus(status), created_at=created_at, not_before=not_before,
@@ -94,6 +94,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
         retry_at=retry_at, pid=pid, pgid=pgid, output_bytes=output_bytes or 0,
         iterations=iterations_from_text(iterations), stop_reason=stop_reason,
         usage=usage_from_text(usage), tool_calls=tool_calls_from_text(tool_calls),
+        pid_start=pid_start,
     )
 
 
@@ -105,7 +106,7 @@ def run_params(run: Run) -> tuple[Any, ...]:
         run.execution_time_ms, run.exit_code, run.signal, run.error_message, run.output,
         int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
         output_size(run.output), iterations_text(run.iterations), run.stop_reason,
-        usage_text(run.usage), tool_calls_text(run.tool_calls),
+        usage_text(run.usage), tool_calls_text(run.tool_calls), run.pid_start,
     )
 
 

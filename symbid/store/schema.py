@@ -147,11 +147,14 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN stop_reason TEXT;
     """,
     # 6 (issue 10): an llm run's token usage and tool calls; a context's generation,
-    # which a clear bumps so that a run going during the clear does not undo it.
+    # which a clear bumps so that a run going during the clear does not undo it; the start
+    # time (clock ticks since boot) of a run's current process, which with its pid names
+    # that process for start-up recovery.
     """
     ALTER TABLE runs ADD COLUMN usage TEXT;
     ALTER TABLE runs ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE contexts ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN pid_start INTEGER;
     """,
 )
 

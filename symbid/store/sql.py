@@ -319,16 +319,27 @@ class SqlJobStore(SqlAgents, SqlContexts, JobStore):
                 (retry_at, run_id),
             )
 
-    def mark_started(self, started: Sequence[tuple[str, int, int, int]]) -> None:
+    def mark_started(self, started: Sequence[tuple[str, int, int, int, Optional[int]]]
+                     ) -> None:
         if not started:
             return
         with self._write() as conn:
             conn.executemany(
-                "UPDATE runs SET status = 'running', started_at = ?, pid = ?, pgid = ? "
-                "WHERE id = ? AND status = 'pending'",
-                [(at, pid, pgid, rid) for rid, at, pid, pgid in started],
+                "UPDATE runs SET status = 'running', started_at = ?, pid = ?, pgid = ?, "
+                "pid_start = ? WHERE id = ? AND status = 'pending'",
+                [(at, pid, pgid, ticks, rid) for rid, at, pid, pgid, ticks in started],
             )
-            self._note_starts(conn, [(rid, at) for rid, at, _, _ in started])
+            self._note_starts(conn, [(rid, at) for rid, at, *_ in started])
+
+    def mark_process(self, processes: Sequence[tuple[str, int, int, Optional[int]]]) -> None:
+        if not processes:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE runs SET pid = ?, pgid = ?, pid_start = ? "
+                "WHERE id = ? AND status = 'running'",
+                [(pid, pgid, ticks, rid) for rid, pid, pgid, ticks in processes],
+            )
 
     @staticmethod
     def _note_starts(conn: Any, starts: Sequence[tuple[str, int]]) -> None:

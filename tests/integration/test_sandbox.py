@@ -21,7 +21,7 @@ from symbid.clock import SystemClock
 from symbid.errors import SandboxError
 from symbid.leftovers import find_run_processes, kill_process_groups
 from symbid.model import Limits
-from symbid.sandbox import ChildExit, SpawnSpec, Supervisor
+from symbid.sandbox import ChildExit, SpawnSpec, Supervisor, process_stat
 
 WAIT = 20.0  # generous bound for anything that should take milliseconds
 
@@ -303,14 +303,15 @@ UNDUMPABLE_SLEEPER = (
 FINDER = (
     "import json, sys\n"
     "from symbid.leftovers import find_run_processes, recorded_groups\n"
+    "from symbid.sandbox import process_stat\n"
     "pid, started = int(sys.argv[1]), int(sys.argv[2])\n"
+    "ticks = process_stat(pid)[1]\n"
+    "def found(*record):\n"
+    "    return sorted(recorded_groups([('llm-run', *record)]).get('llm-run', ()))\n"
     "print(json.dumps([sorted(find_run_processes({'llm-run'}).get('llm-run', ())),\n"
-    "                  sorted(recorded_groups([('llm-run', pid, pid, started)])"
-    ".get('llm-run', ())),\n"
-    "                  sorted(recorded_groups([('llm-run', pid, pid, started - 60_000)])"
-    ".get('llm-run', ())),\n"
-    "                  sorted(recorded_groups([('llm-run', pid, pid + 1, started)])"
-    ".get('llm-run', ()))]))\n"
+    "                  found(pid, pid, ticks, None), found(pid, pid, None, started),\n"
+    "                  found(pid, pid, ticks + 1, started), found(pid, pid + 1, ticks, None),\n"
+    "                  found(pid, pid, None, started - 60_000)]))\n"
 )
 
 
@@ -329,10 +330,12 @@ def test_a_non_dumpable_leftover_is_found_by_its_recorded_pid_by_a_daemon_that_i
                                 str(started)], env=dict(env, SYMBI_RUN_ID="finder"),
                                capture_output=True, text=True, timeout=30, cwd="/")
         assert found.returncode == 0, found.stderr
-        by_environ, by_record, too_early, other_group = json.loads(found.stdout)
+        by_environ, by_ticks, by_time, other_ticks, other_group, too_early = \
+            json.loads(found.stdout)
         assert by_environ == []  # its environ is closed to a same-uid, non-root reader
-        assert by_record == [proc.pid]
-        assert too_early == [] and other_group == []  # a reused pid is not taken
+        assert by_ticks == [proc.pid] and by_time == [proc.pid]
+        # a reused pid (another start tick, another group, another start time) is not taken
+        assert other_ticks == [] and other_group == [] and too_early == []
     finally:
         proc.kill()
         proc.wait(timeout=5)
@@ -386,8 +389,8 @@ def test_start_up_recovery_terminates_a_leftover_found_only_by_its_recorded_pid(
                             start_new_session=True)
     try:
         with h.store._write() as conn:
-            conn.execute("UPDATE runs SET pid = ?, pgid = ?, started_at = ? WHERE id = ?",
-                         (proc.pid, proc.pid, int(time.time() * 1000), run.id))
+            conn.execute("UPDATE runs SET pid = ?, pgid = ?, pid_start = ? WHERE id = ?",
+                         (proc.pid, proc.pid, process_stat(proc.pid)[1], run.id))
         report = h.restart()
         assert report.killed_groups == 1
         assert proc.wait(timeout=10) == -15

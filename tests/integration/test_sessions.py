@@ -28,6 +28,8 @@ SCRIPTS = {
             'else echo working $SYMBI_ITERATION; fi',
     "busy": CAT + "echo working $SYMBI_ITERATION",
     "slow": "sleep 0.2; echo working $SYMBI_ITERATION",
+    "pids": 'echo $$ >> "$SYMBI_STATE_DIR/pids"; if [ "$SYMBI_ITERATION" -ge 2 ]; then '
+            'sleep 30; echo sleep; else echo working; fi',
 }
 AGENTS = "".join(f"agent {name} {{ command: {json.dumps(['/bin/sh', '-c', script])} }}\n"
                  for name, script in SCRIPTS.items())
@@ -198,3 +200,29 @@ def test_a_cancelled_heartbeat_starts_no_further_iteration(daemon: Daemon) -> No
     ended = daemon.wait_for(final)
     assert ended["status"] == "cancelled", ended
     assert ended["stop_reason"] == "cancelled"
+
+
+def test_the_store_names_the_process_of_a_heartbeats_current_iteration(daemon: Daemon) -> None:
+    import sqlite3
+
+    add(daemon, "moving", "pids", session_mode="shared_persistent",
+        heartbeat={"enabled": True, "context_mode": "shared_persistent", "max_iterations": 3})
+    status, run = daemon.api("POST", "/api/v1/schedule/moving/run")
+    assert status == 202, run
+    _, ctx = daemon.api("GET", "/api/v1/schedule/moving/context")
+    pids = Path(ctx["state_dir"]) / "pids"
+    daemon.wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2)
+    second = int(pids.read_text().split()[1])
+
+    def stored_pid() -> Any:
+        conn = sqlite3.connect(str(daemon.state / "symbid.db"))
+        try:
+            row = conn.execute("SELECT pid, pgid, pid_start FROM runs WHERE id = ?",
+                               (run["id"],)).fetchone()
+        finally:
+            conn.close()
+        return row if row and row[0] == second else None
+
+    _, pgid, ticks = daemon.wait_for(stored_pid)
+    assert pgid == second and ticks is not None  # iteration 2 leads its own group
+    assert daemon.api("POST", f"/api/v1/runs/{run['id']}/cancel")[0] in (200, 202)

@@ -68,9 +68,13 @@ class FakeSupervisor:
 class Outcomes:
     def __init__(self) -> None:
         self.got: list[RunOutcome] = []
+        self.processes: list[tuple[str, int]] = []
 
     def run_finished(self, outcome: RunOutcome) -> None:
         self.got.append(outcome)
+
+    def process_started(self, run_id: str, spawned: Spawned) -> None:
+        self.processes.append((run_id, spawned.pid))
 
 
 def heartbeat_run(tmp_path: Path, heartbeat: bool = True, exit_at_once: Optional[bytes] = None
@@ -105,6 +109,7 @@ def test_a_cancel_while_the_next_iteration_is_spawned_kills_that_iteration(
     assert outcome.status is RunStatus.CANCELLED
     assert outcome.stop_reason == "cancelled"
     assert supervisor.spawned == 2
+    assert outcomes.processes == [(run.id, 1002)]  # iteration 2's process is reported
 
 
 def test_a_cancel_that_races_the_end_of_a_wakeup_leaves_nothing_behind(

@@ -446,7 +446,7 @@ def _failed_with_retry(store: SqliteJobStore, name: str, retry_at: int) -> tuple
     job = store.create_job(make_job(name, next_run=T0))
     run = make_run(job, T0)
     claim_runs(store, job, run, next_run=T0 + 10 * MINUTE)
-    store.mark_started([(run.id, T0, 4242, 4242)])
+    store.mark_started([(run.id, T0, 4242, 4242, 77)])
     store.finish([Finish(done(run, RunStatus.FAILED, retry_at=retry_at))])
     return store.get_job(job.id), store.get_run(run.id)
 
@@ -567,7 +567,7 @@ def test_mark_started_records_the_process_of_pending_runs_only(store: SqliteJobS
     claim_runs(store, job, run, finished)
     store.finish([Finish(done(finished))])
 
-    store.mark_started([(run.id, T0 + 5, 100, 101), (finished.id, T0 + 5, 200, 201)])
+    store.mark_started([(run.id, T0 + 5, 100, 101, None), (finished.id, T0 + 5, 200, 201, None)])
 
     got = store.get_run(run.id)
     assert (got.status, got.started_at, got.pid, got.pgid) == (RunStatus.RUNNING, T0 + 5, 100, 101)
@@ -579,7 +579,7 @@ def test_finishing_runs_updates_the_job_counters(store: SqliteJobStore) -> None:
     job = store.create_job(make_job("counted", next_run=T0))
     good, bad, timed_out = (make_run(job, T0 + i * MINUTE) for i in range(3))
     claim_runs(store, job, good, bad, timed_out)
-    store.mark_started([(r.id, r.slot, 10, 10) for r in (good, bad, timed_out)])
+    store.mark_started([(r.id, r.slot, 10, 10, None) for r in (good, bad, timed_out)])
 
     store.finish([Finish(done(good, ms=100)), Finish(done(bad, RunStatus.FAILED, ms=20)),
                   Finish(done(timed_out, RunStatus.TIMED_OUT, ms=3))])
@@ -679,7 +679,7 @@ def test_open_runs_lists_pending_and_running_runs_in_slot_order(store: SqliteJob
     job = store.create_job(make_job("open", next_run=T0))
     running, finished, pending = (make_run(job, T0 + i * MINUTE) for i in range(3))
     claim_runs(store, job, running, finished, pending)
-    store.mark_started([(running.id, T0, 1, 1), (finished.id, T0, 2, 2)])
+    store.mark_started([(running.id, T0, 1, 1, None), (finished.id, T0, 2, 2, None)])
     store.finish([Finish(done(finished))])
 
     opened = store.open_runs()
@@ -763,7 +763,7 @@ def test_open_runs_and_pending_retries_are_never_pruned(db_path: Path) -> None:
         awaiting = make_run(job, T0 + MINUTE)
         runs = [make_run(job, T0 + (2 + i) * MINUTE) for i in range(6)]
         claim_runs(store, job, running, awaiting, *runs)
-        store.mark_started([(running.id, T0, 9, 9)])
+        store.mark_started([(running.id, T0, 9, 9, None)])
         store.finish([Finish(done(runs[0], RunStatus.FAILED, retry_at=T0 + 60 * MINUTE))])
 
         for run in runs[1:]:
@@ -881,7 +881,7 @@ def test_the_latest_recorded_instant(store: SqliteJobStore) -> None:
     job = store.create_job(make_job("seen", next_run=T0))
     run = make_run(job, T0)
     claim_runs(store, job, run)
-    store.mark_started([(run.id, T0 + 5 * MINUTE, 1, 1)])
+    store.mark_started([(run.id, T0 + 5 * MINUTE, 1, 1, None)])
     assert store.latest_instant() == T0 + 5 * MINUTE
 
 
@@ -929,3 +929,18 @@ def test_jobs_and_runs_are_found_by_an_id_prefix_through_the_primary_key(
                  _plan(store, lambda: store.find_runs("aaaaaaaa"))):
         assert "USING INDEX sqlite_autoindex" in plan, plan
         assert not any(step.startswith("SCAN") for step in plan.splitlines()), plan
+
+
+def test_a_running_runs_new_process_is_recorded_and_a_finished_run_is_left_alone(
+    store: SqliteJobStore,
+) -> None:
+    job = store.create_job(make_job("beat", next_run=T0))
+    run, ended = make_run(job, T0), make_run(job, T0 + MINUTE)
+    claim_runs(store, job, run, ended, next_run=T0 + 10 * MINUTE)
+    store.mark_started([(run.id, T0, 10, 10, 500), (ended.id, T0, 20, 20, 600)])
+    store.finish([Finish(done(ended, RunStatus.SUCCEEDED))])
+    store.mark_process([(run.id, 11, 11, 700), (ended.id, 21, 21, 800)])
+    got = store.get_run(run.id)
+    assert (got.pid, got.pgid, got.pid_start) == (11, 11, 700)
+    left = store.get_run(ended.id)
+    assert (left.pid, left.pid_start) == (20, 600)
