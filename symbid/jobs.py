@@ -33,6 +33,7 @@ from symbid.model import (
     MAXIMUMS,
     Job,
     JobStatus,
+    RunStatus,
     SessionMode,
     adhoc_name,
     format_instant,
@@ -180,8 +181,16 @@ class JobService:
 
     def clear_context(self, ref: str) -> dict[str, Any]:
         """Reset a job's session context: the stored one dropped, its state directory
-        emptied. Returns the (now empty) context."""
+        emptied. Returns the (now empty) context. Refused while a run of the job is going
+        (it is using the state directory); a run that starts from the old context just
+        before the clear cannot bring it back (the store's context generation)."""
         job = self._store.get_job(ref)
+        going = [r.id for r in self._store.open_runs()
+                 if r.job_id == job.id and r.status is RunStatus.RUNNING]
+        if going:
+            raise Conflict(f"job {job.name} has a run going ({going[0][:8]}), which uses its "
+                           "context: wait for it to end, or cancel it with `symbi cron "
+                           "cancel`, then clear the context")
         self._store.clear_context(job.id, self._clock.now())
         if self.runs_dir is not None:
             empty_state(self.runs_dir, job.id)

@@ -259,7 +259,8 @@ def document() -> dict[str, Any]:
                         "responses": {"200": _json(_ref("Context"), "The context"),
                                       **_ERRORS}},
                 "delete": {"summary": "Reset the job's session context: the stored one "
-                           "dropped, its state directory emptied", "parameters": job_param,
+                           "emptied, its state directory emptied (409 while a run of the "
+                           "job is going)", "parameters": job_param,
                            "responses": {"200": _json(_ref("Context"), "The empty context"),
                                          **_ERRORS}}},
             "/api/v1/runs": {"get": {
@@ -372,7 +373,9 @@ def document() -> dict[str, Any]:
                 "stored_mode": {**_NSTR, "description": "the mode of the run that left it"},
                 "summary": _NSTR,
                 "history": {"type": "array", "items": {"type": "object", "properties": {
-                    "input": _NSTR, "output": _NSTR, "run_id": _STR, "at": _TIME}}},
+                    "input": _NSTR, "output": _NSTR, "run_id": _STR, "at": _TIME,
+                    "messages": {"type": "array", "description": "an llm run's messages, "
+                                 "its user message onward", "items": {"type": "object"}}}}},
                 "history_dropped": {**_INT, "description": "older turns dropped to keep "
                                     "the history within its budget"},
                 "run_id": _NSTR, "updated_at": _TIME,

@@ -225,4 +225,9 @@ def test_the_store_names_the_process_of_a_heartbeats_current_iteration(daemon: D
 
     _, pgid, ticks = daemon.wait_for(stored_pid)
     assert pgid == second and ticks is not None  # iteration 2 leads its own group
+    # while it goes, its context (its state directory) cannot be cleared
+    refused = daemon.cli("cron", "context", "moving", "--clear")
+    assert refused.returncode != 0
+    assert "has a run going" in refused.stderr and "symbi cron cancel" in refused.stderr
+    assert pids.exists()
     assert daemon.api("POST", f"/api/v1/runs/{run['id']}/cancel")[0] in (200, 202)
