@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from symbid import __version__, llmrun
+from symbid.agentdef import AgentKind
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
@@ -42,7 +43,7 @@ from symbid.jobs import JobService
 from symbid.journal import EscapeFilter, setup_logging
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
-from symbid.model import AgentKind, JobStatus, name_problem
+from symbid.model import JobStatus, name_problem
 from symbid.registry import AgentService
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
 from symbid import llmresult, llmrun
+from symbid.agentdef import Agent, AgentKind
 from symbid.agents.child import RESULT_VAR
 from symbid.clock import Clock
 from symbid.config import LlmConfig, referenced_values, resolve_refs
@@ -28,8 +29,6 @@ from symbid.heartbeat import MAX_RUNTIME, Wakeup
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
 from symbid.model import (
-    Agent,
-    AgentKind,
     Job,
     LlmUsage,
     Run,

@@ -19,13 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from symbid.agentdef import Agent
 from symbid.agents import child_argv, child_pythonpath
 from symbid.agents.child import RESULT_VAR
 from symbid.agents.slots import slots_dir
 from symbid.agents.spec import DEFAULT_KEY_VAR
 from symbid.config import LlmConfig, referenced_values, resolve_refs
 from symbid.errors import SandboxError
-from symbid.model import Agent
 from symbid.runfiles import RunFile
 from symbid.sessions import Session
 from symbid.text import secret_parts

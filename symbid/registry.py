@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
+from symbid.agentdef import Agent
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.errors import Conflict, Forbidden, NotFound
 from symbid.executor import Agents
-from symbid.model import Agent
 from symbid.store import JobStore, StoredAgent
 from symbid.text import escape, shorten
 from symbid.wire import agent_to_wire

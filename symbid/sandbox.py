@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from symbid.agentdef import Limits
 from symbid.clock import Clock
 from symbid.errors import SandboxError
-from symbid.model import Limits
 from symbid.runfiles import RunFile, make_runs_dir, place_files, read_back
 
 log = logging.getLogger(__name__)

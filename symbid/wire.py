@@ -6,18 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from symbid.model import (
-    OUTPUT_PREVIEW,
-    Agent,
-    AgentKind,
-    Job,
-    Limits,
-    Policy,
-    Run,
-    Tool,
-    format_duration,
-    format_instant,
-)
+from symbid.agentdef import Agent, AgentKind, Limits, Tool
+from symbid.model import OUTPUT_PREVIEW, Job, Policy, Run, format_duration, format_instant
 
 
 def _instant(ms: Optional[int]) -> Optional[str]:

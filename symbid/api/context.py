@@ -6,12 +6,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from symbid.agentdef import Agent
 from symbid.clock import Clock
 from symbid.errors import SymbidError
 from symbid.jobs import JobService
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
-from symbid.model import Agent, Job, JobStatus
+from symbid.model import Job, JobStatus
 from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
 from symbid.store import JobStore, JobTotals

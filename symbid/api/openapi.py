@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from symbid.model import (
-    MAXIMUMS,
-    NAME_MAX,
-    AgentKind,
-    CatchUp,
-    JobStatus,
-    RunStatus,
-    SessionMode,
-    Trigger,
-)
+from symbid.agentdef import AgentKind
+from symbid.model import MAXIMUMS, NAME_MAX, CatchUp, JobStatus, RunStatus, SessionMode, Trigger
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}

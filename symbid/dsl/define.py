@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from symbid.agentdef import Agent, AgentKind
 from symbid.dsl.checks import _Invalid
 from symbid.dsl.loader import AGENT, build_agent, load_document
 from symbid.dsl.parser import DslError, Entry, Pos, Value, parse_text
 from symbid.errors import InvalidInput
-from symbid.model import Agent, AgentKind, name_problem
+from symbid.model import name_problem
 from symbid.text import escape, shorten
 
 WIRE_FIELDS = ("name", "kind", *AGENT)

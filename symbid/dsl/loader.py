@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from symbid.agentdef import Agent, AgentKind, Limits, Tool
 from symbid.cronexpr import parse_cron
 from symbid.dsl.checks import (
     _Invalid,
@@ -48,17 +49,13 @@ from symbid.dsl.parser import (
 from symbid.errors import InvalidInput
 from symbid.model import (
     MAXIMUMS,
-    Agent,
-    AgentKind,
     AllowedHours,
     CatchUp,
     DeliveryConfig,
     Heartbeat,
     Job,
-    Limits,
     Policy,
     SessionMode,
-    Tool,
     name_problem,
 )
 from symbid.text import escape

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from symbid.agentdef import Agent
 from symbid.errors import UnreadableRow
-from symbid.model import ADHOC_SOURCE, Agent
+from symbid.model import ADHOC_SOURCE
 from symbid.store.base import API_SOURCE, AgentGuard, RemoveGuard, StoredAgent
 from symbid.store.plumbing import SqlPlumbing
 from symbid.wire import agent_from_wire, agent_to_wire

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from symbid.agentdef import Agent
 from symbid.errors import NotFound
-from symbid.model import Agent, Job, JobStatus, Run, RunStatus, SessionContext
+from symbid.model import Job, JobStatus, Run, RunStatus, SessionContext
 from symbid.spans import Spans
 from symbid.text import shorten
 

@@ -15,10 +15,10 @@ import queue
 import signal
 import sys
 
+from symbid.agentdef import Agent
 from symbid.config import SchedulerConfig
 from symbid.daemon import build_engine
 from symbid.executor import Agents
-from symbid.model import Agent
 
 
 def main() -> int:

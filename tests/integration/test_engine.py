@@ -14,12 +14,13 @@ from typing import Any, Optional
 
 import pytest
 
+from symbid.agentdef import Agent
 from symbid.clock import SystemClock
 from symbid.config import SchedulerConfig
 from symbid.daemon import Engine, build_engine
 from symbid.executor import Agents
 from symbid.jobs import JobService
-from symbid.model import Agent, Job, JobStatus, Policy, Run, RunStatus
+from symbid.model import Job, JobStatus, Policy, Run, RunStatus
 from symbid.store import SqliteJobStore
 from tests.integration.test_sandbox import alive, wait_gone
 

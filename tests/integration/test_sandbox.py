@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from symbid.agentdef import Limits
 from symbid.clock import SystemClock
 from symbid.errors import SandboxError
 from symbid.leftovers import find_run_processes, kill_process_groups
-from symbid.model import Limits
 from symbid.sandbox import ChildExit, SpawnSpec, Supervisor, process_stat
 
 WAIT = 20.0  # generous bound for anything that should take milliseconds

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from symbid.agentdef import Agent
 from symbid.errors import Conflict
-from symbid.model import Agent, Job, JobStatus, RunStatus, SessionMode, Trigger
+from symbid.model import Job, JobStatus, RunStatus, SessionMode, Trigger
 from tests.harness import Harness
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from symbid.agentdef import Agent, AgentKind, Limits
 from symbid.errors import Conflict
-from symbid.model import Agent, AgentKind, Job, Limits, new_id
+from symbid.model import Job, new_id
 from symbid.store import SCHEMA_VERSION, SqliteJobStore, StoredAgent
 from symbid.store.schema import SQLITE_MIGRATIONS
 

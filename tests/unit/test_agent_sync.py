@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from symbid.agentdef import Agent
 from symbid.dsl import load_dir
 from symbid.errors import Conflict, Forbidden, NotFound
 from symbid.executor import Agents, unknown_agent
-from symbid.model import Agent
 from symbid.registry import AgentService, plan_agent_sync
 from symbid.store import SqliteJobStore, StoredAgent
 from tests.fakes import FakeClock

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from symbid.agentdef import Agent, AgentKind, Limits
 from symbid.dsl import (
     Diagnostic,
     DslError,
@@ -24,18 +25,7 @@ from symbid.dsl import (
     load_file,
     parse_text,
 )
-from symbid.model import (
-    Agent,
-    AgentKind,
-    AllowedHours,
-    CatchUp,
-    DeliveryConfig,
-    Heartbeat,
-    Job,
-    Limits,
-    Policy,
-    SessionMode,
-)
+from symbid.model import AllowedHours, CatchUp, DeliveryConfig, Heartbeat, Job, Policy, SessionMode
 from symbid.timing import parse_instant
 
 SEED_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "seed"

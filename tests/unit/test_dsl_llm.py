@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from symbid.agentdef import AgentKind
 from symbid.dsl.define import agent_from_json
 from symbid.errors import InvalidInput
-from symbid.model import AgentKind
 from symbid.wire import agent_to_wire
 from tests.unit.test_dsl import load_text
 

@@ -11,19 +11,10 @@ from typing import Any, Callable, Optional
 import pytest
 
 from symbid import executor as executor_module
+from symbid.agentdef import Agent
 from symbid.executor import Agents, Executor
 from symbid.heartbeat import Wakeup
-from symbid.model import (
-    Agent,
-    Heartbeat,
-    Job,
-    Run,
-    RunOutcome,
-    RunStatus,
-    SessionMode,
-    Trigger,
-    new_id,
-)
+from symbid.model import Heartbeat, Job, Run, RunOutcome, RunStatus, SessionMode, Trigger, new_id
 from symbid.sandbox import ChildExit, Spawned, SpawnSpec
 from tests.fakes import FakeClock
 

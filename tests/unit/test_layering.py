@@ -33,6 +33,7 @@ LADDER: dict[str, float] = {
     # level 0: the vocabulary; standard library only
     "symbid.errors": 0,
     "symbid.model": 0,
+    "symbid.agentdef": 0.25,  # agent definitions, on the model's output cap
     # The model's wire form (API JSON): a half rung above the model it writes.
     "symbid.wire": 0.5,
     "symbid.text": 0,
@@ -100,7 +101,8 @@ SAME_COMPONENT: dict[str, str] = {"symbid.delivery.router": "symbid.delivery"}
 # The CLI must start fast and work without the daemon's machinery: besides its own
 # submodules it may import only these (and their submodules).
 CLI_MAY_IMPORT: tuple[str, ...] = (
-    "symbid.client", "symbid.model", "symbid.wire", "symbid.errors", "symbid.timing",
+    "symbid.client", "symbid.model", "symbid.agentdef", "symbid.wire", "symbid.errors",
+    "symbid.timing",
     "symbid.cronexpr", "symbid.dsl",
     "symbid.text",
     "symbid.clock",
