@@ -427,6 +427,7 @@ class Run:
     stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
     usage: Optional[LlmUsage] = None  # an llm agent's token usage (all its iterations)
     tool_calls: tuple[ToolCall, ...] = ()  # the tool calls an llm agent's model asked for
+    tool_call_count: int = 0  # len(tool_calls); history rows carry only this
 
     @property
     def key_space(self) -> KeySpace:

@@ -69,7 +69,8 @@ def run_to_wire(run: Run, *, preview: bool = False) -> dict[str, Any]:
         del out["output"]
         given = out.pop("input")
         out["input_preview"] = None if given is None else given[:OUTPUT_PREVIEW]
-        out["tool_call_count"] = len(out.pop("tool_calls"))
+        del out["tool_calls"]
+        out["tool_call_count"] = run.tool_call_count or len(run.tool_calls)
     return out
 
 

@@ -85,6 +85,9 @@ def run_from_row(row: Sequence[Any]) -> Run:
      finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
      summary, input_text, retry_at, pid, pgid, output_bytes, iterations, stop_reason, usage,
      tool_calls, pid_start) = row
+    # a history row's query gives the number of tool calls, not the list
+    count = tool_calls if isinstance(tool_calls, int) else None
+    calls = () if count is not None else tool_calls_from_text(tool_calls)
     return Run(
         id=rid, job_id=job_id, slot=slot, attempt=attempt, trigger=Trigger(trigger),
         status=RunStatus(status), created_at=created_at, not_before=not_before,
@@ -93,7 +96,8 @@ def run_from_row(row: Sequence[Any]) -> Run:
         output_truncated=bool(truncated), summary=summary, input=input_text,
         retry_at=retry_at, pid=pid, pgid=pgid, output_bytes=output_bytes or 0,
         iterations=iterations_from_text(iterations), stop_reason=stop_reason,
-        usage=usage_from_text(usage), tool_calls=tool_calls_from_text(tool_calls),
+        usage=usage_from_text(usage),
+        tool_calls=calls, tool_call_count=len(calls) if count is None else count,
         pid_start=pid_start,
     )
 
@@ -150,8 +154,9 @@ def output_size(text: Optional[str]) -> int:
 
 
 PREVIEW_RUN_COLUMNS = ", ".join(f"substr({c.strip()}, 1, {OUTPUT_PREVIEW})"
-                                if c.strip() in ("output", "input") else c.strip()
-                                for c in RUN_COLUMNS.split(","))
+                                if c.strip() in ("output", "input") else
+                                "json_array_length(tool_calls)" if c.strip() == "tool_calls"
+                                else c.strip() for c in RUN_COLUMNS.split(","))
 
 
 def prefix_bounds(prefix: str) -> tuple[str, str]:
