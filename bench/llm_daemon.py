@@ -56,6 +56,7 @@ def llm_slot_to_request(jobs: int = 100, spacing_ms: int = 300,
             server.wait_for_requests(jobs, timeout=(slots[-1] - CLOCK.now()) / 1000 + 60)
             offset_ms = time.time() * 1000 - time.monotonic() * 1000
             seen = sorted(server.requests, key=lambda r: r.connected_at)
+            assert len(seen) == jobs, f"{len(seen)} requests for {jobs} runs"
             d.stop()
         finally:
             d.cleanup()

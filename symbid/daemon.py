@@ -337,7 +337,7 @@ class Daemon:
         for name in self.engine.agents.names():
             agent = self.engine.agents.get(name)
             problem = None if agent is None or agent.kind is not AgentKind.LLM else \
-                llmrun.not_ready(agent, self.config.llm)
+                llmrun.not_ready(agent, self.config.llm, os.environ)
             if problem is not None:
                 notes.append(f"{problem}; its runs fail until then")
                 log.warning("agents.d: %s; its runs fail until then", problem)

@@ -25,7 +25,7 @@ from symbid.agents.child import RESULT_VAR
 from symbid.agents.slots import slots_dir
 from symbid.agents.spec import DEFAULT_KEY_VAR
 from symbid.config import LlmConfig, referenced_values, resolve_refs
-from symbid.errors import SandboxError
+from symbid.errors import SandboxError, SymbidError
 from symbid.runfiles import RunFile
 from symbid.sessions import Session
 from symbid.text import secret_parts
@@ -59,16 +59,23 @@ def _history(view: Optional[Session]) -> list[dict[str, Any]]:
     return messages
 
 
-def not_ready(agent: Agent, llm: LlmConfig) -> Optional[str]:
-    """What an llm agent's runs lack to start (endpoint, model, key), or None."""
+def not_ready(agent: Agent, llm: LlmConfig,
+              environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """What an llm agent's runs lack to start (endpoint, model, key; with ``environ``,
+    the key's ``${VAR}`` set there), or None."""
     if not (agent.endpoint or llm.endpoint):
         return (f"agent {agent.name!r}: no endpoint: set the agent's endpoint or "
                 "[llm] endpoint (an OpenAI-compatible base URL)")
     if not (agent.model or llm.model):
         return f"agent {agent.name!r}: no model: set the agent's model or [llm] model"
     if not llm.api_key:
-        return ("[llm] api_key is not set: give a ${VAR} reference to the key "
-                "(any value, for a local server that needs none)")
+        return (f"agent {agent.name!r}: [llm] api_key is not set: give a ${{VAR}} reference "
+                "to the key (any value, for a local server that needs none)")
+    if environ is not None:
+        try:
+            resolve_refs(llm.api_key, environ, what="[llm] api_key")
+        except SymbidError as exc:
+            return f"agent {agent.name!r}: {exc.message}"
     return None
 
 
@@ -81,7 +88,7 @@ def launch(agent: Agent, llm: LlmConfig, environ: Mapping[str, str], *, text: Op
     daemon keeps, :func:`symbid.agents.slots.prepare`) around each request, so that at
     most ``[llm] max_concurrent_requests`` are in flight across all runs."""
     problem = not_ready(agent, llm)
-    if problem is not None or not llm.api_key:
+    if problem is not None or llm.api_key is None:
         raise SandboxError(problem or "[llm] api_key is not set")
     endpoint, model = agent.endpoint or llm.endpoint, agent.model or llm.model
     key = resolve_refs(llm.api_key, environ, what="[llm] api_key")

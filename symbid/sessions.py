@@ -103,7 +103,7 @@ def summarize(written: Optional[bytes], output: Optional[str], secrets: list[str
 
 
 def turn_size(turn: Turn) -> int:
-    return len(json.dumps(turn.to_dict()).encode())
+    return len(json.dumps(turn.to_dict(), ensure_ascii=False).encode())
 
 
 def trim(history: tuple[Turn, ...], budget: int) -> tuple[tuple[Turn, ...], int]:

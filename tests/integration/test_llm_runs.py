@@ -460,3 +460,16 @@ agent operator {
         assert 'symbiont_llm_tokens_total{agent="operator",kind="prompt"} 10.0' in metrics
     finally:
         d.cleanup()
+
+
+def test_the_daemon_warns_at_start_about_an_llm_agent_whose_key_is_not_set(
+        tmp_path: Path, server: LLMServer) -> None:
+    d = Daemon(tmp_path, {"a.symbi": 'agent thinker { model: "m-1" }\n'}, tcp=False,
+               config=f'\n[llm]\nendpoint = "{server.url}"\napi_key = "${{NOT_SET_KEY}}"\n')
+    d.start()
+    try:
+        assert d.api("GET", "/api/v1/agents")[0] == 200  # its agents are loaded
+        assert "agent 'thinker': [llm] api_key: ${NOT_SET_KEY} is not set in symbid's " \
+            "environment" in d.log.read_text()
+    finally:
+        d.cleanup()
