@@ -144,6 +144,9 @@ _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs
             "max_body_bytes": 1024, "max_connections": 1, "head_timeout_seconds": 0.1,
             "idle_timeout_seconds": 1, "max_context_bytes": 1024,
             "max_concurrent_requests": 1}
+# Keys whose value must be at most this: smtp_port is a port; max_concurrent_requests is
+# one slot file each, made at start and on reload.
+_MAXIMUM = {"smtp_port": 65535, "max_concurrent_requests": 1024}
 
 
 def _type_name(tp: Any) -> str:
@@ -178,8 +181,9 @@ def _check_value(where: str, key: str, tp: Any, value: Any) -> Any:
         if value < minimum:
             raise ConfigError(f"{where}: {key} must be at least {minimum}, got {value!r}",
                               field=key)
-        if key.endswith("smtp_port") and value > 65535:
-            raise ConfigError(f"{where}: {key} must be at most 65535", field=key)
+        maximum = _MAXIMUM.get(key.rsplit(".", 1)[-1])
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{where}: {key} must be at most {maximum}", field=key)
     return float(value) if tp is float else value
 
 

@@ -96,17 +96,19 @@ class Slots:
         Tries every slot (starting at one picked by the pid, so that runs spread out),
         then again after a short wait, until ``margin`` seconds before ``deadline``
         (monotonic seconds); raises :class:`SlotError` then, or at once when no slot file
-        exists at all. Slot files are opened afresh on each try, so that a reload's new
-        count applies.
+        exists at all. The slots tried are the files the directory holds on each try (the
+        spec's ``count`` only until then), opened afresh, so that a reload's new count
+        applies, raised or lowered, to a child that is already waiting.
         """
         import fcntl
 
         wait = POLL_FIRST
-        first = os.getpid() % self.count
+        names = [f"{PREFIX}{i}" for i in range(self.count)]
         while True:
             found = 0
-            for k in range(self.count):
-                path = os.path.join(self.directory, f"{PREFIX}{(first + k) % self.count}")
+            first = os.getpid() % max(1, len(names))
+            for k in range(len(names)):
+                path = os.path.join(self.directory, names[(first + k) % len(names)])
                 try:
                     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 except FileNotFoundError:
@@ -130,10 +132,20 @@ class Slots:
             left = deadline - self.margin - self._monotonic()
             if left <= 0:
                 raise SlotError("no request slot came free before the run's deadline: "
-                                f"max_concurrent_requests ({self.count}) requests were in "
+                                f"max_concurrent_requests ({len(names)}) requests were in "
                                 "flight across all runs")
             self._sleep(min(wait, left))
             wait = min(wait * 2, POLL_MAX)
+            names = self._present() or names
+
+    def _present(self) -> list[str]:
+        """The slot files the directory holds now (the daemon's current count)."""
+        try:
+            return sorted((n for n in os.listdir(self.directory)
+                           if n.startswith(PREFIX) and n[len(PREFIX):].isdigit()),
+                          key=lambda n: int(n[len(PREFIX):]))
+        except OSError:
+            return []
 
     @staticmethod
     def release(fd: int) -> None:

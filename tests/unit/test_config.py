@@ -353,6 +353,16 @@ def test_a_value_below_its_minimum_is_rejected(tmp_path: Path, text: str, key: s
     assert f"{key} must be at least" in err.message
 
 
+@pytest.mark.parametrize("text, key, most", [
+    ("[scheduler.delivery]\nsmtp_port = 70000\n", "scheduler.delivery.smtp_port", 65535),
+    ("[llm]\nmax_concurrent_requests = 100000\n", "llm.max_concurrent_requests", 1024),
+])
+def test_a_value_above_its_maximum_is_rejected(tmp_path: Path, text: str, key: str,
+                                               most: int) -> None:
+    err = config_error(tmp_path, text)
+    assert f"{key} must be at most {most}" in err.message
+
+
 def test_max_concurrent_zero_from_the_environment_is_rejected() -> None:
     with pytest.raises(ConfigError):
         load_config(None, {"SYMBI_SCHEDULER_MAX_CONCURRENT": "0"})

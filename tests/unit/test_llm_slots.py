@@ -135,6 +135,21 @@ def test_two_slots_let_two_holders_in_and_the_third_waits(tmp_path: Path) -> Non
             p.wait()
 
 
+def test_a_child_already_waiting_takes_a_slot_that_a_raising_reload_adds(slots: str) -> None:
+    first = holder(slots)  # holds the only slot
+    try:
+        said(first, "held")
+        waiter = holder(slots, 1, 20.0)  # started with a count of 1: it waits
+        time.sleep(0.3)
+        prepare(slots, 4)  # the reload raises max_concurrent_requests
+        said(waiter, "held")
+        waiter.kill()
+        waiter.wait()
+    finally:
+        first.kill()
+        first.wait()
+
+
 def test_without_slot_files_a_request_fails_at_once_naming_the_directory(
     tmp_path: Path,
 ) -> None:
