@@ -148,6 +148,11 @@ def main() -> int:
                 "request_seconds": [round(x, 6) for x in result.usage.seconds],
                 "history": result.history}
 
+    def answer(output: str) -> None:  # out before a summary is asked: a kill keeps it
+        if output:
+            sys.stdout.write(output if output.endswith("\n") else output + "\n")
+            sys.stdout.flush()
+
     def progress(result: RunResult) -> None:  # a kill keeps what was used so far
         if result_path:
             try:
@@ -160,14 +165,9 @@ def main() -> int:
                         cwd=spec.cwd, tool_env=tool_environment(
                             os.environ, (spec.api_key_env,), keep=spec.tool_env),
                         temperature=spec.temperature, max_tokens=spec.max_tokens,
-                        summarize=spec.summarize, progress=progress)
+                        summarize=spec.summarize, progress=progress, answered=answer)
     result = conv.run(spec.input, system_prompt=spec.system_prompt,
                       previous_summary=spec.previous_summary, history=list(spec.history))
-    if result.output:
-        sys.stdout.write(result.output)
-        if not result.output.endswith("\n"):
-            sys.stdout.write("\n")
-        sys.stdout.flush()
     if result_path:
         try:
             write_record(result_path, record(result, result.status))

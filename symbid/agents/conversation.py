@@ -31,6 +31,7 @@ from symbid.agents.tools import Tool, ToolCallRecord, check_call, run_tool
 Message = dict[str, Any]
 MARKER_PREFIX = "[symbid: "
 SUMMARY_PREFIX = "Summary of the previous run:\n"
+SUMMARY_RESERVE = 1.0  # seconds of the run a summary request leaves before its deadline
 SUMMARY_REQUEST = ("Summarize this run for your next run, which will see only this "
                    "summary: what you were asked, what you found and did, and what is still "
                    "open. Plain text, at most 120 words.")
@@ -111,11 +112,20 @@ def trim_context(messages: list[Message], max_bytes: int) -> tuple[list[Message]
 
 
 def as_text(messages: list[Message]) -> list[Message]:
-    """``messages`` with tool traffic written as text: an assistant turn's calls as
-    ``[called NAME with ARGUMENTS]`` lines, a ``tool`` answer as a user message
-    ``[NAME answered]`` and its content. Other messages are kept as they are."""
+    """``messages`` with tool traffic written as text, for a request that offers no tools:
+    an assistant turn's calls as ``[called NAME (id ID) with ARGUMENTS]`` lines, a
+    ``tool`` answer as a user message ``[NAME (id ID) answered]`` and its content. An
+    assistant's empty content becomes ``""``, and user messages that end up next to each
+    other are joined into one (some chat templates require the roles to alternate)."""
     names: dict[str, str] = {}
     out: list[Message] = []
+
+    def add(m: Message) -> None:
+        if out and m.get("role") == "user" and out[-1].get("role") == "user":
+            out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n\n{m['content']}"}
+        else:
+            out.append(m)
+
     for m in messages:
         if m.get("role") == "assistant" and m.get("tool_calls"):
             lines = [m["content"]] if isinstance(m.get("content"), str) and m["content"] \
@@ -124,16 +134,19 @@ def as_text(messages: list[Message]) -> list[Message]:
                 fn = call.get("function") if isinstance(call, dict) else None
                 name = str(fn.get("name", "")) if isinstance(fn, dict) else ""
                 args = fn.get("arguments", "") if isinstance(fn, dict) else ""
-                if isinstance(call, dict):
-                    names[str(call.get("id", ""))] = name
-                lines.append(f"[called {name} with "
+                call_id = str(call.get("id", "")) if isinstance(call, dict) else ""
+                names[call_id] = name
+                lines.append(f"[called {name} (id {call_id}) with "
                              f"{args if isinstance(args, str) else json.dumps(args)}]")
-            out.append({"role": "assistant", "content": "\n".join(lines)})
+            add({"role": "assistant", "content": "\n".join(lines)})
         elif m.get("role") == "tool":
-            name = names.get(str(m.get("tool_call_id", "")), "a tool")
-            out.append({"role": "user", "content": f"[{name} answered]\n{m.get('content')}"})
+            call_id = str(m.get("tool_call_id", ""))
+            add({"role": "user", "content": f"[{names.get(call_id, 'a tool')} (id {call_id}) "
+                                            f"answered]\n{m.get('content')}"})
+        elif m.get("role") == "assistant" and not isinstance(m.get("content"), str):
+            add({**m, "content": ""})
         else:
-            out.append(m)
+            add(m)
     return out
 
 
@@ -151,6 +164,7 @@ class Conversation:
                  temperature: Optional[float] = None, max_tokens: Optional[int] = None,
                  summarize: bool = False,
                  progress: Optional[Callable[[RunResult], None]] = None,
+                 answered: Optional[Callable[[str], None]] = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.model = model
@@ -164,6 +178,7 @@ class Conversation:
         self.max_tokens = max_tokens
         self.summarize = summarize
         self.progress = progress  # called after each request and tool call (the record so far)
+        self.answered = answered  # called with the final reply, before a summary is asked
         self.monotonic = monotonic
 
     def run(self, user_input: str, *, system_prompt: Optional[str] = None,
@@ -181,6 +196,8 @@ class Conversation:
         result.history.append(asked)
         try:
             result.output = self._loop(head, turns, result)
+            if self.answered is not None:
+                self.answered(result.output)
             if self.summarize:
                 self._summarize(head, turns, result)
             result.status = "succeeded"
@@ -208,9 +225,12 @@ class Conversation:
         """Ask for the run's summary; a failed request only sets ``summary_error``.
         Raises :class:`_Stop` when its tokens take the run over ``max_tokens_per_run``."""
         ask: Message = {"role": "user", "content": SUMMARY_REQUEST}
-        messages, _ = trim_context(as_text(head + turns) + [ask], self.limits.max_context_bytes)
+        messages, _ = trim_context(as_text(head + turns + [ask]), self.limits.max_context_bytes)
         try:
-            reply = self.client.complete(self._body(messages, tools=False), self.deadline)
+            # it must end before the sandbox's max_runtime kill, which started a little
+            # before this process did: a summary that does not fit is only not given
+            reply = self.client.complete(self._body(messages, tools=False),
+                                         self.deadline - SUMMARY_RESERVE)
             self._report(result)
             self._check_tokens(" by the summary request")
             content = _message_of(reply).get("content")

@@ -385,8 +385,8 @@ def test_with_summarize_the_model_is_asked_for_the_summary_without_tools(
     assert asked.messages == [
         {"role": "system", "content": "Be terse."},
         {"role": "user", "content": "check the web tier"},
-        {"role": "assistant", "content": '[called probe with {"target": "web-1"}]'},
-        {"role": "user", "content": "[probe answered]\nweb-1 up\n"},
+        {"role": "assistant", "content": '[called probe (id c1) with {"target": "web-1"}]'},
+        {"role": "user", "content": "[probe (id c1) answered]\nweb-1 up\n"},
         {"role": "assistant", "content": "web-1 is up"},
         {"role": "user", "content": SUMMARY_REQUEST},
     ]

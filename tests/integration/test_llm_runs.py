@@ -473,3 +473,18 @@ def test_the_daemon_warns_at_start_about_an_llm_agent_whose_key_is_not_set(
             "environment" in d.log.read_text()
     finally:
         d.cleanup()
+
+
+def test_a_summary_request_that_does_not_fit_in_max_runtime_leaves_the_run_succeeded(
+        tmp_path: Path, server: LLMServer) -> None:
+    d = llm_daemon(tmp_path, server, 'agent thinker { model: "m-1" summarize: true }\n')
+    try:
+        add(d, "brief", "thinker", policy={"max_runtime": "3s"})
+        server.script(text("the real answer"), hang())
+        run = finished(d, start_run(d, "brief"))
+        assert (run["status"], run["output"], run["summary"]) == \
+            ("succeeded", "the real answer\n", "the real answer")
+        assert run["execution_time_ms"] < 3000
+        assert "the summary request failed" in d.log.read_text()
+    finally:
+        d.cleanup()

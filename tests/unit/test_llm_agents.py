@@ -206,3 +206,20 @@ def test_a_truncated_or_non_http_response_is_refused() -> None:
         read_response(io.BytesIO(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"))
     with pytest.raises(BadResponse, match=r"HTTP/1\.x"):
         read_response(io.BytesIO(b"SSH-2.0-OpenSSH\r\n"))
+
+
+def test_tool_traffic_as_text_alternates_roles_and_names_each_call() -> None:
+    from symbid.agents.conversation import as_text
+
+    call = {"type": "function", "function": {"name": "probe", "arguments": "{}"}}
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": None,
+                 "tool_calls": [{**call, "id": "c1"}, {**call, "id": "c2"}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "one"},
+                {"role": "tool", "tool_call_id": "c2", "content": "two"},
+                {"role": "assistant", "content": None},
+                {"role": "user", "content": "summarize"}]
+    got = as_text(messages)
+    assert [m["role"] for m in got] == ["user", "assistant", "user", "assistant", "user"]
+    assert got[2]["content"] == "[probe (id c1) answered]\none\n\n[probe (id c2) answered]\ntwo"
+    assert got[3] == {"role": "assistant", "content": ""}
