@@ -81,8 +81,9 @@ def disconnected_of(req: Request) -> Callable[[], bool]:
 
 class _Follow:
     """The body of a followed output: pieces of it as they are printed, until the run's
-    final state is stored. Each wait is bounded (``_WAIT_SECONDS``), so a client that
-    went away, or a daemon that stops, ends it even while the run prints nothing."""
+    final state is stored (a heartbeat wake-up's iterations one after the other). Each
+    wait is bounded (``_WAIT_SECONDS``), so a client that went away, or a daemon that
+    stops, ends it even while the run prints nothing."""
 
     def __init__(self, ctx: ApiContext, run_id: str, disconnected: Callable[[], bool],
                  done: Callable[[], None]) -> None:
@@ -123,7 +124,11 @@ class _Follow:
                 return None
         text, self._cursor, ended = self._output.read(self._cursor, _WAIT_SECONDS)
         if ended:
-            self._finished = True
+            if self._ctx.store.get_run(self._run_id).status.is_open:
+                # a heartbeat between two iterations: the next one's output follows
+                self._output, self._cursor = None, 0
+            else:
+                self._finished = True
         return text.encode() if text else None
 
     def close(self) -> None:

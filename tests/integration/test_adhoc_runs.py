@@ -365,3 +365,26 @@ def test_an_llm_agent_runs_through_symbi_run(tmp_path: Path, server: LLMServer) 
         assert [r["status"] for r in d.history("adhoc:thinker")] == ["succeeded"] * 2
     finally:
         d.cleanup()
+
+
+def test_waiting_on_a_heartbeat_session_run_waits_for_the_whole_wakeup(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"a.symbi": 'agent beat { command: ["/bin/sh", "-c", '
+                          '"sleep 0.3; if [ $SYMBI_ITERATION -ge 3 ]; then echo sleep; '
+                          'else echo working $SYMBI_ITERATION; fi"] }\n'})
+    d.start()
+    try:
+        status, _ = d.api("POST", "/api/v1/schedule", {
+            "name": "hb", "agent_id": "beat", "cron_expr": "0 0 1 1 *",
+            "heartbeat": {"enabled": True, "max_iterations": 5}})
+        assert status == 201
+        status, run = d.api("POST", "/api/v1/agents/beat/run", {"session": "hb", "wait": True})
+        assert status == 200, run
+        assert run["status"] == "succeeded" and run["stop_reason"] == "sleep"
+        assert len(run["iterations"]) == 3
+        # a follower of a wake-up in progress sees every iteration's output, to its end
+        status, again = d.api("POST", "/api/v1/schedule/hb/run")
+        assert status == 202
+        pieces = SymbiontClient(socket_path=d.socket).schedule.follow_output(again["id"])
+        assert "".join(pieces) == "working 1\nworking 2\nsleep\n"
+    finally:
+        d.cleanup()
