@@ -37,6 +37,7 @@ from symbid.model import (
     Run,
     RunOutcome,
     RunStatus,
+    SessionContext,
     format_duration,
     format_instant,
 )
@@ -49,6 +50,7 @@ from symbid.planner import (
     start_gate,
 )
 from symbid.sandbox import Spawned
+from symbid.sessions import rebased
 from symbid.startlog import StartLog
 from symbid.store import Advance, Finish, JobStore, RetryClaim
 
@@ -337,6 +339,7 @@ class RunLifecycle:
             done, self._outcomes = self._outcomes, []
             entries = [(o, self._running.get(o.run_id)) for o in done]
         decided: list[tuple[Job, Finish]] = []
+        left: dict[str, SessionContext] = {}  # contexts this batch stores, by job
         try:
             for outcome, entry in entries:
                 if entry is None:
@@ -345,7 +348,9 @@ class RunLifecycle:
                 job, run = entry
                 fin = self._decide(job, run, outcome, now, config)
                 if outcome.context is not None:  # stored with the run's final state
-                    fin = dataclasses.replace(fin, context=outcome.context)
+                    left[job.id] = ctx = rebased(outcome.context, left.get(job.id) or
+                                                 self._store.get_context(job.id))
+                    fin = dataclasses.replace(fin, context=ctx)
                 decided.append((job, fin))
             if not decided:
                 return

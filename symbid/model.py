@@ -452,7 +452,7 @@ class RunOutcome:
     output: Optional[str] = None
     output_truncated: bool = False
     summary: Optional[str] = None
-    context: Optional[SessionContext] = None  # what the run leaves for the next (sessions)
+    context: Optional[ContextLeft] = None  # what the run leaves for the next (sessions)
     iterations: tuple[Iteration, ...] = ()  # a heartbeat wake-up's iterations
     stop_reason: Optional[str] = None  # why a heartbeat wake-up stopped iterating
     usage: Optional[LlmUsage] = None
@@ -545,6 +545,18 @@ class SessionContext:
     run_id: Optional[str] = None  # the run that left it
     updated_at: int = 0
     generation: int = 0  # how many times it was cleared (a run's write needs a match)
+
+
+@dataclass(frozen=True)
+class ContextLeft:
+    """What a run leaves: the context to store, built on the stored one whose run was
+    ``based_on``, with the turns the run added (``budget``: the history's bytes), so
+    that it can be rebuilt on a context another run left meanwhile."""
+
+    context: SessionContext
+    based_on: Optional[str] = None
+    turns: tuple[Turn, ...] = ()
+    budget: int = 256 * 1024
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from symbid.model import SessionContext, SessionMode, Turn, format_instant
+from symbid.model import ContextLeft, SessionContext, SessionMode, Turn, format_instant
 from symbid.text import mask
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,8 @@ class Session:
     dropped: int = 0
     budget: int = DEFAULT_HISTORY_BYTES
     generation: int = 0  # of the stored context it started from
+    based_on: Optional[str] = None  # the run that left the stored context it started from
+    new_turns: tuple[Turn, ...] = ()  # the turns this run (or wake-up) added
 
     @classmethod
     def open(cls, job_id: str, mode: SessionMode, stored: Optional[SessionContext],
@@ -138,23 +140,26 @@ class Session:
         """What a run of a job in ``mode`` starts from, given the stored context."""
         if stored is None:
             return cls(job_id, mode, budget=budget)
+        base = stored.run_id
         if mode is SessionMode.FULLY_EPHEMERAL:
-            return cls(job_id, mode, budget=budget, generation=stored.generation)
+            return cls(job_id, mode, budget=budget, generation=stored.generation, based_on=base)
         if mode is SessionMode.SHARED_PERSISTENT and \
                 stored.mode is SessionMode.SHARED_PERSISTENT:
             history, dropped = trim(stored.history, budget)
             return cls(job_id, mode, stored.summary, history, stored.dropped + dropped, budget,
-                       stored.generation)
-        return cls(job_id, mode, stored.summary, budget=budget, generation=stored.generation)
+                       stored.generation, base)
+        return cls(job_id, mode, stored.summary, budget=budget, generation=stored.generation,
+                   based_on=base)
 
     def as_mode(self, mode: SessionMode) -> Session:
         """The same context seen in another mode (a heartbeat's ``context_mode``)."""
         if mode is SessionMode.FULLY_EPHEMERAL:
-            return Session(self.job_id, mode, budget=self.budget, generation=self.generation)
+            return Session(self.job_id, mode, budget=self.budget, generation=self.generation,
+                           based_on=self.based_on)
         if mode is SessionMode.SHARED_PERSISTENT:
             return dataclasses.replace(self, mode=mode)
         return Session(self.job_id, mode, self.summary, budget=self.budget,
-                       generation=self.generation)
+                       generation=self.generation, based_on=self.based_on)
 
     @property
     def shared(self) -> bool:
@@ -180,14 +185,35 @@ class Session:
                         output=summary, run_id=run_id, at=now, messages=tuple(messages))
             if turn.messages and turn_size(turn) > self.budget:  # too big to carry whole
                 turn = dataclasses.replace(turn, messages=())
+            self.new_turns += (turn,)
             self.history, dropped = trim(self.history + (turn,), self.budget)
             self.dropped += dropped
 
-    def stored(self, run_id: str, now: int) -> SessionContext:
-        """The context to store (for fully_ephemeral: its mode and nothing else)."""
-        return SessionContext(job_id=self.job_id, mode=self.mode, summary=self.summary,
-                              history=self.history, dropped=self.dropped, run_id=run_id,
-                              updated_at=now, generation=self.generation)
+    def stored(self, run_id: str, now: int) -> ContextLeft:
+        """The context to store (for fully_ephemeral: its mode and nothing else), with
+        what :func:`rebased` needs."""
+        return ContextLeft(
+            SessionContext(job_id=self.job_id, mode=self.mode, summary=self.summary,
+                           history=self.history, dropped=self.dropped, run_id=run_id,
+                           updated_at=now, generation=self.generation),
+            based_on=self.based_on, turns=self.new_turns, budget=self.budget)
+
+
+def rebased(left: ContextLeft, current: Optional[SessionContext]) -> SessionContext:
+    """The context a finished run stores, given the one stored now: when another run
+    of the job (an overlapping manual run, ``symbi run --session``) left one since this
+    run started, this run's turns go on top of that one's history, so neither is lost;
+    this run's summary, the latest, wins. A context cleared meanwhile is left to the
+    store's generation check."""
+    ctx = left.context
+    if current is None or current.run_id == left.based_on or \
+            current.generation != ctx.generation:
+        return ctx
+    if ctx.mode is SessionMode.SHARED_PERSISTENT and \
+            current.mode is SessionMode.SHARED_PERSISTENT:
+        history, dropped = trim(current.history + left.turns, left.budget)
+        return dataclasses.replace(ctx, history=history, dropped=current.dropped + dropped)
+    return ctx
 
 
 def context_to_wire(ctx: Optional[SessionContext], mode: SessionMode,

@@ -388,3 +388,30 @@ def test_waiting_on_a_heartbeat_session_run_waits_for_the_whole_wakeup(tmp_path:
         assert "".join(pieces) == "working 1\nworking 2\nsleep\n"
     finally:
         d.cleanup()
+
+
+def test_overlapping_session_runs_of_a_shared_job_both_keep_their_turns(
+        tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"a.symbi": 'agent slow { command: ["/bin/sh", "-c", '
+                          '"echo did $(cat); sleep 1"] }\n'})
+    d.start()
+    try:
+        status, _ = d.api("POST", "/api/v1/schedule", {
+            "name": "s", "agent_id": "slow", "cron_expr": "0 0 1 1 *",
+            "session_mode": "shared_persistent"})
+        assert status == 201
+        ids = []
+        for given in ("A", "B"):  # the second starts while the first goes
+            status, run = d.api("POST", "/api/v1/agents/slow/run",
+                                {"session": "s", "input": given})
+            assert status == 202, run
+            ids.append(run["id"])
+        for rid in ids:
+            d.wait_for(lambda rid=rid: d.api("GET", f"/api/v1/runs/{rid}")[1]["status"]
+                       not in ("pending", "running"))
+        runs = [d.api("GET", f"/api/v1/runs/{rid}")[1] for rid in ids]
+        assert runs[1]["started_at"] < runs[0]["finished_at"]  # they overlapped
+        _, ctx = d.api("GET", "/api/v1/schedule/s/context")
+        assert sorted(t["input"] for t in ctx["history"]) == ["A", "B"]
+    finally:
+        d.cleanup()

@@ -9,6 +9,7 @@ from symbid.sessions import (
     OUTPUT_SUMMARY_CAP,
     SUMMARY_FILE_CAP,
     Session,
+    rebased,
     summarize,
     trim,
     turn_size,
@@ -40,7 +41,7 @@ def test_fully_ephemeral_sees_nothing_and_leaves_nothing() -> None:
     session = Session.open("j", NOTHING, stored())
     assert session.view() == {"session_mode": "fully_ephemeral", "summary": None}
     session.record("r9", "in", "said", 5)
-    assert session.stored("r9", 5).summary is None
+    assert session.stored("r9", 5).context.summary is None
 
 
 def test_a_job_switched_to_shared_starts_its_history_empty() -> None:
@@ -51,7 +52,7 @@ def test_a_job_switched_to_shared_starts_its_history_empty() -> None:
 def test_a_shared_run_appends_its_turn_and_leaves_its_summary() -> None:
     session = Session.open("j", SHARED, stored())
     session.record("r9", "given", "said", 5)
-    ctx = session.stored("r9", 5)
+    ctx = session.stored("r9", 5).context
     assert ctx.summary == "said"
     assert ctx.history[-1] == Turn("given", "said", "r9", 5)
 
@@ -117,3 +118,34 @@ def test_a_wakeups_memory_stays_bounded_over_ten_thousand_iterations() -> None:
     assert w.iterations[-1].number == 10_000
     assert all(len(i.summary or "") == ITERATION_SUMMARY_CAP for i in w.iterations)
     assert session.history == () and session.summary == "s" * 4000
+
+
+def test_two_overlapping_shared_runs_both_keep_their_turns() -> None:
+    a = Session.open("j", SHARED, stored())
+    b = Session.open("j", SHARED, stored())  # started before a finished
+    a.record("ra", "A", "did A", 10)
+    b.record("rb", "B", "did B", 11)
+    first = rebased(a.stored("ra", 10), stored())  # nothing else was left meanwhile
+    assert [t.input for t in first.history] == ["in0", "in1", "A"]
+    second = rebased(b.stored("rb", 11), first)  # b is rebuilt on a's context
+    assert [t.input for t in second.history] == ["in0", "in1", "A", "B"]
+    assert second.summary == "did B" and second.run_id == "rb"
+
+
+def test_a_rebuilt_history_stays_within_its_budget_and_counts_what_it_dropped() -> None:
+    a = Session.open("j", SHARED, stored(), budget=turn_size(Turn("in0", "out0", "r0", 0)) * 3)
+    b = Session.open("j", SHARED, stored(), budget=a.budget)
+    a.record("ra", "A", "x", 10)
+    b.record("rb", "B", "y", 11)
+    second = rebased(b.stored("rb", 11), rebased(a.stored("ra", 10), stored()))
+    assert [t.input for t in second.history][-1] == "B"
+    assert second.dropped >= 1
+
+
+def test_a_context_cleared_meanwhile_is_not_rebuilt() -> None:
+    import dataclasses
+
+    a = Session.open("j", SHARED, stored())
+    a.record("ra", "A", "did A", 10)
+    cleared = dataclasses.replace(stored(turns=0), summary=None, run_id=None, generation=1)
+    assert rebased(a.stored("ra", 10), cleared).generation == 0  # the store refuses it
