@@ -43,7 +43,7 @@ from symbid.jobs import JobService
 from symbid.journal import EscapeFilter, setup_logging
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
-from symbid.model import JobStatus, name_problem
+from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
 from symbid.registry import AgentService
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
@@ -316,7 +316,8 @@ class Daemon:
             # fails to load now keeps.
             known = self.registry.names()
             stored = self.engine.store.list_jobs()
-            legacy = {j.name for j in stored} | {j.agent_id for j in stored} | set(known)
+            legacy = {j.name for j in stored if j.source != ADHOC_SOURCE} | \
+                {j.agent_id for j in stored} | set(known)
             files = load_dir(directory, self.clock.now(), known_agents=known,
                              legacy_names=legacy)
         agents = self.registry.sync_files(files)

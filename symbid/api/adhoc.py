@@ -52,7 +52,10 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
             raise NotFound(ctx.agents.agents.problem(short) or f"no agent named "
                            f"'{escape(short)}'")
         if session is not None:
-            job = ctx.store.get_job(session)
+            try:
+                job = ctx.store.get_job(session)
+            except NotFound as exc:
+                raise NotFound(f"session: {exc.message}", field="session") from None
             if job.agent_id != name:
                 raise InvalidInput(
                     f"session: job {escape(job.name)} runs agent '{escape(job.agent_id)}', "

@@ -67,7 +67,8 @@ def agent_from_json(data: Mapping[str, Any]) -> Agent:
         raw = data.get(key)
         if raw is None or (key == "command" and raw == [] and data.get("model") is not None):
             continue
-        if key in ("summarize", "tools") and not raw:
+        if (key == "summarize" and raw is False) or \
+                (key == "tools" and isinstance(raw, (list, dict)) and not raw):
             continue  # the default (false, no tools), as every listed agent shows it
         try:
             checked[key] = checker(key, _value(key, raw, nulls_absent=key == "limits"))

@@ -155,6 +155,7 @@ def test_a_session_of_another_agents_job_is_400_naming_both_agents(daemon: Daemo
 def test_an_unknown_session_job_is_404(daemon: Daemon) -> None:
     status, body = daemon.api("POST", "/api/v1/agents/echo/run", {"session": "no-such-job"})
     assert status == 404 and "no-such-job" in body["error"]["message"]
+    assert body["error"]["field"] == "session"
     assert daemon.cli("run", "echo", "--session", "no-such-job").returncode == 3
 
 
@@ -413,5 +414,22 @@ def test_overlapping_session_runs_of_a_shared_job_both_keep_their_turns(
         assert runs[1]["started_at"] < runs[0]["finished_at"]  # they overlapped
         _, ctx = d.api("GET", "/api/v1/schedule/s/context")
         assert sorted(t["input"] for t in ctx["history"]) == ["A", "B"]
+    finally:
+        d.cleanup()
+
+
+def test_a_file_schedule_named_like_an_ad_hoc_job_is_refused_by_the_name_rule(
+        tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"a.symbi": 'agent echo { command: ["/bin/cat"] }\n'})
+    d.start()
+    try:
+        assert d.cli("run", "echo", "--input", "x").returncode == 0  # makes adhoc:echo
+        d.write_agents("b.symbi", 'schedule { name: "adhoc:echo" agent: "echo" '
+                                  'cron: "0 0 1 1 *" }\n')
+        status, result = d.api("POST", "/api/v1/reload")
+        assert status == 200
+        said = json.dumps(result)
+        assert "adhoc:echo" in said and "keeps working" not in said
+        assert "created through the API" not in said
     finally:
         d.cleanup()

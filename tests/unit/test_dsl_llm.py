@@ -113,6 +113,16 @@ def test_the_api_takes_summarize_on_an_llm_agent_and_refuses_a_non_boolean() -> 
     assert refused.value.field == "summarize"
 
 
+@pytest.mark.parametrize("key, value", [("summarize", 0), ("summarize", ""),
+                                        ("summarize", []), ("tools", 0), ("tools", ""),
+                                        ("tools", False)])
+def test_a_falsy_value_of_the_wrong_type_is_refused_not_taken_as_the_default(
+        key: str, value: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        agent_from_json({"name": "a", "model": "m", key: value})
+    assert refused.value.field == key
+
+
 def test_an_llm_agent_round_trips_through_the_stores_wire_form() -> None:
     from symbid.wire import agent_from_wire
 
