@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from symbid import __version__, llmrun
-from symbid.agentdef import AgentKind
+from symbid import __version__
+from symbid.agentnotes import orphaned_agents, unready_llm_agents
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
@@ -328,41 +328,9 @@ class Daemon:
         out["agents_created"] = list(agents.created)
         out["agents_updated"] = list(agents.updated)
         out["agents_removed"] = list(agents.remove)
-        out["warnings"] += self._orphans(agents.remove) + self._unready_llm_agents()
+        out["warnings"] += orphaned_agents(self.engine.agents, self.engine.store, agents.remove) \
+            + unready_llm_agents(self.engine.agents, self.config.llm, os.environ)
         return out
-
-    def _unready_llm_agents(self) -> list[str]:
-        """A warning per llm agent that cannot run yet (no endpoint, model or key)."""
-        assert self.engine is not None
-        notes = []
-        for name in self.engine.agents.names():
-            agent = self.engine.agents.get(name)
-            problem = None if agent is None or agent.kind is not AgentKind.LLM else \
-                llmrun.not_ready(agent, self.config.llm, os.environ)
-            if problem is not None:
-                notes.append(f"{problem}; its runs fail until then")
-                log.warning("agents.d: %s; its runs fail until then", problem)
-        return notes
-
-    def _orphans(self, removed: Sequence[str]) -> list[str]:
-        """Warnings for agents gone from agents_dir that jobs still name (their runs fail
-        until the agent is defined again), logged and returned with the reload result."""
-        assert self.engine is not None
-        notes = []
-        for name in removed:
-            if self.engine.agents.get(name) is not None:
-                continue  # an API agent of that name takes over
-            users = [j.name for j in self.engine.store.list_jobs(agent_id=name)
-                     if not j.adhoc]
-            if users:
-                shown = ", ".join(users[:10]) + (f" and {len(users) - 10} more"
-                                                 if len(users) > 10 else "")
-                notes.append(f"agent {name!r} was removed from agents_dir, but {len(users)} "
-                             f"job(s) use it: {shown}; their runs fail until it is defined "
-                             "again (or pause or remove them)")
-        for line in notes:
-            log.warning("agents.d: %s", line)
-        return notes
 
     # --- reload --------------------------------------------------------------------
     def reload(self) -> dict[str, Any]:
