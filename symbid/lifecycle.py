@@ -351,6 +351,8 @@ class RunLifecycle:
                     left[job.id] = ctx = rebased(outcome.context, left.get(job.id) or
                                                  self._store.get_context(job.id))
                     fin = dataclasses.replace(fin, context=ctx)
+                if job.delivery and fin.run.status.executed:  # the outbox, same write
+                    fin = dataclasses.replace(fin, deliver=tuple(job.delivery))
                 decided.append((job, fin))
             if not decided:
                 return

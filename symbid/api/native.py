@@ -27,7 +27,7 @@ from symbid.api.fields import (
     string,
 )
 from symbid.api.http import HttpError, Request, Response, Router, json_response
-from symbid.api.runs import id_prefix
+from symbid.api.runs import id_prefix, run_view, run_views
 from symbid.errors import InvalidCron, InvalidInput, SymbidError
 from symbid.model import (
     AllowedHours,
@@ -42,7 +42,7 @@ from symbid.model import (
     format_instant,
 )
 from symbid.timing import make_schedule, next_slots, parse_instant
-from symbid.wire import job_to_wire, run_to_wire
+from symbid.wire import job_to_wire
 
 READ_ONLY = ("id", "status", "source", "next_run", "last_run", "run_count", "failure_count",
              "created_at", "updated_at")
@@ -264,14 +264,14 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
                 raise bad(key, "unknown field; run takes only input")
         text = string("input", data.get("input"), nullable=True)
         run = ctx.scheduler.run_now(req.params["job_id"], text)
-        return json_response(run_to_wire(run), 202)
+        return json_response(run_view(ctx, run), 202)
 
     def history(req: Request) -> Response:
         job = ctx.store.get_job(req.params["job_id"])
         limit = req.int_param("limit", 20, 1, 10_000)
         status = _status_param(req.query.get("status"), RunStatus, "status")
-        return json_response([run_to_wire(r, preview=True)
-                              for r in ctx.store.history(job.id, limit, status)])
+        return json_response(run_views(ctx, list(ctx.store.history(job.id, limit, status)),
+                                       preview=True))
 
     def context(req: Request) -> Response:
         return json_response(ctx.jobs.context(req.params["job_id"]))

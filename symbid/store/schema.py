@@ -156,6 +156,25 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE contexts ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN pid_start INTEGER;
     """,
+    # 7 (issue 11): the delivery outbox, one row per channel of a run that executed (or
+    # per alert), written with the run's final state and taken by the delivery workers.
+    """
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        run_id TEXT REFERENCES runs(id) ON DELETE CASCADE,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'output',
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        receipts TEXT NOT NULL DEFAULT '[]',
+        created_at INTEGER NOT NULL,
+        UNIQUE (run_id, channel, kind)
+    );
+    CREATE INDEX deliveries_due ON deliveries(next_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_job ON deliveries(job_id);
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -81,6 +81,8 @@ LADDER: dict[str, float] = {
     # An llm run's launch and result (issue 10): above sessions, below the executor.
     "symbid.llmrun": 3.1,
     "symbid.llmresult": 3.1,
+    # The delivery workers (issue 11): take the store's outbox rows to the router's channels.
+    "symbid.outbox": 3.1,
     # The warnings about loaded agents (issue 10): above the executor's registry view.
     "symbid.agentnotes": 3.3,
     "symbid.heartbeat": 3,
