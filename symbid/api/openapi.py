@@ -359,7 +359,17 @@ def document() -> dict[str, Any]:
                                        "duration_ms": _INT, "error": _NSTR,
                                        "iteration": _INT}}},
                 "tool_call_count": {**_INT, "description": "history rows: how many tool "
-                                    "calls the run made"}}},
+                                    "calls the run made"},
+                "delivery_status": {"enum": ["pending", "delivered", "delivery_failed", None],
+                                    "description": "how its output's deliveries stand (not "
+                                    "a run status); null without deliveries"},
+                "deliveries": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {**_STR, "description": "the delivery id every attempt carries "
+                           "(X-Symbid-Delivery-Id)"},
+                    "channel": _STR, "kind": {"enum": ["output", "alert"]},
+                    "status": {"enum": ["pending", "delivered", "failed"]},
+                    "attempts": _INT, "next_at": _TIME,
+                    "receipts": {"type": "array", "items": {"type": "object"}}}}}}},
             "Context": {"type": "object", "properties": {
                 "session_mode": {"enum": [m.value for m in SessionMode]},
                 "stored_mode": {**_NSTR, "description": "the mode of the run that left it"},
