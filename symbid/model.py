@@ -281,6 +281,7 @@ class DeliveryConfig:
     webhook_headers: Mapping[str, str] = field(default_factory=dict)
     slack_channel: Optional[str] = None
     email_recipients: tuple[str, ...] = ()
+    webhook_secret: Optional[str] = None  # a ${VAR} reference: the HMAC key of a webhook
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -288,6 +289,7 @@ class DeliveryConfig:
             "webhook_headers": dict(self.webhook_headers),
             "slack_channel": self.slack_channel,
             "email_recipients": list(self.email_recipients),
+            "webhook_secret": self.webhook_secret,
         }
 
     @classmethod
@@ -297,6 +299,7 @@ class DeliveryConfig:
             webhook_headers=dict(d.get("webhook_headers") or {}),
             slack_channel=d.get("slack_channel"),
             email_recipients=tuple(d.get("email_recipients", ())),
+            webhook_secret=d.get("webhook_secret"),
         )
 
 

@@ -96,7 +96,8 @@ def _heartbeat(v: Any, base: Heartbeat) -> Heartbeat:
     )
 
 
-_DELIVERY_KEYS = ("webhook_url", "webhook_headers", "slack_channel", "email_recipients")
+_DELIVERY_KEYS = ("webhook_url", "webhook_headers", "slack_channel", "email_recipients",
+                  "webhook_secret")
 
 
 def _delivery_config(d: Mapping[str, Any], prefix: str, base: DeliveryConfig) -> DeliveryConfig:
@@ -111,6 +112,9 @@ def _delivery_config(d: Mapping[str, Any], prefix: str, base: DeliveryConfig) ->
     if "email_recipients" in d:
         changes["email_recipients"] = str_list(prefix + "email_recipients",
                                                 d["email_recipients"])
+    if "webhook_secret" in d:
+        changes["webhook_secret"] = string(prefix + "webhook_secret", d["webhook_secret"],
+                                           nullable=True)
     return DeliveryConfig(**{**base.__dict__, **changes})
 
 

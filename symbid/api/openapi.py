@@ -57,8 +57,10 @@ _DEFINITION = {
     "delivery_config": {"type": "object", "properties": {
         "webhook_url": _NSTR, "webhook_headers": {"type": "object",
                                                   "additionalProperties": _STR},
-        "slack_channel": _NSTR, "email_recipients": _STRS}},
+        "slack_channel": _NSTR, "email_recipients": _STRS, "webhook_secret": _NSTR}},
     "webhook_url": _NSTR,
+    "webhook_secret": {**_NSTR, "description": "a ${VAR} reference: the key of the "
+                       "X-Symbid-Signature HMAC-SHA256 of each webhook body"},
     "webhook_headers": {"type": "object", "additionalProperties": _STR},
     "slack_channel": _NSTR,
     "email_recipients": _STRS,

@@ -34,6 +34,7 @@ LADDER: dict[str, float] = {
     "symbid.errors": 0,
     "symbid.model": 0,
     "symbid.agentdef": 0.25,  # agent definitions, on the model's output cap
+    "symbid.channels": 0.25,  # delivery channel names and a job's delivery definition
     # The model's wire form (API JSON): a half rung above the model it writes.
     "symbid.wire": 0.5,
     "symbid.text": 0,
@@ -105,7 +106,8 @@ SAME_COMPONENT: dict[str, str] = {"symbid.delivery.router": "symbid.delivery"}
 # The CLI must start fast and work without the daemon's machinery: besides its own
 # submodules it may import only these (and their submodules).
 CLI_MAY_IMPORT: tuple[str, ...] = (
-    "symbid.client", "symbid.model", "symbid.agentdef", "symbid.wire", "symbid.errors",
+    "symbid.client", "symbid.model", "symbid.agentdef", "symbid.channels", "symbid.wire",
+    "symbid.errors",
     "symbid.timing",
     "symbid.cronexpr", "symbid.dsl",
     "symbid.text",
