@@ -31,16 +31,7 @@ from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, UnreadableRow
 from symbid.leftovers import find_run_processes, kill_process_groups, recorded_groups
 from symbid.metrics import Metrics
-from symbid.model import (
-    Job,
-    JobStatus,
-    Run,
-    RunOutcome,
-    RunStatus,
-    SessionContext,
-    format_duration,
-    format_instant,
-)
+from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
 from symbid.planner import (
     CLAIM_AHEAD_MS,
     finish_decision,
@@ -49,6 +40,7 @@ from symbid.planner import (
     start_due,
     start_gate,
 )
+from symbid.records import Run, RunOutcome, SessionContext
 from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog

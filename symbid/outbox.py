@@ -24,7 +24,8 @@ from typing import Any, Callable, Optional, Protocol
 
 from symbid.clock import Clock
 from symbid.metrics import Metrics
-from symbid.model import Job, Run, format_instant
+from symbid.model import Job, format_instant
+from symbid.records import Run
 from symbid.store import JobStore
 from symbid.store.deliveries import DELIVERED, FAILED, PENDING, Delivery
 from symbid.text import escape

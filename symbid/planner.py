@@ -30,14 +30,13 @@ from symbid.model import (
     CatchUp,
     Job,
     JobStatus,
-    Run,
-    RunOutcome,
     RunStatus,
     Trigger,
     format_duration,
     format_instant,
     new_id,
 )
+from symbid.records import Run, RunOutcome
 from symbid.spans import add_span, skip_claimed
 from symbid.store import Advance, Finish
 from symbid.timing import Schedule, make_schedule

@@ -28,8 +28,9 @@ from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, Unavailable, UnreadableRow
 from symbid.lifecycle import CancelRequest, Launcher, RecoveryReport, RunLifecycle
 from symbid.metrics import Metrics
-from symbid.model import Job, Run, RunOutcome, RunStatus, Trigger, format_instant, new_id
+from symbid.model import Job, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import CLAIM_AHEAD_MS, backoff_ms, plan_job, plan_retry
+from symbid.records import Run, RunOutcome
 from symbid.sandbox import Spawned
 from symbid.spans import first_free_slot
 from symbid.startlog import StartLog

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from symbid.agentdef import Agent, AgentKind, Limits, Tool
-from symbid.model import OUTPUT_PREVIEW, Job, Policy, Run, format_duration, format_instant
+from symbid.model import OUTPUT_PREVIEW, Job, Policy, format_duration, format_instant
+from symbid.records import Run
 
 
 def _instant(ms: Optional[int]) -> Optional[str]:

@@ -24,7 +24,7 @@ from symbid.api.context import ApiContext
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.errors import Conflict, InvalidInput, SymbidError
 from symbid.live import LiveOutput
-from symbid.model import Run
+from symbid.records import Run
 from symbid.store.deliveries import delivery_status
 from symbid.text import shorten
 from symbid.wire import run_to_wire

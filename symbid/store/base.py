@@ -9,7 +9,8 @@ from typing import Any, Callable, Optional
 
 from symbid.agentdef import Agent
 from symbid.errors import NotFound
-from symbid.model import Job, JobStatus, Run, RunStatus, SessionContext
+from symbid.model import Job, JobStatus, RunStatus
+from symbid.records import Run, SessionContext
 from symbid.spans import Spans
 from symbid.store.deliveries import Delivery
 from symbid.text import shorten

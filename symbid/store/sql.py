@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
-from symbid.model import ADHOC_SOURCE, Job, JobStatus, Run, RunStatus
+from symbid.model import ADHOC_SOURCE, Job, JobStatus, RunStatus
+from symbid.records import Run
 from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts

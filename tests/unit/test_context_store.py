@@ -8,19 +8,8 @@ import dataclasses
 import sqlite3
 from pathlib import Path
 
-from symbid.model import (
-    Iteration,
-    Job,
-    LlmUsage,
-    Run,
-    RunStatus,
-    SessionContext,
-    SessionMode,
-    ToolCall,
-    Trigger,
-    Turn,
-    new_id,
-)
+from symbid.model import Job, RunStatus, SessionMode, Trigger, new_id
+from symbid.records import Iteration, LlmUsage, Run, SessionContext, ToolCall, Turn
 from symbid.store import SCHEMA_VERSION, Advance, Finish, SqliteJobStore
 from symbid.store.schema import SQLITE_MIGRATIONS
 

@@ -35,6 +35,7 @@ LADDER: dict[str, float] = {
     "symbid.model": 0,
     "symbid.agentdef": 0.25,  # agent definitions, on the model's output cap
     "symbid.channels": 0.25,  # delivery channel names and a job's delivery definition
+    "symbid.records": 0.25,  # run records, on the model's statuses
     # The model's wire form (API JSON): a half rung above the model it writes.
     "symbid.wire": 0.5,
     "symbid.text": 0,
@@ -106,7 +107,8 @@ SAME_COMPONENT: dict[str, str] = {"symbid.delivery.router": "symbid.delivery"}
 # The CLI must start fast and work without the daemon's machinery: besides its own
 # submodules it may import only these (and their submodules).
 CLI_MAY_IMPORT: tuple[str, ...] = (
-    "symbid.client", "symbid.model", "symbid.agentdef", "symbid.channels", "symbid.wire",
+    "symbid.client", "symbid.model", "symbid.agentdef", "symbid.channels", "symbid.records",
+    "symbid.wire",
     "symbid.errors",
     "symbid.timing",
     "symbid.cronexpr", "symbid.dsl",

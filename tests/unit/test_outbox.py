@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from symbid.model import Job, Run, RunStatus, Trigger, new_id
+from symbid.model import Job, RunStatus, Trigger, new_id
 from symbid.outbox import DeliveryWorker
+from symbid.records import Run
 from symbid.store import Advance, Finish, SqliteJobStore
 from symbid.store.deliveries import Delivery, delivery_status
 from tests.fakes import FakeClock
