@@ -72,7 +72,9 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
     runtime = job.policy.max_runtime_seconds
     if runtime is not None and runtime <= 0:
         raise InvalidInput("policy.max_runtime must be positive", field="policy.max_runtime")
-    lacking = delivery_problem(job.delivery, job.delivery_config)
+    lacking = delivery_problem(job.delivery, job.delivery_config, job.alert,
+                               job.alert_if_no_success_within_seconds,
+                               job.alert_cooldown_seconds)
     if lacking is not None:
         raise InvalidInput(lacking[1], field=lacking[0])
     schedule = make_schedule(job.cron_expr, job.at, job.timezone, now=now)

@@ -36,6 +36,7 @@ from symbid.planner import (
     CLAIM_AHEAD_MS,
     finish_decision,
     job_end,
+    outbox_of,
     recovered,
     start_due,
     start_gate,
@@ -343,8 +344,7 @@ class RunLifecycle:
                     left[job.id] = ctx = rebased(outcome.context, left.get(job.id) or
                                                  self._store.get_context(job.id))
                     fin = dataclasses.replace(fin, context=ctx)
-                if job.delivery and fin.run.status.executed:  # the outbox, same write
-                    fin = dataclasses.replace(fin, deliver=tuple(job.delivery))
+                fin = outbox_of(job, fin)  # its deliveries and alert, same write
                 decided.append((job, fin))
             if not decided:
                 return

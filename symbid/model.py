@@ -328,6 +328,9 @@ class Job:
     heartbeat: Heartbeat = Heartbeat()
     delivery: tuple[str, ...] = ()
     delivery_config: DeliveryConfig = DeliveryConfig()
+    alert: tuple[str, ...] = ()  # channels for short alerts (failures, dead man's switch)
+    alert_cooldown_seconds: float = 3600.0  # at most one alert per job this often
+    alert_if_no_success_within_seconds: Optional[float] = None  # the dead man's switch
     policy: Policy = Policy()
     max_concurrent: int = 1
     max_retries: Optional[int] = None
@@ -370,6 +373,9 @@ class Job:
             "heartbeat": self.heartbeat.to_dict(),
             "delivery": list(self.delivery),
             "delivery_config": self.delivery_config.to_dict(),
+            "alert": list(self.alert),
+            "alert_cooldown_seconds": self.alert_cooldown_seconds,
+            "alert_if_no_success_within_seconds": self.alert_if_no_success_within_seconds,
             "policy": self.policy.to_dict(),
             "max_concurrent": self.max_concurrent,
             "max_retries": self.max_retries,
@@ -388,6 +394,9 @@ class Job:
             "heartbeat": Heartbeat.from_dict(d["heartbeat"]),
             "delivery": tuple(d["delivery"]),
             "delivery_config": DeliveryConfig.from_dict(d["delivery_config"]),
+            "alert": tuple(d.get("alert", ())),
+            "alert_cooldown_seconds": float(d.get("alert_cooldown_seconds", 3600.0)),
+            "alert_if_no_success_within_seconds": d.get("alert_if_no_success_within_seconds"),
             "policy": Policy.from_dict(d["policy"]),
             "max_concurrent": int(d["max_concurrent"]),
             "max_retries": d["max_retries"],

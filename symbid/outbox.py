@@ -23,11 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Protocol
 
 from symbid.clock import Clock
+from symbid.errors import NotFound
 from symbid.metrics import Metrics
-from symbid.model import Job, format_instant
+from symbid.model import Job, format_duration, format_instant
 from symbid.records import Run
 from symbid.store import JobStore
-from symbid.store.deliveries import DELIVERED, FAILED, PENDING, Delivery
+from symbid.store.deliveries import DELIVERED, FAILED, PENDING, AlertRequest, Delivery
 from symbid.text import escape
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class Receipt(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-Send = Callable[[Delivery, Job, Run], Receipt]
+Send = Callable[[Delivery, Job, Optional[Run]], Receipt]  # no run: an alert about the job
+DEAD_MAN_SECONDS = 10.0  # how often the dead man's switch looks (by the injected clock)
 
 
 def backoff_ms(attempts: int, base: float, rng: random.Random) -> int:
@@ -75,6 +77,7 @@ class DeliveryWorker:
         self._woken = False
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
+        self._dead_man_at = 0  # when the dead man's switch looks next (epoch ms)
 
     # --- the thread ------------------------------------------------------------------
     def start(self) -> None:
@@ -117,6 +120,9 @@ class DeliveryWorker:
     # --- one look ---------------------------------------------------------------------
     def tick(self, now: int) -> Optional[int]:
         """Hand every due row to the pool; the next due time (epoch ms) or None."""
+        if now >= self._dead_man_at:
+            self._dead_man_at = now + int(DEAD_MAN_SECONDS * 1000)
+            self.check_dead_man(now)
         with self._lock:
             skip = list(self._in_flight)
         for delivery in self._store.due_deliveries(now, BATCH, skip):
@@ -129,7 +135,27 @@ class DeliveryWorker:
             except RuntimeError:  # the pool is shut down: the row stays pending
                 with self._lock:
                     self._in_flight.discard(delivery.id)
-        return self._store.next_delivery_due()
+        due = self._store.next_delivery_due()
+        return self._dead_man_at if due is None else min(due, self._dead_man_at)
+
+    def check_dead_man(self, now: int) -> None:
+        """An alert for each active job with ``alert_if_no_success_within`` that has not
+        succeeded for that long, whatever the reason (its cooldown rate-limits them)."""
+        for job_id, seconds, last in self._store.overdue_jobs(now):
+            job = self._store.find_job(job_id)
+            if job is None or not job.alert:
+                continue
+            since = f"its last success was {format_instant(last)}" if last else \
+                "it has not succeeded yet"
+            message = (f"job {job.name} has not succeeded within "
+                       f"{format_duration(seconds)}; {since}")
+            if self._store.raise_alert(AlertRequest(
+                    job_id=job.id, channels=tuple(job.alert), event="no_success",
+                    message=message, cooldown_ms=int(job.alert_cooldown_seconds * 1000)),
+                    now):
+                log.warning("job %s: %s; alerting %s", job.name, message,
+                            ", ".join(job.alert),
+                            extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "alert_no_success"})
 
     def _attempt(self, delivery: Delivery) -> None:
         try:
@@ -145,9 +171,14 @@ class DeliveryWorker:
 
     def _attempt_one(self, delivery: Delivery) -> None:
         job = self._store.find_job(delivery.job_id)
-        run = self._store.get_run(delivery.run_id) if delivery.run_id else None
-        if job is None or run is None:
-            return  # gone with its job or run: the row went with it
+        run: Optional[Run] = None
+        if delivery.run_id:
+            try:
+                run = self._store.get_run(delivery.run_id)
+            except NotFound:
+                return  # gone with its run: the row went with it
+        if job is None:
+            return  # gone with its job: the row went with it
         started = self._clock.now()
         receipt = self._send(delivery, job, run)
         now = self._clock.now()

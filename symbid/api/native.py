@@ -119,7 +119,8 @@ def _delivery_config(d: Mapping[str, Any], prefix: str, base: DeliveryConfig) ->
 
 
 JOB_FIELDS = ("name", "agent_id", "cron_expr", "at", "timezone", "session_mode", "heartbeat",
-              "delivery", "delivery_config", *_DELIVERY_KEYS, "policy", "max_concurrent",
+              "delivery", "delivery_config", *_DELIVERY_KEYS, "alert", "alert_cooldown",
+              "alert_if_no_success_within", "policy", "max_concurrent",
               "max_retries", "jitter_seconds", "catch_up", "catch_up_limit", "input",
               "agent_pin_jwt")
 
@@ -155,6 +156,14 @@ def job_from_request(data: Mapping[str, Any], base: Job) -> Job:
         c["heartbeat"] = _heartbeat(data["heartbeat"], base.heartbeat)
     if "delivery" in data:
         c["delivery"] = str_list("delivery", data["delivery"])
+    if "alert" in data:
+        c["alert"] = str_list("alert", data["alert"])
+    if "alert_cooldown" in data:
+        c["alert_cooldown_seconds"] = duration("alert_cooldown", data["alert_cooldown"]) \
+            if data["alert_cooldown"] is not None else 3600.0
+    if "alert_if_no_success_within" in data:
+        c["alert_if_no_success_within_seconds"] = duration(
+            "alert_if_no_success_within", data["alert_if_no_success_within"])
     delivery_config = base.delivery_config
     if "delivery_config" in data:
         nested = json_object("delivery_config", data["delivery_config"], _DELIVERY_KEYS)

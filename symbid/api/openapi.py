@@ -61,6 +61,14 @@ _DEFINITION = {
     "webhook_url": _NSTR,
     "webhook_secret": {**_NSTR, "description": "a ${VAR} reference: the key of the "
                        "X-Symbid-Signature HMAC-SHA256 of each webhook body"},
+    "alert": {**_STRS, "description": "channels for short alerts: a run that failed or "
+              "timed out after its retries, the job going to dead_letter, the dead man's "
+              "switch; a recovered message on the next success"},
+    "alert_cooldown": {"type": ["string", "number", "null"], "description": "at most one "
+                       "alert per job this often (default 1h)"},
+    "alert_if_no_success_within": {"type": ["string", "number", "null"], "description":
+                                   "alert when an active job has not succeeded for this "
+                                   "long"},
     "webhook_headers": {"type": "object", "additionalProperties": _STR},
     "slack_channel": _NSTR,
     "email_recipients": _STRS,

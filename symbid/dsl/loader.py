@@ -91,6 +91,9 @@ SCHEDULE = {
     "slack_channel": nonempty_string,
     "email_recipients": string_list,
     "webhook_secret": nonempty_string,
+    "alert": string_list,
+    "alert_cooldown": duration,
+    "alert_if_no_success_within": duration,
     "policy": block(POLICY),
     "max_concurrent": integer(1, MAXIMUMS["max_concurrent"]),
     "max_retries": integer(0, MAXIMUMS["max_retries"]),
@@ -230,9 +233,12 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
                     f"schedule {name}: at time {d['at']} has passed; "
                     "a new job is not created for it"))
     delivery = d.get("delivery", [])
-    lacking = delivery_problem(tuple(delivery), _delivery_config(d))
+    lacking = delivery_problem(tuple(delivery), _delivery_config(d), tuple(d.get("alert", ())),
+                               d.get("alert_if_no_success_within"),
+                               d.get("alert_cooldown", 3600.0))
     if lacking is not None:
-        key = "delivery" if lacking[0] == "delivery" or lacking[0] not in d else lacking[0]
+        key = lacking[0] if lacking[0] in d else \
+            "alert" if "alert" in d and lacking[0] != "delivery" else "delivery"
         problems.append((_entry_pos(blk.entries, key), lacking[1]))
     if problems:
         out.errors.extend(doc.diagnostic(p or blk.pos, m) for p, m in problems)
@@ -260,6 +266,9 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
         ),
         delivery=tuple(delivery),
         delivery_config=_delivery_config(d),
+        alert=tuple(d.get("alert", ())),
+        alert_cooldown_seconds=float(d.get("alert_cooldown", 3600.0)),
+        alert_if_no_success_within_seconds=d.get("alert_if_no_success_within"),
         policy=Policy(
             require_approval=pol.get("require_approval", False),
             approvers=tuple(pol.get("approvers", ())),

@@ -12,7 +12,7 @@ from symbid.errors import NotFound
 from symbid.model import Job, JobStatus, RunStatus
 from symbid.records import Run, SessionContext
 from symbid.spans import Spans
-from symbid.store.deliveries import Delivery
+from symbid.store.deliveries import AlertRequest, Delivery
 from symbid.text import shorten
 
 
@@ -55,6 +55,7 @@ class Finish:
     clear_retries: bool = False  # with the status change: drop every pending retry of the job
     context: Optional[SessionContext] = None  # the session context the run leaves (sessions)
     deliver: tuple[str, ...] = ()  # the channels its output goes to (outbox rows, same write)
+    alert: Optional[AlertRequest] = None  # an alert the run's end raises (same write)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,15 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def deliveries_of(self, run_ids: Sequence[str]) -> dict[str, list[Delivery]]:
         """Each run's deliveries."""
+
+    @abc.abstractmethod
+    def raise_alert(self, alert: AlertRequest, now: int) -> bool:
+        """Outbox rows for an alert about a job, unless its cooldown holds it back."""
+
+    @abc.abstractmethod
+    def overdue_jobs(self, now: int) -> list[tuple[str, float, Optional[int]]]:
+        """The dead man's switch's jobs that are due an alert: (job id, seconds, last
+        success)."""
 
     @abc.abstractmethod
     def record_attempt(self, delivery_id: str, receipt: Mapping[str, Any], status: str,

@@ -18,7 +18,7 @@ from symbid.records import Run
 from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
-from symbid.store.deliveries import SqlDeliveries, insert_deliveries
+from symbid.store.deliveries import SqlDeliveries, insert_deliveries, raise_alert
 from symbid.store.rows import (
     JOB_COLUMNS,
     JOB_PLACEHOLDERS,
@@ -400,6 +400,8 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                 if fin.deliver:
                     insert_deliveries(conn, run.id, run.job_id, fin.deliver,
                                       run.finished_at or 0)
+                if fin.alert is not None:
+                    raise_alert(conn, fin.alert, run.finished_at or 0)
                 touched.add(run.job_id)
                 if run.started_at is not None:
                     starts.append((run.id, run.started_at))
