@@ -326,8 +326,9 @@ class RunLifecycle:
         self._start_log.settle(rid for rid, *_ in batch)
 
     # --- running -> final ----------------------------------------------------------------
-    def record_outcomes(self, now: int, config: SchedulerConfig) -> None:
-        """Record every reported outcome (one transaction); kept for the next pass on error."""
+    def record_outcomes(self, now: int, config: SchedulerConfig) -> int:
+        """Record every reported outcome (one transaction); kept for the next pass on error.
+        Returns how many were recorded."""
         with self._lock:
             done, self._outcomes = self._outcomes, []
             entries = [(o, self._running.get(o.run_id)) for o in done]
@@ -347,7 +348,7 @@ class RunLifecycle:
                 fin = outbox_of(job, fin)  # its deliveries and alert, same write
                 decided.append((job, fin))
             if not decided:
-                return
+                return 0
             ended = self._store.finish([fin for _, fin in decided])
         except Exception:
             with self._lock:
@@ -369,6 +370,7 @@ class RunLifecycle:
             self._after_finish(job, fin, fin.run.id in ended)
             if fin.run.usage is not None:
                 self.metrics.llm_used(job.agent_id, fin.run.usage)
+        return len(decided)
 
     @staticmethod
     def _decide(job: Job, run: Run, outcome: RunOutcome, now: int,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
@@ -76,6 +76,7 @@ class CronScheduler:
         self.metrics = metrics if metrics is not None else Metrics(enabled=False)
         self.runs = RunLifecycle(store, launcher, start_log, clock, self.metrics)
         self._more_due = False
+        self.on_recorded: Optional[Callable[[], None]] = None  # runs' final states stored
         self._stop_requested = False
         self._stop_deadline: Optional[float] = None
         self._killed_for_stop = False
@@ -321,7 +322,8 @@ class CronScheduler:
     # --- one pass ----------------------------------------------------------------------
     def tick(self, now: int) -> Optional[int]:
         """Do everything due at ``now``; return when the next thing is due (None: nothing)."""
-        self.runs.record_outcomes(now, self.config)
+        if self.runs.record_outcomes(now, self.config) and self.on_recorded is not None:
+            self.on_recorded()  # outbox rows may have been written with them
         self.runs.take_cancels(now)
         self._more_due = False
         if self._stop_requested:
