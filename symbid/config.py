@@ -59,6 +59,9 @@ class CustomChannel:
     """``[scheduler.delivery.custom.NAME]``: a ``custom:NAME`` channel run as a command."""
 
     command: tuple[str, ...]  # argv; the delivery's JSON payload arrives on its stdin
+    # Its environment beyond PATH, LANG and the SYMBID_* variables: values may be ${VAR}
+    # references to symbid's environment, resolved at each send and masked in receipts.
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,7 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
 
 # A custom channel's NAME (``custom:NAME``), as entry-point names and TOML keys can carry it.
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def url_problem(url: str) -> Optional[str]:
@@ -358,10 +362,11 @@ def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,
                               "most 64 characters", field=dotted)
         if not isinstance(sub, dict):
             raise ConfigError(f"{where}: {dotted} must be a table ([{dotted}])", field=dotted)
-        unknown = sorted(set(sub) - {"command"})
+        unknown = sorted(set(sub) - {"command", "env"})
         if unknown:
             raise ConfigError(f"{where}: unknown key {dotted + '.' + unknown[0]!r}; "
-                              f"[{dotted}] takes only command", field=f"{dotted}.{unknown[0]}")
+                              f"[{dotted}] takes command and env",
+                              field=f"{dotted}.{unknown[0]}")
         command = sub.get("command")
         if (not isinstance(command, list) or not command
                 or not all(isinstance(a, str) and a and "\0" not in a for a in command)):
@@ -371,7 +376,14 @@ def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,
         program = command[0]
         if "/" in program and not os.path.isabs(program):
             program = os.path.normpath(os.path.join(base, program))
-        channels[name] = CustomChannel(command=(program, *command[1:]))
+        env = sub.get("env", {})
+        if not isinstance(env, dict) or not all(
+                isinstance(k, str) and ENV_NAME.fullmatch(k) and not k.startswith("SYMBID_")
+                and isinstance(v, str) for k, v in env.items()):
+            raise ConfigError(f"{where}: {dotted}.env must be a table of variable names "
+                              "(letters, digits, '_', not starting with SYMBID_) to strings",
+                              field=f"{dotted}.env")
+        channels[name] = CustomChannel(command=(program, *command[1:]), env=dict(env))
     changes["custom"] = channels
     return dataclasses.replace(settings, **changes)
 

@@ -70,9 +70,11 @@ def test_slack_urls_must_be_http_urls_with_a_host(tmp_path: Path, key: str, valu
 def test_a_custom_channel_table_gives_its_command(tmp_path: Path) -> None:
     delivery = load(tmp_path, '[scheduler.delivery.custom.teams]\n'
                               'command = ["./post", "--to", "ops"]\n'
+                              'env = {TEAMS_TOKEN = "${TEAMS_TOKEN}"}\n'
                               '[scheduler.delivery.custom.pager]\ncommand = ["pager-send"]\n')
     assert delivery.custom == {
-        "teams": CustomChannel(command=(str(tmp_path / "post"), "--to", "ops")),
+        "teams": CustomChannel(command=(str(tmp_path / "post"), "--to", "ops"),
+                               env={"TEAMS_TOKEN": "${TEAMS_TOKEN}"}),
         "pager": CustomChannel(command=("pager-send",)),
     }
 
@@ -81,7 +83,11 @@ def test_a_custom_channel_table_gives_its_command(tmp_path: Path) -> None:
     ("text", "field", "fragment"),
     [
         ('[scheduler.delivery.custom.teams]\ncommand = ["x"]\ntimeout = 3\n',
-         "scheduler.delivery.custom.teams.timeout", "takes only command"),
+         "scheduler.delivery.custom.teams.timeout", "takes command and env"),
+        ('[scheduler.delivery.custom.teams]\ncommand = ["x"]\nenv = {SYMBID_JOB = "x"}\n',
+         "scheduler.delivery.custom.teams.env", "not starting with SYMBID_"),
+        ('[scheduler.delivery.custom.teams]\ncommand = ["x"]\nenv = {A = 1}\n',
+         "scheduler.delivery.custom.teams.env", "to strings"),
         ("[scheduler.delivery.custom.teams]\n",
          "scheduler.delivery.custom.teams.command", "must be a non-empty list"),
         ('[scheduler.delivery.custom.teams]\ncommand = "x"\n',
