@@ -346,7 +346,7 @@ def http_post(channel: str, url: str, body: bytes, headers: Mapping[str, str], *
     if problem is not None:
         return refused(channel, clean(f"cannot POST to {where_of(url)}: {problem}", secrets),
                        started)
-    where = where_of(url)
+    where = clean(where_of(url), secrets)
     host = parts.hostname or ""
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn: http.client.HTTPConnection
@@ -384,6 +384,7 @@ def network_failure(channel: str, exc: Exception, *, where: str, timeout: float,
                     expired: threading.Event, secrets: list[str], started: float) -> Receipt:
     """The retryable receipt of an exchange the network broke: a timeout (the deadline's
     or a read's), a TLS certificate not trusted, or any other error, named."""
+    where = clean(where, secrets)
     if expired.is_set() or isinstance(exc, (TimeoutError, socket.timeout)):
         return refused(channel, f"{where} did not answer within {timeout:g}s", started,
                        permanent=False)
@@ -405,6 +406,7 @@ def status_receipt(channel: str, reply: HttpReply, *, where: str, secrets: list[
     """The receipt an HTTP status makes: 2xx ok; 3xx a permanent failure (redirects are
     not followed); 408, 425, 429 and 5xx retryable, honouring ``Retry-After``; any other
     4xx permanent. ``reply_text``: the reply to keep on success."""
+    where = clean(where, secrets)
     status = reply.status
     duration = elapsed_ms(started)
     if 200 <= status < 300:

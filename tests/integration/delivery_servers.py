@@ -98,7 +98,10 @@ class HttpServer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
-                self.wfile.write(reply.body)
+                try:
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client read what it wanted (a capped reply) or gave up
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

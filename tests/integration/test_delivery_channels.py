@@ -173,6 +173,19 @@ def test_a_missing_variable_is_a_permanent_failure_naming_it(http: HttpServer) -
     assert http.requests == []
 
 
+def test_a_resolved_header_with_a_line_break_is_refused_without_quoting_it(
+        http: HttpServer) -> None:
+    target = Target(webhook_url=http.url(), webhook_headers={"X-Key": "${BROKEN}"})
+
+    receipt = router.send("webhook", PAYLOAD, target, FAST,
+                          {"BROKEN": "value-1234\r\nX-Injected: yes"}, log_dir="/nonexistent")
+
+    assert (receipt.ok, receipt.permanent) == (False, True)
+    assert receipt.error is not None and "header X-Key has a control character" in receipt.error
+    assert "value-1234" not in receipt.error and "Injected" not in receipt.error
+    assert http.requests == []
+
+
 def test_a_closed_port_is_a_retryable_failure() -> None:
     receipt = send("webhook", Target(webhook_url="http://127.0.0.1:1/hook"), FAST)
     assert (receipt.ok, receipt.permanent) == (False, False)
