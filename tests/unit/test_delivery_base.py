@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from pathlib import Path
+from typing import Any
 
 from symbid.config import DeliverySettings
 from symbid.delivery import email, slack, webhook
@@ -123,3 +126,16 @@ def test_the_email_names_the_job_and_status_and_carries_the_delivery_id() -> Non
     body = msg.get_content()
     assert "Status:    failed" in body and "Duration:  2.500 s" in body
     assert body.endswith("Output:\nline 1\nline 2\n")
+
+
+def test_the_documented_verification_snippet_accepts_symbids_signature_only() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "delivery.md").read_text()
+    [snippet] = re.findall(r"^```python\n(.*?)^```$", text, re.M | re.S)
+    scope: dict[str, Any] = {}
+    exec(snippet, scope)
+    body = PAYLOAD.body()
+    header = webhook.signature(body, "k3y")
+
+    assert scope["verify"](body, header, "k3y")
+    assert not scope["verify"](body, header, "other")
+    assert not scope["verify"](body + b" ", header, "k3y")

@@ -1,7 +1,7 @@
-"""Real servers on loopback for the delivery channels' tests: an HTTP server that answers as
+"""Real parts for the delivery channels' tests: an HTTP server on loopback that answers as
 scripted (a webhook receiver, Slack's Web API, an incoming webhook), an SMTP server
-(aiosmtpd) with or without TLS and AUTH, and a self-signed certificate to trust through
-``ca_bundle``."""
+(aiosmtpd) with or without TLS and AUTH, a self-signed certificate to trust through
+``ca_bundle``, executable scripts; and the payload and environment the tests send with."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import datetime
 import ipaddress
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from symbid.config import DeliverySettings
+from symbid.delivery import router
+from symbid.delivery.base import Payload, Receipt, Target
 
 
 @dataclass(frozen=True)
@@ -195,3 +200,30 @@ def smtp_server(mailbox: Mailbox, **kwargs: Any) -> Iterator[int]:
         yield controller.port
     finally:
         controller.stop()
+
+
+# --- what the tests send ----------------------------------------------------------------
+
+PAYLOAD = Payload(delivery_id="3f1c-delivery", job="nightly", job_id="j-1", run_id="r-1",
+                  status="failed", output="disk 91% full\nsecond line",
+                  started_at="2026-03-08T07:00:00Z", finished_at="2026-03-08T07:00:02Z",
+                  duration_ms=2000, attempt=1, trigger="schedule")
+ENV = {"HOOK_TOKEN": "hook-token-1234", "TEAM_KEY": "team-key-5678",
+       "HOOK_SECRET": "hmac-secret-9012", "SLACK_TOKEN": "xoxb-slack-3456",
+       "SMTP_USER": LOGIN, "SMTP_PASS": PASSWORD, "DEFAULT_AUTH": "default-auth-7890"}
+SECRETS = [v for k, v in ENV.items() if k != "SMTP_USER"]
+
+
+def send(channel: str, target: Target, settings: DeliverySettings, *,
+         payload: Payload = PAYLOAD, log_dir: str = "/nonexistent") -> Receipt:
+    return router.send(channel, payload, target, settings, ENV, log_dir=log_dir)
+
+
+FAST = DeliverySettings(webhook_timeout_seconds=5.0)
+
+
+def script(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(f"#!{sys.executable}\nimport os, sys, time\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
