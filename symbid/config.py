@@ -55,21 +55,40 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
-class DeliverySettings:
-    """``[scheduler.delivery]``: the seed's keys, plus what symbid's channels need."""
+class CustomChannel:
+    """``[scheduler.delivery.custom.NAME]``: a ``custom:NAME`` channel run as a command."""
 
-    webhook_timeout_seconds: float = 30.0
+    command: tuple[str, ...]  # argv; the delivery's JSON payload arrives on its stdin
+    # Its environment beyond PATH, LANG and the SYMBID_* variables: values may be ${VAR}
+    # references to symbid's environment, resolved at each send and masked in receipts.
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """``[scheduler.delivery]``: the seed's keys, plus what symbid's channels need.
+
+    ``smtp_starttls`` and ``smtp_ssl`` are never both true once loaded: ``smtp_ssl = true``
+    without ``smtp_starttls`` written turns STARTTLS off (the connection is TLS already),
+    and ``smtp_port`` then defaults to 465.
+    """
+
+    webhook_timeout_seconds: float = 30.0  # every network delivery and custom command
     webhook_retry_attempts: int = 3
     webhook_auth_header: Optional[str] = None  # default Authorization header for webhooks
     slack_api_token: Optional[str] = None
     slack_default_channel: Optional[str] = None
     slack_webhook_url: Optional[str] = None
+    slack_api_base: str = "https://slack.com/api"  # the Web API's base URL
     smtp_host: Optional[str] = None
     smtp_port: int = 587
     smtp_username: Optional[str] = None
     smtp_password: Optional[str] = None
-    smtp_starttls: bool = True
+    smtp_starttls: bool = True  # STARTTLS is required (never sent in clear) when true
+    smtp_ssl: bool = False  # implicit TLS (SMTPS, port 465)
     email_from: Optional[str] = None
+    ca_bundle: Optional[str] = None  # PEM file of CAs trusted instead of the system store
+    custom: Mapping[str, CustomChannel] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,8 @@ _SECTIONS: dict[str, type] = {
     "agentpin": AgentPinConfig, "llm": LlmConfig,
 }
 _PATH_KEYS = {("daemon", "state_dir"), ("daemon", "socket"), ("daemon", "agents_dir"),
-              ("daemon", "log_dir"), ("daemon", "runs_dir"), ("api", "token_file")}
+              ("daemon", "log_dir"), ("daemon", "runs_dir"), ("api", "token_file"),
+              ("scheduler.delivery", "ca_bundle")}
 # Environment variable -> (section, key) it overrides.
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SYMBI_SCHEDULER_MAX_JITTER": ("scheduler", "max_jitter_seconds"),
@@ -269,7 +289,10 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
         value = tables[section].get(key)
         if isinstance(value, str) and value and not os.path.isabs(value):
             tables[section][key] = os.path.normpath(os.path.join(base, value))
-    built = {name: _build(cls, tables[name], name, where) for name, cls in classes.items()}
+    built = {name: _build(cls, tables[name], name, where, skip=("custom",))
+             for name, cls in classes.items()}
+    built["scheduler.delivery"] = _delivery(built["scheduler.delivery"],
+                                            tables["scheduler.delivery"], where, base)
     listen = built["api"].listen
     m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})", listen or "")
     if listen is not None and (m is None or not 1 <= int(m.group(2)) <= 65535):
@@ -280,6 +303,89 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
         daemon=built["daemon"], api=built["api"], scheduler=built["scheduler"],
         delivery=built["scheduler.delivery"], agentpin=built["agentpin"], llm=built["llm"],
     )
+
+
+# A custom channel's NAME (``custom:NAME``), as entry-point names and TOML keys can carry it.
+CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def url_problem(url: str) -> Optional[str]:
+    """Why ``url`` cannot be POSTed to by a delivery, or None: it must be http(s) with a
+    host, no credentials and no space or control character (``${VAR}`` references may
+    stand after the scheme)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    if not rest or rest[0] in "/?#":
+        return "has no host"
+    if "@" in rest.split("/", 1)[0]:
+        return "must not hold credentials (user:password@); send them in a header"
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "has a space or a control character in it"
+    return None
+
+
+def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,
+              base: str) -> DeliverySettings:
+    """The delivery settings with the checks that span keys, and the custom channels."""
+    prefix = "scheduler.delivery"
+    for key in ("slack_api_base", "slack_webhook_url"):
+        value = getattr(settings, key)
+        problem = None if value is None else url_problem(value)
+        if problem is not None:
+            raise ConfigError(f"{where}: {prefix}.{key} {problem}, got {value!r}",
+                              field=f"{prefix}.{key}")
+    changes: dict[str, Any] = {}
+    if settings.smtp_ssl:
+        if table.get("smtp_starttls") is True:
+            raise ConfigError(
+                f"{where}: {prefix}.smtp_starttls and {prefix}.smtp_ssl are both true; "
+                "choose one: smtp_ssl (implicit TLS, port 465) or smtp_starttls (port 587)",
+                field=f"{prefix}.smtp_ssl")
+        changes["smtp_starttls"] = False
+        if "smtp_port" not in table:
+            changes["smtp_port"] = 465
+    if settings.ca_bundle is not None and not os.path.isfile(settings.ca_bundle):
+        raise ConfigError(f"{where}: {prefix}.ca_bundle {settings.ca_bundle!r} is not a "
+                          "readable file", field=f"{prefix}.ca_bundle")
+    custom = table.get("custom", {})
+    if not isinstance(custom, dict):
+        raise ConfigError(f"{where}: {prefix}.custom must hold tables "
+                          f"([{prefix}.custom.NAME])", field=f"{prefix}.custom")
+    channels: dict[str, CustomChannel] = {}
+    for name, sub in custom.items():
+        dotted = f"{prefix}.custom.{name}"
+        if not CUSTOM_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: [{dotted}]: a custom channel's name takes letters, "
+                              "digits, '.', '_' and '-', starts with a letter or digit, at "
+                              "most 64 characters", field=dotted)
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{where}: {dotted} must be a table ([{dotted}])", field=dotted)
+        unknown = sorted(set(sub) - {"command", "env"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {dotted + '.' + unknown[0]!r}; "
+                              f"[{dotted}] takes command and env",
+                              field=f"{dotted}.{unknown[0]}")
+        command = sub.get("command")
+        if (not isinstance(command, list) or not command
+                or not all(isinstance(a, str) and a and "\0" not in a for a in command)):
+            raise ConfigError(f"{where}: {dotted}.command must be a non-empty list of "
+                              f"non-empty strings (the program and its arguments), got "
+                              f"{command!r}", field=f"{dotted}.command")
+        program = command[0]
+        if "/" in program and not os.path.isabs(program):
+            program = os.path.normpath(os.path.join(base, program))
+        env = sub.get("env", {})
+        if not isinstance(env, dict) or not all(
+                isinstance(k, str) and ENV_NAME.fullmatch(k) and not k.startswith("SYMBID_")
+                and isinstance(v, str) for k, v in env.items()):
+            raise ConfigError(f"{where}: {dotted}.env must be a table of variable names "
+                              "(letters, digits, '_', not starting with SYMBID_) to strings",
+                              field=f"{dotted}.env")
+        channels[name] = CustomChannel(command=(program, *command[1:]), env=dict(env))
+    changes["custom"] = channels
+    return dataclasses.replace(settings, **changes)
 
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

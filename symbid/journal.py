@@ -2,8 +2,8 @@
 
 When ``$JOURNAL_STREAM`` says stderr is connected to the journal (systemd sets
 it for services), records go to the journal socket as structured entries with
-``SYMBID_JOB``, ``SYMBID_RUN`` and ``SYMBID_EVENT`` fields taken from the
-record's ``extra``, so ``journalctl -u symbid SYMBID_JOB=daily-report`` shows
+``SYMBID_JOB``, ``SYMBID_RUN``, ``SYMBID_EVENT`` (and a delivery's ``SYMBID_CHANNEL``)
+fields from the record's ``extra``, so ``journalctl -u symbid SYMBID_JOB=daily-report`` shows
 one job's story. Otherwise a plain line per record goes to stderr.
 """
 
@@ -19,7 +19,7 @@ from typing import Optional
 from symbid.text import escape
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-FIELDS = ("SYMBID_JOB", "SYMBID_RUN", "SYMBID_EVENT")
+FIELDS = ("SYMBID_JOB", "SYMBID_RUN", "SYMBID_EVENT", "SYMBID_CHANNEL")
 _MAX_VALUE = 48 * 1024
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
              logging.DEBUG: 7}

@@ -66,6 +66,9 @@ LADDER: dict[str, float] = {
     "symbid.agentpin": 2,
     "symbid.journal": 2,
     "symbid.metrics": 2,
+    # The channels' shared vocabulary (Payload, Target, Receipt, the HTTP POST): just
+    # below the channels, which are mutually blind (issue 11).
+    "symbid.delivery.base": 1.9,
     "symbid.delivery.*": 2,  # one module per delivery channel
     "symbid.agents.**": 2,
     # level 3: the engine. The run lifecycle applies the planner's pure decisions, and

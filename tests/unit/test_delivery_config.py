@@ -1,0 +1,108 @@
+"""``[scheduler.delivery]``'s keys for the channels: slack_api_base, smtp_ssl, ca_bundle and
+the ``[scheduler.delivery.custom.NAME]`` tables, each error naming its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from symbid.config import ConfigError, CustomChannel, DeliverySettings, load_config
+
+
+def load(tmp_path: Path, text: str) -> DeliverySettings:
+    path = tmp_path / "symbid.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(str(path), {}).delivery
+
+
+def error(tmp_path: Path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    return info.value
+
+
+def test_the_new_keys_have_their_documented_defaults(tmp_path: Path) -> None:
+    delivery = load(tmp_path, "")
+    assert delivery.slack_api_base == "https://slack.com/api"
+    assert (delivery.smtp_ssl, delivery.smtp_starttls, delivery.smtp_port) == (False, True, 587)
+    assert delivery.ca_bundle is None
+    assert delivery.custom == {}
+
+
+def test_smtp_ssl_turns_starttls_off_and_defaults_the_port_to_465(tmp_path: Path) -> None:
+    delivery = load(tmp_path, "[scheduler.delivery]\nsmtp_ssl = true\n")
+    assert (delivery.smtp_ssl, delivery.smtp_starttls, delivery.smtp_port) == (True, False, 465)
+
+
+def test_smtp_ssl_keeps_a_port_that_is_written(tmp_path: Path) -> None:
+    delivery = load(tmp_path, "[scheduler.delivery]\nsmtp_ssl = true\nsmtp_port = 2465\n")
+    assert delivery.smtp_port == 2465
+
+
+def test_smtp_ssl_and_smtp_starttls_both_written_true_is_an_error_naming_both(
+        tmp_path: Path) -> None:
+    err = error(tmp_path, "[scheduler.delivery]\nsmtp_ssl = true\nsmtp_starttls = true\n")
+    assert "scheduler.delivery.smtp_starttls and scheduler.delivery.smtp_ssl" in err.message
+    assert err.field == "scheduler.delivery.smtp_ssl"
+
+
+def test_a_ca_bundle_is_relative_to_the_file_and_must_exist(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    assert load(tmp_path, '[scheduler.delivery]\nca_bundle = "ca.pem"\n').ca_bundle == \
+        str(tmp_path / "ca.pem")
+
+    err = error(tmp_path, '[scheduler.delivery]\nca_bundle = "missing.pem"\n')
+
+    assert "scheduler.delivery.ca_bundle" in err.message and "missing.pem" in err.message
+    assert err.field == "scheduler.delivery.ca_bundle"
+
+
+@pytest.mark.parametrize("key", ["slack_api_base", "slack_webhook_url"])
+@pytest.mark.parametrize("value", ["ftp://example.com", "example.com/api", "https://",
+                                   "https://u:p@example.com/x"])
+def test_slack_urls_must_be_http_urls_with_a_host(tmp_path: Path, key: str, value: str) -> None:
+    err = error(tmp_path, f'[scheduler.delivery]\n{key} = "{value}"\n')
+    assert f"scheduler.delivery.{key}" in err.message
+    assert err.field == f"scheduler.delivery.{key}"
+
+
+def test_a_custom_channel_table_gives_its_command(tmp_path: Path) -> None:
+    delivery = load(tmp_path, '[scheduler.delivery.custom.teams]\n'
+                              'command = ["./post", "--to", "ops"]\n'
+                              'env = {TEAMS_TOKEN = "${TEAMS_TOKEN}"}\n'
+                              '[scheduler.delivery.custom.pager]\ncommand = ["pager-send"]\n')
+    assert delivery.custom == {
+        "teams": CustomChannel(command=(str(tmp_path / "post"), "--to", "ops"),
+                               env={"TEAMS_TOKEN": "${TEAMS_TOKEN}"}),
+        "pager": CustomChannel(command=("pager-send",)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "fragment"),
+    [
+        ('[scheduler.delivery.custom.teams]\ncommand = ["x"]\ntimeout = 3\n',
+         "scheduler.delivery.custom.teams.timeout", "takes command and env"),
+        ('[scheduler.delivery.custom.teams]\ncommand = ["x"]\nenv = {SYMBID_JOB = "x"}\n',
+         "scheduler.delivery.custom.teams.env", "not starting with SYMBID_"),
+        ('[scheduler.delivery.custom.teams]\ncommand = ["x"]\nenv = {A = 1}\n',
+         "scheduler.delivery.custom.teams.env", "to strings"),
+        ("[scheduler.delivery.custom.teams]\n",
+         "scheduler.delivery.custom.teams.command", "must be a non-empty list"),
+        ('[scheduler.delivery.custom.teams]\ncommand = "x"\n',
+         "scheduler.delivery.custom.teams.command", "must be a non-empty list"),
+        ('[scheduler.delivery.custom.teams]\ncommand = ["x", ""]\n',
+         "scheduler.delivery.custom.teams.command", "non-empty strings"),
+        ('[scheduler.delivery.custom."-bad name"]\ncommand = ["x"]\n',
+         "scheduler.delivery.custom.-bad name", "name takes letters"),
+        ('[scheduler.delivery]\ncustom = 1\n', "scheduler.delivery.custom", "must hold tables"),
+        ('[scheduler.delivery]\ncustom = {teams = 1}\n', "scheduler.delivery.custom.teams",
+         "must be a table"),
+    ],
+)
+def test_a_bad_custom_channel_table_is_an_error_naming_the_key(
+        tmp_path: Path, text: str, field: str, fragment: str) -> None:
+    err = error(tmp_path, text)
+    assert err.field == field
+    assert fragment in err.message
