@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 from symbid.clock import SystemClock
 from symbid.config import DeliverySettings, referenced_values, resolve_refs, url_problem
 from symbid.errors import InvalidInput
-from symbid.model import DeliveryConfig, Job, Run, format_instant
+from symbid.model import DeliveryConfig, Job, format_instant
+from symbid.records import Run
 from symbid.text import escape, mask, secret_parts, shorten
 
 MAX_REPLY_BODY = 64 * 1024  # bytes of an HTTP reply read; the rest is never read

@@ -13,7 +13,8 @@ from typing import Any
 from symbid.config import DeliverySettings
 from symbid.delivery import email, slack, webhook
 from symbid.delivery.base import Payload, Receipt, Target, retry_after_seconds, secrets_of
-from symbid.model import Job, Run, RunStatus, Trigger
+from symbid.model import Job, RunStatus, Trigger
+from symbid.records import Run
 
 PAYLOAD = Payload(delivery_id="d-1", job="nightly", job_id="j-1", run_id="r-1",
                   status="failed", output="line 1\nline 2", started_at="2026-03-08T07:00:00Z",
