@@ -11,7 +11,15 @@ import os
 import sys
 import time
 
-from bench import api_bench, daemon_bench, engine_bench, heartbeat_bench, llm_daemon, llm_start
+from bench import (
+    api_bench,
+    daemon_bench,
+    delivery_bench,
+    engine_bench,
+    heartbeat_bench,
+    llm_daemon,
+    llm_start,
+)
 
 SUITES = {
     "lateness_single": engine_bench.lateness_single,
@@ -24,6 +32,7 @@ SUITES = {
     "heartbeat_rss": heartbeat_bench.heartbeat_rss,
     "llm_start": llm_start.llm_start,
     "llm_slot_to_request": llm_daemon.llm_slot_to_request,
+    "dead_endpoint": delivery_bench.dead_endpoint,
 }
 
 

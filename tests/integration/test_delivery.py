@@ -77,7 +77,8 @@ def delivery_daemon(tmp_path: Path, **env: str) -> Daemon:
     d = Daemon(tmp_path, {"agents.symbi": AGENTS},
                config="\n[scheduler.delivery]\nbackoff_seconds = 0.2\n"
                       "webhook_retry_attempts = 3\nwebhook_timeout_seconds = 2\n")
-    d.start(env={"HOOK_SECRET": "hook-secret-value", **env})
+    d.start(env={"HOOK_SECRET": "hook-secret-value", "HOOK_TOKEN": "hook-token-value",
+                 **env})
     return d
 
 
@@ -117,6 +118,7 @@ def test_a_webhook_is_retried_after_two_500s_signed_and_with_one_delivery_id(
         hooks.answer("/hook", Reply(500), Reply(500), Reply(200))
         assert d.api("POST", "/api/v1/schedule", job(
             "hooked", delivery=["webhook"], webhook_url=hooks.url("/hook"),
+            webhook_headers={"Authorization": "Bearer ${HOOK_TOKEN}"},
             webhook_secret="${HOOK_SECRET}"))[0] == 201
         run = delivered(d, run_once(d, "hooked"))
         [hook] = run["deliveries"]
@@ -130,8 +132,13 @@ def test_a_webhook_is_retried_after_two_500s_signed_and_with_one_delivery_id(
         expected = hmac.new(b"hook-secret-value", body, hashlib.sha256).hexdigest()
         assert hooks.requests[-1].headers["x-symbid-signature"] == f"sha256={expected}"
         assert run["status"] == "succeeded"
-        dump = json.dumps(run) + d.log.read_text()
-        assert "hook-secret-value" not in dump
+        assert hooks.requests[-1].headers["authorization"] == "Bearer hook-token-value"
+        # no secret value in the API's answers, the daemon's log or the database
+        d.stop()
+        seen = json.dumps(run).encode() + d.log.read_bytes() + b"".join(
+            p.read_bytes() for p in d.state.glob("symbid.db*"))
+        for secret in (b"hook-secret-value", b"hook-token-value"):
+            assert secret not in seen, secret
     finally:
         d.cleanup()
 
