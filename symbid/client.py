@@ -309,6 +309,12 @@ class ScheduleClient:
         return _wrap(self._t.request("GET", self._path(job_id, "/history"),
                                      query={"status": status, "limit": limit}))
 
+    def get_alerts(self, job_id: str, limit: int = 20) -> Any:
+        """The job's alerts (one per channel, with event, message and receipts), newest
+        first."""
+        return _wrap(self._t.request("GET", self._path(job_id, "/alerts"),
+                                     query={"limit": limit}))
+
     def get_context(self, job_id: str) -> Any:
         """The job's stored session context (mode, summary, history, state_dir)."""
         return _wrap(self._t.request("GET", self._path(job_id, "/context")))

@@ -286,6 +286,11 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         return json_response(run_views(ctx, list(ctx.store.history(job.id, limit, status)),
                                        preview=True))
 
+    def alerts(req: Request) -> Response:
+        job = ctx.store.get_job(req.params["job_id"])
+        limit = req.int_param("limit", 20, 1, 1000)
+        return json_response([d.to_dict() for d in ctx.store.alerts_of(job.id, limit)])
+
     def context(req: Request) -> Response:
         return json_response(ctx.jobs.context(req.params["job_id"]))
 
@@ -328,6 +333,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     r("GET", f"{prefix}/schedule/{{job_id}}/history", guarded(history, "limit", "status"))
     r("GET", f"{prefix}/schedule/{{job_id}}/next_run", guarded(next_run, "count"))
     r("GET", f"{prefix}/schedule/{{job_id}}/context", guarded(context))
+    r("GET", f"{prefix}/schedule/{{job_id}}/alerts", guarded(alerts, "limit"))
     r("DELETE", f"{prefix}/schedule/{{job_id}}/context", guarded(clear_context))
     r("GET", f"{prefix}/health/scheduler", guarded(health))
     r("POST", f"{prefix}/reload", guarded(reload))

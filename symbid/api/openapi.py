@@ -256,6 +256,15 @@ def document() -> dict[str, Any]:
                     "job_id": _STR, "name": _STR, "next_run": _TIME,
                     "next_runs": {"type": "array", "items": _TIME}}}, "Next runs"),
                     **_ERRORS}}},
+            f"{job_path}/alerts": {"get": {
+                "summary": "The job's alerts, newest first: one per channel, with its event "
+                           "(run_failed, dead_letter, no_success, recovered), message, "
+                           "status and receipts", "parameters": [
+                    *job_param, {"name": "limit", "in": "query",
+                                 "schema": {"type": "integer", "minimum": 1,
+                                            "maximum": 1000}}],
+                "responses": {"200": _json({"type": "array", "items": {"type": "object"}},
+                                           "Alerts"), **_ERRORS}}},
             f"{job_path}/context": {
                 "get": {"summary": "The job's stored session context", "parameters": job_param,
                         "responses": {"200": _json(_ref("Context"), "The context"),

@@ -266,6 +266,11 @@ def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) ->
         ("runs", f"{job.run_count} ({job.failure_count} failed)"),
         ("source", escape(job.source)),
     ]
+    alerts = list(client.schedule.get_alerts(job.id, limit=1)) if job.alert else []
+    if alerts:
+        a = alerts[0]
+        lines.append(("last alert", f"{a.event} at {a.created_at} to {a.channel} "
+                                    f"({a.status}): {escape(str(a.message))}"))
     for key, value in lines:
         print(f"{key + ':':<10} {value}")
     if args.history:

@@ -213,6 +213,10 @@ class JobStore(abc.ABC):
         """Each run's deliveries."""
 
     @abc.abstractmethod
+    def alerts_of(self, job_id: str, limit: int) -> list[Delivery]:
+        """A job's alert rows, newest first."""
+
+    @abc.abstractmethod
     def raise_alert(self, alert: AlertRequest, now: int) -> bool:
         """Outbox rows for an alert about a job, unless its cooldown holds it back."""
 

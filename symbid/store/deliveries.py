@@ -45,6 +45,9 @@ class Delivery:
     def to_dict(self) -> dict[str, Any]:
         """The wire form (``next_at`` only while it is pending)."""
         return {"id": self.id, "channel": self.channel, "kind": self.kind,
+                **({"event": self.payload.get("event"), "message": self.payload.get("message"),
+                    "run_id": self.run_id, "created_at": format_instant(self.created_at)}
+                   if self.payload else {}),
                 "status": self.status, "attempts": self.attempts,
                 "next_at": format_instant(self.next_at) if self.status == PENDING else None,
                 "receipts": [dict(r) for r in self.receipts]}
@@ -153,6 +156,12 @@ class SqlDeliveries(SqlPlumbing):
                 d = delivery_from_row(row)
                 out[d.run_id or ""].append(d)
         return out
+
+    def alerts_of(self, job_id: str, limit: int) -> list[Delivery]:
+        """A job's alerts (one row per channel), newest first."""
+        return [delivery_from_row(r) for r in self._query(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = ? AND kind = 'alert' "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?", (job_id, limit))]
 
     def raise_alert(self, alert: AlertRequest, now: int) -> bool:
         """Write ``alert``'s outbox rows (cooldown permitting); True when written."""

@@ -15,7 +15,8 @@ import pytest
 from tests.integration.daemon_helper import Daemon
 from tests.integration.delivery_parts import HttpServer, Reply
 
-AGENTS = 'agent echo { command: ["/bin/sh", "-c", "echo delivered-output"] }\n'
+AGENTS = ('agent echo { command: ["/bin/sh", "-c", "echo delivered-output"] }\n'
+          'agent broken { command: ["/bin/sh", "-c", "echo nope >&2; exit 3"] }\n')
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +189,29 @@ def test_a_file_schedule_whose_channel_lacks_settings_is_skipped_saying_why(
     said = json.dumps(result)
     assert "slacky.symbi: schedule slacky:" in said and "slack" in said
     assert daemon.api("GET", "/api/v1/schedule/slacky")[0] == 404
+
+
+def test_a_failed_run_alerts_its_alert_channel_and_the_alert_is_listed(
+        tmp_path: Path) -> None:
+    d = delivery_daemon(tmp_path)
+    try:
+        assert d.api("POST", "/api/v1/schedule", {
+            "name": "fragile", "agent_id": "broken", "cron_expr": "0 0 1 1 *",
+            "alert": ["log_file"], "alert_cooldown": "1h"})[0] == 201
+        rid = run_once(d, "fragile")
+
+        def listed() -> Any:
+            status, alerts = d.api("GET", "/api/v1/schedule/fragile/alerts")
+            return alerts if status == 200 and alerts and \
+                alerts[0]["status"] == "delivered" else None
+        [alert] = d.wait_for(listed)
+        assert (alert["event"], alert["channel"], alert["run_id"]) == \
+            ("run_failed", "log_file", rid)
+        assert "exit status 3" in alert["message"]
+        assert "run_failed" in (d.root / "logs" / "fragile.log").read_text()
+        shown = d.cli("cron", "status", "fragile")
+        assert shown.returncode == 0 and "last alert: run_failed" in shown.stdout
+        _, run = d.api("GET", f"/api/v1/runs/{rid}")
+        assert run["delivery_status"] is None  # an alert is not the run's output
+    finally:
+        d.cleanup()
