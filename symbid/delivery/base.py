@@ -246,6 +246,10 @@ def header_problem(name: str, value: str) -> Optional[str]:
         return f"header name {name!r} is not an HTTP token"
     if _BAD_VALUE.search(value):
         return f"header {name} has a control character (a line break?) in its value"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return f"header {name} has a character beyond Latin-1 in its value"
     return None
 
 
