@@ -28,17 +28,8 @@ from symbid.errors import SandboxError, SymbidError
 from symbid.heartbeat import MAX_RUNTIME, Wakeup
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
-from symbid.model import (
-    Job,
-    LlmUsage,
-    Run,
-    RunOutcome,
-    RunStatus,
-    SessionContext,
-    ToolCall,
-    format_duration,
-    format_instant,
-)
+from symbid.model import Job, RunStatus, format_duration, format_instant
+from symbid.records import LlmUsage, Run, RunOutcome, SessionContext, ToolCall
 from symbid.runfiles import RunFile
 from symbid.sandbox import STDERR_TAIL, ChildExit, Spawned, SpawnSpec, Supervisor
 from symbid.sessions import (

@@ -22,7 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
-from symbid.model import Heartbeat, Iteration, RunStatus
+from symbid.model import Heartbeat, RunStatus
+from symbid.records import Iteration
 
 ITERATIONS_KEPT = 1000
 ITERATION_SUMMARY_CAP = 200

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from symbid.channels import delivery_problem
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.dsl.sync import from_file, merge, plan_sync
@@ -71,11 +72,11 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
     runtime = job.policy.max_runtime_seconds
     if runtime is not None and runtime <= 0:
         raise InvalidInput("policy.max_runtime must be positive", field="policy.max_runtime")
-    for channel, needed, present in (("webhook", "webhook_url", job.delivery_config.webhook_url),
-                                     ("email", "email_recipients",
-                                      job.delivery_config.email_recipients)):
-        if channel in job.delivery and not present:
-            raise InvalidInput(f"delivery {channel!r} needs {needed}", field=needed)
+    lacking = delivery_problem(job.delivery, job.delivery_config, job.alert,
+                               job.alert_if_no_success_within_seconds,
+                               job.alert_cooldown_seconds)
+    if lacking is not None:
+        raise InvalidInput(lacking[1], field=lacking[0])
     schedule = make_schedule(job.cron_expr, job.at, job.timezone, now=now)
     if job.at is not None:
         if job.at > LATEST_INSTANT:

@@ -31,24 +31,17 @@ from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, UnreadableRow
 from symbid.leftovers import find_run_processes, kill_process_groups, recorded_groups
 from symbid.metrics import Metrics
-from symbid.model import (
-    Job,
-    JobStatus,
-    Run,
-    RunOutcome,
-    RunStatus,
-    SessionContext,
-    format_duration,
-    format_instant,
-)
+from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
 from symbid.planner import (
     CLAIM_AHEAD_MS,
     finish_decision,
     job_end,
+    outbox_of,
     recovered,
     start_due,
     start_gate,
 )
+from symbid.records import Run, RunOutcome, SessionContext
 from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
@@ -333,8 +326,9 @@ class RunLifecycle:
         self._start_log.settle(rid for rid, *_ in batch)
 
     # --- running -> final ----------------------------------------------------------------
-    def record_outcomes(self, now: int, config: SchedulerConfig) -> None:
-        """Record every reported outcome (one transaction); kept for the next pass on error."""
+    def record_outcomes(self, now: int, config: SchedulerConfig) -> int:
+        """Record every reported outcome (one transaction); kept for the next pass on error.
+        Returns how many were recorded."""
         with self._lock:
             done, self._outcomes = self._outcomes, []
             entries = [(o, self._running.get(o.run_id)) for o in done]
@@ -351,9 +345,10 @@ class RunLifecycle:
                     left[job.id] = ctx = rebased(outcome.context, left.get(job.id) or
                                                  self._store.get_context(job.id))
                     fin = dataclasses.replace(fin, context=ctx)
+                fin = outbox_of(job, fin)  # its deliveries and alert, same write
                 decided.append((job, fin))
             if not decided:
-                return
+                return 0
             ended = self._store.finish([fin for _, fin in decided])
         except Exception:
             with self._lock:
@@ -375,6 +370,7 @@ class RunLifecycle:
             self._after_finish(job, fin, fin.run.id in ended)
             if fin.run.usage is not None:
                 self.metrics.llm_used(job.agent_id, fin.run.usage)
+        return len(decided)
 
     @staticmethod
     def _decide(job: Job, run: Run, outcome: RunOutcome, now: int,

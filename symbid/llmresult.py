@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from symbid.agents.child import summary_of
-from symbid.model import LlmUsage, ToolCall
+from symbid.records import LlmUsage, ToolCall
 from symbid.text import mask
 
 TEXT_CAP = 2048  # characters of a tool call's arguments, an error or a name/id part

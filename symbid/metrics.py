@@ -8,7 +8,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from symbid.model import LlmUsage
+from symbid.records import LlmUsage
 
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -37,6 +37,13 @@ class Metrics:
             "symbiont_cron_start_lateness_seconds",
             "Seconds from when a run was due (slot plus jitter) to its process starting.",
             buckets=_LATENESS_BUCKETS, registry=self.registry)
+        self.deliveries = Counter(
+            "symbiont_cron_delivery_total", "Deliveries that ended, by channel and status "
+            "(delivered, failed).", ["channel", "status"], registry=self.registry)
+        self.delivery_latency = Histogram(
+            "symbiont_cron_delivery_latency_seconds", "Seconds from a run's final state to "
+            "its delivery's end (delivered or failed), by channel.", ["channel"],
+            buckets=_DURATION_BUCKETS, registry=self.registry)
         self.llm_tokens = Counter(
             "symbiont_llm_tokens_total", "Tokens llm agents' runs used, by agent and kind "
             "(prompt, completion), as the model endpoints reported them.",
@@ -52,6 +59,11 @@ class Metrics:
         self.runs.labels(job_name=job_name, status=status).inc()
         if seconds is not None:
             self.duration.labels(job_name=job_name).observe(seconds)
+
+    def delivery_ended(self, channel: str, status: str, seconds: float) -> None:
+        if self.enabled:
+            self.deliveries.labels(channel=channel, status=status).inc()
+            self.delivery_latency.labels(channel=channel).observe(seconds)
 
     def llm_used(self, agent: str, usage: LlmUsage) -> None:
         """A finished llm run's tokens."""

@@ -17,6 +17,7 @@ always in the store first.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections import deque
@@ -30,16 +31,16 @@ from symbid.model import (
     CatchUp,
     Job,
     JobStatus,
-    Run,
-    RunOutcome,
     RunStatus,
     Trigger,
     format_duration,
     format_instant,
     new_id,
 )
+from symbid.records import Run, RunOutcome
 from symbid.spans import add_span, skip_claimed
 from symbid.store import Advance, Finish
+from symbid.store.deliveries import AlertRequest
 from symbid.timing import Schedule, make_schedule
 
 log = logging.getLogger(__name__)
@@ -348,3 +349,37 @@ def recovered(
         for run in late if run not in keep
     ]
     return sorted(start + keep, key=lambda r: (r.slot, r.attempt)), ended
+
+
+def outbox_of(job: Job, fin: Finish) -> Finish:
+    """``fin`` with what its run's end puts in the outbox, in the same write: its output
+    for the job's ``delivery`` (a run that executed), and an alert for the job's
+    ``alert`` channels when the run failed or timed out after its retries, or the job
+    went to dead_letter; a success after an alert says the job recovered."""
+    run = fin.run
+    deliver = tuple(job.delivery) if job.delivery and run.status.executed else ()
+    alert = None
+    if job.alert:
+        event, message = _alert_event(job, fin)
+        if event is not None:
+            alert = AlertRequest(job_id=job.id, channels=tuple(job.alert), event=event,
+                                 message=message, run_id=run.id,
+                                 cooldown_ms=int(job.alert_cooldown_seconds * 1000))
+    if not deliver and alert is None:
+        return fin
+    return dataclasses.replace(fin, deliver=deliver, alert=alert)
+
+
+def _alert_event(job: Job, fin: Finish) -> tuple[Optional[str], str]:
+    run = fin.run
+    why = f": {run.error_message}" if run.error_message else ""
+    if fin.job_status is JobStatus.DEAD_LETTER:
+        return "dead_letter", (f"job {job.name} went to dead_letter after run {run.id[:8]} "
+                               f"{run.status.value} (attempt {run.attempt}){why}; "
+                               f"symbi cron reset {job.name} re-arms it")
+    if run.status in (RunStatus.FAILED, RunStatus.TIMED_OUT) and run.retry_at is None:
+        return "run_failed", (f"job {job.name}: run {run.id[:8]} {run.status.value} "
+                              f"(attempt {run.attempt}, not retried){why}")
+    if run.status is RunStatus.SUCCEEDED:
+        return "recovered", f"job {job.name} succeeded again (run {run.id[:8]})"
+    return None, ""

@@ -21,15 +21,16 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, Unavailable, UnreadableRow
 from symbid.lifecycle import CancelRequest, Launcher, RecoveryReport, RunLifecycle
 from symbid.metrics import Metrics
-from symbid.model import Job, Run, RunOutcome, RunStatus, Trigger, format_instant, new_id
+from symbid.model import Job, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import CLAIM_AHEAD_MS, backoff_ms, plan_job, plan_retry
+from symbid.records import Run, RunOutcome
 from symbid.sandbox import Spawned
 from symbid.spans import first_free_slot
 from symbid.startlog import StartLog
@@ -75,6 +76,7 @@ class CronScheduler:
         self.metrics = metrics if metrics is not None else Metrics(enabled=False)
         self.runs = RunLifecycle(store, launcher, start_log, clock, self.metrics)
         self._more_due = False
+        self.on_recorded: Optional[Callable[[], None]] = None  # runs' final states stored
         self._stop_requested = False
         self._stop_deadline: Optional[float] = None
         self._killed_for_stop = False
@@ -320,7 +322,8 @@ class CronScheduler:
     # --- one pass ----------------------------------------------------------------------
     def tick(self, now: int) -> Optional[int]:
         """Do everything due at ``now``; return when the next thing is due (None: nothing)."""
-        self.runs.record_outcomes(now, self.config)
+        if self.runs.record_outcomes(now, self.config) and self.on_recorded is not None:
+            self.on_recorded()  # outbox rows may have been written with them
         self.runs.take_cancels(now)
         self._more_due = False
         if self._stop_requested:

@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from symbid.model import ContextLeft, SessionContext, SessionMode, Turn, format_instant
+from symbid.model import SessionMode, format_instant
+from symbid.records import ContextLeft, SessionContext, Turn
 from symbid.text import mask
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from symbid.errors import SymbidError
-from symbid.model import Run
+from symbid.records import Run
 
 log = logging.getLogger(__name__)
 

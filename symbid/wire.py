@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from symbid.agentdef import Agent, AgentKind, Limits, Tool
-from symbid.model import OUTPUT_PREVIEW, Job, Policy, Run, format_duration, format_instant
+from symbid.model import OUTPUT_PREVIEW, Job, Policy, format_duration, format_instant
+from symbid.records import Run
 
 
 def _instant(ms: Optional[int]) -> Optional[str]:
@@ -37,6 +38,9 @@ def job_to_wire(job: Job) -> dict[str, Any]:
         "heartbeat": job.heartbeat.to_dict(),
         "delivery": list(job.delivery),
         "delivery_config": job.delivery_config.to_dict(),
+        "alert": list(job.alert),
+        "alert_cooldown": job.alert_cooldown_seconds,
+        "alert_if_no_success_within": job.alert_if_no_success_within_seconds,
         "policy": policy_to_wire(job.policy),
         "max_concurrent": job.max_concurrent,
         "max_retries": job.max_retries,

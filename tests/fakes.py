@@ -6,7 +6,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from symbid.model import Job, Run, RunOutcome, RunStatus
+from symbid.model import Job, RunStatus
+from symbid.records import Run, RunOutcome
 from symbid.sandbox import Spawned
 from symbid.timer import Wake
 from symbid.timing import parse_instant

@@ -12,7 +12,8 @@ from symbid.api import ApiContext, make_app
 from symbid.config import SchedulerConfig
 from symbid.executor import Agents
 from symbid.jobs import JobService
-from symbid.model import Job, Run, format_instant
+from symbid.model import Job, format_instant
+from symbid.records import Run
 from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
 from symbid.startlog import StartLog

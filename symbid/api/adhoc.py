@@ -26,10 +26,9 @@ from __future__ import annotations
 from symbid.api.context import ApiContext
 from symbid.api.fields import bad, boolean, nonempty, string
 from symbid.api.http import Request, Response, Router, json_response
-from symbid.api.runs import Holders, disconnected_of, wait_for_end
+from symbid.api.runs import Holders, disconnected_of, run_view, wait_for_end
 from symbid.errors import InvalidInput, NotFound
 from symbid.text import escape, shorten
-from symbid.wire import run_to_wire
 
 FIELDS = ("input", "session", "wait")
 
@@ -69,11 +68,11 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
             run = ctx.scheduler.run_now(job.id, text)
             ctx.audit(req, "AgentRunAdHoc", job, run_id=run.id)
             if not wait:
-                return json_response(run_to_wire(run), 202)
+                return json_response(run_view(ctx, run), 202)
             run = wait_for_end(ctx, run.id, disconnected_of(req))
         finally:
             if wait:
                 holders.release()
-        return json_response(run_to_wire(run), 202 if run.status.is_open else 200)
+        return json_response(run_view(ctx, run), 202 if run.status.is_open else 200)
 
     router.add("POST", f"{prefix}/agents/{{name}}/run", run_agent)

@@ -11,7 +11,8 @@ from typing import Any, Callable, Optional
 from symbid.api.context import ApiContext
 from symbid.api.http import Request, Response, Router, json_response
 from symbid.errors import Conflict, InvalidInput
-from symbid.model import MAXIMUMS, NAME_MAX, Job, JobStatus, Run, format_instant
+from symbid.model import MAXIMUMS, NAME_MAX, Job, JobStatus, format_instant
+from symbid.records import Run
 from symbid.store import JobTotals
 from symbid.timing import make_schedule, next_slots
 

@@ -27,7 +27,7 @@ from symbid.api.fields import (
     string,
 )
 from symbid.api.http import HttpError, Request, Response, Router, json_response
-from symbid.api.runs import id_prefix
+from symbid.api.runs import id_prefix, run_view, run_views
 from symbid.errors import InvalidCron, InvalidInput, SymbidError
 from symbid.model import (
     AllowedHours,
@@ -42,7 +42,7 @@ from symbid.model import (
     format_instant,
 )
 from symbid.timing import make_schedule, next_slots, parse_instant
-from symbid.wire import job_to_wire, run_to_wire
+from symbid.wire import job_to_wire
 
 READ_ONLY = ("id", "status", "source", "next_run", "last_run", "run_count", "failure_count",
              "created_at", "updated_at")
@@ -96,7 +96,8 @@ def _heartbeat(v: Any, base: Heartbeat) -> Heartbeat:
     )
 
 
-_DELIVERY_KEYS = ("webhook_url", "webhook_headers", "slack_channel", "email_recipients")
+_DELIVERY_KEYS = ("webhook_url", "webhook_headers", "slack_channel", "email_recipients",
+                  "webhook_secret")
 
 
 def _delivery_config(d: Mapping[str, Any], prefix: str, base: DeliveryConfig) -> DeliveryConfig:
@@ -111,11 +112,15 @@ def _delivery_config(d: Mapping[str, Any], prefix: str, base: DeliveryConfig) ->
     if "email_recipients" in d:
         changes["email_recipients"] = str_list(prefix + "email_recipients",
                                                 d["email_recipients"])
+    if "webhook_secret" in d:
+        changes["webhook_secret"] = string(prefix + "webhook_secret", d["webhook_secret"],
+                                           nullable=True)
     return DeliveryConfig(**{**base.__dict__, **changes})
 
 
 JOB_FIELDS = ("name", "agent_id", "cron_expr", "at", "timezone", "session_mode", "heartbeat",
-              "delivery", "delivery_config", *_DELIVERY_KEYS, "policy", "max_concurrent",
+              "delivery", "delivery_config", *_DELIVERY_KEYS, "alert", "alert_cooldown",
+              "alert_if_no_success_within", "policy", "max_concurrent",
               "max_retries", "jitter_seconds", "catch_up", "catch_up_limit", "input",
               "agent_pin_jwt")
 
@@ -151,6 +156,14 @@ def job_from_request(data: Mapping[str, Any], base: Job) -> Job:
         c["heartbeat"] = _heartbeat(data["heartbeat"], base.heartbeat)
     if "delivery" in data:
         c["delivery"] = str_list("delivery", data["delivery"])
+    if "alert" in data:
+        c["alert"] = str_list("alert", data["alert"])
+    if "alert_cooldown" in data:
+        c["alert_cooldown_seconds"] = duration("alert_cooldown", data["alert_cooldown"]) \
+            if data["alert_cooldown"] is not None else 3600.0
+    if "alert_if_no_success_within" in data:
+        c["alert_if_no_success_within_seconds"] = duration(
+            "alert_if_no_success_within", data["alert_if_no_success_within"])
     delivery_config = base.delivery_config
     if "delivery_config" in data:
         nested = json_object("delivery_config", data["delivery_config"], _DELIVERY_KEYS)
@@ -264,14 +277,14 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
                 raise bad(key, "unknown field; run takes only input")
         text = string("input", data.get("input"), nullable=True)
         run = ctx.scheduler.run_now(req.params["job_id"], text)
-        return json_response(run_to_wire(run), 202)
+        return json_response(run_view(ctx, run), 202)
 
     def history(req: Request) -> Response:
         job = ctx.store.get_job(req.params["job_id"])
         limit = req.int_param("limit", 20, 1, 10_000)
         status = _status_param(req.query.get("status"), RunStatus, "status")
-        return json_response([run_to_wire(r, preview=True)
-                              for r in ctx.store.history(job.id, limit, status)])
+        return json_response(run_views(ctx, list(ctx.store.history(job.id, limit, status)),
+                                       preview=True))
 
     def context(req: Request) -> Response:
         return json_response(ctx.jobs.context(req.params["job_id"]))

@@ -57,8 +57,18 @@ _DEFINITION = {
     "delivery_config": {"type": "object", "properties": {
         "webhook_url": _NSTR, "webhook_headers": {"type": "object",
                                                   "additionalProperties": _STR},
-        "slack_channel": _NSTR, "email_recipients": _STRS}},
+        "slack_channel": _NSTR, "email_recipients": _STRS, "webhook_secret": _NSTR}},
     "webhook_url": _NSTR,
+    "webhook_secret": {**_NSTR, "description": "a ${VAR} reference: the key of the "
+                       "X-Symbid-Signature HMAC-SHA256 of each webhook body"},
+    "alert": {**_STRS, "description": "channels for short alerts: a run that failed or "
+              "timed out after its retries, the job going to dead_letter, the dead man's "
+              "switch; a recovered message on the next success"},
+    "alert_cooldown": {"type": ["string", "number", "null"], "description": "at most one "
+                       "alert per job this often (default 1h)"},
+    "alert_if_no_success_within": {"type": ["string", "number", "null"], "description":
+                                   "alert when an active job has not succeeded for this "
+                                   "long"},
     "webhook_headers": {"type": "object", "additionalProperties": _STR},
     "slack_channel": _NSTR,
     "email_recipients": _STRS,
@@ -359,7 +369,17 @@ def document() -> dict[str, Any]:
                                        "duration_ms": _INT, "error": _NSTR,
                                        "iteration": _INT}}},
                 "tool_call_count": {**_INT, "description": "history rows: how many tool "
-                                    "calls the run made"}}},
+                                    "calls the run made"},
+                "delivery_status": {"enum": ["pending", "delivered", "delivery_failed", None],
+                                    "description": "how its output's deliveries stand (not "
+                                    "a run status); null without deliveries"},
+                "deliveries": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {**_STR, "description": "the delivery id every attempt carries "
+                           "(X-Symbid-Delivery-Id)"},
+                    "channel": _STR, "kind": {"enum": ["output", "alert"]},
+                    "status": {"enum": ["pending", "delivered", "failed"]},
+                    "attempts": _INT, "next_at": _TIME,
+                    "receipts": {"type": "array", "items": {"type": "object"}}}}}}},
             "Context": {"type": "object", "properties": {
                 "session_mode": {"enum": [m.value for m in SessionMode]},
                 "stored_mode": {**_NSTR, "description": "the mode of the run that left it"},

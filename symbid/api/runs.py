@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Callable, Optional
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 from symbid.api.context import ApiContext
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.errors import Conflict, InvalidInput, SymbidError
 from symbid.live import LiveOutput
-from symbid.model import Run
+from symbid.records import Run
+from symbid.store.deliveries import delivery_status
 from symbid.text import shorten
 from symbid.wire import run_to_wire
 
@@ -138,6 +140,25 @@ class _Follow:
             done()
 
 
+def run_views(ctx: ApiContext, runs: Sequence[Run], *,
+              preview: bool = False) -> list[dict[str, Any]]:
+    """Runs in their wire form, each with its ``delivery_status`` and ``deliveries``
+    (channel, status, attempts, receipts) from the outbox."""
+    outbox = ctx.store.deliveries_of([r.id for r in runs])
+    views = []
+    for run in runs:
+        view = run_to_wire(run, preview=preview)
+        rows = outbox.get(run.id, [])
+        view["delivery_status"] = delivery_status(rows)
+        view["deliveries"] = [d.to_dict() for d in rows]
+        views.append(view)
+    return views
+
+
+def run_view(ctx: ApiContext, run: Run) -> dict[str, Any]:
+    return run_views(ctx, [run])[0]
+
+
 def wait_for_end(ctx: ApiContext, run_id: str, disconnected: Callable[[], bool]) -> Run:
     """Wait until the run's final state is in the store, as a followed output does, and
     return the run: final, or still open when the client went away or the daemon stops.
@@ -158,12 +179,12 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
         start = id_prefix(req, required=True)
         assert start is not None
         limit = req.int_param("limit", 20, 1, 1000)
-        return json_response([run_to_wire(r, preview=True)
-                              for r in ctx.store.find_runs(start, limit)])
+        return json_response(run_views(ctx, list(ctx.store.find_runs(start, limit)),
+                                       preview=True))
 
     def get_run(req: Request) -> Response:
         req.only_params()
-        return json_response(run_to_wire(ctx.store.get_run(path_id(req))))
+        return json_response(run_view(ctx, ctx.store.get_run(path_id(req))))
 
     def output(req: Request) -> Response:
         req.only_params("follow")
@@ -202,7 +223,7 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
         if job is not None:
             ctx.audit(req, "CronRunCancelled", job, run_id=run.id)
         now = ctx.store.get_run(run.id)
-        return json_response(run_to_wire(now), 202 if now.status.is_open else 200)
+        return json_response(run_view(ctx, now), 202 if now.status.is_open else 200)
 
     router.add("GET", f"{prefix}/runs", listing)
     router.add("GET", f"{prefix}/runs/{{run_id}}", get_run)

@@ -246,7 +246,7 @@ def cmd_action(args: argparse.Namespace) -> int:
 
 
 def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) -> None:
-    from symbid.cli.runs import history_table
+    from symbid.cli.runs import delivery_lines, history_table
 
     job = client.schedule.get_status(ref, history=args.history)
     if args.format == "json":
@@ -274,6 +274,10 @@ def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) ->
         if runs:
             headers, rows = history_table(runs, now)
             table(headers, rows, [r.status for r in runs], 3)
+            shown = next((r for r in runs if r.to_dict().get("deliveries")), None)
+            if shown is not None:
+                print(f"\ndeliveries of run {shown.id[:8]}:")
+                print("\n".join(delivery_lines(shown)))
         else:
             print("no runs yet")
 

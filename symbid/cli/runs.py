@@ -22,6 +22,7 @@ from symbid.cli.common import (
 from symbid.cli.output import relative, table, to_csv
 from symbid.client import SymbiontClient
 from symbid.errors import EXIT_ERROR, EXIT_OK, Unavailable
+from symbid.text import escape
 
 HISTORY_HEADERS = ["SLOT", "TRY", "TRIGGER", "STATUS", "STARTED", "TOOK", "ERROR", "RUN"]
 _PREVIEW_WIDTH = 60
@@ -44,7 +45,21 @@ def _detail(r: Any) -> str:
     calls = d.get("tool_call_count", len(d.get("tool_calls") or []))
     if calls:
         parts.append(f"{calls} tool call" + ("s" if calls != 1 else ""))
+    if d.get("delivery_status"):
+        parts.append(str(d["delivery_status"]).replace("_", " "))
     return ", ".join(parts)
+
+
+def delivery_lines(run: Any) -> list[str]:
+    """A run's deliveries, one line each with its last receipt."""
+    out = []
+    for d in run.to_dict().get("deliveries") or []:
+        last = (d.get("receipts") or [{}])[-1]
+        how = last.get("error") or (f"HTTP {last['status']}" if last.get("status") else "")
+        out.append(f"  {d['channel']}: {d['status']}, {d['attempts']} attempt(s)"
+                   + (f", last: {escape(str(how))}" if how else "")
+                   + (f", next {d['next_at']}" if d.get("next_at") else ""))
+    return out
 
 
 def history_table(runs: list[Any], now: float, *, output: bool = False) -> \

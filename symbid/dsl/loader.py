@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from symbid.agentdef import Agent, AgentKind, Limits, Tool
+from symbid.channels import delivery_problem
 from symbid.cronexpr import parse_cron
 from symbid.dsl.checks import (
     _Invalid,
@@ -63,7 +64,6 @@ from symbid.timing import load_zone, parse_instant
 
 log = logging.getLogger(__name__)
 
-KNOWN_CHANNELS = ("stdout", "log_file", "webhook", "slack", "email")
 
 
 SESSION_MODES = [m.value for m in SessionMode]
@@ -90,6 +90,10 @@ SCHEDULE = {
     "webhook_headers": string_map,
     "slack_channel": nonempty_string,
     "email_recipients": string_list,
+    "webhook_secret": nonempty_string,
+    "alert": string_list,
+    "alert_cooldown": duration,
+    "alert_if_no_success_within": duration,
     "policy": block(POLICY),
     "max_concurrent": integer(1, MAXIMUMS["max_concurrent"]),
     "max_retries": integer(0, MAXIMUMS["max_retries"]),
@@ -165,6 +169,14 @@ class LoadedFile:
         return source_of(self.path)
 
 
+
+def _delivery_config(d: dict[str, Any]) -> DeliveryConfig:
+    return DeliveryConfig(webhook_url=d.get("webhook_url"),
+                          webhook_headers=d.get("webhook_headers", {}),
+                          slack_channel=d.get("slack_channel"),
+                          email_recipients=tuple(d.get("email_recipients", ())),
+                          webhook_secret=d.get("webhook_secret"))
+
 def source_of(path: str) -> str:
     """The ``source`` recorded on jobs defined in a file."""
     return "file:" + os.path.abspath(path)
@@ -221,17 +233,13 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
                     f"schedule {name}: at time {d['at']} has passed; "
                     "a new job is not created for it"))
     delivery = d.get("delivery", [])
-    needs = {"webhook": ("webhook_url", "a webhook_url"),
-             "email": ("email_recipients", "email_recipients")}
-    for channel in delivery:
-        if channel in needs and needs[channel][0] not in d:
-            problems.append((_entry_pos(blk.entries, "delivery"),
-                             f"delivery {channel!r} needs {needs[channel][1]}"))
-        elif channel not in KNOWN_CHANNELS and not channel.startswith("custom:"):
-            out.warnings.append(doc.diagnostic(
-                _entry_pos(blk.entries, "delivery") or blk.pos,
-                f"delivery channel {channel!r} is not built in "
-                f"({', '.join(KNOWN_CHANNELS)}); it must be a custom channel"))
+    lacking = delivery_problem(tuple(delivery), _delivery_config(d), tuple(d.get("alert", ())),
+                               d.get("alert_if_no_success_within"),
+                               d.get("alert_cooldown", 3600.0))
+    if lacking is not None:
+        key = lacking[0] if lacking[0] in d else \
+            "alert" if "alert" in d and lacking[0] != "delivery" else "delivery"
+        problems.append((_entry_pos(blk.entries, key), lacking[1]))
     if problems:
         out.errors.extend(doc.diagnostic(p or blk.pos, m) for p, m in problems)
         return
@@ -257,12 +265,10 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
             max_iterations=hb.get("max_iterations", 100),
         ),
         delivery=tuple(delivery),
-        delivery_config=DeliveryConfig(
-            webhook_url=d.get("webhook_url"),
-            webhook_headers=d.get("webhook_headers", {}),
-            slack_channel=d.get("slack_channel"),
-            email_recipients=tuple(d.get("email_recipients", ())),
-        ),
+        delivery_config=_delivery_config(d),
+        alert=tuple(d.get("alert", ())),
+        alert_cooldown_seconds=float(d.get("alert_cooldown", 3600.0)),
+        alert_if_no_success_within_seconds=d.get("alert_if_no_success_within"),
         policy=Policy(
             require_approval=pol.get("require_approval", False),
             approvers=tuple(pol.get("approvers", ())),

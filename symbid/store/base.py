@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from symbid.agentdef import Agent
 from symbid.errors import NotFound
-from symbid.model import Job, JobStatus, Run, RunStatus, SessionContext
+from symbid.model import Job, JobStatus, RunStatus
+from symbid.records import Run, SessionContext
 from symbid.spans import Spans
+from symbid.store.deliveries import AlertRequest, Delivery
 from symbid.text import shorten
 
 
@@ -52,6 +54,8 @@ class Finish:
     belongs_to: Optional[tuple[Optional[str], Optional[int]]] = None
     clear_retries: bool = False  # with the status change: drop every pending retry of the job
     context: Optional[SessionContext] = None  # the session context the run leaves (sessions)
+    deliver: tuple[str, ...] = ()  # the channels its output goes to (outbox rows, same write)
+    alert: Optional[AlertRequest] = None  # an alert the run's end raises (same write)
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,35 @@ class JobStore(abc.ABC):
         """Empty a job's context (the row stays, its ``generation`` bumped, so that a run
         going meanwhile cannot write over it); False when it held nothing. Deleting a
         job drops its context in the same transaction."""
+
+    # the delivery outbox (rows are written by finish(), with ``Finish.deliver``)
+    @abc.abstractmethod
+    def due_deliveries(self, now: int, limit: int,
+                       skip: Sequence[str] = ()) -> list[Delivery]:
+        """Pending deliveries due by ``now``, oldest due first, but those in ``skip``."""
+
+    @abc.abstractmethod
+    def next_delivery_due(self) -> Optional[int]:
+        """When the next pending delivery is due (epoch ms), or None."""
+
+    @abc.abstractmethod
+    def deliveries_of(self, run_ids: Sequence[str]) -> dict[str, list[Delivery]]:
+        """Each run's deliveries."""
+
+    @abc.abstractmethod
+    def raise_alert(self, alert: AlertRequest, now: int) -> bool:
+        """Outbox rows for an alert about a job, unless its cooldown holds it back."""
+
+    @abc.abstractmethod
+    def overdue_jobs(self, now: int) -> list[tuple[str, float, Optional[int]]]:
+        """The dead man's switch's jobs that are due an alert: (job id, seconds, last
+        success)."""
+
+    @abc.abstractmethod
+    def record_attempt(self, delivery_id: str, receipt: Mapping[str, Any], status: str,
+                       next_at: Optional[int]) -> bool:
+        """An attempt's receipt and the row's new status (pending: due at ``next_at``);
+        False when the row is gone."""
 
     # scheduling
     @abc.abstractmethod

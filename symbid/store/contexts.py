@@ -16,7 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from symbid.model import SessionContext, SessionMode, Turn
+from symbid.model import SessionMode
+from symbid.records import SessionContext, Turn
 from symbid.store.plumbing import SqlPlumbing
 
 CONTEXT_COLUMNS = "job_id, mode, summary, history, dropped, run_id, updated_at, generation"

@@ -6,18 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from symbid.model import (
-    OPEN_RUN_STATUSES,
-    OUTPUT_PREVIEW,
-    Iteration,
-    Job,
-    JobStatus,
-    LlmUsage,
-    Run,
-    RunStatus,
-    ToolCall,
-    Trigger,
-)
+from symbid.model import OPEN_RUN_STATUSES, OUTPUT_PREVIEW, Job, JobStatus, RunStatus, Trigger
+from symbid.records import Iteration, LlmUsage, Run, ToolCall
 from symbid.spans import Spans
 
 OPEN_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN_RUN_STATUSES)) + ")"

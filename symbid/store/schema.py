@@ -156,6 +156,38 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE contexts ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN pid_start INTEGER;
     """,
+    # 7 (issue 11): the delivery outbox, one row per channel of a run that executed (or
+    # per alert, its message in payload), written with the run's final state and taken
+    # by the delivery workers; each job's alert state (cooldown, open for a "recovered",
+    # the dead man's switch's start) and an index of the jobs that have one.
+    """
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        run_id TEXT REFERENCES runs(id) ON DELETE CASCADE,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'output',
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        receipts TEXT NOT NULL DEFAULT '[]',
+        created_at INTEGER NOT NULL,
+        payload TEXT,
+        UNIQUE (run_id, channel, kind)
+    );
+    CREATE INDEX deliveries_due ON deliveries(next_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_job ON deliveries(job_id);
+    CREATE TABLE alert_state (
+        job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        last_alert_at INTEGER,
+        open INTEGER NOT NULL DEFAULT 0,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        watch_from INTEGER
+    );
+    CREATE INDEX jobs_dead_man ON jobs(json_extract(definition,
+        '$.alert_if_no_success_within_seconds'))
+        WHERE json_extract(definition, '$.alert_if_no_success_within_seconds') IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

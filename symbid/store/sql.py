@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
-from symbid.model import ADHOC_SOURCE, Job, JobStatus, Run, RunStatus
+from symbid.model import ADHOC_SOURCE, Job, JobStatus, RunStatus
+from symbid.records import Run
 from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
+from symbid.store.deliveries import SqlDeliveries, insert_deliveries, raise_alert
 from symbid.store.rows import (
     JOB_COLUMNS,
     JOB_PLACEHOLDERS,
@@ -40,9 +42,10 @@ from symbid.text import shorten
 log = logging.getLogger(__name__)
 
 
-class SqlJobStore(SqlAgents, SqlContexts, JobStore):
+class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
     """Portable SQL over a DB-API connection per thread (agent rows in
-    :class:`SqlAgents`, session contexts in :class:`SqlContexts`). Backends fill in the hooks."""
+    :class:`SqlAgents`, session contexts in :class:`SqlContexts`, the delivery outbox in
+    :class:`SqlDeliveries`). Backends fill in the hooks."""
 
     def __init__(self, keep_runs: int = 1000) -> None:
         super().__init__()
@@ -394,6 +397,11 @@ class SqlJobStore(SqlAgents, SqlContexts, JobStore):
                     continue  # already final, or its job was deleted
                 if fin.context is not None:
                     self._put_context(conn, fin.context)
+                if fin.deliver:
+                    insert_deliveries(conn, run.id, run.job_id, fin.deliver,
+                                      run.finished_at or 0)
+                if fin.alert is not None:
+                    raise_alert(conn, fin.alert, run.finished_at or 0)
                 touched.add(run.job_id)
                 if run.started_at is not None:
                     starts.append((run.id, run.started_at))

@@ -20,7 +20,8 @@ from symbid.config import SchedulerConfig
 from symbid.daemon import Engine, build_engine
 from symbid.executor import Agents
 from symbid.jobs import JobService
-from symbid.model import Job, JobStatus, Policy, Run, RunStatus
+from symbid.model import Job, JobStatus, Policy, RunStatus
+from symbid.records import Run
 from symbid.store import SqliteJobStore
 from tests.integration.test_sandbox import alive, wait_gone
 

@@ -429,13 +429,26 @@ def test_unset_schedule_settings_take_their_documented_defaults() -> None:
     assert job.agent_pin_jwt is None
 
 
-def test_an_unknown_delivery_channel_is_a_warning_and_custom_channels_are_silent() -> None:
+def test_an_unknown_delivery_channel_is_an_error_at_its_place_and_custom_ones_load() -> None:
     loaded = load_text('schedule s {\n  agent: a\n  cron: "* * * * *"\n'
-                       '  delivery: ["pager", "custom:teams"]\n}')
-    assert only_job(loaded).delivery == ("pager", "custom:teams")
-    assert [(w.line, w.col) for w in loaded.warnings] == [(4, 13)]
-    assert "'pager'" in loaded.warnings[0].message
-    assert "custom:teams" not in loaded.warnings[0].message
+                       '  delivery: ["carrier-pigeon", "custom:teams"]\n}')
+    assert loaded.jobs == []
+    assert [(e.line, e.col) for e in loaded.errors] == [(4, 13)]
+    assert "unknown delivery channel 'carrier-pigeon'" in loaded.errors[0].message
+    ok = load_text('schedule s {\n  agent: a\n  cron: "* * * * *"\n'
+                   '  delivery: ["stdout", "custom:teams"]\n}')
+    assert only_job(ok).delivery == ("stdout", "custom:teams") and not ok.warnings
+
+
+def test_a_webhook_secret_must_be_a_reference_so_it_is_never_stored() -> None:
+    loaded = load_text('schedule s {\n  agent: a\n  cron: "* * * * *"\n'
+                       '  delivery: ["webhook"]\n  webhook_url: "http://h/x"\n'
+                       '  webhook_secret: "hunter2"\n}')
+    assert [(e.line, "${VAR} reference" in e.message) for e in loaded.errors] == [(6, True)]
+    ok = load_text('schedule s {\n  agent: a\n  cron: "* * * * *"\n'
+                   '  delivery: ["webhook"]\n  webhook_url: "http://h/x"\n'
+                   '  webhook_secret: "${HOOK_SECRET}"\n}')
+    assert only_job(ok).delivery_config.webhook_secret == "${HOOK_SECRET}"
 
 
 # --- agents ---------------------------------------------------------------------------------------
@@ -682,7 +695,7 @@ MALFORMED = [
                  id="allowed-hours-without-end"),
     pytest.param('schedule s {\n  name: "t"\n  agent: "a"\n  cron: "* * * * *"\n}', 2, 9,
                  "name 't' differs from the block's name 's'", id="name-key-disagrees"),
-    pytest.param(S + '  delivery: ["webhook"]\n}', 4, 13, "delivery 'webhook' needs a webhook_url",
+    pytest.param(S + '  delivery: ["webhook"]\n}', 4, 13, "delivery 'webhook' needs webhook_url",
                  id="webhook-without-url"),
     pytest.param(S + '  delivery: ["email"]\n}', 4, 13,
                  "delivery 'email' needs email_recipients", id="email-without-recipients"),

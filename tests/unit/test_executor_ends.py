@@ -14,7 +14,8 @@ from symbid import executor as executor_module
 from symbid.agentdef import Agent
 from symbid.executor import Agents, Executor
 from symbid.heartbeat import Wakeup
-from symbid.model import Heartbeat, Job, Run, RunOutcome, RunStatus, SessionMode, Trigger, new_id
+from symbid.model import Heartbeat, Job, RunStatus, SessionMode, Trigger, new_id
+from symbid.records import Run, RunOutcome
 from symbid.sandbox import ChildExit, Spawned, SpawnSpec
 from tests.fakes import FakeClock
 

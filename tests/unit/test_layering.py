@@ -34,6 +34,8 @@ LADDER: dict[str, float] = {
     "symbid.errors": 0,
     "symbid.model": 0,
     "symbid.agentdef": 0.25,  # agent definitions, on the model's output cap
+    "symbid.channels": 0.25,  # delivery channel names and a job's delivery definition
+    "symbid.records": 0.25,  # run records, on the model's statuses
     # The model's wire form (API JSON): a half rung above the model it writes.
     "symbid.wire": 0.5,
     "symbid.text": 0,
@@ -84,6 +86,8 @@ LADDER: dict[str, float] = {
     # An llm run's launch and result (issue 10): above sessions, below the executor.
     "symbid.llmrun": 3.1,
     "symbid.llmresult": 3.1,
+    # The delivery workers (issue 11): take the store's outbox rows to the router's channels.
+    "symbid.outbox": 3.1,
     # The warnings about loaded agents (issue 10): above the executor's registry view.
     "symbid.agentnotes": 3.3,
     "symbid.heartbeat": 3,
@@ -106,7 +110,9 @@ SAME_COMPONENT: dict[str, str] = {"symbid.delivery.router": "symbid.delivery"}
 # The CLI must start fast and work without the daemon's machinery: besides its own
 # submodules it may import only these (and their submodules).
 CLI_MAY_IMPORT: tuple[str, ...] = (
-    "symbid.client", "symbid.model", "symbid.agentdef", "symbid.wire", "symbid.errors",
+    "symbid.client", "symbid.model", "symbid.agentdef", "symbid.channels", "symbid.records",
+    "symbid.wire",
+    "symbid.errors",
     "symbid.timing",
     "symbid.cronexpr", "symbid.dsl",
     "symbid.text",

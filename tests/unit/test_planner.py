@@ -7,17 +7,7 @@ import random
 import pytest
 
 from symbid.config import SchedulerConfig
-from symbid.model import (
-    CatchUp,
-    Job,
-    JobStatus,
-    Run,
-    RunOutcome,
-    RunStatus,
-    Trigger,
-    format_instant,
-    new_id,
-)
+from symbid.model import CatchUp, Job, JobStatus, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import (
     backoff_ms,
     due_slots,
@@ -27,6 +17,7 @@ from symbid.planner import (
     recovered,
     start_gate,
 )
+from symbid.records import Run, RunOutcome
 from symbid.spans import MAX_SPANS, add_span, claimed_span, first_free_slot
 from symbid.timing import make_schedule, parse_instant
 

@@ -8,7 +8,8 @@ import pytest
 
 from symbid.config import SchedulerConfig
 from symbid.errors import Conflict
-from symbid.model import CatchUp, JobStatus, Policy, Run, RunStatus, Trigger, format_instant
+from symbid.model import CatchUp, JobStatus, Policy, RunStatus, Trigger, format_instant
+from symbid.records import Run
 from symbid.store import Advance
 from tests.harness import Harness
 

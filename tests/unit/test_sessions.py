@@ -4,7 +4,8 @@ history's byte budget; and a heartbeat wake-up's stop rules and bounded memory."
 from __future__ import annotations
 
 from symbid.heartbeat import ITERATION_SUMMARY_CAP, ITERATIONS_KEPT, Wakeup, says_sleep
-from symbid.model import Heartbeat, RunStatus, SessionContext, SessionMode, Turn
+from symbid.model import Heartbeat, RunStatus, SessionMode
+from symbid.records import SessionContext, Turn
 from symbid.sessions import (
     OUTPUT_SUMMARY_CAP,
     SUMMARY_FILE_CAP,

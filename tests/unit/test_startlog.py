@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from symbid.model import Run, RunStatus, Trigger
+from symbid.model import RunStatus, Trigger
+from symbid.records import Run
 from symbid.startlog import StartLog, StartRecord, boot_id, boot_time_ms
 
 

@@ -21,12 +21,12 @@ from symbid.model import (
     Job,
     JobStatus,
     Policy,
-    Run,
     RunStatus,
     SessionMode,
     Trigger,
     new_id,
 )
+from symbid.records import Run
 from symbid.store import SCHEMA_VERSION, Advance, Finish, RetryClaim, SqliteJobStore
 
 T0 = 1_772_323_200_000  # 2026-03-01T00:00:00Z

@@ -10,7 +10,8 @@ from symbid.dsl import load_dir
 from symbid.dsl.sync import plan_sync
 from symbid.errors import Conflict
 from symbid.jobs import JobService, SyncResult
-from symbid.model import Job, JobStatus, Run, RunStatus, Trigger, format_instant, new_id
+from symbid.model import Job, JobStatus, RunStatus, Trigger, format_instant, new_id
+from symbid.records import Run
 from symbid.store import Advance, SqliteJobStore
 from tests.fakes import FakeClock
 

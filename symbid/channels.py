@@ -1,0 +1,57 @@
+"""Delivery channel names and what a job's delivery definition must hold, checked when
+the job is defined (API, DSL) without symbid's settings; what needs the settings (an SMTP
+host, a Slack default channel, a custom channel's command) is the router's to check."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from symbid.model import DeliveryConfig, name_problem
+
+CHANNELS = ("stdout", "log_file", "webhook", "slack", "email")  # built in; and custom:NAME
+CUSTOM_PREFIX = "custom:"
+_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+def channel_problem(channel: str) -> Optional[str]:
+    """Why ``channel`` is not a delivery channel's name, or None."""
+    if channel in CHANNELS:
+        return None
+    if channel.startswith(CUSTOM_PREFIX):
+        problem = name_problem(channel[len(CUSTOM_PREFIX):])
+        return None if problem is None else f"custom channel name {problem}"
+    return (f"unknown delivery channel {channel!r}: the channels are "
+            f"{', '.join(CHANNELS)}, or custom:NAME")
+
+
+def delivery_problem(delivery: tuple[str, ...], config: DeliveryConfig,
+                     alert: tuple[str, ...] = (), watch: Optional[float] = None,
+                     cooldown: float = 3600.0) -> Optional[tuple[str, str]]:
+    """(field, message) for what a job's delivery (and its alerts) lacks without looking
+    at symbid's settings (those are checked where they are known): unknown channels, a
+    webhook without webhook_url, email without recipients, a webhook_secret that is not
+    a ${VAR} reference (a secret is never stored), a dead man's switch without alert
+    channels."""
+    for key, channels in (("delivery", delivery), ("alert", alert)):
+        for channel in channels:
+            problem = channel_problem(channel)
+            if problem is not None:
+                return key, problem
+        if len(set(channels)) != len(channels):
+            return key, "a channel is listed twice"
+        if "webhook" in channels and not config.webhook_url:
+            return "webhook_url", f"{key} 'webhook' needs webhook_url"
+        if "email" in channels and not config.email_recipients:
+            return "email_recipients", f"{key} 'email' needs email_recipients"
+    if watch is not None and watch <= 0:
+        return "alert_if_no_success_within", "must be a positive duration"
+    if watch is not None and not alert:
+        return "alert", ("alert_if_no_success_within needs alert channels to tell: "
+                         'add alert: ["slack"] (or another channel)')
+    if cooldown < 0:
+        return "alert_cooldown", "must not be negative"
+    if config.webhook_secret is not None and not _REFERENCE.match(config.webhook_secret):
+        return "webhook_secret", ("webhook_secret must be a ${VAR} reference to the secret "
+                                  "in symbid's environment, so that it is never stored")
+    return None

@@ -1,0 +1,219 @@
+"""The delivery workers (DESIGN §6 step 5): they take the outbox's due rows off the
+scheduler's thread and attempt each channel, leaving a receipt per attempt.
+
+- A thread waits for the next due row (or a wake-up after a pass that finished runs)
+  and hands due rows to a pool of ``workers`` threads; the scheduler loop never waits
+  on a network call.
+- Each attempt's receipt is stored with the row. A row is ``delivered`` on success,
+  ``failed`` when the channel says retrying cannot help or its attempts
+  (``1 + [scheduler.delivery] webhook_retry_attempts``) run out, else due again after an
+  exponential backoff with jitter (or the ``Retry-After`` the receiver asked for).
+- Delivery is at least once: a row attempted when the daemon dies is attempted again
+  after the restart, with the same delivery id.
+- A failed delivery never fails its run; the run's ``delivery_status`` shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional, Protocol
+
+from symbid.clock import Clock
+from symbid.errors import NotFound
+from symbid.metrics import Metrics
+from symbid.model import Job, format_duration, format_instant
+from symbid.records import Run
+from symbid.store import JobStore
+from symbid.store.deliveries import DELIVERED, FAILED, PENDING, AlertRequest, Delivery
+from symbid.text import escape
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0  # the longest the thread sleeps without looking at the outbox
+BATCH = 100  # rows taken per look
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+class Receipt(Protocol):
+    ok: bool
+    permanent: bool
+    retry_after: Optional[float]
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+Send = Callable[[Delivery, Job, Optional[Run]], Receipt]  # no run: an alert about the job
+DEAD_MAN_SECONDS = 10.0  # how often the dead man's switch looks (by the injected clock)
+
+
+def backoff_ms(attempts: int, base: float, rng: random.Random) -> int:
+    """The wait after ``attempts`` failed attempts: base * 2**(attempts-1), capped at an
+    hour, with ±20 % jitter so that many rows failing together do not retry together."""
+    seconds = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempts - 1))
+    return int(seconds * 1000 * rng.uniform(0.8, 1.2))
+
+
+class DeliveryWorker:
+    """Attempts the outbox's rows; ``max_attempts`` and ``backoff`` may change on reload."""
+
+    def __init__(self, store: JobStore, clock: Clock, send: Send, *, workers: int = 4,
+                 max_attempts: int = 4, backoff: float = 2.0,
+                 metrics: Optional[Metrics] = None,
+                 rng: Optional[random.Random] = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._send = send
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self._metrics = metrics if metrics is not None else Metrics(enabled=False)
+        self._rng = rng or random.Random()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery")
+        self._lock = threading.Condition()
+        self._in_flight: set[str] = set()
+        self._woken = False
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+        self._dead_man_at = 0  # when the dead man's switch looks next (epoch ms)
+
+    # --- the thread ------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Rows may have been written (a pass finished runs): look now."""
+        with self._lock:
+            self._woken = True
+            self._lock.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """No new attempts; those going get ``timeout`` seconds (their rows stay pending
+        if they do not end: they are attempted again after the restart)."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+            try:
+                due = self.tick(self._clock.now())
+            except Exception:
+                log.exception("the delivery outbox could not be read; trying again")
+                due = None
+            wait = POLL_SECONDS if due is None else \
+                max(0.0, min(POLL_SECONDS, (due - self._clock.now()) / 1000))
+            with self._lock:
+                if not self._woken and not self._stopping:
+                    self._lock.wait(wait)
+                self._woken = False
+
+    # --- one look ---------------------------------------------------------------------
+    def tick(self, now: int) -> Optional[int]:
+        """Hand every due row to the pool; the next due time (epoch ms) or None."""
+        if now >= self._dead_man_at:
+            self._dead_man_at = now + int(DEAD_MAN_SECONDS * 1000)
+            self.check_dead_man(now)
+        with self._lock:
+            skip = list(self._in_flight)
+        for delivery in self._store.due_deliveries(now, BATCH, skip):
+            with self._lock:
+                if self._stopping or delivery.id in self._in_flight:
+                    continue
+                self._in_flight.add(delivery.id)
+            try:
+                self._pool.submit(self._attempt, delivery)
+            except RuntimeError:  # the pool is shut down: the row stays pending
+                with self._lock:
+                    self._in_flight.discard(delivery.id)
+        due = self._store.next_delivery_due()
+        return self._dead_man_at if due is None else min(due, self._dead_man_at)
+
+    def check_dead_man(self, now: int) -> None:
+        """An alert for each active job with ``alert_if_no_success_within`` that has not
+        succeeded for that long, whatever the reason (its cooldown rate-limits them)."""
+        for job_id, seconds, last in self._store.overdue_jobs(now):
+            job = self._store.find_job(job_id)
+            if job is None or not job.alert:
+                continue
+            since = f"its last success was {format_instant(last)}" if last else \
+                "it has not succeeded yet"
+            message = (f"job {job.name} has not succeeded within "
+                       f"{format_duration(seconds)}; {since}")
+            if self._store.raise_alert(AlertRequest(
+                    job_id=job.id, channels=tuple(job.alert), event="no_success",
+                    message=message, cooldown_ms=int(job.alert_cooldown_seconds * 1000)),
+                    now):
+                log.warning("job %s: %s; alerting %s", job.name, message,
+                            ", ".join(job.alert),
+                            extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "alert_no_success"})
+
+    def _attempt(self, delivery: Delivery) -> None:
+        try:
+            self._attempt_one(delivery)
+        except Exception:
+            log.exception("delivery %s (%s) of run %s: the attempt failed unexpectedly; "
+                          "it stays pending", delivery.id, delivery.channel, delivery.run_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(delivery.id)
+                self._woken = True
+                self._lock.notify_all()
+
+    def _attempt_one(self, delivery: Delivery) -> None:
+        job = self._store.find_job(delivery.job_id)
+        run: Optional[Run] = None
+        if delivery.run_id:
+            try:
+                run = self._store.get_run(delivery.run_id)
+            except NotFound:
+                return  # gone with its run: the row went with it
+        if job is None:
+            return  # gone with its job: the row went with it
+        started = self._clock.now()
+        receipt = self._send(delivery, job, run)
+        now = self._clock.now()
+        attempts = delivery.attempts + 1
+        record: dict[str, Any] = {**receipt.to_dict(), "at": format_instant(started),
+                                  "attempt": attempts}
+        if receipt.ok:
+            status, next_at = DELIVERED, None
+        elif receipt.permanent or attempts >= self.max_attempts:
+            status, next_at = FAILED, None
+        else:
+            status = PENDING
+            wait = backoff_ms(attempts, self.backoff, self._rng)
+            if receipt.retry_after is not None:
+                wait = int(min(MAX_BACKOFF_SECONDS, max(0.0, receipt.retry_after)) * 1000)
+            next_at = now + wait
+        if not self._store.record_attempt(delivery.id, record, status, next_at):
+            return
+        self._observe(delivery, job, status, record, now)
+
+    def _observe(self, delivery: Delivery, job: Job, status: str,
+                 record: Mapping[str, Any], now: int) -> None:
+        extra = {"SYMBID_JOB": job.name, "SYMBID_RUN": delivery.run_id,
+                 "SYMBID_EVENT": f"delivery_{status}", "SYMBID_CHANNEL": delivery.channel}
+        if status == PENDING:
+            log.warning("job %s: run %s: %s delivery attempt %d failed (%s); trying again",
+                        job.name, delivery.run_id, delivery.channel, record["attempt"],
+                        escape(str(record.get("error") or record.get("status"))), extra=extra)
+            return
+        self._metrics.delivery_ended(delivery.channel, status,
+                                     max(0.0, (now - delivery.created_at) / 1000))
+        if status == DELIVERED:
+            log.info("job %s: run %s: delivered to %s (attempt %d)", job.name,
+                     delivery.run_id, delivery.channel, record["attempt"], extra=extra)
+        else:
+            log.error("job %s: run %s: delivery to %s failed after %d attempt(s): %s",
+                      job.name, delivery.run_id, delivery.channel, record["attempt"],
+                      escape(str(record.get("error") or record.get("status"))), extra=extra)

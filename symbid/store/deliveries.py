@@ -1,0 +1,211 @@
+"""The delivery outbox (DESIGN §6 step 5): one row per channel of a run that executed,
+written in the transaction that stores the run's final state, then taken by the delivery
+workers until it is delivered or its attempts run out.
+
+A row's ``id`` is the delivery id every attempt carries (``X-Symbid-Delivery-Id``), so a
+receiver can drop the duplicate that a kill between a send and its receipt causes after
+the restart. ``receipts`` is the JSON list of the attempts' receipts, oldest first.
+Rows go with their run (``ON DELETE CASCADE``: retention, a deleted job).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from symbid.model import format_instant, new_id
+from symbid.store.plumbing import SqlPlumbing
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+RECEIPTS_KEPT = 50  # receipts a row keeps (the latest)
+DELIVERY_COLUMNS = ("id, run_id, job_id, channel, kind, status, attempts, next_at, receipts, "
+                    "created_at, payload")
+WATCH = "json_extract(definition, '$.alert_if_no_success_within_seconds')"
+PAUSED_MARK = -1  # alert_state.watch_from of a job last seen not active
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One channel's delivery of one run's output (``kind`` "output") or of an alert."""
+
+    id: str
+    run_id: Optional[str]  # None: an alert about the job (the dead man's switch)
+    job_id: str
+    channel: str
+    kind: str
+    status: str  # pending | delivered | failed
+    attempts: int
+    next_at: int  # epoch ms: when the next attempt is due (pending)
+    receipts: tuple[Mapping[str, Any], ...]
+    created_at: int
+    payload: Optional[Mapping[str, Any]] = None  # an alert's {event, message}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (``next_at`` only while it is pending)."""
+        return {"id": self.id, "channel": self.channel, "kind": self.kind,
+                "status": self.status, "attempts": self.attempts,
+                "next_at": format_instant(self.next_at) if self.status == PENDING else None,
+                "receipts": [dict(r) for r in self.receipts]}
+
+
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    did, run_id, job_id, channel, kind, status, attempts, next_at, receipts, created, \
+        payload = row
+    return Delivery(id=did, run_id=run_id, job_id=job_id, channel=channel, kind=kind,
+                    status=status, attempts=int(attempts), next_at=int(next_at),
+                    receipts=tuple(json.loads(receipts or "[]")), created_at=int(created),
+                    payload=json.loads(payload) if payload else None)
+
+
+def delivery_status(rows: Sequence[Delivery]) -> Optional[str]:
+    """A run's ``delivery_status``: ``pending`` while any of its deliveries is,
+    ``delivery_failed`` when one failed for good, ``delivered`` when all arrived; None
+    without deliveries. It is not a run status."""
+    outputs = [d for d in rows if d.kind == "output"]
+    if not outputs:
+        return None
+    if any(d.status == PENDING for d in outputs):
+        return "pending"
+    if any(d.status == FAILED for d in outputs):
+        return "delivery_failed"
+    return "delivered"
+
+
+def insert_deliveries(conn: Any, run_id: str, job_id: str, channels: Sequence[str],
+                      now: int) -> None:
+    """The outbox rows of a run that executed (inside its finishing transaction)."""
+    conn.executemany(
+        f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'output', "
+        "'pending', 0, ?, '[]', ?, NULL) ON CONFLICT (run_id, channel, kind) DO NOTHING",
+        [(new_id(), run_id, job_id, channel, now, now) for channel in channels])
+
+
+@dataclass(frozen=True)
+class AlertRequest:
+    """An alert to send about a job: ``event`` (run_failed, dead_letter, no_success,
+    recovered) and its ``message``; rate-limited per job by ``cooldown_ms``, except a
+    ``recovered``, which is sent only after an alert (and closes it)."""
+
+    job_id: str
+    channels: tuple[str, ...]
+    event: str
+    message: str
+    cooldown_ms: int
+    run_id: Optional[str] = None
+
+
+def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
+    """Outbox rows for ``alert`` unless its job's cooldown holds it back (counted in
+    ``suppressed``); True when they were written."""
+    row = conn.execute("SELECT last_alert_at, open FROM alert_state WHERE job_id = ?",
+                       (alert.job_id,)).fetchone()
+    last, is_open = (row[0], bool(row[1])) if row else (None, False)
+    if alert.event == "recovered":
+        if not is_open:
+            return False
+    elif last is not None and now < last + alert.cooldown_ms:
+        conn.execute("UPDATE alert_state SET suppressed = suppressed + 1 WHERE job_id = ?",
+                     (alert.job_id,))
+        return False
+    payload = json.dumps({"event": alert.event, "message": alert.message})
+    conn.executemany(
+        f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'alert', "
+        "'pending', 0, ?, '[]', ?, ?) ON CONFLICT (run_id, channel, kind) DO NOTHING",
+        [(new_id(), alert.run_id, alert.job_id, channel, now, now, payload)
+         for channel in alert.channels])
+    recovered = alert.event == "recovered"
+    conn.execute(
+        "INSERT INTO alert_state (job_id, last_alert_at, open) VALUES (?, ?, ?) "
+        "ON CONFLICT (job_id) DO UPDATE SET open = excluded.open, suppressed = 0, "
+        "last_alert_at = CASE WHEN ? THEN alert_state.last_alert_at "
+        "ELSE excluded.last_alert_at END",
+        (alert.job_id, None if recovered else now, int(not recovered), int(recovered)))
+    return True
+
+
+class SqlDeliveries(SqlPlumbing):
+    """The outbox rows of :class:`~symbid.store.sql.SqlJobStore`."""
+
+    def due_deliveries(self, now: int, limit: int,
+                       skip: Sequence[str] = ()) -> list[Delivery]:
+        """Pending deliveries due by ``now``, oldest due first, but those in ``skip``
+        (being attempted)."""
+        rows = self._query(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' "
+            "AND next_at <= ? ORDER BY next_at LIMIT ?", (now, limit + len(skip)))
+        taken = set(skip)
+        return [d for d in map(delivery_from_row, rows) if d.id not in taken][:limit]
+
+    def next_delivery_due(self) -> Optional[int]:
+        rows = self._query("SELECT MIN(next_at) FROM deliveries WHERE status = 'pending'")
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def deliveries_of(self, run_ids: Sequence[str]) -> dict[str, list[Delivery]]:
+        """Each run's deliveries (channel order as written)."""
+        out: dict[str, list[Delivery]] = {r: [] for r in run_ids}
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            for row in self._query(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE "
+                                   f"run_id IN ({marks}) ORDER BY created_at, rowid", chunk):
+                d = delivery_from_row(row)
+                out[d.run_id or ""].append(d)
+        return out
+
+    def raise_alert(self, alert: AlertRequest, now: int) -> bool:
+        """Write ``alert``'s outbox rows (cooldown permitting); True when written."""
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (alert.job_id,)).fetchone():
+                return raise_alert(conn, alert, now)
+            return False
+
+    def overdue_jobs(self, now: int) -> list[tuple[str, float, Optional[int]]]:
+        """The dead man's switch: active jobs with ``alert_if_no_success_within`` whose
+        last success (or the time it started watching them: created, resumed, or first
+        seen active again) is older than that: ``(job id, seconds, last success)``.
+        Watching starts at the job's creation, and afresh when it is active again after
+        being seen paused (or otherwise not active)."""
+        rows = self._query(
+            f"SELECT j.id, j.status, {WATCH}, j.created_at, s.watch_from, "
+            "(SELECT MAX(r.finished_at) FROM runs r WHERE r.job_id = j.id "
+            "AND r.status = 'succeeded') FROM jobs j LEFT JOIN alert_state s "
+            f"ON s.job_id = j.id WHERE {WATCH} IS NOT NULL")
+        overdue: list[tuple[str, float, Optional[int]]] = []
+        starts: list[tuple[str, int]] = []
+        for job_id, status, seconds, created, seen, success in rows:
+            if status != "active":
+                if seen != PAUSED_MARK:
+                    starts.append((job_id, PAUSED_MARK))
+                continue
+            start = int(seen) if seen is not None and seen != PAUSED_MARK else \
+                now if seen == PAUSED_MARK else int(created)
+            if start != seen:
+                starts.append((job_id, start))
+            since = max(start, int(success or 0))
+            if now >= since + float(seconds) * 1000:
+                overdue.append((job_id, float(seconds), success))
+        if starts:
+            with self._write() as conn:
+                conn.executemany(
+                    "INSERT INTO alert_state (job_id, watch_from) VALUES (?, ?) ON CONFLICT "
+                    "(job_id) DO UPDATE SET watch_from = excluded.watch_from",
+                    [(job_id, at) for job_id, at in starts])
+        return overdue
+
+    def record_attempt(self, delivery_id: str, receipt: Mapping[str, Any], status: str,
+                       next_at: Optional[int]) -> bool:
+        """An attempt's receipt, and what follows: ``status`` pending (due again at
+        ``next_at``), delivered or failed. False when the row is gone (its run went)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT receipts FROM deliveries WHERE id = ?",
+                               (delivery_id,)).fetchone()
+            if row is None:
+                return False
+            receipts = [*json.loads(row[0] or "[]"), dict(receipt)][-RECEIPTS_KEPT:]
+            conn.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
+                "next_at = COALESCE(?, next_at), receipts = ? WHERE id = ?",
+                (status, next_at, json.dumps(receipts, separators=(",", ":")), delivery_id))
+            return True

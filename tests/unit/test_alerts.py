@@ -1,0 +1,93 @@
+"""Alerts, through the run lifecycle and the outbox on a real SQLite store and a fake
+clock: a run that failed after its retries, a job gone to dead_letter, the cooldown and
+the "recovered" that follows, and the dead man's switch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from symbid.model import DeliveryConfig, RunStatus
+from symbid.outbox import DeliveryWorker
+from symbid.records import Run
+from symbid.store.deliveries import Delivery
+from tests.harness import Harness
+
+
+def alerts(h: Harness) -> list[tuple[str, str, str]]:
+    """(channel, event, message) of every alert row, oldest first."""
+    rows = h.store._query("SELECT channel, payload FROM deliveries WHERE kind = 'alert' "
+                          "ORDER BY created_at, rowid")
+    return [(c, json.loads(p)["event"], json.loads(p)["message"]) for c, p in rows]
+
+
+def test_a_failed_run_alerts_the_cooldown_holds_the_next_back_and_a_success_recovers(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    outcome = iter([RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.SUCCEEDED,
+                    RunStatus.SUCCEEDED])
+    h.launcher.behaviour = lambda job, run: next(outcome)
+    h.add("flaky", cron="0 0 1 1 *", alert=("slack", "email"),
+          delivery_config=DeliveryConfig(email_recipients=("ops@example.com",)))
+    h.sched.run_now("flaky")  # manual runs are not retried: a failure is final
+    h.run_until("2026-03-01T00:00:01Z")
+    assert [(c, e) for c, e, _ in alerts(h)] == [("slack", "run_failed"),
+                                                 ("email", "run_failed")]
+    assert "not retried" in alerts(h)[0][2]
+    h.sched.run_now("flaky")  # times out 10 minutes later: held back by the 1 h cooldown
+    h.run_until("2026-03-01T00:10:00Z")
+    assert len(alerts(h)) == 2
+    assert h.store._query("SELECT suppressed FROM alert_state")[0][0] == 1
+    h.sched.run_now("flaky")  # succeeds: recovered, whatever the cooldown
+    h.run_until("2026-03-01T00:20:00Z")
+    assert [e for _, e, _ in alerts(h)][2:] == ["recovered", "recovered"]
+    h.sched.run_now("flaky")  # another success says nothing more
+    h.run_until("2026-03-01T00:30:00Z")
+    assert len(alerts(h)) == 4
+
+
+def test_a_job_whose_slot_fails_every_attempt_says_it_went_to_dead_letter(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.launcher.behaviour = lambda job, run: RunStatus.FAILED
+    h.add("doomed", cron="0 1 * * *", max_retries=1, alert=("stdout",))
+    h.run_until("2026-03-01T01:01:00Z")
+    assert h.job("doomed").status.value == "dead_letter"
+    [(channel, event, message)] = alerts(h)
+    assert (channel, event) == ("stdout", "dead_letter")
+    assert "symbi cron reset doomed" in message
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.got: list[Delivery] = []
+
+    def __call__(self, delivery: Delivery, job: Any, run: Run | None) -> Any:
+        self.got.append(delivery)
+        return type("R", (), {"ok": True, "permanent": False, "retry_after": None,
+                              "to_dict": lambda self: {"ok": True}})()
+
+
+def test_the_dead_mans_switch_alerts_an_active_job_that_has_not_succeeded_in_time(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.add("nightly", cron="0 0 1 1 *", alert=("stdout",),  # it never gets to run
+          alert_if_no_success_within_seconds=26 * 3600)
+    h.add("paused", cron="0 3 * * *", alert=("stdout",),
+          alert_if_no_success_within_seconds=3600)
+    h.jobs.pause("paused")
+    sent = Sent()
+    worker = DeliveryWorker(h.store, h.clock, sent)
+    worker.check_dead_man(h.clock.now())
+    assert [e for _, e, _ in alerts(h)] == []  # created just now
+    h.clock.set("2026-03-02T01:59:00Z")  # 25 h 59 m: not yet
+    worker.check_dead_man(h.clock.now())
+    assert [e for _, e, _ in alerts(h) if e == "no_success"] == []
+    h.clock.set("2026-03-02T02:01:00Z")  # past 26 h
+    worker.check_dead_man(h.clock.now())
+    no_success = [m for _, e, m in alerts(h) if e == "no_success"]
+    assert len(no_success) == 1 and "nightly has not succeeded within 1d2h" in no_success[0]
+    worker.check_dead_man(h.clock.now())  # the cooldown holds a second one back
+    assert len([e for _, e, _ in alerts(h) if e == "no_success"]) == 1
+    assert all("paused" not in m for _, _, m in alerts(h))  # never while paused

@@ -1,0 +1,190 @@
+"""The delivery outbox and its workers, on a real SQLite store and a fake clock: rows
+written with a run's final state, attempted until delivered or their attempts run out,
+with a receipt per attempt, backoff between them, resumed by a new worker (a restart)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from symbid.model import Job, RunStatus, Trigger, new_id
+from symbid.outbox import DeliveryWorker
+from symbid.records import Run
+from symbid.store import Advance, Finish, SqliteJobStore
+from symbid.store.deliveries import Delivery, delivery_status
+from tests.fakes import FakeClock
+
+T0 = 1_772_323_200_000
+
+
+@dataclass
+class FakeReceipt:
+    ok: bool
+    permanent: bool = False
+    retry_after: Optional[float] = None
+    error: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "error": self.error}
+
+
+@dataclass
+class Channel:
+    """Answers each attempt from ``answers`` (the last one repeats)."""
+
+    answers: list[FakeReceipt]
+    sent: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __call__(self, delivery: Delivery, job: Job, run: Run) -> FakeReceipt:
+        self.sent.append((delivery.id, delivery.channel, run.id))
+        return self.answers[min(len(self.sent), len(self.answers)) - 1]
+
+
+def finished_run(store: SqliteJobStore, channels: tuple[str, ...],
+                 status: RunStatus = RunStatus.SUCCEEDED) -> Run:
+    job = store.create_job(Job(id=new_id(), name=f"job-{new_id()[:8]}", agent_id="a",
+                               cron_expr="* * * * *", next_run=T0, created_at=T0,
+                               updated_at=T0, delivery=channels))
+    run = Run(id=new_id(), job_id=job.id, slot=T0, attempt=1, trigger=Trigger.SCHEDULE,
+              status=RunStatus.PENDING, created_at=T0)
+    [run] = store.claim([Advance(job.id, job.version, T0 + 60_000, ((T0, T0),), (run,))], [])
+    store.finish([Finish(run=run.replace(status=status, finished_at=T0 + 5, output="hi"),
+                         deliver=channels)])
+    return run
+
+
+def settle(worker: DeliveryWorker, clock: FakeClock) -> None:
+    """One look at the outbox, and the attempts it started, done."""
+    worker.tick(clock.now())
+    deadline = time.monotonic() + 10
+    while worker._in_flight and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def make(tmp_path: Path, answers: list[FakeReceipt], **kw: Any
+         ) -> tuple[SqliteJobStore, FakeClock, Channel, DeliveryWorker]:
+    store = SqliteJobStore(str(tmp_path / "s.db"))
+    clock = FakeClock(T0 + 10)
+    channel = Channel(answers)
+    worker = DeliveryWorker(store, clock, channel, rng=random.Random(1), **kw)
+    return store, clock, channel, worker
+
+
+def test_a_runs_deliveries_are_written_with_its_final_state_one_per_channel(
+        tmp_path: Path) -> None:
+    store, _, _, _ = make(tmp_path, [FakeReceipt(True)])
+    run = finished_run(store, ("stdout", "webhook"))
+    rows = store.deliveries_of([run.id])[run.id]
+    assert [(d.channel, d.status, d.attempts) for d in rows] == [("stdout", "pending", 0),
+                                                                 ("webhook", "pending", 0)]
+    assert len({d.id for d in rows}) == 2  # each its own delivery id
+    assert delivery_status(rows) == "pending"
+
+
+def test_a_delivery_that_succeeds_is_delivered_with_its_receipt(tmp_path: Path) -> None:
+    store, clock, channel, worker = make(tmp_path, [FakeReceipt(True)])
+    run = finished_run(store, ("webhook",))
+    settle(worker, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert (row.status, row.attempts) == ("delivered", 1)
+    assert row.receipts[0]["ok"] is True and row.receipts[0]["attempt"] == 1
+    assert delivery_status([row]) == "delivered"
+    settle(worker, clock)
+    assert len(channel.sent) == 1  # never again
+
+
+def test_a_failing_delivery_backs_off_and_keeps_its_delivery_id_until_it_arrives(
+        tmp_path: Path) -> None:
+    store, clock, channel, worker = make(
+        tmp_path, [FakeReceipt(False, error="500"), FakeReceipt(False, error="500"),
+                   FakeReceipt(True)], backoff=2.0)
+    run = finished_run(store, ("webhook",))
+    settle(worker, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert 1600 <= row.next_at - clock.now() <= 2400  # 2 s, with jitter
+    settle(worker, clock)
+    assert len(channel.sent) == 1  # not due yet
+    clock.advance(2.5)
+    settle(worker, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert row.attempts == 2 and 3200 <= row.next_at - clock.now() <= 4800  # 4 s
+    clock.advance(5)
+    settle(worker, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert (row.status, row.attempts) == ("delivered", 3)
+    assert len({d for d, _, _ in channel.sent}) == 1  # one delivery id on every attempt
+    assert store.get_run(run.id).status is RunStatus.SUCCEEDED  # the run is untouched
+
+
+def test_a_retry_after_is_honoured(tmp_path: Path) -> None:
+    store, clock, _, worker = make(tmp_path, [FakeReceipt(False, retry_after=30)])
+    run = finished_run(store, ("slack",))
+    settle(worker, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert row.next_at - clock.now() == 30_000
+
+
+def test_a_delivery_fails_when_its_attempts_run_out(tmp_path: Path) -> None:
+    store, clock, _, worker = make(tmp_path, [FakeReceipt(False)], max_attempts=2,
+                                   backoff=1.0)
+    run = finished_run(store, ("webhook",))
+    settle(worker, clock)
+    clock.advance(2)
+    settle(worker, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert (row.status, row.attempts, len(row.receipts)) == ("failed", 2, 2)
+    assert delivery_status([row]) == "delivery_failed"
+
+
+def test_a_delivery_that_retrying_cannot_help_fails_at_once(tmp_path: Path) -> None:
+    store, clock, _, worker = make(tmp_path, [FakeReceipt(False, permanent=True)])
+    run = finished_run(store, ("email",))
+    settle(worker, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert (row.status, row.attempts) == ("failed", 1)
+
+
+def test_a_new_worker_resumes_what_was_pending_when_the_daemon_stopped(
+        tmp_path: Path) -> None:
+    store, clock, _, worker = make(tmp_path, [FakeReceipt(False)], backoff=1.0)
+    run = finished_run(store, ("webhook",))
+    settle(worker, clock)
+    worker.stop()  # the daemon stops; the row is pending
+    again = Channel([FakeReceipt(True)])
+    restarted = DeliveryWorker(SqliteJobStore(str(tmp_path / "s.db")), clock, again)
+    clock.advance(5)
+    settle(restarted, clock)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert (row.status, row.attempts) == ("delivered", 2)
+
+
+def test_a_jobs_deliveries_go_with_it(tmp_path: Path) -> None:
+    store, _, _, _ = make(tmp_path, [FakeReceipt(True)])
+    run = finished_run(store, ("stdout",))
+    store.delete_job(run.job_id)
+    assert store.deliveries_of([run.id])[run.id] == []
+    assert store.next_delivery_due() is None
+
+
+def test_only_runs_that_executed_write_deliveries(tmp_path: Path) -> None:
+    from tests.harness import Harness
+
+    h = Harness(tmp_path)
+    h.launcher.behaviour = lambda job, run: None  # runs stay going until told
+    h.add("out", cron="0 1 * * *", delivery=("stdout", "log_file"))
+    h.run_until("2026-03-01T01:00:00Z")
+    (going,) = list(h.launcher.running)
+    h.launcher.finish(going, RunStatus.FAILED)
+    h.run_until("2026-03-01T01:00:01Z")
+    run = h.store.get_run(going)
+    assert [d.channel for d in h.store.deliveries_of([run.id])[run.id]] == \
+        ["stdout", "log_file"]
+    cancelled = h.sched.run_now("out")
+    h.sched.runs.request_cancel(cancelled.id, "uid:0")
+    h.run_until("2026-03-01T01:00:02Z")
+    assert h.store.get_run(cancelled.id).status is RunStatus.CANCELLED
+    assert h.store.deliveries_of([cancelled.id])[cancelled.id] == []
