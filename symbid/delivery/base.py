@@ -10,9 +10,9 @@
 - :func:`secrets_of`: the values every channel masks (what ``${VAR}`` references, tokens
   and passwords resolve to).
 
-Standard library only, plus symbid's vocabulary (clock, config, model, text, errors), so
-each channel module, which imports nothing else of symbid's delivery, stays blind to the
-others. docs/delivery.md is the operator's description.
+Standard library only, plus symbid's vocabulary (clock, config, model, records, text,
+errors), so each channel module, which imports nothing else of symbid's delivery, stays
+blind to the others. docs/delivery.md is the operator's description.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 from symbid.clock import SystemClock
 from symbid.config import DeliverySettings, referenced_values, resolve_refs, url_problem
 from symbid.errors import InvalidInput
-from symbid.model import DeliveryConfig, Job, Run, format_instant
+from symbid.model import DeliveryConfig, Job, format_instant
+from symbid.records import Run
 from symbid.text import escape, mask, secret_parts, shorten
 
 MAX_REPLY_BODY = 64 * 1024  # bytes of an HTTP reply read; the rest is never read
@@ -108,10 +109,10 @@ class Target:
     email_recipients: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, config: DeliveryConfig, *,
-                    webhook_secret: Optional[str] = None) -> Target:
+    def from_config(cls, config: DeliveryConfig) -> Target:
+        """A job's ``delivery_config`` as a target."""
         return cls(webhook_url=config.webhook_url, webhook_headers=dict(config.webhook_headers),
-                   webhook_secret=webhook_secret, slack_channel=config.slack_channel,
+                   webhook_secret=config.webhook_secret, slack_channel=config.slack_channel,
                    email_recipients=tuple(config.email_recipients))
 
     def to_dict(self) -> dict[str, Any]:
