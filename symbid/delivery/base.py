@@ -109,10 +109,12 @@ class Target:
     email_recipients: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, config: DeliveryConfig) -> Target:
-        """A job's ``delivery_config`` as a target."""
+    def from_config(cls, config: DeliveryConfig, *,
+                    webhook_secret: Optional[str] = None) -> Target:
+        """A job's ``delivery_config`` as a target; ``webhook_secret`` defaults to its own."""
+        secret = config.webhook_secret if webhook_secret is None else webhook_secret
         return cls(webhook_url=config.webhook_url, webhook_headers=dict(config.webhook_headers),
-                   webhook_secret=config.webhook_secret, slack_channel=config.slack_channel,
+                   webhook_secret=secret, slack_channel=config.slack_channel,
                    email_recipients=tuple(config.email_recipients))
 
     def to_dict(self) -> dict[str, Any]:
