@@ -75,6 +75,8 @@ class DeliverySettings:
 
     webhook_timeout_seconds: float = 30.0  # every network delivery and custom command
     webhook_retry_attempts: int = 3
+    backoff_seconds: float = 2.0  # a failed delivery's first wait; doubles each time
+    workers: int = 4  # deliveries attempted at once
     webhook_auth_header: Optional[str] = None  # default Authorization header for webhooks
     slack_api_token: Optional[str] = None
     slack_default_channel: Optional[str] = None
@@ -163,10 +165,11 @@ _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs
             "smtp_port": 1, "timeout_seconds": 0.001, "webhook_timeout_seconds": 0.001,
             "max_body_bytes": 1024, "max_connections": 1, "head_timeout_seconds": 0.1,
             "idle_timeout_seconds": 1, "max_context_bytes": 1024,
-            "max_concurrent_requests": 1}
+            "max_concurrent_requests": 1, "backoff_seconds": 0.001, "workers": 1}
 # Keys whose value must be at most this: smtp_port is a port; max_concurrent_requests is
 # one slot file each, made at start and on reload.
-_MAXIMUM = {"smtp_port": 65535, "max_concurrent_requests": 1024}
+_MAXIMUM = {"smtp_port": 65535, "max_concurrent_requests": 1024, "workers": 64,
+            "webhook_retry_attempts": 100}
 
 
 def _type_name(tp: Any) -> str:

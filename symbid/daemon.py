@@ -36,6 +36,7 @@ from symbid.control import (
     raise_open_files_limit,
     systemd_listeners,
 )
+from symbid.dispatch import definition_problem, make_send
 from symbid.dsl import LoadedFile, load_dir
 from symbid.errors import SymbidError
 from symbid.executor import Agents, Executor
@@ -44,6 +45,7 @@ from symbid.journal import EscapeFilter, setup_logging
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
 from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
+from symbid.outbox import DeliveryWorker
 from symbid.registry import AgentService
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
@@ -69,10 +71,13 @@ class Engine:
     metrics: Metrics
     start_log: StartLog
     live: LiveOutputs
+    outbox: Optional[DeliveryWorker] = None  # the delivery workers (the daemon's)
 
     def stop(self, timeout: Optional[float] = None) -> None:
         self.live.close()  # followers of live output end first
         self.scheduler.stop(timeout)
+        if self.outbox is not None:  # after the runs' final states (and outbox rows)
+            self.outbox.stop()
         self.supervisor.close()
         self.start_log.close()
         self.store.close()
@@ -242,6 +247,7 @@ class Daemon:
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode
             make_private(engine.store.path + suffix, 0o600)
         self._prepare_llm_slots()  # before recovery: a resumed llm run needs its slots
+        engine.outbox = self._outbox(engine)
         # The store's agents first: runs that recovery resumes may need them.
         self.registry = AgentService(engine.store, self.clock, agents,
                                      agents_dir=cfg.daemon.agents_dir,
@@ -249,6 +255,8 @@ class Daemon:
         self.registry.refresh()
         self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
                                agent_problem=engine.executor.agent_problem,
+                               delivery_problem=lambda job: definition_problem(
+                                   job, self.config.delivery),
                                runs_dir=cfg.daemon.runs_dir)
         report = engine.scheduler.recover()
         if report.interrupted:
@@ -280,8 +288,26 @@ class Daemon:
             self.servers.append(server)
             log.info("API listening on %s", listener.description)
         engine.scheduler.start()
+        engine.outbox.start()  # pending deliveries resume
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         log.info("symbid %s ready; state in %s", __version__, cfg.daemon.state_dir)
+
+    def _outbox(self, engine: Engine) -> DeliveryWorker:
+        """The delivery workers, on the log directory (the log_file channel's)."""
+        try:
+            os.makedirs(self.config.daemon.log_dir, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            log.warning("log_dir %s cannot be made (%s): log_file deliveries fail until it "
+                        "exists", self.config.daemon.log_dir, exc.strerror)
+        settings = self.config.delivery
+        worker = DeliveryWorker(
+            engine.store, self.clock,
+            make_send(lambda: self.config.delivery, os.environ,
+                      log_dir=self.config.daemon.log_dir),
+            workers=settings.workers, metrics=engine.metrics)
+        worker.configure(settings)
+        engine.scheduler.on_recorded = worker.wake
+        return worker
 
     def _prepare_llm_slots(self) -> None:
         """``[llm] max_concurrent_requests`` slot files, in the runs' root; llm runs fail,
@@ -356,6 +382,8 @@ class Daemon:
                 self.config = new
                 self.engine.scheduler.config = self._scheduler_config()
                 self.engine.executor.llm = new.llm
+                if self.engine.outbox is not None:
+                    self.engine.outbox.configure(new.delivery)
                 self._prepare_llm_slots()
         result = self._load_agents()
         result["config_error"] = config_error

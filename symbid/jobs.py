@@ -159,12 +159,15 @@ class JobService:
         *,
         wake: Callable[[], None] = lambda: None,
         agent_problem: Optional[Callable[[str], Optional[str]]] = None,
+        delivery_problem: Optional[Callable[[Job], Optional[tuple[str, str]]]] = None,
         runs_dir: Optional[str] = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._wake = wake
         self._agent_problem = agent_problem  # None: any agent name is taken
+        # what the daemon's delivery settings lack for a job's channels (None: nothing)
+        self._delivery_problem = delivery_problem
         self.runs_dir = runs_dir  # where session state directories live (None: none)
 
     def _gone(self, job_ids: Sequence[str]) -> None:
@@ -206,6 +209,14 @@ class JobService:
             return None
         return state_dir(self.runs_dir, job.id)
 
+    def _validate(self, job: Job, now: int, *, allow_past: bool = False) -> Optional[int]:
+        """:func:`validate_job`, then what the delivery settings lack for its channels."""
+        next_run = validate_job(job, now, allow_past=allow_past)
+        lacking = self._delivery_problem(job) if self._delivery_problem is not None else None
+        if lacking is not None:
+            raise InvalidInput(lacking[1], field=lacking[0])
+        return next_run
+
     def _check_agent(self, name: str) -> None:
         problem = self._agent_problem(name) if self._agent_problem is not None else None
         if problem is not None:
@@ -215,7 +226,7 @@ class JobService:
         now = self._clock.now()
         check_name(job.name)
         self._check_agent(job.agent_id)
-        next_run = validate_job(job, now, allow_past=allow_past)
+        next_run = self._validate(job, now, allow_past=allow_past)
         job = job.replace(
             id=job.id or new_id(), status=JobStatus.ACTIVE, next_run=next_run, last_run=None,
             claimed=(), run_count=0, failure_count=0, created_at=now, updated_at=now,
@@ -270,7 +281,7 @@ class JobService:
             if want.name != have.name:  # a name stored before the rule keeps working
                 check_name(want.name)
             self._check_agent(want.agent_id)
-            validate_job(want, now, allow_past=want.at == have.at)
+            self._validate(want, now, allow_past=want.at == have.at)
             new = merge(have, want, now)[0]
             check_shown(new)
             return new
@@ -388,7 +399,7 @@ class JobService:
             create, update, skipped = [], [], []
             for job in plan.create:
                 try:
-                    next_run = validate_job(job, now)
+                    next_run = self._validate(job, now)
                     new = job.replace(id=new_id(), status=JobStatus.ACTIVE, next_run=next_run,
                                       created_at=now, updated_at=now, version=1)
                     check_shown(new)
@@ -399,6 +410,9 @@ class JobService:
             for job in plan.update:
                 try:
                     check_shown(job)  # the whole wire form, before the commit
+                    lacking = self._delivery_problem(job) if self._delivery_problem else None
+                    if lacking is not None:
+                        raise InvalidInput(lacking[1], field=lacking[0])
                 except InvalidInput as exc:
                     skipped.append(f"{job.source[5:]}: schedule {job.name}: {exc.message}; "
                                    "its stored definition is kept")

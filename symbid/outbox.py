@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Protocol
 
 from symbid.clock import Clock
+from symbid.config import DeliverySettings
 from symbid.errors import NotFound
 from symbid.metrics import Metrics
 from symbid.model import Job, format_duration, format_instant
@@ -39,9 +40,16 @@ MAX_BACKOFF_SECONDS = 3600.0
 
 
 class Receipt(Protocol):
-    ok: bool
-    permanent: bool
-    retry_after: Optional[float]
+    """What an attempt answers (:class:`symbid.delivery.base.Receipt`)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def permanent(self) -> bool: ...
+
+    @property
+    def retry_after(self) -> Optional[float]: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -78,6 +86,11 @@ class DeliveryWorker:
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
         self._dead_man_at = 0  # when the dead man's switch looks next (epoch ms)
+
+    def configure(self, settings: DeliverySettings) -> None:
+        """``[scheduler.delivery]``'s attempts and backoff (at start and on reload)."""
+        self.max_attempts = 1 + settings.webhook_retry_attempts
+        self.backoff = settings.backoff_seconds
 
     # --- the thread ------------------------------------------------------------------
     def start(self) -> None:

@@ -3,11 +3,17 @@ defined, and (as the channels land) what reaches them."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.daemon_helper import Daemon
+from tests.integration.delivery_parts import HttpServer, Reply
 
 AGENTS = 'agent echo { command: ["/bin/sh", "-c", "echo delivered-output"] }\n'
 
@@ -31,6 +37,12 @@ def job(name: str, **extra: object) -> dict[str, object]:
     ({"delivery": ["email"]}, "email_recipients", "needs email_recipients"),
     ({"delivery": ["webhook"], "webhook_url": "http://127.0.0.1:9/x",
       "webhook_secret": "hunter2"}, "webhook_secret", "${VAR} reference"),
+    # what the daemon's [scheduler.delivery] settings lack (none are set here)
+    ({"delivery": ["slack"]}, "delivery", "slack"),
+    ({"delivery": ["email"], "email_recipients": ["ops@example.com"]}, "delivery",
+     "smtp_host"),
+    ({"delivery": ["custom:pager"]}, "delivery", "pager"),
+    ({"alert": ["slack"]}, "alert", "slack"),
 ])
 def test_a_delivery_that_cannot_work_is_refused_when_the_job_is_defined(
         daemon: Daemon, extra: dict[str, object], field: str, words: str) -> None:
@@ -49,3 +61,123 @@ def test_an_update_to_an_unknown_channel_is_refused_and_changes_nothing(
                               {"delivery": ["carrier-pigeon"]})
     assert status == 400 and body["error"]["field"] == "delivery"
     assert daemon.api("GET", "/api/v1/schedule/good-delivery")[1]["delivery"] == ["stdout"]
+
+
+# --- through the daemon, to real receivers -------------------------------------------------
+
+
+@pytest.fixture
+def hooks() -> Iterator[HttpServer]:
+    server = HttpServer()
+    yield server
+    server.close()
+
+
+def delivery_daemon(tmp_path: Path, **env: str) -> Daemon:
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS},
+               config="\n[scheduler.delivery]\nbackoff_seconds = 0.2\n"
+                      "webhook_retry_attempts = 3\nwebhook_timeout_seconds = 2\n")
+    d.start(env={"HOOK_SECRET": "hook-secret-value", **env})
+    return d
+
+
+def delivered(d: Daemon, run_id: str, status: str = "delivered") -> dict[str, Any]:
+    def done() -> Any:
+        s, run = d.api("GET", f"/api/v1/runs/{run_id}")
+        return run if s == 200 and run.get("delivery_status") == status else None
+    return dict(d.wait_for(done, timeout=30))
+
+
+def run_once(d: Daemon, name: str) -> str:
+    status, run = d.api("POST", f"/api/v1/schedule/{name}/run")
+    assert status == 202, run
+    return str(run["id"])
+
+
+def test_stdout_and_log_file_deliveries_arrive_with_a_receipt_each(tmp_path: Path) -> None:
+    d = delivery_daemon(tmp_path)
+    try:
+        assert d.api("POST", "/api/v1/schedule", job(
+            "report", delivery=["stdout", "log_file"]))[0] == 201
+        run = delivered(d, run_once(d, "report"))
+        assert [(x["channel"], x["status"], x["attempts"]) for x in run["deliveries"]] == \
+            [("stdout", "delivered", 1), ("log_file", "delivered", 1)]
+        assert all(x["receipts"][0]["ok"] for x in run["deliveries"])
+        logged = (d.root / "logs" / "report.log").read_text()
+        assert run["id"] in logged and "delivered-output" in logged
+        assert "delivered-output" in d.log.read_text()  # stdout: the daemon's own output
+    finally:
+        d.cleanup()
+
+
+def test_a_webhook_is_retried_after_two_500s_signed_and_with_one_delivery_id(
+        tmp_path: Path, hooks: HttpServer) -> None:
+    d = delivery_daemon(tmp_path)
+    try:
+        hooks.answer("/hook", Reply(500), Reply(500), Reply(200))
+        assert d.api("POST", "/api/v1/schedule", job(
+            "hooked", delivery=["webhook"], webhook_url=hooks.url("/hook"),
+            webhook_secret="${HOOK_SECRET}"))[0] == 201
+        run = delivered(d, run_once(d, "hooked"))
+        [hook] = run["deliveries"]
+        assert hook["attempts"] == 3
+        assert [r.get("status") for r in hook["receipts"]] == [500, 500, 200]
+        assert len(hooks.requests) == 3
+        ids = {r.headers["x-symbid-delivery-id"] for r in hooks.requests}
+        assert ids == {hook["id"]}
+        body = hooks.requests[-1].body
+        assert json.loads(body)["run"] == run["id"]
+        expected = hmac.new(b"hook-secret-value", body, hashlib.sha256).hexdigest()
+        assert hooks.requests[-1].headers["x-symbid-signature"] == f"sha256={expected}"
+        assert run["status"] == "succeeded"
+        dump = json.dumps(run) + d.log.read_text()
+        assert "hook-secret-value" not in dump
+    finally:
+        d.cleanup()
+
+
+def test_a_delivery_that_keeps_failing_fails_but_the_run_does_not(
+        tmp_path: Path, hooks: HttpServer) -> None:
+    d = delivery_daemon(tmp_path)
+    try:
+        hooks.answer("/down", Reply(503))
+        assert d.api("POST", "/api/v1/schedule", job(
+            "unlucky", delivery=["webhook"], webhook_url=hooks.url("/down")))[0] == 201
+        run = delivered(d, run_once(d, "unlucky"), status="delivery_failed")
+        assert run["status"] == "succeeded"
+        assert run["deliveries"][0]["attempts"] == 4  # the first and 3 retries
+        _, metrics = d.api("GET", "/metrics")
+        assert 'symbiont_cron_delivery_total{channel="webhook",status="failed"} 1.0' in metrics
+    finally:
+        d.cleanup()
+
+
+def test_a_delivery_pending_when_the_daemon_is_killed_arrives_after_the_restart(
+        tmp_path: Path, hooks: HttpServer) -> None:
+    d = delivery_daemon(tmp_path)
+    try:
+        hooks.answer("/later", Reply(500))
+        assert d.api("POST", "/api/v1/schedule", job(
+            "resumed", delivery=["webhook"], webhook_url=hooks.url("/later")))[0] == 201
+        rid = run_once(d, "resumed")
+        d.wait_for(lambda: hooks.requests)  # the first attempt failed
+        d.kill()
+        hooks.answer("/later", Reply(200))
+        d.start()
+        run = delivered(d, rid)
+        ids = {r.headers["x-symbid-delivery-id"] for r in hooks.requests}
+        assert ids == {run["deliveries"][0]["id"]}  # the same id before and after
+        assert hooks.requests[-1].headers and run["deliveries"][0]["status"] == "delivered"
+    finally:
+        d.cleanup()
+
+
+def test_a_file_schedule_whose_channel_lacks_settings_is_skipped_saying_why(
+        daemon: Daemon) -> None:
+    daemon.write_agents("slacky.symbi", 'schedule { name: "slacky" agent: "echo" '
+                                        'cron: "0 0 1 1 *" delivery: ["slack"] }\n')
+    status, result = daemon.api("POST", "/api/v1/reload")
+    assert status == 200
+    said = json.dumps(result)
+    assert "slacky.symbi: schedule slacky:" in said and "slack" in said
+    assert daemon.api("GET", "/api/v1/schedule/slacky")[0] == 404

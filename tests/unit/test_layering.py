@@ -88,6 +88,7 @@ LADDER: dict[str, float] = {
     "symbid.llmresult": 3.1,
     # The delivery workers (issue 11): take the store's outbox rows to the router's channels.
     "symbid.outbox": 3.1,
+    "symbid.dispatch": 3.1,  # an outbox row, its job and run -> the router's payload
     # The warnings about loaded agents (issue 10): above the executor's registry view.
     "symbid.agentnotes": 3.3,
     "symbid.heartbeat": 3,
