@@ -10,9 +10,9 @@
 - :func:`secrets_of`: the values every channel masks (what ``${VAR}`` references, tokens
   and passwords resolve to).
 
-Standard library only, plus symbid's vocabulary (clock, config, model, text, errors), so
-each channel module, which imports nothing else of symbid's delivery, stays blind to the
-others. docs/delivery.md is the operator's description.
+Standard library only, plus symbid's vocabulary (clock, config, model, records, text,
+errors), so each channel module, which imports nothing else of symbid's delivery, stays
+blind to the others. docs/delivery.md is the operator's description.
 """
 
 from __future__ import annotations
@@ -111,8 +111,10 @@ class Target:
     @classmethod
     def from_config(cls, config: DeliveryConfig, *,
                     webhook_secret: Optional[str] = None) -> Target:
+        """A job's ``delivery_config`` as a target; ``webhook_secret`` defaults to its own."""
+        secret = config.webhook_secret if webhook_secret is None else webhook_secret
         return cls(webhook_url=config.webhook_url, webhook_headers=dict(config.webhook_headers),
-                   webhook_secret=webhook_secret, slack_channel=config.slack_channel,
+                   webhook_secret=secret, slack_channel=config.slack_channel,
                    email_recipients=tuple(config.email_recipients))
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,6 +249,10 @@ def header_problem(name: str, value: str) -> Optional[str]:
         return f"header name {name!r} is not an HTTP token"
     if _BAD_VALUE.search(value):
         return f"header {name} has a control character (a line break?) in its value"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return f"header {name} has a character beyond Latin-1 in its value"
     return None
 
 

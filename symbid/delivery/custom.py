@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any, Optional
 
+from symbid.channels import CUSTOM_PREFIX
 from symbid.config import CUSTOM_NAME, CustomChannel, DeliverySettings
 from symbid.delivery.base import (
     DeliveryFailed,
@@ -44,7 +45,7 @@ from symbid.delivery.base import (
 )
 from symbid.errors import InvalidInput
 
-PREFIX = "custom:"
+PREFIX = CUSTOM_PREFIX
 GROUP = "symbid.delivery"
 TAIL = 2048  # bytes of a command's stderr (and stdout) read back
 

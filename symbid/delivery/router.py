@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Optional
 
+from symbid import channels as names
 from symbid.config import DeliverySettings
 from symbid.delivery import custom, email, log_file, slack, stdout, webhook
 from symbid.delivery.base import (
@@ -30,7 +31,7 @@ from symbid.journal import stderr_is_journal
 __all__ = ["CHANNELS", "CUSTOM_PREFIX", "DeliveryRouter", "Payload", "Receipt", "Target",
            "problem", "problems", "send"]
 
-CHANNELS: tuple[str, ...] = ("stdout", "log_file", "webhook", "slack", "email")
+CHANNELS: tuple[str, ...] = names.CHANNELS  # one list: the job checks' and the router's
 CUSTOM_PREFIX = custom.PREFIX
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 from symbid.config import DeliverySettings
 from symbid.delivery import email, slack, webhook
 from symbid.delivery.base import Payload, Receipt, Target, retry_after_seconds, secrets_of
-from symbid.model import Job, RunStatus, Trigger
+from symbid.model import DeliveryConfig, Job, RunStatus, Trigger
 from symbid.records import Run
 
 PAYLOAD = Payload(delivery_id="d-1", job="nightly", job_id="j-1", run_id="r-1",
@@ -50,6 +50,15 @@ def test_a_payload_is_made_from_a_job_and_its_run() -> None:
                               finished_at="1970-01-01T00:00:03.500Z", duration_ms=2_500,
                               attempt=1, trigger="schedule")
     assert Payload.from_run(job, run, delivery_id="d", output="whole").output == "whole"
+
+
+def test_a_target_is_made_from_a_jobs_delivery_config() -> None:
+    config = DeliveryConfig(webhook_url="https://x/", webhook_headers={"A": "${B}"},
+                            slack_channel="#ops", email_recipients=("a@b.c",),
+                            webhook_secret="${KEY}")
+    assert Target.from_config(config) == Target(
+        webhook_url="https://x/", webhook_headers={"A": "${B}"}, webhook_secret="${KEY}",
+        slack_channel="#ops", email_recipients=("a@b.c",))
 
 
 def test_a_receipt_round_trips_through_its_dict() -> None:

@@ -76,6 +76,8 @@ def test_webhook_without_a_url_names_webhook_url() -> None:
          "header name 'Bad Name' is not an HTTP token"),
         (Target(webhook_url="https://x/", webhook_headers={"X-A": "v\r\nX-Injected: 1"}),
          "header X-A has a control character"),
+        (Target(webhook_url="https://x/", webhook_headers={"X-A": "emoji 🙂"}),
+         "header X-A has a character beyond Latin-1"),
         (Target(webhook_url="https://x/", webhook_secret="literal-key"),
          "webhook_secret must be a ${VAR} reference"),
     ],
