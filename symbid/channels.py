@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from symbid.model import DeliveryConfig, name_problem
+from symbid.model import DeliveryConfig
 
 CHANNELS = ("stdout", "log_file", "webhook", "slack", "email")  # built in; and custom:NAME
 CUSTOM_PREFIX = "custom:"
+CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # the NAME of custom:NAME
 _REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 
 
@@ -19,8 +20,10 @@ def channel_problem(channel: str) -> Optional[str]:
     if channel in CHANNELS:
         return None
     if channel.startswith(CUSTOM_PREFIX):
-        problem = name_problem(channel[len(CUSTOM_PREFIX):])
-        return None if problem is None else f"custom channel name {problem}"
+        if CUSTOM_NAME.fullmatch(channel[len(CUSTOM_PREFIX):]):
+            return None
+        return (f"custom channel {channel[:80]!r}: NAME is 1 to 64 ASCII letters, digits, "
+                "'.', '_' or '-'")
     return (f"unknown delivery channel {channel!r}: the channels are "
             f"{', '.join(CHANNELS)}, or custom:NAME")
 

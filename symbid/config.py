@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from symbid.channels import CUSTOM_NAME
 from symbid.errors import InvalidInput
 
 if sys.version_info >= (3, 11):
@@ -309,7 +310,6 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
 
 
 # A custom channel's NAME (``custom:NAME``), as entry-point names and TOML keys can carry it.
-CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -30,8 +30,8 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any, Optional
 
-from symbid.channels import CUSTOM_PREFIX
-from symbid.config import CUSTOM_NAME, CustomChannel, DeliverySettings
+from symbid.channels import CUSTOM_NAME, CUSTOM_PREFIX
+from symbid.config import CustomChannel, DeliverySettings
 from symbid.delivery.base import (
     DeliveryFailed,
     Payload,
