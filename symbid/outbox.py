@@ -81,7 +81,9 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery")
         self._lock = threading.Condition()
-        self._in_flight: set[str] = set()
+        self.workers = workers
+        # attempts handed to the pool: delivery id -> (job id, channel)
+        self._in_flight: dict[str, tuple[str, str]] = {}
         self._woken = False
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
@@ -138,17 +140,33 @@ class DeliveryWorker:
             self.check_dead_man(now)
         with self._lock:
             skip = list(self._in_flight)
+        held_back = False
         for delivery in self._store.due_deliveries(now, BATCH, skip):
+            key = (delivery.job_id, delivery.channel)
             with self._lock:
                 if self._stopping or delivery.id in self._in_flight:
                     continue
-                self._in_flight.add(delivery.id)
+                # One attempt at a time per job and channel (a hung endpoint holds one
+                # worker, and a job's deliveries keep their order); no channel takes
+                # every worker (one that hangs leaves room for the others); and no more
+                # at once than there are workers (nothing waits in the pool).
+                going = list(self._in_flight.values())
+                if key in going or len(going) >= self.workers or \
+                        sum(c == delivery.channel for _, c in going) >= max(1,
+                                                                            self.workers - 1):
+                    held_back = True
+                    continue
+                self._in_flight[delivery.id] = key
             try:
                 self._pool.submit(self._attempt, delivery)
             except RuntimeError:  # the pool is shut down: the row stays pending
                 with self._lock:
-                    self._in_flight.discard(delivery.id)
+                    self._in_flight.pop(delivery.id, None)
+        if held_back:  # an attempt's end wakes the thread; look again then
+            return min(now + int(POLL_SECONDS * 1000), self._dead_man_at)
         due = self._store.next_delivery_due()
+        if due is not None and due <= now:  # all that is due is being attempted
+            due = now + int(POLL_SECONDS * 1000)
         return self._dead_man_at if due is None else min(due, self._dead_man_at)
 
     def check_dead_man(self, now: int) -> None:
@@ -178,7 +196,7 @@ class DeliveryWorker:
                           "it stays pending", delivery.id, delivery.channel, delivery.run_id)
         finally:
             with self._lock:
-                self._in_flight.discard(delivery.id)
+                self._in_flight.pop(delivery.id, None)
                 self._woken = True
                 self._lock.notify_all()
 

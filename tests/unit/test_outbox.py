@@ -188,3 +188,60 @@ def test_only_runs_that_executed_write_deliveries(tmp_path: Path) -> None:
     h.run_until("2026-03-01T01:00:02Z")
     assert h.store.get_run(cancelled.id).status is RunStatus.CANCELLED
     assert h.store.deliveries_of([cancelled.id])[cancelled.id] == []
+
+
+def test_a_hung_endpoint_holds_one_worker_and_others_go_on(tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+    store = SqliteJobStore(str(tmp_path / "s.db"))
+    clock = FakeClock(T0 + 10)
+    sent: list[str] = []
+
+    def send(delivery: Delivery, job: Job, run: Any) -> FakeReceipt:
+        sent.append(job.name)
+        if delivery.channel == "webhook":
+            release.wait(10)  # the hung endpoint
+        return FakeReceipt(True)
+
+    worker = DeliveryWorker(store, clock, send, workers=2)
+    hung = [finished_run(store, ("webhook",)) for _ in range(3)]  # three jobs' webhooks
+    quick = finished_run(store, ("stdout",))
+    try:
+        due = worker.tick(clock.now())
+        deadline = time.monotonic() + 5
+        while store.deliveries_of([quick.id])[quick.id][0].status != "delivered":
+            assert time.monotonic() < deadline, "the quick delivery waited behind the hung"
+            worker.tick(clock.now())
+            time.sleep(0.01)
+        # the hung channel holds at most workers - 1; never more at once than the workers
+        assert sum(c == "webhook" for _, c in worker._in_flight.values()) == 1
+        # all that is due is being attempted or held back: the thread waits, not spins
+        assert due is not None and due > clock.now()
+        assert [store.deliveries_of([r.id])[r.id][0].status for r in hung] == ["pending"] * 3
+    finally:
+        release.set()
+        worker.stop()
+
+
+def test_one_jobs_deliveries_to_one_channel_go_one_at_a_time(tmp_path: Path) -> None:
+    store, clock, channel, worker = make(tmp_path, [FakeReceipt(True)])
+    job = store.create_job(Job(id=new_id(), name="serial", agent_id="a",
+                               cron_expr="* * * * *", next_run=T0, created_at=T0,
+                               updated_at=T0, delivery=("webhook",)))
+    runs = []
+    for i in range(3):
+        run = Run(id=new_id(), job_id=job.id, slot=T0 + i * 60_000, attempt=1,
+                  trigger=Trigger.SCHEDULE, status=RunStatus.PENDING, created_at=T0)
+        current = store.get_job(job.id)
+        [run] = store.claim([Advance(job.id, current.version, T0 + (i + 1) * 60_000,
+                                     ((T0, T0 + i * 60_000),), (run,))], [])
+        store.finish([Finish(run=run.replace(status=RunStatus.SUCCEEDED,
+                                              finished_at=T0 + i), deliver=("webhook",))])
+        runs.append(run)
+    worker.tick(clock.now())
+    assert len(worker._in_flight) <= 1
+    for _ in range(3):
+        settle(worker, clock)
+    assert [store.deliveries_of([r.id])[r.id][0].status for r in runs] == ["delivered"] * 3
+    assert [r for _, _, r in channel.sent] == [r.id for r in runs]  # in order
