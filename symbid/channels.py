@@ -47,6 +47,11 @@ def delivery_problem(delivery: tuple[str, ...], config: DeliveryConfig,
             return "webhook_url", f"{key} 'webhook' needs webhook_url"
         if "email" in channels and not config.email_recipients:
             return "email_recipients", f"{key} 'email' needs email_recipients"
+    if config.webhook_secret is not None and "webhook" not in (*delivery, *alert):
+        return "webhook_secret", ("webhook_secret signs webhooks: add webhook to delivery "
+                                  "or alert, or remove it")
+    if cooldown != 3600.0 and not alert:
+        return "alert_cooldown", "alert_cooldown needs alert channels: add alert: [...]"
     if watch is not None and watch <= 0:
         return "alert_if_no_success_within", "must be a positive duration"
     if watch is not None and not alert:

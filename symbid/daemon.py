@@ -384,6 +384,9 @@ class Daemon:
                 self.engine.executor.llm = new.llm
                 if self.engine.outbox is not None:
                     self.engine.outbox.configure(new.delivery)
+                    if new.delivery.workers != self.engine.outbox.workers:
+                        notes.append("[scheduler.delivery] workers changed: restart symbid "
+                                     "to apply it")
                 self._prepare_llm_slots()
         result = self._load_agents()
         result["config_error"] = config_error

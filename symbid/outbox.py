@@ -16,10 +16,10 @@ scheduler's thread and attempt each channel, leaving a receipt per attempt.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Protocol
 
 from symbid.clock import Clock
@@ -79,9 +79,15 @@ class DeliveryWorker:
         self.backoff = backoff
         self._metrics = metrics if metrics is not None else Metrics(enabled=False)
         self._rng = rng or random.Random()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery")
         self._lock = threading.Condition()
-        self.workers = workers
+        self.workers = workers  # threads attempting deliveries (fixed at start)
+        self._queue: queue.SimpleQueue[Optional[Delivery]] = queue.SimpleQueue()
+        self._closed = False  # stopped: an attempt that ends now writes nothing
+        # a row whose attempt failed unexpectedly (its receipt could not be written):
+        # delivery id -> not before (epoch ms), so it is not sent again at once
+        self._cooling: dict[str, int] = {}
+        for i in range(workers):  # daemon threads: a hung attempt never holds up exit
+            threading.Thread(target=self._work, name=f"delivery-{i}", daemon=True).start()
         # attempts handed to the pool: delivery id -> (job id, channel)
         self._in_flight: dict[str, tuple[str, str]] = {}
         self._woken = False
@@ -106,14 +112,26 @@ class DeliveryWorker:
             self._lock.notify_all()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """No new attempts; those going get ``timeout`` seconds (their rows stay pending
-        if they do not end: they are attempted again after the restart)."""
+        """No new attempts; those going get ``timeout`` seconds to write their receipts.
+        One that ends later writes nothing: its row stays pending and is attempted again
+        after the restart (at least once)."""
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in range(self.workers):
+            self._queue.put(None)
+        with self._lock:
+            self._lock.wait_for(lambda: not self._in_flight, timeout)
+            self._closed = True
+
+    def _work(self) -> None:
+        while True:
+            delivery = self._queue.get()
+            if delivery is None:
+                return
+            self._attempt(delivery)
 
     def _run(self) -> None:
         while True:
@@ -139,7 +157,8 @@ class DeliveryWorker:
             self._dead_man_at = now + int(DEAD_MAN_SECONDS * 1000)
             self.check_dead_man(now)
         with self._lock:
-            skip = list(self._in_flight)
+            self._cooling = {k: v for k, v in self._cooling.items() if v > now}
+            skip = [*self._in_flight, *self._cooling]
         held_back = False
         for delivery in self._store.due_deliveries(now, BATCH, skip):
             key = (delivery.job_id, delivery.channel)
@@ -157,11 +176,7 @@ class DeliveryWorker:
                     held_back = True
                     continue
                 self._in_flight[delivery.id] = key
-            try:
-                self._pool.submit(self._attempt, delivery)
-            except RuntimeError:  # the pool is shut down: the row stays pending
-                with self._lock:
-                    self._in_flight.pop(delivery.id, None)
+            self._queue.put(delivery)
         if held_back:  # an attempt's end wakes the thread; look again then
             return min(now + int(POLL_SECONDS * 1000), self._dead_man_at)
         due = self._store.next_delivery_due()
@@ -194,6 +209,9 @@ class DeliveryWorker:
         except Exception:
             log.exception("delivery %s (%s) of run %s: the attempt failed unexpectedly; "
                           "it stays pending", delivery.id, delivery.channel, delivery.run_id)
+            with self._lock:  # not again at once: a store that cannot take the receipt
+                self._cooling[delivery.id] = self._clock.now() + backoff_ms(
+                    delivery.attempts + 1, self.backoff, self._rng)
         finally:
             with self._lock:
                 self._in_flight.pop(delivery.id, None)
@@ -212,6 +230,8 @@ class DeliveryWorker:
             return  # gone with its job: the row went with it
         started = self._clock.now()
         receipt = self._send(delivery, job, run)
+        if self._closed:
+            return  # stopped meanwhile: the row stays pending for the next start
         now = self._clock.now()
         attempts = delivery.attempts + 1
         record: dict[str, Any] = {**receipt.to_dict(), "at": format_instant(started),

@@ -88,8 +88,10 @@ def insert_deliveries(conn: Any, run_id: str, job_id: str, channels: Sequence[st
 @dataclass(frozen=True)
 class AlertRequest:
     """An alert to send about a job: ``event`` (run_failed, dead_letter, no_success,
-    recovered) and its ``message``; rate-limited per job by ``cooldown_ms``, except a
-    ``recovered``, which is sent only after an alert (and closes it)."""
+    recovered) and its ``message``. While an alert is open, the same event again within
+    ``cooldown_ms`` is held back (counted in ``suppressed``); another event, one after the
+    cooldown, and every ``dead_letter`` (the job stopped: each needs a reset) are sent. A ``recovered`` is sent only while an alert is open, and
+    closes it: the next failure is told at once."""
 
     job_id: str
     channels: tuple[str, ...]
@@ -102,15 +104,17 @@ class AlertRequest:
 def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
     """Outbox rows for ``alert`` unless its job's cooldown holds it back (counted in
     ``suppressed``); True when they were written."""
-    row = conn.execute("SELECT last_alert_at, open FROM alert_state WHERE job_id = ?",
-                       (alert.job_id,)).fetchone()
-    last, is_open = (row[0], bool(row[1])) if row else (None, False)
+    row = conn.execute("SELECT last_alert_at, open, last_event FROM alert_state "
+                       "WHERE job_id = ?", (alert.job_id,)).fetchone()
+    last, is_open, event = (row[0], bool(row[1]), row[2]) if row else (None, False, None)
     if alert.event == "recovered":
         if not is_open:
             return False
-    elif last is not None and now < last + alert.cooldown_ms:
-        conn.execute("UPDATE alert_state SET suppressed = suppressed + 1 WHERE job_id = ?",
-                     (alert.job_id,))
+    elif alert.event != "dead_letter" and is_open and event == alert.event and \
+            last is not None and now < last + alert.cooldown_ms:  # a dead_letter: each time
+        if alert.event != "no_success":  # the switch looks every 10 s: not a write each
+            conn.execute("UPDATE alert_state SET suppressed = suppressed + 1 "
+                         "WHERE job_id = ?", (alert.job_id,))
         return False
     payload = json.dumps({"event": alert.event, "message": alert.message})
     conn.executemany(
@@ -120,11 +124,11 @@ def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
          for channel in alert.channels])
     recovered = alert.event == "recovered"
     conn.execute(
-        "INSERT INTO alert_state (job_id, last_alert_at, open) VALUES (?, ?, ?) "
-        "ON CONFLICT (job_id) DO UPDATE SET open = excluded.open, suppressed = 0, "
-        "last_alert_at = CASE WHEN ? THEN alert_state.last_alert_at "
-        "ELSE excluded.last_alert_at END",
-        (alert.job_id, None if recovered else now, int(not recovered), int(recovered)))
+        "INSERT INTO alert_state (job_id, last_alert_at, open, last_event) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET open = excluded.open, "
+        "suppressed = 0, last_alert_at = excluded.last_alert_at, "
+        "last_event = excluded.last_event",
+        (alert.job_id, now, int(not recovered), alert.event))
     return True
 
 
@@ -138,6 +142,7 @@ class SqlDeliveries(SqlPlumbing):
         rows = self._query(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' "
             "AND next_at <= ? ORDER BY next_at LIMIT ?", (now, limit + len(skip)))
+        rows = sorted(rows, key=lambda r: r[4] != "alert")  # alerts first, then oldest
         taken = set(skip)
         return [d for d in map(delivery_from_row, rows) if d.id not in taken][:limit]
 

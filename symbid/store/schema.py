@@ -182,7 +182,8 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         last_alert_at INTEGER,
         open INTEGER NOT NULL DEFAULT 0,
         suppressed INTEGER NOT NULL DEFAULT 0,
-        watch_from INTEGER
+        watch_from INTEGER,
+        last_event TEXT
     );
     CREATE INDEX jobs_dead_man ON jobs(json_extract(definition,
         '$.alert_if_no_success_within_seconds'))

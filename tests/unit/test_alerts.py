@@ -91,3 +91,25 @@ def test_the_dead_mans_switch_alerts_an_active_job_that_has_not_succeeded_in_tim
     worker.check_dead_man(h.clock.now())  # the cooldown holds a second one back
     assert len([e for _, e, _ in alerts(h) if e == "no_success"]) == 1
     assert all("paused" not in m for _, _, m in alerts(h))  # never while paused
+
+
+def test_a_failure_after_a_recovery_is_told_at_once_whatever_the_cooldown(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    outcome = iter([RunStatus.FAILED, RunStatus.SUCCEEDED, RunStatus.FAILED])
+    h.launcher.behaviour = lambda job, run: next(outcome)
+    h.add("wobbly", cron="0 0 1 1 *", alert=("stdout",))
+    for minute in (1, 2, 3):
+        h.sched.run_now("wobbly")
+        h.run_until(f"2026-03-01T00:0{minute}:00Z")
+    assert [e for _, e, _ in alerts(h)] == ["run_failed", "recovered", "run_failed"]
+
+
+def test_every_dead_letter_is_told_even_within_the_cooldown(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.launcher.behaviour = lambda job, run: RunStatus.FAILED
+    h.add("doomed", cron="*/10 * * * *", max_retries=0, alert=("stdout",))
+    h.run_until("2026-03-01T00:10:30Z")
+    h.jobs.reset("doomed")  # the operator re-arms it; it fails again 10 minutes later
+    h.run_until("2026-03-01T00:20:30Z")
+    assert [e for _, e, _ in alerts(h)] == ["dead_letter", "dead_letter"]

@@ -245,3 +245,43 @@ def test_one_jobs_deliveries_to_one_channel_go_one_at_a_time(tmp_path: Path) -> 
         settle(worker, clock)
     assert [store.deliveries_of([r.id])[r.id][0].status for r in runs] == ["delivered"] * 3
     assert [r for _, _, r in channel.sent] == [r.id for r in runs]  # in order
+
+
+def test_a_receipt_that_cannot_be_stored_does_not_resend_at_once(tmp_path: Path) -> None:
+    store, clock, channel, worker = make(tmp_path, [FakeReceipt(True)], backoff=5.0)
+    run = finished_run(store, ("webhook",))
+
+    def broken(*args: Any) -> bool:
+        raise RuntimeError("disk full")
+
+    store.record_attempt = broken  # type: ignore[method-assign]
+    for _ in range(20):
+        settle(worker, clock)
+    assert len(channel.sent) == 1  # once, not a flood
+    clock.advance(10)  # after its backoff it is tried again
+    settle(worker, clock)
+    assert len(channel.sent) == 2
+    assert store.deliveries_of([run.id])[run.id][0].status == "pending"
+
+
+def test_stop_gives_attempts_going_their_time_and_then_writes_nothing(tmp_path: Path) -> None:
+    import threading
+
+    gate = threading.Event()
+    store = SqliteJobStore(str(tmp_path / "s.db"))
+    clock = FakeClock(T0 + 10)
+
+    def slow(delivery: Delivery, job: Job, run: Any) -> FakeReceipt:
+        gate.wait(5)
+        return FakeReceipt(True)
+
+    worker = DeliveryWorker(store, clock, slow)
+    run = finished_run(store, ("webhook",))
+    worker.tick(clock.now())
+    started = time.monotonic()
+    worker.stop(timeout=0.3)
+    assert time.monotonic() - started < 2  # bounded
+    gate.set()
+    time.sleep(0.2)
+    [row] = store.deliveries_of([run.id])[run.id]
+    assert (row.status, row.attempts) == ("pending", 0)  # attempted again after a restart
