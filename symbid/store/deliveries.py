@@ -90,8 +90,9 @@ class AlertRequest:
     """An alert to send about a job: ``event`` (run_failed, dead_letter, no_success,
     recovered) and its ``message``. While an alert is open, the same event again within
     ``cooldown_ms`` is held back (counted in ``suppressed``); another event, one after the
-    cooldown, and every ``dead_letter`` (the job stopped: each needs a reset) are sent. A ``recovered`` is sent only while an alert is open, and
-    closes it: the next failure is told at once."""
+    cooldown, and every ``dead_letter`` (the job stopped: each needs a reset) are sent. A
+    ``recovered`` is sent only while an alert is open, and closes it: the next failure is
+    told at once."""
 
     job_id: str
     channels: tuple[str, ...]
