@@ -20,6 +20,7 @@ from symbid.store.plumbing import SqlPlumbing
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 RECEIPTS_KEPT = 50  # receipts a row keeps (the latest)
+ALERTS_KEPT = 100  # a job's alerts of no run kept (the latest; the others are pruned)
 DELIVERY_COLUMNS = ("id, run_id, job_id, channel, kind, status, attempts, next_at, receipts, "
                     "created_at, payload")
 WATCH = "json_extract(definition, '$.alert_if_no_success_within_seconds')"
@@ -130,6 +131,12 @@ def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
         "suppressed = 0, last_alert_at = excluded.last_alert_at, "
         "last_event = excluded.last_event",
         (alert.job_id, now, int(not recovered), alert.event))
+    if alert.run_id is None:  # alerts of no run (the dead man's switch) go with nothing
+        conn.execute(
+            "DELETE FROM deliveries WHERE job_id = ? AND kind = 'alert' AND run_id IS NULL "
+            "AND status <> 'pending' AND id NOT IN (SELECT id FROM deliveries WHERE "
+            "job_id = ? AND kind = 'alert' AND run_id IS NULL "
+            "ORDER BY created_at DESC LIMIT ?)", (alert.job_id, alert.job_id, ALERTS_KEPT))
     return True
 
 

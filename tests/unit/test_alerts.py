@@ -113,3 +113,18 @@ def test_every_dead_letter_is_told_even_within_the_cooldown(tmp_path: Path) -> N
     h.jobs.reset("doomed")  # the operator re-arms it; it fails again 10 minutes later
     h.run_until("2026-03-01T00:20:30Z")
     assert [e for _, e, _ in alerts(h)] == ["dead_letter", "dead_letter"]
+
+
+def test_a_jobs_alerts_of_no_run_are_pruned_to_the_latest(tmp_path: Path) -> None:
+    from symbid.store.deliveries import ALERTS_KEPT, AlertRequest
+
+    h = Harness(tmp_path)
+    job = h.add("watched", cron="0 0 1 1 *", alert=("stdout",))
+    for i in range(ALERTS_KEPT + 20):
+        assert h.store.raise_alert(AlertRequest(job_id=job.id, channels=("stdout",),
+                                                event="no_success", message=f"m{i}",
+                                                cooldown_ms=0), 1000 + i)
+        with h.store._write() as conn:  # as if delivered
+            conn.execute("UPDATE deliveries SET status = 'delivered'")
+    kept = h.store.alerts_of(job.id, 1000)
+    assert len(kept) == ALERTS_KEPT and kept[0].payload["message"] == f"m{ALERTS_KEPT + 19}"
