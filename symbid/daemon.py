@@ -345,7 +345,7 @@ class Daemon:
             legacy = {j.name for j in stored if j.source != ADHOC_SOURCE} | \
                 {j.agent_id for j in stored} | set(known)
             files = load_dir(directory, self.clock.now(), known_agents=known,
-                             legacy_names=legacy)
+                             legacy_names=legacy, delivery_problem=self.jobs.delivery_problem)
         agents = self.registry.sync_files(files)
         result = self.jobs.sync_files(files)
         out = result.to_dict()

@@ -167,7 +167,7 @@ class JobService:
         self._wake = wake
         self._agent_problem = agent_problem  # None: any agent name is taken
         # what the daemon's delivery settings lack for a job's channels (None: nothing)
-        self._delivery_problem = delivery_problem
+        self.delivery_problem = delivery_problem
         self.runs_dir = runs_dir  # where session state directories live (None: none)
 
     def _gone(self, job_ids: Sequence[str]) -> None:
@@ -212,7 +212,7 @@ class JobService:
     def _validate(self, job: Job, now: int, *, allow_past: bool = False) -> Optional[int]:
         """:func:`validate_job`, then what the delivery settings lack for its channels."""
         next_run = validate_job(job, now, allow_past=allow_past)
-        lacking = self._delivery_problem(job) if self._delivery_problem is not None else None
+        lacking = self.delivery_problem(job) if self.delivery_problem is not None else None
         if lacking is not None:
             raise InvalidInput(lacking[1], field=lacking[0])
         return next_run
@@ -410,7 +410,7 @@ class JobService:
             for job in plan.update:
                 try:
                     check_shown(job)  # the whole wire form, before the commit
-                    lacking = self._delivery_problem(job) if self._delivery_problem else None
+                    lacking = self.delivery_problem(job) if self.delivery_problem else None
                     if lacking is not None:
                         raise InvalidInput(lacking[1], field=lacking[0])
                 except InvalidInput as exc:

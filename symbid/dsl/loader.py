@@ -246,6 +246,10 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
     agent_pos = _entry_pos(blk.entries, "agent")
     if agent_pos is not None:
         out.positions[("agent-ref", name)] = agent_pos
+    for key in ("delivery", "alert"):  # where a channel the settings lack is reported
+        at = _entry_pos(blk.entries, key)
+        if at is not None:
+            out.positions[(key, name)] = at
     pol = d.get("policy", {})
     hours = pol.get("allowed_hours")
     hb = d.get("heartbeat", {})
@@ -468,10 +472,26 @@ def check_references(files: list[LoadedFile], known_agents: Collection[str] = ()
                     f.warnings.append(f.errors.pop())
 
 
+def check_deliveries(files: list[LoadedFile],
+                     delivery_problem: Callable[[Job], Optional[tuple[str, str]]]) -> None:
+    """A schedule whose channels the delivery settings cannot serve: an error at its
+    ``delivery`` (or ``alert``) entry."""
+    for f in files:
+        for job in list(f.jobs) if f.ok else ():
+            lacking = delivery_problem(job)
+            if lacking is not None:
+                key = lacking[0] if (lacking[0], job.name) in f.positions else "schedule"
+                f.problem(key, job.name, f"schedule {job.name!r}: {lacking[1]}")
+
+
 def load_dir(directory: str, now: Optional[int] = None,
              known_agents: Collection[str] = (),
-             legacy_names: Collection[str] = ()) -> list[LoadedFile]:
-    """Every ``*.symbi`` file of a directory, in name order, cross-checked."""
+             legacy_names: Collection[str] = (),
+             delivery_problem: Optional[Callable[[Job], Optional[tuple[str, str]]]] = None,
+             ) -> list[LoadedFile]:
+    """Every ``*.symbi`` file of a directory, in name order, cross-checked; with
+    ``delivery_problem`` (the daemon's delivery settings), a schedule whose channels
+    cannot be served is an error at its ``delivery`` (or ``alert``) entry."""
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(".symbi"))
     except OSError as exc:
@@ -479,6 +499,8 @@ def load_dir(directory: str, now: Optional[int] = None,
                                                      f"{exc.strerror}")]) from None
     files = [load_file(os.path.join(directory, n), now, legacy_names) for n in names]
     check_references(files, known_agents)
+    if delivery_problem is not None:
+        check_deliveries(files, delivery_problem)
     for f in files:
         for d in f.errors:
             log.error("%s", d.headline())

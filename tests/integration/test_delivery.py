@@ -180,15 +180,16 @@ def test_a_delivery_pending_when_the_daemon_is_killed_arrives_after_the_restart(
         d.cleanup()
 
 
-def test_a_file_schedule_whose_channel_lacks_settings_is_skipped_saying_why(
+def test_a_file_schedule_whose_channel_lacks_settings_is_an_error_at_its_place(
         daemon: Daemon) -> None:
-    daemon.write_agents("slacky.symbi", 'schedule { name: "slacky" agent: "echo" '
-                                        'cron: "0 0 1 1 *" delivery: ["slack"] }\n')
+    daemon.write_agents("slacky.symbi", 'schedule {\n  name: "slacky"\n  agent: "echo"\n'
+                                        '  cron: "0 0 1 1 *"\n  delivery: ["slack"]\n}\n')
     status, result = daemon.api("POST", "/api/v1/reload")
     assert status == 200
     said = json.dumps(result)
-    assert "slacky.symbi: schedule slacky:" in said and "slack" in said
+    assert "slacky.symbi:5:13: schedule 'slacky':" in said and "slack" in said
     assert daemon.api("GET", "/api/v1/schedule/slacky")[0] == 404
+    (daemon.agents_dir / "slacky.symbi").unlink()
 
 
 def test_a_failed_run_alerts_its_alert_channel_and_the_alert_is_listed(
