@@ -8,6 +8,7 @@ alert) carries its message as the output, its event as the status (``run_failed`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Callable, Optional
 
@@ -40,8 +41,15 @@ def definition_problem(job: Job, settings: DeliverySettings) -> Optional[tuple[s
     for key, channels in (("delivery", job.delivery), ("alert", job.alert)):
         found = problems(tuple(channels), target, settings, job=job.name)
         if found:
-            return key, found[0][1]
+            message = found[0][1]
+            # a job field the message names (a bad webhook_url) is the field at fault
+            named = [f for f in _JOB_FIELDS if re.search(rf"\b{f}\b", message)]
+            return (named[0] if named else key), message
     return None
+
+
+_JOB_FIELDS = ("webhook_url", "webhook_headers", "webhook_secret", "slack_channel",
+               "email_recipients")
 
 
 def make_send(settings: Callable[[], DeliverySettings], environ: Mapping[str, str], *,

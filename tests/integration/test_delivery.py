@@ -44,6 +44,8 @@ def job(name: str, **extra: object) -> dict[str, object]:
      "smtp_host"),
     ({"delivery": ["custom:pager"]}, "delivery", "pager"),
     ({"alert": ["slack"]}, "alert", "slack"),
+    ({"delivery": ["webhook"], "webhook_url": "ftp://example.com/x"}, "webhook_url",
+     "http:// or https://"),
 ])
 def test_a_delivery_that_cannot_work_is_refused_when_the_job_is_defined(
         daemon: Daemon, extra: dict[str, object], field: str, words: str) -> None:
