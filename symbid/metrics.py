@@ -44,6 +44,9 @@ class Metrics:
             "symbiont_cron_delivery_latency_seconds", "Seconds from a run's final state to "
             "its delivery's end (delivered or failed), by channel.", ["channel"],
             buckets=_DURATION_BUCKETS, registry=self.registry)
+        self.alerts = Counter(
+            "symbiont_cron_alerts_total", "Alerts whose delivery ended, by channel and "
+            "status (delivered, failed).", ["channel", "status"], registry=self.registry)
         self.llm_tokens = Counter(
             "symbiont_llm_tokens_total", "Tokens llm agents' runs used, by agent and kind "
             "(prompt, completion), as the model endpoints reported them.",
@@ -60,8 +63,12 @@ class Metrics:
         if seconds is not None:
             self.duration.labels(job_name=job_name).observe(seconds)
 
-    def delivery_ended(self, channel: str, status: str, seconds: float) -> None:
-        if self.enabled:
+    def delivery_ended(self, channel: str, status: str, seconds: float,
+                       alert: bool = False) -> None:
+        """A delivery ended: a run's output (counted with its latency), or an alert."""
+        if self.enabled and alert:
+            self.alerts.labels(channel=channel, status=status).inc()
+        elif self.enabled:
             self.deliveries.labels(channel=channel, status=status).inc()
             self.delivery_latency.labels(channel=channel).observe(seconds)
 

@@ -260,7 +260,8 @@ class DeliveryWorker:
                         escape(str(record.get("error") or record.get("status"))), extra=extra)
             return
         self._metrics.delivery_ended(delivery.channel, status,
-                                     max(0.0, (now - delivery.created_at) / 1000))
+                                     max(0.0, (now - delivery.created_at) / 1000),
+                                     alert=delivery.kind == "alert")
         if status == DELIVERED:
             log.info("job %s: run %s: delivered to %s (attempt %d)", job.name,
                      delivery.run_id, delivery.channel, record["attempt"], extra=extra)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,9 +213,36 @@ def test_a_failed_run_alerts_its_alert_channel_and_the_alert_is_listed(
             ("run_failed", "log_file", rid)
         assert "exit status 3" in alert["message"]
         assert "run_failed" in (d.root / "logs" / "fragile.log").read_text()
+        _, metrics = d.api("GET", "/metrics")
+        assert 'symbiont_cron_alerts_total{channel="log_file",status="delivered"} 1.0' \
+            in metrics
+        assert 'symbiont_cron_delivery_total{channel="log_file"' not in metrics
         shown = d.cli("cron", "status", "fragile")
         assert shown.returncode == 0 and "last alert: run_failed" in shown.stdout
         _, run = d.api("GET", f"/api/v1/runs/{rid}")
         assert run["delivery_status"] is None  # an alert is not the run's output
+    finally:
+        d.cleanup()
+
+
+def test_a_kill_between_a_send_and_its_receipt_resends_once_with_the_same_id(
+        tmp_path: Path, hooks: HttpServer) -> None:
+    d = delivery_daemon(tmp_path)
+    try:
+        hooks.answer("/slow", Reply(200, delay=3.0))  # received, answered only later
+        assert d.api("POST", "/api/v1/schedule", job(
+            "dup", delivery=["webhook"], webhook_url=hooks.url("/slow")))[0] == 201
+        rid = run_once(d, "dup")
+        d.wait_for(lambda: hooks.requests)  # sent; the daemon dies before the receipt
+        d.kill()
+        hooks.answer("/slow", Reply(200))
+        d.start()
+        run = delivered(d, rid)
+        [hook] = run["deliveries"]
+        assert len(hooks.requests) == 2  # the one duplicate a kill may cause
+        assert {r.headers["x-symbid-delivery-id"] for r in hooks.requests} == {hook["id"]}
+        assert hook["attempts"] == 1  # the lost attempt left no receipt
+        time.sleep(1.0)
+        assert len(hooks.requests) == 2  # and nothing more once it is delivered
     finally:
         d.cleanup()
