@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Optional, Union
 
+from symbid.clock import SystemClock
 from symbid.config import DeliverySettings
 from symbid.delivery.base import (
     DELIVERY_ID_HEADER,
@@ -93,7 +94,7 @@ def build_message(payload: Payload, target: Target, settings: DeliverySettings) 
     msg["Subject"] = f"[symbid] {payload.job} {payload.status}"
     msg["From"] = settings.email_from
     msg["To"] = ", ".join(target.email_recipients)
-    msg["Date"] = formatdate(usegmt=True)
+    msg["Date"] = formatdate(SystemClock().now() / 1000, usegmt=True)  # the one clock
     msg["Message-ID"] = f"<{_ID_SAFE.sub('_', payload.delivery_id)}.symbid@{domain}>"
     msg[DELIVERY_ID_HEADER] = payload.delivery_id
     msg["X-Symbid-Job"] = payload.job
