@@ -178,3 +178,18 @@ def add_job(d: Daemon, name: str, agent: str, **fields: Any) -> dict[str, Any]:
                                                      "cron_expr": "0 0 1 1 *", **fields})
     assert status == 201, job
     return dict(job)
+
+
+def start_run(d: Daemon, name: str, **body: Any) -> str:
+    """Queue a manual run of job ``name``; its id."""
+    status, run = d.api("POST", f"/api/v1/schedule/{name}/run", body or None)
+    assert status == 202, run
+    return str(run["id"])
+
+
+def final_run(d: Daemon, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The run's wire form once its final state is stored."""
+    def final() -> Any:
+        s, r = d.api("GET", f"/api/v1/runs/{run_id}")
+        return r if s == 200 and r["status"] not in ("pending", "running") else None
+    return dict(d.wait_for(final, timeout=timeout))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.daemon_helper import Daemon
+from tests.integration.daemon_helper import start_run as run_once
 from tests.integration.delivery_parts import HttpServer, Reply
 
 AGENTS = ('agent echo { command: ["/bin/sh", "-c", "echo delivered-output"] }\n'
@@ -91,12 +92,6 @@ def delivered(d: Daemon, run_id: str, status: str = "delivered") -> dict[str, An
         s, run = d.api("GET", f"/api/v1/runs/{run_id}")
         return run if s == 200 and run.get("delivery_status") == status else None
     return dict(d.wait_for(done, timeout=30))
-
-
-def run_once(d: Daemon, name: str) -> str:
-    status, run = d.api("POST", f"/api/v1/schedule/{name}/run")
-    assert status == 202, run
-    return str(run["id"])
 
 
 def test_stdout_and_log_file_deliveries_arrive_with_a_receipt_each(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon_helper import Daemon
+from tests.integration.daemon_helper import Daemon, start_run
+from tests.integration.daemon_helper import final_run as finished
 from tests.llm_server import LLMServer, error, hang, slow, text, tool_calls
 
 KEY = "sk-test-0123456789abcdef"
@@ -330,19 +331,6 @@ def test_an_llm_heartbeat_stops_on_sleep_and_each_iteration_sees_the_previous_su
         assert "DETAIL" in shown.stdout and "2 iter (sleep), 11 tok" in shown.stdout
     finally:
         d.cleanup()
-
-
-def start_run(d: Daemon, name: str) -> str:
-    status, run = d.api("POST", f"/api/v1/schedule/{name}/run")
-    assert status == 202, run
-    return str(run["id"])
-
-
-def finished(d: Daemon, run_id: str) -> dict[str, Any]:
-    def final() -> Any:
-        s, r = d.api("GET", f"/api/v1/runs/{run_id}")
-        return r if s == 200 and r["status"] not in ("pending", "running") else None
-    return dict(d.wait_for(final, timeout=30))
 
 
 def two_at_once(d: Daemon) -> list[dict[str, Any]]:

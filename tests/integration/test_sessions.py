@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon_helper import Daemon
+from tests.integration.daemon_helper import Daemon, final_run, start_run
 from tests.integration.daemon_helper import add_job as add
 
 # Each agent prints its context file (one line of JSON) and then its own lines.
@@ -45,14 +45,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 def run_once(d: Daemon, name: str, **body: Any) -> dict[str, Any]:
     """A manual run of ``name``, once it is final."""
-    status, run = d.api("POST", f"/api/v1/schedule/{name}/run", body or None)
-    assert status == 202, run
-    rid = run["id"]
-
-    def final() -> Any:
-        s, r = d.api("GET", f"/api/v1/runs/{rid}")
-        return r if s == 200 and r["status"] not in ("pending", "running") else None
-    return dict(d.wait_for(final))
+    return final_run(d, start_run(d, name, **body), timeout=20.0)
 
 
 def seen(run: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from symbid.delivery.base import Receipt
 from symbid.model import DeliveryConfig, RunStatus
 from symbid.outbox import DeliveryWorker
 from symbid.records import Run
@@ -65,8 +66,7 @@ class Sent:
 
     def __call__(self, delivery: Delivery, job: Any, run: Run | None) -> Any:
         self.got.append(delivery)
-        return type("R", (), {"ok": True, "permanent": False, "retry_after": None,
-                              "to_dict": lambda self: {"ok": True}})()
+        return Receipt(delivery.channel, ok=True)
 
 
 def test_the_dead_mans_switch_alerts_an_active_job_that_has_not_succeeded_in_time(
