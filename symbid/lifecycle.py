@@ -36,7 +36,6 @@ from symbid.planner import (
     CLAIM_AHEAD_MS,
     finish_decision,
     job_end,
-    outbox_of,
     recovered,
     start_due,
     start_gate,
@@ -345,7 +344,6 @@ class RunLifecycle:
                     left[job.id] = ctx = rebased(outcome.context, left.get(job.id) or
                                                  self._store.get_context(job.id))
                     fin = dataclasses.replace(fin, context=ctx)
-                fin = outbox_of(job, fin)  # its deliveries and alert, same write
                 decided.append((job, fin))
             if not decided:
                 return 0

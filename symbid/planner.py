@@ -149,8 +149,9 @@ def plan_job(
         log.error("job %s: schedule no longer valid (%s); moved to dead_letter",
                   job.name, exc.message, extra={"SYMBID_JOB": job.name})
         skipped = skipped_run(job, job.next_run, now, f"schedule invalid: {exc.message}")
-        return Advance(job.id, job.version, None, claimed, (skipped,),
-                       JobStatus.FAILED if job.one_shot else JobStatus.DEAD_LETTER)
+        ends = JobStatus.FAILED if job.one_shot else JobStatus.DEAD_LETTER
+        return Advance(job.id, job.version, None, claimed, (skipped,), ends,
+                       alert=job_stopped_alert(job, skipped, ends))
     due = due_slots(schedule, job.next_run, horizon, config.keep_runs, job.claimed)
     slots = due.slots
     if slots:
@@ -204,11 +205,14 @@ def plan_job(
         holding.append((run.id, run.status.value))
         runs.append(run)
     status = None
+    alert = None
     if job.one_shot and started == 0:
         status = JobStatus.FAILED
         log.warning("job %s: one-shot slot skipped; job is now failed", job.name,
                     extra={"SYMBID_JOB": job.name})
-    return Advance(job.id, job.version, due.next_slot, claimed, tuple(runs), status)
+        if runs:
+            alert = job_stopped_alert(job, runs[-1], status)
+    return Advance(job.id, job.version, due.next_slot, claimed, tuple(runs), status, alert)
 
 
 def plan_retry(failed: Run, job: Job, open_count: int, now: int) -> Optional[Run]:
@@ -269,6 +273,12 @@ def start_gate(job: Optional[Job], run: Run, running: Sequence[str],
 
 
 def job_end(job: Job, run: Run, status: RunStatus, **fields: object) -> Finish:
+    """``run`` ending as ``status`` for good; a one-shot job ends with it. The Finish
+    carries what the end puts in the outbox (:func:`outbox_of`)."""
+    return outbox_of(job, _job_end(job, run, status, **fields))
+
+
+def _job_end(job: Job, run: Run, status: RunStatus, **fields: object) -> Finish:
     """``run`` ending as ``status`` for good; a one-shot job ends with it.
 
     The job's status changes only while it still has the schedule the run belongs
@@ -289,10 +299,17 @@ def job_end(job: Job, run: Run, status: RunStatus, **fields: object) -> Finish:
 def finish_decision(
     job: Job, run: Run, outcome: RunOutcome, now: int, config: SchedulerConfig
 ) -> Finish:
-    """How a run that started ends, and what that does to its job."""
+    """How a run that started ends, what that does to its job, and what it puts in the
+    outbox (:func:`outbox_of`)."""
+    return outbox_of(job, _finish_decision(job, run, outcome, now, config))
+
+
+def _finish_decision(
+    job: Job, run: Run, outcome: RunOutcome, now: int, config: SchedulerConfig
+) -> Finish:
     fields = outcome.run_fields()
     if not outcome.status.is_failure or run.trigger is Trigger.MANUAL:
-        return job_end(job, run, outcome.status, **fields)
+        return _job_end(job, run, outcome.status, **fields)
     final = run.replace(status=outcome.status, **fields)
     if run.attempt <= max_retries(job, config):
         # A one-shot's retry is for its slot: dropped if the job is re-armed meanwhile.
@@ -354,23 +371,56 @@ def recovered(
 def outbox_of(job: Job, fin: Finish) -> Finish:
     """``fin`` with what its run's end puts in the outbox, in the same write: its output
     for the job's ``delivery`` (a run that executed), and an alert for the job's
-    ``alert`` channels when the run failed or timed out after its retries, or the job
-    went to dead_letter; a success after an alert says the job recovered."""
+    ``alert`` channels (:func:`_alert_event`); a success after an alert says the job
+    recovered. A failure the store may find it cannot retry (its one-shot was re-armed)
+    carries the alert for that case in ``alert_unretried``."""
     run = fin.run
     deliver = tuple(job.delivery) if job.delivery and run.status.executed else ()
-    alert = None
+    alert = unretried = None
     if job.alert:
         event, message = _alert_event(job, fin)
         if event is not None:
-            alert = AlertRequest(job_id=job.id, channels=tuple(job.alert), event=event,
-                                 message=message, run_id=run.id,
-                                 cooldown_ms=int(job.alert_cooldown_seconds * 1000))
-    if not deliver and alert is None:
+            alert = _alert(job, event, message, run.id)
+        if run.retry_at is not None and fin.belongs_to is not None:
+            unretried = _alert(job, "run_failed", _failed_message(
+                job, run, "not retried: its one-shot was re-armed meanwhile"), run.id)
+    if not deliver and alert is None and unretried is None:
         return fin
-    return dataclasses.replace(fin, deliver=deliver, alert=alert)
+    return dataclasses.replace(fin, deliver=deliver, alert=alert, alert_unretried=unretried)
+
+
+def job_stopped_alert(job: Job, run: Run, ends: JobStatus) -> Optional[AlertRequest]:
+    """The alert for ``job`` stopping (dead_letter, or a one-shot ``failed``) with
+    ``run``, which did not fail itself (skipped, cancelled, interrupted); None without
+    ``alert`` channels."""
+    if not job.alert:
+        return None
+    why = f": {run.error_message}" if run.error_message else ""
+    if ends is JobStatus.DEAD_LETTER:
+        return _alert(job, "dead_letter", f"job {job.name} went to dead_letter: run "
+                      f"{run.id[:8]} {run.status.value}{why}; symbi cron reset {job.name} "
+                      "re-arms it once it is fixed", run.id)
+    return _alert(job, "job_failed", f"one-shot job {job.name} is now failed without "
+                  f"running to an end: run {run.id[:8]} {run.status.value}{why}", run.id)
+
+
+def _alert(job: Job, event: str, message: str, run_id: Optional[str]) -> AlertRequest:
+    return AlertRequest(job_id=job.id, channels=tuple(job.alert), event=event,
+                        message=message, run_id=run_id,
+                        cooldown_ms=int(job.alert_cooldown_seconds * 1000))
+
+
+def _failed_message(job: Job, run: Run, retried: str) -> str:
+    why = f": {run.error_message}" if run.error_message else ""
+    return (f"job {job.name}: run {run.id[:8]} {run.status.value} "
+            f"(attempt {run.attempt}, {retried}){why}")
 
 
 def _alert_event(job: Job, fin: Finish) -> tuple[Optional[str], str]:
+    """What ``fin`` tells the job's ``alert`` channels: ``dead_letter`` (the job
+    stopped), ``run_failed`` (a failure not retried), ``job_failed`` (a one-shot ended
+    by a run that did not fail itself: skipped, cancelled, interrupted), ``recovered``
+    (a success), or nothing."""
     run = fin.run
     why = f": {run.error_message}" if run.error_message else ""
     if fin.job_status is JobStatus.DEAD_LETTER:
@@ -378,8 +428,11 @@ def _alert_event(job: Job, fin: Finish) -> tuple[Optional[str], str]:
                                f"{run.status.value} (attempt {run.attempt}){why}; "
                                f"symbi cron reset {job.name} re-arms it")
     if run.status in (RunStatus.FAILED, RunStatus.TIMED_OUT) and run.retry_at is None:
-        return "run_failed", (f"job {job.name}: run {run.id[:8]} {run.status.value} "
-                              f"(attempt {run.attempt}, not retried){why}")
+        return "run_failed", _failed_message(job, run, "not retried")
+    if fin.job_status is JobStatus.FAILED:
+        stopped = job_stopped_alert(job, run, JobStatus.FAILED)
+        assert stopped is not None
+        return stopped.event, stopped.message
     if run.status is RunStatus.SUCCEEDED:
         return "recovered", f"job {job.name} succeeded again (run {run.id[:8]})"
     return None, ""

@@ -258,8 +258,8 @@ def document() -> dict[str, Any]:
                     **_ERRORS}}},
             f"{job_path}/alerts": {"get": {
                 "summary": "The job's alerts, newest first: one per channel, with its event "
-                           "(run_failed, dead_letter, no_success, recovered), message, "
-                           "status and receipts", "parameters": [
+                           "(run_failed, dead_letter, job_failed, no_success, recovered), "
+                           "message, status and receipts", "parameters": [
                     *job_param, {"name": "limit", "in": "query",
                                  "schema": {"type": "integer", "minimum": 1,
                                             "maximum": 1000}}],

@@ -30,6 +30,14 @@ class Advance:
     claimed: Optional[Spans] = None  # the job's claimed spans with these slots (None: as they are)
     runs: tuple[Run, ...] = ()
     status: Optional[JobStatus] = None
+    alert: Optional[AlertRequest] = None  # the job's stop alerts (same write)
+
+    @property
+    def alert_at(self) -> int:
+        """When the alert was raised: the end of the run it names."""
+        assert self.alert is not None
+        return next((r.finished_at or r.created_at for r in self.runs
+                     if r.id == self.alert.run_id), 0)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class Finish:
     context: Optional[SessionContext] = None  # the session context the run leaves (sessions)
     deliver: tuple[str, ...] = ()  # the channels its output goes to (outbox rows, same write)
     alert: Optional[AlertRequest] = None  # an alert the run's end raises (same write)
+    alert_unretried: Optional[AlertRequest] = None  # instead, when its retry_at is dropped
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,17 @@ def insert_deliveries(conn: Any, run_id: str, job_id: str, channels: Sequence[st
         [(new_id(), run_id, job_id, channel, now, now) for channel in channels])
 
 
+# The events that say the job stopped (dead_letter; a one-shot ended failed): sent each
+# time, never held back by the cooldown; each needs the job re-armed.
+STOP_EVENTS = frozenset({"dead_letter", "job_failed"})
+
+
 @dataclass(frozen=True)
 class AlertRequest:
-    """An alert to send about a job: ``event`` (run_failed, dead_letter, no_success,
-    recovered) and its ``message``. While an alert is open, the same event again within
-    ``cooldown_ms`` is held back (counted in ``suppressed``); another event, one after the
-    cooldown, and every ``dead_letter`` (the job stopped: each needs a reset) are sent. A
+    """An alert to send about a job: ``event`` (run_failed, dead_letter, job_failed,
+    no_success, recovered) and its ``message``. While an alert is open, the same event
+    again within ``cooldown_ms`` is held back (counted in ``suppressed``); another event,
+    one after the cooldown, and every stop (:data:`STOP_EVENTS`) are sent. A
     ``recovered`` is sent only while an alert is open, and closes it: the next failure is
     told at once."""
 
@@ -112,8 +117,8 @@ def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
     if alert.event == "recovered":
         if not is_open:
             return False
-    elif alert.event != "dead_letter" and is_open and event == alert.event and \
-            last is not None and now < last + alert.cooldown_ms:  # a dead_letter: each time
+    elif alert.event not in STOP_EVENTS and is_open and event == alert.event and \
+            last is not None and now < last + alert.cooldown_ms:  # a stop: each time
         if alert.event != "no_success":  # the switch looks every 10 s: not a write each
             conn.execute("UPDATE alert_state SET suppressed = suppressed + 1 "
                          "WHERE job_id = ?", (alert.job_id,))

@@ -18,7 +18,12 @@ from symbid.records import Run
 from symbid.store.agents import SqlAgents
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
-from symbid.store.deliveries import SqlDeliveries, insert_deliveries, raise_alert
+from symbid.store.deliveries import (
+    STOP_EVENTS,
+    SqlDeliveries,
+    insert_deliveries,
+    raise_alert,
+)
 from symbid.store.rows import (
     JOB_COLUMNS,
     JOB_PLACEHOLDERS,
@@ -296,6 +301,8 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                 if skipped:
                     # Skipped slots pile up while a run hangs: keep retention here too.
                     self._prune(conn, adv.job_id)
+                if adv.alert is not None:
+                    raise_alert(conn, adv.alert, adv.alert_at)
             for rc in retries:
                 cur = conn.execute(
                     "UPDATE runs SET retry_at = NULL WHERE id = ? AND retry_at = ?",
@@ -375,10 +382,11 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
         starts: list[tuple[str, int]] = []
         with self._write() as conn:
             for fin in finishes:
-                run = fin.run
+                run, alert = fin.run, fin.alert
                 if run.retry_at is not None and fin.belongs_to is not None and \
                         not self._has_schedule(conn, run.job_id, fin.belongs_to):
                     run = run.replace(retry_at=None)  # its job no longer has that slot
+                    alert = fin.alert_unretried
                 cur = conn.execute(
                     "UPDATE runs SET status = ?, started_at = COALESCE(?, started_at), "
                     "pid = COALESCE(?, pid), pgid = COALESCE(?, pgid), "
@@ -400,8 +408,6 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                 if fin.deliver:
                     insert_deliveries(conn, run.id, run.job_id, fin.deliver,
                                       run.finished_at or 0)
-                if fin.alert is not None:
-                    raise_alert(conn, fin.alert, run.finished_at or 0)
                 touched.add(run.job_id)
                 if run.started_at is not None:
                     starts.append((run.id, run.started_at))
@@ -416,7 +422,8 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                         (int(ok), int(run.status.is_failure), run.execution_time_ms or 0,
                          run.execution_time_ms or 0, run.execution_time_ms or 0, run.job_id),
                     )
-                if fin.job_status is not None and self._end_job(conn, fin):
+                job_ended = fin.job_status is not None and self._end_job(conn, fin)
+                if job_ended:
                     ended.add(run.id)
                     if fin.clear_retries:
                         conn.execute(
@@ -424,6 +431,10 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                             "AND retry_at IS NOT NULL",
                             (run.job_id,),
                         )
+                # An alert that the job stopped is raised only if it did stop here (a
+                # one-shot re-armed meanwhile, a job deleted, is not ended by this run).
+                if alert is not None and (job_ended or alert.event not in STOP_EVENTS):
+                    raise_alert(conn, alert, run.finished_at or 0)
             self._note_starts(conn, starts)
             for job_id in touched:
                 self._prune(conn, job_id)

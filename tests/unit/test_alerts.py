@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from symbid.delivery.base import Receipt
-from symbid.model import DeliveryConfig, RunStatus
+from symbid.model import CatchUp, DeliveryConfig, JobStatus, RunStatus
 from symbid.outbox import DeliveryWorker
 from symbid.records import Run
 from symbid.store.deliveries import Delivery
+from symbid.timing import parse_instant
 from tests.harness import Harness
 
 
@@ -128,3 +129,68 @@ def test_a_jobs_alerts_of_no_run_are_pruned_to_the_latest(tmp_path: Path) -> Non
             conn.execute("UPDATE deliveries SET status = 'delivered'")
     kept = h.store.alerts_of(job.id, 1000)
     assert len(kept) == ALERTS_KEPT and kept[0].payload["message"] == f"m{ALERTS_KEPT + 19}"
+
+
+# --- every way a job stops, or a failure goes unretried, alerts ------------------------
+
+
+def test_a_job_whose_schedule_is_no_longer_valid_says_it_went_to_dead_letter(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.add("broken", cron="*/10 * * * *", alert=("stdout",))
+    with h.store._write() as conn:  # as if written by an older symbid with looser rules
+        conn.execute("UPDATE jobs SET timezone = 'Mars/Olympus_Mons'")
+    h.run_until("2026-03-01T00:10:30Z")
+    assert h.job("broken").status.value == "dead_letter"
+    [(_, event, message)] = alerts(h)
+    assert event == "dead_letter" and "schedule invalid" in message
+    assert "symbi cron reset broken" in message
+
+
+def test_a_one_shot_whose_only_slot_was_missed_says_it_is_now_failed(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.add("once", at="2026-03-01T00:10:00Z", catch_up=CatchUp.SKIP, alert=("stdout",))
+    h.clock.set("2026-03-01T02:00:00Z")  # symbid was down when it was due
+    h.run_until("2026-03-01T02:00:01Z")
+    assert h.job("once").status is JobStatus.FAILED
+    [(_, event, message)] = alerts(h)
+    assert event == "job_failed" and "skipped" in message and "catch_up=skip" in message
+
+
+def test_a_one_shot_interrupted_by_a_crash_says_it_is_now_failed(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.launcher.behaviour = lambda job, run: None  # still running when symbid dies
+    h.add("once", at="2026-03-01T00:10:00Z", alert=("stdout",))
+    h.run_until("2026-03-01T00:10:01Z")
+    h.restart()
+    assert h.job("once").status is JobStatus.FAILED
+    [(_, event, message)] = alerts(h)
+    assert event == "job_failed" and "interrupted" in message
+
+
+def test_a_failure_whose_retry_is_dropped_by_a_re_arm_alerts_as_not_retried(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.launcher.behaviour = lambda job, run: None
+    h.add("once", at="2026-03-01T00:10:00Z", max_retries=3, alert=("stdout",))
+    h.run_until("2026-03-01T00:10:00Z")
+    (first,) = list(h.launcher.running)
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.launcher.finish(first, RunStatus.FAILED)  # fails after the re-arm: not retried
+    h.run_until("2026-03-01T00:11:00Z")
+    assert h.history("once")[0].retry_at is None
+    [(_, event, message)] = alerts(h)
+    assert event == "run_failed" and "re-armed" in message
+
+
+def test_a_one_shot_re_armed_before_its_run_started_is_not_told_as_failed(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.add("once", at="2026-03-01T00:10:00Z", jitter_seconds=25, alert=("stdout",))
+    h.run_until("2026-03-01T00:10:01Z")  # claimed, waiting out its jitter
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z"),
+                                                jitter_seconds=0))
+    h.run_until("2026-03-01T00:21:00Z")
+    assert h.history("once")[0].status is RunStatus.CANCELLED
+    assert h.job("once").status is JobStatus.COMPLETED
+    assert alerts(h) == []  # the cancel did not end the job: nothing stopped
