@@ -248,7 +248,12 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         return json_response([shown(j) for j in jobs if every or not j.adhoc])
 
     def get(req: Request) -> Response:
-        return json_response(shown(ctx.store.get_job(req.params["job_id"])))
+        job = ctx.store.get_job(req.params["job_id"])
+        view = shown(job)
+        if job.alert:  # where its alerts stand: one job's read, never in a listing
+            state = ctx.store.alert_state(job.id)
+            view["alert_state"] = None if state is None else state.to_dict()
+        return json_response(view)
 
     def update(req: Request) -> Response:
         data = req.json_object()

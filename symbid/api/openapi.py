@@ -342,7 +342,14 @@ def document() -> dict[str, Any]:
                 "source": {**_STR, "description": '"api", "file:PATH", or "adhoc" (an '
                            "agent's ad hoc job: never scheduled)"},
                 "next_run": _TIME, "last_run": _TIME, "run_count": _INT,
-                "failure_count": _INT, "created_at": _TIME, "updated_at": _TIME}},
+                "failure_count": _INT, "created_at": _TIME, "updated_at": _TIME,
+                "alert_state": {"type": ["object", "null"], "description": "only in GET "
+                                "of one job with alert channels: null before its first "
+                                "alert", "properties": {
+                                    "open": _BOOL, "last_event": _NSTR,
+                                    "last_alert_at": _TIME, "held_back": {
+                                        **_INT, "description": "alerts of the same event "
+                                        "the alert_cooldown held back since the last"}}}}},
             "Run": {"type": "object", "properties": {
                 "id": _STR, "job_id": _STR, "slot": _TIME, "attempt": _INT,
                 "trigger": {"enum": [t.value for t in Trigger]},

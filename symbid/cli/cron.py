@@ -269,8 +269,11 @@ def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) ->
     alerts = list(client.schedule.get_alerts(job.id, limit=1)) if job.alert else []
     if alerts:
         a = alerts[0]
+        state = job.to_dict().get("alert_state") or {}
+        held = int(state.get("held_back") or 0)
         lines.append(("last alert", f"{a.event} at {a.created_at} to {a.channel} "
-                                    f"({a.status}): {escape(str(a.message))}"))
+                                    f"({a.status}): {escape(str(a.message))}"
+                      + (f"; {held} more held back by alert_cooldown" if held else "")))
     for key, value in lines:
         print(f"{key + ':':<10} {value}")
     if args.history:

@@ -12,7 +12,7 @@ from symbid.errors import NotFound
 from symbid.model import Job, JobStatus, RunStatus
 from symbid.records import Run, SessionContext
 from symbid.spans import Spans
-from symbid.store.deliveries import AlertRequest, Delivery
+from symbid.store.deliveries import AlertRequest, AlertState, Delivery
 from symbid.text import shorten
 
 
@@ -224,6 +224,11 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def alerts_of(self, job_id: str, limit: int) -> list[Delivery]:
         """A job's alert rows, newest first."""
+
+    @abc.abstractmethod
+    def alert_state(self, job_id: str) -> Optional[AlertState]:
+        """Where a job's alerts stand (open, the last, how many held back); None before
+        its first alert."""
 
     @abc.abstractmethod
     def raise_alert(self, alert: AlertRequest, now: int) -> bool:

@@ -54,6 +54,23 @@ class Delivery:
                 "receipts": [dict(r) for r in self.receipts]}
 
 
+@dataclass(frozen=True)
+class AlertState:
+    """Where a job's alerts stand: whether one is ``open`` (no "recovered" since), the
+    last sent and when, and how many of the same event the cooldown has ``held_back``
+    since then."""
+
+    open: bool
+    last_event: Optional[str]
+    last_alert_at: Optional[int]
+    held_back: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"open": self.open, "last_event": self.last_event,
+                "last_alert_at": None if self.last_alert_at is None
+                else format_instant(self.last_alert_at), "held_back": self.held_back}
+
+
 def delivery_from_row(row: Sequence[Any]) -> Delivery:
     did, run_id, job_id, channel, kind, status, attempts, next_at, receipts, created, \
         payload = row
@@ -180,6 +197,16 @@ class SqlDeliveries(SqlPlumbing):
         return [delivery_from_row(r) for r in self._query(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE job_id = ? AND kind = 'alert' "
             "ORDER BY created_at DESC, rowid DESC LIMIT ?", (job_id, limit))]
+
+    def alert_state(self, job_id: str) -> Optional[AlertState]:
+        """Where the job's alerts stand; None before its first alert."""
+        rows = self._query("SELECT open, last_event, last_alert_at, suppressed FROM "
+                           "alert_state WHERE job_id = ? AND last_alert_at IS NOT NULL",
+                           (job_id,))
+        if not rows:
+            return None
+        is_open, event, at, held = rows[0]
+        return AlertState(bool(is_open), event, None if at is None else int(at), int(held))
 
     def raise_alert(self, alert: AlertRequest, now: int) -> bool:
         """Write ``alert``'s outbox rows (cooldown permitting); True when written."""

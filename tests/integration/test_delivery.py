@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon_helper import Daemon
+from tests.integration.daemon_helper import Daemon, final_run
 from tests.integration.daemon_helper import start_run as run_once
 from tests.integration.delivery_parts import HttpServer, Reply
 
@@ -190,7 +190,7 @@ def test_a_file_schedule_whose_channel_lacks_settings_is_an_error_at_its_place(
     (daemon.agents_dir / "slacky.symbi").unlink()
 
 
-def test_a_failed_run_alerts_its_alert_channel_and_the_alert_is_listed(
+def test_a_failed_run_alerts_its_alert_channel_the_alert_is_listed_and_the_next_held_back(
         tmp_path: Path) -> None:
     d = delivery_daemon(tmp_path)
     try:
@@ -212,8 +212,14 @@ def test_a_failed_run_alerts_its_alert_channel_and_the_alert_is_listed(
         assert 'symbiont_cron_alerts_total{channel="log_file",status="delivered"} 1.0' \
             in metrics
         assert 'symbiont_cron_delivery_total{channel="log_file"' not in metrics
+        # fails again within alert_cooldown: held back, and shown
+        final_run(d, run_once(d, "fragile"))
+        _, job = d.api("GET", "/api/v1/schedule/fragile")
+        assert job["alert_state"] == {"open": True, "last_event": "run_failed",
+                                      "last_alert_at": alert["created_at"], "held_back": 1}
         shown = d.cli("cron", "status", "fragile")
         assert shown.returncode == 0 and "last alert: run_failed" in shown.stdout
+        assert "1 more held back by alert_cooldown" in shown.stdout
         _, run = d.api("GET", f"/api/v1/runs/{rid}")
         assert run["delivery_status"] is None  # an alert is not the run's output
     finally:
