@@ -7,7 +7,9 @@
    :class:`symbid.delivery.base.DeliveryRouter` (``route(channel, job, run, output)``).
    It runs in the daemon, in a thread of its own given ``webhook_timeout_seconds``: a
    ``route`` that has not returned by then is a retryable failure (its thread is left to
-   finish, as a thread cannot be killed);
+   finish, as a thread cannot be killed). While such a call is still hung, the entry
+   point is not called again: each attempt meanwhile is a retryable failure that says
+   so, so a plugin that hangs holds one thread, never one per attempt;
 2. ``[scheduler.delivery.custom.NAME] command = [...]``: a process (in its own process
    group, working directory ``/``) that gets the payload's JSON on stdin. Its environment
    is not symbid's (which holds every channel's secrets): ``PATH`` and ``LANG`` from it,
@@ -92,10 +94,30 @@ def _job_and_run(payload: Payload, target: Target) -> tuple[dict[str, Any], dict
     return job, run
 
 
+_hung: dict[str, tuple[threading.Thread, float]] = {}  # entry point: its call past time
+
+
+def _still_hung(key: str) -> Optional[float]:
+    """Since when (monotonic) the entry point's last call has been hung, or None."""
+    with _loading:
+        hung = _hung.get(key)
+        if hung is not None and not hung[0].is_alive():
+            del _hung[key]
+            hung = None
+        return None if hung is None else hung[1]
+
+
 def _via_entry_point(ep: importlib.metadata.EntryPoint, channel: str, payload: Payload,
                      target: Target, *, timeout: float, secrets: list[str],
                      started: float) -> Receipt:
     outcome: dict[str, Any] = {}
+    where = f"entry point {ep.name} ({ep.value})"
+    key = f"{ep.name}={ep.value}"
+    since = _still_hung(key)
+    if since is not None:
+        return refused(channel, f"{where}: an earlier route() has not returned for "
+                                f"{time.monotonic() - since:.0f}s; not called again until "
+                                "it does", started, permanent=False)
 
     def call() -> None:
         try:
@@ -108,8 +130,9 @@ def _via_entry_point(ep: importlib.metadata.EntryPoint, channel: str, payload: P
     thread = threading.Thread(target=call, name=f"symbid-{channel}", daemon=True)
     thread.start()
     thread.join(timeout)
-    where = f"entry point {ep.name} ({ep.value})"
     if thread.is_alive():
+        with _loading:
+            _hung[key] = (thread, started)
         return refused(channel, f"{where}: route() did not return within {timeout:g}s",
                        started, permanent=False)
     exc = outcome.get("error")

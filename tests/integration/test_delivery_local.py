@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -220,8 +221,11 @@ class Odd:
         return 42
 
 class Sleepy:
+    calls = 0
+
     def route(self, channel, job, run, output):
         import time
+        Sleepy.calls += 1
         time.sleep(1.0)
 '''
 
@@ -243,6 +247,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     yield __import__("symbid_test_plugin")
     sys.modules.pop("symbid_test_plugin", None)
     router.custom._loaded.clear()
+    router.custom._hung.clear()
 
 
 def test_a_custom_entry_point_is_routed_to_with_the_job_and_run(plugin: Any) -> None:
@@ -279,3 +284,18 @@ def test_a_custom_entry_point_that_does_not_return_in_time_is_a_retryable_failur
     assert time.monotonic() - began < 0.9
     assert (receipt.ok, receipt.permanent) == (False, False)
     assert receipt.error is not None and "route() did not return within 0.2s" in receipt.error
+
+
+def test_a_hung_custom_entry_point_is_not_called_again_until_it_returns(plugin: Any) -> None:
+    quick = replace(FAST, webhook_timeout_seconds=0.2)
+    threads = threading.active_count()
+    first = send("custom:sleepy", Target(), quick)  # hangs for 1 s
+    again = [send("custom:sleepy", Target(), quick) for _ in range(5)]
+    assert first.error is not None and "did not return" in first.error
+    assert all(r.error is not None and "an earlier route() has not returned" in r.error
+               and not r.permanent for r in again)
+    assert threading.active_count() <= threads + 1  # one hung thread, not one per attempt
+    assert plugin.Sleepy.calls == 1
+    time.sleep(1.0)  # the hung call returns: the entry point is called again
+    send("custom:sleepy", Target(), quick)
+    assert plugin.Sleepy.calls == 2
