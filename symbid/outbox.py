@@ -207,8 +207,9 @@ class DeliveryWorker:
         try:
             self._attempt_one(delivery)
         except Exception:
-            log.exception("delivery %s (%s) of run %s: the attempt failed unexpectedly; "
-                          "it stays pending", delivery.id, delivery.channel, delivery.run_id)
+            log.exception("%s %s to %s (job %s, run %s): the attempt failed unexpectedly; "
+                          "it stays pending", delivery.kind, delivery.id, delivery.channel,
+                          delivery.job_id, delivery.run_id)
             with self._lock:  # not again at once: a store that cannot take the receipt
                 self._cooling[delivery.id] = self._clock.now() + backoff_ms(
                     delivery.attempts + 1, self.backoff, self._rng)
@@ -252,20 +253,24 @@ class DeliveryWorker:
 
     def _observe(self, delivery: Delivery, job: Job, status: str,
                  record: Mapping[str, Any], now: int) -> None:
+        alert = delivery.kind == "alert"
         extra = {"SYMBID_JOB": job.name, "SYMBID_RUN": delivery.run_id,
-                 "SYMBID_EVENT": f"delivery_{status}", "SYMBID_CHANNEL": delivery.channel}
+                 "SYMBID_EVENT": f"{'alert' if alert else 'delivery'}_{status}",
+                 "SYMBID_CHANNEL": delivery.channel}
+        # "job nightly: run 3f2a…: delivery" / "job nightly: run_failed alert"
+        what = f"job {job.name}: " + (
+            f"{(delivery.payload or {}).get('event', '')} alert" if alert
+            else f"run {delivery.run_id}: delivery")
+        why = escape(str(record.get("error") or record.get("status")))
         if status == PENDING:
-            log.warning("job %s: run %s: %s delivery attempt %d failed (%s); trying again",
-                        job.name, delivery.run_id, delivery.channel, record["attempt"],
-                        escape(str(record.get("error") or record.get("status"))), extra=extra)
+            log.warning("%s to %s: attempt %d failed (%s); trying again", what,
+                        delivery.channel, record["attempt"], why, extra=extra)
             return
         self._metrics.delivery_ended(delivery.channel, status,
-                                     max(0.0, (now - delivery.created_at) / 1000),
-                                     alert=delivery.kind == "alert")
+                                     max(0.0, (now - delivery.created_at) / 1000), alert=alert)
         if status == DELIVERED:
-            log.info("job %s: run %s: delivered to %s (attempt %d)", job.name,
-                     delivery.run_id, delivery.channel, record["attempt"], extra=extra)
+            log.info("%s to %s: delivered (attempt %d)", what, delivery.channel,
+                     record["attempt"], extra=extra)
         else:
-            log.error("job %s: run %s: delivery to %s failed after %d attempt(s): %s",
-                      job.name, delivery.run_id, delivery.channel, record["attempt"],
-                      escape(str(record.get("error") or record.get("status"))), extra=extra)
+            log.error("%s to %s: failed after %d attempt(s): %s", what, delivery.channel,
+                      record["attempt"], why, extra=extra)

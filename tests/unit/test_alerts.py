@@ -194,3 +194,19 @@ def test_a_one_shot_re_armed_before_its_run_started_is_not_told_as_failed(
     assert h.history("once")[0].status is RunStatus.CANCELLED
     assert h.job("once").status is JobStatus.COMPLETED
     assert alerts(h) == []  # the cancel did not end the job: nothing stopped
+
+
+def test_an_alerts_attempts_are_logged_as_an_alert_not_as_a_runs_delivery(
+        tmp_path: Path, caplog: Any) -> None:
+    h = Harness(tmp_path)
+    h.add("nightly", cron="0 0 1 1 *", alert=("stdout",),
+          alert_if_no_success_within_seconds=60)
+    worker = DeliveryWorker(h.store, h.clock, Sent(), workers=1)
+    h.clock.set("2026-03-01T00:02:00Z")
+    worker.check_dead_man(h.clock.now())
+    caplog.set_level("INFO", logger="symbid.outbox")
+    worker.tick(h.clock.now())
+    worker.stop()  # waits for the attempt handed out to write its receipt
+    [said] = [r for r in caplog.records if "delivered" in r.getMessage()]
+    assert said.getMessage() == "job nightly: no_success alert to stdout: delivered (attempt 1)"
+    assert getattr(said, "SYMBID_EVENT") == "alert_delivered"
