@@ -209,4 +209,4 @@ def test_an_alerts_attempts_are_logged_as_an_alert_not_as_a_runs_delivery(
     worker.stop()  # waits for the attempt handed out to write its receipt
     [said] = [r for r in caplog.records if "delivered" in r.getMessage()]
     assert said.getMessage() == "job nightly: no_success alert to stdout: delivered (attempt 1)"
-    assert getattr(said, "SYMBID_EVENT") == "alert_delivered"
+    assert said.__dict__["SYMBID_EVENT"] == "alert_delivered"
