@@ -47,6 +47,41 @@ def test_under_the_journal_stdout_only_logs(capsys: pytest.CaptureFixture[str],
     assert len(caplog.records) == 1
 
 
+def test_a_stdout_delivery_reaches_a_journal_socket_as_one_entry_with_its_fields(
+        tmp_path: Path) -> None:
+    """The native protocol on a real datagram socket (journald itself, under systemd, is
+    the packaging tests')."""
+    import socket
+
+    from symbid.journal import EscapeFilter, JournalHandler
+
+    path = str(tmp_path / "journal.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(5)
+    handler = JournalHandler(path)
+    handler.addFilter(EscapeFilter())
+    logger = logging.getLogger("symbid.delivery.stdout")
+    logger.addHandler(handler)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(logger, "level", logging.INFO)
+            receipt = stdout.send(replace(PAYLOAD, output="two\nlines"), Target(), FAST, ENV,
+                                  journal=True)
+        entry = server.recv(65536)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        server.close()
+    assert receipt.ok and receipt.reply == "logged to the journal"
+    fields = dict(line.split("=", 1) for line in entry.decode().splitlines())
+    assert {k: fields[k] for k in ("SYMBID_JOB", "SYMBID_RUN", "SYMBID_EVENT",
+                                   "SYMBID_CHANNEL", "PRIORITY", "SYSLOG_IDENTIFIER")} == {
+        "SYMBID_JOB": "nightly", "SYMBID_RUN": "r-1", "SYMBID_EVENT": "delivery",
+        "SYMBID_CHANNEL": "stdout", "PRIORITY": "6", "SYSLOG_IDENTIFIER": "symbid"}
+    assert fields["MESSAGE"] == "job nightly run r-1 failed: two\\x0alines"
+
+
 # --- log_file --------------------------------------------------------------------------------
 
 
