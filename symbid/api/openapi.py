@@ -65,7 +65,8 @@ _DEFINITION = {
               "timed out after its retries, the job going to dead_letter, the dead man's "
               "switch; a recovered message on the next success"},
     "alert_cooldown": {"type": ["string", "number", "null"], "description": "at most one "
-                       "alert per job this often (default 1h)"},
+                       "problem alert per job this often, whatever the event (default 1h); "
+                       "dead_letter and job_failed are always sent"},
     "alert_if_no_success_within": {"type": ["string", "number", "null"], "description":
                                    "alert when an active job has not succeeded for this "
                                    "long"},
@@ -348,8 +349,8 @@ def document() -> dict[str, Any]:
                                 "alert", "properties": {
                                     "open": _BOOL, "last_event": _NSTR,
                                     "last_alert_at": _TIME, "held_back": {
-                                        **_INT, "description": "alerts of the same event "
-                                        "the alert_cooldown held back since the last"}}}}},
+                                        **_INT, "description": "alerts the "
+                                        "alert_cooldown held back since the last"}}}}},
             "Run": {"type": "object", "properties": {
                 "id": _STR, "job_id": _STR, "slot": _TIME, "attempt": _INT,
                 "trigger": {"enum": [t.value for t in Trigger]},

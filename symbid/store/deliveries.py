@@ -56,9 +56,9 @@ class Delivery:
 
 @dataclass(frozen=True)
 class AlertState:
-    """Where a job's alerts stand: whether one is ``open`` (no "recovered" since), the
-    last sent and when, and how many of the same event the cooldown has ``held_back``
-    since then."""
+    """Where a job's alerts stand: whether a problem alert is ``open`` (sent, and no
+    "recovered" since), the last event sent, when the last problem alert was sent (the
+    cooldown runs from it), and how many the cooldown has ``held_back`` since then."""
 
     open: bool
     last_event: Optional[str]
@@ -111,11 +111,8 @@ STOP_EVENTS = frozenset({"dead_letter", "job_failed"})
 @dataclass(frozen=True)
 class AlertRequest:
     """An alert to send about a job: ``event`` (run_failed, dead_letter, job_failed,
-    no_success, recovered) and its ``message``. While an alert is open, the same event
-    again within ``cooldown_ms`` is held back (counted in ``suppressed``); another event,
-    one after the cooldown, and every stop (:data:`STOP_EVENTS`) are sent. A
-    ``recovered`` is sent only while an alert is open, and closes it: the next failure is
-    told at once."""
+    no_success, recovered) and its ``message``; :func:`raise_alert` applies the job's
+    ``cooldown_ms``."""
 
     job_id: str
     channels: tuple[str, ...]
@@ -127,32 +124,46 @@ class AlertRequest:
 
 def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
     """Outbox rows for ``alert`` unless its job's cooldown holds it back (counted in
-    ``suppressed``); True when they were written."""
-    row = conn.execute("SELECT last_alert_at, open, last_event FROM alert_state "
+    ``suppressed``); True when they were written.
+
+    The cooldown is the job's, whatever the event: within ``cooldown_ms`` of the job's
+    last problem alert (``last_alert_at``) another is held back, but a stop
+    (:data:`STOP_EVENTS`), which is always sent. A ``recovered`` is sent only while a
+    problem alert is open (sent and not yet followed by a recovery), and closes it; it
+    does not restart the cooldown, so a job that flaps says at most one problem and one
+    recovery per cooldown. The next problem alert sent says how many were held back."""
+    row = conn.execute("SELECT last_alert_at, open, suppressed FROM alert_state "
                        "WHERE job_id = ?", (alert.job_id,)).fetchone()
-    last, is_open, event = (row[0], bool(row[1]), row[2]) if row else (None, False, None)
-    if alert.event == "recovered":
+    last, is_open, held = (row[0], bool(row[1]), int(row[2])) if row else (None, False, 0)
+    recovered = alert.event == "recovered"
+    message = alert.message
+    if recovered:
         if not is_open:
             return False
-    elif alert.event not in STOP_EVENTS and is_open and event == alert.event and \
-            last is not None and now < last + alert.cooldown_ms:  # a stop: each time
+    elif alert.event not in STOP_EVENTS and last is not None and \
+            now < last + alert.cooldown_ms:
         if alert.event != "no_success":  # the switch looks every 10 s: not a write each
-            conn.execute("UPDATE alert_state SET suppressed = suppressed + 1 "
-                         "WHERE job_id = ?", (alert.job_id,))
+            conn.execute("INSERT INTO alert_state (job_id, suppressed) VALUES (?, 1) "
+                         "ON CONFLICT (job_id) DO UPDATE SET suppressed = suppressed + 1",
+                         (alert.job_id,))
         return False
-    payload = json.dumps({"event": alert.event, "message": alert.message})
+    elif held:
+        message += f" ({held} more held back by alert_cooldown since {format_instant(last)})"
+    payload = json.dumps({"event": alert.event, "message": message})
     conn.executemany(
         f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, 'alert', "
         "'pending', 0, ?, '[]', ?, ?) ON CONFLICT (run_id, channel, kind) DO NOTHING",
         [(new_id(), alert.run_id, alert.job_id, channel, now, now, payload)
          for channel in alert.channels])
-    recovered = alert.event == "recovered"
-    conn.execute(
-        "INSERT INTO alert_state (job_id, last_alert_at, open, last_event) "
-        "VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET open = excluded.open, "
-        "suppressed = 0, last_alert_at = excluded.last_alert_at, "
-        "last_event = excluded.last_event",
-        (alert.job_id, now, int(not recovered), alert.event))
+    if recovered:
+        conn.execute("UPDATE alert_state SET open = 0, last_event = ? WHERE job_id = ?",
+                     (alert.event, alert.job_id))
+    else:
+        conn.execute(
+            "INSERT INTO alert_state (job_id, last_alert_at, open, last_event) "
+            "VALUES (?, ?, 1, ?) ON CONFLICT (job_id) DO UPDATE SET open = 1, "
+            "suppressed = 0, last_alert_at = excluded.last_alert_at, "
+            "last_event = excluded.last_event", (alert.job_id, now, alert.event))
     if alert.run_id is None:  # alerts of no run (the dead man's switch) go with nothing
         conn.execute(
             "DELETE FROM deliveries WHERE job_id = ? AND kind = 'alert' AND run_id IS NULL "

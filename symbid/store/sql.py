@@ -463,7 +463,8 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
         return bool(cur.rowcount == 1)
 
     def _prune(self, conn: Any, job_id: str) -> None:
-        """Keep the newest ``keep_runs`` runs of a job (never an open one or a pending retry)."""
+        """Keep the newest ``keep_runs`` runs of a job (never an open one, a pending retry,
+        or one with a delivery still pending: it goes once its outbox rows have ended)."""
         row = conn.execute(
             "SELECT slot, attempt FROM runs WHERE job_id = ? "
             "ORDER BY slot DESC, attempt DESC LIMIT 1 OFFSET ?",
@@ -474,7 +475,8 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
         slot, attempt = row
         conn.execute(
             "DELETE FROM runs WHERE job_id = ? AND (slot < ? OR (slot = ? AND attempt <= ?)) "
-            f"AND status NOT IN {OPEN_SQL} AND retry_at IS NULL",
+            f"AND status NOT IN {OPEN_SQL} AND retry_at IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM deliveries d WHERE d.run_id = runs.id AND d.status = 'pending')",
             (job_id, slot, slot, attempt),
         )
 

@@ -12,7 +12,7 @@ from symbid.delivery.base import Receipt
 from symbid.model import CatchUp, DeliveryConfig, JobStatus, RunStatus
 from symbid.outbox import DeliveryWorker
 from symbid.records import Run
-from symbid.store.deliveries import Delivery
+from symbid.store.deliveries import AlertState, Delivery
 from symbid.timing import parse_instant
 from tests.harness import Harness
 
@@ -94,16 +94,38 @@ def test_the_dead_mans_switch_alerts_an_active_job_that_has_not_succeeded_in_tim
     assert all("paused" not in m for _, _, m in alerts(h))  # never while paused
 
 
-def test_a_failure_after_a_recovery_is_told_at_once_whatever_the_cooldown(
+def test_a_job_that_flaps_says_one_problem_and_one_recovery_per_cooldown(
         tmp_path: Path) -> None:
     h = Harness(tmp_path)
-    outcome = iter([RunStatus.FAILED, RunStatus.SUCCEEDED, RunStatus.FAILED])
+    outcome = iter([RunStatus.FAILED, RunStatus.SUCCEEDED] * 3 + [RunStatus.FAILED])
     h.launcher.behaviour = lambda job, run: next(outcome)
-    h.add("wobbly", cron="0 0 1 1 *", alert=("stdout",))
-    for minute in (1, 2, 3):
+    h.add("wobbly", cron="0 0 1 1 *", alert=("stdout",))  # alert_cooldown 1h
+    for minute in range(1, 7):
         h.sched.run_now("wobbly")
-        h.run_until(f"2026-03-01T00:0{minute}:00Z")
-    assert [e for _, e, _ in alerts(h)] == ["run_failed", "recovered", "run_failed"]
+        h.run_until(f"2026-03-01T00:{minute:02d}:00Z")
+    assert [e for _, e, _ in alerts(h)] == ["run_failed", "recovered"]
+    assert h.store.alert_state(h.job("wobbly").id) == AlertState(
+        open=False, last_event="recovered", last_alert_at=parse_instant(
+            "2026-03-01T00:00:00Z"), held_back=2)
+    h.clock.set("2026-03-01T01:00:01Z")  # the cooldown is over: the next one is told
+    h.sched.run_now("wobbly")
+    h.run_until("2026-03-01T01:01:00Z")
+    (_, event, message) = alerts(h)[-1]
+    assert event == "run_failed"
+    assert message.endswith("(2 more held back by alert_cooldown since 2026-03-01T00:00:00Z)")
+
+
+def test_different_events_share_the_jobs_cooldown(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.launcher.behaviour = lambda job, run: RunStatus.FAILED
+    h.add("flaky", cron="0 0 1 1 *", alert=("stdout",),
+          alert_if_no_success_within_seconds=600)
+    worker = DeliveryWorker(h.store, h.clock, Sent())
+    for minute in range(5, 60, 5):  # a failure every 5 minutes, overdue from 00:10 on
+        h.sched.run_now("flaky")
+        h.run_until(f"2026-03-01T00:{minute:02d}:00Z")
+        worker.check_dead_man(h.clock.now())
+    assert [e for _, e, _ in alerts(h)] == ["run_failed"]  # one alert in the hour
 
 
 def test_every_dead_letter_is_told_even_within_the_cooldown(tmp_path: Path) -> None:

@@ -170,6 +170,21 @@ def test_a_jobs_deliveries_go_with_it(tmp_path: Path) -> None:
     assert store.next_delivery_due() is None
 
 
+def test_run_retention_keeps_a_run_whose_delivery_is_still_pending(tmp_path: Path) -> None:
+    from tests.harness import Harness
+
+    h = Harness(tmp_path, keep_runs=2)
+    h.add("often", cron="* * * * *", delivery=("stdout",))  # no worker: all stay pending
+    h.run_until("2026-03-01T00:01:01Z")
+    [(first, _)] = h.store._query("SELECT id, run_id FROM deliveries")
+    h.run_until("2026-03-01T00:05:01Z")  # four more runs, past keep_runs
+    assert first in [d for (d,) in h.store._query("SELECT id FROM deliveries")]
+    with h.store._write() as conn:  # once its deliveries have ended, retention takes it
+        conn.execute("UPDATE deliveries SET status = 'delivered'")
+    h.run_until("2026-03-01T00:06:01Z")
+    assert len(h.store._query("SELECT id FROM runs")) == 2
+
+
 def test_only_runs_that_executed_write_deliveries(tmp_path: Path) -> None:
     from tests.harness import Harness
 
