@@ -147,7 +147,7 @@ def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
                          "ON CONFLICT (job_id) DO UPDATE SET suppressed = suppressed + 1",
                          (alert.job_id,))
         return False
-    elif held:
+    elif held and last is not None:
         message += f" ({held} more held back by alert_cooldown since {format_instant(last)})"
     payload = json.dumps({"event": alert.event, "message": message})
     conn.executemany(
