@@ -233,9 +233,8 @@ class SqlDeliveries(SqlPlumbing):
         Watching starts at the job's creation, and afresh when it is active again after
         being seen paused (or otherwise not active)."""
         rows = self._query(
-            f"SELECT j.id, j.status, {WATCH}, j.created_at, s.watch_from, "
-            "(SELECT MAX(r.finished_at) FROM runs r WHERE r.job_id = j.id "
-            "AND r.status = 'succeeded') FROM jobs j LEFT JOIN alert_state s "
+            f"SELECT j.id, j.status, {WATCH}, j.created_at, s.watch_from, j.last_success_at "
+            "FROM jobs j LEFT JOIN alert_state s "
             f"ON s.job_id = j.id WHERE {WATCH} IS NOT NULL")
         overdue: list[tuple[str, float, Optional[int]]] = []
         starts: list[tuple[str, int]] = []

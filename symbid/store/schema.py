@@ -189,6 +189,13 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         '$.alert_if_no_success_within_seconds'))
         WHERE json_extract(definition, '$.alert_if_no_success_within_seconds') IS NOT NULL;
     """,
+    # 8 (issue 11): each job's last success, kept with its counters, for the dead man's
+    # switch: its runs' rows are pruned by retention, the time of its last success is not.
+    """
+    ALTER TABLE jobs ADD COLUMN last_success_at INTEGER;
+    UPDATE jobs SET last_success_at = (SELECT MAX(r.finished_at) FROM runs r
+        WHERE r.job_id = jobs.id AND r.status = 'succeeded');
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

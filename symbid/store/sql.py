@@ -418,9 +418,12 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                         "success_count = success_count + ?, failure_count = failure_count + ?, "
                         "total_execution_ms = total_execution_ms + ?, "
                         "longest_execution_ms = CASE WHEN ? > longest_execution_ms THEN ? "
-                        "ELSE longest_execution_ms END WHERE id = ?",
+                        "ELSE longest_execution_ms END, "
+                        "last_success_at = CASE WHEN ? THEN MAX(COALESCE(last_success_at, 0), "
+                        "?) ELSE last_success_at END WHERE id = ?",
                         (int(ok), int(run.status.is_failure), run.execution_time_ms or 0,
-                         run.execution_time_ms or 0, run.execution_time_ms or 0, run.job_id),
+                         run.execution_time_ms or 0, run.execution_time_ms or 0, int(ok),
+                         run.finished_at or 0, run.job_id),
                     )
                 job_ended = fin.job_status is not None and self._end_job(conn, fin)
                 if job_ended:

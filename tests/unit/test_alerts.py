@@ -94,6 +94,24 @@ def test_the_dead_mans_switch_alerts_an_active_job_that_has_not_succeeded_in_tim
     assert all("paused" not in m for _, _, m in alerts(h))  # never while paused
 
 
+def test_the_dead_mans_switch_counts_from_a_success_that_retention_has_pruned(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, keep_runs=3)
+    h.add("minutely", cron="* * * * *", alert=("stdout",),
+          alert_if_no_success_within_seconds=3600)
+    h.run_until("2026-03-01T00:50:01Z")  # fifty successes
+    h.launcher.behaviour = lambda job, run: None  # the next run hangs; slots are skipped
+    h.run_until("2026-03-01T01:10:01Z")  # the last success's row is pruned long since
+    assert all(r.status is not RunStatus.SUCCEEDED for r in h.history("minutely"))
+    worker = DeliveryWorker(h.store, h.clock, Sent())
+    worker.check_dead_man(h.clock.now())
+    assert alerts(h) == []  # 20 minutes since the last success: within the hour
+    h.clock.set("2026-03-01T01:50:01Z")
+    worker.check_dead_man(h.clock.now())
+    [(_, event, message)] = alerts(h)
+    assert event == "no_success" and "its last success was 2026-03-01T00:50:00Z" in message
+
+
 def test_a_job_that_flaps_says_one_problem_and_one_recovery_per_cooldown(
         tmp_path: Path) -> None:
     h = Harness(tmp_path)

@@ -156,10 +156,10 @@ def test_a_version_1_database_is_migrated_keeping_its_slots_claimed(db_path: Pat
         (json.dumps(make_job("x").definition()), T0 + 9 * MINUTE, T0, T0))
     conn.executemany(
         "INSERT INTO runs (id, job_id, slot, attempt, trigger_kind, status, created_at, "
-        "started_at) VALUES (?, ?, ?, 1, ?, 'succeeded', ?, ?)",
-        [("r1", "j1", T0 + MINUTE, "schedule", T0, T0 + MINUTE + 5),
-         ("r2", "j1", T0 + MINUTE + 1, "manual", T0, T0 + MINUTE + 9),
-         ("r3", "j2", T0 + 8 * MINUTE, "schedule", T0, None)])
+        "started_at, finished_at) VALUES (?, ?, ?, 1, ?, 'succeeded', ?, ?, ?)",
+        [("r1", "j1", T0 + MINUTE, "schedule", T0, T0 + MINUTE + 5, T0 + MINUTE + 7),
+         ("r2", "j1", T0 + MINUTE + 1, "manual", T0, T0 + MINUTE + 9, T0 + MINUTE + 11),
+         ("r3", "j2", T0 + 8 * MINUTE, "schedule", T0, None, None)])
     conn.close()
 
     store = SqliteJobStore(str(db_path))
@@ -170,6 +170,9 @@ def test_a_version_1_database_is_migrated_keeping_its_slots_claimed(db_path: Pat
         assert {r.id: r.key_space.value for r in store.history(job.id)} == \
             {"r1": "schedule", "r2": "manual"}
         assert store.get_job("reset").claimed_through == T0 + 8 * MINUTE
+        # the dead man's switch's last success, kept apart from the prunable runs
+        assert store._query("SELECT id, last_success_at FROM jobs ORDER BY id") == \
+            [("j1", T0 + MINUTE + 11), ("j2", None)]
         # manual runs have their own keys now: one at the scheduled slot's instant fits
         again = store.insert_run(make_run(job, T0 + MINUTE, trigger=Trigger.MANUAL))
         assert again.slot == T0 + MINUTE
