@@ -3,8 +3,9 @@
 Every delivery is one log record of ``symbid.delivery.stdout`` with the journal fields
 ``SYMBID_JOB``, ``SYMBID_RUN``, ``SYMBID_EVENT=delivery`` and ``SYMBID_CHANNEL=stdout``
 (under systemd, ``journalctl -u symbid SYMBID_JOB=NAME`` shows it), the output escaped
-on one line. When stderr is not the journal, the output also goes to stdout as a block:
-``TIMESTAMP job NAME run ID STATUS`` and then the output's lines, each escaped.
+on one line, whatever ``--log-level`` says (a delivery is not a diagnostic). When
+stderr is not the journal, the output also goes to stdout as a block: ``TIMESTAMP job
+NAME run ID STATUS`` and then the output's lines, each escaped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from symbid.text import escape
 
 CHANNEL = "stdout"
 log = logging.getLogger("symbid.delivery.stdout")
+# Its records are deliveries, not diagnostics: they pass whatever --log-level says.
+log.setLevel(logging.INFO)
 _write = threading.Lock()  # one delivery's block is never interleaved with another's
 
 
@@ -48,6 +51,8 @@ def send(payload: Payload, target: Target, settings: DeliverySettings,
     log.info("job %s run %s %s: %s", escape(payload.job), escape(payload.run_id),
              escape(payload.status), escape(payload.output), extra=fields)
     if journal:
+        if not log.isEnabledFor(logging.INFO):  # logging.disable(): nothing reached it
+            return refused(CHANNEL, "the daemon's logging is disabled", started)
         return Receipt(CHANNEL, ok=True, reply="logged to the journal",
                        duration_ms=elapsed_ms(started))
     stream = sys.stdout

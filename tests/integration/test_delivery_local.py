@@ -50,7 +50,7 @@ def test_under_the_journal_stdout_only_logs(capsys: pytest.CaptureFixture[str],
 def test_a_stdout_delivery_reaches_a_journal_socket_as_one_entry_with_its_fields(
         tmp_path: Path) -> None:
     """The native protocol on a real datagram socket (journald itself, under systemd, is
-    the packaging tests')."""
+    the packaging tests'), at any --log-level: a delivery is not a diagnostic."""
     import socket
 
     from symbid.journal import EscapeFilter, JournalHandler
@@ -61,16 +61,16 @@ def test_a_stdout_delivery_reaches_a_journal_socket_as_one_entry_with_its_fields
     server.settimeout(5)
     handler = JournalHandler(path)
     handler.addFilter(EscapeFilter())
-    logger = logging.getLogger("symbid.delivery.stdout")
-    logger.addHandler(handler)
+    root = logging.getLogger()
+    root.addHandler(handler)
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(logger, "level", logging.INFO)
+            mp.setattr(root, "level", logging.WARNING)  # symbid --log-level warning
             receipt = stdout.send(replace(PAYLOAD, output="two\nlines"), Target(), FAST, ENV,
                                   journal=True)
         entry = server.recv(65536)
     finally:
-        logger.removeHandler(handler)
+        root.removeHandler(handler)
         handler.close()
         server.close()
     assert receipt.ok and receipt.reply == "logged to the journal"
