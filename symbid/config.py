@@ -24,6 +24,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from symbid.channels import CUSTOM_NAME
 from symbid.errors import InvalidInput
@@ -326,6 +327,12 @@ def url_problem(url: str) -> Optional[str]:
         return "must not hold credentials (user:password@); send them in a header"
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         return "has a space or a control character in it"
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "${" not in authority:  # a reference is checked once it is resolved, when sent
+        try:
+            urlsplit(url).port  # noqa: B018 - raises for a port out of range, a bad host
+        except ValueError as exc:
+            return f"has a bad host or port ({exc})"
     return None
 
 

@@ -322,11 +322,11 @@ def retry_after_seconds(value: Optional[str], now_ms: int) -> Optional[float]:
 def where_of(url: str) -> str:
     """``scheme://host:port`` of ``url``: what an error may name (a path can hold a
     secret, as a Slack incoming-webhook URL does)."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
+    except ValueError:  # a bad host or port: name the scheme only
+        return f"{url.partition('://')[0]}://?"
     return f"{parts.scheme}://{parts.hostname or '?'}{port}"
 
 
@@ -345,15 +345,12 @@ def http_post(channel: str, url: str, body: bytes, headers: Mapping[str, str], *
     problem = None if problem is None else f"the URL {problem}"
     for name, value in headers.items():
         problem = problem or header_problem(name, value)
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port, problem = None, problem or "the URL has a bad port"
     if problem is not None:
         return refused(channel, clean(f"cannot POST to {where_of(url)}: {problem}", secrets),
                        started)
     where = clean(where_of(url), secrets)
+    parts = urlsplit(url)  # url_problem has parsed it: its host and port are sound
+    port = parts.port
     host = parts.hostname or ""
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn: http.client.HTTPConnection

@@ -24,6 +24,7 @@ from symbid.config import CustomChannel, DeliverySettings
 from symbid.delivery import router
 from symbid.delivery.base import Target
 from tests.integration.delivery_parts import (
+    ENV,
     FAST,
     LOGIN,
     PASSWORD,
@@ -150,6 +151,17 @@ def test_a_redirect_is_not_followed(http: HttpServer) -> None:
     assert receipt.error is not None
     assert f"a redirect to {http.url('/elsewhere')}" in receipt.error
     assert "does not follow redirects" in receipt.error
+
+
+def test_a_url_whose_resolved_host_is_bad_is_a_permanent_failure(http: HttpServer) -> None:
+    from symbid.delivery import router
+
+    target = Target(webhook_url="http://${BAD_HOST}/hook")
+    receipt = router.send("webhook", PAYLOAD, target, FAST, {**ENV, "BAD_HOST": "[::1"},
+                          log_dir="/nonexistent")
+
+    assert (receipt.ok, receipt.permanent) == (False, True)
+    assert receipt.error is not None and "has a bad host or port" in receipt.error
 
 
 def test_a_missing_variable_is_a_permanent_failure_naming_it(http: HttpServer) -> None:

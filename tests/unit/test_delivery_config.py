@@ -60,7 +60,8 @@ def test_a_ca_bundle_is_relative_to_the_file_and_must_exist(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("key", ["slack_api_base", "slack_webhook_url"])
 @pytest.mark.parametrize("value", ["ftp://example.com", "example.com/api", "https://",
-                                   "https://u:p@example.com/x"])
+                                   "https://u:p@example.com/x", "https://h:99999/x",
+                                   "https://[::1/api"])
 def test_slack_urls_must_be_http_urls_with_a_host(tmp_path: Path, key: str, value: str) -> None:
     err = error(tmp_path, f'[scheduler.delivery]\n{key} = "{value}"\n')
     assert f"scheduler.delivery.{key}" in err.message

@@ -68,6 +68,8 @@ def test_webhook_without_a_url_names_webhook_url() -> None:
         (Target(webhook_url="ftp://example.com/x"), "webhook_url must be an http:// or https://"),
         (Target(webhook_url="https://u:p@example.com/x"), "must not hold credentials"),
         (Target(webhook_url="https://example.com/a b"), "has a space"),
+        (Target(webhook_url="http://example.com:99999/x"), "has a bad host or port"),
+        (Target(webhook_url="http://[::1/x"), "has a bad host or port"),
         (Target(webhook_url="https://x/", webhook_headers={"X-Symbid-Signature": "forged"}),
          "webhook_headers: X-Symbid-Signature is set by symbid"),
         (Target(webhook_url="https://x/", webhook_headers={"content-length": "1"}),
