@@ -30,12 +30,13 @@ def channel_problem(channel: str) -> Optional[str]:
 
 def delivery_problem(delivery: tuple[str, ...], config: DeliveryConfig,
                      alert: tuple[str, ...] = (), watch: Optional[float] = None,
-                     cooldown: float = 3600.0) -> Optional[tuple[str, str]]:
+                     cooldown: Optional[float] = None) -> Optional[tuple[str, str]]:
     """(field, message) for what a job's delivery (and its alerts) lacks without looking
     at symbid's settings (those are checked where they are known): unknown channels, a
-    webhook without webhook_url, email without recipients, a webhook_secret that is not
-    a ${VAR} reference (a secret is never stored), a dead man's switch without alert
-    channels."""
+    webhook without webhook_url, email without recipients, a channel's field (webhook_url,
+    webhook_headers, webhook_secret, slack_channel, email_recipients, alert_cooldown)
+    given without its channel, a webhook_secret that is not a ${VAR} reference (a
+    secret is never stored), a dead man's switch without alert channels."""
     for key, channels in (("delivery", delivery), ("alert", alert)):
         for channel in channels:
             problem = channel_problem(channel)
@@ -47,17 +48,30 @@ def delivery_problem(delivery: tuple[str, ...], config: DeliveryConfig,
             return "webhook_url", f"{key} 'webhook' needs webhook_url"
         if "email" in channels and not config.email_recipients:
             return "email_recipients", f"{key} 'email' needs email_recipients"
-    if config.webhook_secret is not None and "webhook" not in (*delivery, *alert):
-        return "webhook_secret", ("webhook_secret signs webhooks: add webhook to delivery "
-                                  "or alert, or remove it")
-    if cooldown != 3600.0 and not alert:
+    used = (*delivery, *alert)
+    for key, channel, given in (
+            ("webhook_url", "webhook", config.webhook_url is not None),
+            ("webhook_headers", "webhook", bool(config.webhook_headers)),
+            ("webhook_secret", "webhook", config.webhook_secret is not None),
+            ("slack_channel", "slack", config.slack_channel is not None),
+            ("email_recipients", "email", bool(config.email_recipients))):
+        if given and channel not in used:  # it would be kept and never used
+            return key, (f"{key} is for the {channel} channel, which neither delivery nor "
+                         f"alert lists: add {channel!r} to one of them, or remove {key}")
+    slack = config.slack_channel
+    if slack is not None and (not slack.strip() or any(
+            c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in slack)):
+        return "slack_channel", ("slack_channel must be a channel name or id without spaces "
+                                 "(\"#ops\", \"C0123456\"); leave it out for "
+                                 "[scheduler.delivery] slack_default_channel")
+    if cooldown is not None and not alert:
         return "alert_cooldown", "alert_cooldown needs alert channels: add alert: [...]"
     if watch is not None and watch <= 0:
         return "alert_if_no_success_within", "must be a positive duration"
     if watch is not None and not alert:
         return "alert", ("alert_if_no_success_within needs alert channels to tell: "
                          'add alert: ["slack"] (or another channel)')
-    if cooldown < 0:
+    if cooldown is not None and cooldown < 0:
         return "alert_cooldown", "must not be negative"
     if config.webhook_secret is not None and not _REFERENCE.match(config.webhook_secret):
         return "webhook_secret", ("webhook_secret must be a ${VAR} reference to the secret "

@@ -275,6 +275,9 @@ class Policy:
         )
 
 
+DEFAULT_ALERT_COOLDOWN = 3600.0  # seconds: a job's alert_cooldown when it gives none
+
+
 @dataclass(frozen=True)
 class DeliveryConfig:
     webhook_url: Optional[str] = None
@@ -329,7 +332,7 @@ class Job:
     delivery: tuple[str, ...] = ()
     delivery_config: DeliveryConfig = DeliveryConfig()
     alert: tuple[str, ...] = ()  # channels for short alerts (failures, dead man's switch)
-    alert_cooldown_seconds: float = 3600.0  # at most one alert per job this often
+    alert_cooldown_seconds: Optional[float] = None  # as given (None: the default, 1 h)
     alert_if_no_success_within_seconds: Optional[float] = None  # the dead man's switch
     policy: Policy = Policy()
     max_concurrent: int = 1
@@ -366,6 +369,12 @@ class Job:
     def replace(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def alert_cooldown(self) -> float:
+        """At most one problem alert per this many seconds (``alert_cooldown``, 1 h)."""
+        return DEFAULT_ALERT_COOLDOWN if self.alert_cooldown_seconds is None \
+            else self.alert_cooldown_seconds
+
     def definition(self) -> dict[str, Any]:
         """The settings that are neither identity, schedule nor state (stored as one document)."""
         return {
@@ -395,7 +404,9 @@ class Job:
             "delivery": tuple(d["delivery"]),
             "delivery_config": DeliveryConfig.from_dict(d["delivery_config"]),
             "alert": tuple(d.get("alert", ())),
-            "alert_cooldown_seconds": float(d.get("alert_cooldown_seconds", 3600.0)),
+            # rows written before it was optional hold the default even without alert
+            "alert_cooldown_seconds": None if not d.get("alert") or
+            d.get("alert_cooldown_seconds") is None else float(d["alert_cooldown_seconds"]),
             "alert_if_no_success_within_seconds": d.get("alert_if_no_success_within_seconds"),
             "policy": Policy.from_dict(d["policy"]),
             "max_concurrent": int(d["max_concurrent"]),

@@ -197,7 +197,7 @@ class DeliveryWorker:
                        f"{format_duration(seconds)}; {since}")
             if self._store.raise_alert(AlertRequest(
                     job_id=job.id, channels=tuple(job.alert), event="no_success",
-                    message=message, cooldown_ms=int(job.alert_cooldown_seconds * 1000)),
+                    message=message, cooldown_ms=int(job.alert_cooldown * 1000)),
                     now):
                 log.warning("job %s: %s; alerting %s", job.name, message,
                             ", ".join(job.alert),

@@ -407,7 +407,7 @@ def job_stopped_alert(job: Job, run: Run, ends: JobStatus) -> Optional[AlertRequ
 def _alert(job: Job, event: str, message: str, run_id: Optional[str]) -> AlertRequest:
     return AlertRequest(job_id=job.id, channels=tuple(job.alert), event=event,
                         message=message, run_id=run_id,
-                        cooldown_ms=int(job.alert_cooldown_seconds * 1000))
+                        cooldown_ms=int(job.alert_cooldown * 1000))
 
 
 def _failed_message(job: Job, run: Run, retried: str) -> str:

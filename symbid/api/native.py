@@ -160,7 +160,7 @@ def job_from_request(data: Mapping[str, Any], base: Job) -> Job:
         c["alert"] = str_list("alert", data["alert"])
     if "alert_cooldown" in data:
         c["alert_cooldown_seconds"] = duration("alert_cooldown", data["alert_cooldown"]) \
-            if data["alert_cooldown"] is not None else 3600.0
+            if data["alert_cooldown"] is not None else None
     if "alert_if_no_success_within" in data:
         c["alert_if_no_success_within_seconds"] = duration(
             "alert_if_no_success_within", data["alert_if_no_success_within"])

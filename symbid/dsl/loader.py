@@ -235,7 +235,7 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
     delivery = d.get("delivery", [])
     lacking = delivery_problem(tuple(delivery), _delivery_config(d), tuple(d.get("alert", ())),
                                d.get("alert_if_no_success_within"),
-                               d.get("alert_cooldown", 3600.0))
+                               d.get("alert_cooldown"))
     if lacking is not None:
         key = lacking[0] if lacking[0] in d else \
             "alert" if "alert" in d and lacking[0] != "delivery" else "delivery"
@@ -271,7 +271,8 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
         delivery=tuple(delivery),
         delivery_config=_delivery_config(d),
         alert=tuple(d.get("alert", ())),
-        alert_cooldown_seconds=float(d.get("alert_cooldown", 3600.0)),
+        alert_cooldown_seconds=None if d.get("alert_cooldown") is None
+        else float(d["alert_cooldown"]),
         alert_if_no_success_within_seconds=d.get("alert_if_no_success_within"),
         policy=Policy(
             require_approval=pol.get("require_approval", False),

@@ -303,8 +303,9 @@ def test_the_python_client_over_the_socket_and_over_tcp(daemon: Daemon) -> None:
         job = client.schedule.create(name="hourly-metrics", agent_id="echo",
                                      cron_expr="0 * * * *",
                                      session_mode="ephemeral_with_summary",
-                                     delivery=["stdout"], slack_channel="#metrics")
-        assert job.delivery_config.slack_channel == "#metrics"
+                                     delivery=["stdout", "webhook"],
+                                     webhook_url="http://127.0.0.1:9/metrics")
+        assert job.delivery_config.webhook_url == "http://127.0.0.1:9/metrics"
         assert len(client.schedule.list(agent_id="echo")) == 1
         details = client.schedule.get(job.id)
         assert details.cron_expr == "0 * * * *" and details.next_run

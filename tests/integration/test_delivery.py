@@ -48,6 +48,18 @@ def job(name: str, **extra: object) -> dict[str, object]:
     ({"alert": ["slack"]}, "alert", "slack"),
     ({"delivery": ["webhook"], "webhook_url": "ftp://example.com/x"}, "webhook_url",
      "http:// or https://"),
+    ({"delivery": ["webhook"], "webhook_url": "http://example.com:99999/x"}, "webhook_url",
+     "bad host or port"),
+    # a channel's field without its channel would be kept and never used
+    ({"delivery": ["stdout"], "webhook_url": "http://127.0.0.1:9/x"}, "webhook_url",
+     "neither delivery nor alert lists"),
+    ({"delivery": ["stdout"], "webhook_headers": {"X-A": "b"}}, "webhook_headers",
+     "add 'webhook'"),
+    ({"delivery": ["stdout"], "slack_channel": "#ops"}, "slack_channel", "add 'slack'"),
+    ({"delivery": ["stdout"], "email_recipients": ["ops@example.com"]}, "email_recipients",
+     "add 'email'"),
+    ({"delivery": ["stdout"], "alert_cooldown": "1h"}, "alert_cooldown", "needs alert"),
+    ({"delivery": ["stdout"], "alert_cooldown": 3600}, "alert_cooldown", "needs alert"),
 ])
 def test_a_delivery_that_cannot_work_is_refused_when_the_job_is_defined(
         daemon: Daemon, extra: dict[str, object], field: str, words: str) -> None:

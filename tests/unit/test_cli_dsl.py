@@ -211,7 +211,7 @@ def test_show_json_prints_file_agents_and_jobs_in_wire_names(
             "delivery_config": {"webhook_url": None, "webhook_headers": {},
                                 "slack_channel": None, "email_recipients": [],
                                 "webhook_secret": None},
-            "alert": [], "alert_cooldown": 3600.0, "alert_if_no_success_within": None,
+            "alert": [], "alert_cooldown": None, "alert_if_no_success_within": None,
             "policy": {"require_approval": False, "approvers": [], "max_runtime": "5m",
                        "require_capabilities": [], "allowed_hours": None,
                        "allowed_environments": [], "require_agent_pin": False},

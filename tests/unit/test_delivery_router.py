@@ -90,6 +90,15 @@ def test_webhook_settings_that_cannot_be_sent_are_refused_naming_the_field(
     assert why is not None and fragment in why
 
 
+@pytest.mark.parametrize("channel", ["", "  ", "#ops alerts", "#a\nb"])
+def test_a_slack_channel_that_is_no_channel_name_is_refused(channel: str) -> None:
+    from symbid.channels import delivery_problem
+    from symbid.model import DeliveryConfig
+
+    got = delivery_problem(("slack",), DeliveryConfig(slack_channel=channel))
+    assert got is not None and got[0] == "slack_channel" and "without spaces" in got[1]
+
+
 def test_a_webhook_with_references_in_its_url_headers_and_secret_is_fine() -> None:
     target = Target(webhook_url="https://hooks.example.com/${HOOK_PATH}",
                     webhook_headers={"Authorization": "Bearer ${TOKEN}",

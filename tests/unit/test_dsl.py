@@ -365,7 +365,8 @@ def test_line_and_block_comments_are_ignored_everywhere() -> None:
 
 
 def test_a_hash_inside_a_string_is_not_a_comment() -> None:
-    job = only_job(load_text('schedule s { agent: a, cron: "* * * * *", slack_channel: "#ops" }'))
+    job = only_job(load_text('schedule s { agent: a, cron: "* * * * *", delivery: ["slack"], '
+                             'slack_channel: "#ops" }'))
     assert job.delivery_config.slack_channel == "#ops"
 
 
