@@ -36,7 +36,7 @@ from symbid.control import (
     raise_open_files_limit,
     systemd_listeners,
 )
-from symbid.dispatch import definition_problem, make_send
+from symbid.dispatch import definition_problem, endpoint_of, make_send
 from symbid.dsl import LoadedFile, load_dir
 from symbid.errors import SymbidError
 from symbid.executor import Agents, Executor
@@ -304,7 +304,7 @@ class Daemon:
             engine.store, self.clock,
             make_send(lambda: self.config.delivery, os.environ,
                       log_dir=self.config.daemon.log_dir),
-            workers=settings.workers, metrics=engine.metrics)
+            workers=settings.workers, metrics=engine.metrics, endpoint=endpoint_of)
         worker.configure(settings)
         engine.scheduler.on_recorded = worker.wake
         return worker

@@ -52,6 +52,16 @@ _JOB_FIELDS = ("webhook_url", "webhook_headers", "webhook_secret", "slack_channe
                "email_recipients")
 
 
+def endpoint_of(delivery: Delivery, job: Job) -> str:
+    """Where ``delivery`` goes, for the workers' cap per endpoint: a webhook's scheme and
+    authority (as written: a ``${VAR}`` stays unresolved), else its channel."""
+    url = job.delivery_config.webhook_url
+    if delivery.channel == "webhook" and url:
+        scheme, _, rest = url.partition("://")
+        return f"webhook {scheme.lower()}://{rest.split('/', 1)[0].split('?', 1)[0].lower()}"
+    return delivery.channel
+
+
 def make_send(settings: Callable[[], DeliverySettings], environ: Mapping[str, str], *,
               log_dir: str) -> Callable[[Delivery, Job, Optional[Run]], Receipt]:
     """The workers' send: ``settings`` is read at each attempt (a reload applies)."""

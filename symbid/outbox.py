@@ -55,6 +55,13 @@ class Receipt(Protocol):
 
 
 Send = Callable[[Delivery, Job, Optional[Run]], Receipt]  # no run: an alert about the job
+# Where a delivery goes, for the cap on attempts at one place at once: a webhook's host,
+# else its channel (one Slack API, one SMTP server, one command).
+Endpoint = Callable[[Delivery, Job], str]
+
+
+def by_channel(delivery: Delivery, job: Job) -> str:
+    return delivery.channel
 DEAD_MAN_SECONDS = 10.0  # how often the dead man's switch looks (by the injected clock)
 
 
@@ -71,10 +78,11 @@ class DeliveryWorker:
     def __init__(self, store: JobStore, clock: Clock, send: Send, *, workers: int = 4,
                  max_attempts: int = 4, backoff: float = 2.0,
                  metrics: Optional[Metrics] = None,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: Optional[random.Random] = None, endpoint: Endpoint = by_channel) -> None:
         self._store = store
         self._clock = clock
         self._send = send
+        self._endpoint = endpoint
         self.max_attempts = max_attempts
         self.backoff = backoff
         self._metrics = metrics if metrics is not None else Metrics(enabled=False)
@@ -88,8 +96,8 @@ class DeliveryWorker:
         self._cooling: dict[str, int] = {}
         for i in range(workers):  # daemon threads: a hung attempt never holds up exit
             threading.Thread(target=self._work, name=f"delivery-{i}", daemon=True).start()
-        # attempts handed to the pool: delivery id -> (job id, channel)
-        self._in_flight: dict[str, tuple[str, str]] = {}
+        # attempts handed to the pool: delivery id -> (job id, channel, endpoint)
+        self._in_flight: dict[str, tuple[str, str, str]] = {}
         self._woken = False
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
@@ -160,22 +168,27 @@ class DeliveryWorker:
             self._cooling = {k: v for k, v in self._cooling.items() if v > now}
             skip = [*self._in_flight, *self._cooling]
         held_back = False
+        jobs: dict[str, Optional[Job]] = {}
         for delivery in self._store.due_deliveries(now, BATCH, skip):
-            key = (delivery.job_id, delivery.channel)
+            if delivery.job_id not in jobs:
+                jobs[delivery.job_id] = self._store.find_job(delivery.job_id)
+            job = jobs[delivery.job_id]
+            place = self._endpoint(delivery, job) if job is not None else delivery.channel
             with self._lock:
                 if self._stopping or delivery.id in self._in_flight:
                     continue
                 # One attempt at a time per job and channel (a hung endpoint holds one
-                # worker, and a job's deliveries keep their order); no channel takes
-                # every worker (one that hangs leaves room for the others); and no more
-                # at once than there are workers (nothing waits in the pool).
+                # worker, and a job's deliveries keep their order); no endpoint takes
+                # every worker (one that hangs, shared by many jobs, leaves room for the
+                # others); and no more at once than there are workers (nothing waits in
+                # the pool).
                 going = list(self._in_flight.values())
-                if key in going or len(going) >= self.workers or \
-                        sum(c == delivery.channel for _, c in going) >= max(1,
-                                                                            self.workers - 1):
+                if any((j, c) == (delivery.job_id, delivery.channel) for j, c, _ in going) \
+                        or len(going) >= self.workers or \
+                        sum(e == place for _, _, e in going) >= max(1, self.workers - 1):
                     held_back = True
                     continue
-                self._in_flight[delivery.id] = key
+                self._in_flight[delivery.id] = (delivery.job_id, delivery.channel, place)
             self._queue.put(delivery)
         if held_back:  # an attempt's end wakes the thread; look again then
             return min(now + int(POLL_SECONDS * 1000), self._dead_man_at)

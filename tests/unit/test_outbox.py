@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from symbid.model import Job, RunStatus, Trigger, new_id
+from symbid.model import DeliveryConfig, Job, RunStatus, Trigger, new_id
 from symbid.outbox import DeliveryWorker
 from symbid.records import Run
 from symbid.store import Advance, Finish, SqliteJobStore
@@ -44,10 +44,11 @@ class Channel:
 
 
 def finished_run(store: SqliteJobStore, channels: tuple[str, ...],
-                 status: RunStatus = RunStatus.SUCCEEDED) -> Run:
+                 status: RunStatus = RunStatus.SUCCEEDED, url: Optional[str] = None) -> Run:
     job = store.create_job(Job(id=new_id(), name=f"job-{new_id()[:8]}", agent_id="a",
                                cron_expr="* * * * *", next_run=T0, created_at=T0,
-                               updated_at=T0, delivery=channels))
+                               updated_at=T0, delivery=channels,
+                               delivery_config=DeliveryConfig(webhook_url=url)))
     run = Run(id=new_id(), job_id=job.id, slot=T0, attempt=1, trigger=Trigger.SCHEDULE,
               status=RunStatus.PENDING, created_at=T0)
     [run] = store.claim([Advance(job.id, job.version, T0 + 60_000, ((T0, T0),), (run,))], [])
@@ -230,10 +231,42 @@ def test_a_hung_endpoint_holds_one_worker_and_others_go_on(tmp_path: Path) -> No
             worker.tick(clock.now())
             time.sleep(0.01)
         # the hung channel holds at most workers - 1; never more at once than the workers
-        assert sum(c == "webhook" for _, c in worker._in_flight.values()) == 1
+        assert sum(c == "webhook" for _, c, _ in worker._in_flight.values()) == 1
         # all that is due is being attempted or held back: the thread waits, not spins
         assert due is not None and due > clock.now()
         assert [store.deliveries_of([r.id])[r.id][0].status for r in hung] == ["pending"] * 3
+    finally:
+        release.set()
+        worker.stop()
+
+
+def test_a_dead_host_many_jobs_share_leaves_a_worker_for_another_host(tmp_path: Path) -> None:
+    import threading
+
+    from symbid.dispatch import endpoint_of
+
+    release = threading.Event()
+    store = SqliteJobStore(str(tmp_path / "s.db"))
+    clock = FakeClock(T0 + 10)
+
+    def send(delivery: Delivery, job: Job, run: Any) -> FakeReceipt:
+        if "dead.example" in (job.delivery_config.webhook_url or "").lower():
+            release.wait(10)
+        return FakeReceipt(True)
+
+    worker = DeliveryWorker(store, clock, send, workers=4, endpoint=endpoint_of)
+    hung = [finished_run(store, ("webhook",), url=f"https://DEAD.example/hook/{i}")
+            for i in range(9)]  # nine jobs, one dead host
+    fine = finished_run(store, ("webhook",), url="https://alive.example/hook")
+    try:
+        deadline = time.monotonic() + 5
+        while store.deliveries_of([fine.id])[fine.id][0].status != "delivered":
+            assert time.monotonic() < deadline, "the live host waited behind the dead one"
+            worker.tick(clock.now())
+            time.sleep(0.01)
+        places = [e for _, _, e in worker._in_flight.values()]
+        assert places == ["webhook https://dead.example"] * 3  # workers - 1, never all
+        assert [store.deliveries_of([r.id])[r.id][0].status for r in hung] == ["pending"] * 9
     finally:
         release.set()
         worker.stop()
