@@ -418,7 +418,10 @@ def status_receipt(channel: str, reply: HttpReply, *, where: str, secrets: list[
                        duration_ms=duration)
     snippet = clean(reply.body.decode("utf-8", "replace"), secrets, 200)
     if 300 <= status < 400:
-        location = clean(reply.headers.get("location", "(none)"), secrets, 200)
+        # where only: a path or query (a token in a Slack-style URL) is never kept
+        moved = reply.headers.get("location")
+        location = "(none)" if moved is None else clean(
+            where_of(moved) if "://" in moved else "a path on the same server", secrets, 200)
         return Receipt(channel, ok=False, status=status, permanent=True, duration_ms=duration,
                        error=f"{where} answered {status}, a redirect to {location}; "
                              "symbid does not follow redirects: set the final URL")
