@@ -58,11 +58,12 @@ Send = Callable[[Delivery, Job, Optional[Run]], Receipt]  # no run: an alert abo
 # Where a delivery goes, for the cap on attempts at one place at once: a webhook's host,
 # else its channel (one Slack API, one SMTP server, one command).
 Endpoint = Callable[[Delivery, Job], str]
+DEAD_MAN_SECONDS = 10.0  # how often the dead man's switch looks (by the injected clock)
 
 
 def by_channel(delivery: Delivery, job: Job) -> str:
+    """The endpoint of a delivery when nothing finer is known: its channel."""
     return delivery.channel
-DEAD_MAN_SECONDS = 10.0  # how often the dead man's switch looks (by the injected clock)
 
 
 def backoff_ms(attempts: int, base: float, rng: random.Random) -> int:
@@ -168,12 +169,12 @@ class DeliveryWorker:
             self._cooling = {k: v for k, v in self._cooling.items() if v > now}
             skip = [*self._in_flight, *self._cooling]
         held_back = False
-        jobs: dict[str, Optional[Job]] = {}
+        places: dict[tuple[str, str], str] = {}  # (job id, channel): its endpoint
         for delivery in self._store.due_deliveries(now, BATCH, skip):
-            if delivery.job_id not in jobs:
-                jobs[delivery.job_id] = self._store.find_job(delivery.job_id)
-            job = jobs[delivery.job_id]
-            place = self._endpoint(delivery, job) if job is not None else delivery.channel
+            key = (delivery.job_id, delivery.channel)
+            if key not in places:
+                places[key] = self._place(delivery)
+            place = places[key]
             with self._lock:
                 if self._stopping or delivery.id in self._in_flight:
                     continue
@@ -196,6 +197,15 @@ class DeliveryWorker:
         if due is not None and due <= now:  # all that is due is being attempted
             due = now + int(POLL_SECONDS * 1000)
         return self._dead_man_at if due is None else min(due, self._dead_man_at)
+
+    def _place(self, delivery: Delivery) -> str:
+        """The endpoint of ``delivery``; its channel when its job cannot be read (the
+        attempt then says why, as it would for any job)."""
+        try:
+            job = self._store.find_job(delivery.job_id)
+        except Exception:
+            return delivery.channel
+        return delivery.channel if job is None else self._endpoint(delivery, job)
 
     def check_dead_man(self, now: int) -> None:
         """An alert for each active job with ``alert_if_no_success_within`` that has not

@@ -272,6 +272,20 @@ def test_a_dead_host_many_jobs_share_leaves_a_worker_for_another_host(tmp_path: 
         worker.stop()
 
 
+def test_a_job_row_that_cannot_be_read_holds_back_no_other_delivery(tmp_path: Path) -> None:
+    store, clock, _, worker = make(tmp_path, [FakeReceipt(True)])
+    broken = finished_run(store, ("stdout",))
+    fine = finished_run(store, ("stdout",))
+    with store._write() as conn:  # damaged by hand: the job cannot be read
+        conn.execute("UPDATE jobs SET definition = '{}' WHERE id = ?", (broken.job_id,))
+    try:
+        settle(worker, clock)
+        assert store.deliveries_of([fine.id])[fine.id][0].status == "delivered"
+        assert store.deliveries_of([broken.id])[broken.id][0].status == "pending"
+    finally:
+        worker.stop()
+
+
 def test_one_jobs_deliveries_to_one_channel_go_one_at_a_time(tmp_path: Path) -> None:
     store, clock, channel, worker = make(tmp_path, [FakeReceipt(True)])
     job = store.create_job(Job(id=new_id(), name="serial", agent_id="a",
