@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Callable, Optional
 
 from symbid.config import DeliverySettings
-from symbid.delivery.base import Payload, Receipt, Target
+from symbid.delivery.base import Payload, Receipt, Target, where_of
 from symbid.delivery.router import problems, send
 from symbid.model import Job, format_instant
 from symbid.records import Run
@@ -56,10 +56,8 @@ def endpoint_of(delivery: Delivery, job: Job) -> str:
     """Where ``delivery`` goes, for the workers' cap per endpoint: a webhook's scheme and
     authority (as written: a ``${VAR}`` stays unresolved), else its channel."""
     url = job.delivery_config.webhook_url
-    if delivery.channel == "webhook" and url:
-        scheme, _, rest = url.partition("://")
-        return f"webhook {scheme.lower()}://{rest.split('/', 1)[0].split('?', 1)[0].lower()}"
-    return delivery.channel
+    return f"webhook {where_of(url)}" if delivery.channel == "webhook" and url else \
+        delivery.channel
 
 
 def make_send(settings: Callable[[], DeliverySettings], environ: Mapping[str, str], *,

@@ -218,10 +218,7 @@ class DeliveryWorker:
                 "it has not succeeded yet"
             message = (f"job {job.name} has not succeeded within "
                        f"{format_duration(seconds)}; {since}")
-            if self._store.raise_alert(AlertRequest(
-                    job_id=job.id, channels=tuple(job.alert), event="no_success",
-                    message=message, cooldown_ms=int(job.alert_cooldown * 1000)),
-                    now):
+            if self._store.raise_alert(AlertRequest.about(job, "no_success", message), now):
                 log.warning("job %s: %s; alerting %s", job.name, message,
                             ", ".join(job.alert),
                             extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "alert_no_success"})

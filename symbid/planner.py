@@ -371,18 +371,15 @@ def recovered(
 def outbox_of(job: Job, fin: Finish) -> Finish:
     """``fin`` with what its run's end puts in the outbox, in the same write: its output
     for the job's ``delivery`` (a run that executed), and an alert for the job's
-    ``alert`` channels (:func:`_alert_event`); a success after an alert says the job
-    recovered. A failure the store may find it cannot retry (its one-shot was re-armed)
-    carries the alert for that case in ``alert_unretried``."""
+    ``alert`` channels (:func:`_alert_of`). A failure the store may find it cannot retry
+    (its one-shot was re-armed) carries the alert for that case in ``alert_unretried``."""
     run = fin.run
     deliver = tuple(job.delivery) if job.delivery and run.status.executed else ()
     alert = unretried = None
     if job.alert:
-        event, message = _alert_event(job, fin)
-        if event is not None:
-            alert = _alert(job, event, message, run.id)
+        alert = _alert_of(job, fin)
         if run.retry_at is not None and fin.belongs_to is not None:
-            unretried = _alert(job, "run_failed", _failed_message(
+            unretried = AlertRequest.about(job, "run_failed", _failed_message(
                 job, run, "not retried: its one-shot was re-armed meanwhile"), run.id)
     if not deliver and alert is None and unretried is None:
         return fin
@@ -397,17 +394,12 @@ def job_stopped_alert(job: Job, run: Run, ends: JobStatus) -> Optional[AlertRequ
         return None
     why = f": {run.error_message}" if run.error_message else ""
     if ends is JobStatus.DEAD_LETTER:
-        return _alert(job, "dead_letter", f"job {job.name} went to dead_letter: run "
-                      f"{run.id[:8]} {run.status.value}{why}; symbi cron reset {job.name} "
-                      "re-arms it once it is fixed", run.id)
-    return _alert(job, "job_failed", f"one-shot job {job.name} is now failed without "
-                  f"running to an end: run {run.id[:8]} {run.status.value}{why}", run.id)
-
-
-def _alert(job: Job, event: str, message: str, run_id: Optional[str]) -> AlertRequest:
-    return AlertRequest(job_id=job.id, channels=tuple(job.alert), event=event,
-                        message=message, run_id=run_id,
-                        cooldown_ms=int(job.alert_cooldown * 1000))
+        return AlertRequest.about(job, "dead_letter", f"job {job.name} went to dead_letter: "
+                                  f"run {run.id[:8]} {run.status.value}{why}; symbi cron "
+                                  f"reset {job.name} re-arms it once it is fixed", run.id)
+    return AlertRequest.about(job, "job_failed", f"one-shot job {job.name} is now failed "
+                              f"without running to an end: run {run.id[:8]} "
+                              f"{run.status.value}{why}", run.id)
 
 
 def _failed_message(job: Job, run: Run, retried: str) -> str:
@@ -416,7 +408,7 @@ def _failed_message(job: Job, run: Run, retried: str) -> str:
             f"(attempt {run.attempt}, {retried}){why}")
 
 
-def _alert_event(job: Job, fin: Finish) -> tuple[Optional[str], str]:
+def _alert_of(job: Job, fin: Finish) -> Optional[AlertRequest]:
     """What ``fin`` tells the job's ``alert`` channels: ``dead_letter`` (the job
     stopped), ``run_failed`` (a failure not retried), ``job_failed`` (a one-shot ended
     by a run that did not fail itself: skipped, cancelled, interrupted), ``recovered``
@@ -424,15 +416,15 @@ def _alert_event(job: Job, fin: Finish) -> tuple[Optional[str], str]:
     run = fin.run
     why = f": {run.error_message}" if run.error_message else ""
     if fin.job_status is JobStatus.DEAD_LETTER:
-        return "dead_letter", (f"job {job.name} went to dead_letter after run {run.id[:8]} "
-                               f"{run.status.value} (attempt {run.attempt}){why}; "
-                               f"symbi cron reset {job.name} re-arms it")
+        return AlertRequest.about(job, "dead_letter", (
+            f"job {job.name} went to dead_letter after run {run.id[:8]} {run.status.value} "
+            f"(attempt {run.attempt}){why}; symbi cron reset {job.name} re-arms it"), run.id)
     if run.status in (RunStatus.FAILED, RunStatus.TIMED_OUT) and run.retry_at is None:
-        return "run_failed", _failed_message(job, run, "not retried")
+        return AlertRequest.about(job, "run_failed", _failed_message(job, run, "not retried"),
+                                  run.id)
     if fin.job_status is JobStatus.FAILED:
-        stopped = job_stopped_alert(job, run, JobStatus.FAILED)
-        assert stopped is not None
-        return stopped.event, stopped.message
+        return job_stopped_alert(job, run, JobStatus.FAILED)
     if run.status is RunStatus.SUCCEEDED:
-        return "recovered", f"job {job.name} succeeded again (run {run.id[:8]})"
-    return None, ""
+        return AlertRequest.about(job, "recovered",
+                                  f"job {job.name} succeeded again (run {run.id[:8]})", run.id)
+    return None

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from symbid.model import format_instant, new_id
+from symbid.model import Job, format_instant, new_id
 from symbid.store.plumbing import SqlPlumbing
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -62,13 +62,13 @@ class AlertState:
 
     open: bool
     last_event: Optional[str]
-    last_alert_at: Optional[int]
+    last_alert_at: int
     held_back: int
 
     def to_dict(self) -> dict[str, Any]:
         return {"open": self.open, "last_event": self.last_event,
-                "last_alert_at": None if self.last_alert_at is None
-                else format_instant(self.last_alert_at), "held_back": self.held_back}
+                "last_alert_at": format_instant(self.last_alert_at),
+                "held_back": self.held_back}
 
 
 def delivery_from_row(row: Sequence[Any]) -> Delivery:
@@ -120,6 +120,13 @@ class AlertRequest:
     message: str
     cooldown_ms: int
     run_id: Optional[str] = None
+
+    @classmethod
+    def about(cls, job: Job, event: str, message: str,
+              run_id: Optional[str] = None) -> AlertRequest:
+        """An alert about ``job`` to its ``alert`` channels, under its cooldown."""
+        return cls(job_id=job.id, channels=tuple(job.alert), event=event, message=message,
+                   run_id=run_id, cooldown_ms=int(job.alert_cooldown * 1000))
 
 
 def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
@@ -217,7 +224,7 @@ class SqlDeliveries(SqlPlumbing):
         if not rows:
             return None
         is_open, event, at, held = rows[0]
-        return AlertState(bool(is_open), event, None if at is None else int(at), int(held))
+        return AlertState(bool(is_open), event, int(at), int(held))
 
     def raise_alert(self, alert: AlertRequest, now: int) -> bool:
         """Write ``alert``'s outbox rows (cooldown permitting); True when written."""
