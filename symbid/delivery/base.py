@@ -92,6 +92,19 @@ class Payload:
             duration_ms=run.execution_time_ms, attempt=run.attempt,
             trigger=run.trigger.value)
 
+    @property
+    def is_alert(self) -> bool:
+        """An alert about the job (its event is :attr:`status`), not a run's output."""
+        return self.trigger == "alert"
+
+    def headline(self) -> str:
+        """``run ID STATUS`` for a run's output; ``alert EVENT``, with ``run ID`` when
+        the alert is about one, for an alert. Escaped for a log line."""
+        if self.is_alert:
+            about = f" run {escape(self.run_id)}" if self.run_id else ""
+            return f"alert {escape(self.status)}{about}"
+        return f"run {escape(self.run_id)} {escape(self.status)}"
+
     def when(self) -> str:
         """The instant an entry about this run is stamped with: its end (or start, or
         now when it has neither), so every attempt writes the same stamp."""

@@ -91,19 +91,22 @@ def build_message(payload: Payload, target: Target, settings: DeliverySettings) 
     if not _DOMAIN.fullmatch(domain):
         domain = "symbid.invalid"
     msg = EmailMessage()
-    msg["Subject"] = f"[symbid] {payload.job} {payload.status}"
+    kind = "alert " if payload.is_alert else ""
+    msg["Subject"] = f"[symbid] {payload.job} {kind}{payload.status}"
     msg["From"] = settings.email_from
     msg["To"] = ", ".join(target.email_recipients)
     msg["Date"] = formatdate(SystemClock().now() / 1000, usegmt=True)  # the one clock
     msg["Message-ID"] = f"<{_ID_SAFE.sub('_', payload.delivery_id)}.symbid@{domain}>"
     msg[DELIVERY_ID_HEADER] = payload.delivery_id
     msg["X-Symbid-Job"] = payload.job
-    msg["X-Symbid-Run"] = payload.run_id
+    if payload.run_id:
+        msg["X-Symbid-Run"] = payload.run_id
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
     lines = [
         f"Job:       {payload.job}",
         f"Status:    {payload.status}",
-        f"Run:       {payload.run_id} (attempt {payload.attempt}, {payload.trigger})",
+        f"Run:       {payload.run_id} (attempt {payload.attempt}, {payload.trigger})"
+        if payload.run_id else f"Run:       - ({payload.trigger})",
         f"Started:   {payload.started_at or '-'}",
         f"Finished:  {payload.finished_at or '-'}",
         f"Duration:  {_duration(payload.duration_ms)}",

@@ -3,10 +3,11 @@
 The file name is the job's name, which the name rule keeps to letters, digits, ``.``,
 ``_`` and ``-`` starting with a letter or digit: no separator, no ``..``, never absolute.
 The file is opened anew for every entry (so logrotate's move-and-create works) with
-``O_APPEND|O_CREAT|O_NOFOLLOW|O_CLOEXEC``, mode 0640 (less the umask), relative to the
-log directory: a symbolic link planted at its place is refused, and so is anything but a
-regular file with one link. An entry: ``TIMESTAMP run ID STATUS``, the output's lines
-(each escaped), a blank line; written with one ``write`` where the system allows.
+``O_APPEND|O_CREAT|O_NOFOLLOW|O_CLOEXEC``, mode 0600 whatever the umask (output can hold
+what the database holds, and is as private), relative to the log directory: a symbolic
+link planted at its place is refused, and so is anything but a regular file with one
+link. An entry: ``TIMESTAMP run ID STATUS`` (``TIMESTAMP alert EVENT`` for an alert), the
+output's lines (each escaped), a blank line; written with one ``write`` where the system allows.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from symbid.model import ADHOC_PREFIX, name_problem
 from symbid.text import escape
 
 CHANNEL = "log_file"
-MODE = 0o640
-DIR_MODE = 0o750  # the log directory, when symbid has to make it
+MODE = 0o600
+DIR_MODE = 0o700  # the log directory, when symbid has to make it
 _FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
           | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO planted there fails instead of hanging
 DAEMON_LOG = "symbid.log"  # the daemon's own log in the log directory (--daemonize)
@@ -54,7 +55,7 @@ def problem(target: Target, settings: DeliverySettings, *,
 
 def entry(payload: Payload) -> bytes:
     """The bytes one delivery appends."""
-    lines = [f"{payload.when()} run {escape(payload.run_id)} {escape(payload.status)}"]
+    lines = [f"{payload.when()} {payload.headline()}"]
     lines += [escape(line) for line in payload.output.splitlines()]
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 

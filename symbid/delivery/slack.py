@@ -96,8 +96,12 @@ def _duration(ms: Optional[int]) -> str:
 
 def message(payload: Payload) -> dict[str, Any]:
     """The message's ``text`` (the notification and fallback) and ``blocks``."""
-    head = (f"`{payload.job}` *{payload.status}*{_duration(payload.duration_ms)} "
-            f"(run `{payload.run_id}`, attempt {payload.attempt}, {payload.trigger})")
+    if payload.is_alert:
+        about = f" (run `{payload.run_id}`)" if payload.run_id else ""
+        head = f"`{payload.job}` alert *{payload.status}*{about}"
+    else:
+        head = (f"`{payload.job}` *{payload.status}*{_duration(payload.duration_ms)} "
+                f"(run `{payload.run_id}`, attempt {payload.attempt}, {payload.trigger})")
     shown, left = cut_output(payload.output)
     code = f"```\n{shown}\n```" if shown else "_(no output)_"
     if left:

@@ -35,8 +35,7 @@ def problem(target: Target, settings: DeliverySettings) -> Optional[str]:
 
 def block(payload: Payload) -> str:
     """The text written to stdout for one delivery."""
-    lines = [f"{payload.when()} job {escape(payload.job)} run {escape(payload.run_id)} "
-             f"{escape(payload.status)}"]
+    lines = [f"{payload.when()} job {escape(payload.job)} {payload.headline()}"]
     lines += [escape(line) for line in payload.output.splitlines()]
     return "\n".join(lines) + "\n"
 
@@ -47,9 +46,10 @@ def send(payload: Payload, target: Target, settings: DeliverySettings,
     block to stdout). Fails only when stdout cannot be written."""
     started = time.monotonic()
     fields = {"SYMBID_JOB": payload.job, "SYMBID_RUN": payload.run_id,
-              "SYMBID_EVENT": "delivery", "SYMBID_CHANNEL": CHANNEL}
-    log.info("job %s run %s %s: %s", escape(payload.job), escape(payload.run_id),
-             escape(payload.status), escape(payload.output), extra=fields)
+              "SYMBID_EVENT": "alert" if payload.is_alert else "delivery",
+              "SYMBID_CHANNEL": CHANNEL}
+    log.info("job %s %s: %s", escape(payload.job), payload.headline(),
+             escape(payload.output), extra=fields)
     if journal:
         return Receipt(CHANNEL, ok=True, reply="logged to the journal",
                        duration_ms=elapsed_ms(started))

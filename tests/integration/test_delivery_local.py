@@ -82,11 +82,40 @@ def test_a_stdout_delivery_reaches_a_journal_socket_as_one_entry_with_its_fields
     assert fields["MESSAGE"] == "job nightly run r-1 failed: two\\x0alines"
 
 
+def test_an_alert_about_no_run_names_its_event_and_no_empty_run_on_stdout_and_in_the_log_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    alert = replace(PAYLOAD, run_id="", status="dead_letter", trigger="alert",
+                    output="schedule no longer valid")
+    with caplog.at_level(logging.INFO, logger="symbid.delivery.stdout"):
+        assert send("stdout", Target(), FAST, payload=alert).ok
+    assert send("log_file", Target(), FAST, log_dir=str(tmp_path), payload=alert).ok
+    about_run = replace(alert, run_id="r-9", status="run_failed")
+    assert send("log_file", Target(), FAST, log_dir=str(tmp_path), payload=about_run).ok
+
+    assert capsys.readouterr().out == (
+        "2026-03-08T07:00:02Z job nightly alert dead_letter\nschedule no longer valid\n")
+    [record] = caplog.records
+    assert record.getMessage() == "job nightly alert dead_letter: schedule no longer valid"
+    assert record.SYMBID_EVENT == "alert"  # type: ignore[attr-defined]
+    assert (tmp_path / "nightly.log").read_text() == (
+        "2026-03-08T07:00:02Z alert dead_letter\nschedule no longer valid\n\n"
+        "2026-03-08T07:00:02Z alert run_failed run r-9\nschedule no longer valid\n\n")
+
+
 # --- log_file --------------------------------------------------------------------------------
 
 
 def test_log_file_appends_entries_to_the_jobs_file_and_reopens_it(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
+    old = os.umask(0o022)  # whatever umask symbid runs under, its logs stay private
+    try:
+        _log_file_entries(logs)
+    finally:
+        os.umask(old)
+
+
+def _log_file_entries(logs: Path) -> None:
     first = send("log_file", Target(), FAST, log_dir=str(logs))
     os.rename(logs / "nightly.log", logs / "nightly.log.1")  # logrotate's move
     second = send("log_file", Target(), FAST, log_dir=str(logs),
@@ -101,7 +130,8 @@ def test_log_file_appends_entries_to_the_jobs_file_and_reopens_it(tmp_path: Path
     assert (logs / "nightly.log").read_text() == (
         "2026-03-08T07:00:02Z run r-2 succeeded\nfine\n\n"
         "2026-03-08T07:00:02Z run r-3 failed\nno newline at end\n\n")
-    assert (logs / "nightly.log").stat().st_mode & 0o777 == 0o640
+    assert (logs / "nightly.log").stat().st_mode & 0o777 == 0o600
+    assert logs.stat().st_mode & 0o777 == 0o700
 
 
 @pytest.mark.parametrize("job", ["../x", "/etc/passwd", "a/../../b", ".."])

@@ -149,3 +149,20 @@ def test_the_documented_verification_snippet_accepts_symbids_signature_only() ->
     assert scope["verify"](body, header, "k3y")
     assert not scope["verify"](body, header, "other")
     assert not scope["verify"](body + b" ", header, "k3y")
+
+
+def test_an_alert_about_no_run_says_alert_and_its_event_in_slack_and_email() -> None:
+    alert = Payload("d-2", "nightly", "j", "", "dead_letter", output="schedule invalid",
+                    finished_at="2026-03-08T07:00:00Z", trigger="alert")
+    settings = DeliverySettings(smtp_host="h", email_from="symbid@example.com")
+
+    head = slack.message(alert)["blocks"][0]["text"]["text"]
+    about = slack.message(Payload("d-3", "nightly", "j", "r-4", "run_failed",
+                                  trigger="alert"))["blocks"][0]["text"]["text"]
+    msg = email.build_message(alert, Target(email_recipients=("ops@example.com",)), settings)
+
+    assert head == "`nightly` alert *dead_letter*"
+    assert about == "`nightly` alert *run_failed* (run `r-4`)"
+    assert msg["Subject"] == "[symbid] nightly alert dead_letter"
+    assert msg["X-Symbid-Run"] is None
+    assert "Run:       - (alert)" in msg.get_content()
