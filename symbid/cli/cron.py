@@ -266,13 +266,16 @@ def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) ->
         ("runs", f"{job.run_count} ({job.failure_count} failed)"),
         ("source", escape(job.source)),
     ]
-    alerts = list(client.schedule.get_alerts(job.id, limit=1)) if job.alert else []
+    alerts = list(client.schedule.get_alerts(job.id, limit=max(1, len(job.alert)))) \
+        if job.alert else []
     if alerts:
-        a = alerts[0]
+        a = alerts[0]  # the newest alert: one row per channel it went to
+        sent = [x for x in alerts if (x.event, x.created_at) == (a.event, a.created_at)]
         state = job.to_dict().get("alert_state") or {}
         held = int(state.get("held_back") or 0)
-        lines.append(("last alert", f"{a.event} at {a.created_at} to {a.channel} "
-                                    f"({a.status}): {escape(str(a.message))}"
+        to = ", ".join(f"{x.channel} ({x.status})" for x in sent)
+        lines.append(("last alert", f"{a.event} at {a.created_at} to {to}: "
+                                    f"{escape(str(a.message))}"
                       + (f"; {held} more held back by alert_cooldown" if held else "")))
     for key, value in lines:
         print(f"{key + ':':<10} {value}")

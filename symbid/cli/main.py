@@ -10,6 +10,7 @@ or after the command, as kubectl's and systemctl's do.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -328,7 +329,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return handler(args)
     except SymbidError as exc:
         # each line escaped: a message quoting a name or an output cannot drive the terminal
-        print("symbi: " + "\n".join(escape(line) for line in exc.message.split("\n")),
+        message = exc.message
+        if exc.field and not re.search(rf"(?<![\w.]){re.escape(exc.field)}(?![\w])", message):
+            message += f" (field {exc.field})"  # the API named the field at fault
+        print("symbi: " + "\n".join(escape(line) for line in message.split("\n")),
               file=sys.stderr)
         return exc.exit_status if exc.exit_status else EXIT_ERROR
     except EOFError:

@@ -51,12 +51,18 @@ def _detail(r: Any) -> str:
 
 
 def delivery_lines(run: Any) -> list[str]:
-    """A run's deliveries, one line each with its last receipt."""
+    """A run's deliveries (its alerts labelled so), one line each with its last receipt:
+    the error of a failure, else the HTTP status and the receiver's reply."""
     out = []
     for d in run.to_dict().get("deliveries") or []:
         last = (d.get("receipts") or [{}])[-1]
-        how = last.get("error") or (f"HTTP {last['status']}" if last.get("status") else "")
-        out.append(f"  {d['channel']}: {d['status']}, {d['attempts']} attempt(s)"
+        reply = " ".join(str(p) for p in (
+            f"HTTP {last['status']}" if last.get("status") else None, last.get("reply"))
+            if p)
+        how = last.get("error") or reply
+        what = d["channel"] + (f" (alert {d.get('event')})" if d.get("kind") == "alert"
+                               else "")
+        out.append(f"  {escape(what)}: {d['status']}, {d['attempts']} attempt(s)"
                    + (f", last: {escape(str(how))}" if how else "")
                    + (f", next {d['next_at']}" if d.get("next_at") else ""))
     return out
@@ -88,7 +94,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print_json(runs)
     elif args.format == "csv":
         fields = ["id", "slot", "attempt", "trigger", "status", "started_at", "finished_at",
-                  "execution_time_ms", "exit_code", "error_message"]
+                  "execution_time_ms", "exit_code", "error_message", "delivery_status"]
         if args.output:
             fields.append("output_preview")
         print(to_csv(fields, [[r.to_dict().get(f) for f in fields] for r in runs]), end="")

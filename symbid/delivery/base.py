@@ -422,14 +422,15 @@ def status_receipt(channel: str, reply: HttpReply, *, where: str, secrets: list[
                    started: float, reply_text: Optional[str] = None) -> Receipt:
     """The receipt an HTTP status makes: 2xx ok; 3xx a permanent failure (redirects are
     not followed); 408, 425, 429 and 5xx retryable, honouring ``Retry-After``; any other
-    4xx permanent. ``reply_text``: the reply to keep on success."""
+    4xx permanent. The reply kept is ``reply_text`` when given, else the start of the
+    body (masked), as the receiver's word on what it did."""
     where = clean(where, secrets)
     status = reply.status
     duration = elapsed_ms(started)
-    if 200 <= status < 300:
-        return Receipt(channel, ok=True, status=status, reply=reply_text,
-                       duration_ms=duration)
     snippet = clean(reply.body.decode("utf-8", "replace"), secrets, 200)
+    if 200 <= status < 300:
+        return Receipt(channel, ok=True, status=status, duration_ms=duration,
+                       reply=reply_text if reply_text is not None else snippet or None)
     if 300 <= status < 400:
         # where only: a path or query (a token in a Slack-style URL) is never kept
         moved = reply.headers.get("location")

@@ -98,6 +98,20 @@ def test_an_unknown_agent_lists_the_defined_ones_and_says_where_to_define_them(
     assert "defined agents: echo, hang, slow" in out.stderr and "symbi reload" in out.stderr
 
 
+def test_an_api_error_says_which_field_it_is_about_when_its_message_does_not(
+    daemon: Daemon,
+) -> None:
+    out = daemon.cli("cron", "add", "--json", json.dumps(
+        {"name": "pigeon", "agent_id": "echo", "cron_expr": "0 * * * *",
+         "alert": ["carrier-pigeon"]}))
+    named = daemon.cli("cron", "add", "--json", json.dumps(
+        {"name": "x", "agent_id": "echo", "cron_expr": "0 * * * *", "max_retries": -1}))
+
+    assert out.returncode == 1 and out.stderr.rstrip().endswith("(field alert)"), out.stderr
+    assert "carrier-pigeon" in out.stderr
+    assert "max_retries" in named.stderr and "(field" not in named.stderr  # named already
+
+
 # --- 5. update ---------------------------------------------------------------------------
 
 

@@ -118,6 +118,9 @@ def test_stdout_and_log_file_deliveries_arrive_with_a_receipt_each(tmp_path: Pat
         logged = (d.root / "logs" / "report.log").read_text()
         assert run["id"] in logged and "delivered-output" in logged
         assert "delivered-output" in d.log.read_text()  # stdout: the daemon's own output
+        csv = d.cli("cron", "history", "report", "--format", "csv").stdout.splitlines()
+        assert csv[0].endswith(",error_message,delivery_status") and \
+            csv[1].endswith(",delivered")
     finally:
         d.cleanup()
 
@@ -208,14 +211,14 @@ def test_a_failed_run_alerts_its_alert_channel_the_alert_is_listed_and_the_next_
     try:
         assert d.api("POST", "/api/v1/schedule", {
             "name": "fragile", "agent_id": "broken", "cron_expr": "0 0 1 1 *",
-            "alert": ["log_file"], "alert_cooldown": "1h"})[0] == 201
+            "alert": ["log_file", "stdout"], "alert_cooldown": "1h"})[0] == 201
         rid = run_once(d, "fragile")
 
         def listed() -> Any:
             status, alerts = d.api("GET", "/api/v1/schedule/fragile/alerts")
-            return alerts if status == 200 and alerts and \
-                alerts[0]["status"] == "delivered" else None
-        [alert] = d.wait_for(listed)
+            return alerts if status == 200 and len(alerts) == 2 and \
+                all(a["status"] == "delivered" for a in alerts) else None
+        [alert] = [a for a in d.wait_for(listed) if a["channel"] == "log_file"]
         assert (alert["event"], alert["channel"], alert["run_id"]) == \
             ("run_failed", "log_file", rid)
         assert "exit status 3" in alert["message"]
@@ -223,6 +226,9 @@ def test_a_failed_run_alerts_its_alert_channel_the_alert_is_listed_and_the_next_
         _, metrics = d.api("GET", "/metrics")
         assert 'symbiont_cron_alerts_total{channel="log_file",status="delivered"} 1.0' \
             in metrics
+        history = d.cli("cron", "status", "fragile", "--history", "5")
+        assert "  log_file (alert run_failed): delivered, 1 attempt(s)" in history.stdout
+        assert "  stdout (alert run_failed): delivered, 1 attempt(s)" in history.stdout
         assert 'symbiont_cron_delivery_total{channel="log_file"' not in metrics
         # fails again within alert_cooldown: held back, and shown
         final_run(d, run_once(d, "fragile"))
@@ -231,6 +237,8 @@ def test_a_failed_run_alerts_its_alert_channel_the_alert_is_listed_and_the_next_
                                       "last_alert_at": alert["created_at"], "held_back": 1}
         shown = d.cli("cron", "status", "fragile")
         assert shown.returncode == 0 and "last alert: run_failed" in shown.stdout
+        assert "to log_file (delivered), stdout (delivered)" in shown.stdout \
+            or "to stdout (delivered), log_file (delivered)" in shown.stdout
         assert "1 more held back by alert_cooldown" in shown.stdout
         _, run = d.api("GET", f"/api/v1/runs/{rid}")
         assert run["delivery_status"] is None  # an alert is not the run's output

@@ -166,3 +166,18 @@ def test_an_alert_about_no_run_says_alert_and_its_event_in_slack_and_email() -> 
     assert msg["Subject"] == "[symbid] nightly alert dead_letter"
     assert msg["X-Symbid-Run"] is None
     assert "Run:       - (alert)" in msg.get_content()
+
+
+def test_a_2xx_receipt_keeps_the_start_of_the_receivers_reply_masked() -> None:
+    from symbid.delivery.base import HttpReply, status_receipt
+
+    reply = HttpReply(202, {}, b'{"queued": "job-7", "token": "s3cret"}' + b"x" * 500)
+    receipt = status_receipt("webhook", reply, where="http://h", secrets=["s3cret"],
+                             started=0.0)
+    empty = status_receipt("webhook", HttpReply(204, {}, b""), where="http://h", secrets=[],
+                           started=0.0)
+
+    assert receipt.ok and receipt.status == 202
+    assert receipt.reply is not None and receipt.reply.startswith('{"queued": "job-7"')
+    assert "s3cret" not in receipt.reply and len(receipt.reply) < 250
+    assert empty.ok and empty.reply is None
