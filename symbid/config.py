@@ -169,9 +169,11 @@ _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs
             "idle_timeout_seconds": 1, "max_context_bytes": 1024,
             "max_concurrent_requests": 1, "backoff_seconds": 0.001, "workers": 1}
 # Keys whose value must be at most this: smtp_port is a port; max_concurrent_requests is
-# one slot file each, made at start and on reload.
+# one slot file each, made at start and on reload; a delivery attempt holds a worker for
+# up to webhook_timeout_seconds.
 _MAXIMUM = {"smtp_port": 65535, "max_concurrent_requests": 1024, "workers": 64,
-            "webhook_retry_attempts": 100}
+            "webhook_retry_attempts": 100, "webhook_timeout_seconds": 300}
+_LOOPBACK = re.compile(r"localhost|127(\.\d{1,3}){3}|::1|\[::1\]", re.IGNORECASE)
 
 
 def _type_name(tp: Any) -> str:
@@ -356,6 +358,14 @@ def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,
         changes["smtp_starttls"] = False
         if "smtp_port" not in table:
             changes["smtp_port"] = 465
+    in_clear = not settings.smtp_ssl and not settings.smtp_starttls
+    if in_clear and (settings.smtp_username or settings.smtp_password) and \
+            not _LOOPBACK.fullmatch(settings.smtp_host or ""):
+        raise ConfigError(
+            f"{where}: {prefix}.smtp_username/smtp_password with smtp_starttls = false and "
+            f"no smtp_ssl would send the password in clear to {settings.smtp_host!r}; turn "
+            "smtp_starttls or smtp_ssl on (only a relay on loopback may go without TLS)",
+            field=f"{prefix}.smtp_password")
     if settings.ca_bundle is not None and not os.path.isfile(settings.ca_bundle):
         raise ConfigError(f"{where}: {prefix}.ca_bundle {settings.ca_bundle!r} is not a "
                           "readable file", field=f"{prefix}.ca_bundle")

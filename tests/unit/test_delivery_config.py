@@ -47,6 +47,33 @@ def test_smtp_ssl_and_smtp_starttls_both_written_true_is_an_error_naming_both(
     assert err.field == "scheduler.delivery.smtp_ssl"
 
 
+@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.5"])
+def test_smtp_credentials_without_tls_to_another_host_are_refused(tmp_path: Path,
+                                                                  host: str) -> None:
+    exc = error(tmp_path, f'[scheduler.delivery]\nsmtp_host = "{host}"\n'
+                          'smtp_username = "${U}"\nsmtp_password = "${P}"\n'
+                          "smtp_starttls = false\n")
+    assert exc.field == "scheduler.delivery.smtp_password"
+    assert "in clear" in exc.message and "smtp_starttls" in exc.message
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+def test_smtp_credentials_without_tls_to_a_loopback_relay_are_allowed(tmp_path: Path,
+                                                                      host: str) -> None:
+    delivery = load(tmp_path, f'[scheduler.delivery]\nsmtp_host = "{host}"\n'
+                              'smtp_username = "u"\nsmtp_password = "${P}"\n'
+                              "smtp_starttls = false\n")
+    assert delivery.smtp_starttls is False
+
+
+def test_webhook_timeout_seconds_is_bounded(tmp_path: Path) -> None:
+    exc = error(tmp_path, "[scheduler.delivery]\nwebhook_timeout_seconds = 3600\n")
+    assert exc.field == "scheduler.delivery.webhook_timeout_seconds"
+    assert "at most 300" in exc.message
+    assert load(tmp_path, "[scheduler.delivery]\nwebhook_timeout_seconds = 300\n")\
+        .webhook_timeout_seconds == 300
+
+
 def test_a_ca_bundle_is_relative_to_the_file_and_must_exist(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("x")
     assert load(tmp_path, '[scheduler.delivery]\nca_bundle = "ca.pem"\n').ca_bundle == \
