@@ -67,12 +67,13 @@ def delivery_problem(delivery: tuple[str, ...], config: DeliveryConfig,
     if cooldown is not None and not alert:
         return "alert_cooldown", "alert_cooldown needs alert channels: add alert: [...]"
     if watch is not None and watch <= 0:
-        return "alert_if_no_success_within", "must be a positive duration"
+        return "alert_if_no_success_within", ("alert_if_no_success_within must be a positive "
+                                              "duration, such as \"26h\"")
     if watch is not None and not alert:
         return "alert", ("alert_if_no_success_within needs alert channels to tell: "
                          'add alert: ["slack"] (or another channel)')
     if cooldown is not None and cooldown < 0:
-        return "alert_cooldown", "must not be negative"
+        return "alert_cooldown", "alert_cooldown must not be negative"
     if config.webhook_secret is not None and not _REFERENCE.match(config.webhook_secret):
         return "webhook_secret", ("webhook_secret must be a ${VAR} reference to the secret "
                                   "in symbid's environment, so that it is never stored")

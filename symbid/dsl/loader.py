@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -189,6 +190,37 @@ def _entry_pos(entries: list[Entry], key: str) -> Optional[Pos]:
     return None
 
 
+# The entries a delivery problem can be about, the field's own first.
+_DELIVERY_ENTRIES = ("delivery", "alert", "webhook_url", "webhook_headers", "webhook_secret",
+                     "slack_channel", "email_recipients", "alert_cooldown",
+                     "alert_if_no_success_within")
+
+
+def _entry_at_fault(d: Mapping[str, Any], field: str, message: str) -> str:
+    """The entry a delivery problem is shown at: its field when written, else the entry
+    its message names (alert_if_no_success_within needs alert), else delivery."""
+    named = [k for k in _DELIVERY_ENTRIES if k in d and re.search(rf"\b{k}\b", message)]
+    return field if field in d else named[0] if named else \
+        "alert" if "alert" in d and field != "delivery" else "delivery"
+
+
+def _channel_items(entries: list[Entry], key: str) -> list[tuple[str, Pos]]:
+    """The strings of ``key``'s array entry (a channel list) with their positions."""
+    entry = next((e for e in entries if e.key == key), None)
+    if entry is None or entry.value.kind != "array":
+        return []
+    return [(v.value, v.pos) for v in entry.value.value if v.kind == "string"]
+
+
+def _fault_pos(entries: list[Entry], key: str, message: str) -> Optional[Pos]:
+    """Where a problem with ``key`` is shown: at the list element its message quotes (the
+    channel at fault), else at the entry's value."""
+    for item, pos in _channel_items(entries, key):
+        if repr(item) in message:
+            return pos
+    return _entry_pos(entries, key)
+
+
 def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> None:
     try:
         d = _read_entries(blk.entries, SCHEDULE, pos=blk.pos)
@@ -237,19 +269,20 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
                                d.get("alert_if_no_success_within"),
                                d.get("alert_cooldown"))
     if lacking is not None:
-        key = lacking[0] if lacking[0] in d else \
-            "alert" if "alert" in d and lacking[0] != "delivery" else "delivery"
-        problems.append((_entry_pos(blk.entries, key), lacking[1]))
+        problems.append((_fault_pos(blk.entries, _entry_at_fault(d, *lacking), lacking[1]),
+                         lacking[1]))
     if problems:
         out.errors.extend(doc.diagnostic(p or blk.pos, m) for p, m in problems)
         return
     agent_pos = _entry_pos(blk.entries, "agent")
     if agent_pos is not None:
         out.positions[("agent-ref", name)] = agent_pos
-    for key in ("delivery", "alert"):  # where a channel the settings lack is reported
+    for key in _DELIVERY_ENTRIES:  # where what the settings lack is reported
         at = _entry_pos(blk.entries, key)
         if at is not None:
             out.positions[(key, name)] = at
+        for item, pos in _channel_items(blk.entries, key):
+            out.positions[(f"{key} {item!r}", name)] = pos
     pol = d.get("policy", {})
     hours = pol.get("allowed_hours")
     hb = d.get("heartbeat", {})
@@ -482,6 +515,9 @@ def check_deliveries(files: list[LoadedFile],
             lacking = delivery_problem(job)
             if lacking is not None:
                 key = lacking[0] if (lacking[0], job.name) in f.positions else "schedule"
+                key = next((k for k, n in f.positions if n == job.name
+                            and k.startswith(f"{key} '") and k[len(key) + 1:] in lacking[1]),
+                           key)  # the channel the message quotes
                 f.problem(key, job.name, f"schedule {job.name!r}: {lacking[1]}")
 
 

@@ -200,7 +200,7 @@ def test_a_file_schedule_whose_channel_lacks_settings_is_an_error_at_its_place(
     status, result = daemon.api("POST", "/api/v1/reload")
     assert status == 200
     said = json.dumps(result)
-    assert "slacky.symbi:5:13: schedule 'slacky':" in said and "slack" in said
+    assert "slacky.symbi:5:14: schedule 'slacky':" in said and "slack" in said
     assert daemon.api("GET", "/api/v1/schedule/slacky")[0] == 404
     (daemon.agents_dir / "slacky.symbi").unlink()
 

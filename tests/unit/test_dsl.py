@@ -432,9 +432,9 @@ def test_unset_schedule_settings_take_their_documented_defaults() -> None:
 
 def test_an_unknown_delivery_channel_is_an_error_at_its_place_and_custom_ones_load() -> None:
     loaded = load_text('schedule s {\n  agent: a\n  cron: "* * * * *"\n'
-                       '  delivery: ["carrier-pigeon", "custom:teams"]\n}')
+                       '  delivery: ["stdout", "carrier-pigeon", "custom:teams"]\n}')
     assert loaded.jobs == []
-    assert [(e.line, e.col) for e in loaded.errors] == [(4, 13)]
+    assert [(e.line, e.col) for e in loaded.errors] == [(4, 24)]  # at the element
     assert "unknown delivery channel 'carrier-pigeon'" in loaded.errors[0].message
     ok = load_text('schedule s {\n  agent: a\n  cron: "* * * * *"\n'
                    '  delivery: ["stdout", "custom:teams"]\n}')
@@ -696,10 +696,16 @@ MALFORMED = [
                  id="allowed-hours-without-end"),
     pytest.param('schedule s {\n  name: "t"\n  agent: "a"\n  cron: "* * * * *"\n}', 2, 9,
                  "name 't' differs from the block's name 's'", id="name-key-disagrees"),
-    pytest.param(S + '  delivery: ["webhook"]\n}', 4, 13, "delivery 'webhook' needs webhook_url",
+    pytest.param(S + '  delivery: ["webhook"]\n}', 4, 14, "delivery 'webhook' needs webhook_url",
                  id="webhook-without-url"),
-    pytest.param(S + '  delivery: ["email"]\n}', 4, 13,
+    pytest.param(S + '  delivery: ["stdout", "email"]\n}', 4, 24,
                  "delivery 'email' needs email_recipients", id="email-without-recipients"),
+    pytest.param(S + '  alert_if_no_success_within: "26h"\n}', 4, 31,
+                 "alert_if_no_success_within needs alert channels",
+                 id="dead-mans-switch-without-alert"),
+    pytest.param(S + '  alert: ["log_file"]\n  alert_if_no_success_within: "0s"\n}', 5, 31,
+                 "alert_if_no_success_within must be a positive duration",
+                 id="dead-mans-switch-of-zero"),
     pytest.param(S + '  session_mode: "shared_persistant"\n}', 4, 17,
                  "did you mean 'shared_persistent'?", id="session-mode-misspelt"),
     pytest.param(S + "  catch_up: sometimes\n}", 4, 13,
@@ -896,6 +902,24 @@ def test_load_dir_reads_every_symbi_file_in_name_order(tmp_path: Path) -> None:
     assert [os.path.basename(f.path) for f in files] == ["a.symbi", "b.symbi"]
     assert all(f.ok for f in files)
     assert files[1].jobs[0].source == "file:" + str(tmp_path / "b.symbi")
+
+
+def test_a_delivery_problem_of_the_settings_is_shown_at_the_entry_it_names(
+        tmp_path: Path) -> None:
+    """The daemon's settings find the webhook_url unusable (a real check in
+    dispatch.definition_problem): the error points at webhook_url, not at the name."""
+    from symbid.config import DeliverySettings
+    from symbid.dispatch import definition_problem
+
+    write(tmp_path, "a.symbi", 'agent w { command: [x] }\n'
+                               'schedule hook {\n  agent: w\n  cron: "* * * * *"\n'
+                               '  delivery: ["webhook"]\n'
+                               '  webhook_url: "ftp://example.com/x"\n}\n')
+    [f] = load_dir(str(tmp_path),
+                   delivery_problem=lambda job: definition_problem(job, DeliverySettings()))
+    [diag] = f.errors
+    assert (diag.line, diag.col) == (6, 16), diag.format()
+    assert "webhook_url" in diag.message
 
 
 def test_a_broken_file_does_not_stop_the_others(tmp_path: Path) -> None:
