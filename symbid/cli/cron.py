@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Optional
 
 from symbid.cli.common import (
     UsageError,
@@ -83,9 +83,14 @@ def _known_agent(client: SymbiontClient, name: str) -> Any:
         return None
 
 
-def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None:
+_Defined = list[tuple[str, Optional[dict[str, Any]]]]  # what _undefine undoes
+
+
+def _define_agents(client: SymbiontClient, path: str, agents: list[Any],
+                   done: _Defined) -> None:
     """Register the file's agents with the daemon (an agents_dir file of the same name
-    wins, and is used; an unchanged one is left alone)."""
+    wins, and is used; an unchanged one is left alone). ``done`` gets what undoes it:
+    each agent defined (None) or updated (its definition before)."""
     from symbid.wire import agent_to_wire
 
     for agent in agents:
@@ -110,8 +115,28 @@ def _define_agents(client: SymbiontClient, path: str, agents: list[Any]) -> None
                 raise SymbidError(f"{path}: agent {agent.name} must be defined in agents_dir "
                                   f"(then `symbi reload`): {exc.message}") from None
             raise
-        verb = "updated" if agent.name in list(result.updated) else "defined"
-        print(f"agent {escape(agent.name)} {verb}", file=sys.stderr)
+        updated = agent.name in list(result.updated)
+        done.append((agent.name, {k: stored[k] for k in wire if k in stored} if updated
+                     else None))
+        print(f"agent {escape(agent.name)} {'updated' if updated else 'defined'}",
+              file=sys.stderr)
+
+
+def _undefine(client: SymbiontClient, done: _Defined) -> str:
+    """Undo :func:`_define_agents` after a schedule was refused; what it did, for the
+    error ("" when nothing had been defined)."""
+    undone = []
+    for name, before in reversed(done):
+        try:
+            if before is None:
+                client.agents.delete(name)
+            else:
+                client.agents.create(**before)
+        except SymbidError as exc:
+            undone.append(f"agent {name} could not be restored ({exc.message})")
+        else:
+            undone.append(f"agent {name} {'removed' if before is None else 'restored'}")
+    return f"; {', '.join(undone)}" if undone else ""
 
 
 def _selected(args: argparse.Namespace) -> tuple[Any, list[Any]]:
@@ -134,9 +159,11 @@ def _selected(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     return loaded, jobs
 
 
-def _add_all(client: SymbiontClient, jobs: list[Any]) -> list[Any]:
+def _add_all(client: SymbiontClient, loaded: Any, jobs: list[Any],
+             agents: _Defined) -> list[Any]:
     """Create the jobs, all or none: when one is refused, those created before it are
-    removed again and the error says so."""
+    removed again, the file's agents are undone, and the error, at the schedule's place
+    in the file (its field's, when the file has it), says so."""
     from symbid.wire import job_to_wire
 
     created: list[Any] = []
@@ -150,7 +177,11 @@ def _add_all(client: SymbiontClient, jobs: list[Any]) -> list[Any]:
                 client.schedule.delete(job.id)
             undone = (f"; {', '.join(c.name for c in created)} added before it was removed "
                       "again" if created else "")
-            exc.message = f"schedule {j.name}: {exc.message}; no schedule was added{undone}"
+            undone += _undefine(client, agents)
+            exc.message = loaded.schedule_fault(
+                j.name, exc.field,
+                f"schedule {j.name!r}: {exc.message}; no schedule was added{undone}").format()
+            exc.field = None  # the position says it
             raise
     return created
 
@@ -170,8 +201,13 @@ def cmd_add(args: argparse.Namespace) -> int:
     if taken:  # checked before anything changes
         raise InvalidInput(f"{args.file}: a job named {', '.join(taken)} already exists; "
                            "nothing was added (remove it, or use `symbi cron update`)")
-    _define_agents(client, args.file, list(loaded.agents))
-    for job in _add_all(client, jobs):
+    agents: _Defined = []
+    try:
+        _define_agents(client, args.file, list(loaded.agents), agents)
+    except SymbidError as exc:
+        exc.message += _undefine(client, agents)
+        raise
+    for job in _add_all(client, loaded, jobs, agents):
         print(job.id if len(jobs) == 1 else f"{job.id}  {escape(job.name)}")
     return EXIT_OK
 

@@ -161,6 +161,18 @@ class LoadedFile:
         pos = self.positions.get((kind, name), Pos(1, 1))
         self.errors.append(make_diagnostic(self.path, self.text, pos, message))
 
+    def schedule_fault(self, name: str, field: Optional[str], message: str) -> Diagnostic:
+        """A problem with schedule ``name`` found after loading (the daemon's settings or
+        API refusing it), at the channel its message quotes in ``field``'s list, else at
+        ``field``'s entry (an API field: agent_id is the agent reference), else at the
+        schedule."""
+        field = "agent-ref" if field == "agent_id" else field or "schedule"
+        key = field if (field, name) in self.positions else "schedule"
+        key = next((k for k, n in self.positions if n == name and k.startswith(f"{key} '")
+                    and k[len(key) + 1:] in message), key)
+        return make_diagnostic(self.path, self.text,
+                               self.positions.get((key, name), Pos(1, 1)), message)
+
     @property
     def ok(self) -> bool:
         return not self.errors
@@ -514,11 +526,8 @@ def check_deliveries(files: list[LoadedFile],
         for job in list(f.jobs) if f.ok else ():
             lacking = delivery_problem(job)
             if lacking is not None:
-                key = lacking[0] if (lacking[0], job.name) in f.positions else "schedule"
-                key = next((k for k, n in f.positions if n == job.name
-                            and k.startswith(f"{key} '") and k[len(key) + 1:] in lacking[1]),
-                           key)  # the channel the message quotes
-                f.problem(key, job.name, f"schedule {job.name!r}: {lacking[1]}")
+                f.errors.append(f.schedule_fault(job.name, lacking[0],
+                                                 f"schedule {job.name!r}: {lacking[1]}"))
 
 
 def load_dir(directory: str, now: Optional[int] = None,

@@ -405,6 +405,31 @@ def test_add_file_without_schedule_adds_every_schedule_one_line_each(
     assert [line.split()[1] for line in lines] == ["d-all", "w-all"]
 
 
+def test_add_file_whose_schedule_is_refused_leaves_no_agent_and_says_where(
+    daemon: Daemon, tmp_path: Path,
+) -> None:
+    before = tmp_path / "before.symbi"
+    before.write_text('agent kept { command: ["/bin/echo", "old"] }\n')
+    assert daemon.cli("cron", "add", "--file", str(before)).returncode == 0
+    path = tmp_path / "refused.symbi"
+    path.write_text('agent fresh { command: ["/bin/true"] }\n'
+                    'agent kept { command: ["/bin/echo", "new"] }\n'
+                    'schedule { name: "ok-first" agent: "fresh" cron: "@daily" }\n'
+                    'schedule {\n  name: "needs-slack"\n  agent: "fresh"\n'
+                    '  cron: "@daily"\n  delivery: ["stdout", "slack"]\n}\n')
+
+    out = daemon.cli("cron", "add", "--file", str(path))
+
+    assert out.returncode == 1
+    assert f"symbi: {path}:8:24: schedule 'needs-slack':" in out.stderr, out.stderr
+    assert "no schedule was added; ok-first added before it was removed again" in out.stderr
+    assert "agent kept restored" in out.stderr and "agent fresh removed" in out.stderr
+    names = {a["name"]: a for a in json.loads(daemon.cli("agent", "list", "--format",
+                                                         "json").stdout)}
+    assert "fresh" not in names and names["kept"]["command"] == ["/bin/echo", "old"]
+    assert daemon.api("GET", "/api/v1/schedule/ok-first")[0] == 404
+
+
 def test_an_agent_from_agents_dir_wins_and_add_file_says_so(
     daemon: Daemon, tmp_path: Path,
 ) -> None:
@@ -469,7 +494,8 @@ def test_add_file_adds_all_of_its_schedules_or_none(daemon: Daemon, tmp_path: Pa
                    'schedule { name: "orphan" agent: "nobody-defines-me" cron: "@daily" }\n')
     out = daemon.cli("cron", "add", "--file", str(bad))
     assert out.returncode == 1
-    assert "schedule orphan:" in out.stderr and "fine-1 added before it was removed" in out.stderr
+    assert f"{bad}:3:34: schedule 'orphan':" in out.stderr, out.stderr
+    assert "fine-1 added before it was removed" in out.stderr
     names = {j["name"] for j in json.loads(daemon.cli("cron", "list", "--format",
                                                       "json").stdout)}
     assert "fine-1" not in names
