@@ -17,7 +17,7 @@ import queue
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Optional
 
 from symbid import __version__
@@ -25,7 +25,7 @@ from symbid.agentnotes import orphaned_agents, unready_llm_agents
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
-from symbid.config import Config, LlmConfig, SchedulerConfig, load_config
+from symbid.config import Config, SchedulerConfig, load_config
 from symbid.control import (
     MAX_FOLLOWERS,
     ApiServer,
@@ -38,18 +38,14 @@ from symbid.control import (
 )
 from symbid.dispatch import definition_problem, endpoint_of, make_send
 from symbid.dsl import LoadedFile, load_dir
+from symbid.engine import Engine, build_engine
 from symbid.errors import SymbidError
-from symbid.executor import Agents, Executor
+from symbid.executor import Agents
 from symbid.jobs import JobService
 from symbid.journal import EscapeFilter, setup_logging
-from symbid.live import LiveOutputs
-from symbid.metrics import Metrics
 from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
 from symbid.outbox import DeliveryWorker
 from symbid.registry import AgentService
-from symbid.sandbox import Supervisor
-from symbid.scheduler import CronScheduler
-from symbid.startlog import StartLog
 from symbid.store import SqliteJobStore
 
 log = logging.getLogger(__name__)
@@ -57,61 +53,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = "/etc/symbid/symbid.toml"
 # Keys that take effect only at start; a reload that changes them says so.
 _RESTART_ONLY = ("daemon", "api")
-
-
-@dataclass
-class Engine:
-    """The running parts, in start order."""
-
-    store: SqliteJobStore
-    supervisor: Supervisor
-    agents: Agents
-    executor: Executor
-    scheduler: CronScheduler
-    metrics: Metrics
-    start_log: StartLog
-    live: LiveOutputs
-    outbox: Optional[DeliveryWorker] = None  # the delivery workers (the daemon's)
-
-    def stop(self, timeout: Optional[float] = None) -> None:
-        self.live.close()  # followers of live output end first
-        self.scheduler.stop(timeout)
-        if self.outbox is not None:  # after the runs' final states (and outbox rows)
-            self.outbox.stop()
-        self.supervisor.close()
-        self.start_log.close()
-        self.store.close()
-
-
-def build_engine(
-    state_dir: str,
-    config: SchedulerConfig,
-    agents: Agents,
-    clock: Optional[Clock] = None,
-    metrics: Optional[Metrics] = None,
-    *,
-    runs_dir: Optional[str] = None,
-    llm: Optional[LlmConfig] = None,
-) -> Engine:
-    """Open the store and build the engine (not yet started). Runs get their directories
-    in ``runs_dir`` (default: ``STATE_DIR-runs``, beside the state directory, never in it:
-    the state directory is 0700 and a run's user must reach its own directory)."""
-    clock = clock or SystemClock()
-    metrics = metrics or Metrics(enabled=config.enable_metrics)
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    store = SqliteJobStore(os.path.join(state_dir, "symbid.db"), keep_runs=config.keep_runs)
-    supervisor = Supervisor(clock)
-    live = LiveOutputs()
-    executor = Executor(
-        supervisor, agents, clock,
-        runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs",
-        kill_grace=config.kill_grace_seconds, live=live, contexts=store, llm=llm,
-        metrics=metrics,
-    )
-    start_log = StartLog(os.path.join(state_dir, "start-log"))
-    scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
-                              metrics=metrics)
-    return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log, live)
 
 
 def make_private(path: str, mode: int) -> None:

@@ -17,7 +17,7 @@ import sys
 
 from symbid.agentdef import Agent
 from symbid.config import SchedulerConfig
-from symbid.daemon import build_engine
+from symbid.engine import build_engine
 from symbid.executor import Agents
 
 

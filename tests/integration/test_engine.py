@@ -17,7 +17,7 @@ import pytest
 from symbid.agentdef import Agent
 from symbid.clock import SystemClock
 from symbid.config import SchedulerConfig
-from symbid.daemon import Engine, build_engine
+from symbid.engine import Engine, build_engine
 from symbid.executor import Agents
 from symbid.jobs import JobService
 from symbid.model import Job, JobStatus, Policy, RunStatus

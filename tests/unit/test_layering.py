@@ -91,6 +91,9 @@ LADDER: dict[str, float] = {
     "symbid.dispatch": 3.1,  # an outbox row, its job and run -> the router's payload
     # The warnings about loaded agents (issue 10): above the executor's registry view.
     "symbid.agentnotes": 3.3,
+    # The engine's parts built and stopped in order (split out of the daemon, issue 11):
+    # above the loop, the executor and the outbox it holds.
+    "symbid.engine": 3.75,
     "symbid.heartbeat": 3,
     "symbid.policy": 3,
     "symbid.audit": 3,
