@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = "/etc/symbid/symbid.toml"
 # Keys that take effect only at start; a reload that changes them says so.
 _RESTART_ONLY = ("daemon", "api")
+# Config's sections, as the file names them.
+_SECTIONS = {"daemon": "daemon", "api": "api", "scheduler": "scheduler",
+             "delivery": "scheduler.delivery", "llm": "llm", "agentpin": "agentpin"}
 
 
 def make_private(path: str, mode: int) -> None:
@@ -307,6 +310,7 @@ class Daemon:
                              f"MONOTONIC_USEC={int(self.clock.monotonic() * 1_000_000)}")
         notes: list[str] = []
         config_error: Optional[str] = None
+        config = "no configuration file: defaults and environment"
         if self.config.path is not None:
             try:
                 new = load_config(self.config.path)
@@ -314,11 +318,17 @@ class Daemon:
                     new = with_overrides(new, self.args)
             except SymbidError as exc:
                 config_error = exc.message
+                config = f"{self.config.path} not reloaded (the error below): unchanged"
                 log.error("reload: configuration not changed: %s", exc.message)
             else:
                 for section in _RESTART_ONLY:
                     if getattr(new, section) != getattr(self.config, section):
                         notes.append(f"[{section}] changed: restart symbid to apply it")
+                changed = [s for s in _SECTIONS if s not in _RESTART_ONLY
+                           and getattr(new, s) != getattr(self.config, s)]
+                config = f"{self.config.path} reloaded: " + (
+                    "changed " + ", ".join(f"[{_SECTIONS[s]}]" for s in changed)
+                    if changed else "nothing changed")
                 new = replace(new, daemon=self.config.daemon, api=self.config.api)
                 self.config = new
                 self.engine.scheduler.config = self._scheduler_config()
@@ -330,8 +340,10 @@ class Daemon:
                                      "to apply it")
                 self._prepare_llm_slots()
         result = self._load_agents()
+        result["config"] = config
         result["config_error"] = config_error
-        result["warnings"] = list(result["warnings"]) + notes
+        assert self.jobs is not None
+        result["warnings"] = list(result["warnings"]) + notes + self.jobs.unserved()
         for line in result["errors"]:
             log.error("reload: %s", line)
         log.info("reload: created %s, updated %s, removed %s, %d unchanged, %d error(s)",

@@ -20,6 +20,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
             names = list(result[key])
             print(f"{key}: {escape(', '.join(names)) if names else '-'}")
         print(f"unchanged: {result.unchanged}")
+        if "config" in result:
+            print(f"config: {escape(str(result.config))}")
         for key in ("agents_created", "agents_updated", "agents_removed"):
             if key in result and list(result[key]):
                 print(f"{key.replace('_', ' ')}: {escape(', '.join(result[key]))}")

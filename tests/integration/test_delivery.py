@@ -205,6 +205,34 @@ def test_a_file_schedule_whose_channel_lacks_settings_is_an_error_at_its_place(
     (daemon.agents_dir / "slacky.symbi").unlink()
 
 
+def test_a_reload_whose_delivery_settings_drop_a_jobs_channel_says_so_and_what_changed(
+        tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS},
+               config='\n[scheduler.delivery]\nslack_webhook_url = "http://127.0.0.1:9/x"\n')
+    d.start()
+    try:
+        assert d.api("POST", "/api/v1/schedule", job("to-slack", delivery=["slack"]))[0] == 201
+        same = d.cli("reload")
+        assert same.returncode == 0 and f"config: {d.config} reloaded: nothing changed" \
+            in same.stdout
+        assert "to-slack" not in same.stderr
+        d.config.write_text(d.config.read_text().replace(
+            'slack_webhook_url = "http://127.0.0.1:9/x"', "workers = 4"))
+
+        out = d.cli("reload")
+
+        assert out.returncode == 0, out.stderr
+        assert f"config: {d.config} reloaded: changed [scheduler.delivery]" in out.stdout
+        assert "warning: job to-slack: delivery 'slack' needs" in out.stderr
+        assert "deliveries fail until the settings serve it or the job changes" in out.stderr
+        assert d.api("GET", "/api/v1/schedule/to-slack")[0] == 200  # kept
+        d.config.write_text(d.config.read_text() + "\n[scheduler\n")
+        broken = d.cli("reload")
+        assert broken.returncode == 1 and "not reloaded" in broken.stdout
+    finally:
+        d.cleanup()
+
+
 def test_a_failed_run_alerts_its_alert_channel_the_alert_is_listed_and_the_next_held_back(
         tmp_path: Path) -> None:
     d = delivery_daemon(tmp_path)
