@@ -36,7 +36,8 @@ from symbid.control import (
     raise_open_files_limit,
     systemd_listeners,
 )
-from symbid.dispatch import definition_problem, endpoint_of, make_send
+from symbid.delivery.router import job_problem
+from symbid.dispatch import endpoint_of, make_send
 from symbid.dsl import LoadedFile, load_dir
 from symbid.engine import Engine, build_engine
 from symbid.errors import SymbidError
@@ -199,7 +200,7 @@ class Daemon:
         self.registry.refresh()
         self.jobs = JobService(engine.store, self.clock, wake=engine.scheduler.wake,
                                agent_problem=engine.executor.agent_problem,
-                               delivery_problem=lambda job: definition_problem(
+                               delivery_problem=lambda job: job_problem(
                                    job, self.config.delivery),
                                runs_dir=cfg.daemon.runs_dir)
         report = engine.scheduler.recover()

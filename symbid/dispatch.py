@@ -8,13 +8,12 @@ alert) carries its message as the output, its event as the status (``run_failed`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Callable, Optional
 
 from symbid.config import DeliverySettings
 from symbid.delivery.base import Payload, Receipt, Target, where_of
-from symbid.delivery.router import problems, send
+from symbid.delivery.router import send
 from symbid.model import Job, format_instant
 from symbid.records import Run
 from symbid.store.deliveries import Delivery
@@ -31,25 +30,6 @@ def payload_of(delivery: Delivery, job: Job, run: Optional[Run]) -> Payload:
     if run is None:
         raise ValueError(f"delivery {delivery.id} of a run's output has no run")
     return Payload.from_run(job, run, delivery_id=delivery.id)
-
-
-def definition_problem(job: Job, settings: DeliverySettings) -> Optional[tuple[str, str]]:
-    """(field, message) for what ``settings`` lack to deliver to ``job``'s channels (its
-    ``delivery`` and ``alert``): checked when the job is defined."""
-    target = Target.from_config(job.delivery_config,
-                                webhook_secret=job.delivery_config.webhook_secret)
-    for key, channels in (("delivery", job.delivery), ("alert", job.alert)):
-        found = problems(tuple(channels), target, settings, job=job.name)
-        if found:
-            message = found[0][1]
-            # a job field the message names (a bad webhook_url) is the field at fault
-            named = [f for f in _JOB_FIELDS if re.search(rf"\b{f}\b", message)]
-            return (named[0] if named else key), message
-    return None
-
-
-_JOB_FIELDS = ("webhook_url", "webhook_headers", "webhook_secret", "slack_channel",
-               "email_recipients")
 
 
 def endpoint_of(delivery: Delivery, job: Job) -> str:

@@ -46,12 +46,27 @@ def cmd_next(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_NEED_NOTHING = frozenset({"stdout", "log_file"})  # channels no setting can fail
+
+
 def cmd_dsl_check(args: argparse.Namespace) -> int:
     from symbid.clock import SystemClock
     from symbid.dsl import check_references, load_file
 
     files = [load_file(path, SystemClock().now()) for path in args.files]
     check_references(files, agents_complete=False)
+    if args.config:
+        from symbid.config import load_config
+        from symbid.delivery.router import job_problem
+        from symbid.dsl import check_deliveries
+
+        settings = load_config(args.config).delivery
+        check_deliveries(files, lambda job: job_problem(job, settings))
+    elif any((set(job.delivery) | set(job.alert)) - _NEED_NOTHING for f in files
+             for job in f.jobs):
+        print("note: channels that need settings (webhook, slack, email, custom) were not "
+              "checked against the daemon's [scheduler.delivery]: add --config "
+              "/etc/symbid/symbid.toml", file=sys.stderr)
     failed = 0
     for f in files:
         for diag in f.errors + f.warnings:

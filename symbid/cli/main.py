@@ -272,8 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate each FILE: exit 0 with a one-line summary per file when all "
         "are valid; otherwise print FILE:LINE:COL diagnostics and exit 1. A schedule naming "
         "an agent that none of the given files defines is a warning here (the daemon "
-        "checks the whole agents directory).")
+        "checks the whole agents directory). With --config, each schedule's delivery and "
+        "alert channels are checked against that file's [scheduler.delivery], as the "
+        "daemon does; without it, channels that need settings are not checked, and a note "
+        "says so.")
     check.add_argument("files", metavar="FILE", nargs="+", help="the files to check")
+    check.add_argument("--config", metavar="TOML",
+                       help="the daemon's configuration file, to check the channels against "
+                            "its delivery settings (e.g. /etc/symbid/symbid.toml)")
     show = command(dsl, "show", "print the jobs and agents a file defines", local.cmd_dsl_show,
                    formats=("text", "json"), daemon=False,
                    description="Print what FILE defines; --format json uses the API's wire "

@@ -12,6 +12,7 @@ headers, signature, at-least-once) is in docs/delivery.md.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Optional
 
@@ -27,9 +28,10 @@ from symbid.delivery.base import (
     secrets_of,
 )
 from symbid.journal import stderr_is_journal
+from symbid.model import Job
 
 __all__ = ["CHANNELS", "CUSTOM_PREFIX", "DeliveryRouter", "Payload", "Receipt", "Target",
-           "problem", "problems", "send"]
+           "job_problem", "problem", "problems", "send"]
 
 CHANNELS: tuple[str, ...] = names.CHANNELS  # one list: the job checks' and the router's
 CUSTOM_PREFIX = custom.PREFIX
@@ -74,6 +76,26 @@ def problems(channels: tuple[str, ...], target: Target, settings: DeliverySettin
         if why is not None:
             found.append((i, why))
     return found
+
+
+def job_problem(job: Job, settings: DeliverySettings) -> Optional[tuple[str, str]]:
+    """(field, message) for what ``settings`` lack to deliver to ``job``'s channels (its
+    ``delivery`` and ``alert``): checked when the job is defined, on a reload of the
+    settings, and by ``symbi dsl check --config``."""
+    target = Target.from_config(job.delivery_config,
+                                webhook_secret=job.delivery_config.webhook_secret)
+    for key, channels in (("delivery", job.delivery), ("alert", job.alert)):
+        found = problems(tuple(channels), target, settings, job=job.name)
+        if found:
+            message = found[0][1]
+            # a job field the message names (a bad webhook_url) is the field at fault
+            named = [f for f in _JOB_FIELDS if re.search(rf"\b{f}\b", message)]
+            return (named[0] if named else key), message
+    return None
+
+
+_JOB_FIELDS = ("webhook_url", "webhook_headers", "webhook_secret", "slack_channel",
+               "email_recipients")
 
 
 def _send(channel: str, payload: Payload, target: Target, settings: DeliverySettings,

@@ -522,8 +522,8 @@ def check_deliveries(files: list[LoadedFile],
                      delivery_problem: Callable[[Job], Optional[tuple[str, str]]]) -> None:
     """A schedule whose channels the delivery settings cannot serve: an error at its
     ``delivery`` (or ``alert``) entry."""
-    for f in files:
-        for job in list(f.jobs) if f.ok else ():
+    for f in files:  # every schedule that loaded, so all errors show at once
+        for job in list(f.jobs):
             lacking = delivery_problem(job)
             if lacking is not None:
                 f.errors.append(f.schedule_fault(job.name, lacking[0],

@@ -84,6 +84,47 @@ def test_check_on_the_seed_fixtures_really_uses_the_clock(
     assert "has passed" not in capsys.readouterr().err
 
 
+SLACKY = ('schedule fine {\n  agent: "a"\n  cron: "@daily"\n  delivery: ["stdout", "slack"]\n}\n'
+          'schedule broken {\n  agent: "a"\n  cron: "@daily"\n  max_concurent: 2\n}\n')
+
+
+def test_check_with_config_checks_channels_against_its_settings_with_every_other_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "slacky.symbi", SLACKY)
+    bare = write(tmp_path, "symbid.toml", "[scheduler]\n")
+    served = write(tmp_path, "served.toml",
+                   '[scheduler.delivery]\nslack_webhook_url = "https://hooks.example/x"\n')
+
+    assert main(["dsl", "check", "--config", bare, path]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:4:24: schedule 'fine': delivery 'slack' needs" in err  # both at once
+    assert f"{path}:9:3: unknown key 'max_concurent'" in err
+
+    assert main(["dsl", "check", "--config", served, path]) == 1
+    err = capsys.readouterr().err
+    assert "needs" not in err and "max_concurent" in err
+
+
+def test_check_without_config_says_it_did_not_check_channels_that_need_settings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "slacky.symbi", SLACKY.split("schedule broken")[0])
+    plain = write(tmp_path, "plain.symbi", 'schedule p { agent: "a", cron: "@daily", '
+                                           'delivery: ["stdout", "log_file"] }\n')
+
+    assert main(["dsl", "check", path]) == 0
+    assert "note: channels that need settings" in capsys.readouterr().err
+    assert main(["dsl", "check", plain]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_check_with_a_bad_config_names_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "slacky.symbi", SLACKY)
+    bad = write(tmp_path, "bad.toml", "[scheduler.delivery]\nwebhook_timeout_seconds = -1\n")
+    assert main(["dsl", "check", "--config", bad, path]) == 1
+    assert "scheduler.delivery.webhook_timeout_seconds" in capsys.readouterr().err
+
+
 def test_check_on_a_broken_file_exits_one_with_a_located_diagnostic(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

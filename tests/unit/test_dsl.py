@@ -907,16 +907,16 @@ def test_load_dir_reads_every_symbi_file_in_name_order(tmp_path: Path) -> None:
 def test_a_delivery_problem_of_the_settings_is_shown_at_the_entry_it_names(
         tmp_path: Path) -> None:
     """The daemon's settings find the webhook_url unusable (a real check in
-    dispatch.definition_problem): the error points at webhook_url, not at the name."""
+    router.job_problem): the error points at webhook_url, not at the name."""
     from symbid.config import DeliverySettings
-    from symbid.dispatch import definition_problem
+    from symbid.delivery.router import job_problem
 
     write(tmp_path, "a.symbi", 'agent w { command: [x] }\n'
                                'schedule hook {\n  agent: w\n  cron: "* * * * *"\n'
                                '  delivery: ["webhook"]\n'
                                '  webhook_url: "ftp://example.com/x"\n}\n')
     [f] = load_dir(str(tmp_path),
-                   delivery_problem=lambda job: definition_problem(job, DeliverySettings()))
+                   delivery_problem=lambda job: job_problem(job, DeliverySettings()))
     [diag] = f.errors
     assert (diag.line, diag.col) == (6, 16), diag.format()
     assert "webhook_url" in diag.message
