@@ -107,7 +107,7 @@ def test_check_with_config_checks_channels_against_its_settings_with_every_other
 
 def test_check_without_config_says_it_did_not_check_channels_that_need_settings(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, "slacky.symbi", SLACKY.split("schedule broken")[0])
+    path = write(tmp_path, "slacky.symbi", SLACKY.split("schedule broken", maxsplit=1)[0])
     plain = write(tmp_path, "plain.symbi", 'schedule p { agent: "a", cron: "@daily", '
                                            'delivery: ["stdout", "log_file"] }\n')
 
