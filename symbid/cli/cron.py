@@ -179,8 +179,8 @@ def _add_all(client: SymbiontClient, loaded: Any, jobs: list[Any],
                       "again" if created else "")
             undone += _undefine(client, agents)
             exc.message = loaded.schedule_fault(
-                j.name, exc.field,
-                f"schedule {j.name!r}: {exc.message}; no schedule was added{undone}").format()
+                j.name, exc.field, exc.message,
+                context=f"; no schedule was added{undone}").format()
             exc.field = None  # the position says it
             raise
     return created

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -46,7 +47,7 @@ def cmd_next(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_NEED_NOTHING = frozenset({"stdout", "log_file"})  # channels no setting can fail
+_NEED_NOTHING = frozenset({"stdout", "log_file"})  # the channels that need no setting
 
 
 def cmd_dsl_check(args: argparse.Namespace) -> int:
@@ -55,18 +56,22 @@ def cmd_dsl_check(args: argparse.Namespace) -> int:
 
     files = [load_file(path, SystemClock().now()) for path in args.files]
     check_references(files, agents_complete=False)
-    if args.config:
-        from symbid.config import load_config
-        from symbid.delivery.router import job_problem
-        from symbid.dsl import check_deliveries
+    from symbid.config import DeliverySettings, load_config
+    from symbid.delivery.router import job_problem
+    from symbid.dsl import check_deliveries
 
+    if args.config:
         settings = load_config(args.config).delivery
         check_deliveries(files, lambda job: job_problem(job, settings))
-    elif any((set(job.delivery) | set(job.alert)) - _NEED_NOTHING for f in files
-             for job in f.jobs):
-        print("note: channels that need settings (webhook, slack, email, custom) were not "
-              "checked against the daemon's [scheduler.delivery]: add --config "
-              "/etc/symbid/symbid.toml", file=sys.stderr)
+    else:  # what no setting changes (a log file's name) is checked all the same
+        check_deliveries(files, lambda job: job_problem(replace(
+            job, delivery=tuple(c for c in job.delivery if c in _NEED_NOTHING),
+            alert=tuple(c for c in job.alert if c in _NEED_NOTHING)), DeliverySettings()))
+        if any((set(job.delivery) | set(job.alert)) - _NEED_NOTHING for f in files
+               for job in f.jobs):
+            print("note: channels that need settings (webhook, slack, email, custom) were "
+                  "not checked against the daemon's [scheduler.delivery]: add --config "
+                  "/etc/symbid/symbid.toml", file=sys.stderr)
     failed = 0
     for f in files:
         for diag in f.errors + f.warnings:

@@ -63,11 +63,11 @@ def _entry_point(name: str) -> Optional[importlib.metadata.EntryPoint]:
 def problem(target: Target, settings: DeliverySettings, *, name: str) -> Optional[str]:
     """Why ``custom:NAME`` cannot be delivered to, or None when it resolves."""
     if not CUSTOM_NAME.fullmatch(name):
-        return (f"channel {PREFIX}{name!r}: a custom channel's name takes letters, digits, "
+        return (f"channel {PREFIX + name!r}: a custom channel's name takes letters, digits, "
                 "'.', '_' and '-', starts with a letter or digit, at most 64 characters")
     if _entry_point(name) is not None or name in settings.custom:
         return None
-    return (f"channel {PREFIX}{name} is not defined: install a Python entry point "
+    return (f"channel {PREFIX + name!r} is not defined: install a Python entry point "
             f"{name!r} in group {GROUP!r}, or set [scheduler.delivery.custom.{name}] "
             "command = [...] in symbid.toml")
 

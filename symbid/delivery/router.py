@@ -88,6 +88,8 @@ def job_problem(job: Job, settings: DeliverySettings) -> Optional[tuple[str, str
         found = problems(tuple(channels), target, settings, job=job.name)
         if found:
             message = found[0][1]
+            if key == "alert" and message.startswith("delivery "):  # the channels' words
+                message = "alert " + message[len("delivery "):]
             # a job field the message names (a bad webhook_url) is the field at fault
             named = [f for f in _JOB_FIELDS if re.search(rf"\b{f}\b", message)]
             return (named[0] if named else key), message

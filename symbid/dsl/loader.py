@@ -161,17 +161,25 @@ class LoadedFile:
         pos = self.positions.get((kind, name), Pos(1, 1))
         self.errors.append(make_diagnostic(self.path, self.text, pos, message))
 
-    def schedule_fault(self, name: str, field: Optional[str], message: str) -> Diagnostic:
-        """A problem with schedule ``name`` found after loading (the daemon's settings or
-        API refusing it), at the channel its message quotes in ``field``'s list, else at
-        ``field``'s entry (an API field: agent_id is the agent reference), else at the
-        schedule."""
+    def schedule_fault(self, name: str, field: Optional[str], problem: str, *,
+                       context: str = "") -> Diagnostic:
+        """``schedule 'NAME': PROBLEM CONTEXT``, a problem found after loading (the
+        daemon's settings or its API refusing the schedule), placed at: ``field``'s entry
+        when it is not a channel list and the file has it (agent_id: the agent
+        reference); else the channel that ``problem`` quotes, in ``field``'s list, then in
+        delivery's and alert's; else ``field``'s entry; else the schedule."""
         field = "agent-ref" if field == "agent_id" else field or "schedule"
-        key = field if (field, name) in self.positions else "schedule"
-        key = next((k for k, n in self.positions if n == name and k.startswith(f"{key} '")
-                    and k[len(key) + 1:] in message), key)
-        return make_diagnostic(self.path, self.text,
-                               self.positions.get((key, name), Pos(1, 1)), message)
+        lists = ("delivery", "alert")
+        pos = self.positions.get((field, name)) if field not in lists else None
+        for key in (field, *lists) if pos is None else ():
+            pos = next((p for (k, n), p in self.positions.items() if n == name
+                        and k.startswith(f"{key} '") and k[len(key) + 1:] in problem), None)
+            if pos is not None:
+                break
+        pos = pos or self.positions.get((field, name)) or \
+            self.positions.get(("schedule", name), Pos(1, 1))
+        return make_diagnostic(self.path, self.text, pos,
+                               f"schedule {name!r}: {problem}{context}")
 
     @property
     def ok(self) -> bool:
@@ -526,8 +534,7 @@ def check_deliveries(files: list[LoadedFile],
         for job in list(f.jobs):
             lacking = delivery_problem(job)
             if lacking is not None:
-                f.errors.append(f.schedule_fault(job.name, lacking[0],
-                                                 f"schedule {job.name!r}: {lacking[1]}"))
+                f.errors.append(f.schedule_fault(job.name, *lacking))
 
 
 def load_dir(directory: str, now: Optional[int] = None,

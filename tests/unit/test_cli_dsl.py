@@ -105,6 +105,30 @@ def test_check_with_config_checks_channels_against_its_settings_with_every_other
     assert "needs" not in err and "max_concurent" in err
 
 
+@pytest.mark.parametrize(("text", "where", "said"), [
+    # the message names slack_channel, which the file does not have: at the channel
+    ('schedule s {\n  agent: "a"\n  cron: "@daily"\n  delivery: ["stdout", "slack"]\n}\n',
+     "4:24", "delivery 'slack' needs the job's slack_channel"),
+    # a schedule named like another channel: the element is the one at fault
+    ('schedule stdout {\n  agent: "a"\n  cron: "@daily"\n  delivery: ["stdout", "slack"]\n}\n',
+     "4:24", "needs"),
+    # in alert, the message says alert; a custom channel is found by its quoted name
+    ('schedule s {\n  agent: "a"\n  cron: "@daily"\n  alert: ["stdout", "slack"]\n}\n',
+     "4:21", "alert 'slack' needs"),
+    ('schedule s {\n  agent: "a"\n  cron: "@daily"\n  delivery: ["stdout", "custom:x"]\n}\n',
+     "4:24", "channel 'custom:x' is not defined"),
+])
+def test_check_with_config_puts_a_settings_problem_at_the_channel_at_fault(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str,
+        said: str) -> None:
+    path = write(tmp_path, "t.symbi", text)
+    config = write(tmp_path, "tok.toml", '[scheduler.delivery]\nslack_api_token = "${T}"\n')
+    assert main(["dsl", "check", "--config", config, path]) == 1
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(f"{path}:{where}: schedule "), first
+    assert said in first
+
+
 def test_check_without_config_says_it_did_not_check_channels_that_need_settings(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "slacky.symbi", SLACKY.split("schedule broken", maxsplit=1)[0])
@@ -115,6 +139,15 @@ def test_check_without_config_says_it_did_not_check_channels_that_need_settings(
     assert "note: channels that need settings" in capsys.readouterr().err
     assert main(["dsl", "check", plain]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_check_without_config_still_refuses_a_log_file_the_job_name_cannot_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "own.symbi", 'schedule symbid {\n  agent: "a"\n  cron: "@daily"\n'
+                                        '  delivery: ["stdout", "log_file"]\n}\n')
+    assert main(["dsl", "check", path]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:4:13: schedule 'symbid':" in err and "symbid.log" in err
 
 
 def test_check_with_a_bad_config_names_the_key(

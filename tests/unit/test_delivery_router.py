@@ -166,7 +166,7 @@ def test_email_takes_a_sender_with_a_display_name() -> None:
 
 def test_a_custom_channel_that_resolves_nowhere_names_both_places_to_define_it() -> None:
     why = router.problem("custom:teams", Target(), NONE)
-    assert why == ("channel custom:teams is not defined: install a Python entry point "
+    assert why == ("channel 'custom:teams' is not defined: install a Python entry point "
                    "'teams' in group 'symbid.delivery', or set "
                    "[scheduler.delivery.custom.teams] command = [...] in symbid.toml")
 
