@@ -122,21 +122,35 @@ def _define_agents(client: SymbiontClient, path: str, agents: list[Any],
               file=sys.stderr)
 
 
-def _undefine(client: SymbiontClient, done: _Defined) -> str:
-    """Undo :func:`_define_agents` after a schedule was refused; what it did, for the
-    error ("" when nothing had been defined)."""
-    undone = []
+def _undo(client: SymbiontClient, created: list[Any], done: _Defined) -> str:
+    """Take back what ``cron add --file`` did before a refusal: the schedules it
+    ``created``, then the agents :func:`_define_agents` defined or updated (``done``).
+    Never raises for the daemon (it may be gone): each step that fails is said, with
+    what to do. Returns the account of it, for the error."""
+    removed, left = [], []
+    for job in created:
+        try:
+            client.schedule.delete(job.id)
+        except SymbidError as exc:
+            left.append(f"schedule {job.name} is left ({exc.message}): remove it with "
+                        f"`symbi cron remove {job.name}`")
+        else:
+            removed.append(job.name)
+    said = [("no schedule was added" if not left else "")
+            + (f"; {', '.join(removed)} added before it was removed again" if removed
+               else "")]
     for name, before in reversed(done):
+        verb = "removed" if before is None else "restored"
         try:
             if before is None:
                 client.agents.delete(name)
             else:
                 client.agents.create(**before)
         except SymbidError as exc:
-            undone.append(f"agent {name} could not be restored ({exc.message})")
+            said.append(f"agent {name} could not be {verb} ({exc.message})")
         else:
-            undone.append(f"agent {name} {'removed' if before is None else 'restored'}")
-    return f"; {', '.join(undone)}" if undone else ""
+            said.append(f"agent {name} {verb}")
+    return "; ".join(s for s in (*said, *left) if s).lstrip("; ")
 
 
 def _selected(args: argparse.Namespace) -> tuple[Any, list[Any]]:
@@ -173,14 +187,9 @@ def _add_all(client: SymbiontClient, loaded: Any, jobs: list[Any],
             created.append(client.schedule.create(
                 **{k: wire[k] for k in _FILE_JOB_KEYS if wire[k] is not None}))
         except SymbidError as exc:
-            for job in created:
-                client.schedule.delete(job.id)
-            undone = (f"; {', '.join(c.name for c in created)} added before it was removed "
-                      "again" if created else "")
-            undone += _undefine(client, agents)
             exc.message = loaded.schedule_fault(
                 j.name, exc.field, exc.message,
-                context=f"; no schedule was added{undone}").format()
+                context=f"; {_undo(client, created, agents)}").format()
             exc.field = None  # the position says it
             raise
     return created
@@ -205,7 +214,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         _define_agents(client, args.file, list(loaded.agents), agents)
     except SymbidError as exc:
-        exc.message += _undefine(client, agents)
+        if agents:
+            exc.message += f"; {_undo(client, [], agents)}"
         raise
     for job in _add_all(client, loaded, jobs, agents):
         print(job.id if len(jobs) == 1 else f"{job.id}  {escape(job.name)}")
