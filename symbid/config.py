@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -173,7 +174,7 @@ _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs
 # up to webhook_timeout_seconds.
 _MAXIMUM = {"smtp_port": 65535, "max_concurrent_requests": 1024, "workers": 64,
             "webhook_retry_attempts": 100, "webhook_timeout_seconds": 300}
-_LOOPBACK = re.compile(r"localhost|127(\.\d{1,3}){3}|::1|\[::1\]", re.IGNORECASE)
+
 
 
 def _type_name(tp: Any) -> str:
@@ -338,6 +339,16 @@ def url_problem(url: str) -> Optional[str]:
     return None
 
 
+def _is_loopback(host: str) -> bool:
+    """``localhost``, or a loopback address written as one (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,
               base: str) -> DeliverySettings:
     """The delivery settings with the checks that span keys, and the custom channels."""
@@ -360,7 +371,7 @@ def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,
             changes["smtp_port"] = 465
     in_clear = not settings.smtp_ssl and not settings.smtp_starttls
     if in_clear and (settings.smtp_username or settings.smtp_password) and \
-            not _LOOPBACK.fullmatch(settings.smtp_host or ""):
+            settings.smtp_host and not _is_loopback(settings.smtp_host):
         raise ConfigError(
             f"{where}: {prefix}.smtp_username/smtp_password with smtp_starttls = false and "
             f"no smtp_ssl would send the password in clear to {settings.smtp_host!r}; turn "

@@ -322,17 +322,21 @@ class Daemon:
                 config = f"{self.config.path} not reloaded (the error below): unchanged"
                 log.error("reload: configuration not changed: %s", exc.message)
             else:
-                for section in _RESTART_ONLY:
-                    if getattr(new, section) != getattr(self.config, section):
-                        notes.append(f"[{section}] changed: restart symbid to apply it")
-                changed = [s for s in _SECTIONS if s not in _RESTART_ONLY
-                           and getattr(new, s) != getattr(self.config, s)]
+                changed = [s for s in _SECTIONS if getattr(new, s) != getattr(self.config, s)]
+                notes += [f"[{s}] changed: restart symbid to apply it" for s in changed
+                          if s in _RESTART_ONLY]
+                if new.scheduler.enable_metrics != self.config.scheduler.enable_metrics:
+                    notes.append("[scheduler] enable_metrics changed: restart symbid to "
+                                 "apply it")
                 config = f"{self.config.path} reloaded: " + (
-                    "changed " + ", ".join(f"[{_SECTIONS[s]}]" for s in changed)
-                    if changed else "nothing changed")
+                    "changed " + ", ".join(f"[{_SECTIONS[s]}]" + (
+                        " (at the next start)" if s in _RESTART_ONLY else "")
+                        for s in changed) if changed else "nothing changed")
                 new = replace(new, daemon=self.config.daemon, api=self.config.api)
                 self.config = new
                 self.engine.scheduler.config = self._scheduler_config()
+                self.engine.store.keep_runs = new.scheduler.keep_runs
+                self.engine.executor.kill_grace = new.scheduler.kill_grace_seconds
                 self.engine.executor.llm = new.llm
                 if self.engine.outbox is not None:
                     self.engine.outbox.configure(new.delivery)
@@ -344,9 +348,13 @@ class Daemon:
         result["config"] = config
         result["config_error"] = config_error
         assert self.jobs is not None
-        result["warnings"] = list(result["warnings"]) + notes + self.jobs.unserved()
+        notes += self.jobs.unserved()
+        result["warnings"] = list(result["warnings"]) + notes
         for line in result["errors"]:
             log.error("reload: %s", line)
+        for line in notes:  # a SIGHUP's reload has no one to answer but the log
+            log.warning("reload: %s", line)
+        log.info("reload: configuration: %s", config)
         log.info("reload: created %s, updated %s, removed %s, %d unchanged, %d error(s)",
                  result["created"], result["updated"], result["removed"],
                  result["unchanged"], len(result["errors"]) + (1 if config_error else 0),

@@ -218,18 +218,20 @@ class JobService:
         return next_run
 
     def unserved(self) -> list[str]:
-        """A warning for each job the API defined whose channels the delivery settings
-        (as they are now, after a reload) cannot serve: it is kept, and its deliveries
-        fail, each with a receipt, until the settings or the job change. (A file's job
-        is checked when its file is loaded, as an error at its place.)"""
+        """A warning for each job the API defined that can still run (not a completed or
+        failed one-shot) whose channels the delivery settings, as they are now (checked
+        on every reload), cannot serve: it is kept, and those deliveries fail, each with
+        a receipt, until the settings or the job change. (A file's job is checked when
+        its file is loaded, as an error at its place.)"""
         if self.delivery_problem is None:
             return []
         out = []
         for job in self._store.list_jobs(source="api"):
-            lacking = self.delivery_problem(job)
+            lacking = None if job.status in (JobStatus.COMPLETED, JobStatus.FAILED) else \
+                self.delivery_problem(job)
             if lacking is not None:
-                out.append(f"job {job.name}: {lacking[1]}; its {lacking[0]} deliveries fail "
-                           "until the settings serve it or the job changes")
+                out.append(f"job {job.name}: {lacking[1]}; the job is kept, and those "
+                           "deliveries fail until the settings serve it or the job changes")
         return out
 
     def _check_agent(self, name: str) -> None:

@@ -548,6 +548,29 @@ def test_reload_warns_about_jobs_left_without_their_agent(tmp_path: Path) -> Non
         d.cleanup()
 
 
+def test_reload_applies_keep_runs_and_says_a_restart_only_change_is_not_applied(
+        tmp_path: Path) -> None:
+    from tests.integration.daemon_helper import final_run, start_run
+
+    d = Daemon(tmp_path / "d", {"agents.symbi": AGENTS}, tcp=False)
+    try:
+        d.start()
+        add(d, "pruned")
+        d.config.write_text(d.config.read_text().replace(
+            "[scheduler]\n", "[scheduler]\nkeep_runs = 1\n").replace(
+            '[daemon]\n', '[daemon]\nenvironment = "staging"\n'))
+        out = d.cli("reload")
+        assert out.returncode == 0, out.stderr
+        assert "changed [daemon] (at the next start), [scheduler]" in out.stdout
+        assert "[daemon] changed: restart symbid to apply it" in out.stderr
+        for _ in range(2):
+            final_run(d, start_run(d, "pruned"))
+        runs = json.loads(d.cli("cron", "history", "pruned", "--format", "json").stdout)
+        assert len(runs) == 1  # keep_runs = 1 applied without a restart
+    finally:
+        d.cleanup()
+
+
 def test_reload_under_make_run_does_not_call_the_listen_flag_a_change(tmp_path: Path) -> None:
     d = Daemon(tmp_path / "d", {"agents.symbi": AGENTS}, tcp=False)
     try:

@@ -224,8 +224,13 @@ def test_a_reload_whose_delivery_settings_drop_a_jobs_channel_says_so_and_what_c
         assert out.returncode == 0, out.stderr
         assert f"config: {d.config} reloaded: changed [scheduler.delivery]" in out.stdout
         assert "warning: job to-slack: delivery 'slack' needs" in out.stderr
-        assert "deliveries fail until the settings serve it or the job changes" in out.stderr
+        assert "the job is kept, and those deliveries fail until the settings serve it" \
+            in out.stderr
         assert d.api("GET", "/api/v1/schedule/to-slack")[0] == 200  # kept
+        logged = d.log.read_text()  # a SIGHUP's reload says it in the log
+        assert "reload: job to-slack: delivery 'slack' needs" in logged
+        assert f"reload: configuration: {d.config} reloaded: changed [scheduler.delivery]" \
+            in logged
         d.config.write_text(d.config.read_text() + "\n[scheduler\n")
         broken = d.cli("reload")
         assert broken.returncode == 1 and "not reloaded" in broken.stdout

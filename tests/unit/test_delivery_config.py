@@ -47,7 +47,8 @@ def test_smtp_ssl_and_smtp_starttls_both_written_true_is_an_error_naming_both(
     assert err.field == "scheduler.delivery.smtp_ssl"
 
 
-@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.5"])
+@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.5", "localhost.evil.com",
+                                  "127.0.0.1.nip.io", "127.\u0660.\u0660.\u0661", "[::1]"])
 def test_smtp_credentials_without_tls_to_another_host_are_refused(tmp_path: Path,
                                                                   host: str) -> None:
     exc = error(tmp_path, f'[scheduler.delivery]\nsmtp_host = "{host}"\n'
@@ -57,7 +58,7 @@ def test_smtp_credentials_without_tls_to_another_host_are_refused(tmp_path: Path
     assert "in clear" in exc.message and "smtp_starttls" in exc.message
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+@pytest.mark.parametrize("host", ["localhost", "LocalHost", "127.0.0.1", "127.3.4.5", "::1"])
 def test_smtp_credentials_without_tls_to_a_loopback_relay_are_allowed(tmp_path: Path,
                                                                       host: str) -> None:
     delivery = load(tmp_path, f'[scheduler.delivery]\nsmtp_host = "{host}"\n'
