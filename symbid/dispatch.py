@@ -23,7 +23,8 @@ def payload_of(delivery: Delivery, job: Job, run: Optional[Run]) -> Payload:
     if delivery.kind == "alert":
         info = delivery.payload or {}
         return Payload(delivery_id=delivery.id, job=job.name, job_id=job.id,
-                       run_id=run.id if run else "", status=str(info.get("event", "alert")),
+                       run_id=run.id if run else delivery.run_id or "",
+                       status=str(info.get("event", "alert")),
                        output=str(info.get("message", "")),
                        finished_at=format_instant(delivery.created_at), trigger="alert",
                        attempt=run.attempt if run else 1)

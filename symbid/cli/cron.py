@@ -312,7 +312,7 @@ def _print_status(client: SymbiontClient, ref: str, args: argparse.Namespace) ->
         ("runs", f"{job.run_count} ({job.failure_count} failed)"),
         ("source", escape(job.source)),
     ]
-    alerts = list(client.schedule.get_alerts(job.id, limit=max(1, len(job.alert)))) \
+    alerts = list(client.schedule.get_alerts(job.id, limit=max(10, len(job.alert)))) \
         if job.alert else []
     if alerts:
         a = alerts[0]  # the newest alert: one row per channel it went to

@@ -131,7 +131,7 @@ def send(channel: str, payload: Payload, target: Target, settings: DeliverySetti
     except Exception as exc:
         # No traceback: its text could quote a secret; the masked message says enough.
         error = clean(f"{type(exc).__name__}: {exc}", secrets_of(target, settings, environ))
-        log.warning("delivery channel %s failed on run %s: %s", channel, payload.run_id,
+        log.warning("delivery channel %s failed (%s): %s", channel, payload.headline(),
                     error, extra={"SYMBID_JOB": payload.job, "SYMBID_RUN": payload.run_id,
                                   "SYMBID_EVENT": "delivery", "SYMBID_CHANNEL": channel})
         return Receipt(channel, ok=False, permanent=False, error=error)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,16 @@ def test_a_2xx_receipt_keeps_the_start_of_the_receivers_reply_masked() -> None:
     assert receipt.reply is not None and receipt.reply.startswith('{"queued": "job-7"')
     assert "s3cret" not in receipt.reply and len(receipt.reply) < 250
     assert empty.ok and empty.reply is None
+
+
+def test_an_alert_whose_run_is_gone_still_names_the_run_it_was_about() -> None:
+    from symbid.dispatch import payload_of
+    from symbid.store.deliveries import Delivery
+
+    row = Delivery(id="d-9", run_id="r-9", job_id="j-1", channel="stdout", kind="alert",
+                   status="pending", attempts=0, next_at=0, receipts=(), created_at=0,
+                   payload={"event": "run_failed", "message": "exit status 3"})
+    job = Job(id="j-1", name="nightly", agent_id="a")
+
+    assert payload_of(row, job, None).run_id == "r-9"
+    assert payload_of(replace(row, run_id=None), job, None).run_id == ""
