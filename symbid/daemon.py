@@ -57,6 +57,27 @@ _RESTART_ONLY = ("daemon", "api")
 # Config's sections, as the file names them.
 _SECTIONS = {"daemon": "daemon", "api": "api", "scheduler": "scheduler",
              "delivery": "scheduler.delivery", "llm": "llm", "agentpin": "agentpin"}
+# Keys of reloadable sections that the parts built at start hold (the metrics registry,
+# the runs' kill grace, which the stop's wait must match, the worker threads).
+_AT_START = {"scheduler": ("enable_metrics", "kill_grace_seconds"), "delivery": ("workers",)}
+
+
+def reload_plan(old: Config, new: Config) -> tuple[Config, str, list[str]]:
+    """What a reload applies of ``new``: ``new`` with what waits for the next start kept
+    as in ``old``; the summary line; and what waits ("[api]", "[scheduler] workers")."""
+    waiting = [f"[{s}]" for s in _RESTART_ONLY if getattr(new, s) != getattr(old, s)]
+    kept: dict[str, Any] = {s: getattr(old, s) for s in _RESTART_ONLY}
+    for section, keys in _AT_START.items():
+        was, now = getattr(old, section), getattr(new, section)
+        differ = [k for k in keys if getattr(was, k) != getattr(now, k)]
+        waiting += [f"[{_SECTIONS[section]}] {k}" for k in differ]
+        kept[section] = replace(now, **{k: getattr(was, k) for k in differ})
+    applied = replace(new, **kept)
+    changed = [f"[{_SECTIONS[s]}]" for s in _SECTIONS
+               if getattr(applied, s) != getattr(old, s)]
+    parts = ([f"changed {', '.join(changed)}"] if changed else []) + \
+        ([f"at the next start: {', '.join(waiting)}"] if waiting else [])
+    return applied, f"{old.path} reloaded: " + ("; ".join(parts) or "nothing changed"), waiting
 
 
 def make_private(path: str, mode: int) -> None:
@@ -319,30 +340,17 @@ class Daemon:
                     new = with_overrides(new, self.args)
             except SymbidError as exc:
                 config_error = exc.message
-                config = f"{self.config.path} not reloaded (the error below): unchanged"
+                config = f"{self.config.path} not reloaded: unchanged ({exc.message})"
                 log.error("reload: configuration not changed: %s", exc.message)
             else:
-                changed = [s for s in _SECTIONS if getattr(new, s) != getattr(self.config, s)]
-                notes += [f"[{s}] changed: restart symbid to apply it" for s in changed
-                          if s in _RESTART_ONLY]
-                if new.scheduler.enable_metrics != self.config.scheduler.enable_metrics:
-                    notes.append("[scheduler] enable_metrics changed: restart symbid to "
-                                 "apply it")
-                config = f"{self.config.path} reloaded: " + (
-                    "changed " + ", ".join(f"[{_SECTIONS[s]}]" + (
-                        " (at the next start)" if s in _RESTART_ONLY else "")
-                        for s in changed) if changed else "nothing changed")
-                new = replace(new, daemon=self.config.daemon, api=self.config.api)
+                new, config, waiting = reload_plan(self.config, new)
+                notes += [f"{what} changed: restart symbid to apply it" for what in waiting]
                 self.config = new
                 self.engine.scheduler.config = self._scheduler_config()
                 self.engine.store.keep_runs = new.scheduler.keep_runs
-                self.engine.executor.kill_grace = new.scheduler.kill_grace_seconds
                 self.engine.executor.llm = new.llm
                 if self.engine.outbox is not None:
                     self.engine.outbox.configure(new.delivery)
-                    if new.delivery.workers != self.engine.outbox.workers:
-                        notes.append("[scheduler.delivery] workers changed: restart symbid "
-                                     "to apply it")
                 self._prepare_llm_slots()
         result = self._load_agents()
         result["config"] = config

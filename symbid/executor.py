@@ -176,7 +176,7 @@ class Executor:
         self._agents = agents
         self._clock = clock
         self._runs_dir = runs_dir
-        self.kill_grace = kill_grace  # SIGTERM -> SIGKILL; a reload may change it
+        self._kill_grace = kill_grace
         self._environ = environ if environ is not None else os.environ
         self._sink: Optional[RunSink] = None
         self.live = live if live is not None else LiveOutputs()
@@ -283,7 +283,7 @@ class Executor:
             group=agent.group,
             limits=agent.limits,
             timeout=timeout,
-            kill_grace=self.kill_grace,
+            kill_grace=self._kill_grace,
             before_spawn=mark,
             on_stdout=self.live.open(run.id, going.secrets).feed,
             files=files,

@@ -136,21 +136,22 @@ def _undo(client: SymbiontClient, created: list[Any], done: _Defined) -> str:
                         f"`symbi cron remove {job.name}`")
         else:
             removed.append(job.name)
-    said = [("no schedule was added" if not left else "")
-            + (f"; {', '.join(removed)} added before it was removed again" if removed
-               else "")]
+    said = left + (["no schedule was added"] if not left else []) + \
+        ([f"{', '.join(removed)} added before it was removed again"] if removed else [])
     for name, before in reversed(done):
-        verb = "removed" if before is None else "restored"
         try:
             if before is None:
                 client.agents.delete(name)
             else:
                 client.agents.create(**before)
         except SymbidError as exc:
-            said.append(f"agent {name} could not be {verb} ({exc.message})")
+            said.append(f"agent {name} could not be removed ({exc.message}): remove it with "
+                        f"`symbi agent remove {name}`" if before is None else
+                        f"agent {name} could not be restored ({exc.message}): it has the "
+                        "file's definition now; define the old one again to go back")
         else:
-            said.append(f"agent {name} {verb}")
-    return "; ".join(s for s in (*said, *left) if s).lstrip("; ")
+            said.append(f"agent {name} {'removed' if before is None else 'restored'}")
+    return "; ".join(said)
 
 
 def _selected(args: argparse.Namespace) -> tuple[Any, list[Any]]:

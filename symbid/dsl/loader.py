@@ -166,12 +166,14 @@ class LoadedFile:
         """``schedule 'NAME': PROBLEM CONTEXT``, a problem found after loading (the
         daemon's settings or its API refusing the schedule), placed at: ``field``'s entry
         when it is not a channel list and the file has it (agent_id: the agent
-        reference); else the channel that ``problem`` quotes, in ``field``'s list, then in
-        delivery's and alert's; else ``field``'s entry; else the schedule."""
+        reference); else, for a delivery field, the channel that ``problem`` quotes, in
+        ``field``'s list, then in delivery's and alert's; else ``field``'s entry; else the
+        schedule."""
         field = "agent-ref" if field == "agent_id" else field or "schedule"
         lists = ("delivery", "alert")
         pos = self.positions.get((field, name)) if field not in lists else None
-        for key in (field, *lists) if pos is None else ():
+        search = pos is None and field in _DELIVERY_ENTRIES
+        for key in (field, *lists) if search else ():
             pos = next((p for (k, n), p in self.positions.items() if n == name
                         and k.startswith(f"{key} '") and k[len(key) + 1:] in problem), None)
             if pos is not None:

@@ -561,7 +561,7 @@ def test_reload_applies_keep_runs_and_says_a_restart_only_change_is_not_applied(
             '[daemon]\n', '[daemon]\nenvironment = "staging"\n'))
         out = d.cli("reload")
         assert out.returncode == 0, out.stderr
-        assert "changed [daemon] (at the next start), [scheduler]" in out.stdout
+        assert "reloaded: changed [scheduler]; at the next start: [daemon]" in out.stdout
         assert "[daemon] changed: restart symbid to apply it" in out.stderr
         for _ in range(2):
             final_run(d, start_run(d, "pruned"))

@@ -73,6 +73,8 @@ def test_a_daemon_gone_during_the_undo_keeps_the_refusal_and_says_what_is_left(
     exc = _refusal(tmp_path, daemon)
     assert exc.exit_status == EXIT_ERROR and "delivery 'slack' needs a channel" in exc.message
     assert "no schedule was added" not in exc.message
-    assert "agent fresh could not be removed (cannot reach symbid" in exc.message
-    assert "schedule a is left (cannot reach symbid at /run/symbid/control.sock): remove it " \
-        "with `symbi cron remove a`" in exc.message
+    left = exc.message.index("schedule a is left (cannot reach symbid at "
+                             "/run/symbid/control.sock): remove it with `symbi cron remove a`")
+    agent = exc.message.index("agent fresh could not be removed (cannot reach symbid")
+    assert left < agent  # the schedule first: an agent a job uses cannot be removed
+    assert "remove it with `symbi agent remove fresh`" in exc.message

@@ -3,6 +3,7 @@ the job is defined, naming the key to set; and ``send`` never raising."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -204,15 +205,22 @@ def test_send_for_a_setting_removed_since_the_job_was_defined_is_a_permanent_fai
 
 
 def test_an_exception_inside_a_channel_becomes_a_masked_retryable_receipt(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom with hunter2-secret inside")
 
     monkeypatch.setattr(router.webhook, "send", broken)
     target = Target(webhook_url="https://x/", webhook_secret="${KEY}")
+    alert = replace(payload(), run_id="", status="dead_letter", trigger="alert")
 
     receipt = router.send("webhook", payload(), target, NONE, {"KEY": "hunter2-secret"},
                           log_dir=str(tmp_path))
+    router.send("webhook", alert, target, NONE, {"KEY": "hunter2-secret"},
+                log_dir=str(tmp_path))
 
     assert (receipt.ok, receipt.permanent) == (False, False)
     assert receipt.error == "RuntimeError: boom with *** inside"
+    assert [r.getMessage().split(": ")[0] for r in caplog.records] == [
+        f"delivery channel webhook failed (run {payload().run_id} {payload().status})",
+        "delivery channel webhook failed (alert dead_letter)"]

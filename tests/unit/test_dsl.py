@@ -922,6 +922,15 @@ def test_a_delivery_problem_of_the_settings_is_shown_at_the_entry_it_names(
     assert "webhook_url" in diag.message
 
 
+def test_a_refusal_about_another_field_is_at_the_schedule_not_at_a_channel(
+        tmp_path: Path) -> None:
+    write(tmp_path, "a.symbi", 'schedule stdout {\n  agent: w\n  cron: "* * * * *"\n'
+                               '  delivery: ["log_file", "stdout"]\n}\n')
+    [f] = load_dir(str(tmp_path))
+    diag = f.schedule_fault("stdout", "name", "a job named 'stdout' already exists")
+    assert (diag.line, diag.col) == (1, 10), diag.format()
+
+
 def test_a_broken_file_does_not_stop_the_others(tmp_path: Path) -> None:
     write(tmp_path, "1-good.symbi", 'agent w { command: [x] }\n'
                                     'schedule one { agent: w, cron: "* * * * *" }')
