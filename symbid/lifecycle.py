@@ -24,11 +24,12 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Optional
 
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, UnreadableRow
+from symbid.launch import CancelRequest, Launcher, RecoveryReport
 from symbid.leftovers import find_run_processes, kill_process_groups, recorded_groups
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
@@ -49,62 +50,11 @@ from symbid.store import Advance, Finish, JobStore, RetryClaim
 log = logging.getLogger(__name__)
 
 
-class RunSink(Protocol):
-    def run_finished(self, outcome: RunOutcome) -> None: ...
-
-    def process_started(self, run_id: str, spawned: Spawned) -> None:
-        """A running run has a new process (a heartbeat's next iteration)."""
-
-
-class Launcher(Protocol):
-    """What the lifecycle needs from the executor."""
-
-    def bind(self, sink: RunSink) -> None:
-        """Where outcomes go (the scheduler, which wakes its loop for them)."""
-
-    def start(self, job: Job, run: Run, mark: Callable[[], None]) -> Spawned:
-        """Start ``run``; call ``mark()`` immediately before the child is spawned."""
-
-    def kill_all(self, reason: str) -> int: ...
-
-    def cancel(self, run_id: str, by: str) -> bool:
-        """Kill a started run's process group; it ends ``cancelled`` by ``by``. False when
-        its process has already ended (its own outcome is on its way)."""
-
-    def release_output(self, run_id: str) -> None:
-        """The run's final state is stored: what it printed is no longer kept live."""
-
-
-@dataclass
-class CancelRequest:
-    """An operator's cancel of one run, answered by the loop thread.
-
-    ``outcome``: ``cancelled`` (recorded, it never started), ``killing`` (its process
-    group is being killed; it is recorded when it has gone) or ``ended`` (it ended
-    first: ``run`` is how). ``run`` is the run as it stands after the answer.
-    """
-
-    run_id: str
-    by: str
-    done: threading.Event = field(default_factory=threading.Event)
-    outcome: str = ""
-    run: Optional[Run] = None
-    error: Optional[Exception] = None
-
-
 @dataclass(order=True)
 class _Queued:
     key: tuple[int, int, int]
     job: Job = field(compare=False)
     run: Run = field(compare=False)
-
-
-@dataclass(frozen=True)
-class RecoveryReport:
-    interrupted: int  # open runs that may have started: recorded interrupted
-    resumed: int  # runs that provably never started: queued again
-    skipped: int  # of those, found too late: their catch_up skipped them
-    killed_groups: int  # leftover process groups terminated
 
 
 def _extra(job: Job, run: Run, event: Optional[str] = None) -> dict[str, str]:

@@ -26,7 +26,8 @@ from typing import Callable, Optional
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, Unavailable, UnreadableRow
-from symbid.lifecycle import CancelRequest, Launcher, RecoveryReport, RunLifecycle
+from symbid.launch import CancelRequest, Launcher, RecoveryReport
+from symbid.lifecycle import RunLifecycle
 from symbid.metrics import Metrics
 from symbid.model import Job, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import CLAIM_AHEAD_MS, backoff_ms, plan_job, plan_retry

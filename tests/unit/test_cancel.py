@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from symbid.errors import NotFound
-from symbid.lifecycle import CancelRequest
+from symbid.launch import CancelRequest
 from symbid.model import JobStatus, RunStatus
 from tests.harness import Harness
 

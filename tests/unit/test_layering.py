@@ -74,6 +74,8 @@ LADDER: dict[str, float] = {
     # level 3: the engine. The run lifecycle applies the planner's pure decisions, and
     # the loop sequences both (issue 7), so they stand on quarter rungs above it.
     "symbid.planner": 3,
+    # What the lifecycle exchanges with the executor (split out of it, issue 12).
+    "symbid.launch": 3,
     "symbid.lifecycle": 3.25,
     "symbid.scheduler": 3.5,
     # The executor and the job operations apply the sessions' and heartbeats' rules
