@@ -41,6 +41,7 @@ from symbid.model import (
     name_problem,
     new_id,
 )
+from symbid.policydef import policy_problem
 from symbid.sessions import context_to_wire, empty_state, remove_state, state_dir
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
@@ -69,9 +70,9 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
     if job.catch_up_limit < 0:
         raise InvalidInput("catch_up_limit must not be negative", field="catch_up_limit")
     check_maximums(job)
-    runtime = job.policy.max_runtime_seconds
-    if runtime is not None and runtime <= 0:
-        raise InvalidInput("policy.max_runtime must be positive", field="policy.max_runtime")
+    bad_policy = policy_problem(job.policy)
+    if bad_policy is not None:
+        raise InvalidInput(bad_policy[1], field=bad_policy[0])
     lacking = delivery_problem(job.delivery, job.delivery_config, job.alert,
                                job.alert_if_no_success_within_seconds,
                                job.alert_cooldown_seconds)

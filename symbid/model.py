@@ -230,13 +230,19 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class AllowedHours:
-    """A daily window ``start``-``end`` (``HH:MM``, UTC); end before start wraps midnight."""
+    """A daily window ``start``-``end`` (``HH:MM``) in ``timezone`` (an IANA name, UTC by
+    default); an end before the start wraps midnight; ``start`` is in, ``end`` is out."""
 
     start: str
     end: str
+    timezone: str = "UTC"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end}
+        return {"start": self.start, "end": self.end, "timezone": self.timezone}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AllowedHours:
+        return cls(d["start"], d["end"], d.get("timezone") or "UTC")
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,8 @@ class Policy:
     allowed_hours: Optional[AllowedHours] = None
     allowed_environments: tuple[str, ...] = ()
     require_agent_pin: bool = False
+    # how long a run waits for an approver ([scheduler] approval_timeout_seconds if None)
+    approval_timeout_seconds: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -258,20 +266,23 @@ class Policy:
             "allowed_hours": self.allowed_hours.to_dict() if self.allowed_hours else None,
             "allowed_environments": list(self.allowed_environments),
             "require_agent_pin": self.require_agent_pin,
+            "approval_timeout_seconds": self.approval_timeout_seconds,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Policy:
         hours = d.get("allowed_hours")
         runtime = d.get("max_runtime_seconds")
+        wait = d.get("approval_timeout_seconds")
         return cls(
             require_approval=bool(d.get("require_approval", False)),
             approvers=tuple(d.get("approvers", ())),
             max_runtime_seconds=None if runtime is None else float(runtime),
             require_capabilities=tuple(d.get("require_capabilities", ())),
-            allowed_hours=AllowedHours(hours["start"], hours["end"]) if hours else None,
+            allowed_hours=AllowedHours.from_dict(hours) if hours else None,
             allowed_environments=tuple(d.get("allowed_environments", ())),
             require_agent_pin=bool(d.get("require_agent_pin", False)),
+            approval_timeout_seconds=None if wait is None else float(wait),
         )
 
 

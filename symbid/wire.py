@@ -19,9 +19,12 @@ def policy_to_wire(policy: Policy) -> dict[str, Any]:
     d = policy.to_dict()
     runtime = d.pop("max_runtime_seconds")
     d["max_runtime"] = None if runtime is None else format_duration(runtime)
+    wait = d.pop("approval_timeout_seconds")
+    d["approval_timeout"] = None if wait is None else format_duration(wait)
     return {k: d[k] for k in ("require_approval", "approvers", "max_runtime",
                               "require_capabilities", "allowed_hours",
-                              "allowed_environments", "require_agent_pin")}
+                              "allowed_environments", "require_agent_pin",
+                              "approval_timeout")}
 
 
 def job_to_wire(job: Job) -> dict[str, Any]:

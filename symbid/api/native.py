@@ -54,7 +54,8 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 def _policy(v: Any, base: Policy) -> Policy:
     d = json_object("policy", v, ("require_approval", "approvers", "max_runtime",
                               "require_capabilities", "allowed_hours",
-                              "allowed_environments", "require_agent_pin"))
+                              "allowed_environments", "require_agent_pin",
+                              "approval_timeout"))
     changes: dict[str, Any] = {}
     if "require_approval" in d:
         changes["require_approval"] = boolean("policy.require_approval", d["require_approval"])
@@ -70,17 +71,24 @@ def _policy(v: Any, base: Policy) -> Policy:
         if hours is None:
             changes["allowed_hours"] = None
         else:
-            h = json_object("policy.allowed_hours", hours, ("start", "end"))
+            h = json_object("policy.allowed_hours", hours, ("start", "end", "timezone"))
             for key in ("start", "end"):
                 if not isinstance(h.get(key), str) or not _HHMM.match(h[key]):
                     raise bad(f"policy.allowed_hours.{key}", 'expected a time "HH:MM"')
-            changes["allowed_hours"] = AllowedHours(h["start"], h["end"])
+            zone = h.get("timezone", "UTC")
+            if not isinstance(zone, str) or not zone:
+                raise bad("policy.allowed_hours.timezone",
+                          'expected a time zone name such as "Europe/Berlin"')
+            changes["allowed_hours"] = AllowedHours(h["start"], h["end"], zone)
     if "allowed_environments" in d:
         changes["allowed_environments"] = str_list("policy.allowed_environments",
                                                     d["allowed_environments"])
     if "require_agent_pin" in d:
         changes["require_agent_pin"] = boolean("policy.require_agent_pin",
                                              d["require_agent_pin"])
+    if "approval_timeout" in d:
+        changes["approval_timeout_seconds"] = None if d["approval_timeout"] is None else \
+            duration("policy.approval_timeout", d["approval_timeout"])
     return Policy(**{**base.__dict__, **changes})
 
 

@@ -60,6 +60,7 @@ from symbid.model import (
     SessionMode,
     name_problem,
 )
+from symbid.policydef import policy_problem, policy_warning
 from symbid.text import escape
 from symbid.timing import load_zone, parse_instant
 
@@ -73,9 +74,11 @@ POLICY = {
     "approvers": string_list,
     "max_runtime": duration,
     "require_capabilities": string_list,
-    "allowed_hours": block({"start": hhmm, "end": hhmm}, required=("start", "end")),
+    "allowed_hours": block({"start": hhmm, "end": hhmm, "timezone": nonempty_string},
+                           required=("start", "end")),
     "allowed_environments": string_list,
     "require_agent_pin": boolean,
+    "approval_timeout": duration,
 }
 SCHEDULE = {
     "name": nonempty_string,
@@ -226,6 +229,36 @@ def _entry_at_fault(d: Mapping[str, Any], field: str, message: str) -> str:
         "alert" if "alert" in d and field != "delivery" else "delivery"
 
 
+def _policy_of(pol: Mapping[str, Any]) -> Policy:
+    hours = pol.get("allowed_hours")
+    return Policy(
+        require_approval=pol.get("require_approval", False),
+        approvers=tuple(pol.get("approvers", ())),
+        max_runtime_seconds=pol.get("max_runtime"),
+        require_capabilities=tuple(pol.get("require_capabilities", ())),
+        allowed_hours=AllowedHours(hours["start"], hours["end"], hours.get("timezone", "UTC"))
+        if hours else None,
+        allowed_environments=tuple(pol.get("allowed_environments", ())),
+        require_agent_pin=pol.get("require_agent_pin", False),
+        approval_timeout_seconds=pol.get("approval_timeout"),
+    )
+
+
+def _nested_pos(entries: list[Entry], dotted: str) -> Optional[Pos]:
+    """The value's position of a nested entry (``policy.allowed_hours.timezone``), or of
+    the deepest of its parents written."""
+    found: Optional[Pos] = None
+    for key in dotted.split("."):
+        entry = next((e for e in entries if e.key == key), None)
+        if entry is None:
+            return found
+        found = entry.value.pos
+        if entry.value.kind != "map":
+            return found
+        entries = entry.value.value
+    return found
+
+
 def _channel_items(entries: list[Entry], key: str) -> list[tuple[str, Pos]]:
     """The strings of ``key``'s array entry (a channel list) with their positions."""
     entry = next((e for e in entries if e.key == key), None)
@@ -293,6 +326,15 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
     if lacking is not None:
         problems.append((_fault_pos(blk.entries, _entry_at_fault(d, *lacking), lacking[1]),
                          lacking[1]))
+    if not problems:
+        policy = _policy_of(d.get("policy", {}))
+        bad_policy = policy_problem(policy)
+        if bad_policy is not None:
+            problems.append((_nested_pos(blk.entries, bad_policy[0]), bad_policy[1]))
+        loose = policy_warning(policy)
+        if loose is not None:
+            out.warnings.append(doc.diagnostic(_nested_pos(blk.entries, loose[0]) or blk.pos,
+                                               f"schedule {name}: {loose[1]}"))
     if problems:
         out.errors.extend(doc.diagnostic(p or blk.pos, m) for p, m in problems)
         return
@@ -305,8 +347,6 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
             out.positions[(key, name)] = at
         for item, pos in _channel_items(blk.entries, key):
             out.positions[(f"{key} {item!r}", name)] = pos
-    pol = d.get("policy", {})
-    hours = pol.get("allowed_hours")
     hb = d.get("heartbeat", {})
     assert name is not None
     out.jobs.append(Job(
@@ -329,15 +369,7 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
         alert_cooldown_seconds=None if d.get("alert_cooldown") is None
         else float(d["alert_cooldown"]),
         alert_if_no_success_within_seconds=d.get("alert_if_no_success_within"),
-        policy=Policy(
-            require_approval=pol.get("require_approval", False),
-            approvers=tuple(pol.get("approvers", ())),
-            max_runtime_seconds=pol.get("max_runtime"),
-            require_capabilities=tuple(pol.get("require_capabilities", ())),
-            allowed_hours=AllowedHours(hours["start"], hours["end"]) if hours else None,
-            allowed_environments=tuple(pol.get("allowed_environments", ())),
-            require_agent_pin=pol.get("require_agent_pin", False),
-        ),
+        policy=_policy_of(d.get("policy", {})),
         max_concurrent=d.get("max_concurrent", 1),
         max_retries=d.get("max_retries"),
         jitter_seconds=d.get("jitter"),

@@ -46,6 +46,8 @@ def test_check_on_every_seed_fixture_exits_zero_with_one_summary_line_per_file(
     for path in paths:
         if path.endswith("heartbeat-monitor.symbi"):
             expected.append(f"{path}: ok: 1 agent(s), 1 schedule(s)")
+        elif path.endswith("production-deploy.symbi"):  # and approval without approvers
+            expected.append(f"{path}: ok: 0 agent(s), 1 schedule(s), 2 warning(s)")
         else:  # the agent it names is defined in none of the files: a warning here
             expected.append(f"{path}: ok: 0 agent(s), 1 schedule(s), 1 warning(s)")
     assert out == expected
@@ -206,7 +208,7 @@ def test_check_on_good_and_broken_files_still_summarises_the_good_ones(
     assert captured.out.splitlines() == [
         f"{good}: ok: 1 agent(s), 1 schedule(s)",
         f"{broken}: 1 error(s)",
-        f"{also_good}: ok: 0 agent(s), 1 schedule(s), 1 warning(s)",
+        f"{also_good}: ok: 0 agent(s), 1 schedule(s), 2 warning(s)",
     ]
     assert f"{broken}:4:3: unknown key" in captured.err
 
@@ -288,7 +290,8 @@ def test_show_json_prints_file_agents_and_jobs_in_wire_names(
             "alert": [], "alert_cooldown": None, "alert_if_no_success_within": None,
             "policy": {"require_approval": False, "approvers": [], "max_runtime": "5m",
                        "require_capabilities": [], "allowed_hours": None,
-                       "allowed_environments": [], "require_agent_pin": False},
+                       "allowed_environments": [], "require_agent_pin": False,
+                       "approval_timeout": None},
             "max_concurrent": 1,
             "max_retries": None,
             "jitter_seconds": None,
@@ -321,9 +324,10 @@ def test_show_json_writes_the_production_deploy_policy_in_wire_form(
         "approvers": [],
         "max_runtime": "30m",
         "require_capabilities": ["deployment", "production_write"],
-        "allowed_hours": {"start": "00:00", "end": "04:00"},
+        "allowed_hours": {"start": "00:00", "end": "04:00", "timezone": "UTC"},
         "allowed_environments": ["staging", "production"],
         "require_agent_pin": True,
+        "approval_timeout": None,
     }
 
 

@@ -156,7 +156,10 @@ def test_every_seed_fixture_has_an_expectation_here() -> None:
 def test_a_seed_block_loads_to_the_job_the_guide_describes(path: Path) -> None:
     loaded = load_file(str(path))
     assert loaded.errors == []
-    assert loaded.warnings == []
+    # the guide's production-deploy asks for approval and names no approver
+    assert [w.message.split(": ")[1] for w in loaded.warnings] == (
+        ["policy.require_approval without approvers"] if path.name == "production-deploy.symbi"
+        else [])
     job = only_job(loaded)
     expected = Job(id="", timezone="UTC", source="file:" + os.path.abspath(path),
                    **SEED_JOBS[path.name])  # type: ignore[arg-type]
@@ -407,7 +410,8 @@ def test_crlf_line_endings_load_and_diagnostics_keep_their_line() -> None:
 def test_schedule_settings_beyond_the_guide_are_read() -> None:
     job = only_job(load_text(
         'schedule s { agent: a, cron: "* * * * *", catch_up: skip, catch_up_limit: 5, '
-        'input: "check ${TARGET}", policy { approvers: [alice, "bob"] } }'))
+        'input: "check ${TARGET}", '
+        'policy { require_approval: true, approvers: [alice, "bob"] } }'))
     assert job.catch_up is CatchUp.SKIP
     assert job.catch_up_limit == 5
     assert job.input == "check ${TARGET}"
@@ -691,6 +695,14 @@ MALFORMED = [
     pytest.param(S + '  policy { allowed_hours: { start: "25:00" end: "04:00" } }\n}', 4, 36,
                  "policy.allowed_hours.start: expected a time of day \"HH:MM\", got '25:00'",
                  id="allowed-hours-25-00"),
+    pytest.param(S + '  policy { approvers: ["alice"] }\n}', 4, 23,
+                 "policy.approvers is for require_approval", id="approvers-without-approval"),
+    pytest.param(S + '  policy {\n    allowed_hours: { start: "01:00" end: "02:00" '
+                 'timezone: "Mars/Base" }\n  }\n}', 5, 60,
+                 "policy.allowed_hours.timezone: unknown time zone", id="allowed-hours-zone"),
+    pytest.param(S + '  policy { approval_timeout: "1h" }\n}', 4, 30,
+                 "policy.approval_timeout is for require_approval",
+                 id="approval-timeout-without-approval"),
     pytest.param(S + '  policy { allowed_hours: { start: "01:00" } }\n}', 4, 27,
                  "missing required key 'policy.allowed_hours.end'",
                  id="allowed-hours-without-end"),

@@ -51,6 +51,8 @@ LADDER: dict[str, float] = {
     "symbid.toolschema": 1,
     # Claimed spans walk a timing Schedule (issue 7): half a rung up, below the DSL.
     "symbid.spans": 1.25,
+    # A job's policy as defined (issue 12): checked by the DSL and the API, on timing.
+    "symbid.policydef": 1.25,
     # The DSL validates a schedule's cron/at/timezone with timing when it loads a file
     # (issue 3), so it stands half a rung above timing and config.
     "symbid.dsl.**": 1.5,
