@@ -207,7 +207,9 @@ class Daemon:
         cfg = self.config
         agents = Agents()
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
-                              self.clock, runs_dir=cfg.daemon.runs_dir, llm=cfg.llm)
+                              self.clock, runs_dir=cfg.daemon.runs_dir, llm=cfg.llm,
+                              environment=lambda: self.config.daemon.environment,
+                              pin_required=lambda: self.config.agentpin.required)
         self.engine = engine
         make_private(cfg.daemon.state_dir, 0o700)
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode

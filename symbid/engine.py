@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from symbid.clock import Clock, SystemClock
-from symbid.config import LlmConfig, SchedulerConfig
+from symbid.config import DaemonConfig, LlmConfig, SchedulerConfig
 from symbid.executor import Agents, Executor
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
 from symbid.outbox import DeliveryWorker
+from symbid.policy import PolicyGate
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
 from symbid.startlog import StartLog
@@ -53,6 +54,8 @@ def build_engine(
     *,
     runs_dir: Optional[str] = None,
     llm: Optional[LlmConfig] = None,
+    environment: Callable[[], str] = lambda: DaemonConfig().environment,
+    pin_required: Callable[[], bool] = lambda: False,
 ) -> Engine:
     """Open the store and build the engine (not yet started). Runs get their directories
     in ``runs_dir`` (default: ``STATE_DIR-runs``, beside the state directory, never in it:
@@ -70,6 +73,7 @@ def build_engine(
         metrics=metrics,
     )
     start_log = StartLog(os.path.join(state_dir, "start-log"))
+    gate = PolicyGate(agents, environment=environment, pin_required=pin_required)
     scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
-                              metrics=metrics)
+                              metrics=metrics, gate=gate)
     return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log, live)

@@ -41,6 +41,7 @@ from symbid.planner import (
     start_due,
     start_gate,
 )
+from symbid.policy import Deny, PolicyGate, RequireApproval
 from symbid.records import Run, RunOutcome, SessionContext
 from symbid.sandbox import Spawned
 from symbid.sessions import rebased
@@ -73,9 +74,10 @@ class RunLifecycle:
     """
 
     def __init__(self, store: JobStore, launcher: Launcher, start_log: StartLog,
-                 clock: Clock, metrics: Metrics) -> None:
+                 clock: Clock, metrics: Metrics, *, gate: PolicyGate) -> None:
         self._store = store
         self._launcher = launcher
+        self._gate = gate
         self._start_log = start_log
         self._clock = clock
         self.metrics = metrics
@@ -203,7 +205,18 @@ class RunLifecycle:
                                               error_message=gate.reason)))
             else:
                 assert job is not None
-                self._spawn(job, q.run)
+                decision = self._gate.admit(job, now)
+                if isinstance(decision, Deny):
+                    drops.append((q, job, job_end(job, q.run, RunStatus.DENIED,
+                                                  finished_at=now,
+                                                  error_message=decision.reason)))
+                elif isinstance(decision, RequireApproval):
+                    drops.append((q, job, job_end(
+                        job, q.run, RunStatus.DENIED, finished_at=now,
+                        error_message="require_approval: this daemon cannot take approvals "
+                                      "yet, so the run may not start")))
+                else:
+                    self._spawn(job, q.run)
         with self._lock:
             for q in blocked:
                 heapq.heappush(self._ready, q)
@@ -221,8 +234,8 @@ class RunLifecycle:
                     log.info("job %s: run %s %s: %s", name, q.run.id, fin.run.status.value,
                              fin.run.error_message,
                              extra={"SYMBID_JOB": name, "SYMBID_RUN": q.run.id})
-                    if fin.run.status is RunStatus.SKIPPED:
-                        self.metrics.run_finished(name, "skipped", None)
+                    if fin.run.status in (RunStatus.SKIPPED, RunStatus.DENIED):
+                        self.metrics.run_finished(name, fin.run.status.value, None)
         if error is not None:
             raise error
 

@@ -411,8 +411,8 @@ def _failed_message(job: Job, run: Run, retried: str) -> str:
 def _alert_of(job: Job, fin: Finish) -> Optional[AlertRequest]:
     """What ``fin`` tells the job's ``alert`` channels: ``dead_letter`` (the job
     stopped), ``run_failed`` (a failure not retried), ``job_failed`` (a one-shot ended
-    by a run that did not fail itself: skipped, cancelled, interrupted), ``recovered``
-    (a success), or nothing."""
+    by a run that did not fail itself: skipped, cancelled, interrupted, denied),
+    ``run_denied`` (the policy denied a run), ``recovered`` (a success), or nothing."""
     run = fin.run
     why = f": {run.error_message}" if run.error_message else ""
     if fin.job_status is JobStatus.DEAD_LETTER:
@@ -424,6 +424,10 @@ def _alert_of(job: Job, fin: Finish) -> Optional[AlertRequest]:
                                   run.id)
     if fin.job_status is JobStatus.FAILED:
         return job_stopped_alert(job, run, JobStatus.FAILED)
+    if run.status is RunStatus.DENIED:
+        return AlertRequest.about(job, "run_denied", (
+            f"job {job.name}: run {run.id[:8]} ({run.trigger.value}) was denied by its "
+            f"policy{why}"), run.id)
     if run.status is RunStatus.SUCCEEDED:
         return AlertRequest.about(job, "recovered",
                                   f"job {job.name} succeeded again (run {run.id[:8]})", run.id)

@@ -31,6 +31,7 @@ from symbid.lifecycle import RunLifecycle
 from symbid.metrics import Metrics
 from symbid.model import Job, RunStatus, Trigger, format_instant, new_id
 from symbid.planner import CLAIM_AHEAD_MS, backoff_ms, plan_job, plan_retry
+from symbid.policy import PolicyGate
 from symbid.records import Run, RunOutcome
 from symbid.sandbox import Spawned
 from symbid.spans import first_free_slot
@@ -68,6 +69,7 @@ class CronScheduler:
         waiter: Optional[Waiter] = None,
         rng: Optional[random.Random] = None,
         metrics: Optional[Metrics] = None,
+        gate: PolicyGate,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -75,7 +77,7 @@ class CronScheduler:
         self._waiter = waiter if waiter is not None else make_waiter(clock)
         self._rng = rng or random.Random()
         self.metrics = metrics if metrics is not None else Metrics(enabled=False)
-        self.runs = RunLifecycle(store, launcher, start_log, clock, self.metrics)
+        self.runs = RunLifecycle(store, launcher, start_log, clock, self.metrics, gate=gate)
         self._more_due = False
         self.on_recorded: Optional[Callable[[], None]] = None  # runs' final states stored
         self._stop_requested = False

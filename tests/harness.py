@@ -8,11 +8,13 @@ import random
 from pathlib import Path
 from typing import Any, Optional
 
+from symbid.agentdef import Agent
 from symbid.api import ApiContext, make_app
 from symbid.config import SchedulerConfig
 from symbid.executor import Agents
 from symbid.jobs import JobService
 from symbid.model import Job, format_instant
+from symbid.policy import PolicyGate
 from symbid.records import Run
 from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
@@ -32,6 +34,9 @@ class Harness:
         self.store = SqliteJobStore(str(tmp_path / "state.db"), keep_runs=keep,
                                     busy_timeout_ms=busy)
         self.launcher = FakeLauncher(self.clock)
+        # what the policy gate knows of agents (their capabilities): the jobs' "agent"
+        self.agents = Agents({"agent": Agent(name="agent", command=("/bin/true",))})
+        self.environment = "production"  # [daemon] environment, as the gate reads it
         self.waiter = FakeWaiter()
         settings = {"retry_backoff_seconds": 10.0, "misfire_grace_seconds": 60.0}
         settings.update(cfg)
@@ -43,7 +48,8 @@ class Harness:
     def new_scheduler(self, waiter: Optional[Waiter] = None) -> CronScheduler:
         return CronScheduler(self.store, self.launcher, self.clock, self.config,
                              start_log=StartLog(str(self.tmp_path / "start-log")),
-                             waiter=waiter or self.waiter, rng=random.Random(7))
+                             waiter=waiter or self.waiter, rng=random.Random(7),
+                             gate=PolicyGate(self.agents, environment=lambda: self.environment))
 
     def api_context(self) -> ApiContext:
         registry = AgentService(self.store, self.clock, Agents(),

@@ -260,8 +260,10 @@ def test_every_native_route_answers(daemon: Daemon) -> None:
     assert daemon.api("GET", "/api/v1/schedule?status=active&agent_id=echo")[1][0]["id"] == jid
     assert daemon.api("GET", "/api/v1/schedule?agent_id=other")[1] == []
     assert daemon.api("GET", "/api/v1/schedule?status=bogus")[0] == 400
-    status, updated = daemon.api("PUT", f"/api/v1/schedule/{jid}", {"cron_expr": "0 */2 * * *"})
+    status, updated = daemon.api("PUT", f"/api/v1/schedule/{jid}", {
+        "cron_expr": "0 */2 * * *", "policy": {"allowed_hours": None}})  # runs at any hour
     assert status == 200 and updated["cron_expr"] == "0 */2 * * *" and updated["id"] == jid
+    assert updated["policy"]["allowed_hours"] is None and updated["policy"]["max_runtime"] == "5m"
     status, nxt = daemon.api("GET", f"/api/v1/schedule/{jid}/next_run?count=3")
     assert status == 200 and len(nxt["next_runs"]) == 3 and nxt["next_run"] == updated["next_run"]
     assert daemon.api("POST", f"/api/v1/schedule/{jid}/pause")[1]["status"] == "paused"
