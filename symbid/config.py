@@ -55,6 +55,7 @@ class SchedulerConfig:
     retry_backoff_max_seconds: float = 3600.0
     keep_runs: int = 1000  # run records kept per job
     kill_grace_seconds: float = 5.0  # SIGTERM -> SIGKILL grace for a run's process group
+    approval_timeout_seconds: float = 3600.0  # a run awaiting approval is cancelled after it
 
 
 @dataclass(frozen=True)
@@ -168,12 +169,14 @@ _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs
             "smtp_port": 1, "timeout_seconds": 0.001, "webhook_timeout_seconds": 0.001,
             "max_body_bytes": 1024, "max_connections": 1, "head_timeout_seconds": 0.1,
             "idle_timeout_seconds": 1, "max_context_bytes": 1024,
-            "max_concurrent_requests": 1, "backoff_seconds": 0.001, "workers": 1}
+            "max_concurrent_requests": 1, "backoff_seconds": 0.001, "workers": 1,
+            "approval_timeout_seconds": 1}
 # Keys whose value must be at most this: smtp_port is a port; max_concurrent_requests is
 # one slot file each, made at start and on reload; a delivery attempt holds a worker for
 # up to webhook_timeout_seconds.
 _MAXIMUM = {"smtp_port": 65535, "max_concurrent_requests": 1024, "workers": 64,
-            "webhook_retry_attempts": 100, "webhook_timeout_seconds": 300}
+            "webhook_retry_attempts": 100, "webhook_timeout_seconds": 300,
+            "approval_timeout_seconds": 30 * 86400}
 
 
 

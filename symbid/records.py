@@ -50,6 +50,9 @@ class Run:
     usage: Optional[LlmUsage] = None  # an llm agent's token usage (all its iterations)
     tool_calls: tuple[ToolCall, ...] = ()  # the tool calls an llm agent's model asked for
     tool_call_count: int = 0  # len(tool_calls); history rows carry only this
+    approval_deadline: Optional[int] = None  # awaiting approval: cancelled when it passes
+    approved_by: Optional[str] = None  # who approved it (or denied it, with approval_note)
+    approval_note: Optional[str] = None  # the approver's comment, or the denier's reason
 
     @property
     def key_space(self) -> KeySpace:

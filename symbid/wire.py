@@ -105,6 +105,9 @@ def _run_wire(run: Run) -> dict[str, Any]:
         "stop_reason": run.stop_reason,
         "usage": None if run.usage is None else run.usage.to_dict(),
         "tool_calls": [c.to_dict() for c in run.tool_calls],
+        "approval_deadline": _instant(run.approval_deadline),
+        "approved_by": run.approved_by,
+        "approval_note": run.approval_note,
     }
 
 

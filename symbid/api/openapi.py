@@ -368,6 +368,11 @@ def document() -> dict[str, Any]:
                 "summary": _NSTR, "input": {**_NSTR, "description": "only in GET "
                 "/api/v1/runs/{run_id}"}, "input_preview": {**_NSTR, "description": "the "
                 "first 200 characters of the input (history rows)"}, "retry_at": _TIME,
+                "approval_deadline": {**_TIME, "description": "awaiting approval: when it is "
+                                      "cancelled unless decided"},
+                "approved_by": {**_NSTR, "description": "who approved (or denied) the run"},
+                "approval_note": {**_NSTR, "description": "the approver's comment or the "
+                                  "denier's reason"},
                 "iterations": {"type": "array", "description": "a heartbeat wake-up's "
                                "iterations (the last 1000)", "items": {
                                    "type": "object", "properties": {

@@ -22,7 +22,7 @@ RUN_COLUMNS = (
     "id, job_id, space, slot, attempt, trigger_kind, status, created_at, not_before, "
     "started_at, finished_at, execution_time_ms, exit_code, signal, error_message, output, "
     "output_truncated, summary, input, retry_at, pid, pgid, output_bytes, iterations, stop_reason, "
-    "usage, tool_calls, pid_start"
+    "usage, tool_calls, pid_start, approval_deadline, approved_by, approval_note"
 )
 RUN_PLACEHOLDERS = ", ".join("?" * len(RUN_COLUMNS.split(",")))
 
@@ -74,7 +74,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
     (rid, job_id, _space, slot, attempt, trigger, status, created_at, not_before, started_at,
      finished_at, execution_time_ms, exit_code, sig, error_message, output, truncated,
      summary, input_text, retry_at, pid, pgid, output_bytes, iterations, stop_reason, usage,
-     tool_calls, pid_start) = row
+     tool_calls, pid_start, approval_deadline, approved_by, approval_note) = row
     # a history row's query gives the number of tool calls, not the list
     count = tool_calls if isinstance(tool_calls, int) else None
     calls = () if count is not None else tool_calls_from_text(tool_calls)
@@ -88,7 +88,8 @@ def run_from_row(row: Sequence[Any]) -> Run:
         iterations=iterations_from_text(iterations), stop_reason=stop_reason,
         usage=usage_from_text(usage),
         tool_calls=calls, tool_call_count=len(calls) if count is None else count,
-        pid_start=pid_start,
+        pid_start=pid_start, approval_deadline=approval_deadline, approved_by=approved_by,
+        approval_note=approval_note,
     )
 
 
@@ -101,6 +102,7 @@ def run_params(run: Run) -> tuple[Any, ...]:
         int(run.output_truncated), run.summary, run.input, run.retry_at, run.pid, run.pgid,
         output_size(run.output), iterations_text(run.iterations), run.stop_reason,
         usage_text(run.usage), tool_calls_text(run.tool_calls), run.pid_start,
+        run.approval_deadline, run.approved_by, run.approval_note,
     )
 
 

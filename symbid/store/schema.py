@@ -196,6 +196,13 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     UPDATE jobs SET last_success_at = (SELECT MAX(r.finished_at) FROM runs r
         WHERE r.job_id = jobs.id AND r.status = 'succeeded');
     """,
+    # 9 (issue 12): a run awaiting approval keeps its deadline (a wall-clock instant, so it
+    # survives a restart) and, once decided, who approved it and what they said.
+    """
+    ALTER TABLE runs ADD COLUMN approval_deadline INTEGER;
+    ALTER TABLE runs ADD COLUMN approved_by TEXT;
+    ALTER TABLE runs ADD COLUMN approval_note TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
