@@ -30,19 +30,17 @@ from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, UnreadableRow
 from symbid.launch import CancelRequest, Launcher, RecoveryReport
-from symbid.leftovers import find_run_processes, kill_process_groups, recorded_groups
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
 from symbid.planner import (
-    CLAIM_AHEAD_MS,
     finish_decision,
     job_end,
-    recovered,
     start_due,
     start_gate,
 )
 from symbid.policy import Deny, PolicyGate, RequireApproval
 from symbid.records import Run, RunOutcome, SessionContext
+from symbid.recovery import plan_recovery
 from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
@@ -471,84 +469,16 @@ class RunLifecycle:
         return self._launcher.kill_all(reason)
 
     def recover(self, now: int, config: SchedulerConfig) -> RecoveryReport:
-        """Start-up: rebuild the queue from the store's open rows.
-
-        A run that may have started (``running``, or ``pending`` with a start marker)
-        is recorded ``interrupted`` and never re-run; its leftover processes, found by
-        the run id in their environment or by its recorded pid and process group
-        (:mod:`symbid.leftovers`), are terminated first. A run that provably
-        never started is queued again with its row, slot and jitter deadline, unless
-        it is now so late that its job's ``catch_up`` skips it.
-        """
-        open_runs = self._store.open_runs()
-        record = self._start_log.read()
-        if open_runs and record.earlier_boot:
-            record = record.clock_checked(self._store.latest_instant())
-        killed = 0
-        finishes: list[Finish] = []
-        never: dict[str, list[Run]] = {}
-        interrupted = 0
-        if open_runs:
-            groups = find_run_processes({r.id for r in open_runs})
-            for rid, pgids in recorded_groups(
-                    (r.id, r.pid, r.pgid, r.pid_start, r.started_at) for r in open_runs).items():
-                groups.setdefault(rid, set()).update(pgids)
-            pgids = {g for gs in groups.values() for g in gs}
-            if pgids:
-                log.warning("terminating %d leftover process group(s) of interrupted runs",
-                            len(pgids))
-                kill_process_groups(pgids, config.kill_grace_seconds)
-            killed = len(pgids)
-            jobs: dict[str, Optional[Job]] = {}
-            for run in open_runs:
-                started = run.status is RunStatus.RUNNING or run.id in groups
-                if run.job_id not in jobs:
-                    try:
-                        jobs[run.job_id] = self._store.find_job(run.job_id)
-                    except UnreadableRow as exc:
-                        log.error("%s: its open runs are ended", exc.message)
-                        jobs[run.job_id] = None
-                job = jobs[run.job_id]
-                if job is None:  # unreadable: end its runs without touching the job
-                    status = RunStatus.INTERRUPTED if started or record.may_have_started(
-                        run) else RunStatus.CANCELLED
-                    finishes.append(Finish(run=run.replace(
-                        status=status, finished_at=now,
-                        error_message="its job cannot be read; see the daemon's log"),
-                        counts=status is RunStatus.INTERRUPTED))
-                    interrupted += status is RunStatus.INTERRUPTED
-                    continue
-                if run.status is RunStatus.PENDING and not started and \
-                        not record.may_have_started(run):
-                    never.setdefault(job.id, []).append(run)
-                    continue
-                was = "starting" if run.status is RunStatus.PENDING else run.status.value
-                finishes.append(job_end(
-                    job, run, RunStatus.INTERRUPTED, finished_at=now,
-                    error_message=f"symbid stopped while this run was {was}; it may have "
-                    "run, so it is not re-run"))
-                interrupted += 1
-                log.warning("run %s of job %s was %s when symbid stopped: recorded interrupted",
-                            run.id, job.name, was, extra=_extra(job, run, "run_interrupted"))
-            resume: list[tuple[Job, Run]] = []
-            skipped = 0
-            for job_id, runs in never.items():
-                job = jobs[job_id]
-                assert job is not None
-                newer_due = job.status is JobStatus.ACTIVE and job.next_run is not None \
-                    and job.next_run <= now + CLAIM_AHEAD_MS
-                start, ended = recovered(job, runs, now, config, newer_due)
-                resume += [(job, r) for r in start]
-                finishes += ended
-                skipped += len(ended)
-            self._store.finish(finishes)
-            for job, run in resume:
-                self._enqueue(job, run)
-                log.info("job %s: run %s (slot %s) had not started when symbid stopped; it "
-                         "starts now", job.name, run.id, format_instant(run.slot),
-                         extra=_extra(job, run, "run_resumed"))
-            report = RecoveryReport(interrupted, len(resume), skipped, killed)
-        else:
-            report = RecoveryReport(0, 0, 0, 0)
+        """Start-up: rebuild the queue from the store's open rows (what becomes of each:
+        :func:`symbid.recovery.plan_recovery`). The store first: the runs that end are
+        recorded, then those that never started are queued again."""
+        plan = plan_recovery(self._store, self._start_log, now, config)
+        if plan.finishes:
+            self._store.finish(plan.finishes)
+        for job, run in plan.resume:
+            self._enqueue(job, run)
+            log.info("job %s: run %s (slot %s) had not started when symbid stopped; it "
+                     "starts now", job.name, run.id, format_instant(run.slot),
+                     extra=_extra(job, run, "run_resumed"))
         self._start_log.reset()
-        return report
+        return plan.report

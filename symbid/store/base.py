@@ -289,7 +289,20 @@ class JobStore(abc.ABC):
     def shift_waits(self, step_ms: int, since: int) -> None:
         """The wall clock was stepped by ``step_ms``: move the deadlines of waits that
         were still running at ``since`` (jitter of runs whose slot had passed, retry
-        backoff) by the step, so that each lasts as long as it said."""
+        backoff, approval deadlines) by the step, so that each lasts as long as it
+        said."""
+
+    @abc.abstractmethod
+    def await_approval(self, run_id: str, deadline: int, notice: Optional[AlertRequest],
+                       now: int) -> bool:
+        """A pending run waits for approval until ``deadline``; ``notice`` (the job's
+        alert channels told how to approve it) goes in the same write. False when the
+        run was no longer pending."""
+
+    @abc.abstractmethod
+    def approve(self, run_id: str, by: str, note: Optional[str]) -> bool:
+        """A run awaiting approval is approved by ``by`` and pending again. False when it
+        was no longer awaiting approval."""
 
     @abc.abstractmethod
     def finish(self, finishes: Sequence[Finish]) -> set[str]:

@@ -106,6 +106,9 @@ def insert_deliveries(conn: Any, run_id: str, job_id: str, channels: Sequence[st
 # The events that say the job stopped (dead_letter; a one-shot ended failed): sent each
 # time, never held back by the cooldown; each needs the job re-armed.
 STOP_EVENTS = frozenset({"dead_letter", "job_failed"})
+# Notices: something waits for an operator (a run awaiting approval). Always sent, and
+# they neither open an alert nor restart the cooldown: they report no problem.
+NOTICE_EVENTS = frozenset({"awaiting_approval"})
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,11 @@ def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
                        "WHERE job_id = ?", (alert.job_id,)).fetchone()
     last, is_open, held = (row[0], bool(row[1]), int(row[2])) if row else (None, False, 0)
     recovered = alert.event == "recovered"
+    notice = alert.event in NOTICE_EVENTS
     message = alert.message
-    if recovered:
+    if notice:
+        pass
+    elif recovered:
         if not is_open:
             return False
     elif alert.event not in STOP_EVENTS and last is not None and \
@@ -162,7 +168,9 @@ def raise_alert(conn: Any, alert: AlertRequest, now: int) -> bool:
         "'pending', 0, ?, '[]', ?, ?) ON CONFLICT (run_id, channel, kind) DO NOTHING",
         [(new_id(), alert.run_id, alert.job_id, channel, now, now, payload)
          for channel in alert.channels])
-    if recovered:
+    if notice:
+        pass
+    elif recovered:
         conn.execute("UPDATE alert_state SET open = 0, last_event = ? WHERE job_id = ?",
                      (alert.event, alert.job_id))
     else:

@@ -20,6 +20,7 @@ from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
 from symbid.store.deliveries import (
     STOP_EVENTS,
+    AlertRequest,
     SqlDeliveries,
     insert_deliveries,
     raise_alert,
@@ -373,6 +374,30 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                 "AND retry_at > ?",
                 (step_ms, since),
             )
+            conn.execute(
+                "UPDATE runs SET approval_deadline = approval_deadline + ? "
+                "WHERE status = 'awaiting_approval' AND approval_deadline > ?",
+                (step_ms, since),
+            )
+
+    def await_approval(self, run_id: str, deadline: int, notice: Optional[AlertRequest],
+                       now: int) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'awaiting_approval', approval_deadline = ? "
+                "WHERE id = ? AND status = 'pending'", (deadline, run_id))
+            if cur.rowcount != 1:
+                return False
+            if notice is not None and notice.channels:
+                raise_alert(conn, notice, now)
+            return True
+
+    def approve(self, run_id: str, by: str, note: Optional[str]) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'pending', approved_by = ?, approval_note = ? "
+                "WHERE id = ? AND status = 'awaiting_approval'", (by, note, run_id))
+            return bool(cur.rowcount == 1)
 
     def finish(self, finishes: Sequence[Finish]) -> set[str]:
         ended: set[str] = set()

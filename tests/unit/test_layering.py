@@ -78,6 +78,8 @@ LADDER: dict[str, float] = {
     "symbid.planner": 3,
     # What the lifecycle exchanges with the executor (split out of it, issue 12).
     "symbid.launch": 3,
+    # What a start-up does with open runs (split out of the lifecycle, issue 12).
+    "symbid.recovery": 3.1,
     "symbid.lifecycle": 3.25,
     "symbid.scheduler": 3.5,
     # The executor and the job operations apply the sessions' and heartbeats' rules
