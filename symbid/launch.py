@@ -57,6 +57,21 @@ class CancelRequest:
     error: Optional[Exception] = None
 
 
+@dataclass
+class DecisionRequest:
+    """An approver's decision on a run awaiting approval, answered by the loop thread:
+    ``run`` is the run after it (pending again, or denied), ``error`` why it was refused
+    (not an approver, not awaiting approval)."""
+
+    run_id: str
+    by: str
+    approve: bool
+    note: Optional[str] = None
+    done: threading.Event = field(default_factory=threading.Event)
+    run: Optional[Run] = None
+    error: Optional[Exception] = None
+
+
 @dataclass(frozen=True)
 class RecoveryReport:
     interrupted: int  # open runs that may have started: recorded interrupted

@@ -28,8 +28,8 @@ from typing import Optional
 
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
-from symbid.errors import SymbidError, UnreadableRow
-from symbid.launch import CancelRequest, Launcher, RecoveryReport
+from symbid.errors import Conflict, Forbidden, SymbidError, UnreadableRow
+from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
 from symbid.planner import (
@@ -45,6 +45,7 @@ from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
 from symbid.store import Advance, Finish, JobStore, RetryClaim
+from symbid.store.deliveries import AlertRequest
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class RunLifecycle:
         self._unmarked: dict[str, tuple[int, int, int, Optional[int]]] = {}
         self._moved: dict[str, tuple[int, int, Optional[int]]] = {}  # new process, to store
         self._cancels: list[CancelRequest] = []  # asked for, not yet acted on
+        self._awaiting: dict[str, tuple[Job, Run]] = {}  # awaiting approval (in _per_job)
+        self._decisions: list[DecisionRequest] = []  # approvers' decisions, not yet taken
         self._seq = 0
 
     # --- any thread ------------------------------------------------------------------
@@ -114,13 +117,19 @@ class RunLifecycle:
         """Whether outcomes, manual runs or start records wait for the next pass."""
         with self._lock:
             return bool(self._outcomes or self._manual or self._unmarked or self._cancels
-                        or self._moved)
+                        or self._moved or self._decisions)
 
     def request_cancel(self, run_id: str, by: str) -> CancelRequest:
         """Ask the loop to cancel a run; its answer sets the request's ``done``."""
         request = CancelRequest(run_id, by)
         with self._lock:
             self._cancels.append(request)
+        return request
+
+    def request_decision(self, request: DecisionRequest) -> DecisionRequest:
+        """Ask the loop to approve or deny a run; its answer sets the request's ``done``."""
+        with self._lock:
+            self._decisions.append(request)
         return request
 
     def in_flight(self) -> int:
@@ -138,9 +147,12 @@ class RunLifecycle:
             heapq.heappush(self._waiting, _Queued((start_due(run), run.slot, self._seq), job, run))
 
     def next_start(self) -> Optional[int]:
-        """When the earliest queued run's start time comes."""
+        """When the earliest queued run's start time (or approval deadline) comes."""
         with self._lock:
-            return self._waiting[0].key[0] if self._waiting else None
+            times = [self._waiting[0].key[0]] if self._waiting else []
+            times += [r.approval_deadline for _, r in self._awaiting.values()
+                      if r.approval_deadline is not None]
+            return min(times) if times else None
 
     def take_manual(self) -> None:
         with self._lock:
@@ -162,9 +174,10 @@ class RunLifecycle:
         self._store.postpone_retry(failed.id, retry_at)
 
     # --- pending -> running, or dropped ------------------------------------------------
-    def start_due(self, now: int, limit: int) -> None:
+    def start_due(self, now: int, limit: int, approval_timeout: float = 3600.0) -> None:
         """Start queued runs whose time has come, in slot order, while fewer than
-        ``limit`` runs are going. A store error leaves every run where it was."""
+        ``limit`` runs are going, as the policy gate allows (``approval_timeout``: the
+        default wait for an approver). A store error leaves every run where it was."""
         with self._lock:
             while self._waiting and self._waiting[0].key[0] <= now:
                 q = heapq.heappop(self._waiting)
@@ -190,7 +203,8 @@ class RunLifecycle:
                     heapq.heappush(self._ready, q)
                 error = exc
                 break
-            gate = start_gate(job, q.run, self._per_job.get(q.run.job_id, ()), q.job)
+            gate = start_gate(job, q.run, self._per_job.get(q.run.job_id, ()), q.job,
+                              awaiting=self._awaiting)
             if gate.action == "wait":
                 blocked.append(q)
             elif gate.action == "drop":
@@ -203,16 +217,19 @@ class RunLifecycle:
                                               error_message=gate.reason)))
             else:
                 assert job is not None
-                decision = self._gate.admit(job, now)
+                decision = self._gate.admit(job, now, approved=q.run.approved_by is not None)
                 if isinstance(decision, Deny):
                     drops.append((q, job, job_end(job, q.run, RunStatus.DENIED,
                                                   finished_at=now,
                                                   error_message=decision.reason)))
                 elif isinstance(decision, RequireApproval):
-                    drops.append((q, job, job_end(
-                        job, q.run, RunStatus.DENIED, finished_at=now,
-                        error_message="require_approval: this daemon cannot take approvals "
-                                      "yet, so the run may not start")))
+                    try:
+                        self._hold(job, q.run, decision, now, approval_timeout)
+                    except Exception as exc:
+                        with self._lock:
+                            heapq.heappush(self._ready, q)
+                        error = exc
+                        break
                 else:
                     self._spawn(job, q.run)
         with self._lock:
@@ -284,6 +301,91 @@ class RunLifecycle:
         # Stored "running" says "may have started" from now on: the markers may go, so
         # a run that goes on for days does not keep the start log from turning over.
         self._start_log.settle(rid for rid, *_ in batch)
+
+    # --- pending -> awaiting approval -> pending / denied / cancelled --------------------
+    def _hold(self, job: Job, run: Run, decision: RequireApproval, now: int,
+              default_timeout: float) -> None:
+        """``run`` waits for an approver: stored with its deadline (and the job's alert
+        channels told how to approve it, in the same write), then held in memory, where
+        it keeps its ``max_concurrent`` place."""
+        timeout = job.policy.approval_timeout_seconds or default_timeout
+        deadline = now + int(timeout * 1000)
+        who = ", ".join(decision.approvers) or "anyone who can reach the API"
+        message = (f"job {job.name}: run {run.id} awaits approval by {who} until "
+                   f"{format_instant(deadline)}: symbi cron approve {run.id} (or symbi cron "
+                   f"deny {run.id} --reason ...)")
+        notice = AlertRequest.about(job, "awaiting_approval", message) if job.alert else None
+        if not self._store.await_approval(run.id, deadline, notice, now):
+            return  # no longer pending (cancelled meanwhile): nothing to hold
+        with self._lock:
+            self._awaiting[run.id] = (job, run.replace(status=RunStatus.AWAITING_APPROVAL,
+                                                       approval_deadline=deadline))
+            self._per_job.setdefault(job.id, []).append(run.id)
+        log.info("%s", message, extra=_extra(job, run, "approval_requested"))
+
+    def _release_hold(self, run_id: str) -> Optional[tuple[Job, Run]]:
+        with self._lock:
+            held = self._awaiting.pop(run_id, None)
+            if held is not None:
+                going = self._per_job.get(held[0].id, [])
+                if run_id in going:
+                    going.remove(run_id)
+            return held
+
+    def take_decisions(self, now: int) -> None:
+        """Act on the approvers' decisions asked for since the last pass, answering each;
+        then cancel the runs whose approval deadline has passed."""
+        with self._lock:
+            decisions, self._decisions = self._decisions, []
+        for request in decisions:
+            try:
+                self._decide_approval(request, now)
+            except Exception as exc:
+                request.error = exc
+            request.done.set()
+        with self._lock:
+            late = [(j, r) for j, r in self._awaiting.values()
+                    if r.approval_deadline is not None and r.approval_deadline <= now]
+        for job, run in late:
+            by = format_instant(run.approval_deadline or now)
+            self._store.finish([job_end(
+                job, run, RunStatus.CANCELLED, finished_at=now,
+                error_message=f"no approver decided by {by} (its approval_timeout); "
+                              "cancelled")])
+            self._release_hold(run.id)
+            log.info("job %s: run %s: approval expired; cancelled", job.name, run.id,
+                     extra=_extra(job, run, "approval_expired"))
+
+    def _decide_approval(self, request: DecisionRequest, now: int) -> None:
+        with self._lock:
+            held = self._awaiting.get(request.run_id)
+        stored = held[1] if held is not None else self._store.get_run(request.run_id)
+        if stored.status is not RunStatus.AWAITING_APPROVAL:
+            raise Conflict(f"run {stored.id} is {stored.status.value}, not awaiting approval")
+        job = self._store.find_job(stored.job_id) or (held[0] if held else None)
+        if job is None:
+            raise Conflict(f"run {stored.id}'s job was deleted")
+        approvers = job.policy.approvers
+        if approvers and request.by not in approvers:
+            raise Forbidden(f"only {', '.join(approvers)} may approve or deny run {stored.id} "
+                            f"of job {job.name}; you are {request.by}")
+        note = request.note
+        if request.approve:
+            if self._store.approve(stored.id, request.by, note):
+                self._release_hold(stored.id)
+                self._enqueue(job, stored.replace(status=RunStatus.PENDING,
+                                                  approved_by=request.by, approval_note=note))
+        else:
+            self._store.finish([job_end(
+                job, stored, RunStatus.DENIED, finished_at=now, approved_by=request.by,
+                approval_note=note,
+                error_message=f"denied by {request.by}" + (f": {note}" if note else ""))])
+            self._release_hold(stored.id)
+        verb, event = ("approved", "approval_granted") if request.approve else \
+            ("denied", "approval_denied")
+        log.info("job %s: run %s %s by %s", job.name, stored.id, verb, request.by,
+                 extra=_extra(job, stored, event))
+        request.run = self._store.get_run(stored.id)
 
     # --- running -> final ----------------------------------------------------------------
     def record_outcomes(self, now: int, config: SchedulerConfig) -> int:
@@ -379,7 +481,11 @@ class RunLifecycle:
             request.done.set()
 
     def _unqueue(self, run_id: str) -> Optional[tuple[Job, Run]]:
-        """Take a run that waits to start out of the queue (None: it is not queued)."""
+        """Take a run that waits to start (or for approval) out of the queue (None: it is
+        not queued)."""
+        held = self._release_hold(run_id)
+        if held is not None:
+            return held
         with self._lock:
             for i, (job, run) in enumerate(self._manual):
                 if run.id == run_id:
@@ -455,6 +561,10 @@ class RunLifecycle:
                     q.run = q.run.replace(not_before=nb + step_ms)
                     q.key = (nb + step_ms, q.key[1], q.key[2])
             heapq.heapify(self._waiting)
+            for rid, (job, run) in self._awaiting.items():
+                due = run.approval_deadline
+                if due is not None and due > since:
+                    self._awaiting[rid] = (job, run.replace(approval_deadline=due + step_ms))
 
     # --- stop and restart ----------------------------------------------------------------
     def release(self) -> int:
@@ -475,6 +585,10 @@ class RunLifecycle:
         plan = plan_recovery(self._store, self._start_log, now, config)
         if plan.finishes:
             self._store.finish(plan.finishes)
+        with self._lock:
+            for job, run in plan.awaiting:  # never started: they wait on, deadline and all
+                self._awaiting[run.id] = (job, run)
+                self._per_job.setdefault(job.id, []).append(run.id)
         for job, run in plan.resume:
             self._enqueue(job, run)
             log.info("job %s: run %s (slot %s) had not started when symbid stopped; it "

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -244,10 +244,11 @@ WAIT = Gate("wait")
 
 
 def start_gate(job: Optional[Job], run: Run, running: Sequence[str],
-               claimed_as: Optional[Job] = None) -> Gate:
+               claimed_as: Optional[Job] = None, *,
+               awaiting: Collection[str] = ()) -> Gate:
     """Whether ``run`` may start now; ``job`` is its job as stored now (None: deleted),
     ``claimed_as`` the job as it was when the run was claimed, ``running`` the ids of
-    the job's runs that are going."""
+    the job's runs that hold its places (``awaiting``: those of them awaiting approval)."""
     if job is None:
         return Gate("drop", RunStatus.CANCELLED, "its job was deleted")
     if job.status is not JobStatus.ACTIVE and run.trigger is not Trigger.MANUAL:
@@ -261,7 +262,8 @@ def start_gate(job: Optional[Job], run: Run, running: Sequence[str],
                     f"the one-shot was re-armed ({now_at}) before this run started")
     if run.trigger is not Trigger.MANUAL and len(running) >= job.max_concurrent:
         if run.trigger is Trigger.SCHEDULE and not job.one_shot:
-            going = occupants([(rid, "running") for rid in running])
+            going = occupants([(rid, "awaiting approval" if rid in awaiting else "running")
+                               for rid in running])
             return Gate("drop", RunStatus.SKIPPED,
                         f"max_concurrent reached ({len(running)} of {job.max_concurrent} runs "
                         f"going: {going})")
@@ -426,8 +428,7 @@ def _alert_of(job: Job, fin: Finish) -> Optional[AlertRequest]:
         return job_stopped_alert(job, run, JobStatus.FAILED)
     if run.status is RunStatus.DENIED:
         return AlertRequest.about(job, "run_denied", (
-            f"job {job.name}: run {run.id[:8]} ({run.trigger.value}) was denied by its "
-            f"policy{why}"), run.id)
+            f"job {job.name}: run {run.id[:8]} ({run.trigger.value}) was denied{why}"), run.id)
     if run.status is RunStatus.SUCCEEDED:
         return AlertRequest.about(job, "recovered",
                                   f"job {job.name} succeeded again (run {run.id[:8]})", run.id)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 class RecoveryPlan:
     finishes: list[Finish] = field(default_factory=list)  # runs that end now
     resume: list[tuple[Job, Run]] = field(default_factory=list)  # queued again
+    awaiting: list[tuple[Job, Run]] = field(default_factory=list)  # still awaiting approval
     report: RecoveryReport = field(default_factory=lambda: RecoveryReport(0, 0, 0, 0))
 
 
@@ -46,6 +47,7 @@ def plan_recovery(store: JobStore, start_log: StartLog, now: int,
         record = record.clock_checked(store.latest_instant())
     finishes: list[Finish] = []
     never: dict[str, list[Run]] = {}
+    awaiting: list[tuple[Job, Run]] = []
     interrupted = 0
     groups = find_run_processes({r.id for r in open_runs})
     for rid, pgids in recorded_groups(
@@ -79,6 +81,9 @@ def plan_recovery(store: JobStore, start_log: StartLog, now: int,
                 not record.may_have_started(run):
             never.setdefault(job.id, []).append(run)
             continue
+        if run.status is RunStatus.AWAITING_APPROVAL and not started:
+            awaiting.append((job, run))  # it never started: it waits on
+            continue
         was = "starting" if run.status is RunStatus.PENDING else run.status.value
         finishes.append(job_end(
             job, run, RunStatus.INTERRUPTED, finished_at=now,
@@ -98,5 +103,5 @@ def plan_recovery(store: JobStore, start_log: StartLog, now: int,
         resume += [(job, r) for r in start]
         finishes += ended
         skipped += len(ended)
-    return RecoveryPlan(finishes, resume,
+    return RecoveryPlan(finishes, resume, awaiting,
                         RecoveryReport(interrupted, len(resume), skipped, len(pgids)))

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, Unavailable, UnreadableRow
-from symbid.launch import CancelRequest, Launcher, RecoveryReport
+from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.lifecycle import RunLifecycle
 from symbid.metrics import Metrics
 from symbid.model import Job, RunStatus, Trigger, format_instant, new_id
@@ -138,6 +138,22 @@ class CronScheduler:
         if request.error is not None:
             raise request.error
         return request
+
+    def decide_run(self, run_id: str, by: str, *, approve: bool, note: Optional[str] = None,
+                   timeout: float = _CANCEL_ANSWER_SECONDS) -> Run:
+        """Approve or deny a run awaiting approval for ``by``; the loop thread decides and
+        answers (Forbidden for one who is not an approver, Conflict for a run that does
+        not await approval, NotFound for an unknown run; Unavailable past ``timeout``)."""
+        request = self.runs.request_decision(DecisionRequest(run_id, by, approve, note))
+        self._waiter.wake()
+        if not request.done.wait(timeout):
+            raise Unavailable(f"the scheduler loop did not take the decision on run {run_id} "
+                              f"within {timeout:g} s; it is still asked for, and acted on "
+                              "when the loop gets to it")
+        if request.error is not None:
+            raise request.error
+        assert request.run is not None
+        return request.run
 
     def in_flight(self) -> int:
         """Runs started and not yet finished."""
@@ -328,6 +344,7 @@ class CronScheduler:
         if self.runs.record_outcomes(now, self.config) and self.on_recorded is not None:
             self.on_recorded()  # outbox rows may have been written with them
         self.runs.take_cancels(now)
+        self.runs.take_decisions(now)
         self._more_due = False
         if self._stop_requested:
             self.runs.release()
@@ -336,7 +353,8 @@ class CronScheduler:
         self.runs.take_manual()
         self._claim_due(now, now + CLAIM_AHEAD_MS)
         try:
-            self.runs.start_due(now, self.config.max_concurrent_jobs)
+            self.runs.start_due(now, self.config.max_concurrent_jobs,
+                                self.config.approval_timeout_seconds)
         finally:
             self.runs.flush_starts()
         return self._next_wake(now)

@@ -418,13 +418,15 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                     "finished_at = ?, execution_time_ms = ?, exit_code = ?, signal = ?, "
                     "error_message = ?, output = ?, output_truncated = ?, summary = ?, "
                     "retry_at = ?, output_bytes = ?, iterations = ?, stop_reason = ?, "
-                    f"usage = ?, tool_calls = ? WHERE id = ? AND status IN {OPEN_SQL}",
+                    "usage = ?, tool_calls = ?, approved_by = COALESCE(?, approved_by), "
+                    "approval_note = COALESCE(?, approval_note) "
+                    f"WHERE id = ? AND status IN {OPEN_SQL}",
                     (run.status.value, run.started_at, run.pid, run.pgid, run.finished_at,
                      run.execution_time_ms, run.exit_code, run.signal, run.error_message,
                      run.output, int(run.output_truncated), run.summary, run.retry_at,
                      output_size(run.output), iterations_text(run.iterations),
                      run.stop_reason, usage_text(run.usage), tool_calls_text(run.tool_calls),
-                     run.id),
+                     run.approved_by, run.approval_note, run.id),
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted

@@ -70,7 +70,7 @@ def test_a_denied_run_alerts_with_its_reason(tmp_path: Path) -> None:
     [(event, message)] = [(json.loads(p)["event"], json.loads(p)["message"]) for (p,) in
                           h.store._query("SELECT payload FROM deliveries WHERE kind = 'alert'")]
     assert event == "run_denied"
-    assert message.endswith("was denied by its policy: allowed_hours 02:00-04:00 UTC; now 12:00")
+    assert message.endswith("was denied: allowed_hours 02:00-04:00 UTC; now 12:00")
 
 
 def test_require_agent_pin_without_a_verifier_fails_closed(tmp_path: Path) -> None:
