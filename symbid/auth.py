@@ -4,6 +4,7 @@ refuses a request before reading its body) and the WSGI app."""
 from __future__ import annotations
 
 import hmac
+import pwd
 
 
 def bearer_ok(header: str, token: str) -> bool:
@@ -14,3 +15,19 @@ def bearer_ok(header: str, token: str) -> bool:
         return False
     return hmac.compare_digest(given.strip().encode("latin-1", "replace"),
                                token.encode("latin-1", "replace"))
+
+
+DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name: the single TCP token ([api] token_file)
+
+
+def actor_name(actor: str) -> str:
+    """Who an API actor is, by name, as approvers are listed: the Unix socket peer's user
+    name ("uid:N" when its uid has none), the TCP token's name."""
+    if actor == "token":
+        return DEFAULT_TOKEN_NAME
+    if actor.startswith("uid:"):
+        try:
+            return pwd.getpwuid(int(actor[4:])).pw_name
+        except (KeyError, ValueError):
+            return actor
+    return actor

@@ -408,6 +408,29 @@ class AgentsClient:
                                      patient=wait))
 
 
+class RunsClient:
+    """Approvals: the runs awaiting one, and an approver's decision on a run."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def pending(self) -> Any:
+        """Runs awaiting approval (each with ``job_name``, ``approvers`` and
+        ``approval_deadline``), oldest slot first."""
+        return _wrap(self._t.request("GET", "/api/v1/approvals"))
+
+    def approve(self, run_id: str, comment: Optional[str] = None) -> Any:
+        """Approve a run awaiting approval: it is pending again and starts under the
+        normal rules. Forbidden unless you are one of its job's approvers."""
+        return _wrap(self._t.request("POST", ScheduleClient._run_path(run_id, "/approve"),
+                                     {"comment": comment} if comment is not None else None))
+
+    def deny(self, run_id: str, reason: Optional[str] = None) -> Any:
+        """Deny a run awaiting approval: it is recorded denied with the reason."""
+        return _wrap(self._t.request("POST", ScheduleClient._run_path(run_id, "/deny"),
+                                     {"reason": reason} if reason is not None else None))
+
+
 class SymbiontClient:
     """``SymbiontClient(base_url=..., api_key=...)`` or ``SymbiontClient(socket_path=...)``.
 
@@ -420,6 +443,7 @@ class SymbiontClient:
                                    api_key=api_key, timeout=timeout)
         self.schedule = ScheduleClient(self.transport)
         self.agents = AgentsClient(self.transport)
+        self.runs = RunsClient(self.transport)
 
     def reload(self) -> Any:
         return _wrap(self.transport.request("POST", "/api/v1/reload"))

@@ -317,6 +317,25 @@ def document() -> dict[str, Any]:
                     **_RUN_ERRORS,
                     "409": _json(_ref("Error"), "The run has already finished"),
                     "503": _json(_ref("Error"), "The scheduler loop did not answer")}}},
+            "/api/v1/approvals": {"get": {
+                "summary": "The runs awaiting approval, each with job_name and approvers",
+                "responses": {"200": _json({"type": "array", "items": _ref("Run")},
+                                           "Runs awaiting approval")}}},
+            **{f"/api/v1/runs/{{run_id}}/{verb}": {"post": {
+                "summary": summary, "parameters": run_param,
+                "requestBody": {"required": False, "content": {"application/json": {
+                    "schema": {"type": "object", "additionalProperties": False,
+                               "properties": {key: {**_NSTR, "maxLength": 2000}}}}}},
+                "responses": {
+                    "200": _json(_ref("Run"), "The run after the decision"),
+                    **_RUN_ERRORS,
+                    "403": _json(_ref("Error"), "Not one of the job's approvers (named)"),
+                    "409": _json(_ref("Error"), "The run does not await approval"),
+                    "503": _json(_ref("Error"), "The scheduler loop did not answer")}}}
+               for verb, key, summary in (
+                   ("approve", "comment", "Approve a run awaiting approval: it is pending "
+                                          "again and starts under the normal rules"),
+                   ("deny", "reason", "Deny a run awaiting approval: it is recorded denied"))},
             "/api/v1/health/scheduler": {"get": {
                 "summary": "Scheduler health", "responses": {
                     "200": _json(_ref("Health"), "Health")}}},

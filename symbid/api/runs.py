@@ -21,15 +21,19 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from symbid.api.context import ApiContext
+from symbid.api.fields import string
 from symbid.api.http import HttpError, Request, Response, Router, json_response
+from symbid.auth import actor_name
 from symbid.errors import Conflict, InvalidInput, SymbidError
 from symbid.live import LiveOutput
+from symbid.model import RunStatus
 from symbid.records import Run
 from symbid.store.deliveries import delivery_status
 from symbid.text import shorten
 from symbid.wire import run_to_wire
 
 TEXT = "text/plain; charset=utf-8"
+MAX_NOTE = 2000  # an approver's comment or a denier's reason, in characters
 ID_PREFIX_MIN = 8
 _ID_PREFIX = re.compile(r"^[0-9a-fA-F-]{8,36}$")  # ID_PREFIX_MIN or more
 _WAIT_SECONDS = 1.0  # how often a follower with nothing to send checks its client and run
@@ -225,7 +229,43 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
         now = ctx.store.get_run(run.id)
         return json_response(run_view(ctx, now), 202 if now.status.is_open else 200)
 
+    def decide(approve: bool) -> Callable[[Request], Response]:
+        key = "comment" if approve else "reason"
+
+        def handler(req: Request) -> Response:
+            req.only_params()
+            body = req.json_object(required=False)
+            for other in body:
+                if other != key:
+                    raise InvalidInput(f"{shorten(other)}: unknown field; "
+                                       f"{'approve' if approve else 'deny'} takes {key}",
+                                       field=shorten(other))
+            note = string(key, body[key], nullable=True) if key in body else None
+            if note is not None and len(note) > MAX_NOTE:
+                raise InvalidInput(f"{key}: at most {MAX_NOTE} characters", field=key)
+            run = ctx.store.get_run(path_id(req))
+            decided = ctx.scheduler.decide_run(run.id, actor_name(req.actor), approve=approve,
+                                               note=note or None)
+            return json_response(run_view(ctx, decided))
+        return handler
+
+    def pending(req: Request) -> Response:
+        req.only_params()
+        out = []
+        for run in ctx.store.open_runs():
+            if run.status is not RunStatus.AWAITING_APPROVAL:
+                continue
+            job = ctx.store.find_job(run.job_id)
+            view = run_view(ctx, run)
+            view["job_name"] = job.name if job is not None else None
+            view["approvers"] = list(job.policy.approvers) if job is not None else []
+            out.append(view)
+        return json_response(out)
+
     router.add("GET", f"{prefix}/runs", listing)
+    router.add("GET", f"{prefix}/approvals", pending)
+    router.add("POST", f"{prefix}/runs/{{run_id}}/approve", decide(True))
+    router.add("POST", f"{prefix}/runs/{{run_id}}/deny", decide(False))
     router.add("GET", f"{prefix}/runs/{{run_id}}", get_run)
     router.add("GET", f"{prefix}/runs/{{run_id}}/output", output)
     router.add("POST", f"{prefix}/runs/{{run_id}}/cancel", cancel)

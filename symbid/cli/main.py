@@ -215,6 +215,23 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Stop a going run (its whole process group is killed) or a run "
                 "that has not started, and record it cancelled. It is not retried.")
     run_arg(p)
+    p = command(cron, "approve", "let a run awaiting approval start", r.cmd_approve,
+                formats=("table", "json"),
+                description="Approve a run awaiting approval (see `symbi cron pending`): it "
+                "is pending again and starts under the normal rules. Only one of its job's "
+                "approvers may: your user name on the socket, the token's name over TCP.")
+    run_arg(p)
+    p.add_argument("--comment", help="said with the approval (kept with the run)")
+    p = command(cron, "deny", "refuse a run awaiting approval", r.cmd_deny,
+                formats=("table", "json"),
+                description="Deny a run awaiting approval: it is recorded denied, with your "
+                "name and --reason, and never starts. Only one of its job's approvers may.")
+    run_arg(p)
+    p.add_argument("--reason", help="why (kept with the run, and in its error)")
+    command(cron, "pending", "list the runs awaiting approval", r.cmd_pending,
+            formats=("table", "json"),
+            description="The runs awaiting approval, with their job, who may approve them "
+            "and until when; approve with `symbi cron approve RUN`.")
     nxt = command(cron, "next", "print the next slots of a cron expression (no daemon needed)",
                   local.cmd_next, formats=("text", "json"), daemon=False,
                   description="Print the next N slots of EXPR, one RFC 3339 UTC instant per "

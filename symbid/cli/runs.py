@@ -203,6 +203,39 @@ def cmd_output(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _decided(args: argparse.Namespace, run: Any) -> int:
+    if args.format == "json":
+        print_json(run)
+    else:
+        by = f" by {escape(str(run.approved_by))}" if run.approved_by else ""
+        print(f"run {run.id}: {run.status}{by}")
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    return _decided(args, client.runs.approve(resolve_run(client, args.run), args.comment))
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    return _decided(args, client.runs.deny(resolve_run(client, args.run), args.reason))
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    runs = list(client_from(args).runs.pending())
+    if args.format == "json":
+        print_json(runs)
+    elif not runs:
+        print("no runs await approval")
+    else:
+        rows = [[r.id[:8], str(r.job_name), r.slot, r.trigger,
+                 ", ".join(r.approvers) or "anyone", r.approval_deadline or "-"]
+                for r in runs]
+        table(["RUN", "JOB", "SLOT", "TRIGGER", "APPROVERS", "UNTIL"], rows)
+    return EXIT_OK
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     client = client_from(args)
     run = client.schedule.cancel_run(resolve_run(client, args.run))

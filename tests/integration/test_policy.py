@@ -5,6 +5,8 @@ says why, and `symbi run` is gated too."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from pathlib import Path
 
 from tests.integration.daemon_helper import Daemon
@@ -46,5 +48,103 @@ def test_agentpin_required_denies_symbi_run_when_no_credential_can_be_verified(
         assert "denied" in said and "[agentpin] required: AgentPin verification is not set up" \
             in said
         assert "DEPLOYED" not in said
+    finally:
+        d.cleanup()
+
+
+def _guarded(d: Daemon, name: str, approvers: list[str], **policy: object) -> None:
+    assert d.api("POST", "/api/v1/schedule", {
+        "name": name, "agent_id": "deployer", "cron_expr": "0 0 1 1 *",
+        "policy": {"require_approval": True, "approvers": approvers, **policy}})[0] == 201
+
+
+def _awaiting(d: Daemon, name: str) -> str:
+    out = d.cli("cron", "run", name)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    d.wait_for(lambda: d.api("GET", f"/api/v1/runs/{run_id}")[1]["status"]
+               == "awaiting_approval")
+    return run_id
+
+
+def _ended(d: Daemon, run_id: str, status: str) -> dict[str, object]:
+    def ended() -> object:
+        run = d.api("GET", f"/api/v1/runs/{run_id}")[1]
+        return run if run["status"] == status else None
+    return dict(d.wait_for(ended, timeout=15))  # type: ignore[call-overload]
+
+
+def test_an_approver_approves_over_the_socket_and_the_run_starts(tmp_path: Path) -> None:
+    me = pwd.getpwuid(os.getuid()).pw_name  # the socket peer's user name
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS})
+    d.start()
+    try:
+        _guarded(d, "deploy", [me, "alice"])
+        run_id = _awaiting(d, "deploy")
+        listed = d.cli("cron", "pending")
+        assert run_id[:8] in listed.stdout and "deploy" in listed.stdout
+        assert f"{me}, alice" in listed.stdout
+
+        out = d.cli("cron", "approve", run_id[:8], "--comment", "looks right")
+
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(f"run {run_id}: ") and out.stdout.rstrip().endswith(
+            f" by {me}")  # pending again (or already running) by its approver
+        done = _ended(d, run_id, "succeeded")
+        assert (done["approved_by"], done["approval_note"]) == (me, "looks right")
+        assert done["output"] == "DEPLOYED\n"
+        assert d.cli("cron", "pending").stdout.strip() == "no runs await approval"
+    finally:
+        d.cleanup()
+
+
+def test_a_non_approver_gets_403_naming_the_approvers(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS})
+    d.start()
+    try:
+        _guarded(d, "deploy", ["alice", "bob"])
+        run_id = _awaiting(d, "deploy")
+        status, body = d.api("POST", f"/api/v1/runs/{run_id}/approve", {"comment": "me"})
+        assert status == 403 and body["error"]["code"] == "forbidden"
+        assert body["error"]["message"].startswith("only alice, bob may approve or deny run")
+        out = d.cli("cron", "deny", run_id, "--reason", "no")
+        assert out.returncode == 1 and "only alice, bob may" in out.stderr
+        assert d.api("GET", f"/api/v1/runs/{run_id}")[1]["status"] == "awaiting_approval"
+        bad = d.api("POST", f"/api/v1/runs/{run_id}/approve", {"reason": "x"})
+        assert bad[0] == 400 and bad[1]["error"]["field"] == "reason"
+    finally:
+        d.cleanup()
+
+
+def test_an_approval_not_given_in_time_cancels_the_run(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS})
+    d.start()
+    try:
+        _guarded(d, "deploy", ["alice"], approval_timeout="2s")
+        run_id = _awaiting(d, "deploy")
+        done = _ended(d, run_id, "cancelled")
+        assert "(its approval_timeout); cancelled" in str(done["error_message"])
+        assert done["started_at"] is None
+    finally:
+        d.cleanup()
+
+
+def test_a_run_awaiting_approval_waits_on_across_a_restart_and_is_denied_after(
+        tmp_path: Path) -> None:
+    me = pwd.getpwuid(os.getuid()).pw_name
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS})
+    d.start()
+    try:
+        _guarded(d, "deploy", [me])
+        run_id = _awaiting(d, "deploy")
+        d.kill()
+        d.start()
+        status, run = d.api("GET", f"/api/v1/runs/{run_id}")
+        assert (status, run["status"]) == (200, "awaiting_approval")
+        out = d.cli("cron", "deny", run_id, "--reason", "change freeze")
+        assert out.returncode == 0, out.stderr
+        _, run = d.api("GET", f"/api/v1/runs/{run_id}")
+        assert (run["status"], run["error_message"]) == ("denied",
+                                                         f"denied by {me}: change freeze")
     finally:
         d.cleanup()
