@@ -121,8 +121,13 @@ class ApiConfig:
 
 @dataclass(frozen=True)
 class AgentPinConfig:
-    required: bool = False
-    domain: Optional[str] = None
+    required: bool = False  # every run needs its AgentPin credential verified
+    domain: Optional[str] = None  # the issuer (iss) credentials must name; else the agent's
+    discovery: str = "bundle"  # where keys come from: "bundle" (trust_bundle) | "wellknown"
+    trust_bundle: Optional[str] = None  # a trust bundle file (agentpin_bundle_version 0.1)
+    clock_skew_seconds: float = 60.0  # allowed for iat, exp, nbf and key expiry
+    max_ttl_seconds: float = 86400.0  # a credential's lifetime (exp - iat) at most
+    cache_ttl_seconds: float = 300.0  # discovery and revocation documents fetched (wellknown)
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ _SECTIONS: dict[str, type] = {
 }
 _PATH_KEYS = {("daemon", "state_dir"), ("daemon", "socket"), ("daemon", "agents_dir"),
               ("daemon", "log_dir"), ("daemon", "runs_dir"), ("api", "token_file"),
-              ("scheduler.delivery", "ca_bundle")}
+              ("scheduler.delivery", "ca_bundle"), ("agentpin", "trust_bundle")}
 # Environment variable -> (section, key) it overrides.
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SYMBI_SCHEDULER_MAX_JITTER": ("scheduler", "max_jitter_seconds"),
@@ -309,6 +314,7 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
     if listen is not None and (m is None or not 1 <= int(m.group(2)) <= 65535):
         raise ConfigError(f"{where}: api.listen must be HOST:PORT with a port from 1 to "
                           f"65535, got {listen!r}", field="api.listen")
+    _check_agentpin(built["agentpin"], where)
     return Config(
         path=os.path.abspath(path) if path else None,
         daemon=built["daemon"], api=built["api"], scheduler=built["scheduler"],
@@ -350,6 +356,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _check_agentpin(pin: AgentPinConfig, where: str) -> None:
+    """The [agentpin] keys that span each other: a discovery that can work."""
+    if pin.discovery not in ("bundle", "wellknown"):
+        raise ConfigError(f"{where}: agentpin.discovery must be \"bundle\" or \"wellknown\", "
+                          f"got {pin.discovery!r}", field="agentpin.discovery")
+    if pin.discovery == "bundle" and pin.trust_bundle is not None and \
+            not os.path.isfile(pin.trust_bundle):
+        raise ConfigError(f"{where}: agentpin.trust_bundle {pin.trust_bundle!r} is not a "
+                          "readable file", field="agentpin.trust_bundle")
+    if pin.discovery == "wellknown" and pin.trust_bundle is not None:
+        raise ConfigError(f"{where}: agentpin.trust_bundle is for discovery = \"bundle\"; "
+                          "with \"wellknown\" keys are fetched from each domain",
+                          field="agentpin.trust_bundle")
 
 
 def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from symbid import __version__
 from symbid.agentnotes import orphaned_agents, unready_llm_agents
+from symbid.agentpin import AgentPinVerifier
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
 from symbid.clock import Clock, SystemClock
@@ -209,7 +210,9 @@ class Daemon:
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
                               self.clock, runs_dir=cfg.daemon.runs_dir, llm=cfg.llm,
                               environment=lambda: self.config.daemon.environment,
-                              pin_required=lambda: self.config.agentpin.required)
+                              pin_required=lambda: self.config.agentpin.required,
+                              verify_pin=AgentPinVerifier(lambda: self.config.agentpin,
+                                                          os.environ))
         self.engine = engine
         make_private(cfg.daemon.state_dir, 0o700)
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode

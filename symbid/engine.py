@@ -14,7 +14,7 @@ from symbid.executor import Agents, Executor
 from symbid.live import LiveOutputs
 from symbid.metrics import Metrics
 from symbid.outbox import DeliveryWorker
-from symbid.policy import PolicyGate
+from symbid.policy import PinVerifier, PolicyGate, no_verifier
 from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
 from symbid.startlog import StartLog
@@ -56,6 +56,7 @@ def build_engine(
     llm: Optional[LlmConfig] = None,
     environment: Callable[[], str] = lambda: DaemonConfig().environment,
     pin_required: Callable[[], bool] = lambda: False,
+    verify_pin: PinVerifier = no_verifier,
 ) -> Engine:
     """Open the store and build the engine (not yet started). Runs get their directories
     in ``runs_dir`` (default: ``STATE_DIR-runs``, beside the state directory, never in it:
@@ -73,7 +74,8 @@ def build_engine(
         metrics=metrics,
     )
     start_log = StartLog(os.path.join(state_dir, "start-log"))
-    gate = PolicyGate(agents, environment=environment, pin_required=pin_required)
+    gate = PolicyGate(agents, environment=environment, pin_required=pin_required,
+                      verify_pin=verify_pin)
     scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
                               metrics=metrics, gate=gate)
     return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log, live)

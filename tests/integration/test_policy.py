@@ -45,8 +45,8 @@ def test_agentpin_required_denies_symbi_run_when_no_credential_can_be_verified(
         out = d.cli("run", "deployer")
         assert out.returncode == 1, out.stdout + out.stderr
         said = out.stdout + out.stderr
-        assert "denied" in said and "[agentpin] required: AgentPin verification is not set up" \
-            in said
+        assert "denied" in said and "[agentpin] required: AgentPin credential refused: the " \
+            "job has no agent_pin_jwt" in said
         assert "DEPLOYED" not in said
     finally:
         d.cleanup()
@@ -146,5 +146,59 @@ def test_a_run_awaiting_approval_waits_on_across_a_restart_and_is_denied_after(
         _, run = d.api("GET", f"/api/v1/runs/{run_id}")
         assert (run["status"], run["error_message"]) == ("denied",
                                                          f"denied by {me}: change freeze")
+    finally:
+        d.cleanup()
+
+
+def test_agentpin_through_the_daemon_verifies_a_good_credential_and_denies_a_revoked_one(
+        tmp_path: Path) -> None:
+    import time
+
+    from agentpin.crypto import generate_key_id, generate_key_pair
+    from agentpin.discovery import build_discovery_document
+    from agentpin.jwk import pem_to_jwk
+    from agentpin.jwt import encode_jwt
+    from agentpin.revocation import add_revoked_credential, build_revocation_document
+
+    private, public = generate_key_pair()
+    kid = generate_key_id(public)
+    sub = "urn:agentpin:example.com:deployer"
+    discovery = build_discovery_document(
+        "example.com", "deployer", [pem_to_jwk(public, kid)],
+        [{"agent_id": sub, "name": "deployer", "capabilities": ["deploy"],
+          "status": "active"}], 0, "2026-01-01T00:00:00Z")
+    revocation = build_revocation_document("example.com")
+    add_revoked_credential(revocation, "revoked-one", "key_compromise")
+    (tmp_path / "bundle.json").write_text(json.dumps({
+        "agentpin_bundle_version": "0.1", "created_at": "2026-01-01T00:00:00Z",
+        "documents": [discovery], "revocations": [revocation]}))
+    now = int(time.time())
+
+    def credential(jti: str) -> str:
+        return encode_jwt({"alg": "ES256", "typ": "agentpin-credential+jwt", "kid": kid},
+                          {"iss": "example.com", "sub": sub, "iat": now - 60,
+                           "exp": now + 3600, "jti": jti, "agentpin_version": "0.1",
+                           "capabilities": ["deploy"]}, private)
+
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS},
+               config='\n[agentpin]\ndomain = "example.com"\ntrust_bundle = "bundle.json"\n')
+    revoked_token = credential("revoked-one")
+    d.start(env={"GOOD_PIN": credential("good-one"), "REVOKED_PIN": revoked_token})
+    try:
+        for name, ref in (("pinned", "${GOOD_PIN}"), ("revoked", "${REVOKED_PIN}")):
+            assert d.api("POST", "/api/v1/schedule", {
+                "name": name, "agent_id": "deployer", "cron_expr": "0 0 1 1 *",
+                "agent_pin_jwt": ref, "policy": {"require_agent_pin": True}})[0] == 201
+        good = d.cli("cron", "run", "pinned", "--wait")
+        assert good.returncode == 0 and "DEPLOYED" in good.stdout, good.stdout + good.stderr
+        bad = d.cli("cron", "run", "revoked", "--wait")
+        assert bad.returncode == 1
+        assert "denied (require_agent_pin: AgentPin credential refused: the credential is " \
+            "revoked (key_compromise))" in bad.stdout
+        logged = d.log.read_text()
+        assert "AgentPin credential refused: the credential is revoked" in logged
+        _, job = d.api("GET", "/api/v1/schedule/revoked")
+        for said in (logged, bad.stdout, json.dumps(job)):
+            assert revoked_token not in said and revoked_token.split(".")[2] not in said
     finally:
         d.cleanup()
