@@ -201,3 +201,34 @@ def test_the_expected_domain_can_come_from_the_agents_agentpin_id(world: World) 
     pinned = Agent(name="deployer", command=("/bin/true",), agentpin_id=SUB)
     assert verifier(job, pinned, NOW * 1000) is None
     assert "no expected domain" in (verifier(job, AGENT, NOW * 1000) or "")
+
+
+def test_wellknown_discovery_fetches_the_domains_documents_caches_them_and_fails_closed(
+        world: World) -> None:
+    """The domain's servers lie outside this machine: ``fetch`` stands in for them."""
+    from symbid.agentpin import Documents, _https_get
+
+    asked: list[str] = []
+    served = {f"https://{DOMAIN}/.well-known/agent-identity.json": world.discovery,
+              world.discovery["revocation_endpoint"]: world.revocation}
+
+    def fetch(url: str, timeout: float) -> bytes:
+        asked.append(url)
+        if url not in served:
+            raise OSError("connection refused")
+        return json.dumps(served[url]).encode()
+
+    config = AgentPinConfig(required=True, domain=DOMAIN, discovery="wellknown")
+    verifier = AgentPinVerifier(lambda: config, {"PIN": world.credential()},
+                                Documents(lambda: config, fetch))
+    job = Job(id="j", name="d", agent_id="deployer", cron_expr="@daily", agent_pin_jwt="${PIN}")
+    assert verifier(job, AGENT, NOW * 1000) is None
+    assert verifier(job, AGENT, NOW * 1000) is None
+    assert len(asked) == 2  # one fetch of each document within cache_ttl_seconds
+    del served[world.discovery["revocation_endpoint"]]
+    cold = AgentPinVerifier(lambda: config, {"PIN": world.credential()},
+                            Documents(lambda: config, fetch))
+    assert "revocation document of example.com could not be fetched: failing closed" in (
+        cold(job, AGENT, NOW * 1000) or "")
+    with pytest.raises(OSError, match="is not an https URL"):
+        _https_get("http://example.com/.well-known/agent-identity.json", 1.0)
