@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import hmac
 import pwd
+from collections.abc import Mapping
+from typing import Optional
 
 
-def bearer_ok(header: str, token: str) -> bool:
-    """Whether an Authorization header carries ``token``: the scheme is case-insensitive
-    (RFC 7235), the token is compared in constant time."""
+def bearer_name(header: str, tokens: Mapping[str, str]) -> Optional[str]:
+    """The name of the token an Authorization header carries (``tokens``: name ->
+    token), or None: the scheme is case-insensitive (RFC 7235), each token is compared
+    in constant time, and all are compared whichever matches."""
     scheme, _, given = header.strip().partition(" ")
     if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode("latin-1", "replace"),
-                               token.encode("latin-1", "replace"))
+        return None
+    offered = given.strip().encode("latin-1", "replace")
+    found = None
+    for name, token in tokens.items():
+        if hmac.compare_digest(offered, token.encode("latin-1", "replace")):
+            found = name
+    return found
 
 
 DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name: the single TCP token ([api] token_file)
@@ -22,9 +29,9 @@ DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name: the single TCP token ([ap
 
 def actor_name(actor: str) -> str:
     """Who an API actor is, by name, as approvers are listed: the Unix socket peer's user
-    name ("uid:N" when its uid has none), the TCP token's name."""
-    if actor == "token":
-        return DEFAULT_TOKEN_NAME
+    name ("uid:N" when its uid has none), the TCP token's name ("token:NAME")."""
+    if actor.startswith("token:"):
+        return actor[len("token:"):]
     if actor.startswith("uid:"):
         try:
             return pwd.getpwuid(int(actor[4:])).pw_name

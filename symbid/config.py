@@ -23,7 +23,7 @@ import re
 import sys
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -117,6 +117,9 @@ class ApiConfig:
     head_timeout_seconds: float = 10.0  # to send a complete request head (slowloris)
     idle_timeout_seconds: float = 60.0  # an open connection with no request going
     define_agents: bool = True  # POST/DELETE /api/v1/agents; false: agents_dir files only
+    # [api.tokens]: NAME = "${VAR}", one named TCP token each (the name is the actor, as
+    # approvers are listed); token_file / SYMBI_API_KEY is the token named "default"
+    tokens: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -305,8 +308,10 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
         value = tables[section].get(key)
         if isinstance(value, str) and value and not os.path.isabs(value):
             tables[section][key] = os.path.normpath(os.path.join(base, value))
-    built = {name: _build(cls, tables[name], name, where, skip=("custom",))
+    built = {name: _build(cls, tables[name], name, where, skip=("custom", "tokens"))
              for name, cls in classes.items()}
+    built["api"] = replace(built["api"], tokens=_tokens(tables["api"].get("tokens", {}),
+                                                        where))
     built["scheduler.delivery"] = _delivery(built["scheduler.delivery"],
                                             tables["scheduler.delivery"], where, base)
     listen = built["api"].listen
@@ -356,6 +361,30 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _tokens(table: Any, where: str) -> dict[str, str]:
+    """``[api.tokens]``: NAME = "${VAR}" (a reference: a token is never written in the
+    file), the name a token's holder is known by."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: api.tokens must be a table ([api.tokens])",
+                          field="api.tokens")
+    out: dict[str, str] = {}
+    for name, value in table.items():
+        key = f"api.tokens.{name}"
+        if not TOKEN_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: {key}: a token's name takes letters, digits, '.', "
+                              "'_' and '-', starting with a letter or digit", field=key)
+        if not isinstance(value, str) or not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}",
+                                                          value):
+            raise ConfigError(f"{where}: {key} must be a ${{VAR}} reference to the token in "
+                              "symbid's environment (a token is never written in the file)",
+                              field=key)
+        out[name] = value
+    return out
 
 
 def _check_agentpin(pin: AgentPinConfig, where: str) -> None:

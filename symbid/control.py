@@ -34,7 +34,7 @@ from waitress.server import TcpWSGIServer, UnixWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error
 
-from symbid.auth import bearer_ok
+from symbid.auth import bearer_name
 from symbid.errors import SymbidError
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,9 @@ class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
         if b"content-length" in names and b"transfer-encoding" in names:
             raise ParsingError("Content-Length and Transfer-Encoding must not both be given")
         super().parse_header(header_plus)
-        token = getattr(self.adj, "bearer_token", None)
-        if token is not None and not bearer_ok(self.headers.get("AUTHORIZATION", ""), token):
+        tokens = getattr(self.adj, "bearer_tokens", None)
+        if tokens is not None and \
+                bearer_name(self.headers.get("AUTHORIZATION", ""), tokens) is None:
             self.error = _Unauthorized("a valid Authorization: Bearer token is required")
             self.body_rcv = None  # the body is not read
 
@@ -387,7 +388,8 @@ class ApiServer:
     """One listener served by waitress on its own thread, with limits of its own."""
 
     def __init__(self, app: Any, listener: Listener, threads: int = WORKER_THREADS,
-                 limits: Optional[Limits] = None, token: Optional[str] = None) -> None:
+                 limits: Optional[Limits] = None,
+                 tokens: Optional[Mapping[str, str]] = None) -> None:
         self.listener = listener
         limits = limits or Limits()
         self._map: dict[int, Any] = {}
@@ -402,7 +404,7 @@ class ApiServer:
                           connection_limit=limits.max_connections,
                           max_request_body_size=limits.max_body_bytes + 1,
                           channel_request_lookahead=1)
-        adj.bearer_token = token if listener.kind == "tcp" else None  # read by the parser
+        adj.bearer_tokens = tokens if listener.kind == "tcp" else None  # read by the parser
         sock = listener.sock
         if listener.kind == "unix":
             self._server = _UnixServer(app, self._map, True, sock, dispatcher=self._dispatcher,

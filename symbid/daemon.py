@@ -25,8 +25,9 @@ from symbid.agentnotes import orphaned_agents, unready_llm_agents
 from symbid.agentpin import AgentPinVerifier
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
+from symbid.auth import DEFAULT_TOKEN_NAME
 from symbid.clock import Clock, SystemClock
-from symbid.config import Config, SchedulerConfig, load_config
+from symbid.config import Config, SchedulerConfig, load_config, resolve_refs
 from symbid.control import (
     MAX_FOLLOWERS,
     ApiServer,
@@ -139,7 +140,7 @@ class Daemon:
         self.engine: Optional[Engine] = None
         self.jobs: Optional[JobService] = None
         self.registry: Optional[AgentService] = None
-        self._token: Optional[str] = None
+        self._tokens: dict[str, str] = {}  # the TCP API's tokens by name
         self._watchdog = _watchdog_interval()
         self.lock_fd: Optional[int] = None
 
@@ -187,10 +188,12 @@ class Daemon:
         if http is None and self.config.api.listen:
             http = bind_tcp(self.config.api.listen)
         if http is not None:
-            self._token = self._read_token()
+            self._tokens = self._read_tokens()
             self.listeners.append(http)
 
-    def _read_token(self) -> str:
+    def _read_tokens(self) -> dict[str, str]:
+        """The TCP API's tokens by name: ``default`` from SYMBI_API_KEY or [api]
+        token_file, and each of [api.tokens] resolved from the environment."""
         token = os.environ.get("SYMBI_API_KEY", "").strip()
         path = self.config.api.token_file
         if not token and path:
@@ -199,10 +202,23 @@ class Daemon:
                     token = fh.read().strip()
             except OSError as exc:
                 raise SymbidError(f"api.token_file {path}: {exc.strerror}") from None
-        if not token:
+        tokens = {DEFAULT_TOKEN_NAME: token} if token else {}
+        for name, ref in self.config.api.tokens.items():
+            if name in tokens:
+                raise SymbidError(f"api.tokens.{name}: the name {name!r} is the token of "
+                                  "[api] token_file / SYMBI_API_KEY; choose another")
+            value = resolve_refs(ref, os.environ, what=f"api.tokens.{name}").strip()
+            if not value:
+                raise SymbidError(f"api.tokens.{name}: {ref} is empty in symbid's "
+                                  "environment")
+            tokens[name] = value
+        if len(set(tokens.values())) != len(tokens):
+            raise SymbidError("two [api] tokens have the same value: each name needs its own "
+                              "token, or a request could not say who it is")
+        if not tokens:
             raise SymbidError("the HTTP API is enabled ([api] listen) but has no token: set "
-                              "[api] token_file or SYMBI_API_KEY")
-        return token
+                              "[api] token_file, SYMBI_API_KEY or [api.tokens]")
+        return tokens
 
     def start(self) -> None:
         cfg = self.config
@@ -252,9 +268,9 @@ class Daemon:
                         idle_timeout_seconds=cfg.api.idle_timeout_seconds)
         raise_open_files_limit(len(self.listeners) * limits.max_connections + 1024)
         for listener in self.listeners:
-            app = make_app(ctx, transport=listener.kind, token=self._token,
+            app = make_app(ctx, transport=listener.kind, tokens=self._tokens,
                            max_body=cfg.api.max_body_bytes, max_followers=MAX_FOLLOWERS)
-            server = ApiServer(app, listener, limits=limits, token=self._token)
+            server = ApiServer(app, listener, limits=limits, tokens=self._tokens)
             server.start()
             self.servers.append(server)
             log.info("API listening on %s", listener.description)

@@ -9,7 +9,7 @@ gets 401 and nothing more.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from symbid.api import adhoc, agents, dialect, native, runs
@@ -26,18 +26,20 @@ from symbid.api.http import (
     send,
 )
 from symbid.api.openapi import document
-from symbid.auth import bearer_ok
+from symbid.auth import bearer_name
 from symbid.errors import SymbidError
 
 log = logging.getLogger(__name__)
 
-def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] = None,
+def make_app(ctx: ApiContext, *, transport: str = "unix",
+             tokens: Optional[Mapping[str, str]] = None,
              max_body: int = MAX_BODY, max_followers: int = 4) -> Any:
-    """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``token``.
+    """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``tokens`` (name
+    -> token; the name is the request's actor, ``token:NAME``).
     Request bodies over ``max_body`` bytes get 413. At most ``max_followers`` clients
     follow run output or wait for an agent's run at once (each holds a worker thread
     while it streams or waits)."""
-    if transport == "tcp" and not token:
+    if transport == "tcp" and not tokens:
         raise ValueError("a TCP listener needs a bearer token")
     router = Router()
     native.routes(ctx, router)
@@ -61,13 +63,14 @@ def make_app(ctx: ApiContext, *, transport: str = "unix", token: Optional[str] =
             .decode("utf-8", "replace")
         head = method == "HEAD"
         if transport == "tcp":
-            assert token is not None
-            if not bearer_ok(environ.get("HTTP_AUTHORIZATION", ""), token):
+            assert tokens is not None
+            name = bearer_name(environ.get("HTTP_AUTHORIZATION", ""), tokens)
+            if name is None:
                 response = error_response(HttpError(
                     401, "unauthorized", "a valid Authorization: Bearer token is required"))
                 response.headers.append(("WWW-Authenticate", 'Bearer realm="symbid"'))
                 return send(response, start_response, head=head)
-            actor = "token"
+            actor = f"token:{name}"
         else:
             actor = environ.get("REMOTE_USER") or "unix"  # "uid:N" from SO_PEERCRED
         try:

@@ -202,3 +202,22 @@ def test_agentpin_through_the_daemon_verifies_a_good_credential_and_denies_a_rev
             assert revoked_token not in said and revoked_token.split(".")[2] not in said
     finally:
         d.cleanup()
+
+
+def test_a_named_tcp_token_approves_as_its_name_and_the_default_token_is_refused(
+        tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS},
+               config='\n[api.tokens]\nalice = "${ALICE_TOKEN}"\n')
+    # [api.tokens] follows [scheduler] in the file: the helper's [api] table is earlier
+    d.start(env={"ALICE_TOKEN": "alice-token-value-0123456789"})
+    try:
+        _guarded(d, "deploy", ["alice"])
+        run_id = _awaiting(d, "deploy")
+        status, body = d.api("POST", f"/api/v1/runs/{run_id}/approve", tcp=True)
+        assert status == 403 and "you are default" in body["error"]["message"]
+        status, run = d.api("POST", f"/api/v1/runs/{run_id}/approve", {"comment": "ok"},
+                            tcp=True, token="alice-token-value-0123456789")
+        assert status == 200 and run["approved_by"] == "alice", run
+        assert d.api("GET", "/api/v1/schedule", tcp=True, token="wrong")[0] == 401
+    finally:
+        d.cleanup()

@@ -510,3 +510,25 @@ def test_keys_that_are_not_paths_are_not_resolved(tmp_path: Path) -> None:
     assert config.daemon.socket_group == "symbi"
     assert config.daemon.environment == "prod"
     assert config.llm.model == "m/x"
+
+
+def test_api_tokens_are_named_references(tmp_path: Path) -> None:
+    path = tmp_path / "symbid.toml"
+    path.write_text('[api.tokens]\nalice = "${ALICE_TOKEN}"\nci-bot = "${CI}"\n')
+    assert load_config(str(path), {}).api.tokens == {"alice": "${ALICE_TOKEN}",
+                                                     "ci-bot": "${CI}"}
+
+
+@pytest.mark.parametrize(("text", "field", "said"), [
+    ('[api.tokens]\nalice = "s3cret-literal"\n', "api.tokens.alice", "${VAR} reference"),
+    ('[api.tokens]\n"bad name" = "${X}"\n', "api.tokens.bad name", "a token's name takes"),
+    ('[api]\ntokens = "x"\n', "api.tokens", "must be a table"),
+])
+def test_a_bad_api_token_entry_is_refused_naming_it(tmp_path: Path, text: str, field: str,
+                                                     said: str) -> None:
+    path = tmp_path / "symbid.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {})
+    assert info.value.field == field and said in info.value.message
+    assert "s3cret-literal" not in info.value.message
