@@ -262,7 +262,7 @@ def test_cancelling_a_pending_run_records_it_cancelled_without_starting(
         for_tcp = SymbiontClient(base_url=f"http://127.0.0.1:{d.port}", api_key=TOKEN)
         answer = for_tcp.schedule.cancel_run(waiting["id"])
         assert answer.status == "cancelled" and answer.started_at is None
-        assert answer.error_message == "cancelled by token before it started"
+        assert answer.error_message == "cancelled by token:default before it started"
         status, again = d.api("POST", f"/api/v1/runs/{waiting['id']}/cancel")
         assert status == 409 and "cancelled" in again["error"]["message"]
         d.api("POST", f"/api/v1/runs/{hog['id']}/cancel")
