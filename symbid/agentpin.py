@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 TYP = "agentpin-credential+jwt"
 MAX_TOKEN = 16 * 1024  # characters: a credential longer than this is refused unread
 MAX_DOCUMENT = 1024 * 1024  # bytes of a discovery or revocation document
+FETCH_TIMEOUT = 5.0  # seconds per socket operation of a well-known fetch
+FAILURE_TTL = 30.0  # seconds a failed fetch is remembered (not retried on every run)
 
 
 class Refused(Exception):
@@ -120,6 +122,28 @@ def _iso_seconds(text: Any) -> Optional[float]:
     return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def _capabilities(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise Refused(f"{what} are not a list of strings")
+    return value
+
+
+def covers(held: str, wanted: str) -> bool:
+    """The reference's capability matching (``action:resource``): the same action, and a
+    resource that is ``*``, the same, or a scope of it (``db`` covers ``db.users``). A
+    name without ``:`` covers only itself (a policy's plain capability names)."""
+    if held == wanted:
+        return True
+    if ":" not in held or ":" not in wanted:
+        return False
+    held_action, held_resource = held.split(":", 1)
+    action, resource = wanted.split(":", 1)
+    return held_action == action and (held_resource == "*" or resource.startswith(
+        held_resource + "."))
+
+
 class Documents:
     """Discovery and revocation documents by domain, from a trust bundle file (reread
     when it changes) or fetched from the domain's well-known URLs (cached)."""
@@ -185,20 +209,23 @@ class Documents:
         return discovery, revocation
 
     def _document(self, url: str, ttl: float) -> Optional[dict[str, Any]]:
+        """The document at ``url``, from the cache while it is fresh (a failure is kept
+        for FAILURE_TTL seconds, so a domain that is down costs one wait, not one per
+        run: the fetch happens on the scheduler loop's thread)."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(url)
-            if hit is not None and now - hit[0] < ttl:
+            if hit is not None and now - hit[0] < (ttl if hit[1] is not None else
+                                                   min(ttl, FAILURE_TTL)):
                 return hit[1]
         try:
-            value = json.loads(self._fetch(url, 10.0))
+            value = json.loads(self._fetch(url, FETCH_TIMEOUT))
             doc = value if isinstance(value, dict) else None
         except Exception as exc:
             log.warning("agentpin: %s could not be fetched: %s", url, exc)
             doc = None
-        if doc is not None:
-            with self._lock:
-                self._cache[url] = (now, doc)
+        with self._lock:
+            self._cache[url] = (now, doc)
         return doc
 
 
@@ -233,7 +260,12 @@ class AgentPinVerifier:
 
     def __call__(self, job: Job, agent: Agent, now: int) -> Optional[str]:
         try:
-            self.verify(job, agent, now)
+            try:
+                self.verify(job, agent, now)
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError,
+                    OverflowError) as exc:  # a hostile token or document: fail closed
+                raise Refused(f"the credential or its documents are malformed "
+                              f"({type(exc).__name__})") from None
         except Refused as exc:
             log.warning("job %s: AgentPin credential refused: %s", job.name, exc,
                         extra={"SYMBID_JOB": job.name,
@@ -273,6 +305,9 @@ class AgentPinVerifier:
         if discovery.get("entity") != domain:
             raise Refused(f"the discovery document is for {discovery.get('entity')!r}, not "
                           f"{domain!r}")
+        if discovery.get("agentpin_version") != "0.1":
+            raise Refused(f"{domain}'s discovery document has agentpin_version "
+                          f"{discovery.get('agentpin_version')!r}; only 0.1 is understood")
         skew = settings.clock_skew_seconds
         seconds = now / 1000
         jwk = next((k for k in discovery.get("public_keys") or [] if isinstance(k, dict)
@@ -297,8 +332,15 @@ class AgentPinVerifier:
         if declared.get("status") != "active":
             raise Refused(f"agent {identity!r} is {declared.get('status')!r} in the "
                           "discovery document, not active")
-        granted = claims.get("capabilities") or []
-        missing = [c for c in job.policy.require_capabilities if c not in granted]
+        granted = _capabilities(claims.get("capabilities"), "the credential's capabilities")
+        allowed = _capabilities(declared.get("capabilities"),
+                                f"agent {identity!r}'s capabilities in the discovery document")
+        beyond = [c for c in granted if not any(covers(d, c) for d in allowed)]
+        if beyond:
+            raise Refused(f"the credential grants {', '.join(beyond)}, beyond what the "
+                          "discovery document declares for the agent")
+        missing = [c for c in job.policy.require_capabilities
+                   if not any(covers(g, c) for g in granted)]
         if missing:
             raise Refused(f"the credential does not grant {', '.join(missing)} (it grants "
                           f"{', '.join(map(str, granted)) or 'nothing'})")

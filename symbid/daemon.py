@@ -212,6 +212,12 @@ class Daemon:
                 raise SymbidError(f"api.tokens.{name}: {ref} is empty in symbid's "
                                   "environment")
             tokens[name] = value
+        for name, value in tokens.items():
+            if not all(0x21 <= ord(c) <= 0x7E for c in value):
+                where = "[api] token_file / SYMBI_API_KEY" if name == DEFAULT_TOKEN_NAME \
+                    else f"api.tokens.{name}"
+                raise SymbidError(f"{where}: a token must be printable ASCII without spaces "
+                                  "(an HTTP header cannot carry anything else exactly)")
         if len(set(tokens.values())) != len(tokens):
             raise SymbidError("two [api] tokens have the same value: each name needs its own "
                               "token, or a request could not say who it is")

@@ -41,7 +41,7 @@ from symbid.model import (
     name_problem,
     new_id,
 )
-from symbid.policydef import policy_problem
+from symbid.policydef import pin_problem, policy_problem
 from symbid.sessions import context_to_wire, empty_state, remove_state, state_dir
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
@@ -70,7 +70,7 @@ def validate_job(job: Job, now: int, *, allow_past: bool = False) -> Optional[in
     if job.catch_up_limit < 0:
         raise InvalidInput("catch_up_limit must not be negative", field="catch_up_limit")
     check_maximums(job)
-    bad_policy = policy_problem(job.policy)
+    bad_policy = policy_problem(job.policy) or pin_problem(job.agent_pin_jwt)
     if bad_policy is not None:
         raise InvalidInput(bad_policy[1], field=bad_policy[0])
     lacking = delivery_problem(job.delivery, job.delivery_config, job.alert,

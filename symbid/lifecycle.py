@@ -31,13 +31,8 @@ from symbid.config import SchedulerConfig
 from symbid.errors import Conflict, Forbidden, SymbidError, UnreadableRow
 from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.metrics import Metrics
-from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
-from symbid.planner import (
-    finish_decision,
-    job_end,
-    start_due,
-    start_gate,
-)
+from symbid.model import Job, JobStatus, RunStatus, Trigger, format_duration, format_instant
+from symbid.planner import approval_notice, finish_decision, job_end, start_due, start_gate
 from symbid.policy import Deny, PolicyGate, RequireApproval
 from symbid.records import Run, RunOutcome, SessionContext
 from symbid.recovery import plan_recovery
@@ -45,7 +40,6 @@ from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
 from symbid.store import Advance, Finish, JobStore, RetryClaim
-from symbid.store.deliveries import AlertRequest
 
 log = logging.getLogger(__name__)
 
@@ -308,13 +302,8 @@ class RunLifecycle:
         """``run`` waits for an approver: stored with its deadline (and the job's alert
         channels told how to approve it, in the same write), then held in memory, where
         it keeps its ``max_concurrent`` place."""
-        timeout = job.policy.approval_timeout_seconds or default_timeout
-        deadline = now + int(timeout * 1000)
-        who = ", ".join(decision.approvers) or "anyone who can reach the API"
-        message = (f"job {job.name}: run {run.id} awaits approval by {who} until "
-                   f"{format_instant(deadline)}: symbi cron approve {run.id} (or symbi cron "
-                   f"deny {run.id} --reason ...)")
-        notice = AlertRequest.about(job, "awaiting_approval", message) if job.alert else None
+        deadline = now + int((job.policy.approval_timeout_seconds or default_timeout) * 1000)
+        message, notice = approval_notice(job, run, decision.approvers, deadline)
         if not self._store.await_approval(run.id, deadline, notice, now):
             return  # no longer pending (cancelled meanwhile): nothing to hold
         with self._lock:
@@ -346,13 +335,21 @@ class RunLifecycle:
         with self._lock:
             late = [(j, r) for j, r in self._awaiting.values()
                     if r.approval_deadline is not None and r.approval_deadline <= now]
-        for job, run in late:
+        for held_job, run in late:
+            try:
+                job = self._store.find_job(held_job.id)
+            except UnreadableRow:
+                job = held_job
+            if job is None:  # deleted: its rows went with it
+                self._release_hold(run.id)
+                continue
             by = format_instant(run.approval_deadline or now)
             self._store.finish([job_end(
                 job, run, RunStatus.CANCELLED, finished_at=now,
                 error_message=f"no approver decided by {by} (its approval_timeout); "
                               "cancelled")])
             self._release_hold(run.id)
+            self.metrics.run_finished(job.name, RunStatus.CANCELLED.value, None)
             log.info("job %s: run %s: approval expired; cancelled", job.name, run.id,
                      extra=_extra(job, run, "approval_expired"))
 
@@ -371,16 +368,21 @@ class RunLifecycle:
                             f"of job {job.name}; you are {request.by}")
         note = request.note
         if request.approve:
-            if self._store.approve(stored.id, request.by, note):
-                self._release_hold(stored.id)
-                self._enqueue(job, stored.replace(status=RunStatus.PENDING,
-                                                  approved_by=request.by, approval_note=note))
+            if job.status is not JobStatus.ACTIVE and stored.trigger is not Trigger.MANUAL:
+                raise Conflict(f"job {job.name} is {job.status.value}: resume it first (or "
+                               f"deny run {stored.id})")
+            if not self._store.approve(stored.id, request.by, note):
+                raise Conflict(f"run {stored.id} is no longer awaiting approval")
+            self._release_hold(stored.id)
+            self._enqueue(job, stored.replace(status=RunStatus.PENDING,
+                                              approved_by=request.by, approval_note=note))
         else:
             self._store.finish([job_end(
                 job, stored, RunStatus.DENIED, finished_at=now, approved_by=request.by,
                 approval_note=note,
                 error_message=f"denied by {request.by}" + (f": {note}" if note else ""))])
             self._release_hold(stored.id)
+            self.metrics.run_finished(job.name, RunStatus.DENIED.value, None)
         verb, event = ("approved", "approval_granted") if request.approve else \
             ("denied", "approval_denied")
         log.info("job %s: run %s %s by %s", job.name, stored.id, verb, request.by,

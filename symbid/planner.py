@@ -335,14 +335,15 @@ def recovered(
     Each keeps its row, slot and jitter deadline. A scheduled first attempt that
     is by now later than ``misfire_grace_seconds`` is a missed slot: the job's
     ``catch_up`` decides, as it does for slots missed while symbid was down
-    (``newer_due``: such slots are due now). Retries and manual runs start.
+    (``newer_due``: such slots are due now). Retries, manual runs and approved runs (an
+    approver let them go; their lateness is the wait) start.
     """
     grace = int(config.misfire_grace_seconds * 1000)
     start: list[Run] = []
     late: list[Run] = []
     for run in sorted(runs, key=lambda r: (r.slot, r.attempt)):
         first = run.trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP) and run.attempt == 1
-        if first and now - start_due(run) > grace:
+        if first and run.approved_by is None and now - start_due(run) > grace:
             late.append(run)
         else:
             start.append(run)
@@ -408,6 +409,18 @@ def _failed_message(job: Job, run: Run, retried: str) -> str:
     why = f": {run.error_message}" if run.error_message else ""
     return (f"job {job.name}: run {run.id[:8]} {run.status.value} "
             f"(attempt {run.attempt}, {retried}){why}")
+
+
+def approval_notice(job: Job, run: Run, approvers: Sequence[str], deadline: int
+                    ) -> tuple[str, Optional[AlertRequest]]:
+    """What a run that now awaits approval says (logged), and the notice its job's alert
+    channels get (None without them): who may approve, until when, and how."""
+    who = ", ".join(approvers) or "anyone who can reach the API"
+    message = (f"job {job.name}: run {run.id} awaits approval by {who} until "
+               f"{format_instant(deadline)}: symbi cron approve {run.id} (or symbi cron "
+               f"deny {run.id} --reason ...)")
+    return message, AlertRequest.about(job, "awaiting_approval", message) if job.alert \
+        else None
 
 
 def _alert_of(job: Job, fin: Finish) -> Optional[AlertRequest]:

@@ -25,6 +25,7 @@ from typing import Callable, Optional, Protocol, Union
 
 from symbid.agentdef import Agent
 from symbid.model import Job
+from symbid.text import shorten
 from symbid.timing import load_zone
 
 
@@ -94,10 +95,16 @@ class PolicyGate:
         self.verify_pin = verify_pin
 
     def admit(self, job: Job, now: int, *, approved: bool = False) -> Decision:
-        """The decision for a run of ``job`` starting at ``now``."""
-        return self.evaluate(job, self._agents.get(job.agent_id), PolicyContext(
-            now=now, environment=self._environment(), approved=approved,
-            pin_required=self._pin_required()))
+        """The decision for a run of ``job`` starting at ``now``. A policy that cannot be
+        evaluated (a time zone gone from the system's tzdata, a verifier's fault) denies
+        the run, saying why: the gate fails closed and never loses a run."""
+        try:
+            return self.evaluate(job, self._agents.get(job.agent_id), PolicyContext(
+                now=now, environment=self._environment(), approved=approved,
+                pin_required=self._pin_required()))
+        except Exception as exc:
+            return Deny(f"the policy could not be evaluated ({type(exc).__name__}: "
+                        f"{shorten(str(exc), 200)}), so the run may not start", "policy")
 
     def evaluate(self, job: Job, agent: Optional[Agent], context: PolicyContext) -> Decision:
         policy = job.policy

@@ -4,6 +4,7 @@ enforcement, at each start, is :mod:`symbid.policy`."""
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from symbid.errors import InvalidTimezone
@@ -11,6 +12,16 @@ from symbid.model import Policy
 from symbid.timing import load_zone
 
 MAX_APPROVAL_TIMEOUT = 30 * 86400.0  # seconds: a run waits for an approver at most 30 days
+REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def pin_problem(agent_pin_jwt: Optional[str]) -> Optional[tuple[str, str]]:
+    """A job's ``agent_pin_jwt`` must be a ``${VAR}`` reference: a credential written into
+    the job would be stored and shown by the API."""
+    if agent_pin_jwt is not None and not REFERENCE.fullmatch(agent_pin_jwt.strip()):
+        return "agent_pin_jwt", ("agent_pin_jwt must be a ${VAR} reference to the credential "
+                                 "in symbid's environment, so that it is never stored")
+    return None
 
 
 def policy_problem(policy: Policy) -> Optional[tuple[str, str]]:
@@ -47,16 +58,22 @@ def policy_problem(policy: Policy) -> Optional[tuple[str, str]]:
     return None
 
 
-def policy_warning(policy: Policy) -> Optional[tuple[str, str]]:
-    """(field, message) for what a policy allows that its author may not mean: approval
-    without ``approvers``, which anyone who can reach the API may give (the seed's
-    example does so)."""
+def policy_warnings(policy: Policy, agent_pin_jwt: Optional[str] = None
+                    ) -> list[tuple[str, str]]:
+    """(field, message) for what a policy says that its author may not mean (the seed's
+    example says both): approval without ``approvers``, which anyone who can reach the
+    API may give; ``require_agent_pin`` without a credential, which denies every run."""
+    out = []
     if policy.require_approval and not policy.approvers:
-        return "policy.require_approval", (
+        out.append(("policy.require_approval", (
             "policy.require_approval without approvers: anyone who can reach the API (a "
             "member of the socket's group, a holder of a TCP token) may approve; list who "
-            "may with approvers: [\"alice\"]")
-    return None
+            "may with approvers: [\"alice\"]")))
+    if policy.require_agent_pin and agent_pin_jwt is None:
+        out.append(("policy.require_agent_pin", (
+            "policy.require_agent_pin without agent_pin_jwt: every run is denied until the "
+            "job names its credential (agent_pin_jwt: \"${VAR}\")")))
+    return out
 
 
 def _list_of(policy: Policy, name: str) -> str:

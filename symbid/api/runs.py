@@ -24,7 +24,7 @@ from symbid.api.context import ApiContext
 from symbid.api.fields import string
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.auth import actor_name
-from symbid.errors import Conflict, InvalidInput, SymbidError
+from symbid.errors import Conflict, InvalidInput, SymbidError, UnreadableRow
 from symbid.live import LiveOutput
 from symbid.model import RunStatus
 from symbid.records import Run
@@ -255,7 +255,10 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
         for run in ctx.store.open_runs():
             if run.status is not RunStatus.AWAITING_APPROVAL:
                 continue
-            job = ctx.store.find_job(run.job_id)
+            try:
+                job = ctx.store.find_job(run.job_id)
+            except UnreadableRow:  # listed all the same: it can still be cancelled
+                job = None
             view = run_view(ctx, run)
             view["job_name"] = job.name if job is not None else None
             view["approvers"] = list(job.policy.approvers) if job is not None else []

@@ -60,7 +60,7 @@ from symbid.model import (
     SessionMode,
     name_problem,
 )
-from symbid.policydef import policy_problem, policy_warning
+from symbid.policydef import pin_problem, policy_problem, policy_warnings
 from symbid.text import escape
 from symbid.timing import load_zone, parse_instant
 
@@ -328,13 +328,12 @@ def _schedule(doc: Document, blk: Any, now: Optional[int], out: LoadedFile) -> N
                          lacking[1]))
     if not problems:
         policy = _policy_of(d.get("policy", {}))
-        bad_policy = policy_problem(policy)
+        bad_policy = policy_problem(policy) or pin_problem(d.get("agent_pin_jwt"))
         if bad_policy is not None:
             problems.append((_nested_pos(blk.entries, bad_policy[0]), bad_policy[1]))
-        loose = policy_warning(policy)
-        if loose is not None:
-            out.warnings.append(doc.diagnostic(_nested_pos(blk.entries, loose[0]) or blk.pos,
-                                               f"schedule {name}: {loose[1]}"))
+        for field_name, said in policy_warnings(policy, d.get("agent_pin_jwt")):
+            out.warnings.append(doc.diagnostic(
+                _nested_pos(blk.entries, field_name) or blk.pos, f"schedule {name}: {said}"))
     if problems:
         out.errors.extend(doc.diagnostic(p or blk.pos, m) for p, m in problems)
         return

@@ -232,3 +232,27 @@ def test_wellknown_discovery_fetches_the_domains_documents_caches_them_and_fails
         cold(job, AGENT, NOW * 1000) or "")
     with pytest.raises(OSError, match="is not an https URL"):
         _https_get("http://example.com/.well-known/agent-identity.json", 1.0)
+
+
+def test_a_hostile_credential_fails_closed_without_an_exception(world: World) -> None:
+    head = base64url_encode(json.dumps({"alg": "ES256", "typ": "agentpin-credential+jwt",
+                                        "kid": world.kid}).encode())
+    huge = base64url_encode(b'{"iss": ' + b"9" * 5000 + b"}")
+    deep = base64url_encode(b"[" * 5000 + b"]" * 5000)
+    for claims in (huge, deep):
+        why = refused(world, f"{head}.{claims}.AAAA")
+        assert "malformed" in why or "not JSON" in why or "not a JSON object" in why
+
+
+def test_capabilities_follow_the_references_rules(world: World) -> None:
+    beyond = refused(world, world.credential(capabilities=["deploy:production", "db:write"]))
+    assert "grants db:write, beyond what the discovery document declares" in beyond
+    assert "not a list of strings" in refused(
+        world, world.credential(capabilities="xdeploy:productionx"))
+    world.discovery["agents"][0]["capabilities"] = ["deploy:*"]
+    world.save()
+    assert world.verify(world.credential(capabilities=["deploy:staging.eu"]),
+                        policy=Policy(require_capabilities=("deploy:staging.eu",))) is None
+    assert "does not grant read:logs" in refused(
+        world, world.credential(capabilities=["deploy:staging"]),
+        policy=Policy(require_capabilities=("read:logs",)))

@@ -6,6 +6,7 @@ cancels it, and the wait survives a restart."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,7 @@ import pytest
 
 from symbid.errors import Conflict, Forbidden
 from symbid.launch import DecisionRequest
-from symbid.model import JobStatus, Policy, RunStatus
+from symbid.model import CatchUp, JobStatus, Policy, RunStatus
 from symbid.records import Run
 from symbid.timing import parse_instant
 from tests.harness import Harness
@@ -147,3 +148,61 @@ def test_an_unknown_run_is_not_found(tmp_path: Path, approve: bool) -> None:
     h = Harness(tmp_path)
     answer = decide(h, "no-such-run", "alice", approve)
     assert isinstance(answer.error, NotFound)
+
+
+def test_an_approved_run_not_started_before_a_restart_starts_after_it(tmp_path: Path) -> None:
+    """Its lateness is the approver's wait, not a missed slot: catch_up does not skip it."""
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z", max_concurrent_jobs=1)
+    h.add("deploy", cron="0 12 * * *", policy=GUARDED, catch_up=CatchUp.SKIP)
+    h.add("busy", cron="0 12 * * *")
+    h.launcher.behaviour = lambda job, run: None if job.name == "busy" else RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T12:00:05Z")  # busy holds the one global place
+    run = waiting(h, "deploy")
+    h.clock.set("2026-03-01T12:30:00Z")
+    assert decide(h, run.id, "alice").error is None  # approved; waits for the global place
+    h.restart()
+    h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
+    h.run_until("2026-03-01T12:30:10Z")
+    [done] = h.history("deploy")
+    assert (done.status, done.approved_by) == (RunStatus.SUCCEEDED, "alice")
+
+
+def test_an_expiry_reads_the_job_as_it_is_now(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
+    job = h.add("deploy", at="2026-03-01T12:00:00Z", alert=("stdout",),
+                policy=Policy(require_approval=True, approvers=("alice",),
+                              approval_timeout_seconds=60))
+    h.run_until("2026-03-01T12:00:05Z")
+    h.jobs.update("deploy", lambda j: replace(j, alert=()))  # alerts removed meanwhile
+    before = h.store._query("SELECT COUNT(*) FROM deliveries")[0][0]
+    h.run_until("2026-03-01T12:01:10Z")
+    assert [r.status for r in h.history("deploy")] == [RunStatus.CANCELLED]
+    assert h.store._query("SELECT COUNT(*) FROM deliveries")[0][0] == before
+    assert job.id == h.job("deploy").id
+
+
+def test_a_deleted_jobs_waiting_run_goes_quietly(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
+    h.add("deploy", cron="0 12 * * *", policy=Policy(
+        require_approval=True, approvers=("alice",), approval_timeout_seconds=60))
+    h.run_until("2026-03-01T12:00:05Z")
+    h.jobs.delete("deploy")
+    with caplog.at_level(logging.INFO, logger="symbid.lifecycle"):
+        h.run_until("2026-03-01T12:01:10Z")
+    assert h.sched.runs._awaiting == {} and h.sched.runs.next_start() is None
+    assert "approval expired" not in caplog.text
+
+
+def test_approving_a_run_of_a_paused_job_is_refused(tmp_path: Path) -> None:
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
+    h.add("deploy", cron="0 12 * * *", policy=GUARDED)
+    h.run_until("2026-03-01T12:00:05Z")
+    run = waiting(h, "deploy")
+    h.jobs.pause("deploy")
+    answer = decide(h, run.id, "alice")
+    assert isinstance(answer.error, Conflict) and "is paused: resume it first" in \
+        answer.error.message
+    assert waiting(h, "deploy").id == run.id

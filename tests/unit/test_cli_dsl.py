@@ -47,7 +47,7 @@ def test_check_on_every_seed_fixture_exits_zero_with_one_summary_line_per_file(
         if path.endswith("heartbeat-monitor.symbi"):
             expected.append(f"{path}: ok: 1 agent(s), 1 schedule(s)")
         elif path.endswith("production-deploy.symbi"):  # and approval without approvers
-            expected.append(f"{path}: ok: 0 agent(s), 1 schedule(s), 2 warning(s)")
+            expected.append(f"{path}: ok: 0 agent(s), 1 schedule(s), 3 warning(s)")
         else:  # the agent it names is defined in none of the files: a warning here
             expected.append(f"{path}: ok: 0 agent(s), 1 schedule(s), 1 warning(s)")
     assert out == expected
@@ -208,7 +208,7 @@ def test_check_on_good_and_broken_files_still_summarises_the_good_ones(
     assert captured.out.splitlines() == [
         f"{good}: ok: 1 agent(s), 1 schedule(s)",
         f"{broken}: 1 error(s)",
-        f"{also_good}: ok: 0 agent(s), 1 schedule(s), 2 warning(s)",
+        f"{also_good}: ok: 0 agent(s), 1 schedule(s), 3 warning(s)",
     ]
     assert f"{broken}:4:3: unknown key" in captured.err
 

@@ -158,8 +158,9 @@ def test_a_seed_block_loads_to_the_job_the_guide_describes(path: Path) -> None:
     assert loaded.errors == []
     # the guide's production-deploy asks for approval and names no approver
     assert [w.message.split(": ")[1] for w in loaded.warnings] == (
-        ["policy.require_approval without approvers"] if path.name == "production-deploy.symbi"
-        else [])
+        ["policy.require_approval without approvers",
+         "policy.require_agent_pin without agent_pin_jwt"]
+        if path.name == "production-deploy.symbi" else [])
     job = only_job(loaded)
     expected = Job(id="", timezone="UTC", source="file:" + os.path.abspath(path),
                    **SEED_JOBS[path.name])  # type: ignore[arg-type]
@@ -695,6 +696,8 @@ MALFORMED = [
     pytest.param(S + '  policy { allowed_hours: { start: "25:00" end: "04:00" } }\n}', 4, 36,
                  "policy.allowed_hours.start: expected a time of day \"HH:MM\", got '25:00'",
                  id="allowed-hours-25-00"),
+    pytest.param(S + '  agent_pin_jwt: "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"\n}', 4, 18,
+                 "agent_pin_jwt must be a ${VAR} reference", id="literal-agent-pin-jwt"),
     pytest.param(S + '  policy { approvers: ["alice"] }\n}', 4, 23,
                  "policy.approvers is for require_approval", id="approvers-without-approval"),
     pytest.param(S + '  policy {\n    allowed_hours: { start: "01:00" end: "02:00" '

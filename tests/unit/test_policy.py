@@ -121,3 +121,11 @@ def test_admit_reads_the_agent_and_the_settings_as_they_are_now() -> None:
     assert gate.admit(replace(gone, policy=Policy(require_capabilities=("x",))), NOON) == Deny(
         "require_capabilities x; agent nobody (not defined) lacks x (it declares none)",
         "require_capabilities")
+
+
+def test_a_policy_that_cannot_be_evaluated_denies_and_says_why() -> None:
+    broken = job(allowed_hours=AllowedHours("01:00", "02:00", "Gone/Zone"))  # tzdata changed
+    gate = PolicyGate({}, environment=lambda: "production")  # type: ignore[arg-type]
+    decision = gate.admit(broken, NOON)
+    assert isinstance(decision, Deny) and decision.condition == "policy"
+    assert decision.reason.startswith("the policy could not be evaluated (InvalidTimezone")
