@@ -40,6 +40,7 @@ from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
 from symbid.store import Advance, Finish, JobStore, RetryClaim
+from symbid.store.audit import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +304,8 @@ class RunLifecycle:
         channels told how to approve it, in the same write), then held in memory, where
         it keeps its ``max_concurrent`` place."""
         deadline = now + int((job.policy.approval_timeout_seconds or default_timeout) * 1000)
-        message, notice = approval_notice(job, run, decision.approvers, deadline)
-        if not self._store.await_approval(run.id, deadline, notice, now):
+        message, notice, record = approval_notice(job, run, decision.approvers, deadline)
+        if not self._store.await_approval(run.id, deadline, notice, now, (record,)):
             return  # no longer pending (cancelled meanwhile): nothing to hold
         with self._lock:
             self._awaiting[run.id] = (job, run.replace(status=RunStatus.AWAITING_APPROVAL,
@@ -315,10 +316,8 @@ class RunLifecycle:
     def _release_hold(self, run_id: str) -> Optional[tuple[Job, Run]]:
         with self._lock:
             held = self._awaiting.pop(run_id, None)
-            if held is not None:
-                going = self._per_job.get(held[0].id, [])
-                if run_id in going:
-                    going.remove(run_id)
+            if held is not None and run_id in self._per_job.get(held[0].id, []):
+                self._per_job[held[0].id].remove(run_id)
             return held
 
     def take_decisions(self, now: int) -> None:
@@ -371,7 +370,9 @@ class RunLifecycle:
             if job.status is not JobStatus.ACTIVE and stored.trigger is not Trigger.MANUAL:
                 raise Conflict(f"job {job.name} is {job.status.value}: resume it first (or "
                                f"deny run {stored.id})")
-            if not self._store.approve(stored.id, request.by, note):
+            if not self._store.approve(stored.id, request.by, note, (AuditEvent(
+                    "ApprovalGranted", request.by, job.id, job.name, stored.id,
+                    {"comment": note}),), now):
                 raise Conflict(f"run {stored.id} is no longer awaiting approval")
             self._release_hold(stored.id)
             self._enqueue(job, stored.replace(status=RunStatus.PENDING,
@@ -383,10 +384,9 @@ class RunLifecycle:
                 error_message=f"denied by {request.by}" + (f": {note}" if note else ""))])
             self._release_hold(stored.id)
             self.metrics.run_finished(job.name, RunStatus.DENIED.value, None)
-        verb, event = ("approved", "approval_granted") if request.approve else \
-            ("denied", "approval_denied")
+        verb = "approved" if request.approve else "denied"
         log.info("job %s: run %s %s by %s", job.name, stored.id, verb, request.by,
-                 extra=_extra(job, stored, event))
+                 extra=_extra(job, stored, f"approval_{verb}"))
         request.run = self._store.get_run(stored.id)
 
     # --- running -> final ----------------------------------------------------------------

@@ -40,6 +40,7 @@ from symbid.model import (
 from symbid.records import Run, RunOutcome
 from symbid.spans import add_span, skip_claimed
 from symbid.store import Advance, Finish
+from symbid.store.audit import SCHEDULER, AuditEvent
 from symbid.store.deliveries import AlertRequest
 from symbid.timing import Schedule, make_schedule
 
@@ -378,15 +379,45 @@ def outbox_of(job: Job, fin: Finish) -> Finish:
     (its one-shot was re-armed) carries the alert for that case in ``alert_unretried``."""
     run = fin.run
     deliver = tuple(job.delivery) if job.delivery and run.status.executed else ()
+    audit = audit_of(job, fin)
     alert = unretried = None
     if job.alert:
         alert = _alert_of(job, fin)
         if run.retry_at is not None and fin.belongs_to is not None:
             unretried = AlertRequest.about(job, "run_failed", _failed_message(
                 job, run, "not retried: its one-shot was re-armed meanwhile"), run.id)
-    if not deliver and alert is None and unretried is None:
+    if not deliver and alert is None and unretried is None and not audit:
         return fin
-    return dataclasses.replace(fin, deliver=deliver, alert=alert, alert_unretried=unretried)
+    return dataclasses.replace(fin, deliver=deliver, alert=alert, alert_unretried=unretried,
+                               audit=audit)
+
+
+def audit_of(job: Job, fin: Finish) -> tuple[AuditEvent, ...]:
+    """The audit trail's record of a run's end: executed, failed (dead-lettered), denied
+    by the policy (AgentPin named apart) or by an approver, an approval expired."""
+    run = fin.run
+
+    def event(kind: str, actor: str = SCHEDULER, **details: object) -> AuditEvent:
+        return AuditEvent(kind, actor, job.id, job.name, run.id,
+                          {"status": run.status.value, "trigger": run.trigger.value,
+                           **details})
+    why = run.error_message or ""
+    out: list[AuditEvent] = []
+    if run.status is RunStatus.SUCCEEDED:
+        out.append(event("CronJobExecuted", duration_ms=run.execution_time_ms))
+    elif run.status.is_failure:
+        out.append(event("CronJobFailed", reason=why, retry=run.retry_at is not None))
+    elif run.status is RunStatus.DENIED and run.approved_by is not None:
+        out.append(event("ApprovalDenied", run.approved_by, reason=run.approval_note))
+    elif run.status is RunStatus.DENIED:
+        if "AgentPin credential refused" in why:
+            out.append(event("AgentPinVerificationFailed", reason=why))
+        out.append(event("PolicyDenied", reason=why))
+    elif run.status is RunStatus.CANCELLED and "(its approval_timeout)" in why:
+        out.append(event("ApprovalExpired", reason=why))
+    if fin.job_status is JobStatus.DEAD_LETTER:
+        out.append(event("CronJobDeadLettered", reason=why))
+    return tuple(out)
 
 
 def job_stopped_alert(job: Job, run: Run, ends: JobStatus) -> Optional[AlertRequest]:
@@ -412,15 +443,18 @@ def _failed_message(job: Job, run: Run, retried: str) -> str:
 
 
 def approval_notice(job: Job, run: Run, approvers: Sequence[str], deadline: int
-                    ) -> tuple[str, Optional[AlertRequest]]:
-    """What a run that now awaits approval says (logged), and the notice its job's alert
-    channels get (None without them): who may approve, until when, and how."""
+                    ) -> tuple[str, Optional[AlertRequest], AuditEvent]:
+    """What a run that now awaits approval says (logged), the notice its job's alert
+    channels get (None without them): who may approve, until when, and how; and its
+    record in the audit trail."""
     who = ", ".join(approvers) or "anyone who can reach the API"
     message = (f"job {job.name}: run {run.id} awaits approval by {who} until "
                f"{format_instant(deadline)}: symbi cron approve {run.id} (or symbi cron "
                f"deny {run.id} --reason ...)")
+    record = AuditEvent("ApprovalRequested", SCHEDULER, job.id, job.name, run.id, {
+        "approvers": list(approvers), "deadline": format_instant(deadline)})
     return message, AlertRequest.about(job, "awaiting_approval", message) if job.alert \
-        else None
+        else None, record
 
 
 def _alert_of(job: Job, fin: Finish) -> Optional[AlertRequest]:

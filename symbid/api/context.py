@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from symbid.agentdef import Agent
+from symbid.auth import actor_name
 from symbid.clock import Clock
 from symbid.errors import SymbidError
 from symbid.jobs import JobService
@@ -16,6 +17,7 @@ from symbid.model import Job, JobStatus
 from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
 from symbid.store import JobStore, JobTotals
+from symbid.store.audit import AuditEvent
 from symbid.wire import job_to_wire
 
 log = logging.getLogger(__name__)
@@ -90,9 +92,19 @@ class ApiContext:
 
     def audit(self, request: Any, event: str, subject: Job | Agent, *,
               run_id: Optional[str] = None) -> None:
-        """Record who did what to a job, one of its runs, or an agent (journal for now; the
-        audit store comes later)."""
-        actor = getattr(request, "actor", "unknown")
+        """Record who did what to a job, one of its runs, or an agent: in the audit trail
+        (the store) and the journal (``SYMBID_EVENT``). Written just after the change the
+        request made."""
+        actor = actor_name(getattr(request, "actor", "unknown"))
+        job = subject if isinstance(subject, Job) else None
+        details = {} if job is not None else {"agent": subject.name}
+        try:
+            self.store.record_audit([AuditEvent(
+                event, actor, job.id if job else None, job.name if job else None, run_id,
+                details)], self.clock.now())
+        except SymbidError as exc:  # the change is made: say that its record is not
+            log.error("%s by %s could not be stored in the audit trail: %s", event, actor,
+                      exc.message, extra={"SYMBID_EVENT": event})
         if isinstance(subject, Job):
             extra = {"SYMBID_JOB": subject.name, "SYMBID_EVENT": event}
             if run_id is None:

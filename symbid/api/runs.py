@@ -225,7 +225,7 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
             raise Conflict(f"run {run.id} was not cancelled: {how}", field="status")
         job = ctx.store.find_job(run.job_id)
         if job is not None:
-            ctx.audit(req, "CronRunCancelled", job, run_id=run.id)
+            ctx.audit(req, "RunCancelled", job, run_id=run.id)
         now = ctx.store.get_run(run.id)
         return json_response(run_view(ctx, now), 202 if now.status.is_open else 200)
 

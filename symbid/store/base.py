@@ -12,6 +12,7 @@ from symbid.errors import NotFound
 from symbid.model import Job, JobStatus, RunStatus
 from symbid.records import Run, SessionContext
 from symbid.spans import Spans
+from symbid.store.audit import AuditEvent, AuditRecord
 from symbid.store.deliveries import AlertRequest, AlertState, Delivery
 from symbid.text import shorten
 
@@ -65,6 +66,7 @@ class Finish:
     deliver: tuple[str, ...] = ()  # the channels its output goes to (outbox rows, same write)
     alert: Optional[AlertRequest] = None  # an alert the run's end raises (same write)
     alert_unretried: Optional[AlertRequest] = None  # instead, when its retry_at is dropped
+    audit: tuple[AuditEvent, ...] = ()  # what the end puts in the audit trail (same write)
 
 
 @dataclass(frozen=True)
@@ -293,14 +295,26 @@ class JobStore(abc.ABC):
         said."""
 
     @abc.abstractmethod
+    def record_audit(self, events: Sequence[AuditEvent], at: int) -> None: ...
+
+    @abc.abstractmethod
+    def query_audit(self, *, type: Optional[str] = None, job: Optional[str] = None,
+                    actor: Optional[str] = None, since: Optional[int] = None,
+                    until: Optional[int] = None, limit: int = 100) -> list[AuditRecord]: ...
+
+    @abc.abstractmethod
+    def prune_audit(self, before: int) -> int: ...
+
+    @abc.abstractmethod
     def await_approval(self, run_id: str, deadline: int, notice: Optional[AlertRequest],
-                       now: int) -> bool:
+                       now: int, audit: Sequence[AuditEvent] = ()) -> bool:
         """A pending run waits for approval until ``deadline``; ``notice`` (the job's
         alert channels told how to approve it) goes in the same write. False when the
         run was no longer pending."""
 
     @abc.abstractmethod
-    def approve(self, run_id: str, by: str, note: Optional[str]) -> bool:
+    def approve(self, run_id: str, by: str, note: Optional[str],
+                audit: Sequence[AuditEvent] = (), now: int = 0) -> bool:
         """A run awaiting approval is approved by ``by`` and pending again. False when it
         was no longer awaiting approval."""
 

@@ -203,6 +203,23 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN approved_by TEXT;
     ALTER TABLE runs ADD COLUMN approval_note TEXT;
     """,
+    # 10 (issue 12): the audit trail; kept for [audit] retention_days, whatever becomes of
+    # the jobs and runs it names (no foreign keys).
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        job_id TEXT,
+        job_name TEXT,
+        run_id TEXT,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_at ON audit(at);
+    CREATE INDEX audit_type ON audit(type, at);
+    CREATE INDEX audit_job ON audit(job_name, at);
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -16,6 +16,7 @@ from symbid.errors import Conflict, NotFound, StoreError, UnreadableRow
 from symbid.model import ADHOC_SOURCE, Job, JobStatus, RunStatus
 from symbid.records import Run
 from symbid.store.agents import SqlAgents
+from symbid.store.audit import AuditEvent, SqlAudit, insert_audit
 from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
 from symbid.store.deliveries import (
@@ -48,7 +49,7 @@ from symbid.text import shorten
 log = logging.getLogger(__name__)
 
 
-class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
+class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobStore):
     """Portable SQL over a DB-API connection per thread (agent rows in
     :class:`SqlAgents`, session contexts in :class:`SqlContexts`, the delivery outbox in
     :class:`SqlDeliveries`). Backends fill in the hooks."""
@@ -381,7 +382,7 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
             )
 
     def await_approval(self, run_id: str, deadline: int, notice: Optional[AlertRequest],
-                       now: int) -> bool:
+                       now: int, audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE runs SET status = 'awaiting_approval', approval_deadline = ? "
@@ -390,14 +391,19 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                 return False
             if notice is not None and notice.channels:
                 raise_alert(conn, notice, now)
+            insert_audit(conn, audit, now)
             return True
 
-    def approve(self, run_id: str, by: str, note: Optional[str]) -> bool:
+    def approve(self, run_id: str, by: str, note: Optional[str],
+                audit: Sequence[AuditEvent] = (), now: int = 0) -> bool:
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE runs SET status = 'pending', approved_by = ?, approval_note = ? "
                 "WHERE id = ? AND status = 'awaiting_approval'", (by, note, run_id))
-            return bool(cur.rowcount == 1)
+            if cur.rowcount != 1:
+                return False
+            insert_audit(conn, audit, now)
+            return True
 
     def finish(self, finishes: Sequence[Finish]) -> set[str]:
         ended: set[str] = set()
@@ -430,6 +436,7 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, JobStore):
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted
+                insert_audit(conn, fin.audit, run.finished_at or 0)
                 if fin.context is not None:
                     self._put_context(conn, fin.context)
                 if fin.deliver:

@@ -248,7 +248,7 @@ def test_cancelling_a_running_run_kills_its_process_group(daemon: Daemon) -> Non
     assert wait_gone(grandchild, timeout=30)  # it was in the run's process group
     job = daemon.api("GET", "/api/v1/schedule/family-job")[1]
     assert (job["failure_count"], job["status"]) == (0, "active")
-    assert "CronRunCancelled" in daemon.log.read_text()
+    assert "RunCancelled" in daemon.log.read_text()
 
 
 def test_cancelling_a_pending_run_records_it_cancelled_without_starting(
