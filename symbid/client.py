@@ -431,6 +431,23 @@ class RunsClient:
                                      {"reason": reason} if reason is not None else None))
 
 
+class AuditClient:
+    """The audit trail."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def query(self, *, type: Optional[str] = None, job: Optional[str] = None,
+              actor: Optional[str] = None, since: Optional[str] = None,
+              until: Optional[str] = None, limit: int = 100) -> Any:
+        """Events newest first (``since``/``until``: a date or an RFC 3339 instant)."""
+        filters = {"type": type, "job": job, "actor": actor, "since": since,
+                   "until": until, "limit": limit}
+        return _wrap(self._t.request("GET", "/api/v1/audit",
+                                     query={k: v for k, v in filters.items()
+                                            if v is not None}))
+
+
 class SymbiontClient:
     """``SymbiontClient(base_url=..., api_key=...)`` or ``SymbiontClient(socket_path=...)``.
 
@@ -444,6 +461,7 @@ class SymbiontClient:
         self.schedule = ScheduleClient(self.transport)
         self.agents = AgentsClient(self.transport)
         self.runs = RunsClient(self.transport)
+        self.audit = AuditClient(self.transport)
 
     def reload(self) -> Any:
         return _wrap(self.transport.request("POST", "/api/v1/reload"))

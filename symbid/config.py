@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from symbid.auth import DEFAULT_TOKEN_NAME
 from symbid.channels import CUSTOM_NAME
 from symbid.errors import InvalidInput
 
@@ -134,6 +135,11 @@ class AgentPinConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    retention_days: float = 365.0  # audit events older than this are dropped (start, reload)
+
+
+@dataclass(frozen=True)
 class LlmConfig:
     endpoint: Optional[str] = None  # base URL of an OpenAI-compatible API
     api_key: Optional[str] = None
@@ -154,11 +160,12 @@ class Config:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     agentpin: AgentPinConfig = field(default_factory=AgentPinConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 _SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig, "api": ApiConfig, "scheduler": SchedulerConfig,
-    "agentpin": AgentPinConfig, "llm": LlmConfig,
+    "agentpin": AgentPinConfig, "llm": LlmConfig, "audit": AuditConfig,
 }
 _PATH_KEYS = {("daemon", "state_dir"), ("daemon", "socket"), ("daemon", "agents_dir"),
               ("daemon", "log_dir"), ("daemon", "runs_dir"), ("api", "token_file"),
@@ -178,7 +185,7 @@ _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs
             "max_body_bytes": 1024, "max_connections": 1, "head_timeout_seconds": 0.1,
             "idle_timeout_seconds": 1, "max_context_bytes": 1024,
             "max_concurrent_requests": 1, "backoff_seconds": 0.001, "workers": 1,
-            "approval_timeout_seconds": 1}
+            "approval_timeout_seconds": 1, "retention_days": 1}
 # Keys whose value must be at most this: smtp_port is a port; max_concurrent_requests is
 # one slot file each, made at start and on reload; a delivery attempt holds a worker for
 # up to webhook_timeout_seconds.
@@ -324,6 +331,7 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
         path=os.path.abspath(path) if path else None,
         daemon=built["daemon"], api=built["api"], scheduler=built["scheduler"],
         delivery=built["scheduler.delivery"], agentpin=built["agentpin"], llm=built["llm"],
+        audit=built["audit"],
     )
 
 
@@ -498,3 +506,39 @@ def resolve_refs(value: str, environ: Mapping[str, str], *, what: str) -> str:
         return environ[name]
 
     return _REF.sub(sub, value)
+
+
+def read_tokens(api: ApiConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """The TCP API's tokens by name: ``default`` from SYMBI_API_KEY or [api]
+    token_file, and each of [api.tokens] resolved from the environment."""
+    token = environ.get("SYMBI_API_KEY", "").strip()
+    path = api.token_file
+    if not token and path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"api.token_file {path}: {exc.strerror}") from None
+    tokens = {DEFAULT_TOKEN_NAME: token} if token else {}
+    for name, ref in api.tokens.items():
+        if name in tokens:
+            raise ConfigError(f"api.tokens.{name}: the name {name!r} is the token of "
+                              "[api] token_file / SYMBI_API_KEY; choose another")
+        value = resolve_refs(ref, environ, what=f"api.tokens.{name}").strip()
+        if not value:
+            raise ConfigError(f"api.tokens.{name}: {ref} is empty in symbid's "
+                              "environment")
+        tokens[name] = value
+    for name, value in tokens.items():
+        if not all(0x21 <= ord(c) <= 0x7E for c in value):
+            where = "[api] token_file / SYMBI_API_KEY" if name == DEFAULT_TOKEN_NAME \
+                else f"api.tokens.{name}"
+            raise ConfigError(f"{where}: a token must be printable ASCII without spaces "
+                              "(an HTTP header cannot carry anything else exactly)")
+    if len(set(tokens.values())) != len(tokens):
+        raise ConfigError("two [api] tokens have the same value: each name needs its own "
+                          "token, or a request could not say who it is")
+    if not tokens:
+        raise ConfigError("the HTTP API is enabled ([api] listen) but has no token: set "
+                          "[api] token_file, SYMBI_API_KEY or [api.tokens]")
+    return tokens

@@ -25,9 +25,8 @@ from symbid.agentnotes import orphaned_agents, unready_llm_agents
 from symbid.agentpin import AgentPinVerifier
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
-from symbid.auth import DEFAULT_TOKEN_NAME
 from symbid.clock import Clock, SystemClock
-from symbid.config import Config, SchedulerConfig, load_config, resolve_refs
+from symbid.config import Config, SchedulerConfig, load_config, read_tokens
 from symbid.control import (
     MAX_FOLLOWERS,
     ApiServer,
@@ -58,7 +57,8 @@ DEFAULT_CONFIG = "/etc/symbid/symbid.toml"
 _RESTART_ONLY = ("daemon", "api")
 # Config's sections, as the file names them.
 _SECTIONS = {"daemon": "daemon", "api": "api", "scheduler": "scheduler",
-             "delivery": "scheduler.delivery", "llm": "llm", "agentpin": "agentpin"}
+             "delivery": "scheduler.delivery", "llm": "llm", "agentpin": "agentpin",
+             "audit": "audit"}
 # Keys of reloadable sections that the parts built at start hold (the metrics registry,
 # the runs' kill grace, which the stop's wait must match, the worker threads).
 _AT_START = {"scheduler": ("enable_metrics", "kill_grace_seconds"), "delivery": ("workers",)}
@@ -188,43 +188,8 @@ class Daemon:
         if http is None and self.config.api.listen:
             http = bind_tcp(self.config.api.listen)
         if http is not None:
-            self._tokens = self._read_tokens()
+            self._tokens = read_tokens(self.config.api, os.environ)
             self.listeners.append(http)
-
-    def _read_tokens(self) -> dict[str, str]:
-        """The TCP API's tokens by name: ``default`` from SYMBI_API_KEY or [api]
-        token_file, and each of [api.tokens] resolved from the environment."""
-        token = os.environ.get("SYMBI_API_KEY", "").strip()
-        path = self.config.api.token_file
-        if not token and path:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    token = fh.read().strip()
-            except OSError as exc:
-                raise SymbidError(f"api.token_file {path}: {exc.strerror}") from None
-        tokens = {DEFAULT_TOKEN_NAME: token} if token else {}
-        for name, ref in self.config.api.tokens.items():
-            if name in tokens:
-                raise SymbidError(f"api.tokens.{name}: the name {name!r} is the token of "
-                                  "[api] token_file / SYMBI_API_KEY; choose another")
-            value = resolve_refs(ref, os.environ, what=f"api.tokens.{name}").strip()
-            if not value:
-                raise SymbidError(f"api.tokens.{name}: {ref} is empty in symbid's "
-                                  "environment")
-            tokens[name] = value
-        for name, value in tokens.items():
-            if not all(0x21 <= ord(c) <= 0x7E for c in value):
-                where = "[api] token_file / SYMBI_API_KEY" if name == DEFAULT_TOKEN_NAME \
-                    else f"api.tokens.{name}"
-                raise SymbidError(f"{where}: a token must be printable ASCII without spaces "
-                                  "(an HTTP header cannot carry anything else exactly)")
-        if len(set(tokens.values())) != len(tokens):
-            raise SymbidError("two [api] tokens have the same value: each name needs its own "
-                              "token, or a request could not say who it is")
-        if not tokens:
-            raise SymbidError("the HTTP API is enabled ([api] listen) but has no token: set "
-                              "[api] token_file, SYMBI_API_KEY or [api.tokens]")
-        return tokens
 
     def start(self) -> None:
         cfg = self.config
@@ -260,6 +225,7 @@ class Daemon:
                      "skipped by their catch_up", report.resumed + report.skipped,
                      report.resumed, report.skipped)
         self._warn_old_names()
+        self._prune_audit()
         result = self._load_agents()
         log.info("agents.d %s: %d agent(s) in the registry; jobs created %d, updated %d, "
                  "removed %d, unchanged %d", cfg.daemon.agents_dir, len(agents.names()),
@@ -311,6 +277,18 @@ class Daemon:
         except OSError as exc:
             log.error("cannot prepare the llm request slots (max_concurrent_requests) in "
                       "%s: %s", directory, exc.strerror or exc)
+
+    def _prune_audit(self) -> None:
+        """Audit events past ``[audit] retention_days`` go (at start and each reload)."""
+        assert self.engine is not None
+        days = self.config.audit.retention_days
+        try:
+            gone = self.engine.store.prune_audit(self.clock.now() - int(days * 86_400_000))
+        except SymbidError as exc:
+            log.error("the audit trail could not be pruned: %s", exc.message)
+            return
+        if gone:
+            log.info("audit: %d event(s) older than %g days dropped", gone, days)
 
     def _warn_old_names(self) -> None:
         """Names stored before the name rule keep working; they are listed once at start."""
@@ -379,6 +357,7 @@ class Daemon:
                 if self.engine.outbox is not None:
                     self.engine.outbox.configure(new.delivery)
                 self._prepare_llm_slots()
+        self._prune_audit()
         result = self._load_agents()
         result["config"] = config
         result["config_error"] = config_error

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
-from symbid.api import adhoc, agents, dialect, native, runs
+from symbid.api import adhoc, agents, audit, dialect, native, runs
 from symbid.api.context import ApiContext
 from symbid.api.http import (
     MAX_BODY,
@@ -46,6 +46,7 @@ def make_app(ctx: ApiContext, *, transport: str = "unix",
     agents.routes(ctx, router)
     holders = runs.Holders(max_followers)
     runs.routes(ctx, router, holders)
+    audit.routes(ctx, router)
     adhoc.routes(ctx, router, holders)
     dialect.routes(ctx, router)
     spec = document()

@@ -283,6 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "health", "show the scheduler's health", system.cmd_health,
             formats=("text", "json"))
 
+    audit = group("audit", "query the audit trail")
+    q = command(audit, "query", "list audit events, newest first", system.cmd_audit_query,
+                formats=("table", "json", "csv"),
+                description="The daemon's audit trail: who did what to which job and run, "
+                "and what the scheduler decided (denials, approvals, failures). Filters "
+                "combine; --since and --until take a date (2026-02-01) or an RFC 3339 "
+                "instant.")
+    q.add_argument("--type", help="an event type, such as CronJobFailed or PolicyDenied")
+    q.add_argument("--job", help="a job's name or id")
+    q.add_argument("--actor", help="who: a user name, a token's name, or scheduler")
+    q.add_argument("--since", help="from this date or instant (in)")
+    q.add_argument("--until", help="up to this date or instant (out)")
+    q.add_argument("--limit", type=int, default=100, help="at most this many (1-1000; 100)")
+
     dsl = group("dsl", "check and inspect .symbi files (no daemon needed)")
     check = command(
         dsl, "check", "validate .symbi files", local.cmd_dsl_check, daemon=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from symbid.cli.common import client_from, lines, print_json
@@ -49,3 +50,30 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(f"runs: {m.runs_total} total, {m.runs_succeeded} succeeded, {m.runs_failed} "
               f"failed, {m.avg_execution_time_ms} ms average")
     return EXIT_OK if health.status == "healthy" else EXIT_ERROR
+
+
+def cmd_audit_query(args: argparse.Namespace) -> int:
+    from symbid.cli.output import table, to_csv
+
+    events = list(client_from(args).audit.query(
+        type=args.type, job=args.job, actor=args.actor, since=args.since, until=args.until,
+        limit=args.limit))
+    fields = ["time", "type", "actor", "job", "run_id", "details"]
+    if args.format == "json":
+        print_json(events)
+    elif args.format == "csv":
+        rows = [[e.to_dict().get(f) if f != "details" else json.dumps(e.to_dict()["details"])
+                 for f in fields] for e in events]
+        print(to_csv(fields, rows), end="")
+    elif not events:
+        print("no audit events match")
+    else:
+        table(["TIME", "TYPE", "ACTOR", "JOB", "RUN", "DETAILS"],
+              [[e.time, e.type, e.actor, e.job or "-", (e.run_id or "-")[:8],
+                _details(e.to_dict()["details"])] for e in events])
+    return EXIT_OK
+
+
+def _details(details: dict[str, object]) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", []))
+    return text if len(text) <= 80 else text[:79] + "…"

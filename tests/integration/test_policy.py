@@ -221,3 +221,43 @@ def test_a_named_tcp_token_approves_as_its_name_and_the_default_token_is_refused
         assert d.api("GET", "/api/v1/schedule", tcp=True, token="wrong")[0] == 401
     finally:
         d.cleanup()
+
+
+def test_the_audit_trail_records_each_decision_and_answers_the_seeds_query(
+        tmp_path: Path) -> None:
+    me = pwd.getpwuid(os.getuid()).pw_name
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS + 'agent broken { command: ["/bin/false"] }\n'})
+    d.start()
+    try:
+        assert d.api("POST", "/api/v1/schedule", {
+            "name": "nowhere", "agent_id": "deployer", "cron_expr": "0 0 1 1 *",
+            "policy": {"allowed_environments": ["nowhere"]}})[0] == 201
+        assert d.cli("cron", "run", "nowhere", "--wait").returncode == 1
+        _guarded(d, "deploy", [me])
+        run_id = _awaiting(d, "deploy")
+        assert d.cli("cron", "approve", run_id).returncode == 0
+        _ended(d, run_id, "succeeded")
+        assert d.api("POST", "/api/v1/schedule", {
+            "name": "failing", "agent_id": "broken", "cron_expr": "0 0 1 1 *"})[0] == 201
+        assert d.cli("cron", "run", "failing", "--wait").returncode == 1
+
+        _, events = d.api("GET", "/api/v1/audit?limit=1000")
+        kinds = [(e["type"], e["actor"], e["job"]) for e in reversed(events)]
+        assert ("CronJobCreated", me, "nowhere") in kinds
+        assert ("PolicyDenied", "scheduler", "nowhere") in kinds
+        assert kinds.index(("ApprovalRequested", "scheduler", "deploy")) < \
+            kinds.index(("ApprovalGranted", me, "deploy")) < \
+            kinds.index(("CronJobExecuted", "scheduler", "deploy"))
+        denied = next(e for e in events if e["type"] == "PolicyDenied")
+        assert "allowed_environments nowhere" in denied["details"]["reason"]
+
+        seed = d.cli("audit", "query", "--type", "CronJobFailed", "--since", "2026-02-01",
+                     "--limit", "50")
+        assert seed.returncode == 0 and "CronJobFailed" in seed.stdout and "failing" in \
+            seed.stdout
+        csv = d.cli("audit", "query", "--job", "deploy", "--format", "csv").stdout
+        assert csv.splitlines()[0] == "time,type,actor,job,run_id,details"
+        assert d.api("GET", "/api/v1/audit?since=yesterday")[1]["error"]["field"] == "since"
+        assert d.api("GET", "/api/v1/audit?until=2000-01-01")[1] == []
+    finally:
+        d.cleanup()

@@ -532,3 +532,15 @@ def test_a_bad_api_token_entry_is_refused_naming_it(tmp_path: Path, text: str, f
         load_config(str(path), {})
     assert info.value.field == field and said in info.value.message
     assert "s3cret-literal" not in info.value.message
+
+
+def test_a_tcp_token_that_is_not_printable_ascii_is_refused_at_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Non-ASCII tokens would be compared as '?'s: refused, naming where it comes from."""
+    from symbid.config import ApiConfig, read_tokens
+    from symbid.errors import SymbidError
+
+    monkeypatch.setenv("OPS_TOKEN", "пароль-0123456789")
+    monkeypatch.delenv("SYMBI_API_KEY", raising=False)
+    with pytest.raises(SymbidError, match=r"api\.tokens\.ops: a token must be printable ASCII"):
+        read_tokens(ApiConfig(tokens={"ops": "${OPS_TOKEN}"}), os.environ)

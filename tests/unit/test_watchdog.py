@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
-
 from symbid.config import Config
 from symbid.daemon import Daemon
 from tests.fakes import FakeClock
@@ -37,15 +35,3 @@ def test_the_loop_sleeps_well_within_the_watchdog_even_after_a_reload() -> None:
     daemon._watchdog = None
     assert daemon._scheduler_config().tick_interval_seconds == 60
 
-
-def test_a_tcp_token_that_is_not_printable_ascii_is_refused_at_start(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Non-ASCII tokens would be compared as '?'s: refused, naming where it comes from."""
-    from symbid.config import ApiConfig
-    from symbid.errors import SymbidError
-
-    monkeypatch.setenv("OPS_TOKEN", "пароль-0123456789")
-    monkeypatch.delenv("SYMBI_API_KEY", raising=False)
-    daemon = Daemon(Config(api=ApiConfig(tokens={"ops": "${OPS_TOKEN}"})))
-    with pytest.raises(SymbidError, match=r"api\.tokens\.ops: a token must be printable ASCII"):
-        daemon._read_tokens()
