@@ -26,13 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
+from symbid.approvals import ApprovalMoves
+from symbid.audit import emit
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
-from symbid.errors import Conflict, Forbidden, SymbidError, UnreadableRow
+from symbid.errors import SymbidError, UnreadableRow
 from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.metrics import Metrics
-from symbid.model import Job, JobStatus, RunStatus, Trigger, format_duration, format_instant
-from symbid.planner import approval_notice, finish_decision, job_end, start_due, start_gate
+from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
+from symbid.planner import finish_decision, job_end, start_due, start_gate
 from symbid.policy import Deny, PolicyGate, RequireApproval
 from symbid.records import Run, RunOutcome, SessionContext
 from symbid.recovery import plan_recovery
@@ -40,7 +42,6 @@ from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
 from symbid.store import Advance, Finish, JobStore, RetryClaim
-from symbid.store.audit import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def _extra(job: Job, run: Run, event: Optional[str] = None) -> dict[str, str]:
     return extra
 
 
-class RunLifecycle:
+class RunLifecycle(ApprovalMoves):
     """Run state: the store first, memory derived from it.
 
     Loop thread: everything but :meth:`report`, :meth:`add_manual`,
@@ -232,7 +233,7 @@ class RunLifecycle:
                 heapq.heappush(self._ready, q)
         if drops:
             try:
-                self._store.finish([fin for _, _, fin in drops])
+                self._finish([fin for _, _, fin in drops])
             except Exception as exc:
                 with self._lock:
                     for q, _, _ in drops:
@@ -297,97 +298,11 @@ class RunLifecycle:
         # a run that goes on for days does not keep the start log from turning over.
         self._start_log.settle(rid for rid, *_ in batch)
 
-    # --- pending -> awaiting approval -> pending / denied / cancelled --------------------
-    def _hold(self, job: Job, run: Run, decision: RequireApproval, now: int,
-              default_timeout: float) -> None:
-        """``run`` waits for an approver: stored with its deadline (and the job's alert
-        channels told how to approve it, in the same write), then held in memory, where
-        it keeps its ``max_concurrent`` place."""
-        deadline = now + int((job.policy.approval_timeout_seconds or default_timeout) * 1000)
-        message, notice, record = approval_notice(job, run, decision.approvers, deadline)
-        if not self._store.await_approval(run.id, deadline, notice, now, (record,)):
-            return  # no longer pending (cancelled meanwhile): nothing to hold
-        with self._lock:
-            self._awaiting[run.id] = (job, run.replace(status=RunStatus.AWAITING_APPROVAL,
-                                                       approval_deadline=deadline))
-            self._per_job.setdefault(job.id, []).append(run.id)
-        log.info("%s", message, extra=_extra(job, run, "approval_requested"))
-
-    def _release_hold(self, run_id: str) -> Optional[tuple[Job, Run]]:
-        with self._lock:
-            held = self._awaiting.pop(run_id, None)
-            if held is not None and run_id in self._per_job.get(held[0].id, []):
-                self._per_job[held[0].id].remove(run_id)
-            return held
-
-    def take_decisions(self, now: int) -> None:
-        """Act on the approvers' decisions asked for since the last pass, answering each;
-        then cancel the runs whose approval deadline has passed."""
-        with self._lock:
-            decisions, self._decisions = self._decisions, []
-        for request in decisions:
-            try:
-                self._decide_approval(request, now)
-            except Exception as exc:
-                request.error = exc
-            request.done.set()
-        with self._lock:
-            late = [(j, r) for j, r in self._awaiting.values()
-                    if r.approval_deadline is not None and r.approval_deadline <= now]
-        for held_job, run in late:
-            try:
-                job = self._store.find_job(held_job.id)
-            except UnreadableRow:
-                job = held_job
-            if job is None:  # deleted: its rows went with it
-                self._release_hold(run.id)
-                continue
-            by = format_instant(run.approval_deadline or now)
-            self._store.finish([job_end(
-                job, run, RunStatus.CANCELLED, finished_at=now,
-                error_message=f"no approver decided by {by} (its approval_timeout); "
-                              "cancelled")])
-            self._release_hold(run.id)
-            self.metrics.run_finished(job.name, RunStatus.CANCELLED.value, None)
-            log.info("job %s: run %s: approval expired; cancelled", job.name, run.id,
-                     extra=_extra(job, run, "approval_expired"))
-
-    def _decide_approval(self, request: DecisionRequest, now: int) -> None:
-        with self._lock:
-            held = self._awaiting.get(request.run_id)
-        stored = held[1] if held is not None else self._store.get_run(request.run_id)
-        if stored.status is not RunStatus.AWAITING_APPROVAL:
-            raise Conflict(f"run {stored.id} is {stored.status.value}, not awaiting approval")
-        job = self._store.find_job(stored.job_id) or (held[0] if held else None)
-        if job is None:
-            raise Conflict(f"run {stored.id}'s job was deleted")
-        approvers = job.policy.approvers
-        if approvers and request.by not in approvers:
-            raise Forbidden(f"only {', '.join(approvers)} may approve or deny run {stored.id} "
-                            f"of job {job.name}; you are {request.by}")
-        note = request.note
-        if request.approve:
-            if job.status is not JobStatus.ACTIVE and stored.trigger is not Trigger.MANUAL:
-                raise Conflict(f"job {job.name} is {job.status.value}: resume it first (or "
-                               f"deny run {stored.id})")
-            if not self._store.approve(stored.id, request.by, note, (AuditEvent(
-                    "ApprovalGranted", request.by, job.id, job.name, stored.id,
-                    {"comment": note}),), now):
-                raise Conflict(f"run {stored.id} is no longer awaiting approval")
-            self._release_hold(stored.id)
-            self._enqueue(job, stored.replace(status=RunStatus.PENDING,
-                                              approved_by=request.by, approval_note=note))
-        else:
-            self._store.finish([job_end(
-                job, stored, RunStatus.DENIED, finished_at=now, approved_by=request.by,
-                approval_note=note,
-                error_message=f"denied by {request.by}" + (f": {note}" if note else ""))])
-            self._release_hold(stored.id)
-            self.metrics.run_finished(job.name, RunStatus.DENIED.value, None)
-        verb = "approved" if request.approve else "denied"
-        log.info("job %s: run %s %s by %s", job.name, stored.id, verb, request.by,
-                 extra=_extra(job, stored, f"approval_{verb}"))
-        request.run = self._store.get_run(stored.id)
+    def _finish(self, fins: Sequence[Finish]) -> set[str]:
+        """Store final states (their audit events in the same write), then journal those."""
+        ended = self._store.finish(fins)
+        emit(e for fin in fins for e in fin.audit)
+        return ended
 
     # --- running -> final ----------------------------------------------------------------
     def record_outcomes(self, now: int, config: SchedulerConfig) -> int:
@@ -412,7 +327,7 @@ class RunLifecycle:
                 decided.append((job, fin))
             if not decided:
                 return 0
-            ended = self._store.finish([fin for _, fin in decided])
+            ended = self._finish([fin for _, fin in decided])
         except Exception:
             with self._lock:
                 self._outcomes = done + self._outcomes
@@ -528,7 +443,7 @@ class RunLifecycle:
             except UnreadableRow:
                 found = None
             if found is None:
-                self._store.finish([Finish(run=stored.replace(
+                self._finish([Finish(run=stored.replace(
                     status=RunStatus.CANCELLED, finished_at=now,
                     error_message=f"cancelled by {by} before it started"), counts=False)])
                 request.outcome, request.run = "cancelled", self._store.get_run(run_id)
@@ -542,7 +457,7 @@ class RunLifecycle:
         fin = job_end(current, run, RunStatus.CANCELLED, finished_at=now,
                       error_message=f"cancelled by {by} before it started")
         try:
-            self._store.finish([fin])
+            self._finish([fin])
         except Exception:
             if held:
                 self._enqueue(job, run)
@@ -586,7 +501,7 @@ class RunLifecycle:
         recorded, then those that never started are queued again."""
         plan = plan_recovery(self._store, self._start_log, now, config)
         if plan.finishes:
-            self._store.finish(plan.finishes)
+            self._finish(plan.finishes)
         with self._lock:
             for job, run in plan.awaiting:  # never started: they wait on, deadline and all
                 self._awaiting[run.id] = (job, run)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from symbid.agentdef import Agent
+from symbid.audit import emit
 from symbid.auth import actor_name
 from symbid.clock import Clock
 from symbid.errors import SymbidError
@@ -97,21 +98,11 @@ class ApiContext:
         request made."""
         actor = actor_name(getattr(request, "actor", "unknown"))
         job = subject if isinstance(subject, Job) else None
-        details = {} if job is not None else {"agent": subject.name}
+        record = AuditEvent(event, actor, job.id if job else None, job.name if job else None,
+                            run_id, {} if job is not None else {"agent": subject.name})
         try:
-            self.store.record_audit([AuditEvent(
-                event, actor, job.id if job else None, job.name if job else None, run_id,
-                details)], self.clock.now())
+            self.store.record_audit([record], self.clock.now())
         except SymbidError as exc:  # the change is made: say that its record is not
             log.error("%s by %s could not be stored in the audit trail: %s", event, actor,
                       exc.message, extra={"SYMBID_EVENT": event})
-        if isinstance(subject, Job):
-            extra = {"SYMBID_JOB": subject.name, "SYMBID_EVENT": event}
-            if run_id is None:
-                log.info("%s: job %s by %s", event, subject.name, actor, extra=extra)
-            else:
-                log.info("%s: run %s of job %s by %s", event, run_id, subject.name, actor,
-                         extra={**extra, "SYMBID_RUN": run_id})
-        else:
-            log.info("%s: agent %s by %s", event, subject.name, actor,
-                     extra={"SYMBID_EVENT": event})
+        emit([record])

@@ -80,6 +80,8 @@ LADDER: dict[str, float] = {
     "symbid.launch": 3,
     # What a start-up does with open runs (split out of the lifecycle, issue 12).
     "symbid.recovery": 3.1,
+    # The lifecycle's approval moves (issue 12), which it inherits.
+    "symbid.approvals": 3.2,
     "symbid.lifecycle": 3.25,
     "symbid.scheduler": 3.5,
     # The executor and the job operations apply the sessions' and heartbeats' rules
