@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 from pathlib import Path
+from typing import Any, Optional
 
 from tests.integration.daemon_helper import Daemon
 
@@ -106,6 +107,7 @@ def test_a_non_approver_gets_403_naming_the_approvers(tmp_path: Path) -> None:
         run_id = _awaiting(d, "deploy")
         status, body = d.api("POST", f"/api/v1/runs/{run_id}/approve", {"comment": "me"})
         assert status == 403 and body["error"]["code"] == "forbidden"
+        assert d.api("GET", "/api/v1/audit?type=ApprovalGranted")[1] == []  # nothing granted
         assert body["error"]["message"].startswith("only alice, bob may approve or deny run")
         out = d.cli("cron", "deny", run_id, "--reason", "no")
         assert out.returncode == 1 and "only alice, bob may" in out.stderr
@@ -125,6 +127,9 @@ def test_an_approval_not_given_in_time_cancels_the_run(tmp_path: Path) -> None:
         done = _ended(d, run_id, "cancelled")
         assert "(its approval_timeout); cancelled" in str(done["error_message"])
         assert done["started_at"] is None
+        _, events = d.api("GET", "/api/v1/audit?job=deploy")
+        assert [e["type"] for e in reversed(events)][-2:] == ["ApprovalRequested",
+                                                              "ApprovalExpired"]
     finally:
         d.cleanup()
 
@@ -146,18 +151,21 @@ def test_a_run_awaiting_approval_waits_on_across_a_restart_and_is_denied_after(
         _, run = d.api("GET", f"/api/v1/runs/{run_id}")
         assert (run["status"], run["error_message"]) == ("denied",
                                                          f"denied by {me}: change freeze")
+        _, [denied] = d.api("GET", "/api/v1/audit?type=ApprovalDenied")
+        assert (denied["actor"], denied["run_id"], denied["details"]["reason"]) == \
+            (me, run_id, "change freeze")
     finally:
         d.cleanup()
 
 
-def test_agentpin_through_the_daemon_verifies_a_good_credential_and_denies_a_revoked_one(
+def test_agentpin_through_the_daemon_verifies_a_good_credential_and_denies_each_bad_one(
         tmp_path: Path) -> None:
     import time
 
     from agentpin.crypto import generate_key_id, generate_key_pair
     from agentpin.discovery import build_discovery_document
     from agentpin.jwk import pem_to_jwk
-    from agentpin.jwt import encode_jwt
+    from agentpin.jwt import base64url_encode, encode_jwt
     from agentpin.revocation import add_revoked_credential, build_revocation_document
 
     private, public = generate_key_pair()
@@ -174,31 +182,63 @@ def test_agentpin_through_the_daemon_verifies_a_good_credential_and_denies_a_rev
         "documents": [discovery], "revocations": [revocation]}))
     now = int(time.time())
 
-    def credential(jti: str) -> str:
-        return encode_jwt({"alg": "ES256", "typ": "agentpin-credential+jwt", "kid": kid},
+    def credential(jti: str, header: Optional[dict[str, Any]] = None, **claims: Any) -> str:
+        return encode_jwt(header or {"alg": "ES256", "typ": "agentpin-credential+jwt",
+                                     "kid": kid},
                           {"iss": "example.com", "sub": sub, "iat": now - 60,
                            "exp": now + 3600, "jti": jti, "agentpin_version": "0.1",
-                           "capabilities": ["deploy"]}, private)
+                           "capabilities": ["deploy"], **claims}, private)
 
+    good_token = credential("good-one")
+    head, _, sig = good_token.split(".")
+    forged = base64url_encode(json.dumps({"iss": "example.com", "sub": sub, "iat": now,
+                                          "exp": now + 60, "capabilities": ["root"]}).encode())
+    claims = base64url_encode(json.dumps({"iss": "example.com", "sub": sub, "iat": now,
+                                          "exp": now + 60}).encode())
+    bad = {  # job name -> (its credential, what the denial says)
+        "tampered": (f"{head}.{forged}.{sig}", "the signature does not verify"),
+        "expired": (credential("e", iat=now - 7200, exp=now - 3600), "expired at"),
+        "wrong-domain": (credential("w", iss="evil.example"), "is not the expected domain"),
+        "wrong-agent": (credential("a", sub="urn:agentpin:example.com:other"),
+                        "is not agent deployer's AgentPin identity"),
+        "unknown-kid": (credential("k", header={"alg": "ES256", "kid": "nope",
+                                                "typ": "agentpin-credential+jwt"}),
+                        "key 'nope' is not in example.com's discovery document"),
+        "revoked": (credential("revoked-one"), "the credential is revoked (key_compromise)"),
+        "alg-none": (base64url_encode(b'{"alg":"none","typ":"agentpin-credential+jwt",'
+                                      b'"kid":"k"}') + f".{claims}.", "alg 'none' is refused"),
+        "hs256": (base64url_encode(b'{"alg":"HS256","typ":"agentpin-credential+jwt",'
+                                   b'"kid":"k"}') + f".{claims}.c2ln", "alg 'HS256' is refused"),
+    }
     d = Daemon(tmp_path, {"agents.symbi": AGENTS},
                config='\n[agentpin]\ndomain = "example.com"\ntrust_bundle = "bundle.json"\n')
-    revoked_token = credential("revoked-one")
-    d.start(env={"GOOD_PIN": credential("good-one"), "REVOKED_PIN": revoked_token})
+    revoked_token = bad["revoked"][0]
+    d.start(env={"GOOD_PIN": good_token,
+                 **{f"PIN_{i}": token for i, (token, _) in enumerate(bad.values())}})
     try:
-        for name, ref in (("pinned", "${GOOD_PIN}"), ("revoked", "${REVOKED_PIN}")):
+        refs = {"pinned": "${GOOD_PIN}", **{name: f"${{PIN_{i}}}" for i, name in
+                                            enumerate(bad)}}
+        for name, ref in refs.items():
             assert d.api("POST", "/api/v1/schedule", {
                 "name": name, "agent_id": "deployer", "cron_expr": "0 0 1 1 *",
                 "agent_pin_jwt": ref, "policy": {"require_agent_pin": True}})[0] == 201
         good = d.cli("cron", "run", "pinned", "--wait")
         assert good.returncode == 0 and "DEPLOYED" in good.stdout, good.stdout + good.stderr
-        bad = d.cli("cron", "run", "revoked", "--wait")
-        assert bad.returncode == 1
-        assert "denied (require_agent_pin: AgentPin credential refused: the credential is " \
-            "revoked (key_compromise))" in bad.stdout
+        for name, (token, why) in bad.items():
+            out = d.cli("cron", "run", name, "--wait")
+            assert out.returncode == 1, name
+            assert ": denied (require_agent_pin: AgentPin credential refused: " in out.stdout
+            assert why in out.stdout, (name, out.stdout)
+            assert token.split(".")[1] not in out.stdout
+        _, events = d.api("GET", "/api/v1/audit?type=AgentPinVerificationFailed&limit=100")
+        assert sorted(e["job"] for e in events) == sorted(bad)
+        _, executed = d.api("GET", "/api/v1/audit?type=CronJobExecuted&job=pinned")
+        assert len(executed) == 1
         logged = d.log.read_text()
         assert "AgentPin credential refused: the credential is revoked" in logged
         _, job = d.api("GET", "/api/v1/schedule/revoked")
-        for said in (logged, bad.stdout, json.dumps(job)):
+        _, trail = d.api("GET", "/api/v1/audit?limit=1000")
+        for said in (logged, json.dumps(job), json.dumps(trail)):
             assert revoked_token not in said and revoked_token.split(".")[2] not in said
     finally:
         d.cleanup()
