@@ -173,8 +173,9 @@ def routes(ctx: ApiContext, router: Router) -> None:
     def action(name: str, event: str) -> Callable[[Request], Response]:
         def handler(req: Request) -> Response:
             if name == "trigger":
-                ctx.scheduler.run_now(req.params["job_id"])
+                run = ctx.scheduler.run_now(req.params["job_id"])
                 job = ctx.store.get_job(req.params["job_id"])
+                ctx.audit(req, "CronJobTriggered", job, run_id=run.id)
             else:
                 job = getattr(ctx.jobs, name)(req.params["job_id"])
                 ctx.audit(req, event, job)

@@ -290,6 +290,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
                 raise bad(key, "unknown field; run takes only input")
         text = string("input", data.get("input"), nullable=True)
         run = ctx.scheduler.run_now(req.params["job_id"], text)
+        ctx.audit(req, "CronJobTriggered", ctx.store.get_job(run.job_id), run_id=run.id)
         return json_response(run_view(ctx, run), 202)
 
     def history(req: Request) -> Response:

@@ -284,6 +284,7 @@ def test_the_audit_trail_records_each_decision_and_answers_the_seeds_query(
         _, events = d.api("GET", "/api/v1/audit?limit=1000")
         kinds = [(e["type"], e["actor"], e["job"]) for e in reversed(events)]
         assert ("CronJobCreated", me, "nowhere") in kinds
+        assert ("CronJobTriggered", me, "nowhere") in kinds
         assert ("PolicyDenied", "scheduler", "nowhere") in kinds
         assert kinds.index(("ApprovalRequested", "scheduler", "deploy")) < \
             kinds.index(("ApprovalGranted", me, "deploy")) < \
