@@ -268,8 +268,7 @@ class AgentPinVerifier:
                               f"({type(exc).__name__})") from None
         except Refused as exc:
             log.warning("job %s: AgentPin credential refused: %s", job.name, exc,
-                        extra={"SYMBID_JOB": job.name,
-                               "SYMBID_EVENT": "AgentPinVerificationFailed"})
+                        extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "agentpin_refused"})
             return f"AgentPin credential refused: {exc}"
         return None
 

@@ -7,11 +7,13 @@ owner: the store first, then memory (``_awaiting``, and the job's places in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
 from typing import Optional
 
+from symbid.audit import emit
 from symbid.errors import Conflict, Forbidden, UnreadableRow
 from symbid.launch import DecisionRequest
 from symbid.metrics import Metrics
@@ -59,7 +61,8 @@ class ApprovalMoves:
             self._awaiting[run.id] = (job, run.replace(status=RunStatus.AWAITING_APPROVAL,
                                                        approval_deadline=deadline))
             self._per_job.setdefault(job.id, []).append(run.id)
-        log.info("%s", message, extra=_extra(job, run, "approval_requested"))
+        log.info("%s", message, extra=_extra(job, run, "approval_notice"))
+        emit([record])
 
     def _release_hold(self, run_id: str) -> Optional[tuple[Job, Run]]:
         with self._lock:
@@ -118,21 +121,24 @@ class ApprovalMoves:
             if job.status is not JobStatus.ACTIVE and stored.trigger is not Trigger.MANUAL:
                 raise Conflict(f"job {job.name} is {job.status.value}: resume it first (or "
                                f"deny run {stored.id})")
-            if not self._store.approve(stored.id, request.by, note, (AuditEvent(
-                    "ApprovalGranted", request.by, job.id, job.name, stored.id,
-                    {"comment": note}),), now):
+            granted = AuditEvent("ApprovalGranted", request.by, job.id, job.name, stored.id,
+                                 {"comment": note})
+            if not self._store.approve(stored.id, request.by, note, (granted,), now):
                 raise Conflict(f"run {stored.id} is no longer awaiting approval")
+            emit([granted])
             self._release_hold(stored.id)
             self._enqueue(job, stored.replace(status=RunStatus.PENDING,
                                               approved_by=request.by, approval_note=note))
         else:
-            self._finish([job_end(
-                job, stored, RunStatus.DENIED, finished_at=now, approved_by=request.by,
-                approval_note=note,
-                error_message=f"denied by {request.by}" + (f": {note}" if note else ""))])
+            fin = job_end(job, stored, RunStatus.DENIED, finished_at=now, approved_by=request.by,
+                          approval_note=note, error_message=f"denied by {request.by}"
+                          + (f": {note}" if note else ""))
+            self._finish([dataclasses.replace(fin, audit=(AuditEvent(
+                "ApprovalDenied", request.by, job.id, job.name, stored.id,
+                {"reason": note}),))])
             self._release_hold(stored.id)
             self.metrics.run_finished(job.name, RunStatus.DENIED.value, None)
         verb = "approved" if request.approve else "denied"
         log.info("job %s: run %s %s by %s", job.name, stored.id, verb, request.by,
-                 extra=_extra(job, stored, f"approval_{verb}"))
+                 extra=_extra(job, stored, "approval_decided"))
         request.run = self._store.get_run(stored.id)

@@ -191,7 +191,7 @@ _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs
 # up to webhook_timeout_seconds.
 _MAXIMUM = {"smtp_port": 65535, "max_concurrent_requests": 1024, "workers": 64,
             "webhook_retry_attempts": 100, "webhook_timeout_seconds": 300,
-            "approval_timeout_seconds": 30 * 86400}
+            "approval_timeout_seconds": 30 * 86400, "retention_days": 36500}
 
 
 

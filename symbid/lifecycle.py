@@ -299,9 +299,11 @@ class RunLifecycle(ApprovalMoves):
         self._start_log.settle(rid for rid, *_ in batch)
 
     def _finish(self, fins: Sequence[Finish]) -> set[str]:
-        """Store final states (their audit events in the same write), then journal those."""
+        """Store final states (their audit events in the same write), then journal the
+        events of those the store recorded."""
         ended = self._store.finish(fins)
-        emit(e for fin in fins for e in fin.audit)
+        emit(e for fin in fins if fin.run.id in ended.applied for e in fin.audit
+             if e.type != "CronJobDeadLettered" or fin.run.id in ended)
         return ended
 
     # --- running -> final ----------------------------------------------------------------

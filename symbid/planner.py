@@ -394,7 +394,8 @@ def outbox_of(job: Job, fin: Finish) -> Finish:
 
 def audit_of(job: Job, fin: Finish) -> tuple[AuditEvent, ...]:
     """The audit trail's record of a run's end: executed, failed (dead-lettered), denied
-    by the policy (AgentPin named apart) or by an approver, an approval expired."""
+    by the policy (AgentPin named apart), an approval expired. An approver's denial is
+    recorded by the approval moves instead."""
     run = fin.run
 
     def event(kind: str, actor: str = SCHEDULER, **details: object) -> AuditEvent:
@@ -407,9 +408,7 @@ def audit_of(job: Job, fin: Finish) -> tuple[AuditEvent, ...]:
         out.append(event("CronJobExecuted", duration_ms=run.execution_time_ms))
     elif run.status.is_failure:
         out.append(event("CronJobFailed", reason=why, retry=run.retry_at is not None))
-    elif run.status is RunStatus.DENIED and run.approved_by is not None:
-        out.append(event("ApprovalDenied", run.approved_by, reason=run.approval_note))
-    elif run.status is RunStatus.DENIED:
+    elif run.status is RunStatus.DENIED:  # by the policy (an approver's: approvals.py)
         if "AgentPin credential refused" in why:
             out.append(event("AgentPinVerificationFailed", reason=why))
         out.append(event("PolicyDenied", reason=why))

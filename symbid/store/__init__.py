@@ -24,6 +24,7 @@ from symbid.store.base import (
     API_SOURCE,
     Advance,
     Finish,
+    Finished,
     JobStore,
     JobTotals,
     RetryClaim,
@@ -34,5 +35,6 @@ from symbid.store.schema import SCHEMA_VERSION
 from symbid.store.sql import SqlJobStore
 from symbid.store.sqlite import SqliteJobStore
 
-__all__ = ["API_SOURCE", "SCHEMA_VERSION", "Advance", "Finish", "JobStore", "JobTotals",
+__all__ = ["API_SOURCE", "SCHEMA_VERSION", "Advance", "Finish", "Finished", "JobStore",
+           "JobTotals",
            "RetryClaim", "SqlJobStore", "SqliteJobStore", "StoredAgent", "job_params"]

@@ -69,6 +69,16 @@ class Finish:
     audit: tuple[AuditEvent, ...] = ()  # what the end puts in the audit trail (same write)
 
 
+class Finished(set[str]):
+    """What :meth:`JobStore.finish` did: the ids of the runs whose ``job_status`` it
+    applied to their job (the set itself), and in ``applied`` those of every run it
+    recorded (not one that was already final, or whose job was deleted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: set[str] = set()
+
+
 @dataclass(frozen=True)
 class JobTotals:
     by_status: dict[str, int] = field(default_factory=dict)
@@ -319,7 +329,7 @@ class JobStore(abc.ABC):
         was no longer awaiting approval."""
 
     @abc.abstractmethod
-    def finish(self, finishes: Sequence[Finish]) -> set[str]:
+    def finish(self, finishes: Sequence[Finish]) -> Finished:
         """Record final states (one transaction). Returns the ids of the runs whose
         ``job_status`` was applied to their job."""
 

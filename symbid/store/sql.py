@@ -17,7 +17,7 @@ from symbid.model import ADHOC_SOURCE, Job, JobStatus, RunStatus
 from symbid.records import Run
 from symbid.store.agents import SqlAgents
 from symbid.store.audit import AuditEvent, SqlAudit, insert_audit
-from symbid.store.base import Advance, Finish, JobStore, JobTotals, RetryClaim
+from symbid.store.base import Advance, Finish, Finished, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
 from symbid.store.deliveries import (
     STOP_EVENTS,
@@ -405,8 +405,8 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobStore):
             insert_audit(conn, audit, now)
             return True
 
-    def finish(self, finishes: Sequence[Finish]) -> set[str]:
-        ended: set[str] = set()
+    def finish(self, finishes: Sequence[Finish]) -> Finished:
+        ended = Finished()
         if not finishes:
             return ended
         touched: set[str] = set()
@@ -436,7 +436,7 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobStore):
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted
-                insert_audit(conn, fin.audit, run.finished_at or 0)
+                ended.applied.add(run.id)
                 if fin.context is not None:
                     self._put_context(conn, fin.context)
                 if fin.deliver:
@@ -460,6 +460,9 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobStore):
                          run.finished_at or 0, run.job_id),
                     )
                 job_ended = fin.job_status is not None and self._end_job(conn, fin)
+                # the dead letter is on the record only if this run did end the job
+                insert_audit(conn, [e for e in fin.audit if job_ended or
+                                    e.type != "CronJobDeadLettered"], run.finished_at or 0)
                 if job_ended:
                     ended.add(run.id)
                     if fin.clear_retries:

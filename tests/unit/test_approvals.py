@@ -206,3 +206,41 @@ def test_approving_a_run_of_a_paused_job_is_refused(tmp_path: Path) -> None:
     assert isinstance(answer.error, Conflict) and "is paused: resume it first" in \
         answer.error.message
     assert waiting(h, "deploy").id == run.id
+
+
+def test_an_approved_run_its_window_then_denies_is_recorded_policy_denied(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from symbid.model import AllowedHours
+
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
+    h.add("deploy", cron="0 12 * * *",
+          policy=replace(GUARDED, allowed_hours=AllowedHours("12:00", "12:10")))
+    h.run_until("2026-03-01T12:00:05Z")
+    run = waiting(h, "deploy")
+    h.clock.set("2026-03-01T12:30:00Z")
+    assert decide(h, run.id, "alice", note="ship it").error is None
+    h.run_until("2026-03-01T12:30:05Z")
+    [done] = h.history("deploy")
+    assert done.status is RunStatus.DENIED and "allowed_hours 12:00-12:10" in \
+        (done.error_message or "")
+    trail = [(r.event.type, r.event.actor) for r in reversed(h.store.query_audit())]
+    assert trail == [("ApprovalRequested", "scheduler"), ("ApprovalGranted", "alice"),
+                     ("PolicyDenied", "scheduler")]
+
+
+def test_a_dead_letter_the_store_did_not_apply_is_not_on_the_record(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    h = Harness(tmp_path, start="2026-03-01T00:59:00Z")
+    h.launcher.behaviour = lambda job, run: None  # it keeps running
+    h.add("doomed", cron="0 1 * * *", max_retries=0)
+    h.run_until("2026-03-01T01:00:05Z")
+    [(_job, run)] = list(h.sched.runs._running.values())
+    h.jobs.update("doomed", lambda j: replace(j, cron_expr="0 2 * * *"))  # changed meanwhile
+    h.launcher.finish(run.id, RunStatus.FAILED)
+    h.run_until("2026-03-01T01:00:10Z")
+    assert h.job("doomed").status is JobStatus.ACTIVE
+    types = [r.event.type for r in h.store.query_audit()]
+    assert "CronJobFailed" in types and "CronJobDeadLettered" not in types
