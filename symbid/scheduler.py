@@ -130,14 +130,21 @@ class CronScheduler:
         and answers. Raises Unavailable when it does not answer within ``timeout``
         seconds (the cancel stays asked for), NotFound for an unknown run."""
         request = self.runs.request_cancel(run_id, by)
-        self._waiter.wake()
-        if not request.done.wait(timeout):
-            raise Unavailable(f"the scheduler loop did not take the cancel of run {run_id} "
-                              f"within {timeout:g} s; it is still asked for, and acted on "
-                              "when the loop gets to it")
-        if request.error is not None:
-            raise request.error
+        self._answered(request.done, lambda: request.error, f"the cancel of run {run_id}",
+                       timeout)
         return request
+
+    def _answered(self, done: threading.Event, error: Callable[[], Optional[Exception]],
+                  what: str, timeout: float) -> None:
+        """Wake the loop for a request it answers, wait for the answer, raise its error
+        (Unavailable when the loop does not answer within ``timeout``)."""
+        self._waiter.wake()
+        if not done.wait(timeout):
+            raise Unavailable(f"the scheduler loop did not take {what} within {timeout:g} s; "
+                              "it is still asked for, and acted on when the loop gets to it")
+        failed = error()
+        if failed is not None:
+            raise failed
 
     def decide_run(self, run_id: str, by: str, *, approve: bool, note: Optional[str] = None,
                    timeout: float = _CANCEL_ANSWER_SECONDS) -> Run:
@@ -145,13 +152,8 @@ class CronScheduler:
         answers (Forbidden for one who is not an approver, Conflict for a run that does
         not await approval, NotFound for an unknown run; Unavailable past ``timeout``)."""
         request = self.runs.request_decision(DecisionRequest(run_id, by, approve, note))
-        self._waiter.wake()
-        if not request.done.wait(timeout):
-            raise Unavailable(f"the scheduler loop did not take the decision on run {run_id} "
-                              f"within {timeout:g} s; it is still asked for, and acted on "
-                              "when the loop gets to it")
-        if request.error is not None:
-            raise request.error
+        self._answered(request.done, lambda: request.error, f"the decision on run {run_id}",
+                       timeout)
         assert request.run is not None
         return request.run
 
