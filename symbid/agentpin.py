@@ -130,14 +130,15 @@ def _capabilities(value: Any, what: str) -> list[str]:
     return value
 
 
-def covers(held: str, wanted: str) -> bool:
+def covers(held: str, wanted: str, *, plain: bool = True) -> bool:
     """The reference's capability matching (``action:resource``): the same action, and a
     resource that is ``*``, the same, or a scope of it (``db`` covers ``db.users``). A
-    name without ``:`` covers only itself (a policy's plain capability names)."""
+    name without ``:`` covers only itself when ``plain`` (a policy's plain capability
+    names); never otherwise, as in the reference."""
+    if ":" not in held or ":" not in wanted:
+        return plain and held == wanted
     if held == wanted:
         return True
-    if ":" not in held or ":" not in wanted:
-        return False
     held_action, held_resource = held.split(":", 1)
     action, resource = wanted.split(":", 1)
     return held_action == action and (held_resource == "*" or resource.startswith(
@@ -334,7 +335,7 @@ class AgentPinVerifier:
         granted = _capabilities(claims.get("capabilities"), "the credential's capabilities")
         allowed = _capabilities(declared.get("capabilities"),
                                 f"agent {identity!r}'s capabilities in the discovery document")
-        beyond = [c for c in granted if not any(covers(d, c) for d in allowed)]
+        beyond = [c for c in granted if not any(covers(d, c, plain=False) for d in allowed)]
         if beyond:
             raise Refused(f"the credential grants {', '.join(beyond)}, beyond what the "
                           "discovery document declares for the agent")

@@ -302,3 +302,20 @@ def test_the_audit_trail_records_each_decision_and_answers_the_seeds_query(
         assert d.api("GET", "/api/v1/audit?until=2000-01-01")[1] == []
     finally:
         d.cleanup()
+
+
+def test_what_agents_dir_changes_is_on_the_audit_trail_by_agents_d(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {"agents.symbi": AGENTS})
+    d.start()
+    try:
+        d.write_agents("jobs.symbi", 'schedule { name: "filed", agent: "deployer", '
+                                     'cron: "0 5 * * *" }\n')
+        assert d.cli("reload").returncode == 0
+        (d.agents_dir / "jobs.symbi").unlink()
+        assert d.cli("reload").returncode == 0
+        _, events = d.api("GET", "/api/v1/audit?actor=agents.d&limit=100")
+        got = [(e["type"], e["job"] or e["details"].get("agent")) for e in reversed(events)]
+        assert got == [("AgentDefined", "deployer"), ("CronJobCreated", "filed"),
+                       ("CronJobDeleted", "filed")]
+    finally:
+        d.cleanup()

@@ -256,3 +256,11 @@ def test_capabilities_follow_the_references_rules(world: World) -> None:
     assert "does not grant read:logs" in refused(
         world, world.credential(capabilities=["deploy:staging"]),
         policy=Policy(require_capabilities=("read:logs",)))
+
+
+def test_a_capability_without_an_action_is_beyond_any_discovery_as_in_the_reference(
+        world: World) -> None:
+    world.discovery["agents"][0]["capabilities"] = ["deploy:production", "deployment"]
+    world.save()
+    why = refused(world, world.credential(capabilities=["deployment"]))
+    assert "grants deployment, beyond what the discovery document declares" in why
