@@ -173,7 +173,7 @@ def test_agentpin_through_the_daemon_verifies_a_good_credential_and_denies_each_
     sub = "urn:agentpin:example.com:deployer"
     discovery = build_discovery_document(
         "example.com", "deployer", [pem_to_jwk(public, kid)],
-        [{"agent_id": sub, "name": "deployer", "capabilities": ["deploy"],
+        [{"agent_id": sub, "name": "deployer", "capabilities": ["deploy:production"],
           "status": "active"}], 0, "2026-01-01T00:00:00Z")
     revocation = build_revocation_document("example.com")
     add_revoked_credential(revocation, "revoked-one", "key_compromise")
@@ -187,7 +187,7 @@ def test_agentpin_through_the_daemon_verifies_a_good_credential_and_denies_each_
                                      "kid": kid},
                           {"iss": "example.com", "sub": sub, "iat": now - 60,
                            "exp": now + 3600, "jti": jti, "agentpin_version": "0.1",
-                           "capabilities": ["deploy"], **claims}, private)
+                           "capabilities": ["deploy:production"], **claims}, private)
 
     good_token = credential("good-one")
     head, _, sig = good_token.split(".")
