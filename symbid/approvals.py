@@ -7,22 +7,20 @@ owner: the store first, then memory (``_awaiting``, and the job's places in
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 from symbid.audit import emit
 from symbid.errors import Conflict, Forbidden, UnreadableRow
 from symbid.launch import DecisionRequest
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, RunStatus, Trigger, format_instant
-from symbid.planner import approval_notice, job_end
+from symbid.planner import approval_notice, audit_event, ended_with, job_end
 from symbid.policy import RequireApproval
 from symbid.records import Run
 from symbid.store import Finish, JobStore
-from symbid.store.audit import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +38,8 @@ class ApprovalMoves:
     _decisions: list[DecisionRequest]
     _per_job: dict[str, list[str]]
     metrics: Metrics
-
-    def _enqueue(self, job: Job, run: Run) -> None:
-        raise NotImplementedError  # the lifecycle's
-
-    def _finish(self, fins: Sequence[Finish]) -> set[str]:
-        raise NotImplementedError  # the lifecycle's
+    _enqueue: Callable[[Job, Run], None]  # the lifecycle's queueing
+    _finish: Callable[[Sequence[Finish]], set[str]]  # the lifecycle's store-then-journal
 
     # --- pending -> awaiting approval -> pending / denied / cancelled --------------------
     def _hold(self, job: Job, run: Run, decision: RequireApproval, now: int,
@@ -94,10 +88,10 @@ class ApprovalMoves:
                 self._release_hold(run.id)
                 continue
             by = format_instant(run.approval_deadline or now)
-            self._finish([job_end(
-                job, run, RunStatus.CANCELLED, finished_at=now,
-                error_message=f"no approver decided by {by} (its approval_timeout); "
-                              "cancelled")])
+            why = f"no approver decided by {by} (its approval_timeout); cancelled"
+            fin = job_end(job, run, RunStatus.CANCELLED, finished_at=now, error_message=why)
+            self._finish([ended_with(fin, audit_event(job, fin.run, "ApprovalExpired",
+                                                      reason=why))])
             self._release_hold(run.id)
             self.metrics.run_finished(job.name, RunStatus.CANCELLED.value, None)
             log.info("job %s: run %s: approval expired; cancelled", job.name, run.id,
@@ -121,8 +115,7 @@ class ApprovalMoves:
             if job.status is not JobStatus.ACTIVE and stored.trigger is not Trigger.MANUAL:
                 raise Conflict(f"job {job.name} is {job.status.value}: resume it first (or "
                                f"deny run {stored.id})")
-            granted = AuditEvent("ApprovalGranted", request.by, job.id, job.name, stored.id,
-                                 {"comment": note})
+            granted = audit_event(job, stored, "ApprovalGranted", request.by, comment=note)
             if not self._store.approve(stored.id, request.by, note, (granted,), now):
                 raise Conflict(f"run {stored.id} is no longer awaiting approval")
             emit([granted])
@@ -133,9 +126,8 @@ class ApprovalMoves:
             fin = job_end(job, stored, RunStatus.DENIED, finished_at=now, approved_by=request.by,
                           approval_note=note, error_message=f"denied by {request.by}"
                           + (f": {note}" if note else ""))
-            self._finish([dataclasses.replace(fin, audit=(AuditEvent(
-                "ApprovalDenied", request.by, job.id, job.name, stored.id,
-                {"reason": note}),))])
+            self._finish([ended_with(fin, audit_event(job, fin.run, "ApprovalDenied",
+                                                      request.by, reason=note))])
             self._release_hold(stored.id)
             self.metrics.run_finished(job.name, RunStatus.DENIED.value, None)
         verb = "approved" if request.approve else "denied"

@@ -34,7 +34,7 @@ from symbid.errors import SymbidError, UnreadableRow
 from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
-from symbid.planner import finish_decision, job_end, start_due, start_gate
+from symbid.planner import finish_decision, job_end, policy_denied, start_due, start_gate
 from symbid.policy import Deny, PolicyGate, RequireApproval
 from symbid.records import Run, RunOutcome, SessionContext
 from symbid.recovery import plan_recovery
@@ -170,7 +170,7 @@ class RunLifecycle(ApprovalMoves):
         self._store.postpone_retry(failed.id, retry_at)
 
     # --- pending -> running, or dropped ------------------------------------------------
-    def start_due(self, now: int, limit: int, approval_timeout: float = 3600.0) -> None:
+    def start_due(self, now: int, limit: int, approval_timeout: float) -> None:
         """Start queued runs whose time has come, in slot order, while fewer than
         ``limit`` runs are going, as the policy gate allows (``approval_timeout``: the
         default wait for an approver). A store error leaves every run where it was."""
@@ -215,9 +215,8 @@ class RunLifecycle(ApprovalMoves):
                 assert job is not None
                 decision = self._gate.admit(job, now, approved=q.run.approved_by is not None)
                 if isinstance(decision, Deny):
-                    drops.append((q, job, job_end(job, q.run, RunStatus.DENIED,
-                                                  finished_at=now,
-                                                  error_message=decision.reason)))
+                    drops.append((q, job, policy_denied(job, q.run, now, decision.reason,
+                                                        decision.condition)))
                 elif isinstance(decision, RequireApproval):
                     try:
                         self._hold(job, q.run, decision, now, approval_timeout)
@@ -300,10 +299,9 @@ class RunLifecycle(ApprovalMoves):
 
     def _finish(self, fins: Sequence[Finish]) -> set[str]:
         """Store final states (their audit events in the same write), then journal the
-        events of those the store recorded."""
+        events the store recorded."""
         ended = self._store.finish(fins)
-        emit(e for fin in fins if fin.run.id in ended.applied for e in fin.audit
-             if e.type != "CronJobDeadLettered" or fin.run.id in ended)
+        emit(ended.audit)
         return ended
 
     # --- running -> final ----------------------------------------------------------------

@@ -392,31 +392,45 @@ def outbox_of(job: Job, fin: Finish) -> Finish:
                                audit=audit)
 
 
-def audit_of(job: Job, fin: Finish) -> tuple[AuditEvent, ...]:
-    """The audit trail's record of a run's end: executed, failed (dead-lettered), denied
-    by the policy (AgentPin named apart), an approval expired. An approver's denial is
-    recorded by the approval moves instead."""
-    run = fin.run
+def audit_event(job: Job, run: Run, kind: str, actor: str = SCHEDULER,
+                **details: object) -> AuditEvent:
+    """An audit event about ``run`` of ``job`` (its status and trigger in the details)."""
+    return AuditEvent(kind, actor, job.id, job.name, run.id,
+                      {"status": run.status.value, "trigger": run.trigger.value, **details})
 
-    def event(kind: str, actor: str = SCHEDULER, **details: object) -> AuditEvent:
-        return AuditEvent(kind, actor, job.id, job.name, run.id,
-                          {"status": run.status.value, "trigger": run.trigger.value,
-                           **details})
+
+def audit_of(job: Job, fin: Finish) -> tuple[AuditEvent, ...]:
+    """The audit trail's record of a run that executed: it ran (and maybe dead-lettered
+    its job). The end of a run that did not execute is recorded where it is decided:
+    :func:`policy_denied`, and the approval moves for an approver's denial or an
+    approval that expired."""
+    run = fin.run
     why = run.error_message or ""
     out: list[AuditEvent] = []
     if run.status is RunStatus.SUCCEEDED:
-        out.append(event("CronJobExecuted", duration_ms=run.execution_time_ms))
+        out.append(audit_event(job, run, "CronJobExecuted", duration_ms=run.execution_time_ms))
     elif run.status.is_failure:
-        out.append(event("CronJobFailed", reason=why, retry=run.retry_at is not None))
-    elif run.status is RunStatus.DENIED:  # by the policy (an approver's: approvals.py)
-        if "AgentPin credential refused" in why:
-            out.append(event("AgentPinVerificationFailed", reason=why))
-        out.append(event("PolicyDenied", reason=why))
-    elif run.status is RunStatus.CANCELLED and "(its approval_timeout)" in why:
-        out.append(event("ApprovalExpired", reason=why))
+        out.append(audit_event(job, run, "CronJobFailed", reason=why,
+                               retry=run.retry_at is not None))
     if fin.job_status is JobStatus.DEAD_LETTER:
-        out.append(event("CronJobDeadLettered", reason=why))
+        out.append(audit_event(job, run, "CronJobDeadLettered", reason=why))
     return tuple(out)
+
+
+def ended_with(fin: Finish, *events: AuditEvent) -> Finish:
+    """``fin`` with ``events`` added to what it records on the audit trail."""
+    return dataclasses.replace(fin, audit=fin.audit + events)
+
+
+def policy_denied(job: Job, run: Run, now: int, reason: str, condition: str) -> Finish:
+    """``run`` denied by its job's policy at ``now``: ``PolicyDenied`` on the record, and
+    ``AgentPinVerificationFailed`` too when the credential decided it."""
+    fin = job_end(job, run, RunStatus.DENIED, finished_at=now, error_message=reason)
+    denied = fin.run
+    pin = (audit_event(job, denied, "AgentPinVerificationFailed", reason=reason),) \
+        if condition == "require_agent_pin" else ()
+    return ended_with(fin, *pin, audit_event(job, denied, "PolicyDenied", reason=reason,
+                                             condition=condition))
 
 
 def job_stopped_alert(job: Job, run: Run, ends: JobStatus) -> Optional[AlertRequest]:

@@ -71,12 +71,13 @@ class Finish:
 
 class Finished(set[str]):
     """What :meth:`JobStore.finish` did: the ids of the runs whose ``job_status`` it
-    applied to their job (the set itself), and in ``applied`` those of every run it
-    recorded (not one that was already final, or whose job was deleted)."""
+    applied to their job (the set itself), and in ``audit`` the events it stored (none of
+    a run that was already final, or whose job was deleted; a dead letter only when it
+    was applied)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.applied: set[str] = set()
+        self.audit: list[AuditEvent] = []
 
 
 @dataclass(frozen=True)

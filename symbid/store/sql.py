@@ -436,7 +436,6 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobStore):
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted
-                ended.applied.add(run.id)
                 if fin.context is not None:
                     self._put_context(conn, fin.context)
                 if fin.deliver:
@@ -461,8 +460,9 @@ class SqlJobStore(SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobStore):
                     )
                 job_ended = fin.job_status is not None and self._end_job(conn, fin)
                 # the dead letter is on the record only if this run did end the job
-                insert_audit(conn, [e for e in fin.audit if job_ended or
-                                    e.type != "CronJobDeadLettered"], run.finished_at or 0)
+                recorded = [e for e in fin.audit if job_ended or e.type != "CronJobDeadLettered"]
+                insert_audit(conn, recorded, run.finished_at or 0)
+                ended.audit += recorded
                 if job_ended:
                     ended.add(run.id)
                     if fin.clear_retries:
