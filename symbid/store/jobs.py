@@ -1,0 +1,179 @@
+"""Job definition rows: create, find, list, change and delete jobs, over
+:class:`SqlPlumbing`'s connections (the loop's claims and a run's end live in
+:mod:`.sql`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+from symbid.errors import Conflict, NotFound, UnreadableRow
+from symbid.model import Job, JobStatus
+from symbid.store.plumbing import SqlPlumbing
+from symbid.store.rows import JOB_COLUMNS, JOB_PLACEHOLDERS, job_from_row, job_params, prefix_bounds
+from symbid.text import shorten
+
+log = logging.getLogger(__name__)
+
+
+class SqlJobs(SqlPlumbing):
+    """The job rows of :class:`~symbid.store.sql.SqlJobStore`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._warned: set[str] = set()  # unreadable job rows already logged
+    def create_job(self, job: Job) -> Job:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})",
+                    job_params(job),
+                )
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                if "jobs.id" in str(exc):
+                    raise Conflict(f"a job with id {job.id!r} already exists", field="id") \
+                        from exc
+                raise Conflict(
+                    f"a job named {job.name!r} already exists; names are unique", field="name"
+                ) from exc
+            raise
+        return job
+
+    def _find(self, conn: Any, ref: str) -> Optional[Job]:
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)).fetchone()
+        if row is None:
+            row = conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?", (ref,)
+            ).fetchone()
+        return self._job(row) if row else None
+
+    @staticmethod
+    def _job(row: Sequence[Any]) -> Job:
+        try:
+            return job_from_row(row)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnreadableRow(f"job {row[1]!r} ({row[0]}) cannot be read: {exc}; delete it "
+                                "(symbi cron remove) and define it again") from None
+
+    def _jobs(self, rows: Sequence[Sequence[Any]]) -> list[Job]:
+        """The readable jobs of ``rows``: one unreadable row (written by hand, or damaged)
+        must not hide every other job, nor stop the scheduling of the others."""
+        jobs = []
+        for row in rows:
+            try:
+                jobs.append(self._job(row))
+            except UnreadableRow as exc:
+                if row[0] not in self._warned:
+                    self._warned.add(row[0])
+                    log.warning("%s; it is left out", exc.message)
+        return jobs
+
+    def find_job(self, ref: str) -> Optional[Job]:
+        try:
+            return self._find(self._conn(), ref)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
+
+    def list_jobs(
+        self,
+        status: Optional[JobStatus] = None,
+        agent_id: Optional[str] = None,
+        source: Optional[str] = None,
+        id_prefix: Optional[str] = None,
+    ) -> list[Job]:
+        where, params = [], []
+        for column, value in (("status", status.value if status else None),
+                              ("agent_id", agent_id), ("source", source)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if id_prefix:
+            where.append("id >= ? AND id < ?")
+            params.extend(prefix_bounds(id_prefix))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
+        return self._jobs(rows)
+
+    def _update_row(self, conn: Any, new: Job, expect_version: int) -> bool:
+        # last_run and the claimed spans belong to the loop: a definition change
+        # never writes them (the spans never go down).
+        old = conn.execute("SELECT at_ms FROM jobs WHERE id = ?", (new.id,)).fetchone()
+        cur = conn.execute(
+            "UPDATE jobs SET name = ?, agent_id = ?, cron_expr = ?, at_ms = ?, "
+            "timezone = ?, status = ?, source = ?, definition = ?, next_run = ?, "
+            "updated_at = ?, version = ? WHERE id = ? AND version = ?",
+            (new.name, new.agent_id, new.cron_expr, new.at, new.timezone,
+             new.status.value, new.source, json.dumps(new.definition(), sort_keys=True),
+             new.next_run, new.updated_at, expect_version + 1, new.id, expect_version),
+        )
+        if cur.rowcount != 1:
+            return False
+        if old is not None and old[0] is not None and old[0] != new.at:
+            # A one-shot re-armed at another time, or switched to cron: retries of its old
+            # slot belong to a schedule it no longer has.
+            conn.execute("UPDATE runs SET retry_at = NULL WHERE job_id = ? AND slot = ? "
+                         "AND retry_at IS NOT NULL", (new.id, old[0]))
+        return True
+
+    def apply_changes(
+        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
+    ) -> None:
+        try:
+            with self._write() as conn:
+                for job in create:
+                    conn.execute(
+                        f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})",
+                        job_params(job),
+                    )
+                for job in update:
+                    if not self._update_row(conn, job, job.version):
+                        raise Conflict(f"job {job.name} changed while it was being updated; "
+                                       "try again")
+                for job_id in delete:
+                    conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise Conflict(f"a job name is already taken: {exc}", field="name") from exc
+            raise
+
+    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
+        try:
+            with self._write() as conn:
+                job = self._find(conn, ref)
+                if job is None:
+                    raise NotFound(f"no job with id or name {shorten(ref)!r}")
+                new = change(job).replace(
+                    id=job.id, updated_at=now, last_run=job.last_run, claimed=job.claimed,
+                    run_count=job.run_count, failure_count=job.failure_count,
+                )
+                if not self._update_row(conn, new, job.version):
+                    raise Conflict(f"job {job.name} changed while it was being updated; "
+                                   "try again")
+                return new.replace(version=job.version + 1)
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise Conflict("another job already has that name", field="name") from exc
+            raise
+
+    def clear_retries(self, job_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET retry_at = NULL WHERE job_id = ? AND retry_at IS NOT NULL",
+                (job_id,),
+            )
+
+    def delete_job(self, ref: str) -> Job:
+        with self._write() as conn:
+            try:
+                job = self._find(conn, ref)
+            except UnreadableRow:  # it can still be deleted: by its id or name
+                row = conn.execute("SELECT id, name, agent_id FROM jobs WHERE id = ? OR "
+                                   "name = ?", (ref, ref)).fetchone()
+                job = Job(id=row[0], name=row[1], agent_id=row[2], cron_expr="* * * * *")
+            if job is None:
+                raise NotFound(f"no job with id or name {shorten(ref)!r}")
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+            return job
