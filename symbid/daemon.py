@@ -25,7 +25,6 @@ from symbid.agentnotes import orphaned_agents, unready_llm_agents
 from symbid.agentpin import AgentPinVerifier
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
-from symbid.audit import emit
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, SchedulerConfig, load_config, read_tokens
 from symbid.control import (
@@ -50,7 +49,6 @@ from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
 from symbid.outbox import DeliveryWorker
 from symbid.registry import AgentService
 from symbid.store import SqliteJobStore
-from symbid.store.audit import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -280,18 +278,6 @@ class Daemon:
             log.error("cannot prepare the llm request slots (max_concurrent_requests) in "
                       "%s: %s", directory, exc.strerror or exc)
 
-    def _audit_sync(self, changes: list[tuple[str, str]]) -> None:
-        """What a load of agents_dir changed, on the audit trail, by ``agents.d``."""
-        assert self.engine is not None
-        events = [AuditEvent(kind, "agents.d", job_name=None if kind.startswith("Agent")
-                             else name, details={"agent": name} if kind.startswith("Agent")
-                             else {}) for kind, name in changes]
-        try:
-            self.engine.store.record_audit(events, self.clock.now())
-        except SymbidError as exc:
-            log.error("the audit trail could not record agents_dir's changes: %s", exc.message)
-        emit(events)
-
     def _prune_audit(self) -> None:
         """Audit events past ``[audit] retention_days`` go (at start and each reload)."""
         assert self.engine is not None
@@ -333,11 +319,6 @@ class Daemon:
                              legacy_names=legacy, delivery_problem=self.jobs.delivery_problem)
         agents = self.registry.sync_files(files)
         result = self.jobs.sync_files(files)
-        self._audit_sync([(kind, name) for kind, names in (
-            ("AgentDefined", [*agents.created, *agents.updated]),
-            ("AgentRemoved", agents.remove), ("CronJobCreated", result.created),
-            ("CronJobUpdated", result.updated), ("CronJobDeleted", result.removed))
-            for name in names])
         out = result.to_dict()
         out["warnings"] = list(agents.warnings) + out["warnings"]
         out["agents"] = self.engine.agents.names()

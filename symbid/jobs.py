@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from symbid.audit import emit
 from symbid.channels import delivery_problem
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
@@ -45,6 +46,7 @@ from symbid.policydef import pin_problem, policy_problem
 from symbid.sessions import context_to_wire, empty_state, remove_state, state_dir
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
+from symbid.store.audit import FILES_ACTOR, Act, AuditEvent
 from symbid.text import escape
 from symbid.timing import make_schedule
 from symbid.wire import job_to_wire
@@ -240,7 +242,9 @@ class JobService:
         if problem is not None:
             raise InvalidInput(problem, field="agent_id")
 
-    def create(self, job: Job, *, allow_past: bool = False) -> Job:
+    def create(self, job: Job, *, actor: str, allow_past: bool = False) -> Job:
+        """Define a job for ``actor`` (recorded ``CronJobCreated`` on the audit trail, in
+        the same transaction)."""
         now = self._clock.now()
         check_name(job.name)
         self._check_agent(job.agent_id)
@@ -251,10 +255,12 @@ class JobService:
             version=1,
         )
         check_shown(job)
-        self._store.create_job(job)
+        act = Act("CronJobCreated", actor, now)
+        self._store.create_job(job, act)
         log.info("job %s created (next run %s)", job.name,
                  format_instant(next_run) if next_run is not None else "never",
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_created"})
+        emit([act.about(job.id, job.name)])
         self._wake()
         return job
 
@@ -285,8 +291,9 @@ class JobService:
             return job
         raise Conflict(f"job {escape(name)} could not be created; try again", field="name")
 
-    def update(self, ref: str, build: Callable[[Job], Job]) -> Job:
-        """Change a job's definition; its state and history stay, its schedule re-aims.
+    def update(self, ref: str, build: Callable[[Job], Job], *, actor: str) -> Job:
+        """Change a job's definition for ``actor``; its state and history stay, its
+        schedule re-aims.
 
         Jobs defined in agents.d files are changed by editing the file.
         """
@@ -304,7 +311,12 @@ class JobService:
             check_shown(new)
             return new
 
-        job = self._store.modify_job(ref, change, now)
+        return self._modify(ref, change, now, Act("CronJobUpdated", actor, now))
+
+    def _modify(self, ref: str, change: Callable[[Job], Job], now: int, act: Act) -> Job:
+        """``change`` the job ``ref`` in one transaction that records ``act``."""
+        job = self._store.modify_job(ref, change, now, act)
+        emit([act.about(job.id, job.name)])
         self._wake()
         return job
 
@@ -333,7 +345,9 @@ class JobService:
         schedule = make_schedule(job.cron_expr, None, job.timezone)
         return first_free_slot(schedule, now, job.claimed)
 
-    def pause(self, ref: str) -> Job:
+    def pause(self, ref: str, *, actor: str) -> Job:
+        now = self._clock.now()
+
         def change(job: Job) -> Job:
             self._refuse_adhoc(job, "paused")
             if job.status is JobStatus.PAUSED:
@@ -342,11 +356,9 @@ class JobService:
                 raise Conflict(f"job {job.name} is {job.status.value}; only active jobs pause")
             return job.replace(status=JobStatus.PAUSED)
 
-        job = self._store.modify_job(ref, change, self._clock.now())
-        self._wake()
-        return job
+        return self._modify(ref, change, now, Act("CronJobPaused", actor, now))
 
-    def resume(self, ref: str) -> Job:
+    def resume(self, ref: str, *, actor: str) -> Job:
         now = self._clock.now()
 
         def change(job: Job) -> Job:
@@ -360,11 +372,9 @@ class JobService:
                 )
             return job.replace(status=JobStatus.ACTIVE, next_run=self._next_from_now(job, now))
 
-        job = self._store.modify_job(ref, change, now)
-        self._wake()
-        return job
+        return self._modify(ref, change, now, Act("CronJobResumed", actor, now))
 
-    def reset(self, ref: str) -> Job:
+    def reset(self, ref: str, *, actor: str) -> Job:
         """Re-arm a dead-letter job at its next slot after now; pending retries are dropped."""
         now = self._clock.now()
 
@@ -381,24 +391,28 @@ class JobService:
                 )
             return job.replace(status=JobStatus.ACTIVE, next_run=self._next_from_now(job, now))
 
-        job = self._store.modify_job(ref, change, now)
+        act = Act("CronJobReset", actor, now)
+        job = self._store.modify_job(ref, change, now, act)
         self._store.clear_retries(job.id)
         log.info("job %s reset to active", job.name,
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_reset"})
+        emit([act.about(job.id, job.name)])
         self._wake()
         return job
 
-    def delete(self, ref: str) -> Job:
+    def delete(self, ref: str, *, actor: str) -> Job:
+        act = Act("CronJobDeleted", actor, self._clock.now())
         try:
             found = self._store.get_job(ref)
         except UnreadableRow:
-            job = self._store.delete_job(ref)  # a row that cannot be read can still go
+            job = self._store.delete_job(ref, act)  # a row that cannot be read can still go
         else:
             self._refuse_file_job(found, "remove")
-            job = self._store.delete_job(found.id)
+            job = self._store.delete_job(found.id, act)
         self._gone([job.id])
         log.info("job %s deleted", job.name,
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_deleted"})
+        emit([act.about(job.id, job.name)])
         self._wake()
         return job
 
@@ -436,8 +450,12 @@ class JobService:
                                    "its stored definition is kept")
                     continue
                 update.append(job)
+            audit = [AuditEvent(kind, FILES_ACTOR, j.id, j.name) for kind, jobs in (
+                ("CronJobCreated", create), ("CronJobUpdated", update),
+                ("CronJobDeleted", plan.remove)) for j in jobs]
             try:
-                self._store.apply_changes(create, update, [j.id for j in plan.remove])
+                self._store.apply_changes(create, update, [j.id for j in plan.remove],
+                                          audit, now)
             except Conflict:
                 if attempt == 4:
                     raise
@@ -447,6 +465,7 @@ class JobService:
             result.removed = [j.name for j in plan.remove]
             self._gone([j.id for j in plan.remove])
             result.unchanged = len(plan.unchanged)
+            emit(audit)
             result.errors.extend(list(plan.errors) + skipped)
             result.warnings.extend(plan.warnings)
             break

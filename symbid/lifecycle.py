@@ -28,13 +28,22 @@ from typing import Optional
 
 from symbid.approvals import ApprovalMoves
 from symbid.audit import emit
+from symbid.auth import actor_name
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, UnreadableRow
 from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
-from symbid.planner import finish_decision, job_end, policy_denied, start_due, start_gate
+from symbid.planner import (
+    audit_event,
+    ended_with,
+    finish_decision,
+    job_end,
+    policy_denied,
+    start_due,
+    start_gate,
+)
 from symbid.policy import Deny, PolicyGate, RequireApproval
 from symbid.records import Run, RunOutcome, SessionContext
 from symbid.recovery import plan_recovery
@@ -42,6 +51,7 @@ from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
 from symbid.store import Advance, Finish, JobStore, RetryClaim
+from symbid.store.audit import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +97,8 @@ class RunLifecycle(ApprovalMoves):
         self._unmarked: dict[str, tuple[int, int, int, Optional[int]]] = {}
         self._moved: dict[str, tuple[int, int, Optional[int]]] = {}  # new process, to store
         self._cancels: list[CancelRequest] = []  # asked for, not yet acted on
+        # going runs whose kill a cancel asked for, and by whom (the loop thread's own)
+        self._cancelling: dict[str, str] = {}
         self._awaiting: dict[str, tuple[Job, Run]] = {}  # awaiting approval (in _per_job)
         self._decisions: list[DecisionRequest] = []  # approvers' decisions, not yet taken
         self._seq = 0
@@ -320,6 +332,9 @@ class RunLifecycle(ApprovalMoves):
                     continue
                 job, run = entry
                 fin = self._decide(job, run, outcome, now, config)
+                by = self._cancelling.get(run.id)
+                if by is not None and fin.run.status is RunStatus.CANCELLED:
+                    fin = ended_with(fin, audit_event(job, fin.run, "RunCancelled", by))
                 if outcome.context is not None:  # stored with the run's final state
                     left[job.id] = ctx = rebased(outcome.context, left.get(job.id) or
                                                  self._store.get_context(job.id))
@@ -334,6 +349,7 @@ class RunLifecycle(ApprovalMoves):
             raise
         with self._lock:
             for job, fin in decided:
+                self._cancelling.pop(fin.run.id, None)
                 self._running.pop(fin.run.id, None)
                 self._unmarked.pop(fin.run.id, None)
                 going = self._per_job.get(job.id, [])
@@ -422,11 +438,14 @@ class RunLifecycle(ApprovalMoves):
         error it is queued again); a going one has its process group killed; a pending
         run the loop does not hold (a graceful stop released it) is recorded cancelled."""
         run_id, by = request.run_id, request.by
+        actor = actor_name(by)  # the audit trail's RunCancelled is by name
         with self._lock:
             going = self._running.get(run_id)
         if going is not None:
             request.outcome = "killing" if self._launcher.cancel(run_id, by) else "ended"
             request.run = going[1]
+            if request.outcome == "killing":  # RunCancelled goes with its end's record
+                self._cancelling[run_id] = actor
             log.info("job %s: run %s cancelled by %s; killing its process group",
                      going[0].name, run_id, by, extra=_extra(going[0], going[1],
                                                              "run_cancelled"))
@@ -442,10 +461,12 @@ class RunLifecycle(ApprovalMoves):
                 found = self._store.find_job(stored.job_id)
             except UnreadableRow:
                 found = None
-            if found is None:
-                self._finish([Finish(run=stored.replace(
-                    status=RunStatus.CANCELLED, finished_at=now,
-                    error_message=f"cancelled by {by} before it started"), counts=False)])
+            if found is None:  # its job is gone, or cannot be read: the run still ends
+                ended = stored.replace(status=RunStatus.CANCELLED, finished_at=now,
+                                       error_message=f"cancelled by {by} before it started")
+                self._finish([Finish(run=ended, counts=False, audit=(AuditEvent(
+                    "RunCancelled", actor, stored.job_id, None, run_id,
+                    {"status": ended.status.value, "trigger": ended.trigger.value}),))])
                 request.outcome, request.run = "cancelled", self._store.get_run(run_id)
                 return
             queued = (found, stored)
@@ -456,6 +477,7 @@ class RunLifecycle(ApprovalMoves):
             current = job
         fin = job_end(current, run, RunStatus.CANCELLED, finished_at=now,
                       error_message=f"cancelled by {by} before it started")
+        fin = ended_with(fin, audit_event(current, fin.run, "RunCancelled", actor))
         try:
             self._finish([fin])
         except Exception:

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from symbid.agentdef import Agent
+from symbid.audit import emit
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.errors import Conflict, Forbidden, NotFound
 from symbid.executor import Agents
 from symbid.store import JobStore, StoredAgent
+from symbid.store.audit import Act, agent_events
 from symbid.text import escape, shorten
 from symbid.wire import agent_to_wire
 
@@ -171,9 +173,13 @@ class AgentService:
     def sync_files(self, files: Sequence[LoadedFile]) -> AgentSyncPlan:
         """Make the stored file agents match ``files`` (one transaction), then refresh."""
         with self._lock:
-            plan = plan_agent_sync(files, self._store.list_agents(), self._clock.now())
-            self._store.sync_file_agents(plan.put, plan.remove)
+            now = self._clock.now()
+            plan = plan_agent_sync(files, self._store.list_agents(), now)
+            audit = [*agent_events("AgentDefined", [*plan.created, *plan.updated]),
+                     *agent_events("AgentRemoved", plan.remove)]
+            self._store.sync_file_agents(plan.put, plan.remove, audit, now)
             self.refresh()
+        emit(audit)
         for names, verb in ((plan.created, "created"), (plan.updated, "updated"),
                             (plan.remove, "removed")):
             for name in names:
@@ -191,9 +197,10 @@ class AgentService:
                 f"false): define them in a .symbi file in {self.agents_dir} and run "
                 "`symbi reload`")
 
-    def define(self, agents: Sequence[Agent]) -> Defined:
-        """Create or update API agents, all or none; :class:`Conflict` when a name is
-        defined in an agents_dir file, or given twice."""
+    def define(self, agents: Sequence[Agent], *, actor: str) -> Defined:
+        """Create or update API agents for ``actor`` (``AgentDefined`` on the audit
+        trail), all or none; :class:`Conflict` when a name is defined in an agents_dir
+        file, or given twice."""
         self.check_api_enabled()
         seen: set[str] = set()
         for agent in agents:
@@ -209,8 +216,9 @@ class AgentService:
                         "edit that file and run `symbi reload`, or choose another name",
                         field="name")
 
+        act = Act("AgentDefined", actor, self._clock.now())
         with self._lock:
-            created, updated = self._store.define_agents(agents, self._clock.now(), guard)
+            created, updated = self._store.define_agents(agents, act.at, guard, act)
             self.refresh()
             rows = [r for a in agents for r in self._store.list_agents(a.name)
                     if not r.from_file]
@@ -218,13 +226,15 @@ class AgentService:
             log.info("agent %s %s through the API", name,
                      "created" if name in created else "updated",
                      extra={"SYMBID_EVENT": "agent_defined"})
+        emit([act.about_agent(a.name) for a in agents])
         return Defined(rows, created, updated)
 
-    def remove(self, name: str) -> StoredAgent:
-        """Delete an API agent. Refused (:class:`Conflict`) while a job names it, or when
-        the agent is defined in a file only; a shadowed API row is always removable.
-        Allowed with define_agents off too: an operator who turned it off can still clear
-        out the agents defined before."""
+    def remove(self, name: str, *, actor: str) -> StoredAgent:
+        """Delete an API agent for ``actor`` (``AgentRemoved`` on the audit trail).
+        Refused (:class:`Conflict`) while a job names it, or when the agent is defined in
+        a file only; a shadowed API row is always removable. Allowed with define_agents
+        off too: an operator who turned it off can still clear out the agents defined
+        before."""
 
         def guard(rows: list[StoredAgent], jobs: list[str]) -> StoredAgent:
             api = next((r for r in rows if not r.from_file), None)
@@ -244,9 +254,11 @@ class AgentService:
                     + "; remove them or point them at another agent first")
             return api
 
+        act = Act("AgentRemoved", actor, self._clock.now())
         with self._lock:
-            removed = self._store.remove_agent(name, guard)
+            removed = self._store.remove_agent(name, guard, act)
             self.refresh()
+        emit([act.about_agent(removed.name)])
         log.info("agent %s removed through the API", name,
                  extra={"SYMBID_EVENT": "agent_removed"})
         return removed

@@ -23,6 +23,7 @@ import random
 import threading
 from typing import Callable, Optional
 
+from symbid.audit import emit
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError, Unavailable, UnreadableRow
@@ -37,6 +38,7 @@ from symbid.sandbox import Spawned
 from symbid.spans import first_free_slot
 from symbid.startlog import StartLog
 from symbid.store import Advance, JobStore, RetryClaim
+from symbid.store.audit import Act
 from symbid.timer import Waiter, Wake, make_waiter
 from symbid.timing import make_schedule
 
@@ -105,21 +107,26 @@ class CronScheduler:
     def process_started(self, run_id: str, spawned: Spawned) -> None:
         self.runs.moved(run_id, spawned)  # stored at the next pass
 
-    def run_now(self, job_ref: str, input_text: Optional[str] = None) -> Run:
-        """Queue a manual run of a job (any status); returns its pending record.
+    def run_now(self, job_ref: str, input_text: Optional[str] = None, *,
+                actor: str, event: str = "CronJobTriggered") -> Run:
+        """Queue a manual run of a job (any status) for ``actor``; returns its pending
+        record.
 
         It is stored first, in the manual key space: it can never take the key of a
-        scheduled slot, and a restart before it starts still runs it.
+        scheduled slot, and a restart before it starts still runs it. The same
+        transaction puts ``event`` (CronJobTriggered, or AgentRunAdHoc for ``symbi
+        run``) on the audit trail.
         """
         job = self._store.get_job(job_ref)
         now = self._clock.now()
+        act = Act(event, actor, now)
         run = self._store.insert_run(
             Run(
                 id=new_id(), job_id=job.id, slot=now, attempt=1, trigger=Trigger.MANUAL,
                 status=RunStatus.PENDING, created_at=now, not_before=now,
                 input=input_text if input_text is not None else job.input,
-            )
-        )
+            ), act)
+        emit([act.about(job.id, job.name, run.id)])
         self.runs.add_manual(job, run)
         self._waiter.wake()
         return run

@@ -77,7 +77,7 @@ class Harness:
         allow_past = kw.pop("allow_past", False)
         job = Job(id="", name=name, agent_id="agent", cron_expr=cron,
                   at=parse_instant(at) if at else None, timezone=tz, **kw)
-        return self.jobs.create(job, allow_past=allow_past)
+        return self.jobs.create(job, allow_past=allow_past, actor="test")
 
     def run_until(self, when: str) -> None:
         """Advance time to ``when``, visiting every instant the loop asks to be woken at."""

@@ -65,8 +65,7 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
         if wait:
             holders.take()  # before the run is queued: a refused wait queues nothing
         try:
-            run = ctx.scheduler.run_now(job.id, text)
-            ctx.audit(req, "AgentRunAdHoc", job, run_id=run.id)
+            run = ctx.scheduler.run_now(job.id, text, actor=req.who, event="AgentRunAdHoc")
             if not wait:
                 return json_response(run_view(ctx, run), 202)
             run = wait_for_end(ctx, run.id, disconnected_of(req))

@@ -62,10 +62,8 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
                             f"Content-Type {req.content_type!r} is not accepted: send an "
                             "agent as application/json, or .symbi text as text/x-symbi "
                             "(with curl: -H 'Content-Type: application/json')")
-        defined = ctx.agents.define(agents)
+        defined = ctx.agents.define(agents, actor=req.who)
         use = ctx.store.agent_use()
-        for stored in defined.agents:
-            ctx.audit(req, "AgentDefined", stored.agent)
         return json_response({
             "agents": [agent_view(s, use.get(s.name, 0)) for s in defined.agents],
             "created": defined.created,
@@ -75,8 +73,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
 
     def delete(req: Request) -> Response:
         req.only_params()
-        removed = ctx.agents.remove(req.params["name"])
-        ctx.audit(req, "AgentRemoved", removed.agent)
+        removed = ctx.agents.remove(req.params["name"], actor=req.who)
         return json_response({"name": removed.name, "deleted": True})
 
     r = router.add

@@ -6,9 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from symbid.agentdef import Agent
-from symbid.audit import emit
-from symbid.auth import actor_name
 from symbid.clock import Clock
 from symbid.errors import SymbidError
 from symbid.jobs import JobService
@@ -18,7 +15,6 @@ from symbid.model import Job, JobStatus
 from symbid.registry import AgentService
 from symbid.scheduler import CronScheduler
 from symbid.store import JobStore, JobTotals
-from symbid.store.audit import AuditEvent
 from symbid.wire import job_to_wire
 
 log = logging.getLogger(__name__)
@@ -90,19 +86,3 @@ class ApiContext:
             log.warning("job %s (%s) cannot be shown: %s", job.name, job.id, exc,
                         extra={"SYMBID_JOB": job.name})
             return None
-
-    def audit(self, request: Any, event: str, subject: Job | Agent, *,
-              run_id: Optional[str] = None) -> None:
-        """Record who did what to a job, one of its runs, or an agent: in the audit trail
-        (the store) and the journal (``SYMBID_EVENT``). Written just after the change the
-        request made."""
-        actor = actor_name(getattr(request, "actor", "unknown"))
-        job = subject if isinstance(subject, Job) else None
-        record = AuditEvent(event, actor, job.id if job else None, job.name if job else None,
-                            run_id, {} if job is not None else {"agent": subject.name})
-        try:
-            self.store.record_audit([record], self.clock.now())
-        except SymbidError as exc:  # the change is made: say that its record is not
-            log.error("%s by %s could not be stored in the audit trail: %s", event, actor,
-                      exc.message, extra={"SYMBID_EVENT": event})
-        emit([record])

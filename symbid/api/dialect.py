@@ -118,8 +118,7 @@ def routes(ctx: ApiContext, router: Router) -> None:
                   timezone=tz)
         job = job.replace(at=_one_shot_at(cron, tz, now)) if one_shot else \
             job.replace(cron_expr=cron)
-        job = ctx.jobs.create(job)
-        ctx.audit(req, "CronJobCreated", job)
+        job = ctx.jobs.create(job, actor=req.who)
         return json_response({"job_id": job.id, "next_run": _when(job.next_run),
                               "status": job.status.value})
 
@@ -161,24 +160,20 @@ def routes(ctx: ApiContext, router: Router) -> None:
                 return want.replace(at=_one_shot_at(cron, tz, ctx.clock.now()), cron_expr=None)
             return want.replace(cron_expr=cron, at=None)
 
-        job = ctx.jobs.update(req.params["job_id"], build)
-        ctx.audit(req, "CronJobUpdated", job)
+        job = ctx.jobs.update(req.params["job_id"], build, actor=req.who)
         return json_response(detail(job))
 
     def delete(req: Request) -> Response:
-        job = ctx.jobs.delete(req.params["job_id"])
-        ctx.audit(req, "CronJobDeleted", job)
+        job = ctx.jobs.delete(req.params["job_id"], actor=req.who)
         return json_response({"job_id": job.id, "deleted": True})
 
-    def action(name: str, event: str) -> Callable[[Request], Response]:
+    def action(name: str) -> Callable[[Request], Response]:
         def handler(req: Request) -> Response:
             if name == "trigger":
-                run = ctx.scheduler.run_now(req.params["job_id"])
-                job = ctx.store.get_job(req.params["job_id"])
-                ctx.audit(req, "CronJobTriggered", job, run_id=run.id)
+                run = ctx.scheduler.run_now(req.params["job_id"], actor=req.who)
+                job = ctx.store.get_job(run.job_id)
             else:
-                job = getattr(ctx.jobs, name)(req.params["job_id"])
-                ctx.audit(req, event, job)
+                job = getattr(ctx.jobs, name)(req.params["job_id"], actor=req.who)
             return json_response({"job_id": job.id, "action": name,
                                   "status": job.status.value})
         return handler
@@ -228,9 +223,9 @@ def routes(ctx: ApiContext, router: Router) -> None:
     r("GET", f"{PREFIX}/schedules/{{job_id}}", get)
     r("PUT", f"{PREFIX}/schedules/{{job_id}}", update)
     r("DELETE", f"{PREFIX}/schedules/{{job_id}}", delete)
-    r("POST", f"{PREFIX}/schedules/{{job_id}}/pause", action("pause", "CronJobPaused"))
-    r("POST", f"{PREFIX}/schedules/{{job_id}}/resume", action("resume", "CronJobResumed"))
-    r("POST", f"{PREFIX}/schedules/{{job_id}}/trigger", action("trigger", "CronJobTriggered"))
+    r("POST", f"{PREFIX}/schedules/{{job_id}}/pause", action("pause"))
+    r("POST", f"{PREFIX}/schedules/{{job_id}}/resume", action("resume"))
+    r("POST", f"{PREFIX}/schedules/{{job_id}}/trigger", action("trigger"))
     r("GET", f"{PREFIX}/schedules/{{job_id}}/history", history)
     r("GET", f"{PREFIX}/schedules/{{job_id}}/next-runs", next_runs)
     r("GET", f"{PREFIX}/health/scheduler", health)

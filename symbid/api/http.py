@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
+from symbid.auth import actor_name
 from symbid.errors import InvalidInput, SymbidError
 from symbid.text import shorten
 
@@ -104,8 +105,13 @@ class Request:
     method: str
     path: str
     params: dict[str, str] = field(default_factory=dict)  # from the route pattern
-    actor: str = "unknown"
+    actor: str = "unknown"  # uid:N for the socket's peer, token:NAME over TCP
     max_body: int = MAX_BODY
+
+    @property
+    def who(self) -> str:
+        """The actor by name, as the audit trail records it and approvers are listed."""
+        return actor_name(self.actor)
 
     @property
     def query(self) -> dict[str, str]:

@@ -244,8 +244,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
             raise bad("cron_expr", "give exactly one of cron_expr and at")
         allow_past = boolean("allow_past", data.get("allow_past", False))
         job = job_from_request(data, Job(id="", name="", agent_id=""))
-        job = ctx.jobs.create(job, allow_past=allow_past)
-        ctx.audit(req, "CronJobCreated", job)
+        job = ctx.jobs.create(job, allow_past=allow_past, actor=req.who)
         return json_response(job_to_wire(job), 201)
 
     def listing(req: Request) -> Response:
@@ -267,19 +266,17 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         data = req.json_object()
         if "allow_past" in data:
             raise bad("allow_past", "only applies when a job is created")
-        job = ctx.jobs.update(req.params["job_id"], lambda have: job_from_request(data, have))
-        ctx.audit(req, "CronJobUpdated", job)
+        job = ctx.jobs.update(req.params["job_id"], lambda have: job_from_request(data, have),
+                              actor=req.who)
         return json_response(shown(job))
 
     def delete(req: Request) -> Response:
-        job = ctx.jobs.delete(req.params["job_id"])
-        ctx.audit(req, "CronJobDeleted", job)
+        job = ctx.jobs.delete(req.params["job_id"], actor=req.who)
         return json_response({"id": job.id, "name": job.name, "deleted": True})
 
-    def action(name: str, event: str) -> Callable[[Request], Response]:
+    def action(name: str) -> Callable[[Request], Response]:
         def handler(req: Request) -> Response:
-            job = getattr(ctx.jobs, name)(req.params["job_id"])
-            ctx.audit(req, event, job)
+            job = getattr(ctx.jobs, name)(req.params["job_id"], actor=req.who)
             return json_response(shown(job))
         return handler
 
@@ -289,8 +286,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
             if key != "input":
                 raise bad(key, "unknown field; run takes only input")
         text = string("input", data.get("input"), nullable=True)
-        run = ctx.scheduler.run_now(req.params["job_id"], text)
-        ctx.audit(req, "CronJobTriggered", ctx.store.get_job(run.job_id), run_id=run.id)
+        run = ctx.scheduler.run_now(req.params["job_id"], text, actor=req.who)
         return json_response(run_view(ctx, run), 202)
 
     def history(req: Request) -> Response:
@@ -339,10 +335,10 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     r("GET", f"{prefix}/schedule/{{job_id}}", guarded(get))
     r("PUT", f"{prefix}/schedule/{{job_id}}", guarded(update))
     r("DELETE", f"{prefix}/schedule/{{job_id}}", guarded(delete))
-    r("POST", f"{prefix}/schedule/{{job_id}}/pause", guarded(action("pause", "CronJobPaused")))
+    r("POST", f"{prefix}/schedule/{{job_id}}/pause", guarded(action("pause")))
     r("POST", f"{prefix}/schedule/{{job_id}}/resume",
-      guarded(action("resume", "CronJobResumed")))
-    r("POST", f"{prefix}/schedule/{{job_id}}/reset", guarded(action("reset", "CronJobReset")))
+      guarded(action("resume")))
+    r("POST", f"{prefix}/schedule/{{job_id}}/reset", guarded(action("reset")))
     r("POST", f"{prefix}/schedule/{{job_id}}/run", guarded(run_now))
     r("GET", f"{prefix}/schedule/{{job_id}}/history", guarded(history, "limit", "status"))
     r("GET", f"{prefix}/schedule/{{job_id}}/next_run", guarded(next_run, "count"))

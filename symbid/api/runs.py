@@ -23,7 +23,6 @@ from typing import Any, Callable, Optional
 from symbid.api.context import ApiContext
 from symbid.api.fields import string
 from symbid.api.http import HttpError, Request, Response, Router, json_response
-from symbid.auth import actor_name
 from symbid.errors import Conflict, InvalidInput, SymbidError, UnreadableRow
 from symbid.live import LiveOutput
 from symbid.model import RunStatus
@@ -223,9 +222,6 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
             how = ("its process has already ended, and its own outcome is being recorded"
                    if ended.status.is_open else f"it is already {ended.status.value}")
             raise Conflict(f"run {run.id} was not cancelled: {how}", field="status")
-        job = ctx.store.find_job(run.job_id)
-        if job is not None:
-            ctx.audit(req, "RunCancelled", job, run_id=run.id)
         now = ctx.store.get_run(run.id)
         return json_response(run_view(ctx, now), 202 if now.status.is_open else 200)
 
@@ -244,7 +240,7 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
             if note is not None and len(note) > MAX_NOTE:
                 raise InvalidInput(f"{key}: at most {MAX_NOTE} characters", field=key)
             run = ctx.store.get_run(path_id(req))
-            decided = ctx.scheduler.decide_run(run.id, actor_name(req.actor), approve=approve,
+            decided = ctx.scheduler.decide_run(run.id, req.who, approve=approve,
                                                note=note or None)
             return json_response(run_view(ctx, decided))
         return handler

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from symbid.agentdef import Agent
 from symbid.errors import UnreadableRow
 from symbid.model import ADHOC_SOURCE
+from symbid.store.audit import Act, AuditEvent, insert_audit
 from symbid.store.base import API_SOURCE, AgentGuard, RemoveGuard, StoredAgent
 from symbid.store.plumbing import SqlPlumbing
 from symbid.wire import agent_from_wire, agent_to_wire
@@ -83,7 +84,8 @@ class SqlAgents(SqlPlumbing):
         except Exception as exc:
             raise self._wrap(exc) from exc
 
-    def sync_file_agents(self, put: Sequence[StoredAgent], remove: Sequence[str]) -> None:
+    def sync_file_agents(self, put: Sequence[StoredAgent], remove: Sequence[str],
+                         audit: Sequence[AuditEvent] = (), now: int = 0) -> None:
         if not put and not remove:
             return
         with self._write() as conn:
@@ -92,9 +94,10 @@ class SqlAgents(SqlPlumbing):
                 conn.execute(_UPSERT, agent_params(stored))
             for name in remove:
                 conn.execute("DELETE FROM agents WHERE name = ? AND origin = 'file'", (name,))
+            insert_audit(conn, audit, now)
 
-    def define_agents(self, agents: Sequence[Agent], now: int,
-                      guard: AgentGuard) -> tuple[list[str], list[str]]:
+    def define_agents(self, agents: Sequence[Agent], now: int, guard: AgentGuard,
+                      act: Optional[Act] = None) -> tuple[list[str], list[str]]:
         created: list[str] = []
         updated: list[str] = []
         with self._write() as conn:
@@ -104,9 +107,12 @@ class SqlAgents(SqlPlumbing):
             for agent in agents:
                 conn.execute(_UPSERT, agent_params(StoredAgent(agent, API_SOURCE, now, now)))
                 (updated if agent.name in have else created).append(agent.name)
+            if act is not None:
+                insert_audit(conn, [act.about_agent(a.name) for a in agents], act.at)
         return created, updated
 
-    def remove_agent(self, name: str, guard: RemoveGuard) -> StoredAgent:
+    def remove_agent(self, name: str, guard: RemoveGuard,
+                     act: Optional[Act] = None) -> StoredAgent:
         with self._write() as conn:
             rows = self._agents(self._select(conn, name))
             # an agent's ad hoc job (symbi run) does not hold it: it stays, hidden
@@ -116,6 +122,8 @@ class SqlAgents(SqlPlumbing):
             doomed = guard(rows, jobs)
             conn.execute("DELETE FROM agents WHERE name = ? AND origin = ?",
                          (doomed.name, "file" if doomed.from_file else "api"))
+            if act is not None:
+                insert_audit(conn, [act.about_agent(doomed.name)], act.at)
             return doomed
 
     def agent_use(self) -> dict[str, int]:

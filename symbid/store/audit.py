@@ -14,6 +14,7 @@ from symbid.store.plumbing import SqlPlumbing
 
 AUDIT_COLUMNS = "id, at, type, actor, job_id, job_name, run_id, details"
 SCHEDULER = "scheduler"  # the actor of what the scheduler decides by itself
+FILES_ACTOR = "agents.d"  # the actor of what a load of agents_dir changes
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,38 @@ class AuditEvent:
     job_name: Optional[str] = None
     run_id: Optional[str] = None
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Act:
+    """Someone's change, for the audit trail: the store method making it records
+    ``type`` by ``actor`` at ``at`` about the job (or agents) it changes, in the change's
+    own transaction; :meth:`about` and :meth:`about_agent` are those events, which the
+    caller journals once the change is made."""
+
+    type: str
+    actor: str
+    at: int
+
+    def about(self, job_id: str, job_name: Optional[str],
+              run_id: Optional[str] = None) -> AuditEvent:
+        return AuditEvent(self.type, self.actor, job_id, job_name, run_id)
+
+    def about_agent(self, name: str) -> AuditEvent:
+        return AuditEvent(self.type, self.actor, details={"agent": name})
+
+
+def agent_events(kind: str, names: Sequence[str]) -> list[AuditEvent]:
+    """``kind`` (AgentDefined, AgentRemoved) by agents_dir for each agent of ``names``."""
+    return [AuditEvent(kind, FILES_ACTOR, details={"agent": name}) for name in names]
+
+
+def record(conn: Any, act: Optional[Act], *subjects: tuple[str, Optional[str]],
+           run_id: Optional[str] = None) -> None:
+    """Write ``act``'s event about each job ``(id, name)`` of ``subjects`` (nothing
+    without an ``act``)."""
+    if act is not None:
+        insert_audit(conn, [act.about(i, n, run_id) for i, n in subjects], act.at)
 
 
 @dataclass(frozen=True)
@@ -53,12 +86,6 @@ def insert_audit(conn: Any, events: Sequence[AuditEvent], at: int) -> None:
 
 class SqlAudit(SqlPlumbing):
     """The audit rows of :class:`~symbid.store.sql.SqlJobStore`."""
-
-    def record_audit(self, events: Sequence[AuditEvent], at: int) -> None:
-        """Store events whose change another write made (an API request's)."""
-        if events:
-            with self._write() as conn:
-                insert_audit(conn, events, at)
 
     def query_audit(self, *, type: Optional[str] = None, job: Optional[str] = None,
                     actor: Optional[str] = None, since: Optional[int] = None,

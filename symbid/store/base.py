@@ -12,7 +12,7 @@ from symbid.errors import NotFound
 from symbid.model import Job, JobStatus, RunStatus
 from symbid.records import Run, SessionContext
 from symbid.spans import Spans
-from symbid.store.audit import AuditEvent, AuditRecord
+from symbid.store.audit import Act, AuditEvent, AuditRecord
 from symbid.store.deliveries import AlertRequest, AlertState, Delivery
 from symbid.text import shorten
 
@@ -125,8 +125,11 @@ class JobStore(abc.ABC):
     """What the scheduler and the API need from durable state."""
 
     # jobs
+    # Each method that changes something takes what it puts on the audit trail in the
+    # same transaction: an ``act`` (its events are about what the method finds or
+    # makes), or the ``audit`` events themselves, at ``now``.
     @abc.abstractmethod
-    def create_job(self, job: Job) -> Job: ...
+    def create_job(self, job: Job, act: Optional[Act] = None) -> Job: ...
 
     @abc.abstractmethod
     def find_job(self, ref: str) -> Optional[Job]:
@@ -151,12 +154,14 @@ class JobStore(abc.ABC):
         range)."""
 
     @abc.abstractmethod
-    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
+    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int,
+                   act: Optional[Act] = None) -> Job:
         """Read, change and write one job in a single transaction."""
 
     @abc.abstractmethod
     def apply_changes(
-        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
+        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str],
+        audit: Sequence[AuditEvent] = (), now: int = 0,
     ) -> None:
         """Create, update and delete jobs in one transaction.
 
@@ -169,7 +174,7 @@ class JobStore(abc.ABC):
         """Drop every pending retry of a job."""
 
     @abc.abstractmethod
-    def delete_job(self, ref: str) -> Job:
+    def delete_job(self, ref: str, act: Optional[Act] = None) -> Job:
         """Delete a job and its run history; returns what was deleted."""
 
     # agents
@@ -179,20 +184,22 @@ class JobStore(abc.ABC):
         row before the API's. A row that cannot be read is left out (logged once)."""
 
     @abc.abstractmethod
-    def sync_file_agents(self, put: Sequence[StoredAgent], remove: Sequence[str]) -> None:
+    def sync_file_agents(self, put: Sequence[StoredAgent], remove: Sequence[str],
+                         audit: Sequence[AuditEvent] = (), now: int = 0) -> None:
         """In one transaction: write the file agents ``put`` (created, or replacing the
         file row of the same name) and delete the file rows named in ``remove``. Rows
         defined through the API are never touched."""
 
     @abc.abstractmethod
-    def define_agents(self, agents: Sequence[Agent], now: int,
-                      guard: AgentGuard) -> tuple[list[str], list[str]]:
+    def define_agents(self, agents: Sequence[Agent], now: int, guard: AgentGuard,
+                      act: Optional[Act] = None) -> tuple[list[str], list[str]]:
         """Create or replace API-defined agents in one transaction; returns the names
         (created, updated). ``guard`` first sees every row already stored under those
         names, in that transaction, and raises to refuse the whole request."""
 
     @abc.abstractmethod
-    def remove_agent(self, name: str, guard: RemoveGuard) -> StoredAgent:
+    def remove_agent(self, name: str, guard: RemoveGuard,
+                     act: Optional[Act] = None) -> StoredAgent:
         """Delete one agent row in one transaction. ``guard`` sees the rows called
         ``name`` and the names (sorted) of the jobs naming that agent (not its ad hoc
         job, which does not hold it and stays); it returns the row to delete or raises
@@ -278,7 +285,7 @@ class JobStore(abc.ABC):
         """Apply claims in one transaction; returns the pending runs actually inserted."""
 
     @abc.abstractmethod
-    def insert_run(self, run: Run) -> Run:
+    def insert_run(self, run: Run, act: Optional[Act] = None) -> Run:
         """Insert a run outside the schedule (manual), in its own key space; its
         slot (the instant it was asked for) moves on by a millisecond if taken."""
 
@@ -304,9 +311,6 @@ class JobStore(abc.ABC):
         were still running at ``since`` (jitter of runs whose slot had passed, retry
         backoff, approval deadlines) by the step, so that each lasts as long as it
         said."""
-
-    @abc.abstractmethod
-    def record_audit(self, events: Sequence[AuditEvent], at: int) -> None: ...
 
     @abc.abstractmethod
     def query_audit(self, *, type: Optional[str] = None, job: Optional[str] = None,

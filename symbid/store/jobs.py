@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, UnreadableRow
 from symbid.model import Job, JobStatus
+from symbid.store.audit import Act, AuditEvent, insert_audit, record
 from symbid.store.plumbing import SqlPlumbing
 from symbid.store.rows import JOB_COLUMNS, JOB_PLACEHOLDERS, job_from_row, job_params, prefix_bounds
 from symbid.text import shorten
@@ -24,13 +25,14 @@ class SqlJobs(SqlPlumbing):
     def __init__(self) -> None:
         super().__init__()
         self._warned: set[str] = set()  # unreadable job rows already logged
-    def create_job(self, job: Job) -> Job:
+    def create_job(self, job: Job, act: Optional[Act] = None) -> Job:
         try:
             with self._write() as conn:
                 conn.execute(
                     f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})",
                     job_params(job),
                 )
+                record(conn, act, (job.id, job.name))
         except Exception as exc:
             if self._is_unique_violation(exc):
                 if "jobs.id" in str(exc):
@@ -119,7 +121,8 @@ class SqlJobs(SqlPlumbing):
         return True
 
     def apply_changes(
-        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str]
+        self, create: Sequence[Job], update: Sequence[Job], delete: Sequence[str],
+        audit: Sequence[AuditEvent] = (), now: int = 0,
     ) -> None:
         try:
             with self._write() as conn:
@@ -134,12 +137,14 @@ class SqlJobs(SqlPlumbing):
                                        "try again")
                 for job_id in delete:
                     conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                insert_audit(conn, audit, now)
         except Exception as exc:
             if self._is_unique_violation(exc):
                 raise Conflict(f"a job name is already taken: {exc}", field="name") from exc
             raise
 
-    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int) -> Job:
+    def modify_job(self, ref: str, change: Callable[[Job], Job], now: int,
+                   act: Optional[Act] = None) -> Job:
         try:
             with self._write() as conn:
                 job = self._find(conn, ref)
@@ -152,6 +157,7 @@ class SqlJobs(SqlPlumbing):
                 if not self._update_row(conn, new, job.version):
                     raise Conflict(f"job {job.name} changed while it was being updated; "
                                    "try again")
+                record(conn, act, (new.id, new.name))
                 return new.replace(version=job.version + 1)
         except Exception as exc:
             if self._is_unique_violation(exc):
@@ -165,7 +171,7 @@ class SqlJobs(SqlPlumbing):
                 (job_id,),
             )
 
-    def delete_job(self, ref: str) -> Job:
+    def delete_job(self, ref: str, act: Optional[Act] = None) -> Job:
         with self._write() as conn:
             try:
                 job = self._find(conn, ref)
@@ -176,4 +182,5 @@ class SqlJobs(SqlPlumbing):
             if job is None:
                 raise NotFound(f"no job with id or name {shorten(ref)!r}")
             conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+            record(conn, act, (job.id, job.name))
             return job

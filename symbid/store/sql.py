@@ -15,7 +15,7 @@ from symbid.errors import NotFound, StoreError
 from symbid.model import ADHOC_SOURCE, Job, RunStatus
 from symbid.records import Run
 from symbid.store.agents import SqlAgents
-from symbid.store.audit import AuditEvent, SqlAudit, insert_audit
+from symbid.store.audit import Act, AuditEvent, SqlAudit, insert_audit, record
 from symbid.store.base import Advance, Finish, Finished, JobStore, JobTotals, RetryClaim
 from symbid.store.contexts import SqlContexts
 from symbid.store.deliveries import (
@@ -157,13 +157,15 @@ class SqlJobStore(SqlJobs, SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobS
                     claimed.append(rc.run)
         return claimed
 
-    def insert_run(self, run: Run) -> Run:
+    def insert_run(self, run: Run, act: Optional[Act] = None) -> Run:
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (run.job_id,)).fetchone() is None:
+            row = conn.execute("SELECT name FROM jobs WHERE id = ?", (run.job_id,)).fetchone()
+            if row is None:
                 raise NotFound(f"no job with id {run.job_id!r}")
             for bump in range(1000):
                 candidate = run.replace(slot=run.slot + bump)
                 if self._insert_run(conn, candidate):
+                    record(conn, act, (run.job_id, row[0]), run_id=run.id)
                     return candidate
         raise StoreError(f"could not find a free slot for a manual run of job {run.job_id}")
 

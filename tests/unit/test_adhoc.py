@@ -24,7 +24,7 @@ def test_the_ad_hoc_job_is_created_once_paused_fully_ephemeral_and_unscheduled(
 
 def test_its_manual_runs_run_and_the_loop_never_starts_one_by_itself(h: Harness) -> None:
     job = h.jobs.adhoc_job("agent")
-    h.sched.run_now(job.id, "test")
+    h.sched.run_now(job.id, "test", actor="test")
     h.run_until("2026-03-01T00:01:00Z")
     h.restart()
     h.run_until("2027-03-01T00:00:00Z")  # a year, across a restart
@@ -41,9 +41,10 @@ def test_it_cannot_be_paused_resumed_reset_or_changed(h: Harness, verb: str) -> 
     job = h.jobs.adhoc_job("agent")
     with pytest.raises(Conflict) as caught:
         if verb == "update":
-            h.jobs.update(job.id, lambda have: have.replace(cron_expr="* * * * *", at=None))
+            h.jobs.update(job.id, lambda have: have.replace(cron_expr="* * * * *", at=None),
+                          actor="test")
         else:
-            getattr(h.jobs, verb)(job.id)
+            getattr(h.jobs, verb)(job.id, actor="test")
     assert "ad hoc job of agent 'agent'" in caught.value.message
     assert "symbi run" in caught.value.message
     assert h.job("adhoc:agent") == job
@@ -51,9 +52,9 @@ def test_it_cannot_be_paused_resumed_reset_or_changed(h: Harness, verb: str) -> 
 
 def test_it_can_be_removed_and_comes_back_on_the_next_use(h: Harness) -> None:
     job = h.jobs.adhoc_job("agent")
-    h.sched.run_now(job.id)
+    h.sched.run_now(job.id, actor="test")
     h.run_until("2026-03-01T00:01:00Z")
-    h.jobs.delete("adhoc:agent")
+    h.jobs.delete("adhoc:agent", actor="test")
     again = h.jobs.adhoc_job("agent")
     assert again.id != job.id and h.history("adhoc:agent") == []
 
@@ -71,7 +72,7 @@ def test_it_is_not_counted_as_a_job_and_does_not_hold_its_agent(h: Harness) -> N
     h.jobs.adhoc_job("agent")
     assert h.store.agent_use() == {"agent": 1}
     assert h.store.totals().by_status == {"active": 1}
-    h.jobs.delete("hourly")
+    h.jobs.delete("hourly", actor="test")
     removed = h.store.remove_agent("agent", lambda rows, jobs: (
         rows[0] if not jobs else pytest.fail(f"held by {jobs}")))
     assert removed.name == "agent"

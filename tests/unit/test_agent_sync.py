@@ -72,7 +72,7 @@ def test_an_agent_moved_to_another_file_is_updated_with_its_new_source(env: Env)
 
 def test_a_file_agent_shadows_an_api_agent_with_a_warning_and_wins_in_memory(env: Env) -> None:
     agents_dir, _, service, clock = env
-    service.define([Agent(name="shared", command=("/bin/api",))])
+    service.define([Agent(name="shared", command=("/bin/api",))], actor="test")
     (agents_dir / "s.symbi").write_text(agent_block("shared", "/bin/file"))
     plan = service.sync_files(load_dir(str(agents_dir), clock.now()))
     [warning] = plan.warnings
@@ -102,14 +102,15 @@ def test_defining_a_file_agents_name_through_the_api_is_refused_naming_the_file(
     sync(env)
     with pytest.raises(Conflict, match=r"a\.symbi; to change it, edit that file"):
         service.define([Agent(name="new", command=("/x",)),
-                        Agent(name="filed", command=("/x",))])
+                        Agent(name="filed", command=("/x",))], actor="test")
     assert [r.name for r in store.list_agents()] == ["filed"]  # all or nothing
 
 
 def test_an_agent_given_twice_in_one_request_is_refused(env: Env) -> None:
     _, _, service, _ = env
     with pytest.raises(Conflict, match="given twice"):
-        service.define([Agent(name="a", command=("/x",)), Agent(name="a", command=("/y",))])
+        service.define([Agent(name="a", command=("/x",)), Agent(name="a", command=("/y",))],
+                       actor="test")
 
 
 def test_with_the_api_turned_off_define_is_forbidden_and_remove_still_clears_out(
@@ -117,20 +118,21 @@ def test_with_the_api_turned_off_define_is_forbidden_and_remove_still_clears_out
 ) -> None:
     agents_dir, store, _, clock = env
     before = AgentService(store, clock, Agents(), agents_dir=str(agents_dir))
-    before.define([Agent(name="old", command=("/x",))])  # defined while the API was on
+    # defined while the API was on
+    before.define([Agent(name="old", command=("/x",))], actor="test")
     service = AgentService(store, clock, Agents(), agents_dir=str(agents_dir),
                            api_enabled=False)
     with pytest.raises(Forbidden, match=str(agents_dir)):
-        service.define([Agent(name="a", command=("/x",))])
-    assert service.remove("old").name == "old"
+        service.define([Agent(name="a", command=("/x",))], actor="test")
+    assert service.remove("old", actor="test").name == "old"
     with pytest.raises(NotFound):
-        service.remove("a")
+        service.remove("a", actor="test")
     assert "POST /api/v1/agents" not in service.agents.hint
 
 
 def test_removing_a_name_nobody_defined_is_not_found(env: Env) -> None:
     with pytest.raises(NotFound):
-        env[2].remove("ghost")
+        env[2].remove("ghost", actor="test")
 
 
 def test_the_unknown_agent_message_names_ten_agents_then_counts_the_rest() -> None:

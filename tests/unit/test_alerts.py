@@ -32,19 +32,20 @@ def test_a_failed_run_alerts_the_cooldown_holds_the_next_back_and_a_success_reco
     h.launcher.behaviour = lambda job, run: next(outcome)
     h.add("flaky", cron="0 0 1 1 *", alert=("slack", "email"),
           delivery_config=DeliveryConfig(email_recipients=("ops@example.com",)))
-    h.sched.run_now("flaky")  # manual runs are not retried: a failure is final
+    h.sched.run_now("flaky", actor="test")  # manual runs are not retried: a failure is final
     h.run_until("2026-03-01T00:00:01Z")
     assert [(c, e) for c, e, _ in alerts(h)] == [("slack", "run_failed"),
                                                  ("email", "run_failed")]
     assert "not retried" in alerts(h)[0][2]
-    h.sched.run_now("flaky")  # times out 10 minutes later: held back by the 1 h cooldown
+    # times out 10 minutes later: held back by the 1 h cooldown
+    h.sched.run_now("flaky", actor="test")
     h.run_until("2026-03-01T00:10:00Z")
     assert len(alerts(h)) == 2
     assert h.store._query("SELECT suppressed FROM alert_state")[0][0] == 1
-    h.sched.run_now("flaky")  # succeeds: recovered, whatever the cooldown
+    h.sched.run_now("flaky", actor="test")  # succeeds: recovered, whatever the cooldown
     h.run_until("2026-03-01T00:20:00Z")
     assert [e for _, e, _ in alerts(h)][2:] == ["recovered", "recovered"]
-    h.sched.run_now("flaky")  # another success says nothing more
+    h.sched.run_now("flaky", actor="test")  # another success says nothing more
     h.run_until("2026-03-01T00:30:00Z")
     assert len(alerts(h)) == 4
 
@@ -77,7 +78,7 @@ def test_the_dead_mans_switch_alerts_an_active_job_that_has_not_succeeded_in_tim
           alert_if_no_success_within_seconds=26 * 3600)
     h.add("paused", cron="0 3 * * *", alert=("stdout",),
           alert_if_no_success_within_seconds=3600)
-    h.jobs.pause("paused")
+    h.jobs.pause("paused", actor="test")
     sent = Sent()
     worker = DeliveryWorker(h.store, h.clock, sent)
     worker.check_dead_man(h.clock.now())
@@ -119,14 +120,14 @@ def test_a_job_that_flaps_says_one_problem_and_one_recovery_per_cooldown(
     h.launcher.behaviour = lambda job, run: next(outcome)
     h.add("wobbly", cron="0 0 1 1 *", alert=("stdout",))  # alert_cooldown 1h
     for minute in range(1, 7):
-        h.sched.run_now("wobbly")
+        h.sched.run_now("wobbly", actor="test")
         h.run_until(f"2026-03-01T00:{minute:02d}:00Z")
     assert [e for _, e, _ in alerts(h)] == ["run_failed", "recovered"]
     assert h.store.alert_state(h.job("wobbly").id) == AlertState(
         open=False, last_event="recovered", last_alert_at=parse_instant(
             "2026-03-01T00:00:00Z"), held_back=2)
     h.clock.set("2026-03-01T01:00:01Z")  # the cooldown is over: the next one is told
-    h.sched.run_now("wobbly")
+    h.sched.run_now("wobbly", actor="test")
     h.run_until("2026-03-01T01:01:00Z")
     (_, event, message) = alerts(h)[-1]
     assert event == "run_failed"
@@ -140,7 +141,7 @@ def test_different_events_share_the_jobs_cooldown(tmp_path: Path) -> None:
           alert_if_no_success_within_seconds=600)
     worker = DeliveryWorker(h.store, h.clock, Sent())
     for minute in range(5, 60, 5):  # a failure every 5 minutes, overdue from 00:10 on
-        h.sched.run_now("flaky")
+        h.sched.run_now("flaky", actor="test")
         h.run_until(f"2026-03-01T00:{minute:02d}:00Z")
         worker.check_dead_man(h.clock.now())
     assert [e for _, e, _ in alerts(h)] == ["run_failed"]  # one alert in the hour
@@ -151,7 +152,7 @@ def test_every_dead_letter_is_told_even_within_the_cooldown(tmp_path: Path) -> N
     h.launcher.behaviour = lambda job, run: RunStatus.FAILED
     h.add("doomed", cron="*/10 * * * *", max_retries=0, alert=("stdout",))
     h.run_until("2026-03-01T00:10:30Z")
-    h.jobs.reset("doomed")  # the operator re-arms it; it fails again 10 minutes later
+    h.jobs.reset("doomed", actor="test")  # the operator re-arms it; it fails again 10 minutes later
     h.run_until("2026-03-01T00:20:30Z")
     assert [e for _, e, _ in alerts(h)] == ["dead_letter", "dead_letter"]
 
@@ -215,7 +216,8 @@ def test_a_failure_whose_retry_is_dropped_by_a_re_arm_alerts_as_not_retried(
     h.add("once", at="2026-03-01T00:10:00Z", max_retries=3, alert=("stdout",))
     h.run_until("2026-03-01T00:10:00Z")
     (first,) = list(h.launcher.running)
-    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")),
+                  actor="test")
     h.launcher.finish(first, RunStatus.FAILED)  # fails after the re-arm: not retried
     h.run_until("2026-03-01T00:11:00Z")
     assert h.history("once")[0].retry_at is None
@@ -229,7 +231,7 @@ def test_a_one_shot_re_armed_before_its_run_started_is_not_told_as_failed(
     h.add("once", at="2026-03-01T00:10:00Z", jitter_seconds=25, alert=("stdout",))
     h.run_until("2026-03-01T00:10:01Z")  # claimed, waiting out its jitter
     h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z"),
-                                                jitter_seconds=0))
+                                                jitter_seconds=0), actor="test")
     h.run_until("2026-03-01T00:21:00Z")
     assert h.history("once")[0].status is RunStatus.CANCELLED
     assert h.job("once").status is JobStatus.COMPLETED

@@ -175,7 +175,8 @@ def test_an_expiry_reads_the_job_as_it_is_now(tmp_path: Path) -> None:
                 policy=Policy(require_approval=True, approvers=("alice",),
                               approval_timeout_seconds=60))
     h.run_until("2026-03-01T12:00:05Z")
-    h.jobs.update("deploy", lambda j: replace(j, alert=()))  # alerts removed meanwhile
+    # alerts removed meanwhile
+    h.jobs.update("deploy", lambda j: replace(j, alert=()), actor="test")
     before = h.store._query("SELECT COUNT(*) FROM deliveries")[0][0]
     h.run_until("2026-03-01T12:01:10Z")
     assert [r.status for r in h.history("deploy")] == [RunStatus.CANCELLED]
@@ -189,7 +190,7 @@ def test_a_deleted_jobs_waiting_run_goes_quietly(tmp_path: Path,
     h.add("deploy", cron="0 12 * * *", policy=Policy(
         require_approval=True, approvers=("alice",), approval_timeout_seconds=60))
     h.run_until("2026-03-01T12:00:05Z")
-    h.jobs.delete("deploy")
+    h.jobs.delete("deploy", actor="test")
     with caplog.at_level(logging.INFO, logger="symbid.lifecycle"):
         h.run_until("2026-03-01T12:01:10Z")
     assert h.sched.runs._awaiting == {} and h.sched.runs.next_start() is None
@@ -201,7 +202,7 @@ def test_approving_a_run_of_a_paused_job_is_refused(tmp_path: Path) -> None:
     h.add("deploy", cron="0 12 * * *", policy=GUARDED)
     h.run_until("2026-03-01T12:00:05Z")
     run = waiting(h, "deploy")
-    h.jobs.pause("deploy")
+    h.jobs.pause("deploy", actor="test")
     answer = decide(h, run.id, "alice")
     assert isinstance(answer.error, Conflict) and "is paused: resume it first" in \
         answer.error.message
@@ -226,8 +227,8 @@ def test_an_approved_run_its_window_then_denies_is_recorded_policy_denied(
     assert done.status is RunStatus.DENIED and "allowed_hours 12:00-12:10" in \
         (done.error_message or "")
     trail = [(r.event.type, r.event.actor) for r in reversed(h.store.query_audit())]
-    assert trail == [("ApprovalRequested", "scheduler"), ("ApprovalGranted", "alice"),
-                     ("PolicyDenied", "scheduler")]
+    assert trail == [("CronJobCreated", "test"), ("ApprovalRequested", "scheduler"),
+                     ("ApprovalGranted", "alice"), ("PolicyDenied", "scheduler")]
 
 
 def test_a_dead_letter_the_store_did_not_apply_is_not_on_the_record(tmp_path: Path) -> None:
@@ -238,7 +239,8 @@ def test_a_dead_letter_the_store_did_not_apply_is_not_on_the_record(tmp_path: Pa
     h.add("doomed", cron="0 1 * * *", max_retries=0)
     h.run_until("2026-03-01T01:00:05Z")
     [(_job, run)] = list(h.sched.runs._running.values())
-    h.jobs.update("doomed", lambda j: replace(j, cron_expr="0 2 * * *"))  # changed meanwhile
+    # changed meanwhile
+    h.jobs.update("doomed", lambda j: replace(j, cron_expr="0 2 * * *"), actor="test")
     h.launcher.finish(run.id, RunStatus.FAILED)
     h.run_until("2026-03-01T01:00:10Z")
     assert h.job("doomed").status is JobStatus.ACTIVE

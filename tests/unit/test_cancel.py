@@ -46,7 +46,7 @@ def test_a_run_waiting_for_a_place_is_cancelled_without_starting(tmp_path: Path)
 
 def test_a_manual_run_not_yet_queued_is_cancelled_without_starting(h: Harness) -> None:
     h.add("job", cron="0 1 * * *")
-    run = h.sched.run_now("job")
+    run = h.sched.run_now("job", actor="test")
     answer = cancel(h, run.id)
     assert answer.outcome == "cancelled"
     assert h.store.get_run(run.id).status is RunStatus.CANCELLED

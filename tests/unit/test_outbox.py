@@ -199,7 +199,7 @@ def test_only_runs_that_executed_write_deliveries(tmp_path: Path) -> None:
     run = h.store.get_run(going)
     assert [d.channel for d in h.store.deliveries_of([run.id])[run.id]] == \
         ["stdout", "log_file"]
-    cancelled = h.sched.run_now("out")
+    cancelled = h.sched.run_now("out", actor="test")
     h.sched.runs.request_cancel(cancelled.id, "uid:0")
     h.run_until("2026-03-01T01:00:02Z")
     assert h.store.get_run(cancelled.id).status is RunStatus.CANCELLED

@@ -55,7 +55,7 @@ def test_a_manual_run_is_gated_too_and_says_why(tmp_path: Path) -> None:
                                      capabilities=("read",))})
     h.add("deploy", cron="0 0 1 1 *",
           policy=Policy(require_capabilities=("read", "production_write")))
-    run = h.sched.run_now("deploy")
+    run = h.sched.run_now("deploy", actor="test")
     h.run_until("2026-03-01T12:00:01Z")
     got = h.store.get_run(run.id)
     assert got.status is RunStatus.DENIED and h.started() == []

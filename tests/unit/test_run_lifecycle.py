@@ -38,7 +38,8 @@ def test_a_one_shot_re_armed_while_its_run_is_going_fires_at_its_new_time(h: Har
     h.add("once", at="2026-03-01T00:10:00Z")
     h.run_until("2026-03-01T00:10:00Z")
     (first,) = list(h.launcher.running)
-    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")),
+                  actor="test")
     h.launcher.finish(first, RunStatus.SUCCEEDED)
     h.run_until("2026-03-01T00:15:00Z")
     job = h.job("once")
@@ -55,7 +56,7 @@ def test_a_one_shot_switched_to_cron_while_its_run_is_going_stays_active(h: Harn
     h.add("once", at="2026-03-01T00:10:00Z", max_retries=0)
     h.run_until("2026-03-01T00:10:00Z")
     (first,) = list(h.launcher.running)
-    h.jobs.update("once", lambda j: j.replace(at=None, cron_expr="*/30 * * * *"))
+    h.jobs.update("once", lambda j: j.replace(at=None, cron_expr="*/30 * * * *"), actor="test")
     h.launcher.finish(first, RunStatus.FAILED)  # its last attempt: a one-shot would fail
     h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
     h.run_until("2026-03-01T00:31:00Z")
@@ -73,7 +74,7 @@ def test_a_store_error_while_runs_start_does_not_wedge_a_job(tmp_path: Path) -> 
     h.add("other", cron="0 * * * *")
     h.launcher.fail_to_start.add("broken")
     h.run_until("2026-03-01T00:59:59.950Z")  # all three slots claimed ahead
-    h.jobs.pause("gone")  # its claimed run must be dropped when it is due
+    h.jobs.pause("gone", actor="test")  # its claimed run must be dropped when it is due
     blocker = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     h.clock.set("2026-03-01T01:00:00Z")
@@ -135,7 +136,7 @@ def test_a_schedule_change_never_reclaims_a_slot_below_the_high_water_mark(
     h.clock.step(-9 * 60)  # 00:01
     h.waiter.clock_set_next = True
     h.run_until("2026-03-01T00:01:00Z")
-    h.jobs.update("minutely", lambda j: j.replace(cron_expr="*/2 * * * *"))
+    h.jobs.update("minutely", lambda j: j.replace(cron_expr="*/2 * * * *"), actor="test")
     h.run_until("2026-03-01T00:10:00Z")
     assert len(h.launcher.started) == 10
     h.run_until("2026-03-01T00:12:00Z")
@@ -232,7 +233,7 @@ def test_a_manual_run_at_the_instant_of_an_unclaimed_slot_does_not_swallow_it(
 ) -> None:
     h.add("daily", cron="0 9 * * *", max_concurrent=2)
     h.clock.set("2026-03-01T09:00:00Z")  # the loop is late: the slot is not claimed yet
-    manual = h.sched.run_now("daily")
+    manual = h.sched.run_now("daily", actor="test")
     assert manual.slot == parse_instant("2026-03-01T09:00:00Z")
     h.run_until("2026-03-01T09:00:01Z")
     assert sorted((r.trigger.value, r.status.value) for r in h.history("daily")) == [
@@ -449,7 +450,8 @@ def test_a_one_shot_re_armed_while_its_old_run_still_goes_waits_for_it(h: Harnes
     h.add("once", at="2026-03-01T00:10:00Z")
     h.run_until("2026-03-01T00:10:00Z")
     (first,) = list(h.launcher.running)
-    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")),
+                  actor="test")
     h.run_until("2026-03-01T00:21:00Z")  # the old run still goes at the new time
     assert [r.status for r in h.history("once")] == [RunStatus.RUNNING, RunStatus.PENDING]
     assert h.job("once").status is JobStatus.ACTIVE
@@ -463,7 +465,8 @@ def test_a_one_shot_re_armed_drops_the_retries_of_its_old_slot(h: Harness) -> No
     h.add("once", at="2026-03-01T00:10:00Z", max_retries=3)
     h.run_until("2026-03-01T00:10:01Z")  # failed; a retry of 00:10 is pending
     assert h.history("once")[0].retry_at is not None
-    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")),
+                  actor="test")
     h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
     h.run_until("2026-03-01T00:21:00Z")
     assert [s for _, s, _ in h.started()] == ["2026-03-01T00:10:00Z", "2026-03-01T00:20:00Z"]
@@ -475,7 +478,8 @@ def test_a_one_shot_re_armed_does_not_retry_its_old_run_failing_afterwards(h: Ha
     h.add("once", at="2026-03-01T00:10:00Z", max_retries=3)
     h.run_until("2026-03-01T00:10:00Z")
     (first,) = list(h.launcher.running)
-    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")))
+    h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z")),
+                  actor="test")
     h.launcher.finish(first, RunStatus.FAILED)  # fails after the re-arm
     h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
     h.run_until("2026-03-01T00:21:00Z")
@@ -488,7 +492,7 @@ def test_a_one_shot_re_armed_while_its_run_waits_out_its_jitter_runs_once(h: Har
     h.run_until("2026-03-01T00:10:01Z")  # claimed, waiting
     assert h.launcher.started == []
     h.jobs.update("once", lambda j: j.replace(at=parse_instant("2026-03-01T00:20:00Z"),
-                                                jitter_seconds=0))
+                                                jitter_seconds=0), actor="test")
     h.run_until("2026-03-01T00:21:00Z")
     assert [s for _, s, _ in h.started()] == ["2026-03-01T00:20:00Z"]
     old = h.history("once")[0]

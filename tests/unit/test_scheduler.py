@@ -212,13 +212,13 @@ def test_reset_re_arms_a_dead_letter_job_at_its_next_slot(h: Harness) -> None:
     assert h.job("flaky").status is JobStatus.DEAD_LETTER
     h.clock.set("2026-03-01T04:20:00Z")
     h.launcher.behaviour = lambda job, run: RunStatus.SUCCEEDED
-    job = h.jobs.reset("flaky")
+    job = h.jobs.reset("flaky", actor="test")
     assert job.status is JobStatus.ACTIVE
     assert format_instant(job.next_run or 0) == "2026-03-01T05:00:00Z"
     h.run_until("2026-03-01T05:00:00Z")
     assert [r.status.value for r in h.history("flaky")] == ["failed", "succeeded"]
     with pytest.raises(Conflict):
-        h.jobs.reset("flaky")
+        h.jobs.reset("flaky", actor="test")
 
 
 def test_a_newer_slot_still_runs_while_an_older_one_waits_for_its_retry(h: Harness) -> None:
@@ -254,7 +254,7 @@ def test_a_one_shot_fails_after_its_retries(h: Harness) -> None:
     assert [r.attempt for r in h.history("once")] == [1, 2]
     assert h.job("once").status is JobStatus.FAILED
     with pytest.raises(Conflict, match="cron run"):
-        h.jobs.reset("once")
+        h.jobs.reset("once", actor="test")
 
 
 def test_a_missed_one_shot_follows_its_catch_up_policy(h: Harness) -> None:
@@ -271,7 +271,7 @@ def test_a_missed_one_shot_follows_its_catch_up_policy(h: Harness) -> None:
 def test_a_manual_run_starts_at_once_and_is_not_retried(h: Harness) -> None:
     h.add("report", cron="0 9 * * *")
     h.launcher.behaviour = lambda job, run: RunStatus.FAILED
-    run = h.sched.run_now("report", "custom input")
+    run = h.sched.run_now("report", "custom input", actor="test")
     assert run.trigger is Trigger.MANUAL and run.input == "custom input"
     h.run_until("2026-03-01T00:05:00Z")
     (only,) = h.history("report")
@@ -291,10 +291,10 @@ def test_a_run_that_cannot_start_is_recorded_failed_and_retried(h: Harness) -> N
 
 def test_a_paused_job_does_not_run_and_resumes_at_its_next_slot(h: Harness) -> None:
     h.add("hourly", cron="0 * * * *")
-    h.jobs.pause("hourly")
+    h.jobs.pause("hourly", actor="test")
     h.run_until("2026-03-01T03:30:00Z")
     assert h.launcher.started == []
-    job = h.jobs.resume("hourly")
+    job = h.jobs.resume("hourly", actor="test")
     assert format_instant(job.next_run or 0) == "2026-03-01T04:00:00Z"
     h.run_until("2026-03-01T04:00:00Z")
     assert statuses(h.history("hourly")) == [("2026-03-01T04:00:00Z", "schedule", "succeeded")]
@@ -463,13 +463,13 @@ def test_queued_runs_of_deleted_or_paused_jobs_do_not_start(tmp_path: Path) -> N
     h.add("gone", cron="0 * * * *")
     h.add("paused", cron="0 * * * *")
     h.run_until("2026-03-01T01:00:00Z")  # both claimed, waiting out their jitter
-    h.jobs.delete("gone")
-    h.jobs.pause("paused")
+    h.jobs.delete("gone", actor="test")
+    h.jobs.pause("paused", actor="test")
     h.run_until("2026-03-01T01:01:00Z")
     assert h.launcher.started == []
     (run,) = h.history("paused")
     assert run.status is RunStatus.CANCELLED and "paused" in (run.error_message or "")
-    h.sched.run_now("paused")  # a manual run of a paused job still runs
+    h.sched.run_now("paused", actor="test")  # a manual run of a paused job still runs
     h.run_until("2026-03-01T01:02:00Z")
     assert [n for n, _, _ in h.started()] == ["paused"]
 

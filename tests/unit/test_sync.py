@@ -71,7 +71,7 @@ def test_a_changed_block_updates_its_job_in_place(env: Env) -> None:
     run = Run(id=new_id(), job_id=job.id, slot=job.next_run or 0, attempt=1,
               trigger=Trigger.SCHEDULE, status=RunStatus.SKIPPED, created_at=clock.now())
     store.claim([Advance(job.id, job.version, job.next_run, None, (run,))], ())
-    service.pause("daily-report")
+    service.pause("daily-report", actor="test")
     path.write_text(schedule("daily-report", "30 10 * * *", '  max_retries: 5\n'))
     result = sync(env)
     assert result.updated == ["daily-report"]
@@ -104,7 +104,8 @@ def test_a_deleted_file_removes_its_jobs(env: Env) -> None:
 
 def test_jobs_created_through_the_api_are_never_touched(env: Env) -> None:
     agents_dir, store, service, _ = env
-    api_job = service.create(Job(id="", name="from-api", agent_id="worker", cron_expr="@daily"))
+    api_job = service.create(Job(id="", name="from-api", agent_id="worker", cron_expr="@daily"),
+                             actor="test")
     (agents_dir / "reports.symbi").write_text(schedule("from-api") + schedule("mine"))
     result = sync(env)
     assert result.created == ["mine"]
@@ -149,7 +150,7 @@ def test_an_update_planned_against_a_stale_version_writes_nothing(env: Env) -> N
     sync(env)
     path.write_text(schedule("a", "0 1 * * *") + schedule("b", "0 2 * * *"))
     plan = plan_sync(load_dir(str(agents_dir), clock.now()), store.list_jobs(), clock.now())
-    service.pause("b")  # the job changes between planning and applying
+    service.pause("b", actor="test")  # the job changes between planning and applying
     with pytest.raises(Conflict):
         store.apply_changes(plan.create, plan.update, [j.id for j in plan.remove])
     assert store.get_job("a").cron_expr == "0 9 * * *"  # all or nothing
