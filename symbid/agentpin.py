@@ -50,11 +50,18 @@ TYP = "agentpin-credential+jwt"
 MAX_TOKEN = 16 * 1024  # characters: a credential longer than this is refused unread
 MAX_DOCUMENT = 1024 * 1024  # bytes of a discovery or revocation document
 FETCH_TIMEOUT = 5.0  # seconds per socket operation of a well-known fetch
+FETCH_DEADLINE = 15.0  # seconds a well-known fetch may take in all before it has failed
 FAILURE_TTL = 30.0  # seconds a failed fetch is remembered (not retried on every run)
 
 
 class Refused(Exception):
     """Why a credential does not verify (the message never holds the token)."""
+
+
+class Pending(Exception):
+    """The credential cannot be decided yet: a domain's documents are being fetched, off
+    the scheduler loop. Its run stays queued; the loop is woken (``on_fetched``) when the
+    fetch has ended, and decides it then."""
 
 
 def _b64(part: str, what: str) -> bytes:
@@ -147,15 +154,25 @@ def covers(held: str, wanted: str, *, plain: bool = True) -> bool:
 
 class Documents:
     """Discovery and revocation documents by domain, from a trust bundle file (reread
-    when it changes) or fetched from the domain's well-known URLs (cached)."""
+    when it changes) or fetched from the domain's well-known URLs (cached).
+
+    A well-known fetch never runs on the caller's thread (the scheduler loop's): a
+    document not in the cache is fetched by a thread of its own, the caller is told
+    :class:`Pending`, and ``on_fetched`` is called once the fetch has ended, or has
+    failed at ``FETCH_DEADLINE`` (a server that answers a byte at a time does not hold
+    anything up; its late answer is dropped)."""
 
     def __init__(self, settings: Callable[[], AgentPinConfig],
-                 fetch: Optional[Callable[[str, float], bytes]] = None) -> None:
+                 fetch: Optional[Callable[[str, float], bytes]] = None, *,
+                 deadline: float = FETCH_DEADLINE) -> None:
         self._settings = settings
         self._fetch = fetch or _https_get
+        self._deadline = deadline
         self._lock = threading.Lock()
         self._bundle: tuple[Optional[str], float, dict[str, Any]] = (None, 0.0, {})
         self._cache: dict[str, tuple[float, Optional[dict[str, Any]]]] = {}
+        self._inflight: dict[str, tuple[object, threading.Timer]] = {}  # url -> its fetch
+        self.on_fetched: Callable[[], None] = lambda: None  # the scheduler loop's wake
 
     def get(self, domain: str) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
         """(discovery, revocation or None) for ``domain``; raises Refused."""
@@ -210,24 +227,52 @@ class Documents:
         return discovery, revocation
 
     def _document(self, url: str, ttl: float) -> Optional[dict[str, Any]]:
-        """The document at ``url``, from the cache while it is fresh (a failure is kept
-        for FAILURE_TTL seconds, so a domain that is down costs one wait, not one per
-        run: the fetch happens on the scheduler loop's thread)."""
+        """The document at ``url`` (None: it could not be fetched), from the cache while
+        it is fresh (a failure is kept for FAILURE_TTL seconds, so a domain that is down
+        is asked once in that time, not on every run). Raises :class:`Pending` while it
+        is being fetched."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(url)
             if hit is not None and now - hit[0] < (ttl if hit[1] is not None else
                                                    min(ttl, FAILURE_TTL)):
                 return hit[1]
+            if url not in self._inflight:
+                token = object()
+                timer = threading.Timer(self._deadline, self._settle, (
+                    url, token, None, f"no answer within {self._deadline:g} s"))
+                timer.daemon = True
+                self._inflight[url] = (token, timer)
+                threading.Thread(target=self._fetch_into, args=(url, token), daemon=True,
+                                 name="agentpin-fetch").start()
+                timer.start()
+        raise Pending(f"{url} is being fetched")
+
+    def _fetch_into(self, url: str, token: object) -> None:
         try:
             value = json.loads(self._fetch(url, FETCH_TIMEOUT))
-            doc = value if isinstance(value, dict) else None
         except Exception as exc:
-            log.warning("agentpin: %s could not be fetched: %s", url, exc)
-            doc = None
+            self._settle(url, token, None, str(exc))
+            return
+        if isinstance(value, dict):
+            self._settle(url, token, value)
+        else:
+            self._settle(url, token, None, "the document is not a JSON object")
+
+    def _settle(self, url: str, token: object, doc: Optional[dict[str, Any]],
+                failed: Optional[str] = None) -> None:
+        """A fetch has ended (or its deadline has come first): cache what it got, then
+        wake whoever waits for it. Only the first of the two counts."""
         with self._lock:
-            self._cache[url] = (now, doc)
-        return doc
+            current = self._inflight.get(url)
+            if current is None or current[0] is not token:
+                return
+            del self._inflight[url]
+            current[1].cancel()
+            self._cache[url] = (time.monotonic(), doc)
+        if failed is not None:
+            log.warning("agentpin: %s could not be fetched: %s", url, failed)
+        self.on_fetched()
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

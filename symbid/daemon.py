@@ -194,12 +194,13 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         agents = Agents()
+        pins = AgentPinVerifier(lambda: self.config.agentpin, os.environ)
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
                               self.clock, runs_dir=cfg.daemon.runs_dir, llm=cfg.llm,
                               environment=lambda: self.config.daemon.environment,
                               pin_required=lambda: self.config.agentpin.required,
-                              verify_pin=AgentPinVerifier(lambda: self.config.agentpin,
-                                                          os.environ))
+                              verify_pin=pins)
+        pins.documents.on_fetched = engine.scheduler.wake  # a run waits for the fetch
         self.engine = engine
         make_private(cfg.daemon.state_dir, 0o700)
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode

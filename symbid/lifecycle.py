@@ -44,7 +44,7 @@ from symbid.planner import (
     start_due,
     start_gate,
 )
-from symbid.policy import Deny, PolicyGate, RequireApproval
+from symbid.policy import Defer, Deny, PolicyGate, RequireApproval
 from symbid.records import Run, RunOutcome, SessionContext
 from symbid.recovery import plan_recovery
 from symbid.sandbox import Spawned
@@ -226,7 +226,10 @@ class RunLifecycle(ApprovalMoves):
             else:
                 assert job is not None
                 decision = self._gate.admit(job, now, approved=q.run.approved_by is not None)
-                if isinstance(decision, Deny):
+                if isinstance(decision, Defer):  # decided at a later pass (it wakes the loop)
+                    log.debug("job %s: run %s waits: %s", job.name, q.run.id, decision.reason)
+                    blocked.append(q)
+                elif isinstance(decision, Deny):
                     drops.append((q, job, policy_denied(job, q.run, now, decision.reason,
                                                         decision.condition)))
                 elif isinstance(decision, RequireApproval):

@@ -2,7 +2,8 @@
 it, every decision with its reason.
 
 :meth:`PolicyGate.evaluate` is pure: ``evaluate(job, agent, context) -> Allow |
-Deny(reason) | RequireApproval(approvers)``. The conditions, in the order they are
+Deny(reason) | RequireApproval(approvers) | Defer(reason)`` (Defer: an AgentPin domain's
+documents are being fetched, off the loop). The conditions, in the order they are
 checked (the first that fails decides):
 
 - ``allowed_environments``: the daemon's ``[daemon] environment`` is one of them;
@@ -24,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Callable, Optional, Protocol, Union
 
 from symbid.agentdef import Agent
+from symbid.agentpin import Pending
 from symbid.model import Job
 from symbid.text import shorten
 from symbid.timing import load_zone
@@ -51,7 +53,16 @@ class RequireApproval:
     approvers: tuple[str, ...]
 
 
-Decision = Union[Allow, Deny, RequireApproval]
+@dataclass(frozen=True)
+class Defer:
+    """Not decidable yet: what the decision needs is being fetched, off the loop (an
+    AgentPin domain's documents). The run stays queued, and is decided at the pass after
+    the fetch ends (which wakes the loop)."""
+
+    reason: str
+
+
+Decision = Union[Allow, Deny, RequireApproval, Defer]
 ALLOW = Allow()
 
 
@@ -68,7 +79,8 @@ class PolicyContext:
 class PinVerifier(Protocol):
     def __call__(self, job: Job, agent: Agent, now: int) -> Optional[str]:
         """None when ``job``'s AgentPin credential verifies for ``agent`` at ``now``;
-        else why not (never the token itself)."""
+        else why not (never the token itself). Raises :class:`~symbid.agentpin.Pending`
+        while what it needs is being fetched."""
 
 
 def no_verifier(job: Job, agent: Agent, now: int) -> Optional[str]:
@@ -134,7 +146,10 @@ class PolicyGate:
             why = "[agentpin] required" if not policy.require_agent_pin else "require_agent_pin"
             if agent is None:
                 return Deny(f"{why}: agent {job.agent_id} is not defined", "require_agent_pin")
-            failed = self.verify_pin(job, agent, context.now)
+            try:
+                failed = self.verify_pin(job, agent, context.now)
+            except Pending as wait:
+                return Defer(f"{why}: {wait}")
             if failed is not None:
                 return Deny(f"{why}: {failed}", "require_agent_pin")
         if policy.require_approval and not context.approved:

@@ -41,6 +41,8 @@ class Harness:
         settings = {"retry_backoff_seconds": 10.0, "misfire_grace_seconds": 60.0}
         settings.update(cfg)
         self.config = SchedulerConfig(**settings)
+        # the policy gate (one for every scheduler of this harness: restarts keep it)
+        self.gate = PolicyGate(self.agents, environment=lambda: self.environment)
         self.sched = self.new_scheduler()
         self.sched.recover()  # as the daemon does before its loop starts
         self.jobs = JobService(self.store, self.clock, wake=self.sched.wake)
@@ -49,7 +51,7 @@ class Harness:
         return CronScheduler(self.store, self.launcher, self.clock, self.config,
                              start_log=StartLog(str(self.tmp_path / "start-log")),
                              waiter=waiter or self.waiter, rng=random.Random(7),
-                             gate=PolicyGate(self.agents, environment=lambda: self.environment))
+                             gate=self.gate)
 
     def api_context(self) -> ApiContext:
         registry = AgentService(self.store, self.clock, Agents(),

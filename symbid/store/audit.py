@@ -20,7 +20,8 @@ FILES_ACTOR = "agents.d"  # the actor of what a load of agents_dir changes
 @dataclass(frozen=True)
 class AuditEvent:
     """One event: ``type`` (CronJobCreated, PolicyDenied, ...), ``actor`` (a user name,
-    ``token:NAME``, ``uid:N`` or ``scheduler``), the job and run it concerns, and
+    ``uid:N`` when it has none, a token's name, ``scheduler`` or ``agents.d``), the job and
+    run it concerns, and
     ``details`` (never a secret: callers pass only names, reasons and statuses)."""
 
     type: str

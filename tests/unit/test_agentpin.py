@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from symbid.agentdef import Agent
-from symbid.agentpin import AgentPinVerifier
+from symbid.agentpin import AgentPinVerifier, Documents, Pending, _https_get
 from symbid.config import AgentPinConfig
 from symbid.model import Job, Policy
 
@@ -203,11 +204,23 @@ def test_the_expected_domain_can_come_from_the_agents_agentpin_id(world: World) 
     assert "no expected domain" in (verifier(job, AGENT, NOW * 1000) or "")
 
 
+def settled(verifier: AgentPinVerifier, job: Job, agent: Agent) -> Optional[str]:
+    """The verifier's answer once the fetches it starts (off the caller's thread) have
+    ended: each ``Pending`` waits for the documents' ``on_fetched``."""
+    fetched = threading.Event()
+    verifier.documents.on_fetched = fetched.set
+    for _ in range(4):
+        try:
+            return verifier(job, agent, NOW * 1000)
+        except Pending:
+            assert fetched.wait(10), "the fetch never ended"
+            fetched.clear()
+    raise AssertionError("still pending after every document was fetched")
+
+
 def test_wellknown_discovery_fetches_the_domains_documents_caches_them_and_fails_closed(
         world: World) -> None:
     """The domain's servers lie outside this machine: ``fetch`` stands in for them."""
-    from symbid.agentpin import Documents, _https_get
-
     asked: list[str] = []
     served = {f"https://{DOMAIN}/.well-known/agent-identity.json": world.discovery,
               world.discovery["revocation_endpoint"]: world.revocation}
@@ -222,16 +235,43 @@ def test_wellknown_discovery_fetches_the_domains_documents_caches_them_and_fails
     verifier = AgentPinVerifier(lambda: config, {"PIN": world.credential()},
                                 Documents(lambda: config, fetch))
     job = Job(id="j", name="d", agent_id="deployer", cron_expr="@daily", agent_pin_jwt="${PIN}")
-    assert verifier(job, AGENT, NOW * 1000) is None
-    assert verifier(job, AGENT, NOW * 1000) is None
+    assert settled(verifier, job, AGENT) is None
+    assert verifier(job, AGENT, NOW * 1000) is None  # from the cache: no fetch, no wait
     assert len(asked) == 2  # one fetch of each document within cache_ttl_seconds
     del served[world.discovery["revocation_endpoint"]]
     cold = AgentPinVerifier(lambda: config, {"PIN": world.credential()},
                             Documents(lambda: config, fetch))
     assert "revocation document of example.com could not be fetched: failing closed" in (
-        cold(job, AGENT, NOW * 1000) or "")
+        settled(cold, job, AGENT) or "")
     with pytest.raises(OSError, match="is not an https URL"):
         _https_get("http://example.com/.well-known/agent-identity.json", 1.0)
+
+
+def test_a_domain_that_does_not_answer_never_holds_the_caller_and_fails_at_the_deadline(
+        world: World) -> None:
+    """A server that never answers (or drips a byte at a time): the caller is told
+    Pending at once, every time, while the fetch hangs; at the deadline the document has
+    failed (closed), and the hung fetch's late answer is dropped."""
+    release = threading.Event()
+
+    def hang(url: str, timeout: float) -> bytes:
+        release.wait(30)
+        return json.dumps(world.discovery).encode()
+
+    config = AgentPinConfig(required=True, domain=DOMAIN, discovery="wellknown")
+    verifier = AgentPinVerifier(lambda: config, {"PIN": world.credential()},
+                                Documents(lambda: config, hang, deadline=0.2))
+    job = Job(id="j", name="d", agent_id="deployer", cron_expr="@daily", agent_pin_jwt="${PIN}")
+    for _ in range(3):  # the fetch hangs, and the caller is not held by it
+        with pytest.raises(Pending):
+            verifier(job, AGENT, NOW * 1000)
+    assert "discovery document of example.com could not be fetched" in (
+        settled(verifier, job, AGENT) or "")
+    release.set()  # the hung fetch answers at last: too late, the failure stands
+    for thread in threading.enumerate():
+        if thread.name == "agentpin-fetch":
+            thread.join(10)
+    assert "could not be fetched" in (verifier(job, AGENT, NOW * 1000) or "")
 
 
 def test_a_hostile_credential_fails_closed_without_an_exception(world: World) -> None:

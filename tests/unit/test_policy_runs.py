@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from symbid.agentdef import Agent
+from symbid.agentpin import Pending
 from symbid.model import AllowedHours, JobStatus, Policy, RunStatus
 from tests.harness import Harness
 
@@ -82,3 +84,31 @@ def test_require_agent_pin_without_a_verifier_fails_closed(tmp_path: Path) -> No
     assert run.error_message is not None and run.error_message.startswith(
         "require_agent_pin: AgentPin verification is not set up")
 
+
+
+def test_a_run_whose_credential_is_still_being_fetched_waits_queued_then_is_decided(
+        tmp_path: Path) -> None:
+    """The well-known fetch runs off the loop (symbid.agentpin.Documents): until it has
+    ended, the run is neither started nor denied, and the other jobs go on."""
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
+    fetched = False
+
+    def verify(job: object, agent: object, now: int) -> Optional[str]:
+        if not fetched:
+            raise Pending("https://example.com/.well-known/agent-identity.json is being "
+                          "fetched")
+        return None
+
+    h.gate.verify_pin = verify
+    h.add("pinned", cron="0 12 * * *", policy=Policy(require_agent_pin=True))
+    h.add("plain", cron="0 12 * * *")
+    h.run_until("2026-03-01T12:00:30Z")
+    [waiting] = h.history("pinned")
+    assert waiting.status is RunStatus.PENDING and waiting.started_at is None
+    assert [n for n, _, _ in h.started()] == ["plain"]
+
+    fetched = True  # the fetch has ended: it woke the loop
+    h.sched.wake()
+    h.run_until("2026-03-01T12:00:40Z")
+    [run] = h.history("pinned")
+    assert run.id == waiting.id and run.status is RunStatus.SUCCEEDED
