@@ -171,8 +171,10 @@ class RunLifecycle(ApprovalMoves):
     # --- pending: claims -----------------------------------------------------------------
     def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim],
               jobs: dict[str, Job]) -> list[Run]:
-        """Claim slots and retries (one transaction); the runs inserted pending are queued."""
+        """Claim slots and retries (one transaction); the runs inserted pending are queued,
+        and what the claim stored on the audit trail (a job stopped) is journaled."""
         claimed = self._store.claim(advances, retries)
+        emit(claimed.audit)
         for run in claimed:
             self._enqueue(jobs[run.job_id], run)
         return claimed

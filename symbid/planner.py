@@ -152,7 +152,8 @@ def plan_job(
         skipped = skipped_run(job, job.next_run, now, f"schedule invalid: {exc.message}")
         ends = JobStatus.FAILED if job.one_shot else JobStatus.DEAD_LETTER
         return Advance(job.id, job.version, None, claimed, (skipped,), ends,
-                       alert=job_stopped_alert(job, skipped, ends))
+                       alert=job_stopped_alert(job, skipped, ends),
+                       audit=_stop_events(job, skipped, ends))
     due = due_slots(schedule, job.next_run, horizon, config.keep_runs, job.claimed)
     slots = due.slots
     if slots:
@@ -213,7 +214,13 @@ def plan_job(
                     extra={"SYMBID_JOB": job.name})
         if runs:
             alert = job_stopped_alert(job, runs[-1], status)
-    return Advance(job.id, job.version, due.next_slot, claimed, tuple(runs), status, alert)
+    return Advance(job.id, job.version, due.next_slot, claimed, tuple(runs), status, alert,
+                   audit=_stop_events(job, runs[-1], status) if status and runs else ())
+
+
+def _stop_events(job: Job, run: Run, ends: JobStatus) -> tuple[AuditEvent, ...]:
+    event = job_stopped_event(job, run, ends)
+    return (event,) if event is not None else ()
 
 
 def plan_retry(failed: Run, job: Job, open_count: int, now: int) -> Optional[Run]:
@@ -412,9 +419,25 @@ def audit_of(job: Job, fin: Finish) -> tuple[AuditEvent, ...]:
     elif run.status.is_failure:
         out.append(audit_event(job, run, "CronJobFailed", reason=why,
                                retry=run.retry_at is not None))
-    if fin.job_status is JobStatus.DEAD_LETTER:
-        out.append(audit_event(job, run, "CronJobDeadLettered", reason=why))
+    if fin.job_status is not None:
+        stop = job_stopped_event(job, run, fin.job_status)
+        if stop is not None:
+            out.append(stop)
     return tuple(out)
+
+
+def job_stopped_event(job: Job, run: Run, ends: JobStatus) -> Optional[AuditEvent]:
+    """The audit trail's record of ``job`` stopping with ``run``: ``CronJobDeadLettered``,
+    or ``CronJobFailed`` for a one-shot ended ``failed`` by a run that did not fail itself
+    (skipped, cancelled, interrupted, denied: a failed run is its own CronJobFailed).
+    It carries ``job_status``: the store keeps it only if the run did stop the job."""
+    why = run.error_message or ""
+    if ends is JobStatus.DEAD_LETTER:
+        return audit_event(job, run, "CronJobDeadLettered", reason=why,
+                           job_status=ends.value)
+    if ends is JobStatus.FAILED and not run.status.is_failure:
+        return audit_event(job, run, "CronJobFailed", reason=why, job_status=ends.value)
+    return None
 
 
 def ended_with(fin: Finish, *events: AuditEvent) -> Finish:

@@ -32,13 +32,26 @@ class Advance:
     runs: tuple[Run, ...] = ()
     status: Optional[JobStatus] = None
     alert: Optional[AlertRequest] = None  # the job's stop alerts (same write)
+    audit: tuple[AuditEvent, ...] = ()  # what the claim puts on the audit trail (a stop)
+
+    def at(self, run_id: Optional[str]) -> int:
+        """When what is said about run ``run_id`` happened: that run's end."""
+        return next((r.finished_at or r.created_at for r in self.runs if r.id == run_id), 0)
 
     @property
     def alert_at(self) -> int:
         """When the alert was raised: the end of the run it names."""
         assert self.alert is not None
-        return next((r.finished_at or r.created_at for r in self.runs
-                     if r.id == self.alert.run_id), 0)
+        return self.at(self.alert.run_id)
+
+
+class Claimed(list[Run]):
+    """What :meth:`JobStore.claim` did: the pending runs it inserted (the list itself),
+    and in ``audit`` the events it stored (those of the advances it applied)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audit: list[AuditEvent] = []
 
 
 @dataclass(frozen=True)
@@ -281,7 +294,7 @@ class JobStore(abc.ABC):
         """(run id, status) of the runs that take a ``max_concurrent`` place, per job id."""
 
     @abc.abstractmethod
-    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> list[Run]:
+    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> Claimed:
         """Apply claims in one transaction; returns the pending runs actually inserted."""
 
     @abc.abstractmethod

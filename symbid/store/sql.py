@@ -16,7 +16,15 @@ from symbid.model import ADHOC_SOURCE, Job, RunStatus
 from symbid.records import Run
 from symbid.store.agents import SqlAgents
 from symbid.store.audit import Act, AuditEvent, SqlAudit, insert_audit, record
-from symbid.store.base import Advance, Finish, Finished, JobStore, JobTotals, RetryClaim
+from symbid.store.base import (
+    Advance,
+    Claimed,
+    Finish,
+    Finished,
+    JobStore,
+    JobTotals,
+    RetryClaim,
+)
 from symbid.store.contexts import SqlContexts
 from symbid.store.deliveries import (
     STOP_EVENTS,
@@ -117,8 +125,8 @@ class SqlJobStore(SqlJobs, SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobS
         )
         return bool(cur.rowcount == 1)
 
-    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> list[Run]:
-        claimed: list[Run] = []
+    def claim(self, advances: Sequence[Advance], retries: Sequence[RetryClaim]) -> Claimed:
+        claimed = Claimed()
         if not advances and not retries:
             return claimed
         with self._write() as conn:
@@ -148,6 +156,9 @@ class SqlJobStore(SqlJobs, SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobS
                     self._prune(conn, adv.job_id)
                 if adv.alert is not None:
                     raise_alert(conn, adv.alert, adv.alert_at)
+                for event in adv.audit:
+                    insert_audit(conn, [event], adv.at(event.run_id))
+                claimed.audit += adv.audit
             for rc in retries:
                 cur = conn.execute(
                     "UPDATE runs SET retry_at = NULL WHERE id = ? AND retry_at = ?",
@@ -304,8 +315,8 @@ class SqlJobStore(SqlJobs, SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobS
                          run.finished_at or 0, run.job_id),
                     )
                 job_ended = fin.job_status is not None and self._end_job(conn, fin)
-                # the dead letter is on the record only if this run did end the job
-                recorded = [e for e in fin.audit if job_ended or e.type != "CronJobDeadLettered"]
+                # a job's stop is on the record only if this run did stop it
+                recorded = [e for e in fin.audit if job_ended or "job_status" not in e.details]
                 insert_audit(conn, recorded, run.finished_at or 0)
                 ended.audit += recorded
                 if job_ended:

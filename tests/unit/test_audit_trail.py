@@ -15,7 +15,7 @@ from symbid.agentdef import Agent
 from symbid.dsl.loader import load_dir
 from symbid.errors import Conflict, StoreError, UnreadableRow
 from symbid.executor import Agents
-from symbid.model import JobStatus, RunStatus
+from symbid.model import CatchUp, JobStatus, RunStatus
 from symbid.registry import AgentService
 from tests.harness import Harness
 
@@ -167,3 +167,44 @@ def test_a_queued_run_whose_job_cannot_be_read_is_cancelled_on_the_record(
         ("ops", job.id, run.id)
     assert request.error is None
 
+
+
+# --- a job that stops is on the record, whatever stopped it ------------------------------
+
+
+def stops(h: Harness) -> list[tuple[str, str, str, str]]:
+    return [(r.event.type, r.event.actor, r.event.details["status"],
+             r.event.details["job_status"]) for r in reversed(h.store.query_audit())
+            if "job_status" in r.event.details]
+
+
+def test_a_job_whose_schedule_is_no_longer_valid_is_dead_lettered_on_the_record(
+        h: Harness) -> None:
+    h.add("broken", cron="*/10 * * * *")
+    h.add("once", at="2026-03-01T00:10:00Z")
+    with h.store._write() as conn:  # as if written by an older symbid with looser rules
+        conn.execute("UPDATE jobs SET timezone = 'Mars/Olympus_Mons'")
+    h.run_until("2026-03-01T00:10:30Z")
+    assert sorted(stops(h)) == [("CronJobDeadLettered", "scheduler", "skipped", "dead_letter"),
+                                ("CronJobFailed", "scheduler", "skipped", "failed")]
+    [dead] = h.store.query_audit(type="CronJobDeadLettered")
+    assert dead.event.job_name == "broken" and "schedule invalid" in dead.event.details[
+        "reason"]
+
+
+def test_a_one_shot_ended_by_a_skip_or_a_cancel_is_failed_on_the_record(h: Harness) -> None:
+    h.add("missed", at="2026-03-01T00:10:00Z", catch_up=CatchUp.SKIP)
+    h.clock.set("2026-03-01T02:00:00Z")  # symbid was down when it was due
+    h.run_until("2026-03-01T02:00:01Z")
+    h.launcher.behaviour = lambda job, run: None
+    h.add("halted", at="2026-03-01T02:10:00Z", max_concurrent=1)
+    h.run_until("2026-03-01T02:10:00Z")
+    [going] = list(h.launcher.running)
+    h.sched.runs.request_cancel(going, "token:ops")
+    h.sched.tick(h.clock.now())
+    h.launcher.finish(going, RunStatus.CANCELLED, "cancelled by token:ops")
+    h.run_until("2026-03-01T02:10:10Z")
+    assert h.job("missed").status is JobStatus.FAILED
+    assert h.job("halted").status is JobStatus.FAILED
+    assert stops(h) == [("CronJobFailed", "scheduler", "skipped", "failed"),
+                        ("CronJobFailed", "scheduler", "cancelled", "failed")]
