@@ -53,6 +53,7 @@ from symbid.store import SqliteJobStore
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "/etc/symbid/symbid.toml"
+AUDIT_PRUNE_EVERY = 3600.0  # seconds between two prunes of the audit trail while running
 # Keys that take effect only at start; a reload that changes them says so.
 _RESTART_ONLY = ("daemon", "api")
 # Config's sections, as the file names them.
@@ -143,6 +144,7 @@ class Daemon:
         self._tokens: dict[str, str] = {}  # the TCP API's tokens by name
         self._watchdog = _watchdog_interval()
         self.lock_fd: Optional[int] = None
+        self._pruned_at: Optional[float] = None  # monotonic: the audit trail's last prune
 
     def _scheduler_config(self) -> SchedulerConfig:
         """The configured scheduler settings, with the loop's sleep capped so that it
@@ -279,9 +281,19 @@ class Daemon:
             log.error("cannot prepare the llm request slots (max_concurrent_requests) in "
                       "%s: %s", directory, exc.strerror or exc)
 
+    def housekeep(self) -> None:
+        """What the main thread does from time to time: prune the audit trail every
+        AUDIT_PRUNE_EVERY seconds (a daemon that runs for months keeps to its
+        retention)."""
+        if self._pruned_at is None or \
+                self.clock.monotonic() - self._pruned_at >= AUDIT_PRUNE_EVERY:
+            self._prune_audit()
+
     def _prune_audit(self) -> None:
-        """Audit events past ``[audit] retention_days`` go (at start and each reload)."""
+        """Audit events past ``[audit] retention_days`` go (at start, at each reload, and
+        hourly: :meth:`housekeep`)."""
         assert self.engine is not None
+        self._pruned_at = self.clock.monotonic()
         days = self.config.audit.retention_days
         try:
             gone = self.engine.store.prune_audit(self.clock.now() - int(days * 86_400_000))
@@ -436,6 +448,7 @@ class Daemon:
                     log.error("scheduler loop made no pass for %.0f s; not feeding the "
                               "watchdog", age)
             self.notifier.notify(f"STATUS={self.status_line()}")
+            self.housekeep()
 
     def loop_is_alive(self, within: float) -> bool:
         """Whether the scheduler loop made a pass in the last ``within`` seconds.

@@ -150,6 +150,9 @@ class PolicyGate:
                 failed = self.verify_pin(job, agent, context.now)
             except Pending as wait:
                 return Defer(f"{why}: {wait}")
+            except Exception as exc:  # the verifier's own fault: the credential failed
+                failed = (f"the credential could not be verified ({type(exc).__name__}: "
+                          f"{shorten(str(exc), 200)})")
             if failed is not None:
                 return Deny(f"{why}: {failed}", "require_agent_pin")
         if policy.require_approval and not context.approved:

@@ -112,3 +112,21 @@ def test_a_run_whose_credential_is_still_being_fetched_waits_queued_then_is_deci
     h.run_until("2026-03-01T12:00:40Z")
     [run] = h.history("pinned")
     assert run.id == waiting.id and run.status is RunStatus.SUCCEEDED
+
+
+def test_a_verifier_that_breaks_denies_the_run_as_an_agentpin_failure(tmp_path: Path) -> None:
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
+
+    def broken(job: object, agent: object, now: int) -> Optional[str]:
+        raise RuntimeError("the verifier's own bug")
+
+    h.gate.verify_pin = broken
+    h.add("pinned", cron="0 12 * * *", policy=Policy(require_agent_pin=True))
+    h.run_until("2026-03-01T12:00:30Z")
+    [run] = h.history("pinned")
+    assert run.status is RunStatus.DENIED and h.started() == []
+    assert run.error_message == ("require_agent_pin: the credential could not be verified "
+                                 "(RuntimeError: the verifier's own bug)")
+    events = {r.event.type: r.event.details for r in h.store.query_audit()}
+    assert events["PolicyDenied"]["condition"] == "require_agent_pin"
+    assert "AgentPinVerificationFailed" in events
