@@ -5,7 +5,8 @@ required``.
 A credential is a JWT: header ``{"alg": "ES256", "typ": "agentpin-credential+jwt",
 "kid": ...}``; claims ``iss`` (the issuing domain), ``sub`` (the agent's AgentPin
 identity, ``urn:agentpin:DOMAIN:NAME``), ``iat``, ``exp``, optional ``nbf``, ``aud``,
-``jti``, ``agentpin_version``, ``capabilities``. The reference signs with DER-encoded
+``jti``, ``agentpin_version``, ``capabilities``, ``constraints`` (no looser than the
+discovery document's for the agent). The reference signs with DER-encoded
 ECDSA, not JOSE's raw ``r||s``, so standard JWT libraries refuse its tokens: both
 encodings are accepted here; ``none``, HS*, RS*, other curves and a missing ``kid`` are
 refused.
@@ -150,6 +151,66 @@ def covers(held: str, wanted: str, *, plain: bool = True) -> bool:
     action, resource = wanted.split(":", 1)
     return held_action == action and (held_resource == "*" or resource.startswith(
         held_resource + "."))
+
+
+CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")  # least to most
+_PER_HOUR = {"second": 3600, "minute": 60, "hour": 1}
+
+
+def _per_hour(rate: Any) -> Optional[int]:
+    """A ``rate_limit`` such as ``100/hour`` in requests per hour (None: not one)."""
+    if not isinstance(rate, str) or rate.count("/") != 1:
+        return None
+    count, unit = rate.split("/")
+    if not count.isdigit() or unit not in _PER_HOUR:
+        return None
+    return int(count) * _PER_HOUR[unit]
+
+
+def _domain_within(pattern: Any, domain: Any) -> bool:
+    """``domain`` is ``pattern``, or under it when the pattern is ``*.SUFFIX``."""
+    if not isinstance(pattern, str) or not isinstance(domain, str):
+        return False
+    if pattern.startswith("*."):
+        return domain.endswith(pattern[1:]) and len(domain) > len(pattern) - 1
+    return pattern == domain
+
+
+def _looser_constraints(declared: Any, granted: Any) -> Optional[str]:
+    """Why the credential's ``constraints`` give more than the discovery document's for
+    the agent (step 9 of the reference's verification), or None. A credential without
+    constraints, or without one of them, has the discovery's; one the discovery sets
+    that the credential gives in a form that cannot be compared is refused (fail
+    closed)."""
+    if not declared:
+        return None
+    if not isinstance(declared, dict):
+        return "the discovery document's constraints are not an object"
+    if not granted:
+        return None
+    if not isinstance(granted, dict):
+        return "its constraints are not an object"
+    most, asked = declared.get("data_classification_max"), granted.get("data_classification_max")
+    if most in CLASSIFICATIONS and asked is not None:
+        if asked not in CLASSIFICATIONS:
+            return f"data_classification_max {asked!r} is not one of {', '.join(CLASSIFICATIONS)}"
+        if CLASSIFICATIONS.index(asked) > CLASSIFICATIONS.index(most):
+            return f"data_classification_max {asked} is above {most}"
+    limit, rate = _per_hour(declared.get("rate_limit")), granted.get("rate_limit")
+    if limit is not None and rate is not None:
+        per_hour = _per_hour(rate)
+        if per_hour is None:
+            return f"rate_limit {rate!r} is not COUNT/second|minute|hour"
+        if per_hour > limit:
+            return f"rate_limit {rate} is above {declared['rate_limit']}"
+    within, domains = declared.get("allowed_domains"), granted.get("allowed_domains")
+    if isinstance(within, list) and within and domains is not None:
+        if not isinstance(domains, list):
+            return "allowed_domains is not a list"
+        outside = [str(d) for d in domains if not any(_domain_within(p, d) for p in within)]
+        if outside:
+            return f"allowed_domains {', '.join(outside)} outside {', '.join(map(str, within))}"
+    return None
 
 
 class Documents:
@@ -384,6 +445,10 @@ class AgentPinVerifier:
         if beyond:
             raise Refused(f"the credential grants {', '.join(beyond)}, beyond what the "
                           "discovery document declares for the agent")
+        looser = _looser_constraints(declared.get("constraints"), claims.get("constraints"))
+        if looser is not None:
+            raise Refused(f"the credential's constraints are less restrictive than the "
+                          f"discovery document's for the agent: {looser}")
         missing = [c for c in job.policy.require_capabilities
                    if not any(covers(g, c) for g in granted)]
         if missing:

@@ -304,3 +304,39 @@ def test_a_capability_without_an_action_is_beyond_any_discovery_as_in_the_refere
     world.save()
     why = refused(world, world.credential(capabilities=["deployment"]))
     assert "grants deployment, beyond what the discovery document declares" in why
+
+
+@pytest.mark.parametrize(("granted", "why"), [
+    ({"data_classification_max": "restricted"}, "data_classification_max restricted is above "
+                                                "confidential"),
+    ({"data_classification_max": "secret"}, "data_classification_max 'secret' is not one of"),
+    ({"rate_limit": "2/second"}, "rate_limit 2/second is above 100/hour"),
+    ({"rate_limit": "lots"}, "rate_limit 'lots' is not COUNT/second|minute|hour"),
+    ({"allowed_domains": ["api.example.com", "evil.test"]},
+     "allowed_domains evil.test outside *.example.com"),
+    ({"allowed_domains": ["example.com"]}, "allowed_domains example.com outside"),
+])
+def test_a_credential_looser_than_its_discovery_constraints_is_refused(
+        world: World, granted: dict[str, Any], why: str) -> None:
+    """Step 9 of the reference's verification: a credential may narrow the discovery
+    document's constraints for its agent, never widen them."""
+    world.discovery["agents"][0]["constraints"] = {
+        "data_classification_max": "confidential", "rate_limit": "100/hour",
+        "allowed_domains": ["*.example.com"]}
+    world.save()
+    said = refused(world, world.credential(constraints=granted))
+    assert said.startswith("the credential's constraints are less restrictive than the "
+                           "discovery document's for the agent: ") and why in said
+
+
+def test_a_credential_as_strict_or_stricter_than_its_discovery_constraints_verifies(
+        world: World) -> None:
+    world.discovery["agents"][0]["constraints"] = {
+        "data_classification_max": "confidential", "rate_limit": "100/hour",
+        "allowed_domains": ["*.example.com"]}
+    world.save()
+    for granted in (None, {}, {"data_classification_max": "internal"},
+                    {"rate_limit": "1/minute", "allowed_domains": ["api.example.com"]},
+                    {"data_classification_max": "confidential", "rate_limit": "100/hour"}):
+        claims = {} if granted is None else {"constraints": granted}
+        assert world.verify(world.credential(**claims)) is None, granted
