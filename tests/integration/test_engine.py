@@ -55,7 +55,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 def add(eng: Engine, **kw: Any) -> Job:
     service = JobService(eng.store, SystemClock(), wake=eng.scheduler.wake)
-    return service.create(Job(id="", **kw))
+    return service.create(Job(id="", **kw), actor="test")
 
 
 def finished_run(eng: Engine, job: Job) -> Optional[Run]:
@@ -129,7 +129,7 @@ def test_an_engine_killed_mid_run_records_interrupted_and_never_fires_the_slot_t
     clock = SystemClock()
     store = SqliteJobStore(str(state / "symbid.db"))
     once = JobService(store, clock).create(
-        Job(id="", name="once", agent_id="hang", at=clock.now() + 1000))
+        Job(id="", name="once", agent_id="hang", at=clock.now() + 1000), actor="test")
     store.close()
 
     first = EngineProcess(state, agents)
@@ -163,7 +163,7 @@ def test_a_graceful_stop_interrupts_runs_that_outlast_the_shutdown_timeout(
     clock = SystemClock()
     store = SqliteJobStore(str(state / "symbid.db"))
     job = JobService(store, clock).create(
-        Job(id="", name="hourly", agent_id="hang", cron_expr="* * * * * *"))
+        Job(id="", name="hourly", agent_id="hang", cron_expr="* * * * * *"), actor="test")
     engine = EngineProcess(state, agents)
     agent_pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()))
     started = time.monotonic()
