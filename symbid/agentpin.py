@@ -225,14 +225,17 @@ class Documents:
 
     def __init__(self, settings: Callable[[], AgentPinConfig],
                  fetch: Optional[Callable[[str, float], bytes]] = None, *,
-                 deadline: float = FETCH_DEADLINE) -> None:
+                 deadline: float = FETCH_DEADLINE,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._fetch = fetch or _https_get
-        self._deadline = deadline
+        self._deadline = deadline  # seconds (a real timer's)
+        self._monotonic = monotonic  # the cache's ages
         self._lock = threading.Lock()
         self._bundle: tuple[Optional[str], float, dict[str, Any]] = (None, 0.0, {})
         self._cache: dict[str, tuple[float, Optional[dict[str, Any]]]] = {}
         self._inflight: dict[str, tuple[object, threading.Timer]] = {}  # url -> its fetch
+        self._threads: dict[str, threading.Thread] = {}  # url -> its last fetch's thread
         self.on_fetched: Callable[[], None] = lambda: None  # the scheduler loop's wake
 
     def get(self, domain: str) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
@@ -289,25 +292,51 @@ class Documents:
 
     def _document(self, url: str, ttl: float) -> Optional[dict[str, Any]]:
         """The document at ``url`` (None: it could not be fetched), from the cache while
-        it is fresh (a failure is kept for FAILURE_TTL seconds, so a domain that is down
-        is asked once in that time, not on every run). Raises :class:`Pending` while it
-        is being fetched."""
-        now = time.monotonic()
+        it is fresh: a document for ``ttl`` but at least two fetch deadlines (so that a
+        decision that needs a domain's two documents gets both, however small the ttl),
+        a failure for FAILURE_TTL seconds (a domain that is down is asked once in that
+        time, not on every run). Raises :class:`Pending` while it is being fetched. A
+        fetch whose thread still hangs after its deadline is not started again: its
+        failure stands until that thread has ended (one thread per URL, at most)."""
+        now = self._monotonic()
         with self._lock:
             hit = self._cache.get(url)
-            if hit is not None and now - hit[0] < (ttl if hit[1] is not None else
-                                                   min(ttl, FAILURE_TTL)):
+            fresh = max(ttl, 2 * self._deadline) if hit is not None and hit[1] is not None \
+                else FAILURE_TTL
+            if hit is not None and now - hit[0] < fresh:
                 return hit[1]
+            hung = self._threads.get(url)
+            if hit is not None and hung is not None and hung.is_alive():
+                return hit[1]  # the last fetch hangs still: it has failed, and still does
             if url not in self._inflight:
-                token = object()
-                timer = threading.Timer(self._deadline, self._settle, (
-                    url, token, None, f"no answer within {self._deadline:g} s"))
-                timer.daemon = True
-                self._inflight[url] = (token, timer)
-                threading.Thread(target=self._fetch_into, args=(url, token), daemon=True,
-                                 name="agentpin-fetch").start()
-                timer.start()
+                self._start_fetch(url)
+                if url not in self._inflight:
+                    return None  # its thread could not be started: failed
         raise Pending(f"{url} is being fetched")
+
+    def _start_fetch(self, url: str) -> None:
+        """A fetch of ``url`` on its own thread, failed at the deadline by a timer (the
+        lock held). A thread that cannot be started is a failed fetch, never a fetch
+        that stays in flight."""
+        token = object()
+        timer = threading.Timer(self._deadline, self._settle, (
+            url, token, None, f"no answer within {self._deadline:g} s"))
+        timer.daemon = True
+        thread = threading.Thread(target=self._fetch_into, args=(url, token), daemon=True,
+                                  name="agentpin-fetch")
+        try:
+            thread.start()
+            timer.start()
+        except RuntimeError as exc:  # can't start new thread: fail closed, try again later
+            timer.cancel()
+            self._cache[url] = (self._monotonic(), None)
+            log.warning("agentpin: %s could not be fetched: %s", url, exc)
+            if thread.is_alive():
+                self._threads[url] = thread
+            return
+        self._inflight[url] = (token, timer)
+        self._threads[url] = thread
+        log.info("agentpin: fetching %s; runs that need it wait for it", url)
 
     def _fetch_into(self, url: str, token: object) -> None:
         try:
@@ -330,7 +359,7 @@ class Documents:
                 return
             del self._inflight[url]
             current[1].cancel()
-            self._cache[url] = (time.monotonic(), doc)
+            self._cache[url] = (self._monotonic(), doc)
         if failed is not None:
             log.warning("agentpin: %s could not be fetched: %s", url, failed)
         self.on_fetched()
@@ -341,19 +370,28 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # a redirect is an error: discovery must be served where it is asked
 
 
-def _https_get(url: str, timeout: float) -> bytes:
+def _https_get(url: str, timeout: float, deadline: float = FETCH_DEADLINE) -> bytes:
+    """GET ``url`` (https only, no redirects): ``timeout`` seconds per socket operation,
+    and the body read in pieces within ``deadline`` seconds in all (a server that answers
+    a byte at a time is given up on)."""
     if not url.startswith("https://"):
         raise OSError(f"{url} is not an https URL")
+    ends = time.monotonic() + deadline
     opener = urllib.request.build_opener(_NoRedirects)
     request = urllib.request.Request(  # noqa: S310 - https only, checked above
         url, headers={"Accept": "application/json"})
     with opener.open(request, timeout=timeout) as reply:
         if reply.status != 200:
             raise OSError(f"HTTP {reply.status}")
-        body: bytes = reply.read(MAX_DOCUMENT + 1)
-        if len(body) > MAX_DOCUMENT:
-            raise OSError("the document is too large")
-        return body
+        body = b""
+        while len(body) <= MAX_DOCUMENT:
+            if time.monotonic() > ends:
+                raise OSError(f"the document took longer than {deadline:g} s")
+            piece = reply.read1(65536)
+            if not piece:
+                return body
+            body += piece
+        raise OSError("the document is too large")
 
 
 class AgentPinVerifier:

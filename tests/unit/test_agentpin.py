@@ -340,3 +340,69 @@ def test_a_credential_as_strict_or_stricter_than_its_discovery_constraints_verif
                     {"data_classification_max": "confidential", "rate_limit": "100/hour"}):
         claims = {} if granted is None else {"constraints": granted}
         assert world.verify(world.credential(**claims)) is None, granted
+
+
+def test_a_cache_ttl_of_zero_still_decides_with_both_documents(world: World) -> None:
+    """A document just fetched serves the decision that waited for it, however small the
+    ttl: the loop is never left refetching the two documents in turn."""
+    asked: list[str] = []
+    served = {f"https://{DOMAIN}/.well-known/agent-identity.json": world.discovery,
+              world.discovery["revocation_endpoint"]: world.revocation}
+
+    def fetch(url: str, timeout: float) -> bytes:
+        asked.append(url)
+        return json.dumps(served[url]).encode()
+
+    config = AgentPinConfig(required=True, domain=DOMAIN, discovery="wellknown",
+                            cache_ttl_seconds=0)
+    verifier = AgentPinVerifier(lambda: config, {"PIN": world.credential()},
+                                Documents(lambda: config, fetch))
+    job = Job(id="j", name="d", agent_id="deployer", cron_expr="@daily", agent_pin_jwt="${PIN}")
+    assert settled(verifier, job, AGENT) is None
+    assert len(asked) == 2
+
+
+def test_a_fetch_that_hangs_past_its_deadline_is_not_started_again_while_it_hangs(
+        world: World) -> None:
+    """One thread per URL at most: once the failure of a hung fetch is old, the domain is
+    still failed (closed) without a second thread, until the first has ended."""
+    release = threading.Event()
+    started: list[str] = []
+    ages = [0.0]
+
+    def hang(url: str, timeout: float) -> bytes:
+        started.append(url)
+        release.wait(30)
+        raise OSError("gone")
+
+    config = AgentPinConfig(required=True, domain=DOMAIN, discovery="wellknown")
+    documents = Documents(lambda: config, hang, deadline=0.1, monotonic=lambda: ages[0])
+    verifier = AgentPinVerifier(lambda: config, {"PIN": world.credential()}, documents)
+    job = Job(id="j", name="d", agent_id="deployer", cron_expr="@daily", agent_pin_jwt="${PIN}")
+    assert "could not be fetched" in (settled(verifier, job, AGENT) or "")
+    ages[0] += 3600  # the failure is long past FAILURE_TTL; the thread still hangs
+    assert "could not be fetched" in (verifier(job, AGENT, NOW * 1000) or "")
+    assert len(started) == 1
+    release.set()
+    for thread in threading.enumerate():
+        if thread.name == "agentpin-fetch":
+            thread.join(10)
+    with pytest.raises(Pending):  # it has ended: the next decision fetches again
+        verifier(job, AGENT, NOW * 1000)
+    assert len(started) == 2
+    release.set()
+
+
+def test_a_fetch_thread_that_cannot_start_is_a_failure_not_a_wait_for_ever(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = AgentPinConfig(required=True, domain=DOMAIN, discovery="wellknown")
+    documents = Documents(lambda: config, lambda url, timeout: b"{}")
+    verifier = AgentPinVerifier(lambda: config, {"PIN": world.credential()}, documents)
+    job = Job(id="j", name="d", agent_id="deployer", cron_expr="@daily", agent_pin_jwt="${PIN}")
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert "discovery document of example.com could not be fetched" in (
+        verifier(job, AGENT, NOW * 1000) or "")
