@@ -21,7 +21,7 @@ def emit(events: Iterable[AuditEvent]) -> None:
         if e.run_id is not None:
             extra["SYMBID_RUN"] = e.run_id
         subject = f"job {e.job_name}" if e.job_name is not None else \
-            f"agent {e.details.get('agent')}"
+            f"job {e.job_id}" if e.job_id is not None else f"agent {e.details.get('agent')}"
         run = f" run {e.run_id}" if e.run_id else ""
         why = e.details.get("reason")
         log.info("%s: %s%s by %s%s", e.type, escape(subject), run, escape(e.actor),

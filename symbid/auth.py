@@ -25,6 +25,10 @@ def bearer_name(header: str, tokens: Mapping[str, str]) -> Optional[str]:
 
 
 DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name: the single TCP token ([api] token_file)
+# The audit trail's actors that are not people: what the scheduler decides by itself, and
+# what a load of agents_dir changes. No token may take their names.
+SCHEDULER = "scheduler"
+FILES_ACTOR = "agents.d"
 
 
 def actor_name(actor: str) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from symbid.auth import DEFAULT_TOKEN_NAME
+from symbid.auth import DEFAULT_TOKEN_NAME, FILES_ACTOR, SCHEDULER
 from symbid.channels import CUSTOM_NAME
 from symbid.errors import InvalidInput
 
@@ -136,7 +136,7 @@ class AgentPinConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    retention_days: float = 365.0  # audit events older than this are dropped (start, reload)
+    retention_days: float = 365.0  # events older than this go (start, reload, hourly)
 
 
 @dataclass(frozen=True)
@@ -386,6 +386,10 @@ def _tokens(table: Any, where: str) -> dict[str, str]:
         if not TOKEN_NAME.fullmatch(name):
             raise ConfigError(f"{where}: {key}: a token's name takes letters, digits, '.', "
                               "'_' and '-', starting with a letter or digit", field=key)
+        if name in (SCHEDULER, FILES_ACTOR):
+            what = "the scheduler decides" if name == SCHEDULER else "agents_dir loads"
+            raise ConfigError(f"{where}: {key}: {name!r} is the audit trail's name for what "
+                              f"{what}; give the token another name", field=key)
         if not isinstance(value, str) or not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}",
                                                           value):
             raise ConfigError(f"{where}: {key} must be a ${{VAR}} reference to the token in "

@@ -448,7 +448,10 @@ class Daemon:
                     log.error("scheduler loop made no pass for %.0f s; not feeding the "
                               "watchdog", age)
             self.notifier.notify(f"STATUS={self.status_line()}")
-            self.housekeep()
+            try:
+                self.housekeep()
+            except Exception:  # housekeeping must never stop the daemon
+                log.exception("housekeeping failed; trying again within the hour")
 
     def loop_is_alive(self, within: float) -> bool:
         """Whether the scheduler loop made a pass in the last ``within`` seconds.

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from symbid.audit import emit
+from symbid.auth import FILES_ACTOR
 from symbid.channels import delivery_problem
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
@@ -46,7 +47,7 @@ from symbid.policydef import pin_problem, policy_problem
 from symbid.sessions import context_to_wire, empty_state, remove_state, state_dir
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
-from symbid.store.audit import FILES_ACTOR, Act, AuditEvent
+from symbid.store.audit import Act, AuditEvent
 from symbid.text import escape
 from symbid.timing import make_schedule
 from symbid.wire import job_to_wire
@@ -314,10 +315,20 @@ class JobService:
         return self._modify(ref, change, now, Act("CronJobUpdated", actor, now))
 
     def _modify(self, ref: str, change: Callable[[Job], Job], now: int, act: Act) -> Job:
-        """``change`` the job ``ref`` in one transaction that records ``act``."""
-        job = self._store.modify_job(ref, change, now, act)
-        emit([act.about(job.id, job.name)])
-        self._wake()
+        """``change`` the job ``ref`` in one transaction that records ``act`` (a change
+        that returns the job as it was, such as pausing a paused job, is no change: not
+        written, not on the trail)."""
+        changed = [False]
+
+        def tracked(have: Job) -> Job:
+            new = change(have)
+            changed[0] = new is not have
+            return new
+
+        job = self._store.modify_job(ref, tracked, now, act)
+        if changed[0]:
+            emit([act.about(job.id, job.name)])
+            self._wake()
         return job
 
     @staticmethod

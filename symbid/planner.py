@@ -25,6 +25,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
+from symbid.auth import SCHEDULER
 from symbid.config import SchedulerConfig
 from symbid.errors import SymbidError
 from symbid.model import (
@@ -40,7 +41,7 @@ from symbid.model import (
 from symbid.records import Run, RunOutcome
 from symbid.spans import add_span, skip_claimed
 from symbid.store import Advance, Finish
-from symbid.store.audit import SCHEDULER, AuditEvent
+from symbid.store.audit import AuditEvent
 from symbid.store.deliveries import AlertRequest
 from symbid.timing import Schedule, make_schedule
 

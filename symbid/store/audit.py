@@ -9,12 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from symbid.auth import FILES_ACTOR, SCHEDULER
 from symbid.model import format_instant
 from symbid.store.plumbing import SqlPlumbing
 
 AUDIT_COLUMNS = "id, at, type, actor, job_id, job_name, run_id, details"
-SCHEDULER = "scheduler"  # the actor of what the scheduler decides by itself
-FILES_ACTOR = "agents.d"  # the actor of what a load of agents_dir changes
 
 
 @dataclass(frozen=True)

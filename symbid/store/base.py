@@ -169,7 +169,8 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def modify_job(self, ref: str, change: Callable[[Job], Job], now: int,
                    act: Optional[Act] = None) -> Job:
-        """Read, change and write one job in a single transaction."""
+        """Read, change and write one job in a single transaction (with ``act``'s event).
+        When ``change`` returns the job it was given, nothing is written or recorded."""
 
     @abc.abstractmethod
     def apply_changes(

@@ -150,7 +150,10 @@ class SqlJobs(SqlPlumbing):
                 job = self._find(conn, ref)
                 if job is None:
                     raise NotFound(f"no job with id or name {shorten(ref)!r}")
-                new = change(job).replace(
+                wanted = change(job)
+                if wanted is job:  # nothing to change: nothing written, nothing recorded
+                    return job
+                new = wanted.replace(
                     id=job.id, updated_at=now, last_run=job.last_run, claimed=job.claimed,
                     run_count=job.run_count, failure_count=job.failure_count,
                 )

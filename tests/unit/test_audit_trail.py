@@ -208,3 +208,16 @@ def test_a_one_shot_ended_by_a_skip_or_a_cancel_is_failed_on_the_record(h: Harne
     assert h.job("halted").status is JobStatus.FAILED
     assert stops(h) == [("CronJobFailed", "scheduler", "skipped", "failed"),
                         ("CronJobFailed", "scheduler", "cancelled", "failed")]
+
+
+def test_pausing_a_paused_job_or_resuming_an_active_one_is_no_change_and_no_event(
+        h: Harness) -> None:
+    h.add("steady", cron="0 2 * * *")
+    version = h.job("steady").version
+    h.jobs.resume("steady", actor="alice")  # already active
+    assert h.job("steady").version == version
+    h.jobs.pause("steady", actor="alice")
+    h.jobs.pause("steady", actor="bob")  # already paused
+    assert h.job("steady").version == version + 1
+    assert trail(h) == [("CronJobCreated", "test", "steady"),
+                        ("CronJobPaused", "alice", "steady")]

@@ -523,6 +523,8 @@ def test_api_tokens_are_named_references(tmp_path: Path) -> None:
     ('[api.tokens]\nalice = "s3cret-literal"\n', "api.tokens.alice", "${VAR} reference"),
     ('[api.tokens]\n"bad name" = "${X}"\n', "api.tokens.bad name", "a token's name takes"),
     ('[api]\ntokens = "x"\n', "api.tokens", "must be a table"),
+    ('[api.tokens]\nscheduler = "${X}"\n', "api.tokens.scheduler", "audit trail's name"),
+    ('[api.tokens]\n"agents.d" = "${X}"\n', "api.tokens.agents.d", "audit trail's name"),
 ])
 def test_a_bad_api_token_entry_is_refused_naming_it(tmp_path: Path, text: str, field: str,
                                                      said: str) -> None:
