@@ -97,6 +97,23 @@ class ApprovalMoves:
             log.info("job %s: run %s: approval expired; cancelled", job.name, run.id,
                      extra=_extra(job, run, "approval_expired"))
 
+    def _check_canceller(self, run_id: str, actor: str) -> None:
+        """A run that awaits approval is ended by its approvers only: a cancel by anyone
+        else would be a denial they may not give (:class:`Forbidden`, naming them)."""
+        with self._lock:
+            held = self._awaiting.get(run_id)
+        if held is None:
+            return
+        try:
+            job = self._store.find_job(held[0].id) or held[0]
+        except UnreadableRow:
+            job = held[0]
+        approvers = job.policy.approvers
+        if approvers and actor not in approvers:
+            raise Forbidden(f"run {run_id} of job {job.name} awaits approval: only "
+                            f"{', '.join(approvers)} may cancel it (or deny it); you are "
+                            f"{actor}")
+
     def _decide_approval(self, request: DecisionRequest, now: int) -> None:
         with self._lock:
             held = self._awaiting.get(request.run_id)

@@ -455,6 +455,7 @@ class RunLifecycle(ApprovalMoves):
                      going[0].name, run_id, by, extra=_extra(going[0], going[1],
                                                              "run_cancelled"))
             return
+        self._check_canceller(run_id, actor)
         queued = self._unqueue(run_id)
         held = queued is not None
         if queued is None:

@@ -130,15 +130,30 @@ def test_the_alert_channels_hear_the_approve_command(tmp_path: Path) -> None:
     assert f"symbi cron approve {run.id}" in message and "alice, bob" in message
 
 
-def test_an_operator_cancel_of_a_waiting_run_frees_its_place(tmp_path: Path) -> None:
+def test_an_approvers_cancel_of_a_waiting_run_frees_its_place(tmp_path: Path) -> None:
     h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
     h.add("deploy", cron="0 12 * * *", policy=GUARDED)
     h.run_until("2026-03-01T12:00:05Z")
     run = waiting(h, "deploy")
-    request = h.sched.runs.request_cancel(run.id, "uid:0")
+    request = h.sched.runs.request_cancel(run.id, "token:alice")
     h.sched.tick(h.clock.now())
     assert request.outcome == "cancelled"
     assert h.sched.runs._per_job.get(h.job("deploy").id, []) == []
+
+
+def test_anyone_else_may_not_cancel_a_waiting_run_for_it_would_be_a_denial(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, start="2026-03-01T11:59:00Z")
+    h.add("deploy", cron="0 12 * * *", policy=GUARDED)
+    h.run_until("2026-03-01T12:00:05Z")
+    run = waiting(h, "deploy")
+    request = h.sched.runs.request_cancel(run.id, "token:mallory")
+    h.sched.tick(h.clock.now())
+    assert isinstance(request.error, Forbidden)
+    assert "only alice, bob may cancel it" in request.error.message
+    assert "you are mallory" in request.error.message
+    assert h.store.get_run(run.id).status is RunStatus.AWAITING_APPROVAL
+    assert decide(h, run.id, "bob", approve=True).error is None  # it still waits for them
 
 
 @pytest.mark.parametrize("approve", [True, False])
