@@ -25,6 +25,7 @@ from symbid.agentnotes import orphaned_agents, unready_llm_agents
 from symbid.agentpin import AgentPinVerifier
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
+from symbid.auth import FILES_ACTOR
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, SchedulerConfig, load_config, read_tokens
 from symbid.control import (
@@ -312,9 +313,9 @@ class Daemon:
             log.warning("job name %r %s; it keeps working, but rename it (a new job cannot "
                         "be given such a name)", name, problem)
 
-    def _load_agents(self) -> dict[str, Any]:
-        """Sync agents_dir into the store: its agents first (the registry, then the
-        executor's view of it), then its schedules (jobs)."""
+    def _load_agents(self, actor: str = FILES_ACTOR) -> dict[str, Any]:
+        """Sync agents_dir into the store for ``actor``: its agents first (the registry,
+        then the executor's view of it), then its schedules (jobs)."""
         assert self.engine is not None and self.jobs is not None and self.registry is not None
         directory = self.config.daemon.agents_dir
         if not os.path.isdir(directory):
@@ -330,8 +331,8 @@ class Daemon:
                 {j.agent_id for j in stored} | set(known)
             files = load_dir(directory, self.clock.now(), known_agents=known,
                              legacy_names=legacy, delivery_problem=self.jobs.delivery_problem)
-        agents = self.registry.sync_files(files)
-        result = self.jobs.sync_files(files)
+        agents = self.registry.sync_files(files, actor)
+        result = self.jobs.sync_files(files, actor)
         out = result.to_dict()
         out["warnings"] = list(agents.warnings) + out["warnings"]
         out["agents"] = self.engine.agents.names()
@@ -343,8 +344,10 @@ class Daemon:
         return out
 
     # --- reload --------------------------------------------------------------------
-    def reload(self) -> dict[str, Any]:
-        """Re-read agents_dir and the reloadable configuration (main thread only)."""
+    def reload(self, actor: str = FILES_ACTOR) -> dict[str, Any]:
+        """Re-read agents_dir and the reloadable configuration (main thread only) for
+        ``actor`` (who asked, through the API; a SIGHUP's is ``agents.d``), whom the
+        audit trail names for what agents_dir changes."""
         assert self.engine is not None
         self.notifier.notify("RELOADING=1",
                              f"MONOTONIC_USEC={int(self.clock.monotonic() * 1_000_000)}")
@@ -371,7 +374,7 @@ class Daemon:
                     self.engine.outbox.configure(new.delivery)
                 self._prepare_llm_slots()
         self._prune_audit()
-        result = self._load_agents()
+        result = self._load_agents(actor)
         result["config"] = config
         result["config_error"] = config_error
         assert self.jobs is not None
@@ -389,10 +392,11 @@ class Daemon:
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         return result
 
-    def reload_from_api(self) -> dict[str, Any]:
-        """Called on an API thread: the main thread does the reload; wait for it."""
+    def reload_from_api(self, actor: str) -> dict[str, Any]:
+        """Called on an API thread for ``actor``: the main thread does the reload; wait
+        for it."""
         future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
-        self.events.put(("reload", future))
+        self.events.put(("reload", (future, actor)))
         return future.result(timeout=120)
 
     # --- run -----------------------------------------------------------------------
@@ -436,10 +440,11 @@ class Daemon:
                         log.exception("reload failed; running on with what was loaded")
                         self.notifier.notify("READY=1", "STATUS=reload failed; see the log")
             elif kind == "reload":
+                future, actor = payload
                 try:
-                    payload.set_result(self.reload())
+                    future.set_result(self.reload(actor))
                 except Exception as exc:
-                    payload.set_exception(exc)
+                    future.set_exception(exc)
             if watchdog is not None:
                 if self.loop_is_alive(watchdog):
                     self.notifier.notify("WATCHDOG=1")

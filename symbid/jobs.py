@@ -428,8 +428,11 @@ class JobService:
         return job
 
 
-    def sync_files(self, files: Sequence[LoadedFile]) -> SyncResult:
-        """Make the stored file jobs match ``files`` in one transaction (see dsl.sync)."""
+    def sync_files(self, files: Sequence[LoadedFile], actor: str = FILES_ACTOR
+                   ) -> SyncResult:
+        """Make the stored file jobs match ``files`` in one transaction (see dsl.sync),
+        with their audit events by ``actor`` (who asked for the reload, else
+        ``agents.d``)."""
         result = SyncResult()
         for f in files:
             if not f.ok:
@@ -461,7 +464,8 @@ class JobService:
                                    "its stored definition is kept")
                     continue
                 update.append(job)
-            audit = [AuditEvent(kind, FILES_ACTOR, j.id, j.name) for kind, jobs in (
+            audit = [AuditEvent(kind, actor, j.id, j.name, details={"via": FILES_ACTOR})
+                     for kind, jobs in (
                 ("CronJobCreated", create), ("CronJobUpdated", update),
                 ("CronJobDeleted", plan.remove)) for j in jobs]
             try:

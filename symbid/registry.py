@@ -25,6 +25,7 @@ from typing import Optional
 
 from symbid.agentdef import Agent
 from symbid.audit import emit
+from symbid.auth import FILES_ACTOR
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.errors import Conflict, Forbidden, NotFound
@@ -170,13 +171,15 @@ class AgentService:
         return rows[0]
 
     # --- agents_dir ------------------------------------------------------------------
-    def sync_files(self, files: Sequence[LoadedFile]) -> AgentSyncPlan:
-        """Make the stored file agents match ``files`` (one transaction), then refresh."""
+    def sync_files(self, files: Sequence[LoadedFile], actor: str = FILES_ACTOR
+                   ) -> AgentSyncPlan:
+        """Make the stored file agents match ``files`` (one transaction, with their audit
+        events by ``actor``: who asked for the reload, else ``agents.d``), then refresh."""
         with self._lock:
             now = self._clock.now()
             plan = plan_agent_sync(files, self._store.list_agents(), now)
-            audit = [*agent_events("AgentDefined", [*plan.created, *plan.updated]),
-                     *agent_events("AgentRemoved", plan.remove)]
+            audit = [*agent_events("AgentDefined", actor, [*plan.created, *plan.updated]),
+                     *agent_events("AgentRemoved", actor, plan.remove)]
             self._store.sync_file_agents(plan.put, plan.remove, audit, now)
             self.refresh()
         emit(audit)

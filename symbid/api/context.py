@@ -28,7 +28,7 @@ class ApiContext:
     clock: Clock
     agents: AgentService
     metrics: Metrics = field(default_factory=lambda: Metrics(enabled=False))
-    reload: Optional[Callable[[], dict[str, Any]]] = None
+    reload: Optional[Callable[[str], dict[str, Any]]] = None  # for an actor (by name)
     live: LiveOutputs = field(default_factory=LiveOutputs)  # running runs' output so far
 
     def _within(self) -> float:

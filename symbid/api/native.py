@@ -327,7 +327,7 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     def reload(req: Request) -> Response:
         if ctx.reload is None:
             raise HttpError(503, "unavailable", "reload is not available here")
-        return json_response(ctx.reload())
+        return json_response(ctx.reload(req.who))
 
     r = router.add
     r("POST", f"{prefix}/schedule", guarded(create))

@@ -50,9 +50,11 @@ class Act:
         return AuditEvent(self.type, self.actor, details={"agent": name})
 
 
-def agent_events(kind: str, names: Sequence[str]) -> list[AuditEvent]:
-    """``kind`` (AgentDefined, AgentRemoved) by agents_dir for each agent of ``names``."""
-    return [AuditEvent(kind, FILES_ACTOR, details={"agent": name}) for name in names]
+def agent_events(kind: str, actor: str, names: Sequence[str]) -> list[AuditEvent]:
+    """``kind`` (AgentDefined, AgentRemoved) by ``actor`` for each agent of ``names``,
+    loaded from agents_dir (``via``)."""
+    return [AuditEvent(kind, actor, details={"agent": name, "via": FILES_ACTOR})
+            for name in names]
 
 
 def record(conn: Any, act: Optional[Act], *subjects: tuple[str, Optional[str]],

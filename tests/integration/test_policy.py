@@ -304,7 +304,10 @@ def test_the_audit_trail_records_each_decision_and_answers_the_seeds_query(
         d.cleanup()
 
 
-def test_what_agents_dir_changes_is_on_the_audit_trail_by_agents_d(tmp_path: Path) -> None:
+def test_what_agents_dir_changes_is_on_the_audit_trail_by_who_reloaded(
+        tmp_path: Path) -> None:
+    """At start (and on a SIGHUP) no one asked: the actor is agents.d; a `symbi reload`
+    is the caller's (here root, over the socket); each event says it came via agents.d."""
     d = Daemon(tmp_path, {"agents.symbi": AGENTS})
     d.start()
     try:
@@ -313,9 +316,11 @@ def test_what_agents_dir_changes_is_on_the_audit_trail_by_agents_d(tmp_path: Pat
         assert d.cli("reload").returncode == 0
         (d.agents_dir / "jobs.symbi").unlink()
         assert d.cli("reload").returncode == 0
-        _, events = d.api("GET", "/api/v1/audit?actor=agents.d&limit=100")
-        got = [(e["type"], e["job"] or e["details"].get("agent")) for e in reversed(events)]
-        assert got == [("AgentDefined", "deployer"), ("CronJobCreated", "filed"),
-                       ("CronJobDeleted", "filed")]
+        _, events = d.api("GET", "/api/v1/audit?limit=100")
+        got = [(e["type"], e["actor"], e["job"] or e["details"].get("agent"))
+               for e in reversed(events) if e["details"].get("via") == "agents.d"]
+        me = pwd.getpwuid(os.getuid()).pw_name
+        assert got == [("AgentDefined", "agents.d", "deployer"),
+                       ("CronJobCreated", me, "filed"), ("CronJobDeleted", me, "filed")]
     finally:
         d.cleanup()
