@@ -265,10 +265,11 @@ class JobService:
         self._wake()
         return job
 
-    def adhoc_job(self, agent: str) -> Job:
-        """``agent``'s ad hoc job, created on first use: paused, never scheduled, its
-        session fully ephemeral. :class:`Conflict` when a job of that name is something
-        else (a name stored before the name rule)."""
+    def adhoc_job(self, agent: str, *, actor: str) -> Job:
+        """``agent``'s ad hoc job, created on first use (for ``actor``, on the audit
+        trail): paused, never scheduled, its session fully ephemeral. :class:`Conflict`
+        when a job of that name is something else (a name stored before the name
+        rule)."""
         name = adhoc_name(agent)
         for _ in range(2):
             job = self._store.find_job(name)
@@ -283,12 +284,14 @@ class JobService:
                       status=JobStatus.PAUSED, session_mode=SessionMode.FULLY_EPHEMERAL,
                       source=ADHOC_SOURCE, next_run=None, created_at=now, updated_at=now)
             check_shown(job)
+            act = Act("CronJobCreated", actor, now)
             try:
-                self._store.create_job(job)
+                self._store.create_job(job, act)
             except Conflict:
                 continue  # another request created it just now: read it
             log.info("job %s created: agent %s's ad hoc job (symbi run)", name, agent,
                      extra={"SYMBID_JOB": name, "SYMBID_EVENT": "job_created"})
+            emit([act.about(job.id, job.name)])
             return job
         raise Conflict(f"job {escape(name)} could not be created; try again", field="name")
 

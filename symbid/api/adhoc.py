@@ -61,7 +61,7 @@ def routes(ctx: ApiContext, router: Router, holders: Holders,
                     f"not '{escape(name)}'; give a job of agent '{escape(name)}', or run "
                     f"agent '{escape(job.agent_id)}'", field="session")
         else:
-            job = ctx.jobs.adhoc_job(name)
+            job = ctx.jobs.adhoc_job(name, actor=req.who)
         if wait:
             holders.take()  # before the run is queued: a refused wait queues nothing
         try:

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from typing import Any
+from typing import Any, Optional
 
 from symbid.client import Record, SymbiontClient
 from symbid.clock import SystemClock
@@ -71,9 +71,11 @@ def job_ref(args: argparse.Namespace) -> str:
     return str(name or job)
 
 
-def number(kind: type, *, low: float = 0, above: bool = True) -> Any:
+def number(kind: type, *, low: float = 0, above: bool = True,
+           high: Optional[float] = None) -> Any:
     """An argparse type: a finite number above ``low`` (or at least it, with
-    ``above=False``); anything else is a usage error naming the flag."""
+    ``above=False``), and at most ``high``; anything else is a usage error naming the
+    flag."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -83,6 +85,8 @@ def number(kind: type, *, low: float = 0, above: bool = True) -> Any:
         if not ok:
             bound = f"above {low:g}" if above else f"at least {low:g}"
             raise argparse.ArgumentTypeError(f"{text!r} must be a number {bound}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {high:g}")
         return value
     parse.__name__ = kind.__name__
     return parse

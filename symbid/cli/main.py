@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--actor", help="who: a user name, a token's name, or scheduler")
     q.add_argument("--since", help="from this date or instant (in)")
     q.add_argument("--until", help="up to this date or instant (out)")
-    q.add_argument("--limit", type=int, default=100, help="at most this many (1-1000; 100)")
+    q.add_argument("--limit", type=number(int, low=1, above=False, high=1000), default=100,
+                   help="at most this many (1-1000; 100)")
 
     dsl = group("dsl", "check and inspect .symbi files (no daemon needed)")
     check = command(

@@ -82,3 +82,10 @@ def test_the_installed_command_runs_without_a_daemon() -> None:
         capture_output=True, text=True, check=False,
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "2026-01-02T00:00:00Z\n", "")
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "1001", "abc"])
+def test_an_audit_query_limit_out_of_its_range_is_a_usage_error(
+        limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "query", "--limit", limit]) == 2  # refused before any request
+    assert "--limit" in capsys.readouterr().err
