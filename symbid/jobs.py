@@ -406,8 +406,7 @@ class JobService:
             return job.replace(status=JobStatus.ACTIVE, next_run=self._next_from_now(job, now))
 
         act = Act("CronJobReset", actor, now)
-        job = self._store.modify_job(ref, change, now, act)
-        self._store.clear_retries(job.id)
+        job = self._store.modify_job(ref, change, now, act, clear_retries=True)
         log.info("job %s reset to active", job.name,
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_reset"})
         emit([act.about(job.id, job.name)])

@@ -168,9 +168,10 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def modify_job(self, ref: str, change: Callable[[Job], Job], now: int,
-                   act: Optional[Act] = None) -> Job:
-        """Read, change and write one job in a single transaction (with ``act``'s event).
-        When ``change`` returns the job it was given, nothing is written or recorded."""
+                   act: Optional[Act] = None, *, clear_retries: bool = False) -> Job:
+        """Read, change and write one job in a single transaction (with ``act``'s event,
+        and with ``clear_retries`` every pending retry of the job dropped). When
+        ``change`` returns the job it was given, nothing is written or recorded."""
 
     @abc.abstractmethod
     def apply_changes(
@@ -182,10 +183,6 @@ class JobStore(abc.ABC):
         Each update carries the version it was planned against; if any job
         changed meanwhile, nothing is written and :class:`Conflict` is raised.
         """
-
-    @abc.abstractmethod
-    def clear_retries(self, job_id: str) -> None:
-        """Drop every pending retry of a job."""
 
     @abc.abstractmethod
     def delete_job(self, ref: str, act: Optional[Act] = None) -> Job:

@@ -144,7 +144,7 @@ class SqlJobs(SqlPlumbing):
             raise
 
     def modify_job(self, ref: str, change: Callable[[Job], Job], now: int,
-                   act: Optional[Act] = None) -> Job:
+                   act: Optional[Act] = None, *, clear_retries: bool = False) -> Job:
         try:
             with self._write() as conn:
                 job = self._find(conn, ref)
@@ -160,6 +160,8 @@ class SqlJobs(SqlPlumbing):
                 if not self._update_row(conn, new, job.version):
                     raise Conflict(f"job {job.name} changed while it was being updated; "
                                    "try again")
+                if clear_retries:
+                    self._clear_retries(conn, job.id)
                 record(conn, act, (new.id, new.name))
                 return new.replace(version=job.version + 1)
         except Exception as exc:
@@ -167,12 +169,10 @@ class SqlJobs(SqlPlumbing):
                 raise Conflict("another job already has that name", field="name") from exc
             raise
 
-    def clear_retries(self, job_id: str) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE runs SET retry_at = NULL WHERE job_id = ? AND retry_at IS NOT NULL",
-                (job_id,),
-            )
+    @staticmethod
+    def _clear_retries(conn: Any, job_id: str) -> None:
+        conn.execute("UPDATE runs SET retry_at = NULL WHERE job_id = ? AND retry_at IS NOT NULL",
+                     (job_id,))
 
     def delete_job(self, ref: str, act: Optional[Act] = None) -> Job:
         with self._write() as conn:

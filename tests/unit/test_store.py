@@ -535,7 +535,7 @@ def test_next_due_is_the_earliest_active_next_run_or_retry_of_an_active_job(
     store.modify_job(paused_failed.job_id, lambda j: j.replace(status=JobStatus.PAUSED), now=T0)
     assert store.next_due() == T0 + 2 * MINUTE
 
-    store.clear_retries(failed.job_id)
+    store.modify_job(failed.job_id, lambda j: j.replace(), now=T0, clear_retries=True)
     assert store.next_due() == T0 + 10 * MINUTE
 
 
