@@ -25,6 +25,14 @@ from symbid.store import Finish, JobStore
 log = logging.getLogger(__name__)
 
 
+def _only_approvers(job: Job, actor: str, refusal: Callable[[str], str]) -> None:
+    """:class:`Forbidden` (``refusal`` of the approvers' names, and who ``actor`` is)
+    unless ``actor`` is one of the job's approvers (anyone, when it lists none)."""
+    approvers = job.policy.approvers
+    if approvers and actor not in approvers:
+        raise Forbidden(f"{refusal(', '.join(approvers))}; you are {actor}")
+
+
 def _extra(job: Job, run: Run, event: str) -> dict[str, str]:
     return {"SYMBID_JOB": job.name, "SYMBID_RUN": run.id, "SYMBID_EVENT": event}
 
@@ -108,11 +116,8 @@ class ApprovalMoves:
             job = self._store.find_job(held[0].id) or held[0]
         except UnreadableRow:
             job = held[0]
-        approvers = job.policy.approvers
-        if approvers and actor not in approvers:
-            raise Forbidden(f"run {run_id} of job {job.name} awaits approval: only "
-                            f"{', '.join(approvers)} may cancel it (or deny it); you are "
-                            f"{actor}")
+        _only_approvers(job, actor, lambda who: f"run {run_id} of job {job.name} awaits "
+                        f"approval: only {who} may cancel it (or deny it)")
 
     def _decide_approval(self, request: DecisionRequest, now: int) -> None:
         with self._lock:
@@ -123,10 +128,8 @@ class ApprovalMoves:
         job = self._store.find_job(stored.job_id) or (held[0] if held else None)
         if job is None:
             raise Conflict(f"run {stored.id}'s job was deleted")
-        approvers = job.policy.approvers
-        if approvers and request.by not in approvers:
-            raise Forbidden(f"only {', '.join(approvers)} may approve or deny run {stored.id} "
-                            f"of job {job.name}; you are {request.by}")
+        _only_approvers(job, request.by, lambda who: f"only {who} may approve or deny run "
+                        f"{stored.id} of job {job.name}")
         note = request.note
         if request.approve:
             if job.status is not JobStatus.ACTIVE and stored.trigger is not Trigger.MANUAL:
