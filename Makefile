@@ -48,5 +48,8 @@ run: $(STAMP)
 	@echo "  curl -H \"Authorization: Bearer \$$(cat .symbid/api-token)\" http://127.0.0.1:$(PORT)/api/v1/health/scheduler"
 	$(BIN)/symbid --config examples/dev.toml --listen 127.0.0.1:$(PORT)
 
+# Packages and man pages (make deb, make rpm, make man): packaging/packaging.mk.
+-include packaging/packaging.mk
+
 clean:
 	rm -rf $(VENV) .symbid .symbid-runs build *.egg-info .pytest_cache .mypy_cache .ruff_cache
