@@ -20,13 +20,14 @@ Only the standard library is used, so the CLI built on it starts fast.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import http.client
 import json
 import os
 import socket
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 from symbid.errors import (
     Conflict,
@@ -232,6 +233,20 @@ class Transport:
             if conn.sock is not None:
                 conn.sock.settimeout(None)
             yield from decode_pieces(iter(lambda: self._piece(response), b""))
+        finally:
+            conn.close()
+
+    def download(self, path: str, out: BinaryIO) -> int:
+        """A binary answer written to ``out`` as it arrives; the number of bytes."""
+        conn, response = self._open("GET", path, None, None, "application/octet-stream")
+        try:
+            if response.status >= 400:
+                self._check(response, self._body(conn, response))
+            total = 0
+            for piece in iter(lambda: self._piece(response), b""):
+                out.write(piece)
+                total += len(piece)
+            return total
         finally:
             conn.close()
 
@@ -465,6 +480,29 @@ class SymbiontClient:
 
     def reload(self) -> Any:
         return _wrap(self.transport.request("POST", "/api/v1/reload"))
+
+    def log_target(self) -> Any:
+        """Where the daemon writes its log: ``journal`` (bool) and ``log_file`` (or None)."""
+        return _wrap(self.transport.request("GET", "/api/v1/logs/target"))
+
+    def backup(self, path: str) -> int:
+        """A consistent copy of the daemon's database, written to ``path`` (mode 0600, in
+        place only once complete); its size in bytes."""
+        import tempfile
+
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, partial = tempfile.mkstemp(prefix=".symbi-backup-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = self.transport.download("/api/v1/backup", out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+        return size
 
     def health(self) -> Any:
         return self.schedule.health()

@@ -106,6 +106,10 @@ class DaemonConfig:
     agents_dir: str = "/etc/symbid/agents.d"
     log_dir: str = "/var/log/symbid"
     runs_dir: str = "/var/lib/symbid-runs"  # runs' private directories (0711; each 0700)
+    # The user runs execute as when their agent names none (the packaged config: symbid-run);
+    # unset, runs execute as the daemon's own user.
+    run_user: Optional[str] = None
+    log_file: Optional[str] = None  # the daemon's log is also written here, as JSON lines
     environment: str = "production"  # matched by policy.allowed_environments
 
 
@@ -168,7 +172,8 @@ _SECTIONS: dict[str, type] = {
     "agentpin": AgentPinConfig, "llm": LlmConfig, "audit": AuditConfig,
 }
 _PATH_KEYS = {("daemon", "state_dir"), ("daemon", "socket"), ("daemon", "agents_dir"),
-              ("daemon", "log_dir"), ("daemon", "runs_dir"), ("api", "token_file"),
+              ("daemon", "log_dir"), ("daemon", "runs_dir"), ("daemon", "log_file"),
+              ("api", "token_file"),
               ("scheduler.delivery", "ca_bundle"), ("agentpin", "trust_bundle")}
 # Environment variable -> (section, key) it overrides.
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {

@@ -27,7 +27,7 @@ from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
 from symbid.auth import FILES_ACTOR
 from symbid.clock import Clock, SystemClock
-from symbid.config import Config, SchedulerConfig, load_config, read_tokens
+from symbid.config import Config, ConfigError, SchedulerConfig, load_config, read_tokens
 from symbid.control import (
     MAX_FOLLOWERS,
     ApiServer,
@@ -44,8 +44,9 @@ from symbid.dsl import LoadedFile, load_dir
 from symbid.engine import Engine, build_engine
 from symbid.errors import SymbidError
 from symbid.executor import Agents
+from symbid.identity import clear_ambient_capabilities, user_problem
 from symbid.jobs import JobService
-from symbid.journal import EscapeFilter, setup_logging
+from symbid.journal import add_log_file, setup_logging
 from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
 from symbid.outbox import DeliveryWorker
 from symbid.registry import AgentService
@@ -146,6 +147,8 @@ class Daemon:
         self._watchdog = _watchdog_interval()
         self.lock_fd: Optional[int] = None
         self._pruned_at: Optional[float] = None  # monotonic: the audit trail's last prune
+        # Where the log goes ({"journal", "log_file"}), for `symbi logs` (set by main).
+        self.log_target: dict[str, Any] = {"journal": False, "log_file": None}
 
     def _scheduler_config(self) -> SchedulerConfig:
         """The configured scheduler settings, with the loop's sleep capped so that it
@@ -196,10 +199,14 @@ class Daemon:
 
     def start(self) -> None:
         cfg = self.config
+        problem = user_problem(cfg.daemon.run_user)
+        if problem is not None:
+            raise ConfigError(f"[daemon] run_user: {problem}", field="daemon.run_user")
         agents = Agents()
         pins = AgentPinVerifier(lambda: self.config.agentpin, os.environ)
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
-                              self.clock, runs_dir=cfg.daemon.runs_dir, llm=cfg.llm,
+                              self.clock, runs_dir=cfg.daemon.runs_dir,
+                              run_user=cfg.daemon.run_user, llm=cfg.llm,
                               environment=lambda: self.config.daemon.environment,
                               pin_required=lambda: self.config.agentpin.required,
                               verify_pin=pins)
@@ -237,7 +244,8 @@ class Daemon:
                  result["unchanged"])
         ctx = ApiContext(store=engine.store, jobs=self.jobs, scheduler=engine.scheduler,
                          clock=self.clock, agents=self.registry, metrics=engine.metrics,
-                         reload=self.reload_from_api, live=engine.live)
+                         reload=self.reload_from_api, live=engine.live,
+                         backup_dir=cfg.daemon.state_dir, log_target=self.log_target)
         limits = Limits(max_body_bytes=cfg.api.max_body_bytes,
                         max_connections=cfg.api.max_connections,
                         head_timeout_seconds=cfg.api.head_timeout_seconds,
@@ -543,7 +551,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.daemonize and not args.pidfile:
         print("symbid: --daemonize needs --pidfile FILE", file=sys.stderr)
         return 2
-    setup_logging(getattr(logging, args.log_level.upper()))
+    clear_ambient_capabilities()  # before any child: no run inherits the daemon's
+    journal = setup_logging(getattr(logging, args.log_level.upper()))
     bound: list[Listener] = []
     try:
         config = load_effective_config(args)
@@ -571,12 +580,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             working_directory="/",
         )
         context.open()
-        os.makedirs(config.daemon.log_dir, exist_ok=True)
-        handler = logging.FileHandler(os.path.join(config.daemon.log_dir, "symbid.log"))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
-                                               "%(message)s"))
-        handler.addFilter(EscapeFilter())
-        logging.getLogger().addHandler(handler)
+    log_file = config.daemon.log_file or (
+        os.path.join(config.daemon.log_dir, "symbid.log") if args.daemonize else None)
+    if log_file is not None:
+        try:
+            add_log_file(log_file)
+        except OSError as exc:
+            log.error("cannot write the log to %s ([daemon] log_file): %s", log_file, exc)
+            return 1
+    daemon.log_target = {"journal": journal, "log_file": log_file}
     daemon.install_signal_handlers()
     try:
         daemon.start()

@@ -53,6 +53,7 @@ def build_engine(
     metrics: Optional[Metrics] = None,
     *,
     runs_dir: Optional[str] = None,
+    run_user: Optional[str] = None,
     llm: Optional[LlmConfig] = None,
     environment: Callable[[], str] = lambda: DaemonConfig().environment,
     pin_required: Callable[[], bool] = lambda: False,
@@ -69,7 +70,7 @@ def build_engine(
     live = LiveOutputs()
     executor = Executor(
         supervisor, agents, clock,
-        runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs",
+        runs_dir=runs_dir or os.path.normpath(state_dir) + "-runs", run_user=run_user,
         kill_grace=config.kill_grace_seconds, live=live, contexts=store, llm=llm,
         metrics=metrics,
     )

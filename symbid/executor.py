@@ -165,6 +165,7 @@ class Executor:
         clock: Clock,
         *,
         runs_dir: str,
+        run_user: Optional[str] = None,
         kill_grace: float = 5.0,
         environ: Optional[Mapping[str, str]] = None,
         live: Optional[LiveOutputs] = None,
@@ -176,6 +177,7 @@ class Executor:
         self._agents = agents
         self._clock = clock
         self._runs_dir = runs_dir
+        self._run_user = run_user  # [daemon] run_user: for agents that name no user
         self._kill_grace = kill_grace
         self._environ = environ if environ is not None else os.environ
         self._sink: Optional[RunSink] = None
@@ -279,7 +281,7 @@ class Executor:
             runs_dir=self._runs_dir,
             stdin=stdin,
             cwd=agent.working_dir,
-            user=agent.user,
+            user=agent.user if agent.user is not None else self._run_user,
             group=agent.group,
             limits=agent.limits,
             timeout=timeout,

@@ -7,10 +7,13 @@ no processes.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
+
+from symbid.identity import owner_file_identity
 
 
 def make_runs_dir(path: str) -> None:
@@ -43,9 +46,10 @@ class RunFile:
     read_back: int = 0
 
 
-def place_files(files: Sequence[RunFile], state_dir: Optional[str], workdir: str,
-                uid: Optional[int], gid: Optional[int]) -> dict[str, str]:
-    """Write the run's files and make its state directory; their variables."""
+def place_files(files: Sequence[RunFile], workdir: str, uid: Optional[int],
+                gid: Optional[int]) -> dict[str, str]:
+    """Write the run's files into its directory; their variables. Called under the run's
+    file identity (symbid.identity), so what is created is the run user's already."""
     env: dict[str, str] = {}
     owner = (uid if uid is not None else -1, gid if gid is not None else -1)
     for f in files:
@@ -57,16 +61,50 @@ def place_files(files: Sequence[RunFile], state_dir: Optional[str], workdir: str
                 fh.write(f.content)
             if owner != (-1, -1):
                 os.chown(path, *owner)
-    if state_dir is not None:
-        make_runs_dir(os.path.dirname(state_dir))
-        try:
-            os.mkdir(state_dir, 0o700)
-        except FileExistsError:
-            pass
-        if owner != (-1, -1):
-            os.chown(state_dir, *owner)
-        env["SYMBI_STATE_DIR"] = state_dir
     return env
+
+
+def make_state_dir(state_dir: str, uid: Optional[int], gid: Optional[int]) -> dict[str, str]:
+    """A job's state directory kept between runs (0700, owned by the run's user, in the
+    runs' root), made with the daemon's identity; its variable."""
+    make_runs_dir(os.path.dirname(state_dir))
+    try:
+        os.mkdir(state_dir, 0o700)
+    except FileExistsError:
+        pass
+    if (uid, gid) != (None, None):
+        os.chown(state_dir, uid if uid is not None else -1, gid if gid is not None else -1)
+    return {"SYMBI_STATE_DIR": state_dir}
+
+
+def remove_tree(path: str, *, keep: bool = False) -> None:
+    """Remove what is in a run's (or a job's state) directory with its owner's rights (what
+    the run put there, symbid.identity), then the directory itself with the daemon's (it
+    made it, in the runs' root), unless ``keep``. A missing directory is fine; raises
+    :class:`OSError` when the directory stays."""
+    try:
+        with owner_file_identity(path):
+            _remove_entries(path)
+    except FileNotFoundError:
+        return
+    except PermissionError:  # its owner cannot reach it (a parent closed to it): as we are
+        _remove_entries(path)
+    if not keep:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+
+
+def _remove_entries(path: str) -> None:
+    for entry in list(os.scandir(path)):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
 
 
 def read_back(files: Sequence[RunFile], workdir: str) -> dict[str, bytes]:

@@ -39,7 +39,15 @@ from typing import Callable, Optional
 from symbid.agentdef import Limits
 from symbid.clock import Clock
 from symbid.errors import SandboxError
-from symbid.runfiles import RunFile, make_runs_dir, place_files, read_back
+from symbid.identity import can_switch_groups, owner_file_identity
+from symbid.runfiles import (
+    RunFile,
+    make_runs_dir,
+    make_state_dir,
+    place_files,
+    read_back,
+    remove_tree,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,13 @@ def process_stat(pid: int) -> Optional[tuple[int, int]]:
         return int(fields[2]), int(fields[19])  # pgrp (5th field), starttime (22nd)
     except (IndexError, ValueError):
         return None
+
+
+def _remove_workdir(workdir: str) -> None:
+    try:
+        remove_tree(workdir)
+    except OSError as exc:
+        log.warning("cannot remove the run directory %s: %s", workdir, exc)
 
 
 def _limit_argv(limits: Limits, prlimit: Optional[str]) -> list[str]:
@@ -217,16 +232,25 @@ class Supervisor:
         env = {"PATH": DEFAULT_PATH, "HOME": workdir, "LANG": "C.UTF-8"}
         env.update(spec.env)
         try:
-            env.update(place_files(spec.files, spec.state_dir, workdir, uid, gid))
+            if spec.state_dir is not None:
+                env.update(make_state_dir(spec.state_dir, uid, gid))
+            with owner_file_identity(workdir):  # the run's own 0700 directory
+                env.update(place_files(spec.files, workdir, uid, gid))
+                stdin = tempfile.TemporaryFile(dir=workdir)  # noqa: SIM115 - closed below
         except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise SandboxError(f"cannot prepare the run's files in {workdir}: {exc}") from exc
+            _remove_workdir(workdir)
+            hint = ""
+            if isinstance(exc, PermissionError) and uid is not None:
+                hint = (f"; the run's user {spec.user} must be able to reach "
+                        f"{spec.runs_dir} (search permission on every directory on the way)")
+            raise SandboxError(f"cannot prepare the run's files in {workdir}: {exc}{hint}") \
+                from exc
         env["TMPDIR"] = workdir
         env[RUN_ID_VAR] = spec.tag
         argv = _limit_argv(spec.limits, self._prlimit) + list(spec.argv)
         switching = uid is not None or gid is not None
         try:
-            with tempfile.TemporaryFile(dir=workdir) as stdin:
+            with stdin:
                 stdin.write(spec.stdin)
                 stdin.seek(0)
                 if spec.before_spawn is not None:
@@ -246,13 +270,13 @@ class Supervisor:
                     start_new_session=True,
                     user=uid,
                     group=gid,
-                    extra_groups=[] if switching and os.geteuid() == 0 else None,
+                    extra_groups=[] if switching and can_switch_groups() else None,
                 )
         except SandboxError:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove_workdir(workdir)
             raise
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove_workdir(workdir)
             raise SandboxError(f"cannot start {spec.argv[0] if spec.argv else '?'}: {exc}") \
                 from exc
         pidfd = None
@@ -494,8 +518,9 @@ class Supervisor:
         for pipe in (child.proc.stdout, child.proc.stderr):
             if pipe is not None:
                 pipe.close()
-        files = read_back(child.spec.files, child.workdir)
-        shutil.rmtree(child.workdir, ignore_errors=True)
+        with owner_file_identity(child.workdir):
+            files = read_back(child.spec.files, child.workdir)
+        _remove_workdir(child.workdir)
         status = child.status
         result = ChildExit(
             tag=child.spec.tag,

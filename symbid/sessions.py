@@ -21,13 +21,13 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from symbid.model import SessionMode, format_instant
 from symbid.records import ContextLeft, SessionContext, Turn
+from symbid.runfiles import remove_tree
 from symbid.text import mask
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,7 @@ def remove_state(runs_dir: str, job_id: str) -> None:
     """Remove a job's state directory (deleted job); a missing one is fine."""
     path = state_dir(runs_dir, job_id)
     try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
+        remove_tree(path)
     except OSError as exc:
         log.warning("cannot remove the state directory %s: %s", path, exc)
 
@@ -64,17 +62,9 @@ def empty_state(runs_dir: str, job_id: str) -> None:
     """Empty a job's state directory (context cleared), keeping the directory itself."""
     path = state_dir(runs_dir, job_id)
     try:
-        entries = list(os.scandir(path))
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(entry.path)
-            except OSError as exc:
-                log.warning("cannot remove %s: %s", entry.path, exc)
+        remove_tree(path, keep=True)
+    except OSError as exc:
+        log.warning("cannot empty the state directory %s: %s", path, exc)
 
 
 def _cut_tail(text: str, limit: int) -> str:

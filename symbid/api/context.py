@@ -30,6 +30,10 @@ class ApiContext:
     metrics: Metrics = field(default_factory=lambda: Metrics(enabled=False))
     reload: Optional[Callable[[str], dict[str, Any]]] = None  # for an actor (by name)
     live: LiveOutputs = field(default_factory=LiveOutputs)  # running runs' output so far
+    backup_dir: Optional[str] = None  # where `symbi backup` copies are made (state_dir)
+    # Where the daemon's log goes, for `symbi logs`: {"journal": bool, "log_file": path|None}
+    log_target: dict[str, Any] = field(default_factory=lambda: {"journal": False,
+                                                                "log_file": None})
 
     def _within(self) -> float:
         return 3 * self.scheduler.config.tick_interval_seconds + 10

@@ -8,9 +8,10 @@ unless the whole request is valid.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Optional
 
 from symbid.api.context import ApiContext
 from symbid.api.fields import (
@@ -43,6 +44,8 @@ from symbid.model import (
 )
 from symbid.timing import make_schedule, next_slots, parse_instant
 from symbid.wire import job_to_wire
+
+log = logging.getLogger(__name__)
 
 READ_ONLY = ("id", "status", "source", "next_run", "last_run", "run_count", "failure_count",
              "created_at", "updated_at")
@@ -215,6 +218,24 @@ def _status_param(text: Optional[str], enum: Any, name: str) -> Any:
                            field=name) from None
 
 
+class _chunks:
+    """A backup file sent in pieces, closed (and so gone: it is unlinked) when the
+    response ends, however it ends."""
+
+    def __init__(self, fh: BinaryIO, size: int = 256 * 1024) -> None:
+        self._fh, self._size = fh, size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            piece = self._fh.read(self._size)
+            if not piece:
+                return
+            yield piece
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     def shown(job: Job) -> dict[str, Any]:
         wire = ctx.job_wire(job)
@@ -329,6 +350,17 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
             raise HttpError(503, "unavailable", "reload is not available here")
         return json_response(ctx.reload(req.who))
 
+    def backup(req: Request) -> Response:
+        if ctx.backup_dir is None:
+            raise HttpError(503, "unavailable", "backup is not available here")
+        copy = ctx.store.backup(ctx.backup_dir)
+        log.info("database backup taken by %s", req.who, extra={"SYMBID_EVENT": "backup"})
+        return Response(200, b"", content_type="application/vnd.sqlite3",
+                        stream=_chunks(copy))
+
+    def log_target(req: Request) -> Response:
+        return json_response(ctx.log_target)
+
     r = router.add
     r("POST", f"{prefix}/schedule", guarded(create))
     r("GET", f"{prefix}/schedule", guarded(listing, "status", "agent_id", "id_prefix", "all"))
@@ -347,3 +379,5 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
     r("DELETE", f"{prefix}/schedule/{{job_id}}/context", guarded(clear_context))
     r("GET", f"{prefix}/health/scheduler", guarded(health))
     r("POST", f"{prefix}/reload", guarded(reload))
+    r("GET", f"{prefix}/backup", guarded(backup))
+    r("GET", f"{prefix}/logs/target", guarded(log_target))

@@ -81,7 +81,7 @@ def _global_options(p: argparse.ArgumentParser, *, daemon: bool, formats: tuple[
 
 def build_parser() -> argparse.ArgumentParser:
     from symbid.cli import agents as a
-    from symbid.cli import complete, local, system
+    from symbid.cli import complete, local, logs, system
     from symbid.cli import cron as c
     from symbid.cli import runs as r
 
@@ -282,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
             formats=("text", "json"))
     command(sub, "health", "show the scheduler's health", system.cmd_health,
             formats=("text", "json"))
+    logs.add_parser(sub, command)
+    p = command(sub, "backup", "copy the database while the daemon runs", system.cmd_backup,
+                description="Write a consistent copy of the daemon's database to FILE "
+                "(SQLite's online backup, taken by the daemon and sent over the API; FILE "
+                "is written 0600 and appears only once complete). Restoring: symbid(8).")
+    p.add_argument("file", metavar="FILE", help="where the copy goes (replaced if it exists)")
 
     audit = group("audit", "query the audit trail")
     q = command(audit, "query", "list audit events, newest first", system.cmd_audit_query,

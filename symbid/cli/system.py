@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from symbid.cli.common import client_from, lines, print_json
+from symbid.cli.common import UsageError, client_from, lines, print_json
 from symbid.cli.output import colour, use_colour
 from symbid.errors import EXIT_ERROR, EXIT_OK
 from symbid.text import escape
@@ -50,6 +50,15 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(f"runs: {m.runs_total} total, {m.runs_succeeded} succeeded, {m.runs_failed} "
               f"failed, {m.avg_execution_time_ms} ms average")
     return EXIT_OK if health.status == "healthy" else EXIT_ERROR
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    try:
+        size = client_from(args).backup(args.file)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.file}: {exc.strerror}") from None
+    print(f"backup: {escape(args.file)} ({size} bytes)")
+    return EXIT_OK
 
 
 def cmd_audit_query(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 from symbid.agentdef import Agent
 from symbid.errors import NotFound
@@ -382,6 +382,11 @@ class JobStore(abc.ABC):
     def latest_instant(self) -> Optional[int]:
         """The latest instant the store recorded (a run created, started or finished, a
         job changed): the previous daemon was alive then."""
+
+    @abc.abstractmethod
+    def backup(self, directory: str) -> BinaryIO:
+        """A consistent copy of the whole database taken while the daemon runs, as an open
+        file (already unlinked, made in ``directory``); raises :class:`StoreError`."""
 
     @abc.abstractmethod
     def probe(self) -> None:

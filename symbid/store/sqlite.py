@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO
 
 from symbid.errors import SchemaTooNew, StoreError
 from symbid.store.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS
@@ -40,6 +41,24 @@ class SqliteJobStore(SqlJobStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
         return conn
+
+    def backup(self, directory: str) -> BinaryIO:
+        """SQLite's online backup into a private file in ``directory``, pages copied in
+        steps so writers wait only for a step; the file is unlinked once open."""
+        fd, path = tempfile.mkstemp(prefix=".backup-", suffix=".db", dir=directory)
+        try:
+            target = sqlite3.connect(path)
+            try:
+                self._conn().backup(target, pages=1024)
+            finally:
+                target.close()
+            return os.fdopen(os.dup(fd), "rb")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot back up {self.path} into {directory}: {exc}; check "
+                             "the free space there") from exc
+        finally:
+            os.close(fd)
+            os.unlink(path)
 
     def _begin_write(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")

@@ -40,7 +40,8 @@ class Daemon:
     """Owns a state dir, an agents dir, a config file and (when started) the process."""
 
     def __init__(self, root: Path, agents: Optional[dict[str, str]] = None,
-                 config: str = "", tcp: bool = True) -> None:
+                 config: str = "", tcp: bool = True, *, daemon: str = "",
+                 runs: str = "runs") -> None:
         # Unix socket paths must be short: keep the socket in its own short directory.
         self.sockdir = tempfile.mkdtemp(prefix="sy-", dir="/tmp")
         self.root = root
@@ -55,7 +56,8 @@ class Daemon:
         self.config = root / "symbid.toml"
         self.config.write_text(
             f'[daemon]\nstate_dir = "state"\nsocket = "{self.socket}"\n'
-            f'agents_dir = "agents.d"\nlog_dir = "logs"\nruns_dir = "runs"\n\n{listen}\n'
+            f'agents_dir = "agents.d"\nlog_dir = "logs"\nruns_dir = "{runs}"\n{daemon}\n\n'
+            f"{listen}\n"
             "[scheduler]\nshutdown_timeout_seconds = 3\nkill_grace_seconds = 1\n"
             "retry_backoff_seconds = 1\n" + config
         )

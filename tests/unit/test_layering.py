@@ -56,6 +56,8 @@ LADDER: dict[str, float] = {
     # The DSL validates a schedule's cron/at/timezone with timing when it loads a file
     # (issue 3), so it stands half a rung above timing and config.
     "symbid.dsl.**": 1.5,
+    # The daemon's identity towards runs (capabilities, a run owner's file identity).
+    "symbid.identity": 1.7,
     # A run's places on disk (the runs' root, a run's files): below the sandbox that uses them.
     "symbid.runfiles": 1.75,
     # level 2: the edges (durable state, native waits, processes, channels); mutually blind
