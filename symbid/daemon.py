@@ -46,11 +46,12 @@ from symbid.errors import SymbidError
 from symbid.executor import Agents
 from symbid.identity import clear_ambient_capabilities, user_problem
 from symbid.jobs import JobService
-from symbid.journal import add_log_file, setup_logging
+from symbid.journal import add_log_file, journal_drops, setup_logging
 from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
 from symbid.outbox import DeliveryWorker
 from symbid.registry import AgentService
 from symbid.store import SqliteJobStore
+from symbid.systemd import Notifier, watchdog_interval
 
 log = logging.getLogger(__name__)
 
@@ -101,34 +102,6 @@ def make_private(path: str, mode: int) -> None:
                         exc.strerror)
 
 
-class Notifier:
-    """sd_notify; silent when not run by systemd (no $NOTIFY_SOCKET)."""
-
-    def __init__(self) -> None:
-        self._enabled = bool(os.environ.get("NOTIFY_SOCKET"))
-        self._notifier: Any = None
-        if self._enabled:
-            import sdnotify
-
-            self._notifier = sdnotify.SystemdNotifier()
-
-    def notify(self, *lines: str) -> None:
-        if self._notifier is not None:
-            self._notifier.notify("\n".join(lines))
-
-
-def _watchdog_interval() -> Optional[float]:
-    """Half of systemd's WatchdogSec, when the watchdog is on for this process."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return int(usec) / 1_000_000 / 2
-    except ValueError:
-        return None
-
-
 class Daemon:
     def __init__(self, config: Config, *, clock: Optional[Clock] = None,
                  args: Optional[argparse.Namespace] = None) -> None:
@@ -144,7 +117,7 @@ class Daemon:
         self.jobs: Optional[JobService] = None
         self.registry: Optional[AgentService] = None
         self._tokens: dict[str, str] = {}  # the TCP API's tokens by name
-        self._watchdog = _watchdog_interval()
+        self._watchdog = watchdog_interval()
         self.lock_fd: Optional[int] = None
         self._pruned_at: Optional[float] = None  # monotonic: the audit trail's last prune
         # Where the log goes ({"journal", "log_file"}), for `symbi logs` (set by main).
@@ -211,6 +184,7 @@ class Daemon:
                               pin_required=lambda: self.config.agentpin.required,
                               verify_pin=pins)
         pins.documents.on_fetched = engine.scheduler.wake  # a run waits for the fetch
+        engine.metrics.track_log_drops(journal_drops)
         self.engine = engine
         make_private(cfg.daemon.state_dir, 0o700)
         for suffix in ("", "-wal", "-shm"):  # SQLite gives WAL and SHM the file's mode

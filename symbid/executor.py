@@ -190,6 +190,10 @@ class Executor:
         self._stopping = False  # shutdown: a heartbeat starts no further iteration
         self._waking: set[str] = set()  # heartbeat runs, from their start to their outcome
 
+    def _user_of(self, agent: Agent) -> Optional[str]:
+        """Who the agent's runs execute as: its own ``user``, else ``[daemon] run_user``."""
+        return agent.user if agent.user is not None else self._run_user
+
     def bind(self, sink: RunSink) -> None:
         self._sink = sink
 
@@ -260,7 +264,7 @@ class Executor:
             files = (RunFile(CONTEXT_VAR, CONTEXT_NAME, content=context),
                      RunFile(SUMMARY_VAR, SUMMARY_NAME, read_back=SUMMARY_FILE_CAP))
             if view.shared or (going.session is not None and going.session.shared):
-                state = state_dir(self._runs_dir, job.id)  # the job's, in either mode
+                state = state_dir(self._runs_dir, job.id, self._user_of(agent))
         timeout = job.policy.max_runtime_seconds
         if going.wakeup is not None:
             env["SYMBI_ITERATION"] = str(going.wakeup.count + 1)
@@ -281,7 +285,7 @@ class Executor:
             runs_dir=self._runs_dir,
             stdin=stdin,
             cwd=agent.working_dir,
-            user=agent.user if agent.user is not None else self._run_user,
+            user=self._user_of(agent),
             group=agent.group,
             limits=agent.limits,
             timeout=timeout,

@@ -44,7 +44,7 @@ from symbid.model import (
     new_id,
 )
 from symbid.policydef import pin_problem, policy_problem
-from symbid.sessions import context_to_wire, empty_state, remove_state, state_dir
+from symbid.sessions import context_to_wire, empty_state, remove_state, state_dir, state_dirs
 from symbid.spans import claimed_span, first_free_slot
 from symbid.store import JobStore
 from symbid.store.audit import Act, AuditEvent
@@ -211,7 +211,8 @@ class JobService:
         if self.runs_dir is None or shared not in (
                 job.session_mode, job.heartbeat.context_mode if job.heartbeat.enabled else None):
             return None
-        return state_dir(self.runs_dir, job.id)
+        existing = state_dirs(self.runs_dir, job.id)
+        return existing[0] if existing else state_dir(self.runs_dir, job.id)
 
     def _validate(self, job: Job, now: int, *, allow_past: bool = False) -> Optional[int]:
         """:func:`validate_job`, then what the delivery settings lack for its channels."""

@@ -250,6 +250,11 @@ def setup_logging(level: int = logging.INFO, *, journal: Optional[bool] = None) 
     return use_journal
 
 
+def journal_drops() -> int:
+    """Entries the root logger's journal handlers dropped so far."""
+    return sum(h.dropped for h in logging.getLogger().handlers if isinstance(h, JournalHandler))
+
+
 def add_log_file(path: str) -> logging.Handler:
     """Also write the log to ``path`` (JSON lines); raises OSError when it cannot be opened."""
     handler = JsonFileHandler(path)

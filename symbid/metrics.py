@@ -56,6 +56,11 @@ class Metrics:
             "llm agent's run made (retried and failed attempts too), by agent.",
             ["agent"], buckets=_REQUEST_BUCKETS, registry=self.registry)
 
+        self.log_dropped = Gauge(
+            "symbid_log_entries_dropped", "Log entries dropped since the start because the "
+            "journal could not take them at once (logging never waits for it).",
+            registry=self.registry)
+
     def run_finished(self, job_name: str, status: str, seconds: float | None) -> None:
         if not self.enabled:
             return
@@ -97,6 +102,9 @@ class Metrics:
 
     def track_in_flight(self, source: Callable[[], float]) -> None:
         self.in_flight.set_function(source)
+
+    def track_log_drops(self, source: Callable[[], float]) -> None:
+        self.log_dropped.set_function(source)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -6,6 +6,8 @@ no processes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -46,6 +48,44 @@ class RunFile:
     read_back: int = 0
 
 
+USERS_DIR = "users"  # runs_dir/users/NAME: the root of the runs of user NAME
+
+
+def user_root(runs_dir: str, user: Optional[str]) -> str:
+    """Where the runs of ``user`` have their directories: ``runs_dir/users/NAME``, or
+    ``runs_dir`` itself for runs as the daemon's own user (no user named)."""
+    base = os.path.abspath(runs_dir)
+    return base if user is None else os.path.join(base, USERS_DIR, user)
+
+
+def make_user_root(runs_dir: str, user: str, uid: int, gid: int) -> str:
+    """The root of ``user``'s runs: 0700 and owned by that user, so that the daemon makes
+    a run's directories in it under the run's file identity (symbid.identity) and needs
+    no CAP_CHOWN. Made (and given to the user) when the daemon may (root or CAP_CHOWN);
+    otherwise it must exist: the packages make ``symbid-run``'s (symbid.tmpfiles)."""
+    root = user_root(runs_dir, user)
+    make_runs_dir(os.path.dirname(root))
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        try:
+            os.mkdir(root, 0o700)
+            os.chown(root, uid, gid)
+        except PermissionError:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
+            raise PermissionError(
+                errno.EPERM, f"{root} does not exist and symbid may not give it to {user}; "
+                f"create it: install -d -m 0700 -o {user} -g {gid} {root}") from None
+        except FileExistsError:
+            pass
+        st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        raise PermissionError(errno.EPERM, f"{root} must be a directory owned by {user} "
+                              f"(uid {uid}); it is owned by uid {st.st_uid}")
+    return root
+
+
 def place_files(files: Sequence[RunFile], workdir: str, uid: Optional[int],
                 gid: Optional[int]) -> dict[str, str]:
     """Write the run's files into its directory; their variables. Called under the run's
@@ -65,8 +105,8 @@ def place_files(files: Sequence[RunFile], workdir: str, uid: Optional[int],
 
 
 def make_state_dir(state_dir: str, uid: Optional[int], gid: Optional[int]) -> dict[str, str]:
-    """A job's state directory kept between runs (0700, owned by the run's user, in the
-    runs' root), made with the daemon's identity; its variable."""
+    """A job's state directory kept between runs (0700, owned by the run's user, in its
+    user root: made under the run's file identity); its variable."""
     make_runs_dir(os.path.dirname(state_dir))
     try:
         os.mkdir(state_dir, 0o700)
@@ -79,9 +119,9 @@ def make_state_dir(state_dir: str, uid: Optional[int], gid: Optional[int]) -> di
 
 def remove_tree(path: str, *, keep: bool = False) -> None:
     """Remove what is in a run's (or a job's state) directory with its owner's rights (what
-    the run put there, symbid.identity), then the directory itself with the daemon's (it
-    made it, in the runs' root), unless ``keep``. A missing directory is fine; raises
-    :class:`OSError` when the directory stays."""
+    the run put there, symbid.identity), then the directory itself with its parent's
+    owner's (the daemon's runs' root, or the run user's root), unless ``keep``. A missing
+    directory is fine; raises :class:`OSError` when the directory stays."""
     try:
         with owner_file_identity(path):
             _remove_entries(path)
@@ -89,11 +129,12 @@ def remove_tree(path: str, *, keep: bool = False) -> None:
         return
     except PermissionError:  # its owner cannot reach it (a parent closed to it): as we are
         _remove_entries(path)
-    if not keep:
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
+    if not keep:  # the directory itself, with the rights of its parent's owner
+        with owner_file_identity(os.path.dirname(path)):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
 
 
 def _remove_entries(path: str) -> None:

@@ -44,6 +44,7 @@ from symbid.runfiles import (
     RunFile,
     make_runs_dir,
     make_state_dir,
+    make_user_root,
     place_files,
     read_back,
     remove_tree,
@@ -223,28 +224,28 @@ class Supervisor:
             if spec.runs_dir not in self._made_dirs:
                 make_runs_dir(spec.runs_dir)
                 self._made_dirs.add(spec.runs_dir)
-            workdir = tempfile.mkdtemp(prefix=f"run-{spec.tag[:12]}-", dir=spec.runs_dir)
-            if uid is not None or gid is not None:
-                os.chown(workdir, uid if uid is not None else -1, gid if gid is not None else -1)
+            root = spec.runs_dir
+            if uid is not None:  # the run user's own root, where it makes what is its
+                root = make_user_root(spec.runs_dir, spec.user or str(uid), uid,
+                                      gid if gid is not None else -1)
+            with owner_file_identity(root):
+                workdir = tempfile.mkdtemp(prefix=f"run-{spec.tag[:12]}-", dir=root)
+            if uid is None and gid is not None:
+                os.chown(workdir, -1, gid)
         except OSError as exc:
             raise SandboxError(f"cannot create a working directory in {spec.runs_dir}: {exc}") \
                 from exc
         env = {"PATH": DEFAULT_PATH, "HOME": workdir, "LANG": "C.UTF-8"}
         env.update(spec.env)
         try:
-            if spec.state_dir is not None:
-                env.update(make_state_dir(spec.state_dir, uid, gid))
             with owner_file_identity(workdir):  # the run's own 0700 directory
+                if spec.state_dir is not None:
+                    env.update(make_state_dir(spec.state_dir, uid, gid))
                 env.update(place_files(spec.files, workdir, uid, gid))
                 stdin = tempfile.TemporaryFile(dir=workdir)  # noqa: SIM115 - closed below
         except OSError as exc:
             _remove_workdir(workdir)
-            hint = ""
-            if isinstance(exc, PermissionError) and uid is not None:
-                hint = (f"; the run's user {spec.user} must be able to reach "
-                        f"{spec.runs_dir} (search permission on every directory on the way)")
-            raise SandboxError(f"cannot prepare the run's files in {workdir}: {exc}{hint}") \
-                from exc
+            raise SandboxError(f"cannot prepare the run's files in {workdir}: {exc}") from exc
         env["TMPDIR"] = workdir
         env[RUN_ID_VAR] = spec.tag
         argv = _limit_argv(spec.limits, self._prlimit) + list(spec.argv)

@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from symbid.identity import owner_file_identity
 from symbid.model import SessionMode, format_instant
 from symbid.records import ContextLeft, SessionContext, Turn
-from symbid.runfiles import remove_tree
+from symbid.runfiles import USERS_DIR, remove_tree, user_root
 from symbid.text import mask
 
 log = logging.getLogger(__name__)
@@ -44,27 +45,45 @@ CONTEXT_NAME = "symbi-context.json"
 SUMMARY_NAME = "symbi-summary"
 
 
-def state_dir(runs_dir: str, job_id: str) -> str:
-    """The private state directory of a shared_persistent job."""
-    return os.path.join(os.path.abspath(runs_dir), "state", job_id)
+def state_dir(runs_dir: str, job_id: str, user: Optional[str] = None) -> str:
+    """The private state directory of a shared_persistent job whose runs execute as
+    ``user`` (None: the daemon's own), in that user's root of the runs."""
+    return os.path.join(user_root(runs_dir, user), "state", job_id)
+
+
+def state_dirs(runs_dir: str, job_id: str) -> list[str]:
+    """The job's state directories that exist, whichever user its runs executed as."""
+    found = [state_dir(runs_dir, job_id)]
+    try:
+        found += [state_dir(runs_dir, job_id, e.name)
+                  for e in os.scandir(os.path.join(os.path.abspath(runs_dir), USERS_DIR))
+                  if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        pass
+    out = []
+    for path in found:
+        with owner_file_identity(os.path.dirname(os.path.dirname(path))):
+            if os.path.isdir(path):
+                out.append(path)
+    return out
 
 
 def remove_state(runs_dir: str, job_id: str) -> None:
-    """Remove a job's state directory (deleted job); a missing one is fine."""
-    path = state_dir(runs_dir, job_id)
-    try:
-        remove_tree(path)
-    except OSError as exc:
-        log.warning("cannot remove the state directory %s: %s", path, exc)
+    """Remove a job's state directories (deleted job); none is fine."""
+    for path in state_dirs(runs_dir, job_id):
+        try:
+            remove_tree(path)
+        except OSError as exc:
+            log.warning("cannot remove the state directory %s: %s", path, exc)
 
 
 def empty_state(runs_dir: str, job_id: str) -> None:
-    """Empty a job's state directory (context cleared), keeping the directory itself."""
-    path = state_dir(runs_dir, job_id)
-    try:
-        remove_tree(path, keep=True)
-    except OSError as exc:
-        log.warning("cannot empty the state directory %s: %s", path, exc)
+    """Empty a job's state directories (context cleared), keeping the directories."""
+    for path in state_dirs(runs_dir, job_id):
+        try:
+            remove_tree(path, keep=True)
+        except OSError as exc:
+            log.warning("cannot empty the state directory %s: %s", path, exc)
 
 
 def _cut_tail(text: str, limit: int) -> str:

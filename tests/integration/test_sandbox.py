@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -235,13 +238,32 @@ def test_a_run_can_drop_to_another_user_without_supplementary_groups(
     supervisor: Supervisor, tmp_path: Path
 ) -> None:
     nobody = pwd.getpwnam("nobody")
-    os.chmod(tmp_path, 0o755)
-    out = run(supervisor, tmp_path, ["sh", "-c", "id -u; id -g; id -G; pwd; touch ok"],
-              user="nobody")
-    uid, gid, groups, _ = out.stdout.decode().splitlines()
-    assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
-    assert groups.split() == [str(nobody.pw_gid)]
-    assert out.exit_code == 0  # it could write in its private directory
+    reachable = Path(tempfile.mkdtemp(prefix="sy-runs-", dir="/tmp"))  # tmp_path's are 0700
+    os.chmod(reachable, 0o711)
+    try:
+        out = run(supervisor, reachable, ["sh", "-c", "id -u; id -g; id -G; pwd; touch ok"],
+                  user="nobody")
+        uid, gid, groups, cwd = out.stdout.decode().splitlines()
+        assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
+        assert groups.split() == [str(nobody.pw_gid)]
+        assert out.exit_code == 0  # it could write in its private directory
+        # made in nobody's own root of the runs, by nobody's file identity, and gone after
+        root = reachable / "runs" / "users" / "nobody"
+        assert Path(cwd).parent == root
+        assert (root.stat().st_uid, stat.S_IMODE(root.stat().st_mode)) == (nobody.pw_uid,
+                                                                             0o700)
+        assert not Path(cwd).exists()
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
+
+
+def test_a_run_user_root_owned_by_someone_else_is_refused(supervisor: Supervisor,
+                                                            tmp_path: Path) -> None:
+    root = tmp_path / "runs" / "users" / "nobody"
+    root.mkdir(parents=True)  # ours, not nobody's: a run must not write into it as nobody
+    with pytest.raises(SandboxError, match="must be a directory owned by nobody"):
+        supervisor.spawn(SpawnSpec(tag="x", argv=("true",), env={}, user="nobody",
+                                   runs_dir=str(tmp_path / "runs")), Result())
 
 
 def test_exits_are_seen_without_pidfds(tmp_path: Path) -> None:

@@ -118,7 +118,10 @@ def test_runs_execute_as_run_user_without_capabilities_or_the_database(tmp_path:
         assert caps.split()[1] == "0000000000000000"
         assert db == "no-db"
         assert not Path(cwd).exists()  # its directory went with it, though it was nobody's
-        state = runs / "runs" / "state"
+        root = runs / "runs" / "users" / "nobody"  # nobody's root of the runs
+        assert Path(cwd).parent == root
+        state = root / "state"
+        assert list(state.iterdir())
         for entry in state.iterdir():
             assert entry.stat().st_uid == nobody.pw_uid
             assert stat.S_IMODE(entry.stat().st_mode) == 0o700

@@ -69,6 +69,7 @@ LADDER: dict[str, float] = {
     "symbid.live": 2,  # running runs' output, fed by the sandbox's reads through the executor
     "symbid.agentpin": 2,
     "symbid.journal": 2,
+    "symbid.systemd": 2,  # sd_notify and the watchdog interval
     "symbid.metrics": 2,
     # The channels' shared vocabulary (Payload, Target, Receipt, the HTTP POST): just
     # below the channels, which are mutually blind (issue 11).
