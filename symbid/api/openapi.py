@@ -342,6 +342,16 @@ def document() -> dict[str, Any]:
             "/api/v1/reload": {"post": {
                 "summary": "Re-read agents_dir and the reloadable configuration",
                 "responses": {"200": _json({"type": "object"}, "What changed")}}},
+            "/api/v1/backup": {"get": {
+                "summary": "A consistent copy of the database, taken while the daemon runs "
+                           "(SQLite's online backup); `symbi backup FILE` writes it",
+                "responses": {"200": {"description": "The database file", "content": {
+                    "application/vnd.sqlite3": {"schema": {"type": "string",
+                                                           "format": "binary"}}}}}}},
+            "/api/v1/logs/target": {"get": {
+                "summary": "Where the daemon writes its log, for `symbi logs`",
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "journal": {"type": "boolean"}, "log_file": _NSTR}}, "Its log")}}},
             **_agent_paths(),
         },
         "components": {"schemas": {

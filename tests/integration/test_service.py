@@ -138,3 +138,13 @@ def test_an_unknown_run_user_stops_the_start_naming_the_key(tmp_path: Path) -> N
     d.cleanup()
     log = d.log.read_text()
     assert "run_user" in log and "no-such-user-here" in log
+
+
+def test_the_openapi_document_lists_the_backup_and_log_routes(daemon: Daemon) -> None:
+    status, doc = daemon.api("GET", "/api/v1/openapi.json")
+    assert status == 200
+    assert "get" in doc["paths"]["/api/v1/backup"]
+    assert "get" in doc["paths"]["/api/v1/logs/target"]
+    status, target = daemon.api("GET", "/api/v1/logs/target")
+    assert status == 200 and target["journal"] is False
+    assert target["log_file"].endswith("logs/symbid.json")
