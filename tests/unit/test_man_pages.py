@@ -5,7 +5,7 @@ the rest in symbi(1)) and of ``symbid`` (symbid(8)); every configuration key, by
 with its default beside it (symbid.toml(5)); every environment override; every exit
 status and error code; every key the .symbi loader accepts (symbi-dsl(5)); the signals
 the daemon handles, its journal fields and components, its default paths and the unit's
-directives (symbid(8)). Nothing here is a hand-written list of names, so adding a flag
+directives and its metrics (symbid(8)). Nothing here is a hand-written list of names, so adding a flag
 or a key without documenting it fails a test. The pages also build with scdoc.
 """
 
@@ -395,6 +395,16 @@ def test_every_journal_field_and_component_is_in_symbid_8() -> None:
     assert "scheduler" in LOG_COMPONENTS
     for component in LOG_COMPONENTS:
         assert bold(component) in text, f"component {component} is not in symbid(8)"
+
+
+def test_every_metric_is_in_symbid_8() -> None:
+    from symbid.metrics import Metrics
+
+    names = [m.name for m in Metrics(enabled=True).registry.collect()]
+    assert "symbiont_cron_runs" in names
+    text = section("symbid.8.scd", "CONTROL SOCKET AND API")
+    for name in names:  # a counter's name is given without its _total
+        assert f"*{name}" in text, f"metric {name} is not in symbid(8)"
 
 
 def test_every_default_path_is_in_symbid_8_files() -> None:
