@@ -4,9 +4,9 @@ Every command and flag of the real ``symbi`` parser (``symbi cron ...`` in symbi
 the rest in symbi(1)) and of ``symbid`` (symbid(8)); every configuration key, by section,
 with its default beside it (symbid.toml(5)); every environment override; every exit
 status and error code; every key the .symbi loader accepts (symbi-dsl(5)); the signals
-the daemon handles, its journal fields and components, its default paths and the unit's
-directives and its metrics (symbid(8)). Nothing here is a hand-written list of names, so adding a flag
-or a key without documenting it fails a test. The pages also build with scdoc.
+the daemon handles, its journal fields and components, its metrics, its default paths and
+the unit's directives (symbid(8)). Nothing here is a hand-written list of names, so adding
+a flag or a key without documenting it fails a test. The pages also build with scdoc.
 """
 
 from __future__ import annotations
