@@ -52,3 +52,18 @@ deb: packaging-tools croniter-wheel
 	mv build/symbid_$(DEB_VERSION)_all.deb $(PKG_OUT)/
 	rm -f build/symbid_$(DEB_VERSION)_*.buildinfo build/symbid_$(DEB_VERSION)_*.changes
 	@echo "$(PKG_OUT)/symbid_$(DEB_VERSION)_all.deb"
+
+RPM_TOP := $(CURDIR)/build/rpm
+rpm: packaging-tools croniter-wheel
+	rm -rf $(RPM_TOP) && mkdir -p $(RPM_TOP)/SOURCES $(PKG_OUT)
+	git ls-files -z --cached --others --exclude-standard | \
+		tar --null -T - --transform 's,^,symbid-$(RPM_VERSION)/,' -czf $(RPM_TOP)/SOURCES/symbid-$(RPM_VERSION).tar.gz
+	cp $(WHEELS)/croniter-*.whl $(RPM_TOP)/SOURCES/croniter.whl
+	cp units/symbid.sysusers $(RPM_TOP)/SOURCES/symbid.sysusers
+	fallback=$$(rpm --eval '%{?pyproject_wheel:real}' | grep -q real || \
+		echo "--load=packaging/rpm-fallback.macros"); \
+	env PATH=/usr/sbin:/usr/bin:/sbin:/bin rpmbuild -bb --nodeps $$fallback \
+		--define "_topdir $(RPM_TOP)" --define "pkg_version $(RPM_VERSION)" \
+		packaging/symbid.spec >build/rpm-build.log 2>&1 || { tail -40 build/rpm-build.log; exit 1; }
+	mv $(RPM_TOP)/RPMS/noarch/symbid-$(RPM_VERSION)-1*.noarch.rpm $(PKG_OUT)/
+	@ls $(PKG_OUT)/symbid-$(RPM_VERSION)-1*.noarch.rpm
