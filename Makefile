@@ -29,8 +29,15 @@ integration: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q tests/unit tests/integration
 
-# Slow end-to-end suites (a crash loop of the real daemon); .ci/run runs them after `make test`.
-e2e: $(STAMP)
+# Slow end-to-end suites (a crash loop of the real daemon, the packages, a Debian 12
+# container booted with systemd); .ci/run runs them after `make test`. As root, the tools
+# they need are installed first (the packaging tools, systemd-nspawn and debootstrap).
+E2E_TOOLS := systemd-container debootstrap
+e2e: $(STAMP) packaging-tools
+	@missing=$$(for p in $(E2E_TOOLS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 	$(BIN)/python -m pytest -q -s tests/e2e
 
 bench: $(STAMP)
