@@ -92,14 +92,31 @@ def _set_fs(uid: int, gid: int) -> bool:
     return bool(c.setfsuid(-1) == uid and c.setfsgid(-1) == gid)
 
 
+def _owner_stat(path: str) -> Optional[os.stat_result]:
+    """The status of ``path``, or, when a directory on the way is closed to this process
+    (a run user's own 0700 root), of the nearest one it can see: its owner is the owner of
+    what lies in it."""
+    current = os.path.abspath(path)
+    while True:
+        try:
+            return os.stat(current)
+        except PermissionError:
+            parent = os.path.dirname(current)
+            if parent == current:
+                return None
+            current = parent
+        except OSError:
+            return None
+
+
 @contextmanager
 def owner_file_identity(path: str) -> Iterator[None]:
     """File operations of this thread within the block run as the owner of ``path``
-    (its uid and gid), when that is someone else and this process may switch (root or
+    (its uid and gid; that of the nearest directory above it this process can see, when
+    one on the way is closed to it), when that is someone else and this process may switch (root or
     CAP_SETUID/CAP_SETGID); otherwise with the process's own identity, unchanged."""
-    try:
-        st = os.stat(path)
-    except OSError:
+    st = _owner_stat(path)
+    if st is None:
         yield
         return
     uid, gid = os.geteuid(), os.getegid()

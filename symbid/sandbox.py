@@ -260,19 +260,24 @@ class Supervisor:
                     except OSError as exc:
                         raise SandboxError(f"cannot record the run's start: {exc}; "
                                            "check the state directory") from exc
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=stdin,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    cwd=spec.cwd or workdir,
-                    env=env,
-                    close_fds=True,
-                    start_new_session=True,
-                    user=uid,
-                    group=gid,
-                    extra_groups=[] if switching and can_switch_groups() else None,
-                )
+                groups = [] if switching and can_switch_groups() else None
+                # The child is forked with this thread's file identity, the run's: it
+                # changes into the run's directory (in the run user's own 0700 root)
+                # before it drops to the run's user, and only the run may enter there.
+                with owner_file_identity(workdir):
+                    proc = subprocess.Popen(
+                        argv,
+                        stdin=stdin,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        cwd=spec.cwd or workdir,
+                        env=env,
+                        close_fds=True,
+                        start_new_session=True,
+                        user=uid,
+                        group=gid,
+                        extra_groups=groups,
+                    )
         except SandboxError:
             _remove_workdir(workdir)
             raise
