@@ -93,10 +93,12 @@ def make_private(path: str, mode: int) -> None:
         current = os.stat(path).st_mode & 0o777
     except FileNotFoundError:
         return
-    if current & ~mode & 0o077:
+    extra = current & ~mode & 0o077
+    if extra:
         try:
             os.chmod(path, mode)
-            log.warning("%s was mode %o: made it %o (private)", path, current, mode)
+            if extra & ~0o011:  # more than search: StateDirectoryMode= gives 0711 each start
+                log.warning("%s was mode %o: made it %o (private)", path, current, mode)
         except OSError as exc:
             log.warning("%s is mode %o and cannot be made private: %s", path, current,
                         exc.strerror)
