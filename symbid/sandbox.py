@@ -260,7 +260,7 @@ class Supervisor:
                     except OSError as exc:
                         raise SandboxError(f"cannot record the run's start: {exc}; "
                                            "check the state directory") from exc
-                groups = [] if switching and can_switch_groups() else None
+                groups: list[int] | None = [] if switching and can_switch_groups() else None
                 # The child is forked with this thread's file identity, the run's: it
                 # changes into the run's directory (in the run user's own 0700 root)
                 # before it drops to the run's user, and only the run may enter there.
