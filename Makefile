@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test unit integration lint e2e bench run clean
+.PHONY: all install test unit integration lint floors e2e bench run clean
 
 all: test
 
@@ -28,6 +28,11 @@ integration: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q tests/unit tests/integration
+
+# The unit and integration suites against Debian 12's versions of the dependencies (the
+# floors the .deb relies on), in their own venv .venv-floors: tests/floors/run.
+floors:
+	PYTHON=$(PYTHON) tests/floors/run
 
 # Slow end-to-end suites (a crash loop of the real daemon, the packages, a Debian 12
 # container booted with systemd); .ci/run runs them after `make test`. As root, the tools
@@ -59,4 +64,4 @@ run: $(STAMP)
 -include packaging/packaging.mk
 
 clean:
-	rm -rf $(VENV) .symbid .symbid-runs build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-floors .symbid .symbid-runs build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -231,12 +231,20 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
         self.response_headers.append(("Content-Type", "application/json"))
         if error.code == 401:
             self.response_headers.append(("WWW-Authenticate", 'Bearer realm="symbid"'))
-        self.set_close_on_finish()
+        self._close_on_finish()
         if self.request.content_length > 0 or self.request.chunked:
             self.channel.linger = True  # a body is (or may be) on its way: see handle_close
         self.content_length = len(body)
         if getattr(self.request, "command", None) != "HEAD":
             self.write(body)
+
+
+    def _close_on_finish(self) -> None:
+        """Say ``Connection: close`` and close after the answer. (waitress 3 has
+        ``set_close_on_finish`` for this; Debian 12's waitress 2.1.2 does not.)"""
+        if not any(name.lower() == "connection" for name, _ in self.response_headers):
+            self.response_headers.append(("Connection", "close"))
+        self.close_on_finish = True
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
