@@ -1,23 +1,26 @@
 """The daemon's identity towards its runs: capabilities it holds and passes on (none),
 and the file identity it takes to touch a run's private files.
 
-Packaged, the daemon runs as ``symbid`` with CAP_SETUID, CAP_SETGID, CAP_KILL and CAP_CHOWN
-given by systemd as *ambient* capabilities (units/symbid.service). Ambient capabilities
-survive ``execve`` of ordinary programs, and a switch between two non-root users does not
-clear them, so :func:`clear_ambient_capabilities` empties the ambient set at start: the
-daemon keeps them (permitted and effective) and no child it starts inherits any.
+Packaged, the daemon runs as ``symbid`` with CAP_SETUID, CAP_SETGID and CAP_KILL given by
+systemd as *ambient* capabilities (units/symbid.service). Ambient capabilities survive
+``execve`` of ordinary programs, and a switch between two non-root users does not clear
+them, so :func:`clear_ambient_capabilities` empties the ambient and the inheritable sets at
+start: the daemon keeps them (permitted and effective) and no child it starts inherits any.
 
-A run's directory is 0700 and owned by the run's user (``symbid-run``), so the daemon
-reaches into it under the owner's file identity: :func:`owner_file_identity` sets the
-calling thread's fsuid/fsgid (setfsuid(2) is per thread: the daemon's other threads keep
-theirs) for the block, instead of holding CAP_DAC_OVERRIDE, which would open every file on
-the system to the daemon. Files the run left are then read and removed with exactly the
-run's rights, so a symbolic link or a mode it set cannot make the daemon touch more.
+A run's directory is 0700 and owned by the run's user (``symbid-run``), in that user's own
+root of the runs, so the daemon reaches into it under the *run's* file identity:
+:func:`file_identity` sets the calling thread's fsuid/fsgid (setfsuid(2) is per thread: the
+daemon's other threads keep theirs) to the run's uid and gid for the block, instead of
+holding CAP_DAC_OVERRIDE or CAP_CHOWN. The identity is always the one the run was given,
+never read from a path the run could have replaced: whatever the run leaves there (a
+symbolic link to the database, a directory moved away) the daemon then reads, creates and
+removes with exactly the run's rights, never more.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import logging
 import os
@@ -65,22 +68,54 @@ def user_problem(name: Optional[str]) -> Optional[str]:
     except KeyError:
         return (f"there is no user {name!r} on this system; create it (the package's "
                 "sysusers file makes symbid-run) or name another")
+    caps = effective_capabilities()
     if pw.pw_uid != os.geteuid() and os.geteuid() != 0 and not (
-            effective_capabilities() >> CAP_SETUID & 1):
+            caps >> CAP_SETUID & 1 and caps >> CAP_SETGID & 1):
         return (f"symbid (uid {os.geteuid()}) cannot switch to {name!r}: it needs root or "
                 "CAP_SETUID and CAP_SETGID (units/symbid.service grants them)")
     return None
 
 
-def clear_ambient_capabilities() -> bool:
-    """Empty the ambient capability set (the daemon keeps its effective ones); True when
-    done or nothing to do. Call it before any child is started."""
-    if _c().prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0:
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _clear_inheritable() -> bool:
+    """Empty this thread's inheritable capability set (capget, then capset with it zero);
+    True when done or nothing to do."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    c = _c()
+    if c.capget(ctypes.byref(header), data) != 0:
+        return False
+    if not (data[0].inheritable or data[1].inheritable):
         return True
-    err = ctypes.get_errno()
-    log.warning("cannot clear the ambient capabilities (%s): runs may inherit them",
-                os.strerror(err))
-    return False
+    data[0].inheritable = data[1].inheritable = 0
+    return bool(c.capset(ctypes.byref(header), data) == 0)
+
+
+def clear_ambient_capabilities() -> bool:
+    """Empty the ambient and the inheritable capability sets (the daemon keeps its
+    effective ones); True when done or nothing to do. Call it in the main thread before
+    any other thread or child is started: the sets are per thread, and inherited."""
+    problems = []
+    if _c().prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
+        problems.append(f"ambient: {os.strerror(ctypes.get_errno())}")
+    if not _clear_inheritable():
+        problems.append(f"inheritable: {os.strerror(ctypes.get_errno())}")
+    if problems:
+        log.warning("cannot clear the daemon's capabilities (%s): runs may inherit them",
+                    "; ".join(problems))
+        return False
+    return True
 
 
 def _set_fs(uid: int, gid: int) -> bool:
@@ -92,41 +127,25 @@ def _set_fs(uid: int, gid: int) -> bool:
     return bool(c.setfsuid(-1) == uid and c.setfsgid(-1) == gid)
 
 
-def _owner_stat(path: str) -> Optional[os.stat_result]:
-    """The status of ``path``, or, when a directory on the way is closed to this process
-    (a run user's own 0700 root), of the nearest one it can see: its owner is the owner of
-    what lies in it."""
-    current = os.path.abspath(path)
-    while True:
-        try:
-            return os.stat(current)
-        except PermissionError:
-            parent = os.path.dirname(current)
-            if parent == current:
-                return None
-            current = parent
-        except OSError:
-            return None
-
-
 @contextmanager
-def owner_file_identity(path: str) -> Iterator[None]:
-    """File operations of this thread within the block run as the owner of ``path``
-    (its uid and gid; that of the nearest directory above it this process can see, when
-    one on the way is closed to it), when that is someone else and this process may switch (root or
-    CAP_SETUID/CAP_SETGID); otherwise with the process's own identity, unchanged."""
-    st = _owner_stat(path)
-    if st is None:
+def file_identity(uid: Optional[int], gid: Optional[int]) -> Iterator[None]:
+    """File operations of this thread within the block run as ``uid``/``gid`` (None: the
+    process's own), as a run with those ids would. Raises :class:`PermissionError` when
+    this process may not take them (it needs root, or CAP_SETUID and CAP_SETGID)."""
+    own_uid, own_gid = os.geteuid(), os.getegid()
+    target = (own_uid if uid is None else uid, own_gid if gid is None else gid)
+    if target == (own_uid, own_gid):
         yield
         return
-    uid, gid = os.geteuid(), os.getegid()
-    if (st.st_uid, st.st_gid) == (uid, gid) or not _set_fs(st.st_uid, st.st_gid):
-        _set_fs(uid, gid)  # a half-taken switch is undone
-        yield
-        return
+    if not _set_fs(*target):
+        _set_fs(own_uid, own_gid)  # a half-taken switch is undone
+        raise PermissionError(
+            errno.EPERM, f"symbid (uid {own_uid}) cannot act as uid {target[0]} gid "
+            f"{target[1]}: it needs root, or CAP_SETUID and CAP_SETGID "
+            "(units/symbid.service grants them)")
     try:
         yield
     finally:
-        if not _set_fs(uid, gid):  # pragma: no cover - setting one's own ids back
+        if not _set_fs(own_uid, own_gid):  # pragma: no cover - setting one's own ids back
             log.critical("cannot take back the daemon's file identity")
             os.abort()

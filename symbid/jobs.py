@@ -212,7 +212,7 @@ class JobService:
                 job.session_mode, job.heartbeat.context_mode if job.heartbeat.enabled else None):
             return None
         existing = state_dirs(self.runs_dir, job.id)
-        return existing[0] if existing else state_dir(self.runs_dir, job.id)
+        return existing[0][0] if existing else state_dir(self.runs_dir, job.id)
 
     def _validate(self, job: Job, now: int, *, allow_past: bool = False) -> Optional[int]:
         """:func:`validate_job`, then what the delivery settings lack for its channels."""

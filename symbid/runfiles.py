@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from symbid.identity import owner_file_identity
-
 
 def make_runs_dir(path: str) -> None:
     """The runs' root: 0711, so that a run's user can reach its own 0700 directory in it
@@ -83,15 +81,26 @@ def make_user_root(runs_dir: str, user: str, uid: int, gid: int) -> str:
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
         raise PermissionError(errno.EPERM, f"{root} must be a directory owned by {user} "
                               f"(uid {uid}); it is owned by uid {st.st_uid}")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise PermissionError(errno.EPERM, f"{root} is mode {stat.S_IMODE(st.st_mode):04o}: "
+                              f"other users could reach {user}'s runs; chmod 0700 {root}")
     return root
 
 
-def place_files(files: Sequence[RunFile], workdir: str, uid: Optional[int],
-                gid: Optional[int]) -> dict[str, str]:
+def user_root_owner(runs_dir: str, name: str) -> Optional[tuple[int, int]]:
+    """The uid and gid that own the root of the runs of user ``name`` (None: there is
+    none, or it is not a directory). Its parent is the daemon's, so no run can swap it."""
+    try:
+        st = os.lstat(user_root(runs_dir, name))
+    except OSError:
+        return None
+    return (st.st_uid, st.st_gid) if stat.S_ISDIR(st.st_mode) else None
+
+
+def place_files(files: Sequence[RunFile], workdir: str) -> dict[str, str]:
     """Write the run's files into its directory; their variables. Called under the run's
-    file identity (symbid.identity), so what is created is the run user's already."""
+    file identity (symbid.identity), so what is created is the run's user's and group's."""
     env: dict[str, str] = {}
-    owner = (uid if uid is not None else -1, gid if gid is not None else -1)
     for f in files:
         path = os.path.join(workdir, f.name)
         env[f.var] = path
@@ -99,53 +108,48 @@ def place_files(files: Sequence[RunFile], workdir: str, uid: Optional[int],
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(f.content)
-            if owner != (-1, -1):
-                os.chown(path, *owner)
     return env
 
 
-def make_state_dir(state_dir: str, uid: Optional[int], gid: Optional[int]) -> dict[str, str]:
-    """A job's state directory kept between runs (0700, owned by the run's user, in its
-    user root: made under the run's file identity); its variable."""
+def make_state_dir(state_dir: str) -> dict[str, str]:
+    """A job's state directory kept between runs (0700, in its user's root of the runs);
+    its variable. Called under the run's file identity, so it is the run's."""
     make_runs_dir(os.path.dirname(state_dir))
     try:
         os.mkdir(state_dir, 0o700)
     except FileExistsError:
         pass
-    if (uid, gid) != (None, None):
-        os.chown(state_dir, uid if uid is not None else -1, gid if gid is not None else -1)
     return {"SYMBI_STATE_DIR": state_dir}
 
 
 def remove_tree(path: str, *, keep: bool = False) -> None:
-    """Remove what is in a run's (or a job's state) directory with its owner's rights (what
-    the run put there, symbid.identity), then the directory itself with its parent's
-    owner's (the daemon's runs' root, or the run user's root), unless ``keep``. A missing
-    directory is fine; raises :class:`OSError` when the directory stays."""
+    """Remove what is in a run's (or a job's state) directory, then the directory itself
+    unless ``keep``. Called under the file identity of the run that used it
+    (symbid.identity): what the run left is removed with the run's rights. A symbolic link
+    where the directory was (the run moved it away) is removed, never followed; a
+    missing directory is fine. Raises :class:`OSError` when the directory stays."""
     try:
-        with owner_file_identity(path):
-            _remove_entries(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return
-    except PermissionError:  # its owner cannot reach it (a parent closed to it): as we are
-        _remove_entries(path)
-    if not keep:  # the directory itself, with the rights of its parent's owner
-        with owner_file_identity(os.path.dirname(path)):
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-
-
-def _remove_entries(path: str) -> None:
-    for entry in list(os.scandir(path)):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
+    if not stat.S_ISDIR(st.st_mode):
+        if not keep:
+            os.unlink(path)
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for entry in list(os.scandir(fd)):
+            if entry.is_dir(follow_symlinks=False):
+                # shutil.rmtree works by descriptors here and follows no link
+                shutil.rmtree(os.path.join(path, entry.name), ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not keep:
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(path)
 
 
 def read_back(files: Sequence[RunFile], workdir: str) -> dict[str, bytes]:

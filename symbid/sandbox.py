@@ -39,7 +39,7 @@ from typing import Callable, Optional
 from symbid.agentdef import Limits
 from symbid.clock import Clock
 from symbid.errors import SandboxError
-from symbid.identity import can_switch_groups, owner_file_identity
+from symbid.identity import can_switch_groups, file_identity
 from symbid.runfiles import (
     RunFile,
     make_runs_dir,
@@ -130,9 +130,12 @@ def process_stat(pid: int) -> Optional[tuple[int, int]]:
         return None
 
 
-def _remove_workdir(workdir: str) -> None:
+def _remove_workdir(workdir: str, uid: Optional[int], gid: Optional[int]) -> None:
+    """Remove a run's directory with the run's file identity (what it left there cannot
+    make the daemon remove more than the run could itself)."""
     try:
-        remove_tree(workdir)
+        with file_identity(uid, gid):
+            remove_tree(workdir)
     except OSError as exc:
         log.warning("cannot remove the run directory %s: %s", workdir, exc)
 
@@ -163,6 +166,8 @@ class _Child:
     proc: subprocess.Popen[bytes]
     on_exit: Callable[[ChildExit], None]
     workdir: str
+    uid: Optional[int]  # the run's file identity (None: the daemon's own)
+    gid: Optional[int]
     started: float
     pidfd: Optional[int]
     out: bytearray = field(default_factory=bytearray)
@@ -228,23 +233,24 @@ class Supervisor:
             if uid is not None:  # the run user's own root, where it makes what is its
                 root = make_user_root(spec.runs_dir, spec.user or str(uid), uid,
                                       gid if gid is not None else -1)
-            with owner_file_identity(root):
+            # Everything of the run's is made with the run's own file identity: its
+            # directory, state and files are its user's and group's, and nothing it
+            # could have put in their way makes the daemon touch more.
+            with file_identity(uid, gid):
                 workdir = tempfile.mkdtemp(prefix=f"run-{spec.tag[:12]}-", dir=root)
-            if uid is None and gid is not None:
-                os.chown(workdir, -1, gid)
         except OSError as exc:
             raise SandboxError(f"cannot create a working directory in {spec.runs_dir}: {exc}") \
                 from exc
         env = {"PATH": DEFAULT_PATH, "HOME": workdir, "LANG": "C.UTF-8"}
         env.update(spec.env)
         try:
-            with owner_file_identity(workdir):  # the run's own 0700 directory
+            with file_identity(uid, gid):
                 if spec.state_dir is not None:
-                    env.update(make_state_dir(spec.state_dir, uid, gid))
-                env.update(place_files(spec.files, workdir, uid, gid))
+                    env.update(make_state_dir(spec.state_dir))
+                env.update(place_files(spec.files, workdir))
                 stdin = tempfile.TemporaryFile(dir=workdir)  # noqa: SIM115 - closed below
         except OSError as exc:
-            _remove_workdir(workdir)
+            _remove_workdir(workdir, uid, gid)
             raise SandboxError(f"cannot prepare the run's files in {workdir}: {exc}") from exc
         env["TMPDIR"] = workdir
         env[RUN_ID_VAR] = spec.tag
@@ -264,7 +270,7 @@ class Supervisor:
                 # The child is forked with this thread's file identity, the run's: it
                 # changes into the run's directory (in the run user's own 0700 root)
                 # before it drops to the run's user, and only the run may enter there.
-                with owner_file_identity(workdir):
+                with file_identity(uid, gid):
                     proc = subprocess.Popen(
                         argv,
                         stdin=stdin,
@@ -279,10 +285,10 @@ class Supervisor:
                         extra_groups=groups,
                     )
         except SandboxError:
-            _remove_workdir(workdir)
+            _remove_workdir(workdir, uid, gid)
             raise
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            _remove_workdir(workdir)
+            _remove_workdir(workdir, uid, gid)
             raise SandboxError(f"cannot start {spec.argv[0] if spec.argv else '?'}: {exc}") \
                 from exc
         pidfd = None
@@ -294,7 +300,7 @@ class Supervisor:
         assert proc.stdout is not None and proc.stderr is not None
         for pipe in (proc.stdout, proc.stderr):
             os.set_blocking(pipe.fileno(), False)
-        child = _Child(spec=spec, proc=proc, on_exit=on_exit, workdir=workdir,
+        child = _Child(spec=spec, proc=proc, on_exit=on_exit, workdir=workdir, uid=uid, gid=gid,
                        started=self._clock.monotonic(), pidfd=pidfd)
         with self._lock:
             self._incoming.append(child)
@@ -524,9 +530,12 @@ class Supervisor:
         for pipe in (child.proc.stdout, child.proc.stderr):
             if pipe is not None:
                 pipe.close()
-        with owner_file_identity(child.workdir):
-            files = read_back(child.spec.files, child.workdir)
-        _remove_workdir(child.workdir)
+        try:
+            with file_identity(child.uid, child.gid):
+                files = read_back(child.spec.files, child.workdir)
+        except OSError:  # pragma: no cover - the identity was taken at the spawn
+            files = {}
+        _remove_workdir(child.workdir, child.uid, child.gid)
         status = child.status
         result = ChildExit(
             tag=child.spec.tag,

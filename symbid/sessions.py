@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from symbid.identity import owner_file_identity
+from symbid.identity import file_identity
 from symbid.model import SessionMode, format_instant
 from symbid.records import ContextLeft, SessionContext, Turn
-from symbid.runfiles import USERS_DIR, remove_tree, user_root
+from symbid.runfiles import USERS_DIR, remove_tree, user_root, user_root_owner
 from symbid.text import mask
 
 log = logging.getLogger(__name__)
@@ -51,39 +51,50 @@ def state_dir(runs_dir: str, job_id: str, user: Optional[str] = None) -> str:
     return os.path.join(user_root(runs_dir, user), "state", job_id)
 
 
-def state_dirs(runs_dir: str, job_id: str) -> list[str]:
-    """The job's state directories that exist, whichever user its runs executed as."""
-    found = [state_dir(runs_dir, job_id)]
+def state_dirs(runs_dir: str, job_id: str) -> list[tuple[str, Optional[int], Optional[int]]]:
+    """The job's state directories that exist, whichever user its runs executed as, each
+    with the file identity to reach it by: that of the user whose root it is in (the
+    owner of ``users/NAME``, which no run can swap), None for the daemon's own."""
+    roots: list[tuple[Optional[str], Optional[tuple[int, int]]]] = [(None, None)]
     try:
-        found += [state_dir(runs_dir, job_id, e.name)
+        roots += [(e.name, user_root_owner(runs_dir, e.name))
                   for e in os.scandir(os.path.join(os.path.abspath(runs_dir), USERS_DIR))
                   if e.is_dir(follow_symlinks=False)]
     except OSError:
         pass
-    out = []
-    for path in found:
-        with owner_file_identity(os.path.dirname(os.path.dirname(path))):
-            if os.path.isdir(path):
-                out.append(path)
+    out: list[tuple[str, Optional[int], Optional[int]]] = []
+    for user, owner in roots:
+        if user is not None and owner is None:
+            continue
+        uid, gid = owner if owner is not None else (None, None)
+        path = state_dir(runs_dir, job_id, user)
+        try:
+            with file_identity(uid, gid):
+                if os.path.isdir(path):
+                    out.append((path, uid, gid))
+        except OSError as exc:
+            log.warning("cannot look for the state directory %s: %s", path, exc)
     return out
 
 
 def remove_state(runs_dir: str, job_id: str) -> None:
     """Remove a job's state directories (deleted job); none is fine."""
-    for path in state_dirs(runs_dir, job_id):
-        try:
-            remove_tree(path)
-        except OSError as exc:
-            log.warning("cannot remove the state directory %s: %s", path, exc)
+    _clear_state(runs_dir, job_id, keep=False)
 
 
 def empty_state(runs_dir: str, job_id: str) -> None:
     """Empty a job's state directories (context cleared), keeping the directories."""
-    for path in state_dirs(runs_dir, job_id):
+    _clear_state(runs_dir, job_id, keep=True)
+
+
+def _clear_state(runs_dir: str, job_id: str, *, keep: bool) -> None:
+    for path, uid, gid in state_dirs(runs_dir, job_id):
         try:
-            remove_tree(path, keep=True)
+            with file_identity(uid, gid):  # with the rights of the runs that used it
+                remove_tree(path, keep=keep)
         except OSError as exc:
-            log.warning("cannot empty the state directory %s: %s", path, exc)
+            log.warning("cannot %s the state directory %s: %s",
+                        "empty" if keep else "remove", path, exc)
 
 
 def _cut_tail(text: str, limit: int) -> str:
