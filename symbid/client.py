@@ -237,8 +237,10 @@ class Transport:
             conn.close()
 
     def download(self, path: str, out: BinaryIO) -> int:
-        """A binary answer written to ``out`` as it arrives; the number of bytes."""
-        conn, response = self._open("GET", path, None, None, "application/octet-stream")
+        """A binary answer written to ``out`` as it arrives; the number of bytes. Patient:
+        the daemon makes the whole copy before the first byte, however long it takes."""
+        conn, response = self._open("GET", path, None, None, "application/octet-stream",
+                                    patient=True)
         try:
             if response.status >= 400:
                 self._check(response, self._body(conn, response))

@@ -96,6 +96,13 @@ class UnreadableRow(StoreError):
     http_status = 409
 
 
+class StorageFull(StoreError):
+    """The disk holding the state directory has no room for what was asked."""
+
+    code = "storage_full"
+    http_status = 507
+
+
 class SchemaTooNew(StoreError):
     """The database was written by a newer symbid; refusing to touch it."""
 

@@ -208,7 +208,8 @@ _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
             400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
             415: "Unsupported Media Type",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+            500: "Internal Server Error", 503: "Service Unavailable",
+            507: "Insufficient Storage"}
 
 
 def json_response(data: Any, status: int = 200) -> Response:

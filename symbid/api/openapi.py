@@ -347,7 +347,10 @@ def document() -> dict[str, Any]:
                            "(SQLite's online backup); `symbi backup FILE` writes it",
                 "responses": {"200": {"description": "The database file", "content": {
                     "application/vnd.sqlite3": {"schema": {"type": "string",
-                                                           "format": "binary"}}}}}}},
+                                                           "format": "binary"}}}},
+                    "409": _json(_ref("Error"), "Another backup is being taken and sent"),
+                    "507": _json(_ref("Error"), "No room for the copy beside the database "
+                                                "(storage_full)")}}},
             "/api/v1/logs/target": {"get": {
                 "summary": "Where the daemon writes its log, for `symbi logs`",
                 "responses": {"200": _json({"type": "object", "properties": {

@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import tempfile
 from typing import Any, BinaryIO
 
-from symbid.errors import SchemaTooNew, StoreError
+from symbid.errors import SchemaTooNew, StorageFull, StoreError
 from symbid.store.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS
 from symbid.store.sql import SqlJobStore
 
 log = logging.getLogger(__name__)
+
+BACKUP_HEADROOM = 16 * 1024 * 1024  # bytes left free beside a backup's copy
+_SQLITE_FULL = 13
 
 
 class SqliteJobStore(SqlJobStore):
@@ -43,17 +47,35 @@ class SqliteJobStore(SqlJobStore):
         return conn
 
     def backup(self, directory: str) -> BinaryIO:
-        """SQLite's online backup into a private file in ``directory``, pages copied in
-        steps so writers wait only for a step; the file is unlinked once open."""
+        """SQLite's online backup into a private file in ``directory``, unlinked once
+        open. One step: under WAL it holds a read snapshot only, so writers go on, and a
+        write between steps cannot restart it. Refused (:class:`StorageFull`) unless the
+        copy fits with BACKUP_HEADROOM to spare, so that the live database can still grow."""
+        conn = self._conn()
+        try:
+            pages, page_size = (conn.execute("PRAGMA page_count").fetchone()[0],
+                                conn.execute("PRAGMA page_size").fetchone()[0])
+            fs = os.statvfs(directory)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot back up {self.path} into {directory}: {exc}") from exc
+        need, free = pages * page_size + BACKUP_HEADROOM, fs.f_bavail * fs.f_frsize
+        if free < need:
+            raise StorageFull(f"no room for a backup of {self.path} in {directory}: it "
+                              f"needs {need} bytes free (the database and "
+                              f"{BACKUP_HEADROOM} to spare), {free} are; free some space")
         fd, path = tempfile.mkstemp(prefix=".backup-", suffix=".db", dir=directory)
         try:
             target = sqlite3.connect(path)
             try:
-                self._conn().backup(target, pages=1024)
+                conn.backup(target, pages=-1)
             finally:
                 target.close()
             return os.fdopen(os.dup(fd), "rb")
         except (sqlite3.Error, OSError) as exc:
+            if (getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+                    or getattr(exc, "errno", None) == errno.ENOSPC):
+                raise StorageFull(f"the disk filled up during a backup of {self.path} into "
+                                  f"{directory}: {exc}; free some space") from exc
             raise StoreError(f"cannot back up {self.path} into {directory}: {exc}; check "
                              "the free space there") from exc
         finally:

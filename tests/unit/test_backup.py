@@ -1,0 +1,123 @@
+"""`symbi backup`'s copy: SQLite's online backup while writers go on, one copy at a time,
+refused before anything is written when the disk has no room for it."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symbid.api import make_app
+from symbid.errors import StorageFull
+from symbid.store import SqliteJobStore
+from tests.harness import Harness
+
+
+def _fill(path: Path, megabytes: int) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS filler (id INTEGER PRIMARY KEY, blob BLOB)")
+        conn.executemany("INSERT INTO filler (blob) VALUES (?)",
+                         [(os.urandom(64 * 1024),) for _ in range(megabytes * 16)])
+
+
+def test_a_backup_finishes_while_another_connection_keeps_writing(tmp_path: Path) -> None:
+    path = tmp_path / "symbid.db"
+    store = SqliteJobStore(str(path))
+    _fill(path, 12)  # well over one step of pages, were it copied in steps
+    stop = threading.Event()
+    writes = [0]
+
+    def writer() -> None:
+        with sqlite3.connect(path, timeout=10) as conn:
+            while not stop.is_set():
+                conn.execute("INSERT INTO filler (blob) VALUES (x'00')")
+                conn.commit()
+                writes[0] += 1
+
+    busy = threading.Thread(target=writer, daemon=True)
+    busy.start()
+    copied: list[bytes] = []
+    backup = threading.Thread(target=lambda: copied.append(store.backup(str(tmp_path)).read()),
+                              daemon=True)
+    try:
+        backup.start()
+        backup.join(60)
+        assert not backup.is_alive(), "the backup restarts for ever under writes"
+    finally:
+        stop.set()
+        busy.join(10)
+    assert writes[0] > 0
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(copied[0])
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] >= 12 * 16
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".backup-")]
+    store.close()
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A real 8 MiB file system (tmpfs), smaller than a copy plus its headroom."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    where = Path(tempfile.mkdtemp(prefix="sy-small-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(where)],
+                   check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+        where.rmdir()
+
+
+def test_a_backup_without_room_for_its_copy_is_refused_before_anything_is_written(
+        tmp_path: Path, small_disk: Path) -> None:
+    store = SqliteJobStore(str(tmp_path / "symbid.db"))
+    with pytest.raises(StorageFull, match=r"needs .* bytes free") as refused:
+        store.backup(str(small_disk))
+    assert (refused.value.code, refused.value.http_status) == ("storage_full", 507)
+    assert os.listdir(small_disk) == []
+    store.close()
+
+
+class _Api:
+    def __init__(self, h: Harness) -> None:
+        ctx = dataclasses.replace(h.api_context(), backup_dir=str(h.tmp_path))
+        self.app = make_app(ctx)
+
+    def open(self, method: str) -> tuple[int, Any]:
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": "/api/v1/backup",
+                   "QUERY_STRING": "", "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO(),
+                   "REMOTE_USER": "uid:0"}
+        got: list[str] = []
+        body = self.app(environ, lambda status, headers: got.append(status))
+        return int(got[0].split()[0]), body
+
+
+def test_one_backup_is_taken_at_a_time_and_head_takes_none(tmp_path: Path) -> None:
+    api = _Api(Harness(tmp_path))
+    status, first = api.open("GET")  # taken, not yet sent
+    assert status == 200
+    status, second = api.open("GET")
+    assert status == 409
+    assert "a backup is being taken" in json.loads(b"".join(second))["error"]["message"]
+    status, head = api.open("HEAD")
+    assert status == 200 and b"".join(head) == b""
+    data = b"".join(first)
+    first.close()  # sent: the next one may be taken
+    assert data.startswith(b"SQLite format 3\x00")
+    status, third = api.open("GET")
+    assert status == 200
+    assert b"".join(third).startswith(b"SQLite format 3\x00")
+    third.close()
