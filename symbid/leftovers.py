@@ -4,7 +4,11 @@ and terminated (DESIGN §5's recovery), and the termination itself.
 A run's processes are found two ways:
 
 - by the ``SYMBI_RUN_ID`` the sandbox puts in their environment (grandchildren that
-  changed their process group too), which needs ``/proc/PID/environ`` to be readable;
+  changed their process group too, and what is left of a run whose first process has
+  exited). ``/proc/PID/environ`` is open to the process's own user only, so a daemon
+  that is not root reads a process of another user (a run's, ``symbid-run``) under that
+  process's file identity (the kernel checks the reader's fsuid and fsgid), which
+  CAP_SETUID and CAP_SETGID allow (symbid.identity);
 - by the pid, process group and process start time (clock ticks since boot, from
   ``/proc/PID/stat``) the store recorded when the run's process (a heartbeat's current
   iteration's) started: a process whose environ is closed to the daemon (an llm
@@ -24,6 +28,7 @@ import time
 from collections.abc import Collection, Iterable
 from typing import Optional
 
+from symbid.identity import file_identity
 from symbid.sandbox import RUN_ID_VAR, process_stat
 
 START_SLACK = 5.0  # seconds between a run's recorded start and its process's own
@@ -46,9 +51,10 @@ def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:
         pid = int(name)
         if pid in own:
             continue
+        environ = _environ(name)
+        if environ is None:
+            continue
         try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                environ = fh.read()
             pgid = os.getpgid(pid)
         except OSError:
             continue
@@ -60,6 +66,42 @@ def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:
                 found.setdefault(tag, set()).add(pgid)
                 break
     return found
+
+
+def _real_ids(name: str) -> Optional[tuple[int, int]]:
+    """The real uid and gid of process ``name`` (/proc/PID/status, readable for any)."""
+    uid = gid = None
+    try:
+        with open(f"/proc/{name}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Uid:"):
+                    uid = int(line.split()[1])
+                elif line.startswith(b"Gid:"):
+                    gid = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (uid, gid) if uid is not None and gid is not None else None
+
+
+def _environ(name: str) -> Optional[bytes]:
+    """The environment of process ``name``; read as its own user when it is closed to
+    this process's (None: it cannot be read, or the process is gone)."""
+    path = f"/proc/{name}/environ"
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    ids = _real_ids(name)
+    if ids is None or ids[0] in (0, os.geteuid()):
+        return None  # root's own, or ours and still closed (not dumpable): not readable
+    try:
+        with file_identity(*ids), open(path, "rb") as fh:
+            return fh.read()
+    except OSError:  # it may not switch, the process is not dumpable, or it is gone
+        return None
 
 
 def _boot_time() -> Optional[float]:

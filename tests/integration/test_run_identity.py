@@ -9,6 +9,7 @@ capabilities (and, for comparison, as root), so these tests need root to set tha
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -166,3 +167,28 @@ def test_a_user_root_others_can_enter_is_refused(place: Path) -> None:
     out = start({"argv": ["true"], "runs_dir": str(place / "runs"), "user": "nobody"})
     assert "is mode 0711" in out["error"] and f"chmod 0700 {root}" in out["error"]
     assert stat.S_IMODE(root.stat().st_mode) == 0o711  # told, not changed behind the back
+
+
+FINDER = """
+import json
+from symbid.leftovers import find_run_processes
+print(json.dumps({t: sorted(g) for t, g in find_run_processes({"gone-leader"}).items()}))
+"""
+
+
+def test_what_is_left_of_a_run_of_another_user_whose_first_process_exited_is_found(
+        ) -> None:
+    env = {"PATH": os.environ["PATH"], "SYMBI_RUN_ID": "gone-leader"}
+    leader = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c",
+         "sleep 300 >/dev/null 2>&1 & exit 0"], env=env, start_new_session=True, cwd="/")
+    try:
+        assert leader.wait(timeout=10) == 0  # only its grandchild is left, in its group
+        found = subprocess.run([*AS_CAPABILITY_DAEMON, sys.executable, "-c", FINDER],
+                               capture_output=True, text=True, timeout=60, cwd="/",
+                               env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)})
+        assert found.returncode == 0, found.stderr
+        assert json.loads(found.stdout) == {"gone-leader": [leader.pid]}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, 9)
