@@ -10,11 +10,13 @@ most) on a systemd machine the journal is read, and ``--file`` reads a given fil
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional, TextIO
@@ -35,15 +37,27 @@ FOLLOW_POLL = 0.5  # seconds between two looks at a followed file
 
 
 def since_instant(text: str, now: datetime) -> datetime:
-    """``--since``: a date (2026-12-01), an RFC 3339 instant, or an age (90s, 10m, 2h, 1d)."""
-    m = _RELATIVE.match(text.strip())
+    """``--since``: a date (2026-12-01) or time (2026-12-01 10:00, 2026-12-01T10:00:00)
+    in local time as journalctl takes it, an instant with its offset
+    (2026-12-01T10:00:00Z), or an age (90s, 10m, 2h, 1d)."""
+    text = text.strip()
+    m = _RELATIVE.match(text)
     if m:
         return now - timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
     try:
+        local = datetime.fromisoformat(text)
+    except ValueError:
+        local = None
+    if local is not None and local.tzinfo is None:
+        return local.astimezone()  # a wall time here
+    if local is not None:
+        return local
+    try:
         ms = parse_instant(text)
     except Exception:
-        raise UsageError(f"--since {text!r}: give a date (2026-12-01), an RFC 3339 time "
-                         "(2026-12-01T10:00:00Z) or an age (90s, 10m, 2h, 1d)") from None
+        raise UsageError(f"--since {text!r}: give a date (2026-12-01) or a local time "
+                         "(2026-12-01 10:00), an instant (2026-12-01T10:00:00Z) or an age "
+                         "(90s, 10m, 2h, 1d)") from None
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
@@ -53,7 +67,7 @@ def journal_argv(args: argparse.Namespace, since: Optional[datetime]) -> list[st
     if args.level:
         argv += ["-p", _JOURNAL_LEVEL[args.level]]
     if since is not None:
-        argv += ["--since", since.strftime("%Y-%m-%d %H:%M:%S UTC")]
+        argv += ["--since", since.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")]
     if args.lines is not None:
         argv += ["-n", str(args.lines)]
     if args.follow:
@@ -94,14 +108,28 @@ def render(entry: dict[str, Any]) -> str:
     return f"{text} [{fields}]" if fields else text
 
 
-def _entries(fh: TextIO) -> Iterator[dict[str, Any]]:
-    for line in fh:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a crash, or not the daemon's
-        if isinstance(entry, dict):
-            yield entry
+class _Lines:
+    """The entries of a log file as they are appended: a last line not yet ended (the
+    daemon is writing it) is kept and read whole once its end arrives."""
+
+    def __init__(self, fh: TextIO) -> None:
+        self.fh, self._partial = fh, ""
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        while True:
+            line = self.fh.readline()
+            if not line:
+                return
+            if not line.endswith("\n"):
+                self._partial += line
+                return
+            line, self._partial = self._partial + line, ""
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash, or not the daemon's
+            if isinstance(entry, dict):
+                yield entry
 
 
 def read_file(path: str, args: argparse.Namespace, since: Optional[datetime]) -> int:
@@ -111,14 +139,15 @@ def read_file(path: str, args: argparse.Namespace, since: Optional[datetime]) ->
         fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - reopened
     except OSError as exc:
         raise UsageError(f"cannot read the log file {path}: {exc.strerror}") from None
+    lines = _Lines(fh)
     try:
-        shown = [render(e) for e in _entries(fh) if matches(e, args, since)]
+        shown = [render(e) for e in lines.entries() if matches(e, args, since)]
         for line in shown[-args.lines:] if args.lines is not None else shown:
             print(line)
         sys.stdout.flush()
         while args.follow:
             time.sleep(FOLLOW_POLL)
-            for entry in _entries(fh):
+            for entry in lines.entries():
                 if matches(entry, args, since):
                     print(render(entry), flush=True)
             try:
@@ -128,11 +157,25 @@ def read_file(path: str, args: argparse.Namespace, since: Optional[datetime]) ->
             if moved:
                 fh.close()
                 fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                lines = _Lines(fh)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
         fh.close()
     return EXIT_OK
+
+
+def _remote_host(base_url: Optional[str]) -> Optional[str]:
+    """The host of a daemon reached over TCP on another machine (None: this one)."""
+    if base_url is None:
+        return None
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return None
+    try:
+        return None if ipaddress.ip_address(host).is_loopback else host
+    except ValueError:
+        return host
 
 
 def _under_systemd() -> bool:
@@ -145,8 +188,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     since = since_instant(args.since, datetime.now(timezone.utc)) if args.since else None
     if args.file:
         return read_file(args.file, args, since)
+    client = client_from(args)
+    remote = _remote_host(client.transport.base_url)
+    if remote is not None:
+        raise UsageError(f"symbi logs reads the daemon's log on this machine, and {remote} "
+                         "is another: run symbi logs there (or give --file PATH for a copy "
+                         "of its log file)")
     try:
-        target = client_from(args).log_target()
+        target = client.log_target()
         journal, log_file = bool(target.journal), target.log_file
     except Unavailable as exc:
         if not _under_systemd():
@@ -184,7 +233,8 @@ def add_parser(sub: Any, command: Any) -> None:
     p.add_argument("--level", choices=LEVELS,
                    help="this level and more severe ones (default: all)")
     p.add_argument("--since", metavar="T",
-                   help="from this date, RFC 3339 time or age (90s, 10m, 2h, 1d) on")
+                   help="from this local date or time (2026-12-01, '2026-12-01 10:00'), "
+                   "instant (2026-12-01T10:00:00Z) or age (90s, 10m, 2h, 1d) on")
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing new entries (Ctrl-C stops)")
     p.add_argument("--filter", metavar="COMPONENT", choices=LOG_COMPONENTS,
