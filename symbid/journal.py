@@ -20,6 +20,7 @@ cannot take at once (journald busy, its queue full) is dropped and counted
 from __future__ import annotations
 
 import array
+import errno
 import json
 import logging
 import logging.handlers
@@ -73,7 +74,9 @@ def encode_entry(fields: dict[str, str]) -> bytes:
     """The journal's native datagram: KEY=value lines, binary-safe for multi-line values."""
     out = bytearray()
     for key, value in fields.items():
-        data = value.encode("utf-8", "replace")[:_MAX_VALUE]
+        data = value.encode("utf-8", "replace")
+        if len(data) > _MAX_VALUE:  # cut on a character's boundary
+            data = data[:_MAX_VALUE].decode("utf-8", "ignore").encode("utf-8")
         if b"\n" in data:
             out += key.encode() + b"\n" + len(data).to_bytes(8, "little") + data + b"\n"
         else:
@@ -128,9 +131,10 @@ class JournalHandler(logging.Handler):
         except BlockingIOError:
             self._count_drop()
         except OSError as exc:
-            if exc.errno not in (90, 105):  # EMSGSIZE, ENOBUFS: too big for a datagram
-                raise
-            self._send_memfd(data)
+            if exc.errno in (errno.EMSGSIZE, errno.ENOBUFS):  # too big for a datagram
+                self._send_memfd(data)
+            else:  # no journal there now (ENOENT, ECONNREFUSED while it restarts): as
+                self._count_drop()  # sd_journal_send does, the entry is dropped
 
     def _send_memfd(self, data: bytes) -> None:
         fd = os.memfd_create("symbid-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -143,7 +147,7 @@ class JournalHandler(logging.Handler):
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
             try:
                 self._sock.sendmsg([], rights, 0, self.socket_path)
-            except BlockingIOError:
+            except OSError:  # busy (EAGAIN), or no journal there now
                 self._count_drop()
         finally:
             os.close(fd)
@@ -217,7 +221,8 @@ class FieldsFormatter(logging.Formatter):
         extras = [f"{name[7:].lower()}={getattr(record, name)}" for name in FIELDS[:2]
                   if getattr(record, name, None) is not None]
         text = f"{text} [{' '.join(extras)}]" if extras else text
-        return f"<{_priority(record.levelno)}>{text}"
+        prefix = f"<{_priority(record.levelno)}>"  # on every line: each is an entry
+        return "\n".join(prefix + line for line in text.split("\n"))
 
 
 def stderr_is_journal(environ: Optional[dict[str, str]] = None) -> bool:

@@ -100,3 +100,6 @@ def test_the_rpm_installs_the_same_files_with_systemd_and_sysusers_scripts(rpm: 
     dump = _out("rpm", "-qp", "--dump", str(rpm))
     toml = next(line for line in dump.splitlines() if line.startswith("/etc/symbid/symbid.toml "))
     assert " 0100640 root symbid 1 " in toml  # %config(noreplace) %attr(0640,root,symbid)
+    # the state directory as the daemon keeps it (rpm -V would flag another mode)
+    state = next(line for line in dump.splitlines() if line.startswith("/var/lib/symbid "))
+    assert " 040700 symbid symbid " in state

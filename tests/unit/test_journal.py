@@ -122,3 +122,53 @@ def test_a_journal_that_cannot_keep_up_drops_and_counts_instead_of_waiting(journ
     except BlockingIOError:
         pass
     assert received + handler.dropped == 2000
+
+
+def test_a_journal_that_is_not_there_drops_and_counts_without_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = JournalHandler(str(tmp_path / "no-journal-here"))  # journald restarting
+    logger = logging.getLogger("symbid.scheduler.gone")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("one")
+        logger.warning("two")
+        assert handler.dropped == 2
+        assert capsys.readouterr().err == ""
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_a_value_cut_to_the_limit_stays_valid_utf8() -> None:
+    from symbid.journal import _MAX_VALUE, encode_entry
+
+    data = encode_entry({"MESSAGE": "a" + "ä" * _MAX_VALUE})  # the limit falls inside one
+    value = data[len(b"MESSAGE="):-1]
+    assert len(value) <= _MAX_VALUE
+    assert value.decode("utf-8") == "a" + "ä" * ((_MAX_VALUE - 1) // 2)
+
+
+def test_every_line_of_a_stderr_record_carries_its_priority() -> None:
+    from symbid.journal import FieldsFormatter
+
+    record = logging.LogRecord("symbid.api", logging.ERROR, __file__, 1, "first\nsecond",
+                               None, None)
+    record.SYMBID_JOB = "nightly"
+    assert FieldsFormatter("%(message)s").format(record).split("\n") == \
+        ["<3>first", "<3>second [job=nightly]"]
+
+
+def test_stderr_is_the_journal_only_when_journal_stream_names_it(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    import sys
+
+    from symbid.journal import stderr_is_journal
+
+    with open(tmp_path / "stream", "w") as fh:
+        monkeypatch.setattr(sys, "stderr", fh)
+        st = os.fstat(fh.fileno())
+        assert stderr_is_journal({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        assert not stderr_is_journal({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"})
+        assert not stderr_is_journal({"JOURNAL_STREAM": "garbage"})
+        assert not stderr_is_journal({})
