@@ -33,8 +33,11 @@ if os.geteuid() != 0 or missing_tools():
         raise RuntimeError(f"the systemd suite cannot run: {reason}")
     pytest.skip(reason, allow_module_level=True)
 
-WHO = ("id -un; id -G; grep CapEff /proc/self/status; "
-       "cat /var/lib/symbid/symbid.db >/dev/null 2>&1 && echo db-readable || echo db-closed")
+WHO = "; ".join(["id -un", "id -G", "grep CapEff /proc/self/status"] + [
+    f"cat {path} >/dev/null 2>&1 && echo {name}-readable || echo {name}-closed"
+    for name, path in (("db", "/var/lib/symbid/symbid.db"), ("conf", "/etc/symbid/symbid.toml"),
+                       ("token", "/etc/symbid/api-token"),
+                       ("environ", "/proc/$PPID/environ"))] + ["echo $PPID"])
 AGENTS = f"""
 agent hello {{ command: ["/bin/sh", "-c", "echo hello-from-$SYMBI_JOB_NAME"] }}
 agent who {{ command: ["/bin/sh", "-c", "{WHO}"] }}
@@ -150,20 +153,26 @@ def test_a_reload_picks_up_a_new_agents_file(box: Container) -> None:
     assert "from-file" in names
 
 
-def test_a_run_executes_as_symbid_run_and_cannot_read_the_database(box: Container) -> None:
+def test_a_run_executes_as_symbid_run_and_cannot_read_the_database_config_token_or_environ(
+        box: Container) -> None:
+    # a token file kept as symbid(8) says: readable by symbid only
+    box.ok("echo secret > /etc/symbid/api-token && chown symbid:symbid /etc/symbid/api-token"
+           " && chmod 0600 /etc/symbid/api-token")
     box.ok('symbi cron add --json \'{"name": "who", "agent_id": "who", '
            '"cron_expr": "0 0 1 1 *"}\'')
     box.ok("symbi cron run who")
     run = _wait_run(box, "who")
     assert run["status"] == "succeeded", run
     text = box.ok(f"symbi cron output {run['id']}").out
-    user, groups, caps, db = text.splitlines()[:4]
+    user, groups, caps, db, conf, token, environ, parent = text.splitlines()[:8]
     assert user == "symbid-run"
     assert groups == box.ok("id -g symbid-run").out.strip()  # no supplementary groups
     assert caps.split()[1] == "0000000000000000"
-    assert db == "db-closed"
-    assert box.ok("stat -c %U /proc/$(systemctl show -p MainPID --value symbid)").out \
-        .strip() == "symbid"
+    assert (db, conf, token, environ) == ("db-closed", "conf-closed", "token-closed",
+                                          "environ-closed")
+    main_pid = box.ok("systemctl show -p MainPID --value symbid").out.strip()
+    assert parent == main_pid  # the environ it could not read was the daemon's
+    assert box.ok(f"stat -c %U /proc/{main_pid}").out.strip() == "symbid"
 
 
 def test_a_restart_keeps_jobs_and_history(box: Container) -> None:
