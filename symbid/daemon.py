@@ -44,7 +44,7 @@ from symbid.dsl import LoadedFile, load_dir
 from symbid.engine import Engine, build_engine
 from symbid.errors import SymbidError
 from symbid.executor import Agents
-from symbid.identity import clear_ambient_capabilities, user_problem
+from symbid.identity import clear_ambient_capabilities, drop_supplementary_groups, user_problem
 from symbid.jobs import JobService
 from symbid.journal import add_log_file, journal_drops, setup_logging
 from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
@@ -529,6 +529,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     clear_ambient_capabilities()  # before any child: no run inherits the daemon's
     journal = setup_logging(getattr(logging, args.log_level.upper()))
+    drop_supplementary_groups()  # before any thread: a run's file identity is its alone
     bound: list[Listener] = []
     try:
         config = load_effective_config(args)

@@ -11,10 +11,13 @@ A run's directory is 0700 and owned by the run's user (``symbid-run``), in that 
 root of the runs, so the daemon reaches into it under the *run's* file identity:
 :func:`file_identity` sets the calling thread's fsuid/fsgid (setfsuid(2) is per thread: the
 daemon's other threads keep theirs) to the run's uid and gid for the block, instead of
-holding CAP_DAC_OVERRIDE or CAP_CHOWN. The identity is always the one the run was given,
-never read from a path the run could have replaced: whatever the run leaves there (a
+holding CAP_DAC_OVERRIDE or CAP_CHOWN. The identity is the one the run was given, never
+read from a path the run could have replaced; the daemon has left its supplementary groups
+(:func:`drop_supplementary_groups`, at start), and within the block the thread's effective
+capabilities are CAP_SETUID and CAP_SETGID only (a root daemon's CAP_SYS_PTRACE would open
+/proc/PID/cwd links the run's user may not follow). Whatever the run leaves there (a
 symbolic link to the database, a directory moved away) the daemon then reads, creates and
-removes with exactly the run's rights, never more.
+removes with the run user's rights, never more.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import grp
 import logging
 import os
 import pwd
@@ -88,18 +92,79 @@ class _CapData(ctypes.Structure):
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
+def _capget() -> Optional[tuple[_CapHeader, ctypes.Array[_CapData]]]:
+    """This thread's capability sets (None when they cannot be read)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if _c().capget(ctypes.byref(header), data) != 0:
+        return None
+    return header, data
+
+
 def _clear_inheritable() -> bool:
     """Empty this thread's inheritable capability set (capget, then capset with it zero);
     True when done or nothing to do."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    c = _c()
-    if c.capget(ctypes.byref(header), data) != 0:
+    got = _capget()
+    if got is None:
         return False
+    header, data = got
     if not (data[0].inheritable or data[1].inheritable):
         return True
     data[0].inheritable = data[1].inheritable = 0
-    return bool(c.capset(ctypes.byref(header), data) == 0)
+    return bool(_c().capset(ctypes.byref(header), data) == 0)
+
+
+_SWITCHING = (1 << CAP_SETUID) | (1 << CAP_SETGID)
+
+
+@contextmanager
+def _only_switching_capabilities() -> Iterator[None]:
+    """Within the block this thread's effective capabilities are at most CAP_SETUID and
+    CAP_SETGID (capset is per thread): under a run's file identity a root daemon's
+    CAP_SYS_PTRACE and the like would still open paths (/proc/PID/root) to it that the
+    run's user cannot open. Those two stay, for the fsuid switch and for a child forked
+    in the block to drop to the run's user."""
+    got = _capget()
+    if got is None:
+        yield
+        return
+    header, data = got
+    if not (data[0].effective & ~_SWITCHING or data[1].effective):
+        yield  # nothing more than the two
+        return
+    saved = (data[0].effective, data[1].effective)
+    data[0].effective &= _SWITCHING
+    data[1].effective = 0
+    if _c().capset(ctypes.byref(header), data) != 0:  # pragma: no cover - lowering
+        raise PermissionError(errno.EPERM, "cannot lower the daemon's capabilities")
+    try:
+        yield
+    finally:
+        data[0].effective, data[1].effective = saved
+        if _c().capset(ctypes.byref(header), data) != 0:  # pragma: no cover
+            log.critical("cannot take back the daemon's capabilities")
+            os.abort()
+
+
+def drop_supplementary_groups() -> None:
+    """Leave the supplementary groups the daemon was started with (systemd gives User=
+    those of /etc/group), when it may: under a run's file identity only the run's uid and
+    gid may count, and setfsgid leaves the groups as they are. Call it at start; the
+    groups it left are named in the log."""
+    extra = sorted(set(os.getgroups()) - {os.getegid()})
+    if not os.getgroups() or not can_switch_groups():
+        return
+    os.setgroups([])
+    if extra:
+        names = []
+        for gid in extra:
+            try:
+                names.append(grp.getgrgid(gid).gr_name)
+            except KeyError:
+                names.append(str(gid))
+        log.warning("symbid left its supplementary groups %s: it reaches its runs' files "
+                    "with their rights only; give it access through its own group %s "
+                    "instead", ", ".join(names), os.getegid())
 
 
 def clear_ambient_capabilities() -> bool:
@@ -137,15 +202,16 @@ def file_identity(uid: Optional[int], gid: Optional[int]) -> Iterator[None]:
     if target == (own_uid, own_gid):
         yield
         return
-    if not _set_fs(*target):
-        _set_fs(own_uid, own_gid)  # a half-taken switch is undone
-        raise PermissionError(
-            errno.EPERM, f"symbid (uid {own_uid}) cannot act as uid {target[0]} gid "
-            f"{target[1]}: it needs root, or CAP_SETUID and CAP_SETGID "
-            "(units/symbid.service grants them)")
-    try:
-        yield
-    finally:
-        if not _set_fs(own_uid, own_gid):  # pragma: no cover - setting one's own ids back
-            log.critical("cannot take back the daemon's file identity")
-            os.abort()
+    with _only_switching_capabilities():
+        if not _set_fs(*target):
+            _set_fs(own_uid, own_gid)  # a half-taken switch is undone
+            raise PermissionError(
+                errno.EPERM, f"symbid (uid {own_uid}) cannot act as uid {target[0]} gid "
+                f"{target[1]}: it needs root, or CAP_SETUID and CAP_SETGID "
+                "(units/symbid.service grants them)")
+        try:
+            yield
+        finally:
+            if not _set_fs(own_uid, own_gid):  # pragma: no cover - one's own ids back
+                log.critical("cannot take back the daemon's file identity")
+                os.abort()

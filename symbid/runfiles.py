@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -140,8 +141,7 @@ def remove_tree(path: str, *, keep: bool = False) -> None:
     try:
         for entry in list(os.scandir(fd)):
             if entry.is_dir(follow_symlinks=False):
-                # shutil.rmtree works by descriptors here and follows no link
-                shutil.rmtree(os.path.join(path, entry.name), ignore_errors=True)
+                _rmtree_in(fd, path, entry.name)
             else:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.name, dir_fd=fd)
@@ -150,6 +150,16 @@ def remove_tree(path: str, *, keep: bool = False) -> None:
     if not keep:
         with contextlib.suppress(FileNotFoundError):
             os.rmdir(path)
+
+
+def _rmtree_in(fd: int, path: str, name: str) -> None:
+    """Remove the tree ``name`` in the directory open as ``fd`` (``path``): relative to
+    the descriptor where this Python can (3.11), so a swapped ``path`` cannot redirect
+    it; shutil.rmtree follows no link in the tree either way."""
+    if sys.version_info >= (3, 11):
+        shutil.rmtree(name, ignore_errors=True, dir_fd=fd)
+    else:  # pragma: no cover - Python 3.9 and 3.10
+        shutil.rmtree(os.path.join(path, name), ignore_errors=True)
 
 
 def read_back(files: Sequence[RunFile], workdir: str) -> dict[str, bytes]:

@@ -35,20 +35,23 @@ AS_CAPABILITY_DAEMON = ("setpriv", "--reuid=daemon", "--regid=daemon", "--clear-
 
 DAEMON = """
 import json, sys, threading
-from symbid.identity import clear_ambient_capabilities
+from symbid.identity import clear_ambient_capabilities, drop_supplementary_groups
 from symbid.runfiles import RunFile
 from symbid.sandbox import SpawnSpec, Supervisor
 from symbid.sessions import empty_state, remove_state
 from symbid.clock import SystemClock
 clear_ambient_capabilities()
+drop_supplementary_groups()
 case = json.loads(sys.argv[1])
 sup = Supervisor(SystemClock())
 done, out = threading.Event(), {}
 def finished(result):
     out.update(exit=result.exit_code, stdout=result.stdout.decode(),
-               stderr=result.stderr_tail.decode())
+               stderr=result.stderr_tail.decode(),
+               files={k: v.decode() for k, v in result.files.items()})
     done.set()
-files = tuple(RunFile(f["var"], f["name"], content=f["content"].encode())
+files = tuple(RunFile(f["var"], f["name"], content=f["content"].encode()
+                      if "content" in f else None, read_back=f.get("read_back", 0))
               for f in case.get("files", ()))
 try:
     sup.spawn(SpawnSpec(tag="run-1", argv=tuple(case["argv"]), env={},
@@ -64,6 +67,18 @@ for step in case.get("after", ()):
 sup.close()
 print(json.dumps(out))
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _daemon_can_run_this_tree() -> None:
+    """The user ``daemon`` must be able to run this interpreter on this tree (a checkout
+    under a 0700 home cannot be: then these tests cannot run here)."""
+    probe = subprocess.run([*AS_CAPABILITY_DAEMON, sys.executable, "-c", "import symbid"],
+                           capture_output=True, text=True, timeout=60, cwd="/",
+                           env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)})
+    if probe.returncode != 0:
+        pytest.skip(f"user daemon cannot run {sys.executable} on {REPO}: "
+                    f"{probe.stderr.strip()[-200:]}")
 
 
 @pytest.fixture
@@ -192,3 +207,43 @@ def test_what_is_left_of_a_run_of_another_user_whose_first_process_exited_is_fou
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(leader.pid, 9)
+
+
+READ_BACK = [{"var": "SYMBI_SUMMARY_FILE", "name": "result", "read_back": 100}]
+
+
+def test_a_run_cannot_have_the_daemon_read_a_file_through_the_daemons_other_groups(
+        place: Path) -> None:
+    victim = place / "for-users"  # group users may read it; nobody may not
+    victim.mkdir(mode=0o750)
+    (victim / "result").write_text("group secret")
+    (victim / "result").chmod(0o640)
+    os.chown(victim, 0, grp.getgrnam("users").gr_gid)
+    os.chown(victim / "result", 0, grp.getgrnam("users").gr_gid)
+    with_a_group = tuple("--groups=users" if a == "--clear-groups" else a
+                         for a in AS_CAPABILITY_DAEMON)  # as systemd's User= gives them
+    out = start({"argv": ["sh", "-c", MOVE_AWAY.format(target=victim)],
+                 "runs_dir": str(place / "runs"), "user": "nobody", "files": READ_BACK},
+                prefix=with_a_group)
+    assert out["exit"] == 0, out
+    assert out["files"] == {}
+
+
+def test_a_run_cannot_have_a_root_daemon_follow_proc_links_it_may_not_follow_itself(
+        place: Path) -> None:
+    hidden = place / "private" / "victim"  # behind a directory only root may enter
+    hidden.mkdir(parents=True)
+    (place / "private").chmod(0o700)
+    (hidden / "result").write_text("root's secret")
+    (hidden / "result").chmod(0o644)
+    holder = subprocess.Popen(["sleep", "60"], cwd=hidden)  # its cwd: a link past it
+    try:
+        out = start({"argv": ["sh", "-c", MOVE_AWAY.format(target=f"/proc/{holder.pid}/cwd")],
+                     "runs_dir": str(place / "runs"), "user": "nobody", "files": READ_BACK},
+                    prefix=())
+        assert out["exit"] == 0, out
+        assert out["files"] == {}
+        assert (hidden / "result").read_text() == "root's secret"
+    finally:
+        holder.kill()
+        holder.wait()
