@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -31,6 +32,9 @@ class ApiContext:
     reload: Optional[Callable[[str], dict[str, Any]]] = None  # for an actor (by name)
     live: LiveOutputs = field(default_factory=LiveOutputs)  # running runs' output so far
     backup_dir: Optional[str] = None  # where `symbi backup` copies are made (state_dir)
+    # one backup copy is made at a time, whichever listener asked: each checks the free
+    # space for itself before it starts
+    backup_lock: threading.Lock = field(default_factory=threading.Lock)
     # Where the daemon's log goes, for `symbi logs`: {"journal": bool, "log_file": path|None}
     log_target: dict[str, Any] = field(default_factory=lambda: {"journal": False,
                                                                 "log_file": None})

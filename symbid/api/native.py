@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO, Callable, Optional
 
@@ -30,7 +29,7 @@ from symbid.api.fields import (
 )
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.api.runs import id_prefix, run_view, run_views
-from symbid.errors import Conflict, InvalidCron, InvalidInput, SymbidError
+from symbid.errors import InvalidCron, InvalidInput, SymbidError
 from symbid.model import (
     AllowedHours,
     CatchUp,
@@ -223,9 +222,8 @@ class _chunks:
     """A backup file sent in pieces, closed (and so gone: it is unlinked) when the
     response ends, however it ends."""
 
-    def __init__(self, fh: BinaryIO, done: Callable[[], None], size: int = 256 * 1024
-                 ) -> None:
-        self._fh, self._done, self._size = fh, done, size
+    def __init__(self, fh: BinaryIO, size: int = 256 * 1024) -> None:
+        self._fh, self._size = fh, size
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -235,10 +233,7 @@ class _chunks:
             yield piece
 
     def close(self) -> None:
-        try:
-            self._fh.close()
-        finally:
-            self._done()
+        self._fh.close()
 
 
 def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
@@ -355,23 +350,19 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
             raise HttpError(503, "unavailable", "reload is not available here")
         return json_response(ctx.reload(req.who))
 
-    backing_up = threading.Lock()  # one copy at a time: each is as large as the database
-
     def backup(req: Request) -> Response:
         if ctx.backup_dir is None:
             raise HttpError(503, "unavailable", "backup is not available here")
         if req.method == "HEAD":  # what GET would answer, without taking a copy
             return Response(200, b"", content_type="application/vnd.sqlite3")
-        if not backing_up.acquire(blocking=False):
-            raise Conflict("a backup is being taken and sent; try again when it is done")
-        try:
+        # Copies are made one at a time (a second request waits for the first copy, not
+        # for its sending: a client that stops reading holds only its own copy, which the
+        # next one's free-space check counts).
+        with ctx.backup_lock:
             copy = ctx.store.backup(ctx.backup_dir)
-        except BaseException:
-            backing_up.release()
-            raise
         log.info("database backup taken by %s", req.who, extra={"SYMBID_EVENT": "backup"})
         return Response(200, b"", content_type="application/vnd.sqlite3",
-                        stream=_chunks(copy, backing_up.release))
+                        stream=_chunks(copy))
 
     def log_target(req: Request) -> Response:
         return json_response(ctx.log_target)

@@ -348,7 +348,6 @@ def document() -> dict[str, Any]:
                 "responses": {"200": {"description": "The database file", "content": {
                     "application/vnd.sqlite3": {"schema": {"type": "string",
                                                            "format": "binary"}}}},
-                    "409": _json(_ref("Error"), "Another backup is being taken and sent"),
                     "507": _json(_ref("Error"), "No room for the copy beside the database "
                                                 "(storage_full)")}}},
             "/api/v1/logs/target": {"get": {

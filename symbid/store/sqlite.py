@@ -72,7 +72,9 @@ class SqliteJobStore(SqlJobStore):
                 target.close()
             return os.fdopen(os.dup(fd), "rb")
         except (sqlite3.Error, OSError) as exc:
-            if (getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+            code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11 on
+            if ((code & 0xFF if code is not None else None) == _SQLITE_FULL
+                    or (code is None and str(exc) == "database or disk is full")
                     or getattr(exc, "errno", None) == errno.ENOSPC):
                 raise StorageFull(f"the disk filled up during a backup of {self.path} into "
                                   f"{directory}: {exc}; free some space") from exc
