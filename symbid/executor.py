@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import signal
 import threading
 from collections.abc import Mapping
@@ -68,6 +69,8 @@ class AgentRegistry(Protocol):
 
     def problem(self, name: str) -> Optional[str]: ...
 
+    def users(self) -> set[str]: ...
+
 
 LISTED_AGENTS = 10  # defined agents an "is not defined" message names
 
@@ -113,6 +116,11 @@ class Agents:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._agents)
+
+    def users(self) -> set[str]:
+        """The users the agents name for their runs."""
+        with self._lock:
+            return {a.user for a in self._agents.values() if a.user is not None}
 
 
 @dataclass
@@ -196,6 +204,15 @@ class Executor:
 
     def bind(self, sink: RunSink) -> None:
         self._sink = sink
+
+    def run_uids(self) -> frozenset[int]:
+        uids = {os.geteuid()}
+        for name in self._agents.users() | ({self._run_user} if self._run_user else set()):
+            try:
+                uids.add(pwd.getpwnam(name).pw_uid)
+            except KeyError:
+                continue  # its runs cannot have started
+        return frozenset(uids)
 
     def agent_problem(self, name: str) -> Optional[str]:
         """None when the agent ``name`` is defined; else the message saying it is not."""

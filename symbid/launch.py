@@ -32,6 +32,10 @@ class Launcher(Protocol):
 
     def kill_all(self, reason: str) -> int: ...
 
+    def run_uids(self) -> frozenset[int]:
+        """The uids runs execute as (the daemon's own, [daemon] run_user, the agents'
+        users): start-up recovery looks for leftovers among their processes only."""
+
     def cancel(self, run_id: str, by: str) -> bool:
         """Kill a started run's process group; it ends ``cancelled`` by ``by``. False when
         its process has already ended (its own outcome is on its way)."""

@@ -34,11 +34,14 @@ from symbid.sandbox import RUN_ID_VAR, process_stat
 START_SLACK = 5.0  # seconds between a run's recorded start and its process's own
 
 
-def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:
-    """Process groups of live processes whose environment carries one of ``tags``.
+def find_run_processes(tags: Collection[str], *, uids: Optional[Collection[int]] = None
+                       ) -> dict[str, set[int]]:
+    """Process groups of live processes whose environment carries one of ``tags``, among
+    the processes of ``uids`` (their real uid; None: any user's).
 
     Reads ``/proc/*/environ``: a run's processes, including grandchildren that
-    changed their process group, inherit ``SYMBI_RUN_ID``.
+    changed their process group, inherit ``SYMBI_RUN_ID``. No other user's environment
+    is read, so no process of another user can pass for a run's and have its group killed.
     """
     wanted = {f"{RUN_ID_VAR}={t}".encode(): t for t in tags}
     found: dict[str, set[int]] = {}
@@ -51,7 +54,10 @@ def find_run_processes(tags: Collection[str]) -> dict[str, set[int]]:
         pid = int(name)
         if pid in own:
             continue
-        environ = _environ(name)
+        ids = _real_ids(name)
+        if ids is None or (uids is not None and ids[0] not in uids):
+            continue
+        environ = _environ(name, ids)
         if environ is None:
             continue
         try:
@@ -83,9 +89,9 @@ def _real_ids(name: str) -> Optional[tuple[int, int]]:
     return (uid, gid) if uid is not None and gid is not None else None
 
 
-def _environ(name: str) -> Optional[bytes]:
-    """The environment of process ``name``; read as its own user when it is closed to
-    this process's (None: it cannot be read, or the process is gone)."""
+def _environ(name: str, ids: tuple[int, int]) -> Optional[bytes]:
+    """The environment of process ``name`` (real ids ``ids``); read as its own user when
+    it is closed to this process's (None: it cannot be read, or the process is gone)."""
     path = f"/proc/{name}/environ"
     try:
         with open(path, "rb") as fh:
@@ -94,8 +100,7 @@ def _environ(name: str) -> Optional[bytes]:
         pass
     except OSError:
         return None
-    ids = _real_ids(name)
-    if ids is None or ids[0] in (0, os.geteuid()):
+    if ids[0] in (0, os.geteuid()):
         return None  # root's own, or ours and still closed (not dumpable): not readable
     try:
         with file_identity(*ids), open(path, "rb") as fh:

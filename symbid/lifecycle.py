@@ -527,7 +527,8 @@ class RunLifecycle(ApprovalMoves):
         """Start-up: rebuild the queue from the store's open rows (what becomes of each:
         :func:`symbid.recovery.plan_recovery`). The store first: the runs that end are
         recorded, then those that never started are queued again."""
-        plan = plan_recovery(self._store, self._start_log, now, config)
+        plan = plan_recovery(self._store, self._start_log, now, config,
+                             run_uids=self._launcher.run_uids())
         if plan.finishes:
             self._finish(plan.finishes)
         with self._lock:

@@ -8,6 +8,7 @@ now. :class:`~symbid.lifecycle.RunLifecycle` records the plan, store first.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -37,8 +38,10 @@ def _extra(job: Job, run: Run, event: str) -> dict[str, str]:
 
 
 def plan_recovery(store: JobStore, start_log: StartLog, now: int,
-                  config: SchedulerConfig) -> RecoveryPlan:
-    """What becomes of each open run (leftover processes are terminated here)."""
+                  config: SchedulerConfig, *, run_uids: Optional[Collection[int]] = None
+                  ) -> RecoveryPlan:
+    """What becomes of each open run (leftover processes are terminated here: among the
+    processes of ``run_uids``, the users runs execute as, when given)."""
     open_runs = store.open_runs()
     if not open_runs:
         return RecoveryPlan()
@@ -49,7 +52,7 @@ def plan_recovery(store: JobStore, start_log: StartLog, now: int,
     never: dict[str, list[Run]] = {}
     awaiting: list[tuple[Job, Run]] = []
     interrupted = 0
-    groups = find_run_processes({r.id for r in open_runs})
+    groups = find_run_processes({r.id for r in open_runs}, uids=run_uids)
     for rid, pgids in recorded_groups(
             (r.id, r.pid, r.pgid, r.pid_start, r.started_at) for r in open_runs).items():
         groups.setdefault(rid, set()).update(pgids)

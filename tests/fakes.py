@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -120,6 +121,9 @@ class FakeLauncher:
 
     def release_output(self, run_id: str) -> None:
         self.released.append(run_id)
+
+    def run_uids(self) -> frozenset[int]:
+        return frozenset({os.geteuid()})
 
     def kill_all(self, reason: str) -> int:
         ids = list(self.running)

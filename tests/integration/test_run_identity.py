@@ -185,9 +185,12 @@ def test_a_user_root_others_can_enter_is_refused(place: Path) -> None:
 
 
 FINDER = """
-import json
+import json, pwd
 from symbid.leftovers import find_run_processes
-print(json.dumps({t: sorted(g) for t, g in find_run_processes({"gone-leader"}).items()}))
+def found(**kw):
+    return {t: sorted(g) for t, g in find_run_processes({"gone-leader"}, **kw).items()}
+nobody = pwd.getpwnam("nobody").pw_uid
+print(json.dumps([found(), found(uids={nobody}), found(uids={1})]))
 """
 
 
@@ -203,7 +206,9 @@ def test_what_is_left_of_a_run_of_another_user_whose_first_process_exited_is_fou
                                capture_output=True, text=True, timeout=60, cwd="/",
                                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)})
         assert found.returncode == 0, found.stderr
-        assert json.loads(found.stdout) == {"gone-leader": [leader.pid]}
+        anyone, run_users, others = json.loads(found.stdout)
+        assert anyone == run_users == {"gone-leader": [leader.pid]}
+        assert others == {}  # a user runs do not execute as: not even read
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(leader.pid, 9)
