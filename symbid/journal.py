@@ -137,13 +137,21 @@ class JournalHandler(logging.Handler):
                 self._count_drop()  # sd_journal_send does, the entry is dropped
 
     def _send_memfd(self, data: bytes) -> None:
-        fd = os.memfd_create("symbid-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            os.write(fd, data)
+            fd = os.memfd_create("symbid-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError:  # out of descriptors or memory: dropped, as a busy journal's
+            self._count_drop()
+            return
+        try:
             import fcntl  # the seals journald requires before it reads the memfd
 
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
-                        | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)
+            try:
+                os.write(fd, data)
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                            | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)
+            except OSError:
+                self._count_drop()
+                return
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
             try:
                 self._sock.sendmsg([], rights, 0, self.socket_path)

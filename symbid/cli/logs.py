@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 import sys
 import time
 import urllib.parse
@@ -110,72 +111,106 @@ def render(entry: dict[str, Any]) -> str:
 
 class _Lines:
     """The entries of a log file as they are appended: a last line not yet ended (the
-    daemon is writing it) is kept and read whole once its end arrives."""
+    daemon is writing it) is kept and read whole once its end arrives, or, ``final``,
+    taken as it is (a file no longer written, the end of a read without --follow)."""
 
     def __init__(self, fh: TextIO) -> None:
         self.fh, self._partial = fh, ""
 
-    def entries(self) -> Iterator[dict[str, Any]]:
+    def entries(self, *, final: bool = False) -> Iterator[dict[str, Any]]:
         while True:
             line = self.fh.readline()
-            if not line:
-                return
-            if not line.endswith("\n"):
+            if line.endswith("\n"):
+                text, self._partial = self._partial + line, ""
+            else:  # the end of what is there: perhaps a line still being written
                 self._partial += line
-                return
-            line, self._partial = self._partial + line, ""
+                if not final or not self._partial:
+                    return
+                text, self._partial = self._partial, ""
             try:
-                entry = json.loads(line)
+                entry = json.loads(text)
             except ValueError:
                 continue  # a line cut by a crash, or not the daemon's
             if isinstance(entry, dict):
                 yield entry
 
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _open_log(path: str) -> _Lines:
+    return _Lines(open(path, encoding="utf-8", errors="replace"))
+
 
 def read_file(path: str, args: argparse.Namespace, since: Optional[datetime]) -> int:
     """Print the matching entries of a log file; with --follow, then those appended
-    (reopening it when logrotate moved it)."""
+    (reopening it when logrotate moved it: the moved file is read to its end first)."""
     try:
-        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - reopened
+        lines = _open_log(path)
     except OSError as exc:
         raise UsageError(f"cannot read the log file {path}: {exc.strerror}") from None
-    lines = _Lines(fh)
+    moved: Optional[_Lines] = None  # the file logrotate moved, read once more to its end
+
+    def show(source: _Lines, final: bool = False) -> None:
+        for entry in source.entries(final=final):
+            if matches(entry, args, since):
+                print(render(entry), flush=True)
+
     try:
-        shown = [render(e) for e in lines.entries() if matches(e, args, since)]
+        shown = [render(e) for e in lines.entries(final=not args.follow)
+                 if matches(e, args, since)]
         for line in shown[-args.lines:] if args.lines is not None else shown:
             print(line)
         sys.stdout.flush()
         while args.follow:
             time.sleep(FOLLOW_POLL)
-            for entry in lines.entries():
-                if matches(entry, args, since):
-                    print(render(entry), flush=True)
+            if moved is not None:  # what the daemon wrote there before it moved on
+                show(moved, final=True)
+                moved.close()
+                moved = None
+            show(lines)
             try:
-                moved = os.stat(path).st_ino != os.fstat(fh.fileno()).st_ino
+                rotated = os.stat(path).st_ino != os.fstat(lines.fh.fileno()).st_ino
             except FileNotFoundError:
                 continue  # between logrotate's move and the daemon's new file
-            if moved:
-                fh.close()
-                fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-                lines = _Lines(fh)
+            if rotated:
+                moved, lines = lines, _open_log(path)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
-        fh.close()
+        lines.close()
+        if moved is not None:
+            moved.close()
     return EXIT_OK
 
 
 def _remote_host(base_url: Optional[str]) -> Optional[str]:
-    """The host of a daemon reached over TCP on another machine (None: this one)."""
+    """The host of a daemon reached over TCP on another machine (None: this one: a
+    loopback or unspecified address, this host's name, or an address bound here)."""
     if base_url is None:
         return None
     host = urllib.parse.urlsplit(base_url).hostname or ""
-    if host == "localhost":
+    if host in ("", "localhost", socket.gethostname(), socket.getfqdn()):
         return None
     try:
-        return None if ipaddress.ip_address(host).is_loopback else host
-    except ValueError:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
         return host
+    for family, _, _, _, address in found:
+        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+        if ip.is_loopback or ip.is_unspecified or _bound_here(family, str(address[0])):
+            return None
+    return host
+
+
+def _bound_here(family: int, address: str) -> bool:
+    """Whether ``address`` is one of this machine's (a socket can be bound to it)."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError:
+        return False
+    return True
 
 
 def _under_systemd() -> bool:

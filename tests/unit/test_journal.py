@@ -30,6 +30,7 @@ def journal(tmp_path: Path) -> Iterator[tuple[socket.socket, JournalHandler, log
         yield sock, handler, logger
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
         handler.close()
         sock.close()
 
@@ -137,6 +138,7 @@ def test_a_journal_that_is_not_there_drops_and_counts_without_a_traceback(
         assert capsys.readouterr().err == ""
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
         handler.close()
 
 
