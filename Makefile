@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test unit integration lint floors e2e bench run clean
+.PHONY: all install test unit integration js-test lint floors e2e bench run clean
 
 all: test
 
@@ -14,7 +14,21 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The JavaScript client (clients/js): its dev dependencies (TypeScript) come from npm ci
+# with the committed package-lock.json, when node and npm are installed.
+NODE := $(shell command -v node 2>/dev/null)
+NPM  := $(shell command -v npm 2>/dev/null)
+JS   := clients/js
+JS_STAMP := $(JS)/node_modules/.installed
+ifneq ($(and $(NODE),$(NPM)),)
+JS_INSTALL := $(JS_STAMP)
+endif
+
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+install: $(STAMP) $(JS_INSTALL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check symbid tests bench
@@ -26,8 +40,20 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
-test: lint
+# The JS client's tests (node --test) start daemons from .venv; skipped, saying so, when
+# node (or npm, for its dev dependencies) is not installed.
+define JS_TESTS
+	@if [ -z "$(NODE)" ]; then echo "node is not installed: the JS client's tests are skipped"; \
+	elif [ -z "$(NPM)" ]; then echo "npm is not installed: the JS client's tests are skipped"; \
+	else cd $(JS) && node --test --test-reporter=spec test/*.test.js; fi
+endef
+
+js-test: $(STAMP) $(JS_INSTALL)
+	$(JS_TESTS)
+
+test: lint $(JS_INSTALL)
 	$(BIN)/python -m pytest -q tests/unit tests/integration
+	$(JS_TESTS)
 
 # The unit and integration suites against Debian 12's versions of the dependencies (the
 # floors the .deb relies on), in their own venv .venv-floors: tests/floors/run.
@@ -65,3 +91,4 @@ run: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-floors .symbid .symbid-runs build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(JS)/node_modules
