@@ -217,7 +217,20 @@ def routes(ctx: ApiContext, router: Router) -> None:
             "longest_run_ms": float(totals.longest_execution_ms),
         })
 
-    r = router.add
+    def takes(*params: str) -> Callable[[Callable[[Request], Response]],
+                                        Callable[[Request], Response]]:
+        """The route, refusing any query parameter but ``params`` (naming it)."""
+        def wrap(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+            def route(req: Request) -> Response:
+                req.only_params(*params)
+                return fn(req)
+            return route
+        return wrap
+
+    def r(method: str, path: str, fn: Callable[[Request], Response],
+          *params: str) -> None:
+        router.add(method, path, takes(*params)(fn))
+
     r("GET", f"{PREFIX}/schedules", listing)
     r("POST", f"{PREFIX}/schedules", create)
     r("GET", f"{PREFIX}/schedules/{{job_id}}", get)
@@ -226,6 +239,6 @@ def routes(ctx: ApiContext, router: Router) -> None:
     r("POST", f"{PREFIX}/schedules/{{job_id}}/pause", action("pause"))
     r("POST", f"{PREFIX}/schedules/{{job_id}}/resume", action("resume"))
     r("POST", f"{PREFIX}/schedules/{{job_id}}/trigger", action("trigger"))
-    r("GET", f"{PREFIX}/schedules/{{job_id}}/history", history)
-    r("GET", f"{PREFIX}/schedules/{{job_id}}/next-runs", next_runs)
+    r("GET", f"{PREFIX}/schedules/{{job_id}}/history", history, "limit")
+    r("GET", f"{PREFIX}/schedules/{{job_id}}/next-runs", next_runs, "count")
     r("GET", f"{PREFIX}/health/scheduler", health)
