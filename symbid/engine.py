@@ -19,6 +19,7 @@ from symbid.sandbox import Supervisor
 from symbid.scheduler import CronScheduler
 from symbid.startlog import StartLog
 from symbid.store import SqliteJobStore
+from symbid.timer import Waiter
 
 
 @dataclass
@@ -58,10 +59,13 @@ def build_engine(
     environment: Callable[[], str] = lambda: DaemonConfig().environment,
     pin_required: Callable[[], bool] = lambda: False,
     verify_pin: PinVerifier = no_verifier,
+    waiter: Optional[Waiter] = None,
 ) -> Engine:
     """Open the store and build the engine (not yet started). Runs get their directories
     in ``runs_dir`` (default: ``STATE_DIR-runs``, beside the state directory, never in it:
-    the state directory is 0700 and a run's user must reach its own directory)."""
+    the state directory is 0700 and a run's user must reach its own directory).
+    ``waiter``: how the loop waits (default: the native timer; a clock that is not the
+    system's needs one that reads it)."""
     clock = clock or SystemClock()
     metrics = metrics or Metrics(enabled=config.enable_metrics)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -78,5 +82,5 @@ def build_engine(
     gate = PolicyGate(agents, environment=environment, pin_required=pin_required,
                       verify_pin=verify_pin)
     scheduler = CronScheduler(store, executor, clock, config, start_log=start_log,
-                              metrics=metrics, gate=gate)
+                              metrics=metrics, gate=gate, waiter=waiter)
     return Engine(store, supervisor, agents, executor, scheduler, metrics, start_log, live)

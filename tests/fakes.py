@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from symbid.clock import SystemClock
 from symbid.model import Job, RunStatus
 from symbid.records import Run, RunOutcome
 from symbid.sandbox import Spawned
@@ -41,6 +42,21 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self._now += int(seconds * 1000)
         self._mono += seconds
+
+
+class OffsetClock:
+    """The system's clocks with the wall clock moved ``offset_ms`` (monotonic time is the
+    system's): a process that sees a downtime, or a date, the system clock never had."""
+
+    def __init__(self, offset_ms: int) -> None:
+        self._system = SystemClock()
+        self.offset_ms = offset_ms
+
+    def now(self) -> int:
+        return self._system.now() + self.offset_ms
+
+    def monotonic(self) -> float:
+        return self._system.monotonic()
 
 
 class FakeWaiter:

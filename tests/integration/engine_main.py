@@ -5,12 +5,18 @@
 AGENTS_JSON maps agent names to {"command": [...], "env": {...}}; CONFIG_JSON
 overrides SchedulerConfig fields. The process runs until SIGTERM/SIGINT
 (graceful stop) or until it is killed. The benchmarks use it too.
+
+With SYMBID_ENGINE_CLOCK_OFFSET_MS set, the engine's clock is the system's moved by that
+many milliseconds (tests/fakes.py OffsetClock), and its loop waits on that clock: a test
+simulates a downtime by starting the next engine further ahead, never by setting the
+system clock.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -19,6 +25,8 @@ from symbid.agentdef import Agent
 from symbid.config import SchedulerConfig
 from symbid.engine import build_engine
 from symbid.executor import Agents
+from symbid.timer import ConditionWaiter
+from tests.fakes import OffsetClock
 
 
 def main() -> int:
@@ -37,7 +45,12 @@ def main() -> int:
     signals: queue.SimpleQueue[int] = queue.SimpleQueue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: signals.put(signum))
-    engine = build_engine(state_dir, config, agents)
+    offset = os.environ.get("SYMBID_ENGINE_CLOCK_OFFSET_MS")
+    if offset is not None:
+        clock = OffsetClock(int(offset))
+        engine = build_engine(state_dir, config, agents, clock, waiter=ConditionWaiter(clock))
+    else:
+        engine = build_engine(state_dir, config, agents)
     report = engine.scheduler.recover()
     print(json.dumps({"ready": True, "interrupted": report.interrupted,
                       "killed_groups": report.killed_groups}), flush=True)
