@@ -19,6 +19,7 @@ from bench import (
     heartbeat_bench,
     llm_daemon,
     llm_start,
+    peer_bench,
 )
 
 SUITES = {
@@ -33,6 +34,7 @@ SUITES = {
     "llm_start": llm_start.llm_start,
     "llm_slot_to_request": llm_daemon.llm_slot_to_request,
     "dead_endpoint": delivery_bench.dead_endpoint,
+    "vs_apscheduler": peer_bench.vs_apscheduler,
 }
 
 

@@ -1,0 +1,1 @@
+"""Peers that symbid is measured against in `make bench` (each in its own environment)."""
