@@ -276,6 +276,15 @@ def _parse_env(name: str, key: str, text: str, tp: Any) -> Any:
     return value
 
 
+def _at_line(message: str, raw: bytes) -> str:
+    """The TOML parser's message with its "(at end of document)" made a line and column
+    like its other messages', so every one names where in the file."""
+    text = raw.decode("utf-8")
+    line = text.count("\n") + 1
+    col = len(text) - (text.rfind("\n") + 1) + 1
+    return message.replace("(at end of document)", f"(at line {line}, column {col})")
+
+
 def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None) -> Config:
     """Read the config file (or only defaults when ``path`` is None) and the env overrides.
 
@@ -290,11 +299,17 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
         base = os.path.dirname(os.path.abspath(path))
         try:
             with open(path, "rb") as fh:
-                data = tomllib.load(fh)
+                raw = fh.read()
+            data = tomllib.loads(raw.decode("utf-8"))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise ConfigError(f"{path}: not valid TOML: not UTF-8 (at line {line}, column "
+                              f"{col})") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            raise ConfigError(f"{path}: not valid TOML: {_at_line(str(exc), raw)}") from None
     for key in data:
         if key not in _SECTIONS:
             hint = difflib.get_close_matches(key, list(_SECTIONS), n=1)
@@ -346,8 +361,11 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def url_problem(url: str) -> Optional[str]:
     """Why ``url`` cannot be POSTed to by a delivery, or None: it must be http(s) with a
-    host, no credentials and no space or control character (``${VAR}`` references may
-    stand after the scheme)."""
+    host, no credentials and no space or control character. ``${VAR}`` references may
+    stand after the scheme; a URL that starts with one (a secret URL such as a Slack
+    incoming webhook, held whole in a variable) is checked once it is resolved, when sent."""
+    if url.startswith("${"):
+        return None
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         return "must be an http:// or https:// URL"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -546,3 +547,19 @@ def test_a_tcp_token_that_is_not_printable_ascii_is_refused_at_start(
     monkeypatch.delenv("SYMBI_API_KEY", raising=False)
     with pytest.raises(SymbidError, match=r"api\.tokens\.ops: a token must be printable ASCII"):
         read_tokens(ApiConfig(tokens={"ops": "${OPS_TOKEN}"}), os.environ)
+
+
+@pytest.mark.parametrize("text", ["0", "[scheduler]\nmax_jitter_seconds", "a = \u00ff\n"])
+def test_invalid_toml_names_the_line_and_column_even_at_the_end_of_the_file(
+    tmp_path: Path, text: str
+) -> None:
+    err = config_error(tmp_path, text)
+    assert "not valid TOML" in err.message and re.search(r"at line \d+, column \d+", err.message)
+
+
+def test_a_config_file_that_is_not_utf8_names_where(tmp_path: Path) -> None:
+    path = tmp_path / "symbid.toml"
+    path.write_bytes(b"[daemon]\nstate_dir = \"\xff\"\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {})
+    assert info.value.message == (f"{path}: not valid TOML: not UTF-8 (at line 2, column 14)")

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from symbid.config import ConfigError, CustomChannel, DeliverySettings, load_config
+from symbid.delivery import router
+from symbid.delivery.base import Payload, Target
 
 
 def load(tmp_path: Path, text: str) -> DeliverySettings:
@@ -135,3 +137,23 @@ def test_a_bad_custom_channel_table_is_an_error_naming_the_key(
     err = error(tmp_path, text)
     assert err.field == field
     assert fragment in err.message
+
+
+def test_a_slack_webhook_url_held_whole_in_a_reference_loads_as_the_packaged_config_shows(
+    tmp_path: Path,
+) -> None:
+    delivery = load(tmp_path, '[scheduler.delivery]\nslack_webhook_url = "${SLACK_WEBHOOK_URL}"\n')
+    assert delivery.slack_webhook_url == "${SLACK_WEBHOOK_URL}"
+
+
+def test_a_url_resolved_from_a_reference_is_checked_when_sent_and_not_shown(
+    tmp_path: Path,
+) -> None:
+    delivery = load(tmp_path, '[scheduler.delivery]\nslack_webhook_url = "${SLACK_WEBHOOK_URL}"\n')
+    secret = "ftp://hooks.example/services/T0/B0/sekrit-4711"
+    receipt = router.send("slack", Payload(delivery_id="d", job="j", job_id="j", run_id="r",
+                                           status="succeeded", output="x"),
+                          Target(), delivery, {"SLACK_WEBHOOK_URL": secret}, log_dir=str(tmp_path))
+    assert not receipt.ok and receipt.permanent
+    assert "must be an http:// or https:// URL" in (receipt.error or "")
+    assert "sekrit-4711" not in repr(receipt)
