@@ -9,6 +9,7 @@ to do about it.
 
 from __future__ import annotations
 
+import errno
 from typing import Optional
 
 # CLI exit statuses (documented in `symbi --help`).
@@ -101,6 +102,21 @@ class StorageFull(StoreError):
 
     code = "storage_full"
     http_status = 507
+
+
+_SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full: SQLITE_FULL from
+    SQLite (its extended code from Python 3.11, its message before), ENOSPC or EDQUOT
+    from the system. The one test behind every :class:`StorageFull`."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == _SQLITE_FULL
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return type(exc).__module__ == "sqlite3" and "database or disk is full" in str(exc)
 
 
 class SchemaTooNew(StoreError):

@@ -31,7 +31,7 @@ from symbid.audit import emit
 from symbid.auth import actor_name
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
-from symbid.errors import SymbidError, UnreadableRow
+from symbid.errors import StorageFull, SymbidError, UnreadableRow
 from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.metrics import Metrics
 from symbid.model import Job, JobStatus, RunStatus, format_duration, format_instant
@@ -243,7 +243,13 @@ class RunLifecycle(ApprovalMoves):
                         error = exc
                         break
                 else:
-                    self._spawn(job, q.run)
+                    try:
+                        self._spawn(job, q.run)
+                    except StorageFull as exc:  # not started: it waits for room
+                        with self._lock:
+                            heapq.heappush(self._ready, q)
+                        error = exc
+                        break
         with self._lock:
             for q in blocked:
                 heapq.heappush(self._ready, q)
@@ -272,6 +278,13 @@ class RunLifecycle(ApprovalMoves):
             self._per_job.setdefault(job.id, []).append(run.id)
         try:
             spawned = self._launcher.start(job, run, lambda: self._start_log.mark(run.id))
+        except StorageFull:
+            # Its start could not be recorded, so nothing was spawned: it stays pending,
+            # and starts when the disk has room again.
+            with self._lock:
+                self._running.pop(run.id, None)
+                self._not_going(job.id, run.id)
+            raise
         except Exception as exc:
             message = exc.message if isinstance(exc, SymbidError) else \
                 f"internal error starting the run: {exc!r}"
@@ -292,6 +305,14 @@ class RunLifecycle(ApprovalMoves):
                 self._unmarked[run.id] = (started_at, spawned.pid, spawned.pgid,
                                           spawned.start_ticks)
         self.metrics.run_started((started_at - start_due(run)) / 1000)
+
+    def _not_going(self, job_id: str, run_id: str) -> None:
+        """The run no longer counts against its job's limit (under the lock)."""
+        going = self._per_job.get(job_id, [])
+        if run_id in going:
+            going.remove(run_id)
+        if not going:
+            self._per_job.pop(job_id, None)
 
     def flush_starts(self) -> None:
         """Record the runs spawned this pass as running (one transaction); kept on error."""
@@ -357,11 +378,7 @@ class RunLifecycle(ApprovalMoves):
                 self._cancelling.pop(fin.run.id, None)
                 self._running.pop(fin.run.id, None)
                 self._unmarked.pop(fin.run.id, None)
-                going = self._per_job.get(job.id, [])
-                if fin.run.id in going:
-                    going.remove(fin.run.id)
-                if not going:
-                    self._per_job.pop(job.id, None)
+                self._not_going(job.id, fin.run.id)
         self._start_log.settle(fin.run.id for _, fin in decided)
         for outcome in done:  # stored: a reader of the live output may now see the end
             self._launcher.release_output(outcome.run_id)

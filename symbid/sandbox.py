@@ -38,7 +38,7 @@ from typing import Callable, Optional
 
 from symbid.agentdef import Limits
 from symbid.clock import Clock
-from symbid.errors import SandboxError
+from symbid.errors import SandboxError, StorageFull, is_disk_full
 from symbid.identity import can_switch_groups, file_identity
 from symbid.runfiles import (
     RunFile,
@@ -264,6 +264,11 @@ class Supervisor:
                     try:
                         spec.before_spawn()
                     except OSError as exc:
+                        if is_disk_full(exc):  # not the run's fault: it waits for room
+                            raise StorageFull(
+                                f"storage full: cannot record a run's start ({exc}); the "
+                                "run waits. Free some space in the state directory: symbid "
+                                "retries and recovers by itself") from exc
                         raise SandboxError(f"cannot record the run's start: {exc}; "
                                            "check the state directory") from exc
                 groups: list[int] | None = [] if switching and can_switch_groups() else None

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 from symbid.audit import emit
 from symbid.clock import Clock
 from symbid.config import SchedulerConfig
-from symbid.errors import SymbidError, Unavailable, UnreadableRow
+from symbid.errors import StorageFull, SymbidError, Unavailable, UnreadableRow
 from symbid.launch import CancelRequest, DecisionRequest, Launcher, RecoveryReport
 from symbid.lifecycle import RunLifecycle
 from symbid.metrics import Metrics
@@ -89,6 +89,7 @@ class CronScheduler:
         # The watchdog follows passes (any outcome); health follows their results.
         self.last_pass = clock.monotonic()
         self.last_error: Optional[str] = None
+        self._last_pass_full = False  # the last pass failed for want of room on disk
         self._logged_error: tuple[Optional[str], float] = (None, 0.0)
         self._offset = self._wall_offset()
         self._clock_pending = False
@@ -174,11 +175,16 @@ class CronScheduler:
 
     def health(self, within: float) -> tuple[str, Optional[str]]:
         """("healthy" | "degraded" | "unhealthy", the error). Unhealthy: no pass for
-        ``within`` seconds. Degraded: the last pass failed."""
+        ``within`` seconds, or the disk of the state directory is full (the last pass
+        or the last write failed for want of room: nothing new can be recorded).
+        Degraded: the last pass failed otherwise."""
         age = self._clock.monotonic() - self.last_pass
         if age > within:
             return "unhealthy", f"the scheduler loop has made no pass for {age:.0f} s"
         error = self.last_error
+        full = self._store.storage_full()
+        if full is not None or (self._last_pass_full and error is not None):
+            return "unhealthy", full or error
         if error is not None:
             return "degraded", error
         return "healthy", None
@@ -236,12 +242,14 @@ class CronScheduler:
             wake_at = now + 1000
         else:
             self.last_error = None
+            self._last_pass_full = False
         self.last_pass = self._clock.monotonic()
         return wake_at
 
     def _pass_failed(self, exc: Exception) -> None:
         text = exc.message if isinstance(exc, SymbidError) else f"{type(exc).__name__}: {exc}"
         self.last_error = text
+        self._last_pass_full = isinstance(exc, StorageFull)
         last, when = self._logged_error
         mono = self._clock.monotonic()
         if text != last or mono - when >= _REPEAT_LOG_SECONDS:

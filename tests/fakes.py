@@ -99,6 +99,7 @@ class FakeLauncher:
     cancelled: list[tuple[str, str]] = field(default_factory=list)  # (run id, by)
     released: list[str] = field(default_factory=list)  # live outputs let go
     fail_to_start: set[str] = field(default_factory=set)
+    no_room: bool = False  # starts cannot be recorded: a full disk (StorageFull)
     _pids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     sink: object = None
 
@@ -106,10 +107,12 @@ class FakeLauncher:
         self.sink = sink
 
     def start(self, job: Job, run: Run, mark: Callable[[], None]) -> Spawned:
-        from symbid.errors import SandboxError
+        from symbid.errors import SandboxError, StorageFull
 
         if job.name in self.fail_to_start:
             raise SandboxError(f"cannot start agent of {job.name}")
+        if self.no_room:  # as the sandbox does when the start marker hits ENOSPC
+            raise StorageFull("storage full: cannot record a run's start")
         mark()  # as the sandbox does, right before its spawn
         self.started.append((job, run, self.clock.now()))
         self.running[run.id] = (job, run)

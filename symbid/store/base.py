@@ -389,6 +389,11 @@ class JobStore(abc.ABC):
         file (already unlinked, made in ``directory``); raises :class:`StoreError`."""
 
     @abc.abstractmethod
+    def storage_full(self) -> Optional[str]:
+        """Why the last write failed for want of room (:class:`StorageFull`'s message),
+        until a write succeeds again; None while writes succeed."""
+
+    @abc.abstractmethod
     def probe(self) -> None:
         """A real read of the database; raises :class:`StoreError` when it cannot be read."""
 

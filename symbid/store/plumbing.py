@@ -11,7 +11,9 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Optional
+
+from symbid.errors import StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ class SqlPlumbing(abc.ABC):
         self._local = threading.local()
         self._all_conns: list[Any] = []
         self._conns_lock = threading.Lock()
+        # set by a write refused for want of room, cleared by the next write that commits
+        self._full: Optional[str] = None
 
     # --- backend hooks ---------------------------------------------------------------
     @abc.abstractmethod
@@ -45,25 +49,41 @@ class SqlPlumbing(abc.ABC):
                 self._all_conns.append(conn)
         return conn
 
+    def storage_full(self) -> Optional[str]:
+        return self._full
+
     @contextmanager
     def _write(self) -> Iterator[Any]:
         conn = self._conn()
         try:
             self._begin_write(conn)
         except Exception as exc:
-            raise self._wrap(exc) from exc
+            raise self._failed(exc) from exc
         try:
             yield conn
         except BaseException as exc:
             self._rollback(conn)
             if isinstance(exc, Exception) and not self._is_unique_violation(exc):
-                raise self._wrap(exc) from exc
+                raise self._failed(exc) from exc
             raise
         try:
             conn.execute("COMMIT")
         except Exception as exc:
             self._rollback(conn)
-            raise self._wrap(exc) from exc
+            raise self._failed(exc) from exc
+        if self._full is not None:
+            log.warning("the database takes writes again: the disk has room")
+            self._full = None
+
+    def _failed(self, exc: Exception) -> Exception:
+        """A write's failure as the error to raise; one for want of room is remembered
+        (:meth:`storage_full`) until a write commits."""
+        wrapped = self._wrap(exc)
+        if isinstance(wrapped, StorageFull):
+            if self._full is None:
+                log.error("%s", wrapped.message)
+            self._full = wrapped.message
+        return wrapped
 
     @staticmethod
     def _rollback(conn: Any) -> None:

@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sqlite3
 import tempfile
 from typing import Any, BinaryIO
 
-from symbid.errors import SchemaTooNew, StorageFull, StoreError
+from symbid.errors import SchemaTooNew, StorageFull, StoreError, is_disk_full
 from symbid.store.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS
 from symbid.store.sql import SqlJobStore
 
 log = logging.getLogger(__name__)
 
 BACKUP_HEADROOM = 16 * 1024 * 1024  # bytes left free beside a backup's copy
-_SQLITE_FULL = 13
 
 
 class SqliteJobStore(SqlJobStore):
@@ -72,10 +70,7 @@ class SqliteJobStore(SqlJobStore):
                 target.close()
             return os.fdopen(os.dup(fd), "rb")
         except (sqlite3.Error, OSError) as exc:
-            code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11 on
-            if ((code & 0xFF if code is not None else None) == _SQLITE_FULL
-                    or (code is None and str(exc) == "database or disk is full")
-                    or getattr(exc, "errno", None) == errno.ENOSPC):
+            if is_disk_full(exc):
                 raise StorageFull(f"the disk filled up during a backup of {self.path} into "
                                   f"{directory}: {exc}; free some space") from exc
             raise StoreError(f"cannot back up {self.path} into {directory}: {exc}; check "
@@ -91,6 +86,11 @@ class SqliteJobStore(SqlJobStore):
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
     def _wrap(self, exc: Exception) -> Exception:
+        if is_disk_full(exc):
+            directory = os.path.dirname(os.path.abspath(self.path))
+            return StorageFull(f"storage full: the disk holding {directory} has no room "
+                               f"({exc}); nothing was written. Free some space there: "
+                               "symbid retries and recovers by itself")
         if isinstance(exc, sqlite3.OperationalError):
             return StoreError(f"database {self.path}: {exc}; symbid retries, but check the "
                               "disk and whether another process holds the database")

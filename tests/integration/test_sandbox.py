@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pwd
@@ -22,7 +23,7 @@ import pytest
 
 from symbid.agentdef import Limits
 from symbid.clock import SystemClock
-from symbid.errors import SandboxError
+from symbid.errors import SandboxError, StorageFull
 from symbid.leftovers import find_run_processes, kill_process_groups
 from symbid.sandbox import ChildExit, SpawnSpec, Supervisor, process_stat
 
@@ -136,6 +137,25 @@ def test_exit_status_and_signal_are_decoded(supervisor: Supervisor, tmp_path: Pa
     assert failed.stderr_tail.strip() == b"oops"
     killed = run(supervisor, tmp_path, ["sh", "-c", "kill -KILL $$"], tag="b")
     assert (killed.exit_code, killed.signal) == (None, 9)
+
+
+@pytest.mark.parametrize(("err", "raised"), [(errno.ENOSPC, StorageFull),
+                                             (errno.EACCES, SandboxError)])
+def test_a_start_that_cannot_be_recorded_spawns_nothing_and_a_full_disk_says_so(
+    supervisor: Supervisor, tmp_path: Path, err: int, raised: type[Exception]
+) -> None:
+    def mark() -> None:
+        raise OSError(err, os.strerror(err))
+
+    marker = tmp_path / "spawned"
+    spec = SpawnSpec(tag="r-full", argv=("sh", "-c", f"touch {marker}"), env={},
+                     runs_dir=str(tmp_path / "runs"), before_spawn=mark)
+    with pytest.raises(raised) as refused:
+        supervisor.spawn(spec, Result())
+    assert type(refused.value) is raised  # a full disk is storage_full, not spawn_failed
+    assert "record" in str(refused.value) and "start" in str(refused.value)
+    time.sleep(0.2)
+    assert not marker.exists()
 
 
 def test_each_run_has_a_private_working_directory_removed_afterwards(

@@ -7,8 +7,6 @@ import dataclasses
 import io
 import os
 import sqlite3
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from symbid.api import ApiContext, make_app
 from symbid.errors import StorageFull
 from symbid.store import SqliteJobStore
+from tests import disks
 from tests.harness import Harness
 
 
@@ -68,19 +67,8 @@ def test_a_backup_finishes_while_another_connection_keeps_writing(tmp_path: Path
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
     """A real 8 MiB file system (tmpfs), smaller than a copy plus its headroom."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    where = Path(tempfile.mkdtemp(prefix="sy-small-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
-                              str(where)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        where.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with disks.small_disk("8m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
-        where.rmdir()
 
 
 def test_a_backup_without_room_for_its_copy_is_refused_before_anything_is_written(
