@@ -10,16 +10,21 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 
 @contextmanager
-def small_disk(size: str = "8m", mode: str = "0700") -> Iterator[Path]:
-    """A tmpfs of ``size``, unmounted (and its directory removed) afterwards."""
+def small_disk(size: str = "8m", mode: str = "0700",
+               at: Optional[Path] = None) -> Iterator[Path]:
+    """A tmpfs of ``size`` (on a new directory ``at``, or a temporary one), unmounted
+    and its directory removed afterwards."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    where = Path(tempfile.mkdtemp(prefix="sy-small-"))
+    if at is not None:
+        at.mkdir(mode=0o700)
+    where = at if at is not None else Path(tempfile.mkdtemp(prefix="sy-small-"))
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode={mode}",
                               "tmpfs", str(where)], capture_output=True, text=True)
     if mounted.returncode != 0:

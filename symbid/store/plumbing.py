@@ -72,7 +72,7 @@ class SqlPlumbing(abc.ABC):
             self._rollback(conn)
             raise self._failed(exc) from exc
         if self._full is not None:
-            log.warning("the database takes writes again: the disk has room")
+            log.info("the database takes writes again: the disk has room")
             self._full = None
 
     def _failed(self, exc: Exception) -> Exception:

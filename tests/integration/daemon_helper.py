@@ -11,9 +11,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 BIN = Path(sys.executable).parent
 TOKEN = "test-token-0123456789"
@@ -195,3 +196,55 @@ def final_run(d: Daemon, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
         s, r = d.api("GET", f"/api/v1/runs/{run_id}")
         return r if s == 200 and r["status"] not in ("pending", "running") else None
     return dict(d.wait_for(final, timeout=timeout))
+
+
+class NotifyReceiver:
+    """The datagram socket a daemon started with ``NOTIFY_SOCKET=receiver.path`` sends its
+    sd_notify messages to, collected by a thread (a context manager that closes it)."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="sy-n-", dir="/tmp")
+        self.path = os.path.join(self._dir, "notify")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(self.path)
+        self._sock.settimeout(0.2)
+        self.messages: list[str] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._closed:
+            try:
+                self.messages.append(self._sock.recv(65536).decode("utf-8", "replace"))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def statuses(self, since: int = 0) -> list[str]:
+        """The STATUS= values sent from message ``since`` on."""
+        return [line[len("STATUS="):] for m in self.messages[since:]
+                for line in m.splitlines() if line.startswith("STATUS=")]
+
+    def wait_for_status(self, match: Callable[[str], bool], since: int = 0,
+                        timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [s for s in self.statuses(since) if match(s)]
+            if found:
+                return found[-1]
+            time.sleep(0.05)
+        raise AssertionError(f"no such STATUS= in {timeout} s: {self.statuses(since)[-5:]}")
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(timeout=5)
+        self._sock.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> NotifyReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

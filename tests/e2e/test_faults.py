@@ -1,0 +1,102 @@
+"""The real daemon under faults (issue 15): a full disk, slow and dead dependencies, a
+graceful stop with many runs in flight, and the crash loop with deliveries and an LLM agent.
+
+Each test prints its figures (``make e2e`` runs pytest with ``-s``). Bounds on time are
+sanity checks only, generous on this shared machine; the figures are the measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from tests import disks
+from tests.e2e.parts import doubled_slots, executions, open_runs, tick_agent, twice
+from tests.integration.daemon_helper import Daemon, NotifyReceiver
+
+
+def _health(d: Daemon) -> dict[str, Any]:
+    status, body = d.api("GET", "/api/v1/health/scheduler")
+    assert status == 200, body
+    return dict(body)
+
+
+def _finished(d: Daemon, jobs: list[str]) -> dict[str, str]:
+    """Run id -> status of every finished run of ``jobs`` (through the API)."""
+    out: dict[str, str] = {}
+    for name in jobs:
+        for run in d.history(name, limit=1000):
+            if run["status"] not in ("pending", "running"):
+                out[run["id"]] = run["status"]
+    return out
+
+
+def test_a_full_disk_makes_the_daemon_unhealthy_refuses_writes_and_it_recovers_by_itself(
+        tmp_path: Path) -> None:
+    log = tmp_path / "children.log"
+    jobs = [f"tick-{i}" for i in range(10)]
+    with disks.small_disk("8m", at=tmp_path / "state") as state, NotifyReceiver() as notify:
+        d = Daemon(tmp_path, {"agents.symbi": tick_agent(log)}, tcp=False,
+                   config="max_jitter_seconds = 0\n")
+        try:
+            d.start(env={"NOTIFY_SOCKET": notify.path})
+            for name in jobs:
+                assert d.api("POST", "/api/v1/schedule", {
+                    "name": name, "agent_id": "tick", "cron_expr": "* * * * * *"})[0] == 201
+            d.wait_for(lambda: len(_finished(d, jobs)) >= 30, timeout=30)
+            committed = _finished(d, jobs)
+
+            filler = disks.fill(state)
+            filled_at = time.monotonic()
+            health = d.wait_for(lambda: (h := _health(d))["status"] == "unhealthy" and h,
+                                timeout=30)
+            detected = time.monotonic() - filled_at
+            assert "storage full" in health["error"] and str(state) in health["error"], health
+            status_line = notify.wait_for_status(lambda s: "storage full" in s)
+            assert status_line.startswith("unhealthy: storage full")
+            code, body = d.api("POST", "/api/v1/schedule", {
+                "name": "refused", "agent_id": "tick", "cron_expr": "* * * * * *"})
+            assert code == 507 and body["error"]["code"] == "storage_full", body
+            assert str(state) in body["error"]["message"]
+            code, body = d.api("POST", "/api/v1/schedule/tick-0/pause")
+            assert code == 507 and body["error"]["code"] == "storage_full", body
+            assert d.api("GET", "/api/v1/schedule/tick-0")[0] == 200  # reads go on
+            time.sleep(3)  # slots come due while the disk is full
+            assert d.proc is not None and d.proc.poll() is None
+
+            mark = len(notify.messages)
+            filler.unlink()
+            freed_at = time.monotonic()
+            d.wait_for(lambda: _health(d)["status"] == "healthy", timeout=30)
+            recovered = time.monotonic() - freed_at
+            notify.wait_for_status(lambda s: "active" in s and "unhealthy" not in s, mark)
+            code, body = d.api("POST", "/api/v1/schedule", {
+                "name": "after", "agent_id": "tick", "cron_expr": "* * * * * *"})
+            assert code == 201, body
+            ran_before = len(executions(log))
+            d.wait_for(lambda: len(executions(log)) >= ran_before + 20, timeout=30)
+            for name in [*jobs, "after"]:  # come to rest
+                assert d.api("POST", f"/api/v1/schedule/{name}/pause")[0] == 200
+            db = state / "symbid.db"
+            d.wait_for(lambda: open_runs(db) == 0, timeout=30)
+            after = _finished(d, jobs)
+            assert d.stop(signal.SIGTERM) == 0
+        finally:
+            d.cleanup()
+
+        lost = {rid: s for rid, s in committed.items() if after.get(rid) != s}
+        statuses = sorted(set(after.values()))
+        figures = {"runs_before_fill": len(committed), "runs_at_end": len(after),
+                   "unhealthy_after_s": round(detected, 2),
+                   "healthy_after_space_returned_s": round(recovered, 2),
+                   "statuses": statuses, "status_line": status_line[:120],
+                   "changed_or_lost": len(lost), "doubled": len(doubled_slots(db)),
+                   "executed_twice": len(twice(log))}
+        print("\ndisk full:", json.dumps(figures, indent=2))
+        assert not lost, list(lost.items())[:5]
+        assert figures["doubled"] == 0 and figures["executed_twice"] == 0
+        ran = {run for _, _, run in executions(log)}
+        assert {rid for rid, s in after.items() if s == "succeeded"} <= ran
