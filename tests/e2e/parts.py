@@ -3,10 +3,11 @@ readings of a stopped (or running) daemon's database."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 
 def tick_agent(log: Path, name: str = "tick") -> str:
@@ -54,3 +55,27 @@ def percentile(values: list[float], p: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def proc_stat(pid: int) -> Optional[tuple[int, int]]:
+    """(process group, start time in clock ticks) of a live process, None if there is
+    none (or only a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] == "Z":
+        return None
+    return int(fields[2]), int(fields[19])
+
+
+def in_groups(pgids: set[int]) -> list[int]:
+    """The live processes in any of the process groups ``pgids``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(int(entry))
+            if stat is not None and stat[0] in pgids:
+                found.append(int(entry))
+    return found

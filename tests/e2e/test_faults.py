@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from tests import disks
-from tests.e2e.parts import doubled_slots, executions, open_runs, tick_agent, twice
+from tests.e2e.parts import (
+    doubled_slots,
+    executions,
+    in_groups,
+    open_runs,
+    proc_stat,
+    query,
+    tick_agent,
+    twice,
+)
 from tests.integration.daemon_helper import Daemon, NotifyReceiver
 
 
@@ -100,3 +109,61 @@ def test_a_full_disk_makes_the_daemon_unhealthy_refuses_writes_and_it_recovers_b
         assert figures["doubled"] == 0 and figures["executed_twice"] == 0
         ran = {run for _, _, run in executions(log)}
         assert {rid for rid, s in after.items() if s == "succeeded"} <= ran
+
+
+SLEEPER = ('agent sleeper { command: ["/bin/sh", "-c", '
+           '"read d stubborn; echo \\"$$ $SYMBI_RUN_ID\\" >> \\"$PIDS\\"; '
+           'if [ \\"$stubborn\\" = 1 ]; then trap \\"\\" TERM; fi; '
+           'sleep \\"$d\\" & wait; echo slept $d"], env: { PIDS: "PIDS_PATH" } }\n')
+
+
+def test_a_graceful_stop_with_fifty_runs_in_flight_ends_each_as_it_should_and_leaves_no_child(
+        tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    d = Daemon(tmp_path, {"agents.symbi": SLEEPER.replace("PIDS_PATH", str(pids))}, tcp=False,
+               config="max_concurrent_jobs = 100\nmax_jitter_seconds = 0\n")
+    # shutdown_timeout_seconds is 3 (daemon_helper): the short runs end within it (they
+    # started before SIGTERM and last at most 2 s), the long ones (10-40 s, half of them
+    # ignoring SIGTERM, so that only SIGKILL ends them) do not
+    short = {f"run-{i:02d}": f"{0.5 + (i % 4) * 0.5} 0" for i in range(25)}
+    long = {f"run-{i:02d}": f"{10 + i % 31} {i % 2}" for i in range(25, 50)}
+    try:
+        d.start()
+        ids: dict[str, str] = {}
+        for name in {**short, **long}:
+            assert d.api("POST", "/api/v1/schedule", {
+                "name": name, "agent_id": "sleeper", "cron_expr": "0 0 1 1 *"})[0] == 201
+        for name, text in {**short, **long}.items():
+            status, run = d.api("POST", f"/api/v1/schedule/{name}/run", {"input": text})
+            assert status == 202, run
+            ids[run["id"]] = name
+        d.wait_for(lambda: pids.exists() and len(pids.read_text().splitlines()) == 50,
+                   timeout=30)
+        started = {int(pid): run for pid, run in
+                   (line.split() for line in pids.read_text().splitlines())}
+        stats = {pid: proc_stat(pid) for pid in started}
+        assert all(s is not None and s[0] == pid for pid, s in stats.items())  # leaders
+        going = _health(d)["in_flight_jobs"]
+        stopping = time.monotonic()
+        assert d.stop(signal.SIGTERM, timeout=60) == 0
+        took = time.monotonic() - stopping
+    finally:
+        d.cleanup()
+
+    survivors = [pid for pid, s in stats.items() if s is not None and proc_stat(pid) == s]
+    group_members = in_groups(set(started))
+    rows = dict(query(d.state / "symbid.db", "SELECT id, status FROM runs"))
+    by_name = {ids[rid]: rows[rid] for rid in ids}
+    wrong = {n: s for n, s in by_name.items()
+             if s != ("succeeded" if n in short else "interrupted")}
+    figures = {"in_flight_at_sigterm": going, "stop_seconds": round(took, 2),
+               "succeeded": sum(s == "succeeded" for s in by_name.values()),
+               "interrupted": sum(s == "interrupted" for s in by_name.values()),
+               "other": len(by_name) - sum(s in ("succeeded", "interrupted")
+                                           for s in by_name.values()),
+               "surviving_processes": len(survivors) + len(group_members)}
+    print("\ngraceful stop:", json.dumps(figures, indent=2))
+    assert going == 50
+    assert not wrong, wrong
+    assert survivors == [] and group_members == []
+    assert took < 30  # 3 s timeout + 1 s kill grace, generously
