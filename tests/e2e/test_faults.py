@@ -13,18 +13,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from symbid.timing import parse_instant
 from tests import disks
 from tests.e2e.parts import (
     doubled_slots,
     executions,
     in_groups,
     open_runs,
+    percentile,
     proc_stat,
     query,
     tick_agent,
     twice,
 )
 from tests.integration.daemon_helper import Daemon, NotifyReceiver
+from tests.integration.delivery_parts import TcpSink
+from tests.llm_server import LLMServer, hang
 
 
 def _health(d: Daemon) -> dict[str, Any]:
@@ -167,3 +171,98 @@ def test_a_graceful_stop_with_fifty_runs_in_flight_ends_each_as_it_should_and_le
     assert not wrong, wrong
     assert survivors == [] and group_members == []
     assert took < 30  # 3 s timeout + 1 s kill grace, generously
+
+
+def _lateness(db: Path, names: list[str], since_ms: int, until_ms: int) -> list[float]:
+    """Seconds from slot to start of the scheduled runs of jobs ``names`` with slots in
+    [since_ms, until_ms)."""
+    marks = ",".join("?" * len(names))
+    rows = query(db, "SELECT r.started_at - r.slot FROM runs r JOIN jobs j ON j.id = r.job_id "
+                     f"WHERE j.name IN ({marks}) AND r.space = 'schedule' AND r.slot >= ? "
+                     "AND r.slot < ? AND r.started_at IS NOT NULL",
+                 (*names, since_ms, until_ms))
+    return [ms / 1000 for (ms,) in rows]
+
+
+def _gaps(db: Path, name: str) -> list[str]:
+    """What is wrong with job ``name``'s scheduled runs: a slot missing, doubled, or not
+    succeeded."""
+    rows = query(db, "SELECT r.slot, r.status FROM runs r JOIN jobs j ON j.id = r.job_id "
+                     "WHERE j.name = ? AND r.space = 'schedule' AND r.attempt = 1 "
+                     "ORDER BY r.slot", (name,))
+    slots = [slot for slot, _ in rows]
+    problems = [f"{name}: slot {slot} {status}" for slot, status in rows
+                if status != "succeeded"]
+    if slots != list(range(slots[0], slots[-1] + 1000, 1000)):
+        problems.append(f"{name}: {len(slots)} slots from {slots[0]} to {slots[-1]}")
+    return problems
+
+
+def test_slow_and_dead_dependencies_do_not_make_other_jobs_late(tmp_path: Path) -> None:
+    others = [f"other-{i:02d}" for i in range(24)]
+    hook, smtp = TcpSink(drop=False), TcpSink(drop=True)  # never answers; hangs up
+    with LLMServer() as llm:
+        llm.default = hang()  # the model never answers
+        log = tmp_path / "children.log"
+        d = Daemon(tmp_path, {"agents.symbi": tick_agent(log) +
+                              'agent thinker { model: "m-1" }\n'}, tcp=False,
+                   config="max_concurrent_jobs = 200\nmax_jitter_seconds = 0\n"
+                          "\n[scheduler.delivery]\nsmtp_host = \"127.0.0.1\"\n"
+                          f"smtp_port = {smtp.port}\nsmtp_starttls = false\n"
+                          'email_from = "symbid@example.com"\n'
+                          f'\n[llm]\nendpoint = "{llm.url}"\napi_key = "sk-test"\n'
+                          'model = "test-model"\n')
+        try:
+            d.start()
+            # ten more jobs, at first as plain as the others (the same load)
+            faulty = {
+                **{f"hooked-{i}": {"delivery": ["webhook"],
+                                   "webhook_url": hook.url(f"/hook/{i}")} for i in range(4)},
+                **{f"mailed-{i}": {"delivery": ["email"],
+                                   "email_recipients": [f"ops{i}@example.com"]}
+                   for i in range(4)},
+                **{f"thinking-{i}": {"agent_id": "thinker"} for i in range(2)}}
+            for name in [*others, *faulty]:
+                assert d.api("POST", "/api/v1/schedule", {
+                    "name": name, "agent_id": "tick", "cron_expr": "* * * * * *"})[0] == 201
+            time.sleep(10)  # the baseline: nothing hangs yet
+            for name, change in faulty.items():  # now they deliver, or ask the model
+                status, body = d.api("PUT", f"/api/v1/schedule/{name}", change)
+                assert status == 200, body
+            baseline_end = d.api("GET", "/api/v1/schedule/other-00")[1]["next_run"]
+            time.sleep(20)
+            for name in others:
+                assert d.api("POST", f"/api/v1/schedule/{name}/pause")[0] == 200
+            db = d.state / "symbid.db"
+            d.wait_for(lambda: not query(
+                db, "SELECT 1 FROM runs r JOIN jobs j ON j.id = r.job_id WHERE "
+                    "j.name LIKE 'other-%' AND r.status IN ('pending', 'running')"), timeout=30)
+            hung_llm = llm.max_in_flight
+            assert d.stop(signal.SIGTERM, timeout=60) == 0
+        finally:
+            d.cleanup()
+            hook.close()
+            smtp.close()
+
+    split = parse_instant(baseline_end)
+    base = _lateness(db, others, 0, split)
+    faults = _lateness(db, others, split + 2000, 2**62)
+    deliveries = dict(query(db, "SELECT status, COUNT(*) FROM deliveries GROUP BY status"))
+    figures = {
+        "other_jobs": len(others),
+        "baseline": {"runs": len(base), "p50_s": round(percentile(base, 50), 4),
+                     "p99_s": round(percentile(base, 99), 4),
+                     "max_s": round(max(base), 4)},
+        "with_dead_dependencies": {"runs": len(faults),
+                                   "p50_s": round(percentile(faults, 50), 4),
+                                   "p99_s": round(percentile(faults, 99), 4),
+                                   "max_s": round(max(faults), 4)},
+        "webhook_connections_held": hook.accepted, "smtp_connections_dropped": smtp.accepted,
+        "llm_requests_never_answered": hung_llm, "deliveries": deliveries,
+    }
+    print("\nslow and dead dependencies:", json.dumps(figures, indent=2))
+    problems = [p for name in others for p in _gaps(db, name)]
+    assert not problems, problems[:5]
+    assert hook.accepted > 0 and smtp.accepted > 0 and hung_llm > 0  # they were hit
+    assert len(faults) >= 15 * len(others)
+    assert percentile(faults, 99) < 2.0  # a sanity bound; the figures are the measure

@@ -143,6 +143,50 @@ class HttpServer:
         self._server.server_close()
 
 
+class TcpSink:
+    """A TCP server on 127.0.0.1 for dead dependencies: it accepts every connection and
+    then drops it at once (``drop=True``: an SMTP server that hangs up) or holds it open,
+    never reading or answering (a webhook that accepts and never answers).
+    ``accepted`` counts the connections."""
+
+    def __init__(self, *, drop: bool) -> None:
+        self.accepted = 0
+        self._drop = drop
+        self._held: list[socket.socket] = []
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(128)
+        self._server.settimeout(0.2)
+        self.port: int = self._server.getsockname()[1]
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            if self._drop:
+                conn.close()
+            else:
+                self._held.append(conn)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(timeout=5)
+        self._server.close()
+        for conn in self._held:
+            conn.close()
+
+
 # --- SMTP ------------------------------------------------------------------------------------
 
 LOGIN, PASSWORD = "mailer", "s3cret-pass-word"
