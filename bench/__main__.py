@@ -24,6 +24,7 @@ from bench import (
     llm_start,
     peer_bench,
     report,
+    scale_bench,
 )
 from symbid.clock import SystemClock
 from symbid.model import format_instant
@@ -42,6 +43,7 @@ SUITES = {
     "dead_endpoint": delivery_bench.dead_endpoint,
     "vs_apscheduler": peer_bench.vs_apscheduler,
     "status_round_trip": cli_bench.status_round_trip,
+    "scale": scale_bench.scale,
 }
 
 
