@@ -45,9 +45,9 @@ from symbid.engine import Engine, build_engine
 from symbid.errors import SymbidError
 from symbid.executor import Agents
 from symbid.identity import clear_ambient_capabilities, drop_supplementary_groups, user_problem
-from symbid.jobs import JobService
+from symbid.jobs import JobService, NamesInUse
 from symbid.journal import add_log_file, journal_drops, setup_logging
-from symbid.model import ADHOC_SOURCE, JobStatus, name_problem
+from symbid.model import JobStatus, name_problem
 from symbid.outbox import DeliveryWorker
 from symbid.registry import AgentService
 from symbid.store import SqliteJobStore
@@ -291,8 +291,8 @@ class Daemon:
     def _warn_old_names(self) -> None:
         """Names stored before the name rule keep working; they are listed once at start."""
         assert self.engine is not None
-        old = [(job.name, problem) for job in self.engine.store.list_jobs()
-               if not job.adhoc and (problem := name_problem(job.name)) is not None]
+        old = [(name, problem) for name in self.engine.store.unusual_job_names()
+               if (problem := name_problem(name)) is not None]
         for name, problem in old:
             log.warning("job name %r %s; it keeps working, but rename it (a new job cannot "
                         "be given such a name)", name, problem)
@@ -310,11 +310,9 @@ class Daemon:
             # Schedules may name any stored agent: one of the API's, or one a file that
             # fails to load now keeps.
             known = self.registry.names()
-            stored = self.engine.store.list_jobs()
-            legacy = {j.name for j in stored if j.source != ADHOC_SOURCE} | \
-                {j.agent_id for j in stored} | set(known)
             files = load_dir(directory, self.clock.now(), known_agents=known,
-                             legacy_names=legacy, delivery_problem=self.jobs.delivery_problem)
+                             legacy_names=NamesInUse(self.engine.store, known),
+                             delivery_problem=self.jobs.delivery_problem)
         agents = self.registry.sync_files(files, actor)
         result = self.jobs.sync_files(files, actor)
         out = result.to_dict()

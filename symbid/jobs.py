@@ -19,7 +19,7 @@ Its runs are manual runs, which start whatever the job's status. It can be remov
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -28,7 +28,7 @@ from symbid.auth import FILES_ACTOR
 from symbid.channels import delivery_problem
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
-from symbid.dsl.sync import from_file, merge, plan_sync
+from symbid.dsl.sync import defined_names, from_file, merge, plan_sync
 from symbid.errors import Conflict, InvalidInput, UnreadableRow
 from symbid.model import (
     ADHOC_SOURCE,
@@ -133,6 +133,20 @@ def check_shown(job: Job) -> None:
     except (OverflowError, ValueError) as exc:
         raise InvalidInput(f"the job cannot be shown: {exc}",
                            field="at" if job.at is not None else "cron_expr") from None
+
+
+class NamesInUse:
+    """The names a file may keep although they break the name rule: those of stored
+    jobs (not ad hoc ones), of the agents stored jobs name, and ``agents``. Each test
+    is a lookup in the store: the daemon never holds every job's name."""
+
+    def __init__(self, store: JobStore, agents: Collection[str] = ()) -> None:
+        self._store = store
+        self._agents = frozenset(agents)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self._agents
+                                          or self._store.name_in_use(name))
 
 
 @dataclass
@@ -444,7 +458,7 @@ class JobService:
             result.warnings.extend(d.format() for d in f.warnings)
         for attempt in range(5):
             now = self._clock.now()
-            plan = plan_sync(files, self._store.list_jobs(), now)
+            plan = plan_sync(files, self._store.sync_candidates(defined_names(files)), now)
             create, update, skipped = [], [], []
             for job in plan.create:
                 try:

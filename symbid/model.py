@@ -162,6 +162,8 @@ def name_problem(name: str) -> Optional[str]:
 # recorded under. Its name holds a ':', which no name given by a user may (name_problem),
 # so it never collides with one; its source says what it is.
 ADHOC_SOURCE = "adhoc"
+# A job defined in a file of agents_dir: its source is this prefix and the file's path.
+FILE_SOURCE_PREFIX = "file:"
 ADHOC_PREFIX = "adhoc:"
 
 

@@ -11,7 +11,7 @@ import difflib
 import logging
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -50,6 +50,7 @@ from symbid.dsl.parser import (
 )
 from symbid.errors import InvalidInput
 from symbid.model import (
+    FILE_SOURCE_PREFIX,
     MAXIMUMS,
     AllowedHours,
     CatchUp,
@@ -205,7 +206,7 @@ def _delivery_config(d: dict[str, Any]) -> DeliveryConfig:
 
 def source_of(path: str) -> str:
     """The ``source`` recorded on jobs defined in a file."""
-    return "file:" + os.path.abspath(path)
+    return FILE_SOURCE_PREFIX + os.path.abspath(path)
 
 
 def _entry_pos(entries: list[Entry], key: str) -> Optional[Pos]:
@@ -466,7 +467,7 @@ def _agent(doc: Document, blk: Any, out: LoadedFile) -> None:
 
 
 def load_document(doc: Document, now: Optional[int] = None,
-                  legacy_names: Collection[str] = ()) -> LoadedFile:
+                  legacy_names: Container[str] = ()) -> LoadedFile:
     """Turn a parsed document into jobs and agents; problems go into ``errors``.
 
     A name that breaks the name rule is an error, unless it is in ``legacy_names``
@@ -518,7 +519,7 @@ def load_document(doc: Document, now: Optional[int] = None,
 
 
 def load_file(path: str, now: Optional[int] = None,
-              legacy_names: Collection[str] = ()) -> LoadedFile:
+              legacy_names: Container[str] = ()) -> LoadedFile:
     """Parse and load one file; never raises for bad content (see ``errors``)."""
     try:
         doc = parse_file(path)
@@ -572,7 +573,7 @@ def check_deliveries(files: list[LoadedFile],
 
 def load_dir(directory: str, now: Optional[int] = None,
              known_agents: Collection[str] = (),
-             legacy_names: Collection[str] = (),
+             legacy_names: Container[str] = (),
              delivery_problem: Optional[Callable[[Job], Optional[tuple[str, str]]]] = None,
              ) -> list[LoadedFile]:
     """Every ``*.symbi`` file of a directory, in name order, cross-checked; with

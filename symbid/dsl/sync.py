@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from symbid.dsl.loader import LoadedFile
-from symbid.model import Job, JobStatus, format_instant
+from symbid.model import FILE_SOURCE_PREFIX, Job, JobStatus, format_instant
 from symbid.spans import claimed_span, first_free_slot
 from symbid.timing import make_schedule
 
-FILE_PREFIX = "file:"
+FILE_PREFIX = FILE_SOURCE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,15 @@ def merge(have: Job, want: Job, now: int) -> tuple[Job, list[str]]:
                        status=status), warnings
 
 
+def defined_names(files: Sequence[LoadedFile]) -> set[str]:
+    """The names of the jobs the files that loaded define."""
+    return {job.name for f in files if f.ok for job in f.jobs}
+
+
 def plan_sync(files: Sequence[LoadedFile], existing: Sequence[Job], now: int) -> SyncPlan:
-    """Compare what the files define with the stored jobs."""
+    """Compare what the files define with the stored jobs: every file job, and any
+    other job called as one of them (what :meth:`JobStore.sync_candidates` returns;
+    other jobs play no part)."""
     failed = {f.source for f in files if not f.ok}
     desired: dict[str, Job] = {}
     for f in files:

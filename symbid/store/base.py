@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Optional
 
@@ -165,6 +165,22 @@ class JobStore(abc.ABC):
     ) -> list[Job]:
         """Jobs by name; ``id_prefix``: only those whose id starts with it (an index
         range)."""
+
+    @abc.abstractmethod
+    def sync_candidates(self, names: Collection[str]) -> list[Job]:
+        """What a sync of agents_dir compares the files with, by name: every job a file
+        defined, and the jobs called one of ``names`` (those the files define now)."""
+
+    @abc.abstractmethod
+    def name_in_use(self, name: str) -> bool:
+        """Whether a stored job (not an agent's ad hoc one) is called ``name``, or a
+        stored job names ``name`` as its agent."""
+
+    @abc.abstractmethod
+    def unusual_job_names(self) -> list[str]:
+        """The names of stored jobs (not ad hoc ones) that may break the name rule
+        (:func:`symbid.model.name_problem` decides), by name: a superset, read without
+        reading every job."""
 
     @abc.abstractmethod
     def modify_job(self, ref: str, change: Callable[[Job], Job], now: int,

@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Callable, Optional
 
 from symbid.errors import Conflict, NotFound, UnreadableRow
-from symbid.model import Job, JobStatus
+from symbid.model import ADHOC_SOURCE, FILE_SOURCE_PREFIX, NAME_MAX, Job, JobStatus
 from symbid.store.audit import Act, AuditEvent, insert_audit, record
 from symbid.store.plumbing import SqlPlumbing
 from symbid.store.rows import JOB_COLUMNS, JOB_PLACEHOLDERS, job_from_row, job_params, prefix_bounds
 from symbid.text import shorten
 
 log = logging.getLogger(__name__)
+
+_IN_CHUNK = 500  # values bound in one IN (...) list (SQLite allows 999 in older builds)
+
+
+def _after_prefix(prefix: str) -> str:
+    """The least string after every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 class SqlJobs(SqlPlumbing):
@@ -98,6 +105,45 @@ class SqlJobs(SqlPlumbing):
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY name", params)
         return self._jobs(rows)
+
+    def sync_candidates(self, names: Collection[str]) -> list[Job]:
+        # An index range on source, and one lookup by name each: a sync does not read
+        # the jobs the API made (there may be a million of them).
+        rows = self._query(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE source >= ? AND source < ?",
+            (FILE_SOURCE_PREFIX, _after_prefix(FILE_SOURCE_PREFIX)))
+        seen = {row[0] for row in rows}
+        wanted = sorted(set(names))
+        for lo in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[lo:lo + _IN_CHUNK]
+            rows.extend(row for row in self._query(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE name IN "
+                f"({', '.join('?' * len(chunk))})", chunk) if row[0] not in seen)
+        rows.sort(key=lambda row: row[1])
+        return self._jobs(rows)
+
+    def name_in_use(self, name: str) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM jobs WHERE name = ? AND source <> ? UNION ALL "
+            "SELECT 1 FROM jobs WHERE agent_id = ? LIMIT 1", (name, ADHOC_SOURCE, name))
+        return bool(rows)
+
+    def unusual_job_names(self) -> list[str]:
+        # Only the name index is read: a name of ASCII letters, digits, '.', '_' and '-'
+        # that starts with a letter or digit, is short enough and holds a character
+        # that is not a hex digit or '-' passes the name rule, and is left out here.
+        rows = self._query(
+            "SELECT name FROM jobs WHERE length(name) > ? "
+            "OR name GLOB '*[^A-Za-z0-9._-]*' OR name NOT GLOB '[A-Za-z0-9]*' "
+            "OR (length(name) >= 8 AND name NOT GLOB '*[^0-9A-Fa-f-]*')", (NAME_MAX,))
+        odd = [row[0] for row in rows]
+        adhoc: set[str] = set()
+        for lo in range(0, len(odd), _IN_CHUNK):
+            chunk = odd[lo:lo + _IN_CHUNK]
+            adhoc.update(row[0] for row in self._query(
+                f"SELECT name FROM jobs WHERE source = ? AND name IN "
+                f"({', '.join('?' * len(chunk))})", (ADHOC_SOURCE, *chunk)))
+        return sorted(n for n in odd if n not in adhoc)
 
     def _update_row(self, conn: Any, new: Job, expect_version: int) -> bool:
         # last_run and the claimed spans belong to the loop: a definition change

@@ -28,6 +28,8 @@ class SqlPlumbing(abc.ABC):
         self._conns_lock = threading.Lock()
         # set by a write refused for want of room, cleared by the next write that commits
         self._full: Optional[str] = None
+        self._commits = 0  # write transactions committed through this store
+        self._commits_lock = threading.Lock()
 
     # --- backend hooks ---------------------------------------------------------------
     @abc.abstractmethod
@@ -38,6 +40,11 @@ class SqlPlumbing(abc.ABC):
 
     def _is_unique_violation(self, exc: Exception) -> bool:
         return False
+
+    def _others_version(self, conn: Any) -> Any:
+        """A value that changes when another connection (another process) commits a
+        write, as seen from ``conn``; None when the backend cannot tell."""
+        return None
 
     # --- plumbing --------------------------------------------------------------------
     def _conn(self) -> Any:
@@ -71,6 +78,9 @@ class SqlPlumbing(abc.ABC):
         except Exception as exc:
             self._rollback(conn)
             raise self._failed(exc) from exc
+        finally:
+            with self._commits_lock:
+                self._commits += 1
         if self._full is not None:
             log.info("the database takes writes again: the disk has room")
             self._full = None
@@ -84,6 +94,14 @@ class SqlPlumbing(abc.ABC):
                 log.error("%s", wrapped.message)
             self._full = wrapped.message
         return wrapped
+
+    def _version(self) -> tuple[int, Any]:
+        """What the store's content is at, as seen from this thread: it changes with
+        every write committed here or elsewhere (what a cache of a read is keyed on).
+        Read it before the read it keys."""
+        with self._commits_lock:
+            commits = self._commits
+        return commits, self._others_version(self._conn())
 
     @staticmethod
     def _rollback(conn: Any) -> None:

@@ -220,6 +220,11 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_type ON audit(type, at);
     CREATE INDEX audit_job ON audit(job_name, at);
     """,
+    # 11 (issue 15): a reload of agents_dir reads the file jobs by this index, not every
+    # job (an install may hold a million made through the API).
+    """
+    CREATE INDEX jobs_source ON jobs(source);
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Optional
 
 from symbid.errors import NotFound, StoreError
@@ -428,6 +429,17 @@ class SqlJobStore(SqlJobs, SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobS
         self._query("SELECT COUNT(*) FROM (SELECT 1 FROM jobs LIMIT 1) AS one")
 
     def totals(self) -> JobTotals:
+        # Every job row is read, so the result is kept (per thread) until a write is
+        # committed: a daemon idling on a million jobs asks every few seconds.
+        version = self._version()
+        kept = getattr(self._local, "totals", None)
+        if kept is None or kept[0] != version:
+            kept = (version, self._count_totals())
+            self._local.totals = kept
+        totals: JobTotals = kept[1]
+        return replace(totals, by_status=dict(totals.by_status))  # the caller's own
+
+    def _count_totals(self) -> JobTotals:
         # Ad hoc jobs (symbi run) are not counted as jobs; their runs are counted as runs.
         rows = self._query(
             "SELECT status, SUM(CASE WHEN source = ? THEN 0 ELSE 1 END), SUM(run_count), "

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symbid
 from symbid.errors import Conflict, NotFound, SchemaTooNew, StoreError
@@ -24,6 +28,7 @@ from symbid.model import (
     RunStatus,
     SessionMode,
     Trigger,
+    name_problem,
     new_id,
 )
 from symbid.records import Run
@@ -947,3 +952,128 @@ def test_a_running_runs_new_process_is_recorded_and_a_finished_run_is_left_alone
     assert (got.pid, got.pgid, got.pid_start) == (11, 11, 700)
     left = store.get_run(ended.id)
     assert (left.pid, left.pid_start) == (20, 600)
+
+
+# --- reading few jobs where a million may be stored (issue 15) -------------------------
+def test_sync_candidates_are_the_file_jobs_and_the_jobs_named_and_no_others(
+    store: SqliteJobStore,
+) -> None:
+    store.create_job(make_job("from-file", source="file:/etc/symbid/agents.d/a.symbi"))
+    store.create_job(make_job("other-file", source="file:/x.symbi"))
+    store.create_job(make_job("clash", source="api"))
+    store.create_job(make_job("api-job", source="api"))
+    store.create_job(make_job("adhoc:agent", source="adhoc"))
+    store.create_job(make_job("filed", source="filed"))  # "file" without its ':'
+
+    names = [j.name for j in store.sync_candidates({"clash", "from-file", "missing"})]
+
+    assert names == ["clash", "from-file", "other-file"]
+    assert [j.name for j in store.sync_candidates(set())] == ["from-file", "other-file"]
+
+
+def test_sync_candidates_take_more_names_than_one_statement_binds(
+    store: SqliteJobStore,
+) -> None:
+    for i in range(1200):
+        store.create_job(make_job(f"job-{i}"))
+
+    wanted = {f"job-{i}" for i in range(0, 1200, 2)} | {f"job-{i}" for i in range(1100, 1200)}
+    found = store.sync_candidates(wanted)
+
+    assert sorted(j.name for j in found) == sorted(wanted)
+    assert len(found) == len(wanted)
+
+
+def test_file_jobs_are_read_through_an_index_on_their_source(store: SqliteJobStore) -> None:
+    plan = store._conn().execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE source >= 'file:' AND source < 'file;'"
+    ).fetchall()
+
+    assert any("jobs_source" in str(row[-1]) for row in plan), plan
+
+
+def test_a_name_is_in_use_as_a_job_or_as_an_agent_a_job_names_but_not_as_an_adhoc_job(
+    store: SqliteJobStore,
+) -> None:
+    store.create_job(make_job("Old Name", agent_id="old agent"))
+    store.create_job(make_job("adhoc:x", agent_id="x", source="adhoc"))
+
+    assert store.name_in_use("Old Name")
+    assert store.name_in_use("old agent")
+    assert store.name_in_use("x")  # the agent of its ad hoc job
+    assert not store.name_in_use("adhoc:x")
+    assert not store.name_in_use("old")
+
+
+@pytest.mark.parametrize("name", [
+    "", "a" * 129, "-dash", ".dot", "spaces here", "café", "naïve-job", "deadbeef",
+    "0123-4567-89ab", "a" * 128, "tab\there", "semi;colon", "Ünïcode", "x/y", "*star", "[bracket]",
+])
+def test_every_name_that_breaks_the_rule_is_among_the_unusual_names(
+    store: SqliteJobStore, name: str,
+) -> None:
+    store.create_job(make_job(name))
+    store.create_job(make_job("ordinary-job.1_a"))
+
+    unusual = store.unusual_job_names()
+
+    assert name in unusual
+    assert "ordinary-job.1_a" not in unusual
+
+
+def test_names_that_keep_the_rule_in_ascii_are_not_unusual_and_adhoc_jobs_never_are(
+    store: SqliteJobStore,
+) -> None:
+    for name in ("a", "job-1", "Z.y_x-9", "g" * 128, "deadbeeg", "1a", "dead-be"):
+        store.create_job(make_job(name))
+    store.create_job(make_job("adhoc:agent", source="adhoc"))
+
+    assert store.unusual_job_names() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=140))
+def test_no_name_that_breaks_the_rule_escapes_the_unusual_names(name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteJobStore(os.path.join(tmp, "state.db"))
+        try:
+            store.create_job(make_job(name))
+            if name_problem(name) is not None:
+                assert store.unusual_job_names() == [name]
+        finally:
+            store.close()
+
+
+def test_totals_follow_every_write_through_the_store_and_by_another_connection(
+    store: SqliteJobStore, db_path: Path,
+) -> None:
+    assert store.totals().by_status == {}
+    job = store.create_job(make_job("one"))
+    assert store.totals().by_status == {"active": 1}
+    store.modify_job(job.id, lambda j: j.replace(status=JobStatus.PAUSED), T0)
+    assert store.totals().by_status == {"paused": 1}
+
+    other = sqlite3.connect(str(db_path))
+    with other:
+        other.execute("UPDATE jobs SET status = 'active'")
+    other.close()
+
+    assert store.totals().by_status == {"active": 1}
+
+
+def test_totals_asked_again_with_nothing_written_do_not_read_the_jobs_again(
+    store: SqliteJobStore,
+) -> None:
+    store.create_job(make_job("one"))
+    store.totals()
+    statements: list[str] = []
+    store._conn().set_trace_callback(statements.append)
+    try:
+        first = store.totals()
+        first.by_status["active"] = 99  # the caller's copy
+        again = store.totals()
+    finally:
+        store._conn().set_trace_callback(None)
+
+    assert again.by_status == {"active": 1}
+    assert not [s for s in statements if "FROM jobs" in s], statements
