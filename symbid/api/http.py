@@ -93,10 +93,12 @@ class HttpError(SymbidError):
     """An error with an explicit HTTP status (for protocol-level problems)."""
 
     def __init__(self, status: int, code: str, message: str,
-                 field_name: Optional[str] = None) -> None:
+                 field_name: Optional[str] = None,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message, field=field_name)
         self.http_status = status
         self.code = code
+        self.headers = headers  # sent with the error (a 405's Allow)
 
 
 @dataclass
@@ -116,7 +118,11 @@ class Request:
     @property
     def query(self) -> dict[str, str]:
         parsed = parse_qs(self.environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        return {k: v[-1] for k, v in parsed.items()}
+        for key, values in parsed.items():
+            if len(values) > 1:  # which one would count is a guess: refused
+                raise InvalidInput(f"{shorten(key)}: query parameter given {len(values)} "
+                                   "times; give it once", field=shorten(key))
+        return {k: v[0] for k, v in parsed.items()}
 
     @property
     def content_type(self) -> str:
@@ -149,11 +155,12 @@ class Request:
         return parse_json(raw)
 
     def json_object(self, *, required: bool = True) -> dict[str, Any]:
-        body = self.body()
-        if body is None:
+        raw = self.raw()
+        if not raw.strip():  # no body; a JSON null is a body, and not an object
             if required:
                 raise HttpError(400, "invalid_json", "a JSON object body is required")
             return {}
+        body = parse_json(raw)
         if not isinstance(body, dict):
             raise HttpError(400, "invalid_json", "the request body must be a JSON object")
         return body
@@ -180,7 +187,7 @@ class Request:
 
     def int_param(self, name: str, default: int, low: int, high: int) -> int:
         text = self.query.get(name)
-        if text is None or text == "":
+        if text is None:
             return default
         try:
             value = int(text)
@@ -221,7 +228,10 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def error_response(exc: SymbidError) -> Response:
-    return json_response(exc.to_wire(), exc.http_status)
+    response = json_response(exc.to_wire(), exc.http_status)
+    if isinstance(exc, HttpError):
+        response.headers.extend(exc.headers)
+    return response
 
 
 def send(response: Response, start_response: StartResponse, *,
@@ -285,6 +295,8 @@ class Router:
                     return handler, m.groupdict()
                 allowed.append(route_method)
         if allowed:
+            allow = allowed + (["HEAD"] if "GET" in allowed else [])  # RFC 9110: 405 has Allow
             raise HttpError(405, "method_not_allowed",
-                            f"{method} is not allowed on {path}; use {', '.join(allowed)}")
+                            f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+                            headers=(("Allow", ", ".join(allow)),))
         raise HttpError(404, "not_found", f"no such endpoint: {path}")

@@ -209,7 +209,7 @@ def _wire_field(exc: SymbidError) -> SymbidError:
 
 
 def _status_param(text: Optional[str], enum: Any, name: str) -> Any:
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         return enum(text)
@@ -270,7 +270,9 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
 
     def listing(req: Request) -> Response:
         status = _status_param(req.query.get("status"), JobStatus, "status")
-        agent = req.query.get("agent_id") or None
+        agent = req.query.get("agent_id")
+        if agent == "":
+            raise bad("agent_id", "is empty; leave it out to list the jobs of every agent")
         jobs = ctx.store.list_jobs(status=status, agent_id=agent, id_prefix=id_prefix(req))
         every = req.flag_param("all")  # ad hoc jobs (symbi run) are listed only then
         return json_response([shown(j) for j in jobs if every or not j.adhoc])

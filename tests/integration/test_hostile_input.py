@@ -6,6 +6,7 @@ Timings are printed (``-s``), never asserted.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import resource
@@ -21,7 +22,7 @@ from typing import Any, Optional
 
 import pytest
 
-from tests.integration.daemon_helper import BIN, TOKEN, Daemon
+from tests.integration.daemon_helper import BIN, TOKEN, Daemon, UnixHTTP
 
 AGENTS = 'agent echo { command: ["/bin/sh", "-c", "echo started; cat"] }\n'
 TRANSPORTS = ["tcp", "unix"]
@@ -673,3 +674,52 @@ def test_unknown_query_parameters_are_refused_naming_them(daemon: Daemon) -> Non
         status, body = daemon.api("GET", path)
         assert status == 400 and "unknown query parameter" in body["error"]["message"], path
     assert daemon.api("GET", "/api/v1/schedule?status=active&agent_id=echo")[0] == 200
+
+
+# --- found by schemathesis -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_405_says_in_allow_which_methods_the_route_takes(daemon: Daemon,
+                                                           transport: str) -> None:
+    conn: http.client.HTTPConnection = http.client.HTTPConnection(
+        "127.0.0.1", daemon.port, timeout=30) if transport == "tcp" else UnixHTTP(daemon.socket)
+    try:
+        conn.request("TRACE", "/api/v1/agents", headers={"Authorization": f"Bearer {TOKEN}"})
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        conn.close()
+    assert (response.status, body["error"]["code"]) == (405, "method_not_allowed")
+    assert response.getheader("Allow") == "GET, POST, HEAD"
+
+
+@pytest.mark.parametrize("query", ["count=2&count=3", "count=&count=2", "limit=5&limit=5"])
+def test_a_query_parameter_given_twice_is_refused_naming_it(daemon: Daemon, query: str) -> None:
+    assert create(daemon, "unix", name="twice")[0] in (201, 409)
+    name = query.split("=", 1)[0]
+    path = "next_run" if name == "count" else "history"
+    status, body = daemon.api("GET", f"/api/v1/schedule/twice/{path}?{query}")
+    assert status == 400 and body["error"]["field"] == name, body
+    assert "given 2 times" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/schedule/empty/next_run?count=",
+                                  "/api/v1/schedule/empty/history?limit=",
+                                  "/api/v1/schedule/empty/history?status=",
+                                  "/api/v1/schedule?status=", "/api/v1/schedule?agent_id=",
+                                  "/api/v1/audit?limit="])
+def test_an_empty_query_parameter_is_refused_not_taken_for_its_default(daemon: Daemon,
+                                                                       path: str) -> None:
+    assert create(daemon, "unix", name="empty")[0] in (201, 409)
+    status, body = daemon.api("GET", path)
+    name = path.rsplit("?", 1)[1].rstrip("=")
+    assert status == 400 and body["error"]["field"] == name, (path, body)
+
+
+def test_a_json_null_body_is_refused_where_an_object_or_nothing_is_taken(daemon: Daemon) -> None:
+    assert create(daemon, "unix", name="nullbody")[0] in (201, 409)
+    for path in ("/api/v1/schedule/nullbody/run", "/api/v1/agents/echo/run"):
+        status, body = daemon.api("POST", path, raw=b"null")
+        assert (status, body["error"]["code"]) == (400, "invalid_json"), (path, body)
+        assert daemon.api("POST", path, raw=b"")[0] == 202, path
