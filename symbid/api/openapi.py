@@ -39,6 +39,8 @@ _RUN_ERRORS = {
 }
 _ID_PREFIX = {"type": "string", "pattern": "^[0-9a-fA-F-]{8,36}$",
               "description": "the start of an id: 8 to 36 hex digits and dashes"}
+_DAY_OR_INSTANT = {"type": "string", "description": "a date (2026-02-01) or an RFC 3339 "
+                   "instant"}
 _TEXT = {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}
 
 _DEFINITION = {
@@ -132,6 +134,8 @@ _AGENT = {
                   "parameters_schema": {**_STR, "description": "a JSON Schema object, as "
                                         "text"}}}},
 }
+_SYMBI = {**_STR, "minLength": 1, "description": "agent blocks of the .symbi DSL "
+          "(symbi-dsl(5)); at least one"}
 _AGENT_ERRORS = {
     "403": _json(_ref("Error"), "[api] define_agents is false: agents come from agents_dir"),
     "404": _json(_ref("Error"), "No such agent"),
@@ -151,9 +155,9 @@ def _agent_paths() -> dict[str, Any]:
                 "summary": "Define agents: one JSON agent, or every agent block of .symbi "
                            "text (schedule blocks are refused); re-posting an API agent "
                            "updates it",
-                "requestBody": {"content": {
+                "requestBody": {"required": True, "content": {
                     "application/json": {"schema": _ref("AgentDefine")},
-                    "text/x-symbi": {"schema": _STR}, "text/plain": {"schema": _STR}}},
+                    "text/x-symbi": {"schema": _SYMBI}, "text/plain": {"schema": _SYMBI}}},
                 "responses": {"201": _json({"type": "object", "properties": {
                     "agents": {"type": "array", "items": _ref("Agent")},
                     "created": _STRS, "updated": _STRS,
@@ -199,7 +203,35 @@ def _agent_paths() -> dict[str, Any]:
     }
 
 
+_COMMON = {
+    "400": _json(_ref("Error"), "Invalid request: the error names the field, or the query "
+                 "parameter the route does not take or that is given twice"),
+    "401": _json(_ref("Error"), "Over TCP: no valid Authorization: Bearer token "
+                 "(WWW-Authenticate: Bearer); the Unix socket needs none"),
+}
+_WRITE = {
+    "507": _json(_ref("Error"), "storage_full: the state directory's file system is full; "
+                 "nothing was changed"),
+}
+_BODY = {
+    "413": _json(_ref("Error"), "too_large: the body is larger than [api] max_body_bytes"),
+}
+
+
 def document() -> dict[str, Any]:
+    """The document, every operation with the errors every route can give."""
+    doc = _document()
+    for ops in doc["paths"].values():
+        for method, op in ops.items():
+            responses = op["responses"]
+            extra = {**_COMMON, **(_WRITE if method != "get" else {}),
+                     **(_BODY if "requestBody" in op else {})}
+            for status, response in extra.items():
+                responses.setdefault(status, response)
+    return doc
+
+
+def _document() -> dict[str, Any]:
     job_path = "/api/v1/schedule/{job_id}"
     job_param = [{"name": "job_id", "in": "path", "required": True, "schema": _STR,
                   "description": "job id or name"}]
@@ -212,10 +244,12 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "symbid native API", "version": "1"},
+        "security": [{"bearer": []}],
         "paths": {
             "/api/v1/schedule": {
                 "post": {"summary": "Create a job",
-                         "requestBody": _json(_ref("JobCreate"), "The job"),
+                         "requestBody": {**_json(_ref("JobCreate"), "The job"),
+                                         "required": True},
                          "responses": {"201": _json(_ref("Job"), "Created"), **_ERRORS}},
                 "get": {"summary": "List jobs", "parameters": [
                     {"name": "status", "in": "query", "schema":
@@ -232,7 +266,8 @@ def document() -> dict[str, Any]:
                 "get": {"summary": "Get a job", "parameters": job_param, "responses": ok_job},
                 "put": {"summary": "Update a job (any definition field)",
                         "parameters": job_param,
-                        "requestBody": _json(_ref("JobUpdate"), "Fields to change"),
+                        "requestBody": {**_json(_ref("JobUpdate"), "Fields to change"),
+                                        "required": True},
                         "responses": ok_job},
                 "delete": {"summary": "Delete a job and its history",
                            "parameters": job_param,
@@ -249,14 +284,16 @@ def document() -> dict[str, Any]:
                 "responses": {"202": _json(_ref("Run"), "The queued run"), **_ERRORS}}},
             f"{job_path}/history": {"get": {
                 "summary": "Run history, newest first", "parameters": job_param + [
-                    {"name": "limit", "in": "query", "schema": {**_INT, "default": 20}},
+                    {"name": "limit", "in": "query",
+                     "schema": {**_INT, "default": 20, "minimum": 1, "maximum": 10_000}},
                     {"name": "status", "in": "query",
                      "schema": {"enum": [s.value for s in RunStatus]}}],
                 "responses": {"200": _json({"type": "array", "items": _ref("Run")},
                                            "Runs"), **_ERRORS}}},
             f"{job_path}/next_run": {"get": {
                 "summary": "Next scheduled run(s)", "parameters": job_param + [
-                    {"name": "count", "in": "query", "schema": {**_INT, "default": 1}}],
+                    {"name": "count", "in": "query",
+                     "schema": {**_INT, "default": 1, "minimum": 1, "maximum": 1000}}],
                 "responses": {"200": _json({"type": "object", "properties": {
                     "job_id": _STR, "name": _STR, "next_run": _TIME,
                     "next_runs": {"type": "array", "items": _TIME}}}, "Next runs"),
@@ -350,13 +387,43 @@ def document() -> dict[str, Any]:
                                                            "format": "binary"}}}},
                     "507": _json(_ref("Error"), "No room for the copy beside the database "
                                                 "(storage_full)")}}},
+            "/api/v1/audit": {"get": {
+                "summary": "Audit events, newest first (symbi audit)", "parameters": [
+                    {"name": "type", "in": "query", "schema": _STR,
+                     "description": "an event type, e.g. CronJobCreated"},
+                    {"name": "job", "in": "query", "schema": _STR,
+                     "description": "a job's name or id"},
+                    {"name": "actor", "in": "query", "schema": _STR,
+                     "description": "who acted: a Unix user, token:NAME, scheduler"},
+                    {"name": "since", "in": "query", "schema": _DAY_OR_INSTANT,
+                     "description": "events at or after this"},
+                    {"name": "until", "in": "query", "schema": _DAY_OR_INSTANT,
+                     "description": "events before this"},
+                    {"name": "limit", "in": "query",
+                     "schema": {**_INT, "default": 100, "minimum": 1, "maximum": 1000}}],
+                "responses": {"200": _json({"type": "array", "items": _ref("AuditEvent")},
+                                           "Events")}}},
+            "/api/v1/openapi.json": {"get": {
+                "summary": "This document", "responses": {
+                    "200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics (the text exposition format)", "responses": {
+                    "200": {"description": "The metrics", "content": {
+                        "text/plain; version=0.0.4; charset=utf-8": {
+                            "schema": {"type": "string"}}}}}}},
             "/api/v1/logs/target": {"get": {
                 "summary": "Where the daemon writes its log, for `symbi logs`",
                 "responses": {"200": _json({"type": "object", "properties": {
                     "journal": {"type": "boolean"}, "log_file": _NSTR}}, "Its log")}}},
             **_agent_paths(),
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer", "description": "over TCP: a token of [api] "
+            "token_file, SYMBI_API_KEY or [api.tokens]; the Unix socket takes its peer's "
+            "credentials instead"}}, "schemas": {
+            "AuditEvent": {"type": "object", "properties": {
+                "id": _INT, "time": _TIME, "type": _STR, "actor": _STR, "job_id": _NSTR,
+                "job": _NSTR, "run_id": _NSTR, "details": {"type": "object"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": _STR, "message": _STR, "field": _STR}}}},
