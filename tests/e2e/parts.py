@@ -4,10 +4,14 @@ readings of a stopped (or running) daemon's database."""
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
+
+from tests.integration.daemon_helper import Daemon
 
 
 def tick_agent(log: Path, name: str = "tick") -> str:
@@ -79,3 +83,33 @@ def in_groups(pgids: set[int]) -> list[int]:
             if stat is not None and stat[0] in pgids:
                 found.append(int(entry))
     return found
+
+
+def kill_loop(d: Daemon, kills: int, rng: random.Random, *, most: float = 3.0,
+              down: float = 4.0) -> int:
+    """SIGKILL the daemon ``kills`` times at random moments (claiming, spawning,
+    delivering, idle), and start it again, sometimes after a downtime of up to ``down``
+    seconds (slots come due while it is down); how many downtimes there were."""
+    downtimes = 0
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.3, most))
+        d.kill()
+        if rng.random() < 0.3:
+            downtimes += 1
+            time.sleep(rng.uniform(1.0, down))
+        d.start()
+    return downtimes
+
+
+def slot_gaps(db: Path, step_ms: dict[str, int]) -> list[str]:
+    """Jobs (name -> the step of its cron) whose scheduled slots are not every step from
+    the first to the last: slots unaccounted."""
+    gaps = []
+    for name, step in step_ms.items():
+        slots = [s for (s,) in query(
+            db, "SELECT r.slot FROM runs r JOIN jobs j ON j.id = r.job_id WHERE j.name = ? "
+                "AND r.attempt = 1 AND r.space = 'schedule' ORDER BY r.slot", (name,))]
+        if slots and slots != list(range(slots[0], slots[-1] + step, step)):
+            missing = sorted(set(range(slots[0], slots[-1] + step, step)) - set(slots))
+            gaps.append(f"{name}: {len(missing)} slot(s) unaccounted, first {missing[:3]}")
+    return gaps

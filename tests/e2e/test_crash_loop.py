@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.parts import kill_loop, open_runs, tick_agent
 from tests.integration.daemon_helper import Daemon
 
 JOBS = 200
@@ -29,11 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    log = tmp_path / "children.log"
-    agents = ('agent tick { command: ["/bin/sh", "-c", '
-              '"echo \\"$SYMBI_JOB_NAME $SYMBI_SLOT $SYMBI_RUN_ID\\" >> \\"$CHILD_LOG\\""], '
-              f'env: {{ CHILD_LOG: "{log}" }} }}\n')
-    d = Daemon(tmp_path, {"agents.symbi": agents}, tcp=False,
+    d = Daemon(tmp_path, {"agents.symbi": tick_agent(tmp_path / "children.log")}, tcp=False,
                config="max_concurrent_jobs = 2000\nmax_jitter_seconds = 0\n")
     d.start()
     yield d
@@ -49,15 +46,6 @@ def _kind(reason: str) -> str:
     return reason
 
 
-def open_runs(db: Path) -> int:
-    conn = sqlite3.connect(str(db))
-    try:
-        return int(conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running')").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def test_a_crash_loop_loses_and_doubles_nothing(daemon: Daemon, tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("SYMBID_CRASH_SEED", "7")))
     for i in range(JOBS):
@@ -65,14 +53,7 @@ def test_a_crash_loop_loses_and_doubles_nothing(daemon: Daemon, tmp_path: Path) 
             "name": f"job-{i:03d}", "agent_id": "tick", "cron_expr": "* * * * * *"})
         assert status == 201, body
     started = time.monotonic()
-    downtimes = 0
-    for _ in range(KILLS):
-        time.sleep(rng.uniform(0.3, 3.0))  # a random moment: claiming, spawning, idle
-        daemon.kill()
-        if rng.random() < 0.3:
-            downtimes += 1
-            time.sleep(rng.uniform(1.0, 4.0))  # slots come due while it is down
-        daemon.start()
+    downtimes = kill_loop(daemon, KILLS, rng)
     time.sleep(2)
     for i in range(JOBS):  # let it come to rest: no more claims, queued runs end
         assert daemon.api("POST", f"/api/v1/schedule/job-{i:03d}/pause")[0] == 200

@@ -8,8 +8,11 @@ sanity checks only, generous on this shared machine; the figures are the measure
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +22,18 @@ from tests.e2e.parts import (
     doubled_slots,
     executions,
     in_groups,
+    kill_loop,
     open_runs,
     percentile,
     proc_stat,
     query,
+    slot_gaps,
     tick_agent,
     twice,
 )
 from tests.integration.daemon_helper import Daemon, NotifyReceiver
-from tests.integration.delivery_parts import TcpSink
-from tests.llm_server import LLMServer, hang
+from tests.integration.delivery_parts import HttpServer, TcpSink
+from tests.llm_server import LLMServer, hang, slow, text
 
 
 def _health(d: Daemon) -> dict[str, Any]:
@@ -266,3 +271,105 @@ def test_slow_and_dead_dependencies_do_not_make_other_jobs_late(tmp_path: Path) 
     assert hook.accepted > 0 and smtp.accepted > 0 and hung_llm > 0  # they were hit
     assert len(faults) >= 15 * len(others)
     assert percentile(faults, 99) < 2.0  # a sanity bound; the figures are the measure
+
+
+def test_a_crash_loop_with_deliveries_and_an_llm_agent_loses_and_doubles_nothing(
+        tmp_path: Path) -> None:
+    """The crash loop (test_crash_loop.py) with ten jobs delivering to a loopback webhook
+    and an LLM agent (delivering too) answered by the loopback model. Delivery is at least
+    once (docs/delivery.md): a delivery is sent again only when the daemon died between
+    sending it and recording its receipt, with the same id and the same bytes."""
+    rng = random.Random(int(os.environ.get("SYMBID_CRASH_SEED", "11")))
+    kills = int(os.environ.get("SYMBID_FAULT_KILLS", "10"))
+    log = tmp_path / "children.log"
+    plain = [f"plain-{i:02d}" for i in range(40)]
+    hooked = [f"hooked-{i}" for i in range(10)]
+    hooks = HttpServer()
+    with LLMServer() as llm:
+        llm.default = slow(text("all quiet", prompt_tokens=3, completion_tokens=2), 0.3)
+        d = Daemon(tmp_path, {"agents.symbi": tick_agent(log) +
+                              'agent thinker { model: "m-1" }\n'}, tcp=False,
+                   config="max_concurrent_jobs = 200\nmax_jitter_seconds = 0\n"
+                          "\n[scheduler.delivery]\nbackoff_seconds = 0.2\n"
+                          "webhook_timeout_seconds = 5\n"
+                          f'\n[llm]\nendpoint = "{llm.url}"\napi_key = "sk-test"\n'
+                          'model = "test-model"\n')
+        try:
+            d.start()
+            for name in plain:
+                assert d.api("POST", "/api/v1/schedule", {
+                    "name": name, "agent_id": "tick", "cron_expr": "* * * * * *"})[0] == 201
+            for name in hooked:
+                assert d.api("POST", "/api/v1/schedule", {
+                    "name": name, "agent_id": "tick", "cron_expr": "* * * * * *",
+                    "delivery": ["webhook"], "webhook_url": hooks.url(f"/{name}")})[0] == 201
+            assert d.api("POST", "/api/v1/schedule", {
+                "name": "thinking", "agent_id": "thinker", "cron_expr": "*/2 * * * * *",
+                "delivery": ["webhook"], "webhook_url": hooks.url("/thinking")})[0] == 201
+            started = time.monotonic()
+            downtimes = kill_loop(d, kills, rng, most=2.5, down=3.0)
+            time.sleep(2)
+            for name in [*plain, *hooked, "thinking"]:  # come to rest
+                assert d.api("POST", f"/api/v1/schedule/{name}/pause")[0] == 200
+            db = d.state / "symbid.db"
+            d.wait_for(lambda: open_runs(db) == 0, timeout=60)
+            d.wait_for(lambda: not query(db, "SELECT 1 FROM deliveries WHERE status = "
+                                             "'pending'"), timeout=60)
+            assert d.stop(signal.SIGTERM) == 0
+            elapsed = time.monotonic() - started
+        finally:
+            d.cleanup()
+            hooks.close()
+        llm_requests = len(llm.requests)
+
+    runs = {rid: (name, status) for name, rid, status in query(
+        db, "SELECT j.name, r.id, r.status FROM runs r JOIN jobs j ON j.id = r.job_id")}
+    deliveries = query(db, "SELECT id, run_id, status, receipts, payload FROM deliveries "
+                           "WHERE kind = 'output'")
+    by_run: dict[str, list[Any]] = {}
+    for row in deliveries:
+        by_run.setdefault(row[1], []).append(row)
+    received: dict[str, list[bytes]] = {}
+    for request in hooks.requests:
+        received.setdefault(request.headers["x-symbid-delivery-id"], []).append(request.body)
+    delivering = {rid for rid, (name, _) in runs.items() if name in (*hooked, "thinking")}
+    ended = {rid for rid in delivering if runs[rid][1] in ("succeeded", "failed",
+                                                            "timed_out")}
+    problems = []
+    for rid in sorted(ended):
+        rows = by_run.get(rid, [])
+        if len(rows) != 1:
+            problems.append(f"run {rid} ({runs[rid][1]}) has {len(rows)} webhook deliveries")
+            continue
+        did, _, status, receipts, _ = rows[0]
+        if status == "delivered" and not received.get(did):
+            problems.append(f"delivery {did} recorded delivered, never received")
+        if status == "failed" and not json.loads(receipts):
+            problems.append(f"delivery {did} failed without a receipt saying why")
+    known = {row[0] for row in deliveries}
+    spurious = [did for did in received if did not in known]
+    resent = {did: bodies for did, bodies in received.items() if len(bodies) > 1}
+    changed = [did for did, bodies in resent.items() if len(set(bodies)) > 1]
+    llm_runs = [s for name, s in runs.values() if name == "thinking"]
+    figures = {
+        "kills": kills, "kills_with_downtime": downtimes, "seconds": round(elapsed, 1),
+        "runs": len(runs), "by_status": dict(Counter(s for _, s in runs.values())),
+        "deliveries": dict(Counter(row[2] for row in deliveries)),
+        "webhook_requests": len(hooks.requests), "deliveries_sent_again": len(resent),
+        "llm_runs": dict(Counter(llm_runs)), "llm_requests": llm_requests,
+        "doubled_slots": len(doubled_slots(db)), "executed_twice": len(twice(log)),
+    }
+    print("\ncrash loop with deliveries and an LLM agent:", json.dumps(figures, indent=2))
+    assert figures["doubled_slots"] == 0 and figures["executed_twice"] == 0
+    steps = {**{n: 1000 for n in [*plain, *hooked]}, "thinking": 2000}
+    gaps = slot_gaps(db, steps)
+    assert not gaps, gaps[:5]
+    assert open_runs(db) == 0
+    assert query(db, "PRAGMA integrity_check")[0][0] == "ok"
+    succeeded = {rid for rid, (name, s) in runs.items() if s == "succeeded" and name != "thinking"}
+    assert succeeded <= {run for _, _, run in executions(log)}
+    assert llm_runs.count("succeeded") >= 3 and llm_requests >= llm_runs.count("succeeded")
+    assert not problems, problems[:5]
+    assert not spurious and not changed, (spurious[:3], changed[:3])
+    # sent again only for a kill between sending and recording: at most one per worker
+    assert len(resent) <= kills * 4, len(resent)
