@@ -3,6 +3,7 @@ readings of a stopped (or running) daemon's database."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -113,3 +114,20 @@ def slot_gaps(db: Path, step_ms: dict[str, int]) -> list[str]:
             missing = sorted(set(range(slots[0], slots[-1] + step, step)) - set(slots))
             gaps.append(f"{name}: {len(missing)} slot(s) unaccounted, first {missing[:3]}")
     return gaps
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    """Print a test's figures (``make e2e`` shows them) and keep them in
+    ``bench/results/faults.json``, one entry per test."""
+    print(f"\n{name}:", json.dumps(figures, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "faults.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    kept[name] = figures
+    path.write_text(json.dumps(kept, indent=2) + "\n")

@@ -27,6 +27,7 @@ from tests.e2e.parts import (
     percentile,
     proc_stat,
     query,
+    report,
     slot_gaps,
     tick_agent,
     twice,
@@ -113,7 +114,7 @@ def test_a_full_disk_makes_the_daemon_unhealthy_refuses_writes_and_it_recovers_b
                    "statuses": statuses, "status_line": status_line[:120],
                    "changed_or_lost": len(lost), "doubled": len(doubled_slots(db)),
                    "executed_twice": len(twice(log))}
-        print("\ndisk full:", json.dumps(figures, indent=2))
+        report("disk full", figures)
         assert not lost, list(lost.items())[:5]
         assert figures["doubled"] == 0 and figures["executed_twice"] == 0
         ran = {run for _, _, run in executions(log)}
@@ -171,7 +172,7 @@ def test_a_graceful_stop_with_fifty_runs_in_flight_ends_each_as_it_should_and_le
                "other": len(by_name) - sum(s in ("succeeded", "interrupted")
                                            for s in by_name.values()),
                "surviving_processes": len(survivors) + len(group_members)}
-    print("\ngraceful stop:", json.dumps(figures, indent=2))
+    report("graceful stop", figures)
     assert going == 50
     assert not wrong, wrong
     assert survivors == [] and group_members == []
@@ -265,7 +266,7 @@ def test_slow_and_dead_dependencies_do_not_make_other_jobs_late(tmp_path: Path) 
         "webhook_connections_held": hook.accepted, "smtp_connections_dropped": smtp.accepted,
         "llm_requests_never_answered": hung_llm, "deliveries": deliveries,
     }
-    print("\nslow and dead dependencies:", json.dumps(figures, indent=2))
+    report("slow and dead dependencies", figures)
     problems = [p for name in others for p in _gaps(db, name)]
     assert not problems, problems[:5]
     assert hook.accepted > 0 and smtp.accepted > 0 and hung_llm > 0  # they were hit
@@ -359,7 +360,7 @@ def test_a_crash_loop_with_deliveries_and_an_llm_agent_loses_and_doubles_nothing
         "llm_runs": dict(Counter(llm_runs)), "llm_requests": llm_requests,
         "doubled_slots": len(doubled_slots(db)), "executed_twice": len(twice(log)),
     }
-    print("\ncrash loop with deliveries and an LLM agent:", json.dumps(figures, indent=2))
+    report("crash loop with deliveries and an LLM agent", figures)
     assert figures["doubled_slots"] == 0 and figures["executed_twice"] == 0
     steps = {**{n: 1000 for n in [*plain, *hooked]}, "thinking": 2000}
     gaps = slot_gaps(db, steps)
