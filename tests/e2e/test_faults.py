@@ -121,21 +121,25 @@ def test_a_full_disk_makes_the_daemon_unhealthy_refuses_writes_and_it_recovers_b
         assert {rid for rid, s in after.items() if s == "succeeded"} <= ran
 
 
+# Input "SECONDS MODE": mode 1 ignores SIGTERM (only SIGKILL ends it); mode 2 waits for the
+# file $GO (made just before the daemon's SIGTERM) before its sleep starts.
 SLEEPER = ('agent sleeper { command: ["/bin/sh", "-c", '
-           '"read d stubborn; echo \\"$$ $SYMBI_RUN_ID\\" >> \\"$PIDS\\"; '
-           'if [ \\"$stubborn\\" = 1 ]; then trap \\"\\" TERM; fi; '
-           'sleep \\"$d\\" & wait; echo slept $d"], env: { PIDS: "PIDS_PATH" } }\n')
+           '"read d mode; echo \\"$$ $SYMBI_RUN_ID\\" >> \\"$PIDS\\"; '
+           'if [ \\"$mode\\" = 1 ]; then trap \\"\\" TERM; fi; '
+           'if [ \\"$mode\\" = 2 ]; then while [ ! -e \\"$GO\\" ]; do sleep 0.05; done; fi; '
+           'sleep \\"$d\\" & wait; echo slept $d"], env: { PIDS: "PIDS_PATH", GO: "GO_PATH" } }\n')
 
 
 def test_a_graceful_stop_with_fifty_runs_in_flight_ends_each_as_it_should_and_leaves_no_child(
         tmp_path: Path) -> None:
-    pids = tmp_path / "pids"
-    d = Daemon(tmp_path, {"agents.symbi": SLEEPER.replace("PIDS_PATH", str(pids))}, tcp=False,
+    pids, go = tmp_path / "pids", tmp_path / "go"
+    d = Daemon(tmp_path, {"agents.symbi": SLEEPER.replace("PIDS_PATH", str(pids))
+                          .replace("GO_PATH", str(go))}, tcp=False,
                config="max_concurrent_jobs = 100\nmax_jitter_seconds = 0\n")
-    # shutdown_timeout_seconds is 3 (daemon_helper): the short runs end within it (they
-    # started before SIGTERM and last at most 2 s), the long ones (10-40 s, half of them
-    # ignoring SIGTERM, so that only SIGKILL ends them) do not
-    short = {f"run-{i:02d}": f"{0.5 + (i % 4) * 0.5} 0" for i in range(25)}
+    # shutdown_timeout_seconds is 3 (daemon_helper): the short runs end within it (their
+    # 0.5-2 s start with the SIGTERM), the long ones (10-40 s, half of them ignoring
+    # SIGTERM, so that only SIGKILL ends them) do not
+    short = {f"run-{i:02d}": f"{0.5 + (i % 4) * 0.5} 2" for i in range(25)}
     long = {f"run-{i:02d}": f"{10 + i % 31} {i % 2}" for i in range(25, 50)}
     try:
         d.start()
@@ -154,6 +158,7 @@ def test_a_graceful_stop_with_fifty_runs_in_flight_ends_each_as_it_should_and_le
         stats = {pid: proc_stat(pid) for pid in started}
         assert all(s is not None and s[0] == pid for pid, s in stats.items())  # leaders
         going = _health(d)["in_flight_jobs"]
+        go.touch()
         stopping = time.monotonic()
         assert d.stop(signal.SIGTERM, timeout=60) == 0
         took = time.monotonic() - stopping
