@@ -10,7 +10,9 @@ The scheduler and the API talk to :class:`JobStore`, a small interface whose SQL
 NOTHING``, partial indexes and ``LIMIT/OFFSET`` work on SQLite and PostgreSQL
 alike. A backend supplies connections, its DDL and how a write transaction
 starts; :class:`SqliteJobStore` is the one shipped (WAL, ``busy_timeout``,
-foreign keys, ``BEGIN IMMEDIATE``, ``synchronous=FULL``).
+foreign keys, ``BEGIN IMMEDIATE``, ``synchronous=FULL``: a commit waits for the disk, save
+the one write a power loss cannot make wrong, runs recorded ``running`` after their spawn,
+see :meth:`SqlJobStore.mark_started`).
 
 Invariants the schema enforces:
 

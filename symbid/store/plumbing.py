@@ -46,6 +46,10 @@ class SqlPlumbing(abc.ABC):
         write, as seen from ``conn``; None when the backend cannot tell."""
         return None
 
+    @abc.abstractmethod
+    def _set_durable(self, conn: Any, durable: bool) -> None:
+        """Whether the next commits on ``conn`` wait for the disk (see :meth:`_write`)."""
+
     # --- plumbing --------------------------------------------------------------------
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -60,16 +64,27 @@ class SqlPlumbing(abc.ABC):
         return self._full
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
+    def _write(self, *, durable: bool = True) -> Iterator[Any]:
+        """One write transaction. Its commit waits for the disk unless ``durable`` is
+        False: then it survives the daemon's own crash (it is in the file, in the kernel's
+        hands) and reaches the disk with the next durable commit, but a power loss before
+        that may drop it. Only for what a power loss cannot make wrong (see
+        :meth:`SqlJobStore.mark_started`)."""
         conn = self._conn()
         try:
+            if not durable:
+                self._set_durable(conn, False)
             self._begin_write(conn)
         except Exception as exc:
+            if not durable:
+                self._set_durable(conn, True)
             raise self._failed(exc) from exc
         try:
             yield conn
         except BaseException as exc:
             self._rollback(conn)
+            if not durable:
+                self._set_durable(conn, True)
             if isinstance(exc, Exception) and not self._is_unique_violation(exc):
                 raise self._failed(exc) from exc
             raise
@@ -81,6 +96,8 @@ class SqlPlumbing(abc.ABC):
         finally:
             with self._commits_lock:
                 self._commits += 1
+            if not durable:
+                self._set_durable(conn, True)
         if self._full is not None:
             log.info("the database takes writes again: the disk has room")
             self._full = None

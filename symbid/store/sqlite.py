@@ -88,6 +88,11 @@ class SqliteJobStore(SqlJobStore):
         except sqlite3.Error as exc:
             raise self._wrap(exc) from exc
 
+    def _set_durable(self, conn: Any, durable: bool) -> None:
+        # In WAL mode NORMAL commits without an fsync; the next FULL commit's fsync of the
+        # WAL takes the earlier frames to the disk with it.
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+
     def _is_unique_violation(self, exc: Exception) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 

@@ -569,6 +569,41 @@ def test_the_due_jobs_query_is_served_by_the_jobs_due_index(store: SqliteJobStor
 # --- starting and finishing ----------------------------------------------------------------
 
 
+def _commits(store: SqliteJobStore, write: Any) -> list[str]:
+    """The synchronous setting ("FULL", "NORMAL") each commit of ``write()`` ran under."""
+    conn = store._conn()
+    names = {1: "NORMAL", 2: "FULL"}
+    current = [names[conn.execute("PRAGMA synchronous").fetchone()[0]]]
+    seen: list[str] = []
+
+    def trace(statement: str) -> None:
+        text = statement.strip().upper()
+        if text.startswith("PRAGMA SYNCHRONOUS ="):
+            current[0] = text.split("=")[1].strip()
+        elif text == "COMMIT":
+            seen.append(current[0])
+
+    conn.set_trace_callback(trace)
+    try:
+        write()
+    finally:
+        conn.set_trace_callback(None)
+    return seen
+
+
+def test_only_the_running_marks_of_spawned_runs_commit_without_waiting_for_the_disk(
+        store: SqliteJobStore) -> None:
+    job = store.create_job(make_job("durable", next_run=T0))
+    run = make_run(job, T0)
+    assert _commits(store, lambda: claim_runs(store, job, run)) == ["FULL"]
+    assert _commits(store, lambda: store.mark_started([(run.id, T0, 7, 7, None)])) == ["NORMAL"]
+    assert _commits(store, lambda: store.mark_process([(run.id, 8, 8, None)])) == ["NORMAL"]
+    # and the connection is back to waiting for the disk for everything else
+    assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert _commits(store, lambda: store.finish([Finish(done(store.get_run(run.id)))])) \
+        == ["FULL"]
+
+
 def test_mark_started_records_the_process_of_pending_runs_only(store: SqliteJobStore) -> None:
     job = store.create_job(make_job("started", next_run=T0))
     run, finished = make_run(job, T0), make_run(job, T0 + MINUTE)
