@@ -140,6 +140,14 @@ def _remove_workdir(workdir: str, uid: Optional[int], gid: Optional[int]) -> Non
         log.warning("cannot remove the run directory %s: %s", workdir, exc)
 
 
+def _no_room(what: str, directory: Optional[str], exc: OSError) -> StorageFull:
+    """A run that cannot be set up for want of room: not its fault, so it waits (the
+    lifecycle queues it again) instead of failing."""
+    where = f" in {directory}" if directory else ""
+    return StorageFull(f"storage full: cannot {what}{where} ({exc.strerror or exc}); the run "
+                       "waits. Free some space there: symbid retries and recovers by itself")
+
+
 def _limit_argv(limits: Limits, prlimit: Optional[str]) -> list[str]:
     pairs: dict[str, tuple[int, int]] = {}
     if limits.memory_bytes is not None:
@@ -239,6 +247,8 @@ class Supervisor:
             with file_identity(uid, gid):
                 workdir = tempfile.mkdtemp(prefix=f"run-{spec.tag[:12]}-", dir=root)
         except OSError as exc:
+            if is_disk_full(exc):
+                raise _no_room("create the run's directory", spec.runs_dir, exc) from exc
             raise SandboxError(f"cannot create a working directory in {spec.runs_dir}: {exc}") \
                 from exc
         env = {"PATH": DEFAULT_PATH, "HOME": workdir, "LANG": "C.UTF-8"}
@@ -251,6 +261,8 @@ class Supervisor:
                 stdin = tempfile.TemporaryFile(dir=workdir)  # noqa: SIM115 - closed below
         except OSError as exc:
             _remove_workdir(workdir, uid, gid)
+            if is_disk_full(exc):
+                raise _no_room("write the run's files", spec.runs_dir, exc) from exc
             raise SandboxError(f"cannot prepare the run's files in {workdir}: {exc}") from exc
         env["TMPDIR"] = workdir
         env[RUN_ID_VAR] = spec.tag
@@ -258,17 +270,20 @@ class Supervisor:
         switching = uid is not None or gid is not None
         try:
             with stdin:
-                stdin.write(spec.stdin)
+                try:
+                    stdin.write(spec.stdin)
+                    stdin.flush()
+                except OSError as exc:
+                    if is_disk_full(exc):
+                        raise _no_room("write the run's input", spec.runs_dir, exc) from exc
+                    raise
                 stdin.seek(0)
                 if spec.before_spawn is not None:
                     try:
                         spec.before_spawn()
                     except OSError as exc:
-                        if is_disk_full(exc):  # not the run's fault: it waits for room
-                            raise StorageFull(
-                                f"storage full: cannot record a run's start ({exc}); the "
-                                "run waits. Free some space in the state directory: symbid "
-                                "retries and recovers by itself") from exc
+                        if is_disk_full(exc):  # names the start log's directory
+                            raise _no_room("record the run's start", None, exc) from exc
                         raise SandboxError(f"cannot record the run's start: {exc}; "
                                            "check the state directory") from exc
                 groups: list[int] | None = [] if switching and can_switch_groups() else None
@@ -289,7 +304,7 @@ class Supervisor:
                         group=gid,
                         extra_groups=groups,
                     )
-        except SandboxError:
+        except (SandboxError, StorageFull):
             _remove_workdir(workdir, uid, gid)
             raise
         except (OSError, ValueError, subprocess.SubprocessError) as exc:

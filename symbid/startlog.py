@@ -19,6 +19,7 @@ has been settled, so the log stays small however long the daemon runs.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -174,9 +175,10 @@ class StartLog:
         except OSError:
             os.ftruncate(fd, size)
             raise
-        if written != len(data):
+        if written != len(data):  # the disk took part of it: it is full
             os.ftruncate(fd, size)
-            raise OSError(f"short write to the start log ({written} of {len(data)} bytes)")
+            raise OSError(errno.ENOSPC, f"short write to the start log ({written} of "
+                          f"{len(data)} bytes)")
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -196,7 +198,10 @@ class StartLog:
             if self._size > self._rotate_bytes and self._unsettled[1 - self._current] == 0:
                 self._close_fd()
                 self._open(1 - self._current, truncate=True)
-            self._write_whole(self._fd, line, self._size)  # raises: the run must not start
+            try:
+                self._write_whole(self._fd, line, self._size)
+            except OSError as exc:  # the run must not start; say where
+                raise OSError(exc.errno, f"{exc.strerror or exc} in {self.directory}") from exc
             self._size += len(line)
             if run_id not in self._gen:
                 self._gen[run_id] = self._current

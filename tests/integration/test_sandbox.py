@@ -156,6 +156,26 @@ def test_a_start_that_cannot_be_recorded_spawns_nothing_and_a_full_disk_says_so(
     assert "record" in str(refused.value) and "start" in str(refused.value)
     time.sleep(0.2)
     assert not marker.exists()
+    assert list((tmp_path / "runs").iterdir()) == []  # its directory went with it
+
+
+def test_a_run_that_cannot_be_set_up_for_want_of_room_waits_and_leaves_nothing(
+        supervisor: Supervisor, tmp_path: Path) -> None:
+    from tests.disks import fill, small_disk
+
+    with small_disk("1m", mode="0711") as disk:
+        runs = disk / "runs"
+        filler = fill(disk)
+        spec = SpawnSpec(tag="r-room", argv=("cat",), env={}, runs_dir=str(runs),
+                         stdin=b"x" * 200_000)
+        with pytest.raises(StorageFull) as refused:
+            supervisor.spawn(spec, Result())
+        assert str(runs) in str(refused.value) and "waits" in str(refused.value)
+        assert [p.name for p in runs.iterdir()] == []
+        filler.unlink()  # room again: the same run starts
+        done = Result()
+        supervisor.spawn(spec, done)
+        assert len(done.wait().stdout) == 200_000
 
 
 def test_each_run_has_a_private_working_directory_removed_afterwards(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -126,8 +127,10 @@ def test_a_short_write_is_cut_back_so_the_next_marker_stays_whole(
     log.reset()
     real = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: real(fd, data[:10]))  # a full disk
-    with pytest.raises(OSError, match="short write"):
+    with pytest.raises(OSError, match="short write") as refused:
         log.mark("a" * 36)
+    # a full disk, said as one (storage_full, the run waits), naming where
+    assert refused.value.errno == errno.ENOSPC and str(tmp_path) in str(refused.value)
     monkeypatch.setattr(os, "write", real)
     log.mark("b" * 36)
     assert StartLog(str(tmp_path)).read().ids == {"b" * 36}
