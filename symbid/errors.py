@@ -108,9 +108,11 @@ _SQLITE_FULL = 13
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk (or the user's quota) is full: SQLITE_FULL from
-    SQLite (its extended code from Python 3.11, its message before), ENOSPC or EDQUOT
-    from the system. The one test behind every :class:`StorageFull`."""
+    """Whether ``exc`` says the disk is full: SQLITE_FULL from SQLite (its extended code
+    from Python 3.11, its message before), ENOSPC or EDQUOT (a quota) from the system. The
+    one test behind every :class:`StorageFull`. SQLite itself maps only ENOSPC to
+    SQLITE_FULL: a quota reached by the database's own writes comes back as an I/O error
+    (SQLITE_IOERR_WRITE), which stays a ``store_error``."""
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
         return code & 0xFF == _SQLITE_FULL

@@ -45,6 +45,7 @@ from symbid.timing import make_schedule
 log = logging.getLogger(__name__)
 
 _BATCH = 1000  # due jobs claimed per transaction
+ROOM_RECHECK_S = 5.0  # on a full disk, how often health tries a write again
 _STEP_NOISE_MS = 10  # wall/monotonic offset changes smaller than this are not steps
 # An offset change this large between two wakes is a step even if the timer did not
 # report it (NTP slews at most 0.5 ms/s, and waits are capped by tick_interval_seconds).
@@ -90,6 +91,7 @@ class CronScheduler:
         self.last_pass = clock.monotonic()
         self.last_error: Optional[str] = None
         self._last_pass_full = False  # the last pass failed for want of room on disk
+        self._room_checked = clock.monotonic()  # when a full disk was last tried again
         self._logged_error: tuple[Optional[str], float] = (None, 0.0)
         self._offset = self._wall_offset()
         self._clock_pending = False
@@ -183,6 +185,11 @@ class CronScheduler:
             return "unhealthy", f"the scheduler loop has made no pass for {age:.0f} s"
         error = self.last_error
         full = self._store.storage_full()
+        if full is not None and self._clock.monotonic() - self._room_checked >= ROOM_RECHECK_S:
+            # Nothing else may write for a while (hourly jobs, an operator's POST that got
+            # 507): try once more now and then, so that health follows the disk.
+            self._room_checked = self._clock.monotonic()
+            full = self._store.recheck_room()
         if full is not None or (self._last_pass_full and error is not None):
             return "unhealthy", full or error
         if error is not None:

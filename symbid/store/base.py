@@ -410,6 +410,12 @@ class JobStore(abc.ABC):
         until a write succeeds again; None while writes succeed."""
 
     @abc.abstractmethod
+    def recheck_room(self) -> Optional[str]:
+        """While writes are refused for want of room, one small real write to see whether
+        there is room again (a write that commits clears :meth:`storage_full`), so that an
+        idle daemon recovers by itself too; :meth:`storage_full` after it."""
+
+    @abc.abstractmethod
     def probe(self) -> None:
         """A real read of the database; raises :class:`StoreError` when it cannot be read."""
 

@@ -47,6 +47,10 @@ class SqlPlumbing(abc.ABC):
         return None
 
     @abc.abstractmethod
+    def _touch(self, conn: Any) -> None:
+        """A write that changes nothing but is a real write (room on disk for a page)."""
+
+    @abc.abstractmethod
     def _set_durable(self, conn: Any, durable: bool) -> None:
         """Whether the next commits on ``conn`` wait for the disk (see :meth:`_write`)."""
 
@@ -61,6 +65,16 @@ class SqlPlumbing(abc.ABC):
         return conn
 
     def storage_full(self) -> Optional[str]:
+        return self._full
+
+    def recheck_room(self) -> Optional[str]:
+        if self._full is None:
+            return None
+        try:
+            with self._write() as conn:
+                self._touch(conn)
+        except Exception:  # still no room (remembered again), or another failure
+            log.debug("the database still takes no writes", exc_info=True)
         return self._full
 
     @contextmanager

@@ -88,6 +88,10 @@ class SqliteJobStore(SqlJobStore):
         except sqlite3.Error as exc:
             raise self._wrap(exc) from exc
 
+    def _touch(self, conn: Any) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute(f"PRAGMA user_version = {version}")  # page 1 written again
+
     def _set_durable(self, conn: Any, durable: bool) -> None:
         # In WAL mode NORMAL commits without an fsync; the next FULL commit's fsync of the
         # WAL takes the earlier frames to the disk with it.

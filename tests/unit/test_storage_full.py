@@ -98,6 +98,22 @@ def test_the_scheduler_is_unhealthy_on_a_full_disk_and_runs_the_slot_once_room_r
     h.store.close()
 
 
+def test_an_idle_daemon_sees_the_room_come_back_without_anything_else_writing(
+        small_disk: Path) -> None:
+    h = Harness(small_disk, start="2026-03-01T00:00:00Z")
+    filler = disks.fill(small_disk)
+    with pytest.raises(StorageFull):
+        for i in range(1000):
+            h.store.create_job(job(f"more-{i}"))
+    assert h.sched.health(within=60)[0] == "unhealthy"
+    filler.unlink()  # and nothing writes from now on: no job is due, nobody posts
+    assert h.sched.health(within=60)[0] == "unhealthy"  # not tried again at once
+    h.clock.advance(6)
+    assert h.sched.health(within=60) == ("healthy", None)
+    assert h.store.storage_full() is None
+    h.store.close()
+
+
 def test_a_run_whose_start_cannot_be_recorded_stays_pending_and_starts_when_room_returns(
         h: Harness) -> None:
     h.add("minutely", cron="* * * * *")
