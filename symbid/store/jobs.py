@@ -134,6 +134,8 @@ class SqlJobs(SqlPlumbing):
         # that is not a hex digit or '-' passes the name rule, and is left out here.
         rows = self._query(
             "SELECT name FROM jobs WHERE length(name) > ? "
+            # a NUL ends a string for length() and GLOB, not for the bytes
+            "OR length(CAST(name AS BLOB)) <> length(name) "
             "OR name GLOB '*[^A-Za-z0-9._-]*' OR name NOT GLOB '[A-Za-z0-9]*' "
             "OR (length(name) >= 8 AND name NOT GLOB '*[^0-9A-Fa-f-]*')", (NAME_MAX,))
         odd = [row[0] for row in rows]

@@ -28,8 +28,6 @@ class SqlPlumbing(abc.ABC):
         self._conns_lock = threading.Lock()
         # set by a write refused for want of room, cleared by the next write that commits
         self._full: Optional[str] = None
-        self._commits = 0  # write transactions committed through this store
-        self._commits_lock = threading.Lock()
 
     # --- backend hooks ---------------------------------------------------------------
     @abc.abstractmethod
@@ -40,11 +38,6 @@ class SqlPlumbing(abc.ABC):
 
     def _is_unique_violation(self, exc: Exception) -> bool:
         return False
-
-    def _others_version(self, conn: Any) -> Any:
-        """A value that changes when another connection (another process) commits a
-        write, as seen from ``conn``; None when the backend cannot tell."""
-        return None
 
     @abc.abstractmethod
     def _touch(self, conn: Any) -> None:
@@ -108,8 +101,6 @@ class SqlPlumbing(abc.ABC):
             self._rollback(conn)
             raise self._failed(exc) from exc
         finally:
-            with self._commits_lock:
-                self._commits += 1
             if not durable:
                 self._set_durable(conn, True)
         if self._full is not None:
@@ -125,14 +116,6 @@ class SqlPlumbing(abc.ABC):
                 log.error("%s", wrapped.message)
             self._full = wrapped.message
         return wrapped
-
-    def _version(self) -> tuple[int, Any]:
-        """What the store's content is at, as seen from this thread: it changes with
-        every write committed here or elsewhere (what a cache of a read is keyed on).
-        Read it before the read it keys."""
-        with self._commits_lock:
-            commits = self._commits
-        return commits, self._others_version(self._conn())
 
     @staticmethod
     def _rollback(conn: Any) -> None:

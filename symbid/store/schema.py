@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 SQLITE_MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE jobs (
@@ -225,6 +227,75 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX jobs_source ON jobs(source);
     """,
+    # 12 (issue 15): the totals of health and STATUS= (jobs by status, ad hoc ones apart,
+    # and their runs' counters) kept by triggers, so that they are read in a few rows
+    # however many jobs there are; the longest run and the start-up's look for claims
+    # ahead of the clock are read through an index.
+    """
+    CREATE TABLE job_totals (
+        status TEXT NOT NULL,
+        adhoc INTEGER NOT NULL,
+        jobs INTEGER NOT NULL,
+        runs INTEGER NOT NULL,
+        succeeded INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        execution_ms INTEGER NOT NULL,
+        PRIMARY KEY (status, adhoc)
+    ) WITHOUT ROWID;
+    INSERT INTO job_totals SELECT status, source = 'adhoc', COUNT(*), SUM(run_count),
+        SUM(success_count), SUM(failure_count), SUM(total_execution_ms)
+        FROM jobs GROUP BY status, source = 'adhoc';
+    CREATE TRIGGER job_totals_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_totals VALUES (NEW.status, NEW.source = 'adhoc', 1, NEW.run_count,
+            NEW.success_count, NEW.failure_count, NEW.total_execution_ms)
+        ON CONFLICT (status, adhoc) DO UPDATE SET jobs = jobs + 1,
+            runs = runs + excluded.runs, succeeded = succeeded + excluded.succeeded,
+            failed = failed + excluded.failed,
+            execution_ms = execution_ms + excluded.execution_ms;
+    END;
+    CREATE TRIGGER job_totals_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_totals SET jobs = jobs - 1, runs = runs - OLD.run_count,
+            succeeded = succeeded - OLD.success_count, failed = failed - OLD.failure_count,
+            execution_ms = execution_ms - OLD.total_execution_ms
+        WHERE status = OLD.status AND adhoc = (OLD.source = 'adhoc');
+    END;
+    CREATE TRIGGER job_totals_update AFTER UPDATE OF status, source, run_count,
+        success_count, failure_count, total_execution_ms ON jobs
+        WHEN OLD.status IS NOT NEW.status OR OLD.source IS NOT NEW.source
+            OR OLD.run_count IS NOT NEW.run_count OR OLD.success_count IS NOT NEW.success_count
+            OR OLD.failure_count IS NOT NEW.failure_count
+            OR OLD.total_execution_ms IS NOT NEW.total_execution_ms
+    BEGIN
+        UPDATE job_totals SET jobs = jobs - 1, runs = runs - OLD.run_count,
+            succeeded = succeeded - OLD.success_count, failed = failed - OLD.failure_count,
+            execution_ms = execution_ms - OLD.total_execution_ms
+        WHERE status = OLD.status AND adhoc = (OLD.source = 'adhoc');
+        INSERT INTO job_totals VALUES (NEW.status, NEW.source = 'adhoc', 1, NEW.run_count,
+            NEW.success_count, NEW.failure_count, NEW.total_execution_ms)
+        ON CONFLICT (status, adhoc) DO UPDATE SET jobs = jobs + 1,
+            runs = runs + excluded.runs, succeeded = succeeded + excluded.succeeded,
+            failed = failed + excluded.failed,
+            execution_ms = execution_ms + excluded.execution_ms;
+    END;
+    CREATE INDEX jobs_longest ON jobs(longest_execution_ms);
+    CREATE INDEX jobs_high_water ON jobs(MAX(COALESCE(claimed_through, 0), created_at))
+        WHERE cron_expr IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(SQLITE_MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of a migration, in order (a trigger's body holds ';' too)."""
+    out: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip())
+    return out

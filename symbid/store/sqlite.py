@@ -10,7 +10,7 @@ import tempfile
 from typing import Any, BinaryIO
 
 from symbid.errors import SchemaTooNew, StorageFull, StoreError, is_disk_full
-from symbid.store.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS
+from symbid.store.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS, statements
 from symbid.store.sql import SqlJobStore
 
 log = logging.getLogger(__name__)
@@ -82,12 +82,6 @@ class SqliteJobStore(SqlJobStore):
     def _begin_write(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
-    def _others_version(self, conn: Any) -> Any:
-        try:
-            return conn.execute("PRAGMA data_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise self._wrap(exc) from exc
-
     def _touch(self, conn: Any) -> None:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         conn.execute(f"PRAGMA user_version = {version}")  # page 1 written again
@@ -144,9 +138,8 @@ class SqliteJobStore(SqlJobStore):
         for number in range(version, SCHEMA_VERSION):
             self._begin_write(conn)
             try:
-                for statement in SQLITE_MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in statements(SQLITE_MIGRATIONS[number]):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number + 1}")
             except BaseException:
                 conn.execute("ROLLBACK")

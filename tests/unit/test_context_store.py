@@ -141,7 +141,7 @@ def test_a_store_from_schema_4_gains_contexts_iterations_and_llm_records(tmp_pat
                  "created_at) VALUES ('r', 'j', 0, 1, 'schedule', 'succeeded', 0)")
     conn.close()
     store = SqliteJobStore(path)
-    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 11
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 12
     assert store.get_context("j") is None
     got = store.get_run("r")
     assert (got.iterations, got.usage, got.tool_calls) == ((), None, ())

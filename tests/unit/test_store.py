@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
-import os
+import random
 import re
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from symbid.model import (
 )
 from symbid.records import Run
 from symbid.store import SCHEMA_VERSION, Advance, Finish, RetryClaim, SqliteJobStore
+from symbid.store.schema import SQLITE_MIGRATIONS, statements
 
 T0 = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 MINUTE = 60_000
@@ -1041,7 +1041,8 @@ def test_a_name_is_in_use_as_a_job_or_as_an_agent_a_job_names_but_not_as_an_adho
 
 
 @pytest.mark.parametrize("name", [
-    "", "a" * 129, "-dash", ".dot", "spaces here", "café", "naïve-job", "deadbeef",
+    "", "a" * 129, "nul\x00", "0\x00", "-dash", ".dot", "spaces here", "café", "naïve-job",
+    "deadbeef",
     "0123-4567-89ab", "a" * 128, "tab\there", "semi;colon", "Ünïcode", "x/y", "*star", "[bracket]",
 ])
 def test_every_name_that_breaks_the_rule_is_among_the_unusual_names(
@@ -1066,17 +1067,25 @@ def test_names_that_keep_the_rule_in_ascii_are_not_unusual_and_adhoc_jobs_never_
     assert store.unusual_job_names() == []
 
 
+@pytest.fixture(scope="module")
+def names_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteJobStore]:
+    """One store for every example of a property test; each example leaves it empty."""
+    store = SqliteJobStore(str(tmp_path_factory.mktemp("names") / "state.db"))
+    yield store
+    store.close()
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=140))
-def test_no_name_that_breaks_the_rule_escapes_the_unusual_names(name: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteJobStore(os.path.join(tmp, "state.db"))
-        try:
-            store.create_job(make_job(name))
-            if name_problem(name) is not None:
-                assert store.unusual_job_names() == [name]
-        finally:
-            store.close()
+@given(name=st.text(max_size=140))
+def test_no_name_that_breaks_the_rule_escapes_the_unusual_names(
+    names_store: SqliteJobStore, name: str,
+) -> None:
+    job = names_store.create_job(make_job(name))
+    try:
+        if name_problem(name) is not None:
+            assert names_store.unusual_job_names() == [name]
+    finally:
+        names_store.delete_job(job.id)
 
 
 def test_totals_follow_every_write_through_the_store_and_by_another_connection(
@@ -1096,19 +1105,104 @@ def test_totals_follow_every_write_through_the_store_and_by_another_connection(
     assert store.totals().by_status == {"active": 1}
 
 
-def test_totals_asked_again_with_nothing_written_do_not_read_the_jobs_again(
+def _recount(db_path: Path) -> tuple[dict[str, int], int, int, int, int, int]:
+    """The totals counted from every job row, as totals() once did."""
+    conn = sqlite3.connect(str(db_path))
+    rows = conn.execute(
+        "SELECT status, SUM(source <> 'adhoc'), SUM(run_count), SUM(success_count), "
+        "SUM(failure_count), SUM(total_execution_ms), MAX(longest_execution_ms) FROM jobs "
+        "GROUP BY status").fetchall()
+    conn.close()
+    return ({r[0]: r[1] for r in rows if r[1]}, sum(r[2] for r in rows),
+            sum(r[3] for r in rows), sum(r[4] for r in rows), sum(r[5] for r in rows),
+            max((r[6] for r in rows), default=0))
+
+
+def _totals(store: SqliteJobStore) -> tuple[dict[str, int], int, int, int, int, int]:
+    t = store.totals()
+    return (t.by_status, t.runs_total, t.runs_succeeded, t.runs_failed, t.execution_ms_total,
+            t.longest_execution_ms)
+
+
+def test_totals_kept_by_the_store_match_a_count_of_the_jobs_after_every_kind_of_change(
+    store: SqliteJobStore, db_path: Path,
+) -> None:
+    rng = random.Random(15)
+    jobs: list[Job] = []
+    slot = T0
+    for step in range(300):
+        action = rng.choice(["create", "create", "adhoc", "finish", "finish", "status",
+                             "delete", "edit"])
+        if action in ("create", "adhoc") or not jobs:
+            adhoc = action == "adhoc"
+            job = store.create_job(make_job(
+                f"adhoc:a{step}" if adhoc else f"job-{step}", next_run=T0,
+                source="adhoc" if adhoc else "api",
+                status=rng.choice([JobStatus.ACTIVE, JobStatus.PAUSED])))
+            jobs.append(job)
+        elif action == "finish":
+            job = rng.choice(jobs)
+            store.modify_job(job.id, lambda j: j.replace(status=JobStatus.ACTIVE), T0)
+            slot += MINUTE
+            run = make_run(store.get_job(job.id), slot)
+            claim_runs(store, store.get_job(job.id), run)
+            status = rng.choice([RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT])
+            store.finish([Finish(done(run, status, ms=rng.randrange(1, 500)))])
+        elif action == "status":
+            job = rng.choice(jobs)
+            new = rng.choice(list(JobStatus))
+            store.modify_job(job.id, lambda j, new=new: j.replace(status=new), T0)
+        elif action == "edit":
+            job = rng.choice(jobs)
+            store.modify_job(job.id, lambda j, step=step: j.replace(input=f"input {step}"), T0)
+        else:
+            job = jobs.pop(rng.randrange(len(jobs)))
+            store.delete_job(job.id)
+        assert _totals(store) == _recount(db_path), (step, action)
+
+
+def test_a_store_from_schema_11_gains_the_totals_of_the_jobs_it_holds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    for number in range(11):
+        for statement in statements(SQLITE_MIGRATIONS[number]):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 11")
+    for i, (status, source, runs, ok) in enumerate([
+            ("active", "api", 5, 4), ("active", "adhoc", 3, 3), ("paused", "file:/a", 2, 0)]):
+        conn.execute(
+            "INSERT INTO jobs (id, name, agent_id, cron_expr, timezone, status, source, "
+            "definition, created_at, updated_at, run_count, success_count, failure_count, "
+            "total_execution_ms, longest_execution_ms) VALUES "
+            "(?, ?, 'a', '* * * * *', 'UTC', ?, ?, '{}', 0, 0, ?, ?, ?, ?, ?)",
+            (f"id-{i}", f"job-{i}", status, source, runs, ok, runs - ok, 10 * runs, 7 + i))
+    conn.close()
+
+    store = SqliteJobStore(str(path))
+    try:
+        assert _totals(store) == ({"active": 1, "paused": 1}, 10, 7, 3, 100, 9)
+        assert _totals(store) == _recount(path)
+    finally:
+        store.close()
+
+
+def test_totals_and_the_look_for_claims_ahead_of_the_clock_read_no_job_row_by_row(
     store: SqliteJobStore,
 ) -> None:
-    store.create_job(make_job("one"))
-    store.totals()
-    statements: list[str] = []
-    store._conn().set_trace_callback(statements.append)
+    statements_run: list[str] = []
+    conn = store._conn()
+    conn.set_trace_callback(statements_run.append)
     try:
-        first = store.totals()
-        first.by_status["active"] = 99  # the caller's copy
-        again = store.totals()
+        store.totals()
+        store.jobs_claimed_after(T0)
     finally:
-        store._conn().set_trace_callback(None)
+        conn.set_trace_callback(None)
+    plans = [str(conn.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
+             for sql in statements_run if sql.lstrip().upper().startswith("SELECT")]
 
-    assert again.by_status == {"active": 1}
-    assert not [s for s in statements if "FROM jobs" in s], statements
+    assert len(plans) == 3, statements_run
+    assert not [p for p in plans if "SCAN jobs" in p and "COVERING" not in p], plans
+    assert any("jobs_high_water" in p for p in plans), plans
+    assert any("jobs_longest" in p for p in plans), plans
