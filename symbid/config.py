@@ -359,13 +359,20 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def url_problem(url: str) -> Optional[str]:
+_WHOLE_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def url_problem(url: str, *, references: bool = True) -> Optional[str]:
     """Why ``url`` cannot be POSTed to by a delivery, or None: it must be http(s) with a
-    host, no credentials and no space or control character. ``${VAR}`` references may
-    stand after the scheme; a URL that starts with one (a secret URL such as a Slack
-    incoming webhook, held whole in a variable) is checked once it is resolved, when sent."""
-    if url.startswith("${"):
+    host, no credentials and no space or control character. With ``references`` (a value
+    resolved when sent), ``${VAR}`` references may stand after the scheme, and the whole
+    URL may be one (a secret URL such as a Slack incoming webhook, held whole in a
+    variable): it is checked once resolved. Without (a resolved URL, or a key that is
+    never resolved), a ``${`` is a problem."""
+    if references and _WHOLE_REFERENCE.fullmatch(url):
         return None
+    if not references and "${" in url:
+        return "holds a ${...} reference, which is not resolved here"
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         return "must be an http:// or https:// URL"
@@ -442,8 +449,9 @@ def _delivery(settings: DeliverySettings, table: Mapping[str, Any], where: str,
     """The delivery settings with the checks that span keys, and the custom channels."""
     prefix = "scheduler.delivery"
     for key in ("slack_api_base", "slack_webhook_url"):
-        value = getattr(settings, key)
-        problem = None if value is None else url_problem(value)
+        value = getattr(settings, key)  # only the webhook URL is resolved when sent
+        problem = None if value is None else url_problem(
+            value, references=key == "slack_webhook_url")
         if problem is not None:
             raise ConfigError(f"{where}: {prefix}.{key} {problem}, got {value!r}",
                               field=f"{prefix}.{key}")

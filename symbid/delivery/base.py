@@ -354,7 +354,7 @@ def http_post(channel: str, url: str, body: bytes, headers: Mapping[str, str], *
     reply. Network, TLS and protocol errors come back as retryable receipts; a URL or
     header that cannot be sent as a permanent one. Never raises for any of them.
     """
-    problem = url_problem(url)
+    problem = url_problem(url, references=False)  # resolved by now
     problem = None if problem is None else f"the URL {problem}"
     for name, value in headers.items():
         problem = problem or header_problem(name, value)

@@ -146,6 +146,29 @@ def test_a_slack_webhook_url_held_whole_in_a_reference_loads_as_the_packaged_con
     assert delivery.slack_webhook_url == "${SLACK_WEBHOOK_URL}"
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("slack_api_base", "${SLACK_API_BASE}"),  # never resolved: taken as it stands
+    ("slack_webhook_url", "${UNTERMINATED"),
+    ("slack_webhook_url", "${1BAD}"),
+    ("slack_webhook_url", "${A}${B}"),
+])
+def test_only_a_url_resolved_when_sent_may_be_held_whole_in_one_reference(
+        tmp_path: Path, key: str, value: str) -> None:
+    err = error(tmp_path, f'[scheduler.delivery]\n{key} = "{value}"\n')
+    assert err.field == f"scheduler.delivery.{key}"
+
+
+def test_a_reference_left_in_a_url_when_sent_is_refused_for_good_not_retried(
+        tmp_path: Path) -> None:
+    delivery = load(tmp_path, '[scheduler.delivery]\nslack_webhook_url = "${SLACK_WEBHOOK_URL}"\n')
+    receipt = router.send("slack", Payload(delivery_id="d", job="j", job_id="j", run_id="r",
+                                           status="succeeded", output="x"),
+                          Target(), delivery, {"SLACK_WEBHOOK_URL": "${OTHER}"},
+                          log_dir=str(tmp_path))
+    assert not receipt.ok and receipt.permanent
+    assert "reference" in (receipt.error or "")
+
+
 def test_a_url_resolved_from_a_reference_is_checked_when_sent_and_not_shown(
     tmp_path: Path,
 ) -> None:
