@@ -16,6 +16,7 @@ import time
 from bench import (
     api_bench,
     cli_bench,
+    cron_peer,
     daemon_bench,
     delivery_bench,
     engine_bench,
@@ -42,6 +43,7 @@ SUITES = {
     "llm_slot_to_request": llm_daemon.llm_slot_to_request,
     "dead_endpoint": delivery_bench.dead_endpoint,
     "vs_apscheduler": peer_bench.vs_apscheduler,
+    "vs_cron": cron_peer.vs_cron,
     "status_round_trip": cli_bench.status_round_trip,
     "scale": scale_bench.scale,
 }

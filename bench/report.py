@@ -97,6 +97,8 @@ def num(value: Any) -> str:
         return str(value)
     if float(value).is_integer():
         return f"{int(value):,}"
+    if abs(value) < 0.01:
+        return f"{value:.2g}"  # 0.0025, not 0
     digits = 3 if abs(value) < 1 else 2 if abs(value) < 100 else 1
     return f"{value:,.{digits}f}".rstrip("0").rstrip(".")
 
@@ -126,7 +128,8 @@ def ratio(ours: Any, theirs: Any) -> Optional[float]:
         return None
     if theirs == 0:
         return None
-    return round(float(ours) / float(theirs), 2)
+    value = float(ours) / float(theirs)
+    return float(f"{value:.2g}") if abs(value) < 0.01 else round(value, 2)
 
 
 # --- the peer tables --------------------------------------------------------------------
@@ -155,6 +158,9 @@ def peer_tables(results: Results) -> list[str]:
         lines += _table(("figure", "symbid", "peer", "ratio (symbid / peer)", "target"), rows)
         if result.get("note"):
             lines += ["", str(result["note"])]
+    for name in sorted(n for n, r in results.items() if not n.startswith("_")
+                       and r.get("skipped") and n not in peer_suites(results)):
+        lines += ["", f"`{name}` was skipped: {results[name]['skipped']}."]
     if not lines:
         lines = ["", f"No peer suite has run: peer tables {NOT_MEASURED}."]
     return lines

@@ -84,6 +84,12 @@ def test_every_suite_with_rows_gets_a_peer_table_peers_first(tmp_path: Path) -> 
     assert "| a figure | 2 ms | not measured | — |" in body
 
 
+def test_a_small_ratio_keeps_two_significant_digits() -> None:
+    assert report.ratio(4.7, 1853.68) == 0.0025
+    assert report.num(report.ratio(4.7, 1853.68)) == "0.0025"
+    assert report.ratio(400, 1000) == 0.4 and report.ratio(1, 0) is None
+
+
 def test_targets_say_no_when_a_figure_misses_and_nan_is_not_measured(tmp_path: Path) -> None:
     results = report.load(results_dir(
         tmp_path,
