@@ -25,7 +25,6 @@ from typing import Any, Optional, TextIO
 from symbid.cli.common import UsageError, client_from, number
 from symbid.errors import EXIT_ERROR, EXIT_OK, Unavailable
 from symbid.model import LOG_COMPONENTS
-from symbid.timing import parse_instant
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
@@ -53,6 +52,8 @@ def since_instant(text: str, now: datetime) -> datetime:
         return local.astimezone()  # a wall time here
     if local is not None:
         return local
+    from symbid.timing import parse_instant  # croniter and dateutil: only when needed
+
     try:
         ms = parse_instant(text)
     except Exception:
@@ -91,6 +92,8 @@ def matches(entry: dict[str, Any], args: argparse.Namespace, since: Optional[dat
     if args.level and int(entry.get("priority", 6)) > _PRIORITY[args.level]:
         return False
     if since is not None:
+        from symbid.timing import parse_instant
+
         try:
             at = datetime.fromtimestamp(parse_instant(str(entry.get("time"))) / 1000,
                                         tz=timezone.utc)

@@ -10,6 +10,7 @@ or after the command, as kubectl's and systemctl's do.
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 from typing import Any, Callable, Optional, Sequence
@@ -79,11 +80,22 @@ def _global_options(p: argparse.ArgumentParser, *, daemon: bool, formats: tuple[
                    "unless $NO_COLOR is set)")
 
 
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """The handler ``symbid.cli.MODULE.NAME``, imported only when its command runs: building
+    the parser imports no command's module (``symbi cron status`` loads neither the DSL
+    nor the log reader)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        function: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(f"symbid.cli.{module}"), name)
+        return function(args)
+
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from symbid.cli import agents as a
-    from symbid.cli import complete, local, logs, system
-    from symbid.cli import cron as c
-    from symbid.cli import runs as r
+    from symbid.cli import logs
 
     parser = argparse.ArgumentParser(
         prog="symbi", description="Drive the symbid scheduler: jobs, runs, agents, history.",
@@ -124,13 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "(the RUN column of history)")
 
     cron = group("cron", "manage scheduled jobs and their runs")
-    p = command(cron, "list", "list jobs", c.cmd_list, formats=("table", "json"))
+    p = command(cron, "list", "list jobs", _lazy("cron", "cmd_list"), formats=("table", "json"))
     p.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     p.add_argument("--agent", metavar="AGENT", help="only jobs of this agent")
     p.add_argument("--all", action="store_true",
                    help="also the agents' ad hoc jobs (adhoc:AGENT), which hold the runs "
                    "of `symbi run` (default: hidden)")
-    p = command(cron, "add", "add jobs from a .symbi file or from JSON", c.cmd_add,
+    p = command(cron, "add", "add jobs from a .symbi file or from JSON", _lazy("cron", "cmd_add"),
                 description="Add jobs through the API and print their ids. --file FILE "
                 "defines the file's agents with the daemon and adds its schedules: all of "
                 "them, one line each (id and name), or only --schedule NAME. --json takes "
@@ -139,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", metavar="NAME",
                    help="only this schedule block of --file (default: all of them)")
     p.add_argument("--json", metavar="JSON", help="the job as the API's JSON object")
-    p = command(cron, "update", "change a job's schedule or settings", c.cmd_update,
+    p = command(cron, "update", "change a job's schedule or settings", _lazy("cron", "cmd_update"),
                 formats=("table", "json"),
                 description="Change a job through the API's PUT: its state and history stay; "
                 "a changed schedule re-aims it at its next free slot. Flags and --json "
@@ -158,17 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jitter", metavar="DURATION",
                    help='random delay before each scheduled run, e.g. "30s" or "2m"')
     p.add_argument("--json", metavar="PATCH", help="other fields, as the API's JSON")
-    p = command(cron, "remove", "remove a job and its history", c.cmd_remove,
+    p = command(cron, "remove", "remove a job and its history", _lazy("cron", "cmd_remove"),
                 description="Remove a job. On a terminal it asks first unless --force.")
     job_arg(p)
     p.add_argument("--force", action="store_true", help="do not ask for confirmation")
     for action, text in (("pause", "pause a job (keeps its state)"),
                          ("resume", "resume a paused job at its next slot"),
                          ("reset", "re-arm a dead-letter job")):
-        p = command(cron, action, text, c.cmd_action, formats=("table", "json"))
+        p = command(cron, action, text, _lazy("cron", "cmd_action"), formats=("table", "json"))
         p.set_defaults(action=action)
         job_arg(p)
-    p = command(cron, "context", "show or reset a job's session context", c.cmd_context,
+    p = command(cron, "context", "show or reset a job's session context",
+                _lazy("cron", "cmd_context"),
                 description="Print the job's stored session context as JSON: its mode, the "
                 "last summary, the history (shared_persistent) and its state directory. "
                 "With --clear, reset it: the stored context is dropped and the state "
@@ -176,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     job_arg(p)
     p.add_argument("--clear", action="store_true",
                    help="reset the context (default: show it)")
-    p = command(cron, "status", "show a job and its recent runs", c.cmd_status,
+    p = command(cron, "status", "show a job and its recent runs", _lazy("cron", "cmd_status"),
                 formats=("table", "json"))
     job_arg(p)
     p.add_argument("--history", type=number(int, above=False), default=0, metavar="N",
@@ -185,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refresh every --interval seconds until Ctrl-C")
     p.add_argument("--interval", type=number(float), default=5.0, metavar="SECONDS",
                    help="how often --watch refreshes")
-    p = command(cron, "run", "run a job now (outside its schedule)", r.cmd_run,
+    p = command(cron, "run", "run a job now (outside its schedule)", _lazy("runs", "cmd_run"),
                 formats=("table", "json"),
                 description="Queue a run now and print its id; with --wait, wait for it "
                 "(showing the time taken on a terminal), print its output and exit 0 only "
@@ -196,44 +209,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for the run to finish")
     p.add_argument("--timeout", type=number(float), metavar="SECONDS",
                    help="with --wait: wait at most this long (default: no limit)")
-    p = command(cron, "history", "show a job's runs, newest first", r.cmd_history,
+    p = command(cron, "history", "show a job's runs, newest first", _lazy("runs", "cmd_history"),
                 formats=("table", "json", "csv"))
     job_arg(p)
     p.add_argument("--limit", type=number(int), default=20, metavar="N", help="how many runs")
     p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     p.add_argument("--output", action="store_true",
                    help="add the start of each run's output (output_preview)")
-    p = command(cron, "output", "print a run's output", r.cmd_output,
+    p = command(cron, "output", "print a run's output", _lazy("runs", "cmd_output"),
                 description="Print the output a run has stored, or, while it is going, what "
                 "it has printed so far; --follow streams it until the run ends. The output "
                 "is printed as the run wrote it (like cat).")
     run_arg(p)
     p.add_argument("--follow", "-f", action="store_true",
                    help="stream the output while the run is going")
-    p = command(cron, "cancel", "stop a run and record it cancelled", r.cmd_cancel,
+    p = command(cron, "cancel", "stop a run and record it cancelled", _lazy("runs", "cmd_cancel"),
                 formats=("table", "json"),
                 description="Stop a going run (its whole process group is killed) or a run "
                 "that has not started, and record it cancelled. It is not retried.")
     run_arg(p)
-    p = command(cron, "approve", "let a run awaiting approval start", r.cmd_approve,
+    p = command(cron, "approve", "let a run awaiting approval start", _lazy("runs", "cmd_approve"),
                 formats=("table", "json"),
                 description="Approve a run awaiting approval (see `symbi cron pending`): it "
                 "is pending again and starts under the normal rules. Only one of its job's "
                 "approvers may: your user name on the socket, the token's name over TCP.")
     run_arg(p)
     p.add_argument("--comment", help="said with the approval (kept with the run)")
-    p = command(cron, "deny", "refuse a run awaiting approval", r.cmd_deny,
+    p = command(cron, "deny", "refuse a run awaiting approval", _lazy("runs", "cmd_deny"),
                 formats=("table", "json"),
                 description="Deny a run awaiting approval: it is recorded denied, with your "
                 "name and --reason, and never starts. Only one of its job's approvers may.")
     run_arg(p)
     p.add_argument("--reason", help="why (kept with the run, and in its error)")
-    command(cron, "pending", "list the runs awaiting approval", r.cmd_pending,
+    command(cron, "pending", "list the runs awaiting approval", _lazy("runs", "cmd_pending"),
             formats=("table", "json"),
             description="The runs awaiting approval, with their job, who may approve them "
             "and until when; approve with `symbi cron approve RUN`.")
     nxt = command(cron, "next", "print the next slots of a cron expression (no daemon needed)",
-                  local.cmd_next, formats=("text", "json"), daemon=False,
+                  _lazy("local", "cmd_next"), formats=("text", "json"), daemon=False,
                   description="Print the next N slots of EXPR, one RFC 3339 UTC instant per "
                   "line (with --tz, the local time beside it). EXPR is 5-field Vixie cron "
                   "(min hour dom month dow) or the 6/7-field form (sec min hour dom month dow "
@@ -249,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = group("agent", "list and remove the daemon's agents")
     command(agent, "list", "list agents: from agents_dir files and defined through the API",
-            a.cmd_list, formats=("table", "json"))
-    p = command(agent, "remove", "remove an agent defined through the API", a.cmd_remove,
+            _lazy("agents", "cmd_list"), formats=("table", "json"))
+    p = command(agent, "remove", "remove an agent defined through the API",
+                _lazy("agents", "cmd_remove"),
                 description="Remove an agent defined through the API (symbi cron add --file "
                 "or POST /api/v1/agents). Refused while jobs use it; an agent from an "
                 "agents_dir file is removed by editing the file. On a terminal it asks "
@@ -259,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="do not ask for confirmation")
 
     p = command(sub, "run", "run an agent once, outside the schedule, and print its output",
-                r.cmd_agent_run, formats=("text", "json"),
+                _lazy("runs", "cmd_agent_run"), formats=("text", "json"),
                 description="Run AGENT once through the daemon, in the same sandbox as its "
                 "scheduled runs, wait for it (showing the time taken on a terminal) and "
                 "print its output. The run is recorded under the agent's ad hoc job, "
@@ -278,19 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait at most this long, then exit 1; the run goes on (default: no "
                    "limit)")
 
-    command(sub, "reload", "re-read agents_dir and the configuration", system.cmd_reload,
+    command(sub, "reload", "re-read agents_dir and the configuration",
+            _lazy("system", "cmd_reload"),
             formats=("text", "json"))
-    command(sub, "health", "show the scheduler's health", system.cmd_health,
+    command(sub, "health", "show the scheduler's health", _lazy("system", "cmd_health"),
             formats=("text", "json"))
     logs.add_parser(sub, command)
-    p = command(sub, "backup", "copy the database while the daemon runs", system.cmd_backup,
+    p = command(sub, "backup", "copy the database while the daemon runs",
+                _lazy("system", "cmd_backup"),
                 description="Write a consistent copy of the daemon's database to FILE "
                 "(SQLite's online backup, taken by the daemon and sent over the API; FILE "
                 "is written 0600 and appears only once complete). Restoring: symbid(8).")
     p.add_argument("file", metavar="FILE", help="where the copy goes (replaced if it exists)")
 
     audit = group("audit", "query the audit trail")
-    q = command(audit, "query", "list audit events, newest first", system.cmd_audit_query,
+    q = command(audit, "query", "list audit events, newest first",
+                _lazy("system", "cmd_audit_query"),
                 formats=("table", "json", "csv"),
                 description="The daemon's audit trail: who did what to which job and run, "
                 "and what the scheduler decided (denials, approvals, failures). Filters "
@@ -306,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dsl = group("dsl", "check and inspect .symbi files (no daemon needed)")
     check = command(
-        dsl, "check", "validate .symbi files", local.cmd_dsl_check, daemon=False,
+        dsl, "check", "validate .symbi files", _lazy("local", "cmd_dsl_check"), daemon=False,
         description="Validate each FILE: exit 0 with a one-line summary per file when all "
         "are valid; otherwise print FILE:LINE:COL diagnostics and exit 1. A schedule naming "
         "an agent that none of the given files defines is a warning here (the daemon "
@@ -318,13 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="TOML",
                        help="the daemon's configuration file, to check the channels against "
                             "its delivery settings (e.g. /etc/symbid/symbid.toml)")
-    show = command(dsl, "show", "print the jobs and agents a file defines", local.cmd_dsl_show,
+    show = command(dsl, "show", "print the jobs and agents a file defines",
+                   _lazy("local", "cmd_dsl_show"),
                    formats=("text", "json"), daemon=False,
                    description="Print what FILE defines; --format json uses the API's wire "
                    "names.")
     show.add_argument("file", metavar="FILE", help="the file to show")
 
-    comp = command(sub, "completion", "print a shell completion script", complete.cmd_completion,
+    comp = command(sub, "completion", "print a shell completion script",
+                   _lazy("complete", "cmd_completion"),
                    daemon=False,
                    description="Print the completion script for SHELL: commands, flags and, "
                    "when the daemon is reachable, job and agent names. Load it with `source "
