@@ -29,16 +29,14 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, TypeVar, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
+from croniter import CroniterBadDateError
 
-from symbid.cronexpr import CronSpec, parse_cron
+from symbid.cronexpr import CronSpec, cron_iterator, parse_cron
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
 from symbid.model import LATEST_INSTANT, format_instant, to_datetime
 from symbid.text import shorten
@@ -264,12 +262,17 @@ def _scan(spec: CronSpec, tz: ZoneInfo, after: int, start: datetime, offset_ms: 
             break
         if until is not None and wall > until:
             break
-        if best is not None and to_ms(wall.replace(tzinfo=UTC)) - offset_ms >= best:
+        bound = to_ms(wall.replace(tzinfo=UTC)) - offset_ms
+        if best is not None and bound >= best:
             break
         instants, gap_end = _instants(wall, tz, spec.fixed_time)
         for inst in instants:
             if inst > after and (best is None or inst < best):
                 best = inst
+        if best is not None and bound >= best and (gap_end is None or spec.fixed_time):
+            # Every later wall time has a higher bound, so the next one would stop the
+            # walk: stop now (walking on costs as much again, for every slot).
+            break
         if gap_end is not None and not spec.fixed_time:
             # Nothing fires inside the gap: resume at its end.
             resume = _wall(gap_end, tz) - timedelta(seconds=1)
@@ -278,31 +281,9 @@ def _scan(spec: CronSpec, tz: ZoneInfo, after: int, start: datetime, offset_ms: 
     return best
 
 
-_local = threading.local()
-_ITERATOR_CACHE_SIZE = 512
-
-
 def _iterator(spec: CronSpec, start: datetime) -> Any:
-    """A croniter positioned at ``start`` (naive wall time).
-
-    Building a croniter re-parses the expression (~0.3 ms), so each thread keeps
-    a small LRU of them and only moves them.
-    """
-    cache: Optional[OrderedDict[tuple[str, bool], Any]] = getattr(_local, "iters", None)
-    if cache is None:
-        cache = _local.iters = OrderedDict()
-    key = (spec.croniter_expr, spec.day_or)
-    it = cache.get(key)
-    if it is None:
-        it = croniter(spec.croniter_expr, start, day_or=spec.day_or,
-                      max_years_between_matches=spec.max_years)
-        cache[key] = it
-        if len(cache) > _ITERATOR_CACHE_SIZE:
-            cache.popitem(last=False)
-    else:
-        cache.move_to_end(key)
-        it.set_current(start, force=True)
-    return it
+    """A croniter positioned at ``start`` (naive wall time): see :func:`cron_iterator`."""
+    return cron_iterator(spec.croniter_expr, spec.day_or, spec.max_years, start)
 
 
 @dataclass(frozen=True)
@@ -312,6 +293,11 @@ class Schedule:
     timezone: str
     cron: Optional[CronSpec] = None
     at: Optional[int] = None
+    # The last cron answer, (after, slot): a job's checks ask for the same instant twice
+    # (make_schedule's "does it ever fire", then its first free slot), and the walk is
+    # the dear part of creating a job.
+    _last: list[tuple[int, Optional[int]]] = field(
+        default_factory=list, compare=False, hash=False, repr=False)
 
     def next_after(self, after: int) -> Optional[int]:
         """The first slot strictly after ``after``; ``None`` when there is none (or when
@@ -319,11 +305,16 @@ class Schedule:
         if self.cron is not None:
             if after >= LATEST_INSTANT:
                 return None
+            last = self._last[0] if self._last else None
+            if last is not None and last[0] == after:
+                return last[1]
             try:
                 slot = next_cron_slot(self.cron, load_zone(self.timezone), after)
             except (OverflowError, ValueError):  # the walk ran off the end of the calendar
-                return None
-            return slot if slot is not None and slot <= LATEST_INSTANT else None
+                slot = None
+            slot = slot if slot is not None and slot <= LATEST_INSTANT else None
+            self._last[:1] = [(after, slot)]
+            return slot
         if self.at is not None and self.at > after:
             return self.at
         return None
