@@ -14,6 +14,7 @@ import sys
 import time
 
 from bench import (
+    add_bench,
     api_bench,
     cli_bench,
     cron_peer,
@@ -38,6 +39,7 @@ SUITES = {
     "throughput": engine_bench.throughput,
     "idle_100k": engine_bench.idle_100k,
     "control_plane": api_bench.control_plane,
+    "add_10k": add_bench.add_10k,
     "heartbeat_rss": heartbeat_bench.heartbeat_rss,
     "llm_start": llm_start.llm_start,
     "llm_slot_to_request": llm_daemon.llm_slot_to_request,
