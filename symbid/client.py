@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Optional
 
 from symbid.errors import (
+    BatchRefused,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -200,8 +201,30 @@ class Transport:
                                         else SymbidError)
             failure = cls(message, field=error.get("field"))
             failure.code = code
+            if isinstance(error.get("errors"), list) and error["errors"]:
+                raise Transport._batch(error, message, response.status)
             raise failure
         return data
+
+    @staticmethod
+    def _batch(error: Mapping[str, Any], message: str, status: int) -> BatchRefused:
+        """A batch's refusal, as the daemon said it, with each element's error (its
+        ``field`` without the index: ``problems`` has the index)."""
+        problems: list[tuple[int, SymbidError]] = []
+        for item in error["errors"]:
+            index = int(item.get("index", 0))
+            field = str(item.get("field") or "")
+            inner = field.split(".", 1)[1] if "." in field else None
+            code = str(item.get("code", "error"))
+            one = (_ERRORS.get(code) or InvalidInput)(str(item.get("message", "")),
+                                                      field=inner)
+            one.code = code
+            problems.append((index, one))
+        refused = BatchRefused(problems, len(problems))
+        refused.message, refused.field = message, error.get("field")
+        refused.code, refused.http_status = str(error.get("code", "error")), status
+        refused.args = (message,)
+        return refused
 
     def request(self, method: str, path: str, body: Any = None,
                 query: Optional[Mapping[str, Any]] = None, *,
@@ -283,6 +306,16 @@ class ScheduleClient:
 
     def create(self, **fields: Any) -> Any:
         return _wrap(self._t.request("POST", "/api/v1/schedule", fields))
+
+    def create_many(self, jobs: Iterable[Mapping[str, Any]]) -> Any:
+        """Create every job of ``jobs`` (each a mapping of :meth:`create`'s fields) in one
+        request and one transaction, or none of them: the created jobs in their order,
+        or :class:`~symbid.errors.BatchRefused`, whose ``field`` names the first bad
+        element by index (``[3].cron_expr``) and whose ``problems`` are every bad
+        element's ``(index, error)``. The body may be ``[api] max_batch_bytes`` long
+        (16 MiB by default)."""
+        return _wrap(self._t.request("POST", "/api/v1/schedule",
+                                     [dict(job) for job in jobs]))
 
     def list(self, status: Optional[str] = None, agent_id: Optional[str] = None,
              id_prefix: Optional[str] = None, all: bool = False) -> Any:

@@ -3,8 +3,9 @@
 Sections and keys (defaults in the dataclasses below; symbid.toml(5) documents
 each): ``[daemon]`` paths, ``[api]``, ``[scheduler]`` with the seed guide's keys
 and defaults plus symbid's additions, ``[scheduler.delivery]`` with the seed's
-delivery keys, ``[agentpin]`` and ``[llm]``. Unknown keys and wrong types are
-errors naming the file and the key. Relative paths are relative to the file.
+delivery keys, ``[agentpin]``, ``[llm]``, ``[audit]`` and ``[metrics]``. Unknown
+keys and wrong types are errors naming the file and the key. Relative paths are
+relative to the file.
 Values such as ``"${SMTP_PASS}"`` stay references until they are used.
 
 Environment variables from the seed guide override their keys:
@@ -118,6 +119,8 @@ class ApiConfig:
     listen: Optional[str] = None  # "HOST:PORT"; TCP is off unless set
     token_file: Optional[str] = None  # bearer token for TCP (or SYMBI_API_KEY)
     max_body_bytes: int = 1024 * 1024  # a larger request body gets 413, from its headers
+    # A JSON array body on POST /api/v1/schedule (a batch create): its own cap
+    max_batch_bytes: int = 16 * 1024 * 1024
     max_connections: int = 2048  # per listener; RLIMIT_NOFILE is raised to fit
     head_timeout_seconds: float = 10.0  # to send a complete request head (slowloris)
     idle_timeout_seconds: float = 60.0  # an open connection with no request going
@@ -136,6 +139,13 @@ class AgentPinConfig:
     clock_skew_seconds: float = 60.0  # allowed for iat, exp, nbf and key expiry
     max_ttl_seconds: float = 86400.0  # a credential's lifetime (exp - iat) at most
     cache_ttl_seconds: float = 300.0  # discovery and revocation documents fetched (wellknown)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # Series per job (job_name label) in /metrics; false: those families aggregate over
+    # all jobs, without the label (for very large installs). Taken at start.
+    per_job_labels: bool = True
 
 
 @dataclass(frozen=True)
@@ -165,11 +175,13 @@ class Config:
     agentpin: AgentPinConfig = field(default_factory=AgentPinConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 _SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig, "api": ApiConfig, "scheduler": SchedulerConfig,
     "agentpin": AgentPinConfig, "llm": LlmConfig, "audit": AuditConfig,
+    "metrics": MetricsConfig,
 }
 _PATH_KEYS = {("daemon", "state_dir"), ("daemon", "socket"), ("daemon", "agents_dir"),
               ("daemon", "log_dir"), ("daemon", "runs_dir"), ("daemon", "log_file"),
@@ -187,7 +199,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 # Keys whose value must be at least this (everything numeric must be >= 0).
 _MINIMUM = {"tick_interval_seconds": 0.001, "max_concurrent_jobs": 1, "keep_runs": 1,
             "smtp_port": 1, "timeout_seconds": 0.001, "webhook_timeout_seconds": 0.001,
-            "max_body_bytes": 1024, "max_connections": 1, "head_timeout_seconds": 0.1,
+            "max_body_bytes": 1024, "max_batch_bytes": 1024, "max_connections": 1,
+            "head_timeout_seconds": 0.1,
             "idle_timeout_seconds": 1, "max_context_bytes": 1024,
             "max_concurrent_requests": 1, "backoff_seconds": 0.001, "workers": 1,
             "approval_timeout_seconds": 1, "retention_days": 1}
@@ -351,7 +364,7 @@ def load_config(path: Optional[str], environ: Optional[Mapping[str, str]] = None
         path=os.path.abspath(path) if path else None,
         daemon=built["daemon"], api=built["api"], scheduler=built["scheduler"],
         delivery=built["scheduler.delivery"], agentpin=built["agentpin"], llm=built["llm"],
-        audit=built["audit"],
+        audit=built["audit"], metrics=built["metrics"],
     )
 
 

@@ -35,7 +35,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error
 
 from symbid.auth import bearer_name
-from symbid.errors import SymbidError
+from symbid.errors import BodyTooLarge, SymbidError
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,9 @@ class Limits:
     """How much one listener takes from its clients (each listener has its own)."""
 
     max_body_bytes: int = 1024 * 1024
+    # A request's largest body by its method and path, with the key that sets it (the
+    # API's BodyCaps.of_route); None: max_body_bytes for every request
+    body_cap: Optional[Callable[[str, str], tuple[int, str]]] = None
     max_connections: int = 2048
     head_timeout_seconds: float = 10.0  # to send a complete request head
     idle_timeout_seconds: float = 60.0  # an open connection with nothing going on
@@ -178,6 +181,18 @@ class Limits:
 class _Unauthorized(Error):  # type: ignore[misc]
     code = 401
     reason = "Unauthorized"
+
+
+class _CappedAdjustments:
+    """The listener's adjustments, with one request's own body cap (its route's)."""
+
+    def __init__(self, adj: Any, cap: int, key: str) -> None:
+        self._adj = adj
+        self.max_request_body_size = cap + 1  # waitress refuses a body of this or more
+        self.cap_key = key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adj, name)
 
 
 class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
@@ -197,7 +212,11 @@ class _StrictParser(HTTPRequestParser):  # type: ignore[misc]
         if b"content-length" in names and b"transfer-encoding" in names:
             raise ParsingError("Content-Length and Transfer-Encoding must not both be given")
         super().parse_header(header_plus)
-        tokens = getattr(self.adj, "bearer_tokens", None)
+        adj: Any = getattr(self, "adj")  # noqa: B009 - waitress sets it untyped
+        cap_of = getattr(adj, "body_cap", None)
+        if cap_of is not None:  # waitress checks the body against this request's cap
+            self.adj = _CappedAdjustments(adj, *cap_of(self.command, self.path))
+        tokens = getattr(adj, "bearer_tokens", None)
         if tokens is not None and \
                 bearer_name(self.headers.get("AUTHORIZATION", ""), tokens) is None:
             self.error = _Unauthorized("a valid Authorization: Bearer token is required")
@@ -221,9 +240,10 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
                  431: "headers_too_large", 501: "not_implemented"}
         message = str(error.body)
         if error.code == 413:
-            cap = self.channel.server.adj.max_request_body_size - 1
-            message = (f"request body is larger than {cap} bytes ([api] max_body_bytes; a "
-                       "chunked body counts its chunk framing)")
+            adj = self.request.adj
+            message = BodyTooLarge(adj.max_request_body_size - 1,
+                                   getattr(adj, "cap_key", "[api] max_body_bytes"),
+                                   chunked=bool(self.request.chunked)).message
         code = codes.get(error.code, "internal" if error.code >= 500 else "bad_request")
         body = (json.dumps({"error": {"code": code,
                                       "message": message}}) + "\n").encode()
@@ -413,6 +433,7 @@ class ApiServer:
                           max_request_body_size=limits.max_body_bytes + 1,
                           channel_request_lookahead=1)
         adj.bearer_tokens = tokens if listener.kind == "tcp" else None  # read by the parser
+        adj.body_cap = limits.body_cap  # read by the parser
         sock = listener.sock
         if listener.kind == "unix":
             self._server = _UnixServer(app, self._map, True, sock, dispatcher=self._dispatcher,

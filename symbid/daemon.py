@@ -25,6 +25,7 @@ from symbid.agentnotes import orphaned_agents, unready_llm_agents
 from symbid.agentpin import AgentPinVerifier
 from symbid.agents.slots import prepare, slots_dir
 from symbid.api import ApiContext, make_app
+from symbid.api.http import BodyCaps
 from symbid.auth import FILES_ACTOR
 from symbid.clock import Clock, SystemClock
 from symbid.config import Config, ConfigError, SchedulerConfig, load_config, read_tokens
@@ -47,6 +48,7 @@ from symbid.executor import Agents
 from symbid.identity import clear_ambient_capabilities, drop_supplementary_groups, user_problem
 from symbid.jobs import JobService, NamesInUse
 from symbid.journal import add_log_file, journal_drops, setup_logging
+from symbid.metrics import Metrics
 from symbid.model import JobStatus, name_problem
 from symbid.outbox import DeliveryWorker
 from symbid.registry import AgentService
@@ -58,11 +60,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = "/etc/symbid/symbid.toml"
 AUDIT_PRUNE_EVERY = 3600.0  # seconds between two prunes of the audit trail while running
 # Keys that take effect only at start; a reload that changes them says so.
-_RESTART_ONLY = ("daemon", "api")
+_RESTART_ONLY = ("daemon", "api", "metrics")
 # Config's sections, as the file names them.
 _SECTIONS = {"daemon": "daemon", "api": "api", "scheduler": "scheduler",
              "delivery": "scheduler.delivery", "llm": "llm", "agentpin": "agentpin",
-             "audit": "audit"}
+             "audit": "audit", "metrics": "metrics"}
 # Keys of reloadable sections that the parts built at start hold (the metrics registry,
 # the runs' kill grace, which the stop's wait must match, the worker threads).
 _AT_START = {"scheduler": ("enable_metrics", "kill_grace_seconds"), "delivery": ("workers",)}
@@ -179,8 +181,10 @@ class Daemon:
             raise ConfigError(f"[daemon] run_user: {problem}", field="daemon.run_user")
         agents = Agents()
         pins = AgentPinVerifier(lambda: self.config.agentpin, os.environ)
+        metrics = Metrics(enabled=cfg.scheduler.enable_metrics,
+                          per_job_labels=cfg.metrics.per_job_labels)
         engine = build_engine(cfg.daemon.state_dir, self._scheduler_config(), agents,
-                              self.clock, runs_dir=cfg.daemon.runs_dir,
+                              self.clock, metrics, runs_dir=cfg.daemon.runs_dir,
                               run_user=cfg.daemon.run_user, llm=cfg.llm,
                               environment=lambda: self.config.daemon.environment,
                               pin_required=lambda: self.config.agentpin.required,
@@ -202,7 +206,7 @@ class Daemon:
                                agent_problem=engine.executor.agent_problem,
                                delivery_problem=lambda job: job_problem(
                                    job, self.config.delivery),
-                               runs_dir=cfg.daemon.runs_dir)
+                               runs_dir=cfg.daemon.runs_dir, metrics=engine.metrics)
         report = engine.scheduler.recover()
         if report.interrupted:
             log.warning("%d run(s) may have been going when symbid last stopped: recorded "
@@ -222,14 +226,15 @@ class Daemon:
                          clock=self.clock, agents=self.registry, metrics=engine.metrics,
                          reload=self.reload_from_api, live=engine.live,
                          backup_dir=cfg.daemon.state_dir, log_target=self.log_target)
-        limits = Limits(max_body_bytes=cfg.api.max_body_bytes,
+        caps = BodyCaps(max_body=cfg.api.max_body_bytes, max_batch=cfg.api.max_batch_bytes)
+        limits = Limits(max_body_bytes=cfg.api.max_body_bytes, body_cap=caps.of_route,
                         max_connections=cfg.api.max_connections,
                         head_timeout_seconds=cfg.api.head_timeout_seconds,
                         idle_timeout_seconds=cfg.api.idle_timeout_seconds)
         raise_open_files_limit(len(self.listeners) * limits.max_connections + 1024)
         for listener in self.listeners:
             app = make_app(ctx, transport=listener.kind, tokens=self._tokens,
-                           max_body=cfg.api.max_body_bytes, max_followers=MAX_FOLLOWERS)
+                           caps=caps, max_followers=MAX_FOLLOWERS)
             server = ApiServer(app, listener, limits=limits, tokens=self._tokens)
             server.start()
             self.servers.append(server)

@@ -137,3 +137,55 @@ class Unavailable(SymbidError):
     code = "unavailable"
     http_status = 503
     exit_status = EXIT_UNAVAILABLE
+
+
+class BodyTooLarge(SymbidError):
+    """A request body over its cap, refused before it is read (or while a chunked one
+    arrives: its chunk framing counts); ``key`` is the setting of the cap."""
+
+    code = "too_large"
+    http_status = 413
+
+    def __init__(self, cap: int, key: str, *, chunked: bool = False) -> None:
+        framing = "; a chunked body counts its chunk framing" if chunked else ""
+        super().__init__(f"request body is larger than {cap} bytes ({key}{framing})",
+                         field=key.rsplit(maxsplit=1)[-1])
+
+
+class BatchRefused(SymbidError):
+    """Elements of a batch were refused, so nothing of the batch was done.
+
+    ``problems`` are ``(index, error)`` in index order (at least one). The code and
+    HTTP status are the first problem's; ``field`` is that problem's field under its
+    index (``[3].cron_expr``, or ``[3]`` when it names none). On the wire the error also
+    carries ``errors``: every problem with its ``index``, ``code``, ``field`` and
+    ``message``.
+    """
+
+    SHOWN = 5  # problems spelled out in the message; ``errors`` has them all
+
+    def __init__(self, problems: list[tuple[int, SymbidError]], total: int,
+                 what: str = "job") -> None:
+        first_index, first = problems[0]
+        said = "; ".join(f"[{i}] {e.message}" for i, e in problems[:self.SHOWN])
+        if len(problems) > self.SHOWN:
+            said += f"; and {len(problems) - self.SHOWN} more (see errors)"
+        super().__init__(f"{len(problems)} of the {total} {what}s of the batch refused, so "
+                         f"none was created: {said}",
+                         field=self.indexed(first_index, first.field))
+        self.code = first.code
+        self.http_status = first.http_status
+        self.problems = problems
+        self.total = total
+
+    @staticmethod
+    def indexed(index: int, field: Optional[str]) -> str:
+        return f"[{index}].{field}" if field else f"[{index}]"
+
+    def to_wire(self) -> dict[str, object]:
+        wire = super().to_wire()
+        body = wire["error"]
+        assert isinstance(body, dict)
+        body["errors"] = [{"index": i, "code": e.code, "field": self.indexed(i, e.field),
+                           "message": e.message} for i, e in self.problems]
+        return wire

@@ -29,7 +29,8 @@ from symbid.channels import delivery_problem
 from symbid.clock import Clock
 from symbid.dsl.loader import LoadedFile
 from symbid.dsl.sync import defined_names, from_file, merge, plan_sync
-from symbid.errors import Conflict, InvalidInput, UnreadableRow
+from symbid.errors import BatchRefused, Conflict, InvalidInput, SymbidError, UnreadableRow
+from symbid.metrics import Metrics
 from symbid.model import (
     ADHOC_SOURCE,
     LATEST_INSTANT,
@@ -179,8 +180,10 @@ class JobService:
         agent_problem: Optional[Callable[[str], Optional[str]]] = None,
         delivery_problem: Optional[Callable[[Job], Optional[tuple[str, str]]]] = None,
         runs_dir: Optional[str] = None,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics if metrics is not None else Metrics(enabled=False)
         self._clock = clock
         self._wake = wake
         self._agent_problem = agent_problem  # None: any agent name is taken
@@ -188,12 +191,13 @@ class JobService:
         self.delivery_problem = delivery_problem
         self.runs_dir = runs_dir  # where session state directories live (None: none)
 
-    def _gone(self, job_ids: Sequence[str]) -> None:
+    def _gone(self, jobs: Sequence[Job]) -> None:
         """Jobs were deleted (their contexts with them, in the store): their state
-        directories go too."""
-        if self.runs_dir is not None:
-            for job_id in job_ids:
-                remove_state(self.runs_dir, job_id)
+        directories and their metric series go too."""
+        for job in jobs:
+            if self.runs_dir is not None:
+                remove_state(self.runs_dir, job.id)
+            self._metrics.job_gone(job.name)
 
     def context(self, ref: str) -> dict[str, Any]:
         """A job's stored session context, in its wire form."""
@@ -262,6 +266,55 @@ class JobService:
         """Define a job for ``actor`` (recorded ``CronJobCreated`` on the audit trail, in
         the same transaction)."""
         now = self._clock.now()
+        job = self._prepared(job, now, allow_past)
+        act = Act("CronJobCreated", actor, now)
+        self._store.create_job(job, act)
+        self._created([job], act)
+        return job
+
+    def create_many(self, batch: Sequence[Job | SymbidError], *, actor: str,
+                    allow_past: Sequence[bool] = ()) -> list[Job]:
+        """Define all the jobs of ``batch`` for ``actor`` in one store transaction, or none
+        of them (``allow_past[i]`` as :meth:`create`'s, for ``batch[i]``). An element the
+        caller already refused is given as its error. Every element is checked before
+        anything is written, and the refusals, by index, are one :class:`BatchRefused`:
+        a name given twice is refused (:class:`Conflict`) where it comes again, a name
+        already a job's wherever it is given. Each job is recorded ``CronJobCreated`` in
+        the transaction."""
+        if not batch:
+            raise InvalidInput("the batch is empty: give at least one job")
+        now = self._clock.now()
+        problems: list[tuple[int, SymbidError]] = []
+        made: list[Job] = []
+        first_at: dict[str, int] = {}
+        for i, job in enumerate(batch):
+            if isinstance(job, SymbidError):
+                problems.append((i, job))
+                continue
+            try:
+                if job.name in first_at:
+                    raise Conflict(f"name '{escape(job.name)}' is given twice in the batch "
+                                   f"(also at [{first_at[job.name]}]); names are unique",
+                                   field="name")
+                first_at[job.name] = i
+                made.append(self._prepared(job, now, i < len(allow_past) and allow_past[i]))
+            except (InvalidInput, Conflict) as exc:
+                problems.append((i, exc))
+        taken = self._store.taken_names(list(first_at))  # the store checks again, as it writes
+        refused = {i for i, _ in problems}
+        problems += [(i, Conflict(f"a job named {job.name!r} already exists; names are "
+                                  "unique", field="name"))
+                     for i, job in enumerate(batch)
+                     if isinstance(job, Job) and job.name in taken and i not in refused]
+        if problems:
+            raise BatchRefused(sorted(problems, key=lambda p: p[0]), len(batch))
+        act = Act("CronJobCreated", actor, now)
+        self._store.create_jobs(made, act)
+        self._created(made, act)
+        return made
+
+    def _prepared(self, job: Job, now: int, allow_past: bool) -> Job:
+        """``job`` checked and made ready to store as a new active job."""
         check_name(job.name)
         self._check_agent(job.agent_id)
         next_run = self._validate(job, now, allow_past=allow_past)
@@ -271,14 +324,23 @@ class JobService:
             version=1,
         )
         check_shown(job)
-        act = Act("CronJobCreated", actor, now)
-        self._store.create_job(job, act)
-        log.info("job %s created (next run %s)", job.name,
-                 format_instant(next_run) if next_run is not None else "never",
-                 extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_created"})
-        emit([act.about(job.id, job.name)])
-        self._wake()
         return job
+
+    def _created(self, jobs: Sequence[Job], act: Act) -> None:
+        """``jobs`` were created by ``act``: the log, the journal, the loop woken. Each
+        job's CronJobCreated entry is journalled (its SYMBID_JOB story begins there); a
+        batch logs its next runs at debug level, and one line for the whole of it."""
+        level = logging.INFO if len(jobs) == 1 else logging.DEBUG
+        if log.isEnabledFor(level):
+            for job in jobs:
+                log.log(level, "job %s created (next run %s)", job.name,
+                        format_instant(job.next_run) if job.next_run is not None else "never",
+                        extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_created"})
+        if len(jobs) > 1:
+            log.info("%d jobs created in one batch by %s", len(jobs), escape(act.actor),
+                     extra={"SYMBID_EVENT": "jobs_created"})
+        emit([act.about(job.id, job.name) for job in jobs])
+        self._wake()
 
     def adhoc_job(self, agent: str, *, actor: str) -> Job:
         """``agent``'s ad hoc job, created on first use (for ``actor``, on the audit
@@ -317,8 +379,10 @@ class JobService:
         Jobs defined in agents.d files are changed by editing the file.
         """
         now = self._clock.now()
+        was: list[str] = []
 
         def change(have: Job) -> Job:
+            was[:] = [have.name]
             self._refuse_file_job(have, "change")
             self._refuse_adhoc(have, "changed")
             want = build(have)
@@ -330,7 +394,10 @@ class JobService:
             check_shown(new)
             return new
 
-        return self._modify(ref, change, now, Act("CronJobUpdated", actor, now))
+        job = self._modify(ref, change, now, Act("CronJobUpdated", actor, now))
+        if was and was[0] != job.name:  # its series under the old name end
+            self._metrics.job_gone(was[0])
+        return job
 
     def _modify(self, ref: str, change: Callable[[Job], Job], now: int, act: Act) -> Job:
         """``change`` the job ``ref`` in one transaction that records ``act`` (a change
@@ -437,7 +504,7 @@ class JobService:
         else:
             self._refuse_file_job(found, "remove")
             job = self._store.delete_job(found.id, act)
-        self._gone([job.id])
+        self._gone([job])
         log.info("job %s deleted", job.name,
                  extra={"SYMBID_JOB": job.name, "SYMBID_EVENT": "job_deleted"})
         emit([act.about(job.id, job.name)])
@@ -495,7 +562,7 @@ class JobService:
             result.created = [j.name for j in create]
             result.updated = [j.name for j in update]
             result.removed = [j.name for j in plan.remove]
-            self._gone([j.id for j in plan.remove])
+            self._gone(plan.remove)
             result.unchanged = len(plan.unchanged)
             emit(audit)
             result.errors.extend(list(plan.errors) + skipped)

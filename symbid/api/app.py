@@ -15,7 +15,7 @@ from typing import Any, Optional
 from symbid.api import adhoc, agents, audit, dialect, native, runs
 from symbid.api.context import ApiContext
 from symbid.api.http import (
-    MAX_BODY,
+    BodyCaps,
     HttpError,
     Request,
     Response,
@@ -33,14 +33,15 @@ log = logging.getLogger(__name__)
 
 def make_app(ctx: ApiContext, *, transport: str = "unix",
              tokens: Optional[Mapping[str, str]] = None,
-             max_body: int = MAX_BODY, max_followers: int = 4) -> Any:
+             caps: Optional[BodyCaps] = None, max_followers: int = 4) -> Any:
     """A WSGI callable. ``transport`` is "unix" or "tcp"; TCP requires ``tokens`` (name
     -> token; the name is the request's actor, ``token:NAME``).
-    Request bodies over ``max_body`` bytes get 413. At most ``max_followers`` clients
-    follow run output or wait for an agent's run at once (each holds a worker thread
-    while it streams or waits)."""
+    Request bodies over their ``caps`` (:class:`BodyCaps`) get 413. At most
+    ``max_followers`` clients follow run output or wait for an agent's run at once (each
+    holds a worker thread while it streams or waits)."""
     if transport == "tcp" and not tokens:
         raise ValueError("a TCP listener needs a bearer token")
+    caps = caps or BodyCaps()
     router = Router()
     native.routes(ctx, router)
     agents.routes(ctx, router)
@@ -76,7 +77,7 @@ def make_app(ctx: ApiContext, *, transport: str = "unix",
             actor = environ.get("REMOTE_USER") or "unix"  # "uid:N" from SO_PEERCRED
         try:
             handler, params = router.match(method, path)
-            request = Request(environ, method, path, params, actor, max_body=max_body)
+            request = Request(environ, method, path, params, actor, caps=caps)
             response = handler(request)
         except SymbidError as exc:
             response = error_response(exc)

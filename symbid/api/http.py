@@ -10,10 +10,12 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
 from symbid.auth import actor_name
-from symbid.errors import InvalidInput, SymbidError
+from symbid.errors import BodyTooLarge, InvalidInput, SymbidError
 from symbid.text import shorten
 
 MAX_BODY = 1024 * 1024  # the default of [api] max_body_bytes
+MAX_BATCH = 16 * 1024 * 1024  # the default of [api] max_batch_bytes
+BATCH_ROUTE = ("POST", "/api/v1/schedule")  # the one route that takes an array (a batch)
 MAX_DEPTH = 64  # arrays and objects nested deeper than this are refused
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -89,6 +91,30 @@ def parse_json(raw: bytes) -> Any:
 StartResponse = Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class BodyCaps:
+    """How large a request body may be: ``max_body`` bytes ([api] max_body_bytes), but
+    an array body on the batch route (:data:`BATCH_ROUTE`) ``max_batch`` bytes ([api]
+    max_batch_bytes). One rule for the server, which refuses from the request's head
+    what no body of its route may be, and for :class:`Request`, which knows the kind of
+    body from its first byte."""
+
+    max_body: int = MAX_BODY
+    max_batch: int = MAX_BATCH
+
+    def of_route(self, method: str, path: str) -> tuple[int, str]:
+        """The largest body the route takes, and the key that sets it."""
+        if (method, path) == BATCH_ROUTE and self.max_batch > self.max_body:
+            return self.max_batch, "[api] max_batch_bytes"
+        return self.max_body, "[api] max_body_bytes"
+
+    def of_body(self, method: str, path: str, array: bool) -> tuple[int, str]:
+        """The cap of a body of this route that is (or is not) a JSON array."""
+        if (method, path) == BATCH_ROUTE and array:
+            return self.max_batch, "[api] max_batch_bytes"
+        return self.max_body, "[api] max_body_bytes"
+
+
 class HttpError(SymbidError):
     """An error with an explicit HTTP status (for protocol-level problems)."""
 
@@ -108,7 +134,7 @@ class Request:
     path: str
     params: dict[str, str] = field(default_factory=dict)  # from the route pattern
     actor: str = "unknown"  # uid:N for the socket's peer, token:NAME over TCP
-    max_body: int = MAX_BODY
+    caps: BodyCaps = field(default_factory=BodyCaps)
 
     @property
     def who(self) -> str:
@@ -129,16 +155,31 @@ class Request:
         """The media type of the body, lower case, without parameters ("" when none)."""
         return str(self.environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
 
-    def raw(self) -> bytes:
-        """The body's bytes; larger than ``max_body`` is 413."""
+    def _length(self) -> int:
         try:
-            length = int(self.environ.get("CONTENT_LENGTH") or 0)
+            return int(self.environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             raise HttpError(400, "bad_request", "Content-Length is not a number") from None
-        if length > self.max_body:
-            raise HttpError(413, "too_large", f"request body is larger than {self.max_body} "
-                                              "bytes ([api] max_body_bytes)")
-        return bytes(self.environ["wsgi.input"].read(length)) if length else b""
+
+    def raw(self) -> bytes:
+        """The body's bytes; larger than its cap (:class:`BodyCaps`) is 413, decided
+        before the body is read: a JSON array's cap on the batch route, from its first
+        byte, any other body's from its length alone."""
+        length = self._length()
+        if not length:
+            return b""
+        cap, key = self.caps.of_route(self.method, self.path)
+        if length > cap:
+            raise BodyTooLarge(cap, key)
+        stream = self.environ["wsgi.input"]
+        start = b""
+        if (self.method, self.path) == BATCH_ROUTE:
+            start = bytes(stream.read(min(length, 4096)))
+            cap, key = self.caps.of_body(self.method, self.path,
+                                         start.lstrip()[:1] == b"[")
+            if length > cap:
+                raise BodyTooLarge(cap, key)
+        return start + bytes(stream.read(length - len(start)))
 
     def text(self) -> str:
         """The body as UTF-8 text."""
@@ -153,6 +194,23 @@ class Request:
         if not raw.strip():
             return None
         return parse_json(raw)
+
+    def json_batch(self) -> Any:
+        """The JSON body of the batch route: an object, or a non-empty array (whose
+        elements the route checks, by index)."""
+        body = self.body()
+        if body is None:
+            raise HttpError(400, "invalid_json", "a JSON object (or an array of them) body "
+                                                 "is required")
+        if isinstance(body, list):
+            if not body:
+                raise InvalidInput("the request body is an empty array: give at least one "
+                                   "job")
+            return body
+        if not isinstance(body, dict):
+            raise HttpError(400, "invalid_json", "the request body must be a JSON object or "
+                                                 "an array of them")
+        return body
 
     def json_object(self, *, required: bool = True) -> dict[str, Any]:
         raw = self.raw()

@@ -29,7 +29,7 @@ from symbid.api.fields import (
 )
 from symbid.api.http import HttpError, Request, Response, Router, json_response
 from symbid.api.runs import id_prefix, run_view, run_views
-from symbid.errors import InvalidCron, InvalidInput, SymbidError
+from symbid.errors import BatchRefused, InvalidCron, InvalidInput, SymbidError
 from symbid.model import (
     AllowedHours,
     CatchUp,
@@ -201,6 +201,18 @@ def job_from_request(data: Mapping[str, Any], base: Job) -> Job:
     return base.replace(**c)
 
 
+def new_job(data: Mapping[str, Any]) -> tuple[Job, bool]:
+    """The job a create request's object defines, and its ``allow_past``; InvalidInput
+    naming the field."""
+    for key in ("name", "agent_id"):
+        if key not in data:
+            raise bad(key, "is required")
+    if data.get("cron_expr") is None and data.get("at") is None:
+        raise bad("cron_expr", "give exactly one of cron_expr and at")
+    allow_past = boolean("allow_past", data.get("allow_past", False))
+    return job_from_request(data, Job(id="", name="", agent_id="")), allow_past
+
+
 def _wire_field(exc: SymbidError) -> SymbidError:
     """Cron errors name a cron field; on the wire the field is cron_expr."""
     if isinstance(exc, InvalidCron) and exc.field != "cron_expr":
@@ -257,16 +269,31 @@ def routes(ctx: ApiContext, router: Router, prefix: str = "/api/v1") -> None:
         return run
 
     def create(req: Request) -> Response:
-        data = req.json_object()
-        for key in ("name", "agent_id"):
-            if key not in data:
-                raise bad(key, "is required")
-        if data.get("cron_expr") is None and data.get("at") is None:
-            raise bad("cron_expr", "give exactly one of cron_expr and at")
-        allow_past = boolean("allow_past", data.get("allow_past", False))
-        job = job_from_request(data, Job(id="", name="", agent_id=""))
-        job = ctx.jobs.create(job, allow_past=allow_past, actor=req.who)
-        return json_response(job_to_wire(job), 201)
+        body = req.json_batch()
+        if isinstance(body, dict):
+            job, allow_past = new_job(body)
+            job = ctx.jobs.create(job, allow_past=allow_past, actor=req.who)
+            return json_response(job_to_wire(job), 201)
+        batch: list[Job | SymbidError] = []
+        allow: list[bool] = []
+        for element in body:
+            try:
+                if not isinstance(element, dict):
+                    raise InvalidInput(f"expected a JSON object (a job), got "
+                                       f"{type(element).__name__}")
+                job, allow_past = new_job(element)
+            except SymbidError as exc:
+                batch.append(exc)
+                allow.append(False)
+                continue
+            batch.append(job)
+            allow.append(allow_past)
+        try:
+            made = ctx.jobs.create_many(batch, allow_past=allow, actor=req.who)
+        except BatchRefused as exc:
+            raise BatchRefused([(i, _wire_field(e)) for i, e in exc.problems],
+                               exc.total) from None
+        return json_response([job_to_wire(job) for job in made], 201)
 
     def listing(req: Request) -> Response:
         status = _status_param(req.query.get("status"), JobStatus, "status")

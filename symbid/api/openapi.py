@@ -247,10 +247,24 @@ def _document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": {
             "/api/v1/schedule": {
-                "post": {"summary": "Create a job",
-                         "requestBody": {**_json(_ref("JobCreate"), "The job"),
-                                         "required": True},
-                         "responses": {"201": _json(_ref("Job"), "Created"), **_ERRORS}},
+                "post": {"summary": "Create a job, or a batch of jobs (all or none)",
+                         "description": "An array body is a batch: every job is created in "
+                         "one transaction, or none is; a refusal names each bad element by "
+                         "index (field \"[3].cron_expr\", and errors[]). An array body may "
+                         "be [api] max_batch_bytes long, an object [api] max_body_bytes.",
+                         "requestBody": {**_json({"oneOf": [
+                             _ref("JobCreate"),
+                             {"type": "array", "minItems": 1, "items": _ref("JobCreate")}]},
+                             "The job, or an array of jobs"), "required": True},
+                         "responses": {
+                             "201": _json({"oneOf": [
+                                 _ref("Job"), {"type": "array", "items": _ref("Job")}]},
+                                 "Created: the job, or the batch's jobs in its order"),
+                             **_ERRORS,
+                             "409": _json(_ref("Error"), "A name is taken (in a batch: "
+                                          "given twice, or already a job's)"),
+                             "413": _json(_ref("Error"), "The body is over its cap: [api] "
+                                          "max_batch_bytes (an array) or max_body_bytes")}},
                 "get": {"summary": "List jobs", "parameters": [
                     {"name": "status", "in": "query", "schema":
                         {"enum": [s.value for s in JobStatus]}},
@@ -426,7 +440,12 @@ def _document() -> dict[str, Any]:
                 "job": _NSTR, "run_id": _NSTR, "details": {"type": "object"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
-                "properties": {"code": _STR, "message": _STR, "field": _STR}}}},
+                "properties": {"code": _STR, "message": _STR, "field": _STR,
+                               "errors": {"type": "array", "description": "a batch's "
+                                          "refusals, one per bad element", "items": {
+                                              "type": "object", "properties": {
+                                                  "index": _INT, "code": _STR,
+                                                  "field": _STR, "message": _STR}}}}}}},
             "AgentDefine": {"type": "object", "required": ["name"],
                             "additionalProperties": False, "properties": _AGENT},
             "Agent": {"type": "object", "properties": {

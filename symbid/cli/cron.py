@@ -19,7 +19,14 @@ from symbid.cli.common import (
 )
 from symbid.cli.output import colour, relative, table, use_colour
 from symbid.client import Record, SymbiontClient
-from symbid.errors import EXIT_ERROR, EXIT_OK, InvalidInput, NotFound, SymbidError
+from symbid.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    BatchRefused,
+    InvalidInput,
+    NotFound,
+    SymbidError,
+)
 from symbid.text import escape
 
 
@@ -66,6 +73,17 @@ def _json_object(flag: str, text: str) -> dict[str, Any]:
         raise InvalidInput(f"{flag} is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidInput(f"{flag} must be a JSON object")
+    return body
+
+
+def _json_body(flag: str, text: str) -> Any:
+    """A JSON object, or an array of them (checked by the daemon, by index)."""
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(body, (dict, list)):
+        raise InvalidInput(f"{flag} must be a JSON object, or an array of them")
     return body
 
 
@@ -176,24 +194,31 @@ def _selected(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
 def _add_all(client: SymbiontClient, loaded: Any, jobs: list[Any],
              agents: _Defined) -> list[Any]:
-    """Create the jobs, all or none: when one is refused, those created before it are
-    removed again, the file's agents are undone, and the error, at the schedule's place
-    in the file (its field's, when the file has it), says so."""
+    """Create the jobs in one batch (one request, one transaction: all or none). When the
+    daemon refuses it, the file's agents are undone, and the error names each refused
+    schedule at its place in the file (its field's, when the file has it) and by its
+    index in the batch."""
     from symbid.wire import job_to_wire
 
-    created: list[Any] = []
+    if not jobs:  # a file of agents only
+        return []
+    bodies = []
     for j in jobs:
         wire = job_to_wire(j)
-        try:
-            created.append(client.schedule.create(
-                **{k: wire[k] for k in _FILE_JOB_KEYS if wire[k] is not None}))
-        except SymbidError as exc:
-            exc.message = loaded.schedule_fault(
-                j.name, exc.field, exc.message,
-                context=f"; {_undo(client, created, agents)}").format()
-            exc.field = None  # the position says it
-            raise
-    return created
+        bodies.append({k: wire[k] for k in _FILE_JOB_KEYS if wire[k] is not None})
+    try:
+        return list(client.schedule.create_many(bodies))
+    except BatchRefused as exc:
+        faults = [loaded.schedule_fault(jobs[i].name, e.field, e.message,
+                                        context=f" (element [{i}] of the batch)").format()
+                  for i, e in exc.problems if 0 <= i < len(jobs)]
+        exc.message = "\n".join(faults + [_undo(client, [], agents)])
+        exc.field = None  # the positions say it
+        raise
+    except SymbidError as exc:
+        exc.message = f"{loaded.path}: {exc.message}; {_undo(client, [], agents)}"
+        exc.field = None
+        raise
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -203,7 +228,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.json:
         if args.schedule:
             raise UsageError("--schedule goes with --file, not --json")
-        job = client.schedule.create(**_json_object("--json", args.json))
+        body = _json_body("--json", args.json)
+        if isinstance(body, list):  # a batch: all of them or none
+            for job in client.schedule.create_many(body):
+                print(f"{job.id}  {escape(job.name)}")
+            return EXIT_OK
+        job = client.schedule.create(**body)
         print(job.id)
         return EXIT_OK
     loaded, jobs = _selected(args)

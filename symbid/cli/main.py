@@ -145,12 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(cron, "add", "add jobs from a .symbi file or from JSON", _lazy("cron", "cmd_add"),
                 description="Add jobs through the API and print their ids. --file FILE "
                 "defines the file's agents with the daemon and adds its schedules: all of "
-                "them, one line each (id and name), or only --schedule NAME. --json takes "
-                "the API's JSON (name, agent_id, cron_expr or at, ...) and prints the id.")
+                "them, one line each (id and name), or only --schedule NAME, in one batch "
+                "(one transaction: all or none; a refusal names each schedule at its place "
+                "in the file and its index in the batch, and the agents are undone). "
+                "--json takes the API's JSON object (name, agent_id, cron_expr or at, ...) "
+                "and prints the id, or an array of them, added as one batch.")
     p.add_argument("--file", metavar="FILE", help="a .symbi file of agents and schedules")
     p.add_argument("--schedule", metavar="NAME",
                    help="only this schedule block of --file (default: all of them)")
-    p.add_argument("--json", metavar="JSON", help="the job as the API's JSON object")
+    p.add_argument("--json", metavar="JSON", help="the job as the API's JSON object, or "
+                   "an array of them (one batch)")
     p = command(cron, "update", "change a job's schedule or settings", _lazy("cron", "cmd_update"),
                 formats=("table", "json"),
                 description="Change a job through the API's PUT: its state and history stay; "

@@ -145,6 +145,15 @@ class JobStore(abc.ABC):
     def create_job(self, job: Job, act: Optional[Act] = None) -> Job: ...
 
     @abc.abstractmethod
+    def create_jobs(self, jobs: Sequence[Job], act: Optional[Act] = None) -> None:
+        """Create all of ``jobs`` in one transaction, or none (names already stored:
+        :class:`~symbid.errors.BatchRefused` by index)."""
+
+    @abc.abstractmethod
+    def taken_names(self, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` that stored jobs have."""
+
+    @abc.abstractmethod
     def find_job(self, ref: str) -> Optional[Job]:
         """A job by id, or else by name."""
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Collection, Sequence
 from typing import Any, Callable, Optional
 
-from symbid.errors import Conflict, NotFound, UnreadableRow
+from symbid.errors import BatchRefused, Conflict, NotFound, SymbidError, UnreadableRow
 from symbid.model import ADHOC_SOURCE, FILE_SOURCE_PREFIX, NAME_MAX, Job, JobStatus
 from symbid.store.audit import Act, AuditEvent, insert_audit, record
 from symbid.store.plumbing import SqlPlumbing
@@ -50,6 +50,47 @@ class SqlJobs(SqlPlumbing):
                 ) from exc
             raise
         return job
+
+    def create_jobs(self, jobs: Sequence[Job], act: Optional[Act] = None) -> None:
+        """Create every job of ``jobs`` in one transaction, with ``act``'s event about
+        each, or none of them: names that stored jobs have are refused with
+        :class:`BatchRefused` by index (checked in the transaction, so no other
+        request can take one meanwhile)."""
+        names = [job.name for job in jobs]
+        try:
+            with self._write() as conn:
+                taken = self._taken(conn, names)
+                if taken:
+                    problems: list[tuple[int, SymbidError]] = [
+                        (i, Conflict(f"a job named {name!r} already exists; names are "
+                                     "unique", field="name"))
+                        for i, name in enumerate(names) if name in taken]
+                    raise BatchRefused(problems, len(names))
+                conn.executemany(
+                    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})",
+                    [job_params(job) for job in jobs])
+                record(conn, act, *((job.id, job.name) for job in jobs))
+        except Exception as exc:
+            if self._is_unique_violation(exc):  # an id given twice (names are checked)
+                raise Conflict(f"the batch could not be created: {exc}", field="id") \
+                    from exc
+            raise
+
+    @staticmethod
+    def _taken(conn: Any, names: Sequence[str]) -> set[str]:
+        taken: set[str] = set()
+        for start in range(0, len(names), 500):  # SQLite's host-parameter limit
+            chunk = list(names[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            taken.update(row[0] for row in conn.execute(
+                f"SELECT name FROM jobs WHERE name IN ({marks})", chunk))
+        return taken
+
+    def taken_names(self, names: Sequence[str]) -> set[str]:
+        try:
+            return self._taken(self._conn(), names)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
 
     def _find(self, conn: Any, ref: str) -> Optional[Job]:
         row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)).fetchone()

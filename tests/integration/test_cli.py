@@ -422,7 +422,8 @@ def test_add_file_whose_schedule_is_refused_leaves_no_agent_and_says_where(
 
     assert out.returncode == 1
     assert f"symbi: {path}:8:24: schedule 'needs-slack':" in out.stderr, out.stderr
-    assert "no schedule was added; ok-first added before it was removed again" in out.stderr
+    assert "(element [1] of the batch)" in out.stderr
+    assert "no schedule was added" in out.stderr and "ok-first added" not in out.stderr
     assert "agent kept restored" in out.stderr and "agent fresh removed" in out.stderr
     names = {a["name"]: a for a in json.loads(daemon.cli("agent", "list", "--format",
                                                          "json").stdout)}
@@ -495,12 +496,56 @@ def test_add_file_adds_all_of_its_schedules_or_none(daemon: Daemon, tmp_path: Pa
     out = daemon.cli("cron", "add", "--file", str(bad))
     assert out.returncode == 1
     assert f"{bad}:3:34: schedule 'orphan':" in out.stderr, out.stderr
-    assert "fine-1 added before it was removed" in out.stderr
+    assert "(element [1] of the batch)" in out.stderr and "no schedule was added" in out.stderr
     names = {j["name"] for j in json.loads(daemon.cli("cron", "list", "--format",
                                                       "json").stdout)}
     assert "fine-1" not in names
     again = daemon.cli("cron", "add", "--file", str(path).replace("three", "three"))
     assert "agent trio unchanged" in again.stderr or again.returncode == 1
+
+
+def test_add_file_creates_many_schedules_in_one_batch(daemon: Daemon, tmp_path: Path) -> None:
+    path = tmp_path / "many.symbi"
+    path.write_text('agent many { command: ["/bin/true"] }\n' + "".join(
+        f'schedule {{ name: "many-{i:03d}" agent: "many" cron: "{i % 60} * * * *" }}\n'
+        for i in range(300)))
+    out = daemon.cli("cron", "add", "--file", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 300 and lines[-1].split()[1] == "many-299"
+    status, events = daemon.api("GET", "/api/v1/audit?type=CronJobCreated&job=many-150")
+    assert status == 200 and len(events) == 1
+
+
+def test_add_file_refusals_name_the_file_place_and_batch_index_of_each(
+    daemon: Daemon, tmp_path: Path,
+) -> None:
+    path = tmp_path / "faulty.symbi"
+    path.write_text('agent faulty { command: ["/bin/true"] }\n'
+                    'schedule { name: "faulty-0" agent: "faulty" cron: "@daily" }\n'
+                    'schedule { name: "faulty-1" agent: "no-such-agent" cron: "@daily" }\n'
+                    'schedule { name: "faulty-2" agent: "faulty" cron: "@daily" }\n'
+                    'schedule { name: "faulty-3" agent: "ghost" cron: "@daily" }\n')
+    out = daemon.cli("cron", "add", "--file", str(path))
+    assert out.returncode == 1
+    assert f"{path}:3:" in out.stderr and "(element [1] of the batch)" in out.stderr
+    assert f"{path}:5:" in out.stderr and "(element [3] of the batch)" in out.stderr
+    assert "agent faulty removed" in out.stderr
+    names = {j["name"] for j in json.loads(daemon.cli("cron", "list", "--format",
+                                                      "json").stdout)}
+    assert not any(n.startswith("faulty-") for n in names)
+
+
+def test_add_json_takes_an_array_as_one_batch(daemon: Daemon) -> None:
+    batch = [{"name": f"jb-{i}", "agent_id": "echo", "cron_expr": "@daily"} for i in range(3)]
+    out = daemon.cli("cron", "add", "--json", json.dumps(batch))
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[1] for line in out.stdout.splitlines()] == ["jb-0", "jb-1", "jb-2"]
+    batch = [{"name": "jb-3", "agent_id": "echo", "cron_expr": "@daily"},
+             {"name": "jb-4", "agent_id": "echo", "cron_expr": "never"}]
+    out = daemon.cli("cron", "add", "--json", json.dumps(batch))
+    assert out.returncode == 1 and "[1]" in out.stderr and "cron_expr" in out.stderr
+    assert daemon.api("GET", "/api/v1/schedule/jb-3")[0] == 404
 
 
 def test_a_job_given_both_as_argument_and_name_is_a_usage_error(daemon: Daemon) -> None:

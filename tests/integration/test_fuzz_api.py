@@ -84,6 +84,23 @@ def test_creates_never_answer_5xx(daemon: Daemon, data: dict[str, Any]) -> None:
             assert daemon.api("DELETE", f"/api/v1/schedule/{job['id']}")[0] == 200
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.lists(body | value, max_size=4))
+def test_batch_creates_never_answer_5xx_and_are_all_or_nothing(
+    daemon: Daemon, data: list[Any],
+) -> None:
+    before = {j["id"] for j in daemon.api("GET", "/api/v1/schedule")[1]}
+    status = send(daemon, "POST", "/api/v1/schedule", data)
+    after = [j for j in daemon.api("GET", "/api/v1/schedule")[1] if j["id"] not in before]
+    if status != 201:  # nothing of a refused batch was created
+        assert after == []
+        return
+    assert [j["name"] for j in after] == sorted(e["name"] for e in data)
+    for job in after:
+        assert "error" not in job
+        assert daemon.api("DELETE", f"/api/v1/schedule/{job['id']}")[0] == 200
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=body)
 def test_updates_never_answer_5xx(daemon: Daemon, data: dict[str, Any]) -> None:

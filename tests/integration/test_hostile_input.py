@@ -557,7 +557,8 @@ def test_a_chunked_body_past_the_cap_and_a_tokenless_body_get_json_errors(
 ) -> None:
     chunk = b"a" * 65536
     s = socket.create_connection(("127.0.0.1", daemon.port))
-    s.sendall(b"POST /api/v1/schedule HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+    # (a route of the 1 MiB cap: POST /api/v1/schedule takes a batch, up to 16 MiB)
+    s.sendall(b"PUT /api/v1/schedule/some-job HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
               + TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
     answer = b""
     for _ in range(20):  # up to 1.3 MB in chunks: past the 1 MiB cap
@@ -598,7 +599,8 @@ def test_a_client_answered_413_before_it_sent_its_body_can_still_send_it(
     s = socket.socket(socket.AF_UNIX)
     s.connect(str(daemon.socket))
     s.settimeout(5)
-    s.sendall(b"POST /api/v1/schedule HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+    s.sendall(b"PUT /api/v1/schedule/some-job HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 2000000\r\n\r\n")  # past the 1 MiB cap of that route
     answer = b""
     while part := s.recv(4096):  # to the end: the daemon has finished answering
         answer += part

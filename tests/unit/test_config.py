@@ -563,3 +563,29 @@ def test_a_config_file_that_is_not_utf8_names_where(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(path), {})
     assert info.value.message == (f"{path}: not valid TOML: not UTF-8 (at line 2, column 14)")
+
+
+def test_max_batch_bytes_defaults_to_16_mib_and_is_read(tmp_path: Path) -> None:
+    assert load_config(None, {}).api.max_batch_bytes == 16 * 1024 * 1024
+    config = load_config(write(tmp_path, "[api]\nmax_batch_bytes = 4096\n"), {})
+    assert config.api.max_batch_bytes == 4096
+
+
+@pytest.mark.parametrize("value", ["0", "-5", '"big"', "1.5", "true"])
+def test_max_batch_bytes_must_be_a_whole_number_of_at_least_1024(
+    tmp_path: Path, value: str,
+) -> None:
+    error = config_error(tmp_path, f"[api]\nmax_batch_bytes = {value}\n")
+    assert error.field == "api.max_batch_bytes" and "max_batch_bytes" in error.message
+
+
+def test_metrics_per_job_labels_defaults_to_true_and_must_be_a_boolean(
+    tmp_path: Path,
+) -> None:
+    assert load_config(None, {}).metrics.per_job_labels is True
+    config = load_config(write(tmp_path, "[metrics]\nper_job_labels = false\n"), {})
+    assert config.metrics.per_job_labels is False
+    error = config_error(tmp_path, '[metrics]\nper_job_labels = "no"\n')
+    assert error.field == "metrics.per_job_labels"
+    error = config_error(tmp_path, "[metrics]\nper_job_label = false\n")
+    assert "per_job_labels" in error.message  # the close match is suggested
