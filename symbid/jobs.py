@@ -136,6 +136,9 @@ def check_shown(job: Job) -> None:
                            field="at" if job.at is not None else "cron_expr") from None
 
 
+_UNSERVED_PAGE = 500  # jobs read at a time when a reload checks their channels
+
+
 class NamesInUse:
     """The names a file may keep although they break the name rule: those of stored
     jobs (not ad hoc ones), of the agents stored jobs name, and ``agents``. Each test
@@ -249,12 +252,16 @@ class JobService:
         if self.delivery_problem is None:
             return []
         out = []
-        for job in self._store.list_jobs(source="api"):
-            lacking = None if job.status in (JobStatus.COMPLETED, JobStatus.FAILED) else \
-                self.delivery_problem(job)
-            if lacking is not None:
-                out.append(f"job {job.name}: {lacking[1]}; the job is kept, and those "
-                           "deliveries fail until the settings serve it or the job changes")
+        after: Optional[str] = ""
+        while after is not None:  # a page at a time: an install may hold a million jobs
+            page, after = self._store.jobs_with_channels("api", after, _UNSERVED_PAGE)
+            for job in page:
+                lacking = None if job.status in (JobStatus.COMPLETED, JobStatus.FAILED) \
+                    else self.delivery_problem(job)
+                if lacking is not None:
+                    out.append(f"job {job.name}: {lacking[1]}; the job is kept, and those "
+                               "deliveries fail until the settings serve it or the job "
+                               "changes")
         return out
 
     def _check_agent(self, name: str) -> None:

@@ -181,6 +181,13 @@ class JobStore(abc.ABC):
         defined, and the jobs called one of ``names`` (those the files define now)."""
 
     @abc.abstractmethod
+    def jobs_with_channels(self, source: str, after: str, limit: int
+                           ) -> tuple[list[Job], Optional[str]]:
+        """A page of the jobs of ``source`` that name a delivery or alert channel, by
+        name: up to ``limit`` rows from the first after ``after`` (an unreadable one left
+        out), and the name to ask after for the next page (None: this was the last)."""
+
+    @abc.abstractmethod
     def name_in_use(self, name: str) -> bool:
         """Whether a stored job (not an agent's ad hoc one) is called ``name``, or a
         stored job names ``name`` as its agent."""

@@ -163,6 +163,15 @@ class SqlJobs(SqlPlumbing):
         rows.sort(key=lambda row: row[1])
         return self._jobs(rows)
 
+    def jobs_with_channels(self, source: str, after: str, limit: int
+                           ) -> tuple[list[Job], Optional[str]]:
+        rows = self._query(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE name > ? AND source = ? AND "
+            "(json_array_length(definition, '$.delivery') > 0 OR "
+            "json_array_length(definition, '$.alert') > 0) ORDER BY name LIMIT ?",
+            (after, source, limit))
+        return self._jobs(rows), (rows[-1][1] if len(rows) == limit else None)
+
     def name_in_use(self, name: str) -> bool:
         rows = self._query(
             "SELECT 1 FROM jobs WHERE name = ? AND source <> ? UNION ALL "

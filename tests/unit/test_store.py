@@ -1206,3 +1206,26 @@ def test_totals_and_the_look_for_claims_ahead_of_the_clock_read_no_job_row_by_ro
     assert not [p for p in plans if "SCAN jobs" in p and "COVERING" not in p], plans
     assert any("jobs_high_water" in p for p in plans), plans
     assert any("jobs_longest" in p for p in plans), plans
+
+
+def test_jobs_with_channels_are_walked_page_by_page_and_jobs_without_any_are_left_out(
+    store: SqliteJobStore, db_path: Path,
+) -> None:
+    for i in range(7):
+        store.create_job(make_job(f"mail-{i}", delivery=("email",), source="api"))
+    store.create_job(make_job("alerting", alert=("webhook",), source="api"))
+    store.create_job(make_job("silent", source="api"))
+    store.create_job(make_job("filed", delivery=("email",), source="file:/a.symbi"))
+    store.create_job(make_job("broken", delivery=("email",), source="api"))
+    conn = sqlite3.connect(str(db_path))
+    with conn:  # a row written by hand that cannot be read: the walk goes on past it
+        conn.execute("UPDATE jobs SET status = 'no-such-status' WHERE name = 'broken'")
+    conn.close()
+
+    pages, after = [], ""
+    while after is not None:
+        page, after = store.jobs_with_channels("api", after, 3)
+        pages.append([j.name for j in page])
+
+    assert [n for p in pages for n in p] == ["alerting"] + [f"mail-{i}" for i in range(7)]
+    assert pages[0] == ["alerting", "mail-0"]  # "broken" was read too, and left out
