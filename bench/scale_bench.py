@@ -7,7 +7,9 @@ socket in a temporary directory, and measured:
 * start-up: from the exec until sd_notify ``READY=1`` (a notify socket the bench
   holds), and until the API first answers;
 * RSS (``VmRSS``) once ready and settled, and its peak (``VmHWM``);
-* idle CPU % over a window, from ``/proc/PID/stat`` (utime + stime);
+* idle CPU % over a window: the threads' run time from ``/proc/PID/task/*/schedstat``
+  (``idle_cpu_percent``, nanoseconds) and utime + stime from ``/proc/PID/stat``
+  (``idle_cpu_percent_ticks``, in 10 ms ticks: 0.05 % steps over 20 s);
 * lateness at that scale: a few one-shot jobs created through the API once the
   daemon idles, due a few seconds later; how long after its slot each run's spawn
   is recorded (``started_at - slot``) and each child's own first clock reading is.
@@ -56,6 +58,7 @@ def fill(db: str, jobs: int, now: int) -> float:
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB: the indexes stay in memory
     sql = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS})"
     # ids: uuid4-shaped, distinct and cheap (random ids cost 1M os.urandom calls)
     prefix = os.urandom(4).hex()
@@ -65,7 +68,7 @@ def fill(db: str, jobs: int, now: int) -> float:
             for i in range(lo, min(jobs, lo + _CHUNK)):
                 row = templates[i % 1440].copy()
                 row[0] = f"{prefix}-0000-4000-8000-{i:012x}"
-                row[1] = f"yearly-{i}"
+                row[1] = f"yearly-{i:07d}"  # ids and names in index order: appended
                 rows.append(row)
             conn.executemany(sql, rows)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -98,9 +101,19 @@ class Notify:
 
 
 def _proc(pid: int) -> dict[str, float]:
+    """CPU seconds (utime + stime, in clock ticks; and the threads' run time from
+    schedstat, in ns, which resolves an idle daemon's few milliseconds), RSS and peak."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     out = {"cpu": (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")}
+    run_ns = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                run_ns += int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that just ended
+            continue
+    out["run"] = run_ns / 1e9
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             if line.startswith(("VmRSS:", "VmHWM:")):
@@ -144,6 +157,7 @@ def one_size(jobs: int, idle_seconds: float, due: int, config: str = "") -> dict
                   'agent clock { command: ["date", "+%s%N"] }\n')
         d = Daemon(root, {"agents.symbi": agents}, tcp=False,
                    config="max_jitter_seconds = 0\n" + config)
+        extra = config.strip()
         db = root / "state" / "symbid.db"
         db.parent.mkdir(parents=True, exist_ok=True)
         fill_seconds = fill(str(db), jobs, CLOCK.now())
@@ -163,7 +177,9 @@ def one_size(jobs: int, idle_seconds: float, due: int, config: str = "") -> dict
             t0 = time.monotonic()
             time.sleep(idle_seconds)
             after = _proc(d.proc.pid)
-            idle_cpu = 100 * (after["cpu"] - before["cpu"]) / (time.monotonic() - t0)
+            window = time.monotonic() - t0
+            idle_cpu = 100 * (after["run"] - before["run"]) / window
+            idle_ticks = 100 * (after["cpu"] - before["cpu"]) / window
             late = _lateness(d, db, due)
             d.stop()
         finally:
@@ -171,6 +187,7 @@ def one_size(jobs: int, idle_seconds: float, due: int, config: str = "") -> dict
             d.cleanup()
     return {
         "jobs": jobs,
+        "config": extra,
         "fill_seconds": round(fill_seconds, 1),
         "db_mib": round(db_mib, 1),
         "startup_ready_s": round(ready_s, 2),
@@ -178,6 +195,7 @@ def one_size(jobs: int, idle_seconds: float, due: int, config: str = "") -> dict
         "rss_mib": round(after["VmRSS"], 1),
         "rss_peak_mib": round(after["VmHWM"], 1),
         "idle_cpu_percent": round(idle_cpu, 3),
+        "idle_cpu_percent_ticks": round(idle_ticks, 3),
         **late,
     }
 
@@ -217,12 +235,19 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def scale(sizes: Optional[tuple[int, ...]] = None, idle_seconds: float = 20.0,
-          due: int = 20) -> dict[str, Any]:
-    """The table for each N (``SYMBID_SCALE_SIZES=1000,10000`` to choose), and the growth."""
+          due: int = 20, extra_config: Optional[str] = None) -> dict[str, Any]:
+    """The table for each N (``SYMBID_SCALE_SIZES=1000,10000`` to choose), and the growth.
+    ``extra_config`` (or ``SYMBID_SCALE_CONFIG``): TOML added to the daemon's config
+    after its ``[scheduler]`` keys (``[metrics]`` and its keys, say)."""
     if sizes is None:
         env = os.environ.get("SYMBID_SCALE_SIZES")
         sizes = tuple(int(s) for s in env.split(",")) if env else SIZES
-    rows = [one_size(n, idle_seconds, due) for n in sizes]
+    if extra_config is None:
+        extra_config = os.environ.get("SYMBID_SCALE_CONFIG", "")
+    rows = []
+    for n in sizes:
+        rows.append(one_size(n, idle_seconds, due, extra_config))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows), flush=True)
     return {"sizes": rows, "growth": _ratios(rows) if len(rows) > 1 else {},
             "table": table(rows).splitlines()}
