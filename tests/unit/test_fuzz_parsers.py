@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from symbid.config import ConfigError, load_config
+from symbid.config import ENV_OVERRIDES, ConfigError, load_config
 from symbid.cronexpr import parse_cron
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone, SymbidError
 from symbid.timing import (
@@ -195,8 +195,7 @@ def check_config(tmp: Path, text: str, environ: dict[str, str]) -> None:
         pytest.fail(f"{type(exc).__name__} rather than ConfigError: {exc}")
 
 
-ENV = st.dictionaries(st.sampled_from(["SYMBI_LISTEN", "SYMBI_STATE_DIR", "SYMBI_MAX_CONCURRENT",
-                                       "SYMBI_LOG_LEVEL", "SYMBI_BOGUS", "HOME"]),
+ENV = st.dictionaries(st.sampled_from([*ENV_OVERRIDES, "SYMBI_BOGUS", "HOME"]),
                       st.sampled_from(["", "0", "-1", "x", "true", "127.0.0.1:1", "1e999"]),
                       max_size=3)
 
