@@ -43,15 +43,23 @@ class Harness:
         self.config = SchedulerConfig(**settings)
         # the policy gate (one for every scheduler of this harness: restarts keep it)
         self.gate = PolicyGate(self.agents, environment=lambda: self.environment)
+        self._start_logs: list[StartLog] = []
         self.sched = self.new_scheduler()
         self.sched.recover()  # as the daemon does before its loop starts
         self.jobs = JobService(self.store, self.clock, wake=self.sched.wake)
 
     def new_scheduler(self, waiter: Optional[Waiter] = None) -> CronScheduler:
+        start_log = StartLog(str(self.tmp_path / "start-log"))
+        self._start_logs.append(start_log)
         return CronScheduler(self.store, self.launcher, self.clock, self.config,
-                             start_log=StartLog(str(self.tmp_path / "start-log")),
-                             waiter=waiter or self.waiter, rng=random.Random(7),
-                             gate=self.gate)
+                             start_log=start_log, waiter=waiter or self.waiter,
+                             rng=random.Random(7), gate=self.gate)
+
+    def close(self) -> None:
+        """Close the files it holds open (the store, every scheduler's start log)."""
+        for start_log in self._start_logs:
+            start_log.close()
+        self.store.close()
 
     def api_context(self) -> ApiContext:
         registry = AgentService(self.store, self.clock, Agents(),

@@ -95,7 +95,7 @@ def test_the_scheduler_is_unhealthy_on_a_full_disk_and_runs_the_slot_once_room_r
     code, body = h.api("POST", "/api/v1/schedule", {"name": "accepted", "agent_id": "agent",
                                                     "cron_expr": "* * * * *"})
     assert code == 201, body
-    h.store.close()
+    h.close()
 
 
 def test_an_idle_daemon_sees_the_room_come_back_without_anything_else_writing(
@@ -111,7 +111,7 @@ def test_an_idle_daemon_sees_the_room_come_back_without_anything_else_writing(
     h.clock.advance(6)
     assert h.sched.health(within=60) == ("healthy", None)
     assert h.store.storage_full() is None
-    h.store.close()
+    h.close()
 
 
 def test_a_run_whose_start_cannot_be_recorded_stays_pending_and_starts_when_room_returns(
