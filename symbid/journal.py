@@ -6,7 +6,7 @@ protocol: one datagram per entry, the length-prefixed form for values with a new
 sealed memfd passed over the socket for an entry too big for a datagram) carrying
 ``SYMBID_JOB``, ``SYMBID_RUN``, ``SYMBID_EVENT`` and a delivery's ``SYMBID_CHANNEL``
 from the record's ``extra``, and ``SYMBID_COMPONENT`` (one of
-:data:`symbid.model.LOG_COMPONENTS`) from the logger's module, so
+:data:`symbid.components.LOG_COMPONENTS`) from the logger's module, so
 ``journalctl -u symbid SYMBID_JOB=daily-report`` shows one job's story.
 Otherwise a line per record goes to stderr, with the ``<N>`` priority prefix of
 sd-daemon(3). ``[daemon] log_file`` adds a file of JSON lines (:class:`JsonFileHandler`)

@@ -118,9 +118,6 @@ class CatchUp(str, Enum):
 DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes of a run's output kept in its record
 OUTPUT_PREVIEW = 200  # characters of a run's output that history rows carry
 
-# The parts of the daemon a log entry comes from (SYMBID_COMPONENT; `symbi logs --filter`).
-LOG_COMPONENTS = ("scheduler", "executor", "delivery", "policy", "api", "store")
-
 # The largest values a job definition may hold (API, DSL and CLI alike).
 NAME_MAX = 128
 MAXIMUMS: dict[str, int] = {

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional, TextIO
 
 from symbid.cli.common import UsageError, client_from, number
+from symbid.components import LOG_COMPONENTS
 from symbid.errors import EXIT_ERROR, EXIT_OK, Unavailable
-from symbid.model import LOG_COMPONENTS
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}

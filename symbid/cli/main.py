@@ -10,8 +10,11 @@ or after the command, as kubectl's and systemctl's do.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import os
 import re
+import shutil
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -35,9 +38,25 @@ JOB_STATUSES = ("active", "paused", "completed", "failed", "dead_letter")
 _CONNECTION = ("socket", "url", "token_file")
 
 
+@functools.lru_cache(maxsize=4)
+def _width_for(columns: Optional[str]) -> int:
+    return shutil.get_terminal_size().columns - 2  # as argparse.HelpFormatter does
+
+
+def _terminal_width() -> int:
+    return _width_for(os.environ.get("COLUMNS"))
+
+
 class _Formatter(argparse.HelpFormatter):
     """Descriptions wrapped, the exit status table kept as written, and every flag's help
     ending with its default, where it has one."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: Optional[int] = None) -> None:
+        # argparse makes a formatter for each add_argument (to check its metavar): ask the
+        # terminal's width once, not a few hundred times per command line
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_width() if width is None else width)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if text.startswith("exit status:"):

@@ -41,6 +41,7 @@ LADDER: dict[str, float] = {
     "symbid.text": 0,
     "symbid.auth": 0,
     "symbid.clock": 0,
+    "symbid.components": 0,  # the daemon's log components (symbi logs --filter)
     # Cron expressions, parsed and checked (issue 9 split them out of timing): below it.
     "symbid.cronexpr": 0.75,
     # level 1: pure rules over the vocabulary
@@ -132,6 +133,7 @@ CLI_MAY_IMPORT: tuple[str, ...] = (
     "symbid.cronexpr", "symbid.dsl",
     "symbid.text",
     "symbid.clock",
+    "symbid.components",
     # `symbi dsl check --config` checks channels against the daemon's delivery settings,
     # as the daemon does (imported in that command only)
     "symbid.config", "symbid.delivery.router",

@@ -30,9 +30,9 @@ from symbid import daemon as daemon_module
 from symbid import errors as errors_module
 from symbid import journal as journal_module
 from symbid.cli.main import build_parser
+from symbid.components import LOG_COMPONENTS
 from symbid.config import ENV_OVERRIDES, Config
 from symbid.dsl import loader
-from symbid.model import LOG_COMPONENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 MAN = ROOT / "man"
