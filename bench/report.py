@@ -228,22 +228,52 @@ def _adds(results: Results) -> Optional[tuple[str, bool]]:
     return f"{num(seconds)} s (one batch request)", seconds <= 3
 
 
+def _labels_off(row: dict[str, Any]) -> bool:
+    return "per_job_labels = false" in str(row.get("config") or "").replace("  ", " ")
+
+
 def _million(results: Results) -> Optional[dict[str, Any]]:
-    for row in _get(results, "scale", "sizes") or []:
-        if isinstance(row, dict) and row.get("jobs") == 1_000_000:
-            return row
-    return None
+    """The 1,000,000-job row of ``scale``; the issue asks for it with ``[metrics]
+    per_job_labels`` off, so such a row is preferred."""
+    rows = [row for row in _get(results, "scale", "sizes") or []
+            if isinstance(row, dict) and row.get("jobs") == 1_000_000]
+    rows.sort(key=lambda row: not _labels_off(row))
+    return rows[0] if rows else None
 
 
 def _million_figure(key: str, unit: str, limit: float,
                     scale: float = 1.0) -> Callable[[Results], Optional[tuple[str, bool]]]:
     def measure(results: Results) -> Optional[tuple[str, bool]]:
-        value = (_million(results) or {}).get(key)
+        row = _million(results) or {}
+        value = row.get(key)
         if not is_num(value):
             return None
         shown = round(float(value or 0) * scale, 3)
-        return _with_unit(shown, unit), shown <= limit
+        labels = "per-job labels off" if _labels_off(row) else "per-job labels on"
+        return f"{_with_unit(shown, unit)} ({labels})", shown <= limit
     return measure
+
+
+def scale_table(results: Results) -> list[str]:
+    """``scale``'s rows: how start-up, memory, idle CPU and lateness grow with N."""
+    rows = []
+    for row in _get(results, "scale", "sizes") or []:
+        if not isinstance(row, dict):
+            continue
+        late = []
+        for key in ("spawn_late_ms", "child_late_ms"):
+            value = row.get(key)
+            figures: dict[str, Any] = value if isinstance(value, dict) else {}
+            late.append(f"{num(figures.get('p50'))} / {num(figures.get('p99'))}")
+        rows.append((num(row.get("jobs")), str(row.get("config") or "—"),
+                     _with_unit(row.get("startup_ready_s"), "s"),
+                     _with_unit(row.get("rss_mib"), "MiB"),
+                     _with_unit(row.get("idle_cpu_percent"), "%"), *late))
+    if not rows:
+        return []
+    return ["", "Scaling (suite `scale`), the real daemon on N active jobs:", "",
+            *_table(("jobs", "config", "start-up (READY=1)", "RSS", "idle CPU",
+                     "spawn late p50 / p99 ms", "child late p50 / p99 ms"), rows)]
 
 
 def _status(results: Results) -> Optional[tuple[str, bool]]:
@@ -312,6 +342,7 @@ def render(results: Results) -> str:
     lines += peer_tables(results)
     lines += ["", "The issue's targets:", ""]
     lines += targets_table(results)
+    lines += scale_table(results)
     suites = sorted(n for n in results if not n.startswith("_") and n != MACHINE)
     lines += ["", "Suites with results: " + (", ".join(f"`{n}`" for n in suites) or "none")
               + ". Each suite's full figures are in `bench/results/NAME.json`."]

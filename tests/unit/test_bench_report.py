@@ -105,10 +105,27 @@ def test_targets_say_no_when_a_figure_misses_and_nan_is_not_measured(tmp_path: P
         "| 699.5/s done of 700/s offered | no |")
     assert lines["10,000 jobs added through the API"].endswith(
         "| 2.4 s (one batch request) | yes |")
-    assert lines["1,000,000 active jobs: RSS"].endswith("| 262.1 MB | yes |")  # MiB -> MB
-    assert lines["1,000,000 active jobs: idle CPU"].endswith("| 0.2% | no |")
-    assert lines["1,000,000 active jobs: start-up (exec to READY=1)"].endswith("| 4.1 s | yes |")
+    on = "(per-job labels on)"
+    assert lines["1,000,000 active jobs: RSS"].endswith(f"| 262.1 MB {on} | yes |")  # MiB->MB
+    assert lines["1,000,000 active jobs: idle CPU"].endswith(f"| 0.2% {on} | no |")
+    assert lines["1,000,000 active jobs: start-up (exec to READY=1)"].endswith(
+        f"| 4.1 s {on} | yes |")
     assert lines["`symbi cron status` round trip"].endswith("| not measured | — |")
+
+
+def test_the_million_job_figures_come_from_the_run_with_per_job_labels_off(
+        tmp_path: Path) -> None:
+    late = {"spawn_late_ms": {"p50": 0.5, "p99": 1.5}, "child_late_ms": {"p50": 1, "p99": 2}}
+    results = report.load(results_dir(tmp_path, scale={"sizes": [
+        {"jobs": 1_000_000, "config": "", "rss_mib": 400.0, **late},
+        {"jobs": 1_000_000, "config": "[metrics]\nper_job_labels = false",
+         "rss_mib": 200.0, **late}]}))
+    body = report.render(results)
+    rss = next(x for x in body.splitlines() if x.startswith("| 1,000,000 active jobs: RSS"))
+    assert rss.endswith("| 209.7 MB (per-job labels off) | yes |")
+    assert "Scaling (suite `scale`)" in body
+    assert "| 1,000,000 | [metrics] per_job_labels = false | not measured | 200 MiB | " \
+           "not measured | 0.5 / 1.5 | 1 / 2 |" in body
 
 
 def test_the_machine_and_the_run_dates_are_described(tmp_path: Path) -> None:
