@@ -21,6 +21,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import sys
 import typing
 from collections.abc import Mapping
@@ -564,9 +565,14 @@ def read_tokens(api: ApiConfig, environ: Mapping[str, str]) -> dict[str, str]:
     if not token and path:
         try:
             with open(path, encoding="utf-8") as fh:
+                mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
                 token = fh.read().strip()
         except OSError as exc:
             raise ConfigError(f"api.token_file {path}: {exc.strerror}") from None
+        if mode & 0o007:  # the runs' users are others: they must not read it
+            raise ConfigError(f"api.token_file {path} is mode {mode:04o}: other users (runs "
+                              "too) may read or change it; chmod 0600 (or 0640 with the "
+                              "daemon's group)", field="api.token_file")
     tokens = {DEFAULT_TOKEN_NAME: token} if token else {}
     for name, ref in api.tokens.items():
         if name in tokens:

@@ -52,6 +52,7 @@ class Daemon:
         self.socket = os.path.join(self.sockdir, "control.sock")
         self.port = free_port() if tcp else None
         (root / "token").write_text(TOKEN + "\n")
+        (root / "token").chmod(0o600)  # symbid refuses a token file others may read
         listen = f'[api]\nlisten = "127.0.0.1:{self.port}"\ntoken_file = "token"\n' if tcp \
             else ""
         self.config = root / "symbid.toml"

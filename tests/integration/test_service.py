@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon_helper import Daemon, add_job, final_run, start_run
+from tests.integration.daemon_helper import TOKEN, Daemon, add_job, final_run, start_run
 
 WHOAMI = ("id -u; id -G; grep CapEff /proc/self/status; pwd; "
           'cat \\"$DB\\" >/dev/null 2>&1 && echo read-db || echo no-db')
@@ -148,3 +148,14 @@ def test_the_openapi_document_lists_the_backup_and_log_routes(daemon: Daemon) ->
     status, target = daemon.api("GET", "/api/v1/logs/target")
     assert status == 200 and target["journal"] is False
     assert target["log_file"].endswith("logs/symbid.json")
+
+
+def test_a_token_file_others_may_read_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, {})
+    (tmp_path / "token").chmod(0o644)
+    d.start(wait=False)
+    assert d.proc is not None
+    assert d.proc.wait(timeout=30) == 1
+    d.cleanup()
+    log = d.log.read_text()
+    assert "api.token_file" in log and "mode 0644" in log and TOKEN not in log

@@ -589,3 +589,24 @@ def test_metrics_per_job_labels_defaults_to_true_and_must_be_a_boolean(
     assert error.field == "metrics.per_job_labels"
     error = config_error(tmp_path, "[metrics]\nper_job_label = false\n")
     assert "per_job_labels" in error.message  # the close match is suggested
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o600, False), (0o640, False), (0o400, False),
+                                               (0o644, True), (0o602, True), (0o604, True)])
+def test_a_token_file_other_users_may_read_or_write_is_refused_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int, refused: bool,
+) -> None:
+    from symbid.config import ApiConfig, read_tokens
+
+    path = tmp_path / "token"
+    path.write_text("t0ken-0123456789\n")
+    path.chmod(mode)
+    monkeypatch.delenv("SYMBI_API_KEY", raising=False)
+    if not refused:
+        assert read_tokens(ApiConfig(token_file=str(path)), os.environ) == {
+            "default": "t0ken-0123456789"}
+        return
+    with pytest.raises(ConfigError) as info:
+        read_tokens(ApiConfig(token_file=str(path)), os.environ)
+    assert info.value.field == "api.token_file" and f"mode {mode:04o}" in info.value.message
+    assert "t0ken" not in info.value.message
