@@ -26,6 +26,8 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -249,8 +251,50 @@ def scale(sizes: Optional[tuple[int, ...]] = None, idle_seconds: float = 20.0,
         rows.append(one_size(n, idle_seconds, due, extra_config))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows), flush=True)
+    series = metrics_series() if os.environ.get("SYMBID_SCALE_SERIES", "1") != "0" else {}
+    if series:
+        print(f"per-job series of {series['jobs']} jobs that have run: "
+              f"{series['per_job_labels_on']} (on), {series['per_job_labels_off']} (off)",
+              flush=True)
     return {"sizes": rows, "growth": _ratios(rows) if len(rows) > 1 else {},
-            "table": table(rows).splitlines()}
+            "table": table(rows).splitlines(), "metrics_series": series}
+
+
+# Runs in a fresh interpreter: the RSS of the daemon's Metrics once every one of ``jobs``
+# jobs has finished a run (what creates a job's series), and one /metrics rendering.
+_SERIES = """
+import json, resource, time
+from symbid.metrics import Metrics
+
+def rss():
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:")) / 1024
+
+m = Metrics(per_job_labels={labels})
+before = rss()
+for i in range({jobs}):
+    m.run_finished(f"yearly-{{i:07d}}", "succeeded", 0.2)
+after = rss()
+started = time.monotonic()
+body, _ = m.render()
+print(json.dumps({{"series_rss_mib": round(after - before, 1),
+                   "render_seconds": round(time.monotonic() - started, 2),
+                   "render_mib": round(len(body) / 2**20, 1)}}))
+"""
+
+
+def metrics_series(jobs: int = 100_000) -> dict[str, Any]:
+    """What ``[metrics] per_job_labels`` costs once each of ``jobs`` jobs has run: the
+    daemon's Metrics in a process of its own, each job's run recorded as the daemon
+    records it, RSS before and after and one /metrics rendering, labels on and off.
+    (The scale table's jobs never run while measured, so it has no per-job series.)"""
+    out: dict[str, Any] = {"jobs": jobs}
+    for labels in (True, False):
+        done = subprocess.run([sys.executable, "-c", _SERIES.format(labels=labels, jobs=jobs)],
+                              capture_output=True, text=True, check=True, timeout=900)
+        out["per_job_labels_on" if labels else "per_job_labels_off"] = \
+            json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 if __name__ == "__main__":
