@@ -218,16 +218,39 @@ _BODY = {
 }
 
 
+# Where an operation's answer names what others take in their path: (operation, status,
+# path parameter, where in the body), for the links that let a client (or schemathesis)
+# follow a created job, run or agent.
+_MAKERS = (("post /api/v1/schedule", "201", "job_id", "$response.body#/id"),
+           ("post /api/v1/schedule/{job_id}/run", "202", "run_id", "$response.body#/id"),
+           ("post /api/v1/agents/{name}/run", "202", "run_id", "$response.body#/id"),
+           ("post /api/v1/agents", "201", "name", "$response.body#/agents/0/name"))
+
+
+def _operation_id(method: str, path: str) -> str:
+    return method + "_" + "_".join(p.strip("{}") for p in path.split("/")[1:] if p)
+
+
 def document() -> dict[str, Any]:
-    """The document, every operation with the errors every route can give."""
+    """The document: every operation with an operationId, the errors every route can
+    give, and links from what creates a job, a run or an agent to what takes it."""
     doc = _document()
-    for ops in doc["paths"].values():
+    for path, ops in doc["paths"].items():
         for method, op in ops.items():
+            op["operationId"] = _operation_id(method, path)
             responses = op["responses"]
             extra = {**_COMMON, **(_WRITE if method != "get" else {}),
                      **(_BODY if "requestBody" in op else {})}
             for status, response in extra.items():
                 responses.setdefault(status, response)
+    for maker, status, param, where in _MAKERS:
+        method, path = maker.split(" ", 1)
+        links = doc["paths"][path][method]["responses"][status].setdefault("links", {})
+        for other, ops in doc["paths"].items():
+            if "{" + param + "}" in other and other != path:
+                for op in ops.values():
+                    links[op["operationId"]] = {"operationId": op["operationId"],
+                                                "parameters": {param: where}}
     return doc
 
 
@@ -447,7 +470,9 @@ def _document() -> dict[str, Any]:
                                                   "index": _INT, "code": _STR,
                                                   "field": _STR, "message": _STR}}}}}}},
             "AgentDefine": {"type": "object", "required": ["name"],
-                            "additionalProperties": False, "properties": _AGENT},
+                            "additionalProperties": False, "properties": _AGENT,
+                            "examples": [{"name": "hello",
+                                          "command": ["/bin/echo", "hello"]}]},
             "Agent": {"type": "object", "properties": {
                 **_AGENT, "source": {**_STR, "description": '"api" or "file:PATH"'},
                 "created_at": _TIME, "updated_at": _TIME,
@@ -456,7 +481,10 @@ def _document() -> dict[str, Any]:
                                 "used instead of this API agent"}}},
             "JobCreate": {"type": "object", "required": ["name", "agent_id"],
                           "additionalProperties": False,
-                          "properties": {**_DEFINITION, "allow_past": _BOOL}},
+                          "properties": {**_DEFINITION, "allow_past": _BOOL},
+                          "examples": [{"name": "nightly-report", "agent_id": "hello",
+                                        "cron_expr": "0 3 * * *",
+                                        "timezone": "Europe/Berlin"}]},
             "JobUpdate": {"type": "object", "additionalProperties": False,
                           "properties": _DEFINITION},
             "Job": {"type": "object", "properties": {

@@ -27,7 +27,8 @@ from tests.integration.daemon_helper import BIN, TOKEN, Daemon, add_job
 pytest.importorskip("schemathesis", reason="schemathesis is not installed (the test extra "
                                            "has it; the floors venv does not)")
 
-AGENTS = 'agent echo { command: ["/bin/echo", "hi"] }\n'
+AGENTS = ('agent echo { command: ["/bin/echo", "hi"] }\n'
+          'agent hello { command: ["/bin/echo", "hello"] }\n')  # the document's examples use hello
 EXAMPLES = os.environ.get("SYMBID_SCHEMATHESIS_EXAMPLES", "30")
 
 

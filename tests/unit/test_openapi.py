@@ -61,3 +61,17 @@ def test_the_document_declares_the_bearer_scheme_tcp_needs() -> None:
     doc = document()
     assert doc["security"] == [{"bearer": []}]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_every_operation_has_its_own_id_and_links_lead_to_operations_that_exist() -> None:
+    doc = document()
+    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    links = [link for ops in doc["paths"].values() for op in ops.values()
+             for response in op["responses"].values()
+             for link in response.get("links", {}).values()]
+    assert links and all(link["operationId"] in ids for link in links)
+    job_ops = {op["operationId"] for path, ops in doc["paths"].items() if "{job_id}" in path
+               for op in ops.values()}
+    created = doc["paths"]["/api/v1/schedule"]["post"]["responses"]["201"]["links"]
+    assert set(created) == job_ops
