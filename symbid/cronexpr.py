@@ -1,5 +1,6 @@
 """Cron expressions: the two dialects' fields, parsed and checked into a :class:`CronSpec`
-(the normalised form croniter reads). When a spec fires is :mod:`symbid.timing`'s job.
+(the normalised form :mod:`symbid.cronwalk` walks). When a spec fires is
+:mod:`symbid.timing`'s job.
 
 * 5 fields, Vixie cron: ``min hour dom month dow``; day-of-week 0-7 (0 and 7 are
   Sunday), month and day names, ``@hourly`` ... ``@yearly``.
@@ -17,8 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
 
-from croniter import CroniterError, croniter
-
+from symbid.cronwalk import CronWalk
 from symbid.errors import InvalidCron
 from symbid.text import shorten
 
@@ -87,8 +87,9 @@ class CronSpec:
     """A parsed, validated cron expression.
 
     ``fixed_time`` decides the DST rule (see the module docstring).
-    ``croniter_expr`` is the normalised expression handed to croniter, in its
-    own field order (``min hour dom month dow sec [year]``).
+    ``croniter_expr`` is the normalised expression (in croniter's field order, ``min
+    hour dom month dow sec [year]``, which :mod:`symbid.cronwalk` walks and the tests
+    hand croniter to check that walk).
     """
 
     expr: str
@@ -272,12 +273,6 @@ def parse_cron(expr: str) -> CronSpec:
         day_or=day_or,
         max_years=10_000 if years is not None else None,
     )
-    # croniter must agree that the normalised form is valid. (The iterator it builds is
-    # kept: the job's first slot is walked with it next, on this thread.)
-    try:
-        cron_iterator(spec.croniter_expr, day_or, spec.max_years, datetime(2000, 1, 1))
-    except CroniterError as exc:  # pragma: no cover - our own parser is stricter
-        raise InvalidCron(f"cron expression {shorten(expr)!r}: {exc}", field="cron_expr") from exc
     return spec
 
 
@@ -287,20 +282,16 @@ _ITERATOR_CACHE_SIZE = 512
 
 def cron_iterator(croniter_expr: str, day_or: bool, max_years: Optional[int],
                   start: datetime) -> Any:
-    """A croniter of the normalised ``croniter_expr`` positioned at ``start`` (naive wall
-    time).
-
-    Building a croniter re-parses the expression (~0.3 ms), so each thread keeps
-    a small LRU of them and only moves them.
-    """
+    """A walk (:class:`~symbid.cronwalk.CronWalk`, croniter's ``get_next`` and
+    ``set_current``) of the normalised ``croniter_expr``, positioned at ``start`` (naive
+    wall time). Each thread keeps a small LRU of them and only moves them."""
     cache: Optional[OrderedDict[tuple[str, bool], Any]] = getattr(_local, "iters", None)
     if cache is None:
         cache = _local.iters = OrderedDict()
     key = (croniter_expr, day_or)
     it = cache.get(key)
     if it is None:
-        it = croniter(croniter_expr, start, day_or=day_or,
-                      max_years_between_matches=max_years)
+        it = CronWalk(croniter_expr, day_or, max_years, start)
         cache[key] = it
         if len(cache) > _ITERATOR_CACHE_SIZE:
             cache.popitem(last=False)
