@@ -6,10 +6,12 @@ AGENTS_JSON maps agent names to {"command": [...], "env": {...}}; CONFIG_JSON
 overrides SchedulerConfig fields. The process runs until SIGTERM/SIGINT
 (graceful stop) or until it is killed. The benchmarks use it too.
 
-With SYMBID_ENGINE_CLOCK_OFFSET_MS set, the engine's clock is the system's moved by that
-many milliseconds (tests/fakes.py OffsetClock), and its loop waits on that clock: a test
-simulates a downtime by starting the next engine further ahead, never by setting the
-system clock.
+With SYMBID_ENGINE_CLOCK_AT_MS set (epoch milliseconds), the engine's clock reads that
+instant when the engine is built, after the process's imports and start-up, and goes on
+from there as the system's does (tests/fakes.py OffsetClock); its loop waits on that
+clock. A test simulates a downtime by starting the next engine further ahead, never by
+setting the system clock, and however long the process takes to start, its clock starts
+at the instant asked for.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import sys
 
 from symbid.agentdef import Agent
+from symbid.clock import SystemClock
 from symbid.config import SchedulerConfig
 from symbid.engine import build_engine
 from symbid.executor import Agents
@@ -45,9 +48,9 @@ def main() -> int:
     signals: queue.SimpleQueue[int] = queue.SimpleQueue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: signals.put(signum))
-    offset = os.environ.get("SYMBID_ENGINE_CLOCK_OFFSET_MS")
-    if offset is not None:
-        clock = OffsetClock(int(offset))
+    at = os.environ.get("SYMBID_ENGINE_CLOCK_AT_MS")
+    if at is not None:
+        clock = OffsetClock(int(at) - SystemClock().now())
         engine = build_engine(state_dir, config, agents, clock, waiter=ConditionWaiter(clock))
     else:
         engine = build_engine(state_dir, config, agents)

@@ -1,9 +1,10 @@
 """Missed-run policies after ten minutes of downtime, through real engine processes.
 
 The engine (tests/integration/engine_main.py) runs real children on a real store; its
-clock is the system's moved by an offset (never the system clock itself). The first
-engine runs the slot at T and stops; the next one starts with its clock 10 min 30 s
-further on, so the slots T+1 min .. T+10 min were missed while nothing ran. Each job's
+clock is the system's moved by an offset (never the system clock itself), so that it reads
+a given instant once the engine process is up, however long it took to start. The first
+engine starts at T - 3 s, runs the slot at T and stops; the next one starts with its clock
+at T + 10 min 30 s, so the slots T+1 min .. T+10 min were missed while nothing ran. Each job's
 ``catch_up`` then gives exactly what README and symbid(8) document: ``latest`` runs the
 newest missed slot once and records the others skipped, ``skip`` runs none and records
 each, ``all`` runs each in turn (within ``catch_up_limit``).
@@ -34,8 +35,9 @@ GRACE = {"misfire_grace_seconds": 10}  # a slot 30 s late is missed; T+10 min is
 
 
 class Engine:
-    def __init__(self, state: Path, agents: Path, offset_ms: int) -> None:
-        env = dict(os.environ, SYMBID_ENGINE_CLOCK_OFFSET_MS=str(offset_ms))
+    def __init__(self, state: Path, agents: Path, clock_at: int) -> None:
+        """An engine whose clock reads ``clock_at`` when it is built."""
+        env = dict(os.environ, SYMBID_ENGINE_CLOCK_AT_MS=str(clock_at))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.engine_main", str(state), str(agents),
              json.dumps(GRACE)],
@@ -53,11 +55,6 @@ class Engine:
         return code
 
 
-def offset_to(instant: int) -> int:
-    """The offset that makes an OffsetClock read ``instant`` now."""
-    return instant - SystemClock().now()
-
-
 def test_ten_minutes_of_downtime_give_exactly_the_documented_runs_per_policy(
     tmp_path: Path,
 ) -> None:
@@ -68,7 +65,7 @@ def test_ten_minutes_of_downtime_give_exactly_the_documented_runs_per_policy(
         "command": ["/bin/sh", "-c", 'echo "$SYMBI_JOB_NAME $SYMBI_SLOT" >> "$CHILD_LOG"'],
         "env": {"CHILD_LOG": str(children)}}}))
     store = SqliteJobStore(str(state / "symbid.db"))
-    before = OffsetClock(offset_to(T - 3000))  # 3 s before the slot at T
+    before = OffsetClock(T - 3000 - SystemClock().now())  # 3 s before the slot at T
     service = JobService(store, before)
     jobs = {policy: service.create(Job(id="", name=policy.value, agent_id="tick",
                                        cron_expr="* * * * *", catch_up=policy), actor="test")
@@ -82,13 +79,13 @@ def test_ten_minutes_of_downtime_give_exactly_the_documented_runs_per_policy(
         return all(len(runs(p)) == k and not any(r[2].is_open for r in runs(p))
                    for p, k in n.items())
 
-    first = Engine(state, agents, before.offset_ms)
+    first = Engine(state, agents, T - 3000)
     try:
         wait_for(lambda: settled({p: 1 for p in CatchUp}), timeout=30)
     finally:
         assert first.stop() == 0
     # ten minutes of downtime: the next engine's clock reads T + 10 min 30 s
-    second = Engine(state, agents, offset_to(T + 10 * MIN + 30_000))
+    second = Engine(state, agents, T + 10 * MIN + 30_000)
     try:
         wait_for(lambda: settled({CatchUp.LATEST: 11, CatchUp.SKIP: 11, CatchUp.ALL: 11}),
                  timeout=60)
