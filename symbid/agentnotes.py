@@ -40,11 +40,11 @@ def orphaned_agents(agents: Agents, store: JobStore, removed: Sequence[str]) -> 
     for name in removed:
         if agents.get(name) is not None:
             continue  # an API agent of that name takes over
-        users = [j.name for j in store.list_jobs(agent_id=name) if not j.adhoc]
-        if users:
-            shown = ", ".join(users[:LISTED_JOBS]) + (
-                f" and {len(users) - LISTED_JOBS} more" if len(users) > LISTED_JOBS else "")
-            notes.append(f"agent {name!r} was removed from agents_dir, but {len(users)} "
+        count, users = store.jobs_of_agent(name, LISTED_JOBS)  # not every job: a million
+        if count:
+            shown = ", ".join(users) + (
+                f" and {count - len(users)} more" if count > len(users) else "")
+            notes.append(f"agent {name!r} was removed from agents_dir, but {count} "
                          f"job(s) use it: {shown}; their runs fail until it is defined "
                          "again (or pause or remove them)")
     for line in notes:

@@ -188,6 +188,11 @@ class JobStore(abc.ABC):
         out), and the name to ask after for the next page (None: this was the last)."""
 
     @abc.abstractmethod
+    def jobs_of_agent(self, agent: str, limit: int) -> tuple[int, list[str]]:
+        """How many stored jobs (not ad hoc ones) name ``agent``, and the first ``limit``
+        of their names, by name."""
+
+    @abc.abstractmethod
     def name_in_use(self, name: str) -> bool:
         """Whether a stored job (not an agent's ad hoc one) is called ``name``, or a
         stored job names ``name`` as its agent."""

@@ -172,6 +172,13 @@ class SqlJobs(SqlPlumbing):
             (after, source, limit))
         return self._jobs(rows), (rows[-1][1] if len(rows) == limit else None)
 
+    def jobs_of_agent(self, agent: str, limit: int) -> tuple[int, list[str]]:
+        where = "FROM jobs WHERE agent_id = ? AND source <> ?"
+        count = self._query(f"SELECT COUNT(*) {where}", (agent, ADHOC_SOURCE))[0][0]
+        names = self._query(f"SELECT name {where} ORDER BY name LIMIT ?",
+                            (agent, ADHOC_SOURCE, limit))
+        return int(count), [row[0] for row in names]
+
     def name_in_use(self, name: str) -> bool:
         rows = self._query(
             "SELECT 1 FROM jobs WHERE name = ? AND source <> ? UNION ALL "

@@ -1229,3 +1229,17 @@ def test_jobs_with_channels_are_walked_page_by_page_and_jobs_without_any_are_lef
 
     assert [n for p in pages for n in p] == ["alerting"] + [f"mail-{i}" for i in range(7)]
     assert pages[0] == ["alerting", "mail-0"]  # "broken" was read too, and left out
+
+
+def test_the_jobs_of_an_agent_are_counted_and_the_first_names_given_without_its_adhoc_job(
+    store: SqliteJobStore,
+) -> None:
+    for i in (3, 1, 12, 2, 11):
+        store.create_job(make_job(f"uses-{i:02d}", agent_id="going"))
+    store.create_job(make_job("adhoc:going", agent_id="going", source="adhoc"))
+    store.create_job(make_job("other", agent_id="staying"))
+
+    assert store.jobs_of_agent("going", 3) == (5, ["uses-01", "uses-02", "uses-03"])
+    assert store.jobs_of_agent("going", 10) == (
+        5, ["uses-01", "uses-02", "uses-03", "uses-11", "uses-12"])
+    assert store.jobs_of_agent("nobody", 10) == (0, [])
