@@ -2,10 +2,11 @@
 non-root user this module creates (useradd, removed at the end), because RLIMIT_NPROC does
 not bind root and because only another user shows what the daemon's files keep out.
 
-The daemon's directory is 0755 and under /tmp (which any user may enter), so only the
-modes the daemon gives its own files (and the operator its config and token) stand between
-an agent and them. Each probe also runs once as a user it should succeed for, so that a
-probe that could not have succeeded is never taken for isolation.
+The daemon's directory and its socket's directory are 0755 and under /tmp (which any user
+may enter), so only the modes the daemon gives its own files and socket (and the operator
+its config and token) stand between an agent and them. Each probe also runs once as a user
+it should succeed for, so that a probe that could not have succeeded is never taken for
+isolation.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ NPROC = 24  # the fork bomb's limit: processes of its user
 
 
 def uid_processes(uid: int) -> list[int]:
-    """Pids of live processes whose real uid is ``uid``."""
+    """Pids of processes whose real, effective or saved uid is ``uid`` (as userdel counts)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -46,7 +48,7 @@ def uid_processes(uid: int) -> list[int]:
             with open(f"/proc/{entry}/status") as fh:
                 for line in fh:
                     if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
+                        if uid in (int(field) for field in line.split()[1:4]):
                             found.append(int(entry))
                         break
         except OSError:
@@ -68,6 +70,7 @@ class Users:
         self.names = {"a": f"sy-hostile-a-{tag}", "b": f"sy-hostile-b-{tag}",
                       "bomb": f"sy-hostile-f-{tag}"}
         self.uids: dict[str, int] = {}
+        self.gids: dict[str, int] = {}
 
     def create(self) -> None:
         for key, name in self.names.items():
@@ -75,12 +78,35 @@ class Users:
                             "--shell", "/usr/sbin/nologin", name], check=True)
             self.uids[key] = int(subprocess.run(["id", "-u", name], check=True,
                                                 capture_output=True, text=True).stdout)
+            self.gids[key] = int(subprocess.run(["id", "-g", name], check=True,
+                                                capture_output=True, text=True).stdout)
 
     def remove(self) -> None:
+        """Kill each user's processes, wait (10 s at most) until none is left, delete the user
+        and its group (created by --user-group; there is no home to remove), and check that
+        neither is left; every user is attempted, then any failure is raised."""
+        failures = []
         for key, name in self.names.items():
-            if key in self.uids:
-                kill_uid_processes(self.uids[key])
-            subprocess.run(["userdel", name], check=False, capture_output=True)
+            if key not in self.uids:
+                continue  # never created
+            uid = self.uids[key]
+            deadline = time.monotonic() + 10
+            while uid_processes(uid) and time.monotonic() < deadline:
+                kill_uid_processes(uid)
+                time.sleep(0.05)
+            left = uid_processes(uid)
+            if left:
+                failures.append(f"{name}: processes {left} still alive after SIGKILL and 10 s")
+            done = subprocess.run(["userdel", name], check=False, capture_output=True,
+                                  text=True)
+            if done.returncode != 0:
+                failures.append(f"{name}: userdel exited {done.returncode}: "
+                                f"{done.stderr.strip()}")
+            for db in ("passwd", "group"):
+                if subprocess.run(["getent", db, name], capture_output=True).returncode == 0:
+                    failures.append(f"{name}: still in {db} after userdel")
+        if failures:
+            raise AssertionError("test users left on the host: " + "; ".join(failures))
 
 
 def agents(users: Users) -> str:
@@ -174,17 +200,22 @@ def setup() -> Iterator[Setup]:
         os.chmod(runs_root, 0o711)
         d = Daemon(root, config="max_concurrent_jobs = 20\n",
                    runs=str(runs_root / "runs"), daemon=f'log_file = "{root}/logs/symbid.json"')
+        # The helper keeps the socket in its own 0700 directory; open that directory, so
+        # that only the socket's own mode and group keep an agent from connecting.
+        os.chmod(d.sockdir, 0o755)
         d.write_agents("hostile.symbi", agents(users))
         for path in (d.config, root / "token"):  # as the docs say: the daemon's own
             os.chmod(path, 0o600)
         d.start(env={"HOSTILE_SECRET": SECRET})
         yield Setup(users, d, runs_root)
     finally:
-        if d is not None:
-            d.cleanup()
-        users.remove()
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(runs_root, ignore_errors=True)
+        try:
+            if d is not None:
+                d.cleanup()
+            users.remove()  # raises, once all are attempted, if a user could not be removed
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(runs_root, ignore_errors=True)
 
 
 def test_an_agent_cannot_read_or_write_the_daemons_database_config_token_or_socket(
@@ -216,6 +247,14 @@ def test_an_agent_cannot_read_or_write_the_daemons_database_config_token_or_sock
         st = os.stat(d.state / name)
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600), name
     assert stat.S_IMODE(os.stat(d.state).st_mode) == 0o700
+    # The socket: its directory lets anyone through, so its mode and group alone refuse.
+    assert stat.S_IMODE(os.stat(d.sockdir).st_mode) == 0o755
+    sock = os.stat(d.socket)
+    assert stat.S_ISSOCK(sock.st_mode) and stat.S_IMODE(sock.st_mode) == 0o660, \
+        oct(sock.st_mode)
+    assert sock.st_uid == 0
+    assert sock.st_gid not in os.getgrouplist(setup.users.names["a"],
+                                              setup.users.gids["a"])
     assert stat.S_IMODE(os.stat(d.root / "logs" / "symbid.json").st_mode) == 0o600
 
 
