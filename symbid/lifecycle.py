@@ -50,7 +50,7 @@ from symbid.recovery import plan_recovery
 from symbid.sandbox import Spawned
 from symbid.sessions import rebased
 from symbid.startlog import StartLog
-from symbid.store import Advance, Finish, JobStore, RetryClaim
+from symbid.store import Advance, Finish, Finished, JobStore, RetryClaim
 from symbid.store.audit import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -335,7 +335,7 @@ class RunLifecycle(ApprovalMoves):
         # a run that goes on for days does not keep the start log from turning over.
         self._start_log.settle(rid for rid, *_ in batch)
 
-    def _finish(self, fins: Sequence[Finish]) -> set[str]:
+    def _finish(self, fins: Sequence[Finish]) -> Finished:
         """Store final states (their audit events in the same write), then journal the
         events the store recorded."""
         ended = self._store.finish(fins)
@@ -383,7 +383,7 @@ class RunLifecycle(ApprovalMoves):
         for outcome in done:  # stored: a reader of the live output may now see the end
             self._launcher.release_output(outcome.run_id)
         for job, fin in decided:
-            self._after_finish(job, fin, fin.run.id in ended)
+            self._after_finish(job, fin, fin.run.id in ended, ended.names.get(fin.run.id))
             if fin.run.usage is not None:
                 self.metrics.llm_used(job.agent_id, fin.run.usage)
         return len(decided)
@@ -402,11 +402,16 @@ class RunLifecycle(ApprovalMoves):
                 "error_message": f"{outcome.status.value}; symbid could not decide what "
                 f"follows ({type(exc).__name__}: {exc}); not retried"})
 
-    def _after_finish(self, job: Job, fin: Finish, job_ended: bool) -> None:
+    def _after_finish(self, job: Job, fin: Finish, job_ended: bool,
+                      name: Optional[str]) -> None:
+        """``name``: the job's name now (None: the run was not recorded, its job deleted
+        meanwhile): its series are counted under it, so a deleted or renamed job's
+        series, gone with it, do not come back when a run of it ends."""
         run = fin.run
         seconds = run.execution_time_ms
-        self.metrics.run_finished(job.name, run.status.value,
-                                  None if seconds is None else seconds / 1000)
+        if name is not None:
+            self.metrics.run_finished(name, run.status.value,
+                                      None if seconds is None else seconds / 1000)
         extra = _extra(job, run)
         if run.retry_at is not None:
             log.info("job %s: attempt %d failed; retry in %s", job.name, run.attempt,

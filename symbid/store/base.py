@@ -84,13 +84,15 @@ class Finish:
 
 class Finished(set[str]):
     """What :meth:`JobStore.finish` did: the ids of the runs whose ``job_status`` it
-    applied to their job (the set itself), and in ``audit`` the events it stored (none of
+    applied to their job (the set itself), in ``audit`` the events it stored (none of
     a run that was already final, or whose job was deleted; a dead letter only when it
-    was applied)."""
+    was applied), and in ``names`` the runs it recorded with their job's name as it is
+    now (renamed since the run started, say; a run of a deleted job is not there)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.audit: list[AuditEvent] = []
+        self.names: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

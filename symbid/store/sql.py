@@ -301,6 +301,10 @@ class SqlJobStore(SqlJobs, SqlAgents, SqlContexts, SqlDeliveries, SqlAudit, JobS
                 )
                 if cur.rowcount != 1:
                     continue  # already final, or its job was deleted
+                named = conn.execute("SELECT name FROM jobs WHERE id = ?",
+                                     (run.job_id,)).fetchone()
+                if named is not None:
+                    ended.names[run.id] = named[0]
                 if fin.context is not None:
                     self._put_context(conn, fin.context)
                 if fin.deliver:

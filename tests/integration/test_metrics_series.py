@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.daemon_helper import Daemon, add_job, final_run, start_run
 
-AGENTS = 'agent ok { command: ["/bin/true"] }\nagent bad { command: ["/bin/false"] }\n'
+AGENTS = ('agent ok { command: ["/bin/true"] }\nagent bad { command: ["/bin/false"] }\n'
+          'agent slow { command: ["sleep", "1.5"] }\n')
 PER_JOB = ("symbiont_cron_runs_total", "symbiont_cron_execution_duration_seconds",
            "symbiont_cron_dead_letter_total")
 
@@ -66,6 +67,37 @@ def test_a_renamed_jobs_series_under_its_old_name_are_removed(daemon: Daemon) ->
     status, _ = daemon.api("PUT", "/api/v1/schedule/m-old", {"name": "m-new"})
     assert status == 200
     assert job_series(scrape(daemon), "m-old") == []
+
+
+def _running(d: Daemon, name: str) -> str:
+    run_id = start_run(d, name)
+    d.wait_for(lambda: d.api("GET", f"/api/v1/runs/{run_id}")[1]["status"] == "running")
+    return run_id
+
+
+def _idle(d: Daemon) -> bool:
+    return any(line.startswith("symbiont_cron_in_flight_jobs ")
+               and float(line.split()[1]) == 0 for line in scrape(d).splitlines())
+
+
+def test_a_job_deleted_while_its_run_goes_does_not_get_its_series_back(daemon: Daemon) -> None:
+    add_job(daemon, "m-deleted-running", "slow")
+    _running(daemon, "m-deleted-running")
+    assert daemon.api("DELETE", "/api/v1/schedule/m-deleted-running")[0] == 200
+    daemon.wait_for(lambda: _idle(daemon))  # its run has ended and been dealt with
+    assert job_series(scrape(daemon), "m-deleted-running") == []
+
+
+def test_a_run_of_a_job_renamed_while_it_goes_is_counted_under_the_new_name(
+        daemon: Daemon) -> None:
+    add_job(daemon, "m-before", "slow")
+    run_id = _running(daemon, "m-before")
+    assert daemon.api("PUT", "/api/v1/schedule/m-before", {"name": "m-after"})[0] == 200
+    assert final_run(daemon, run_id)["status"] == "succeeded"
+    daemon.wait_for(lambda: _idle(daemon))
+    text = scrape(daemon)
+    assert job_series(text, "m-before") == []
+    assert any("_runs_total" in line for line in job_series(text, "m-after"))
 
 
 def test_a_job_dropped_from_agents_d_loses_its_series_on_reload(daemon: Daemon) -> None:
