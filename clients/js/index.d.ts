@@ -369,10 +369,18 @@ export const DEFAULT_TIMEOUT_MS: 30000;
 
 /** An error the API answered (status, code, field), or a daemon that could not be
  * reached (code "unavailable") or did not answer in time (code "timeout"; status null). */
+/** One refused element of a batch. */
+export interface BatchProblem {
+  index: number;
+  code: string;
+  field: string | null;
+  message: string;
+}
+
 export class SymbidError extends Error {
   constructor(message: string, details?: {
     status?: number | null; code?: string; field?: string | null; method?: string;
-    url?: string; cause?: unknown;
+    url?: string; errors?: BatchProblem[] | null; cause?: unknown;
   });
   readonly name: 'SymbidError';
   /** The HTTP status; null when no answer came. */
@@ -386,12 +394,16 @@ export class SymbidError extends Error {
   method: string | null;
   /** The request's URL, or "the socket PATH (REQUEST PATH)". */
   url: string | null;
+  /** A refused batch (schedule.createMany): every bad element; null otherwise. */
+  errors: BatchProblem[] | null;
 }
 
 export class ScheduleClient {
   private constructor();
   /** POST /api/v1/schedule */
   create(fields: JobCreate): Promise<Job>;
+  /** POST /api/v1/schedule with an array: all created in one transaction, or none */
+  createMany(jobs: JobCreate[]): Promise<Job[]>;
   /** GET /api/v1/schedule */
   list(options?: ListOptions): Promise<Job[]>;
   /** GET /api/v1/schedule/{id} (an id or a name) */

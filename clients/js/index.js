@@ -28,7 +28,7 @@ export class SymbidError extends Error {
   /**
    * @param {string} message
    * @param {{status?: number|null, code?: string, field?: string|null, method?: string,
-   *          url?: string, cause?: unknown}} [details]
+   *          url?: string, errors?: object[]|null, cause?: unknown}} [details]
    */
   constructor(message, details = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -42,6 +42,9 @@ export class SymbidError extends Error {
     /** The request that failed: its method and its URL (or socket and path). */
     this.method = details.method ?? null;
     this.url = details.url ?? null;
+    /** A refused batch (schedule.createMany): every bad element, each with its index,
+     * code, field and message, as the API gives them; null otherwise. */
+    this.errors = details.errors ?? null;
   }
 }
 
@@ -338,6 +341,7 @@ class Transport {
       throw new SymbidError(message, {
         status, code: typeof error.code === 'string' ? error.code : 'error',
         field: typeof error.field === 'string' ? error.field : null, method, url: shown,
+        errors: Array.isArray(error.errors) ? error.errors : null,
       });
     }
     if (data === null && text.trim() !== '') {
@@ -383,6 +387,24 @@ export class ScheduleClient {
     }
     return this.#t.request('POST', `${API}/schedule`,
       { body: toWire('schedule.create', fields, JOB_CREATE) });
+  }
+
+  /** POST /api/v1/schedule with an array: every job created in one transaction, or
+   * none (a SymbidError whose field names the first bad element, `[3].cron_expr`, and
+   * whose errors list them all); the created jobs in their order. */
+  async createMany(jobs) {
+    if (!Array.isArray(jobs) || jobs.length === 0) {
+      throw new TypeError('schedule.createMany: expected a non-empty array of jobs\' ' +
+        `fields, got ${Array.isArray(jobs) ? 'an empty array' : kind(jobs)}`);
+    }
+    const body = jobs.map((fields, i) => {
+      const what = `schedule.createMany[${i}]`;
+      if (!isPlainObject(fields)) {
+        throw new TypeError(`${what}: expected the job's fields, got ${kind(fields)}`);
+      }
+      return toWire(what, fields, JOB_CREATE);
+    });
+    return this.#t.request('POST', `${API}/schedule`, { body });
   }
 
   /** GET /api/v1/schedule: jobs by name, filtered by status and agentId. */

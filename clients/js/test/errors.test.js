@@ -53,6 +53,29 @@ for (const [over, connect] of clients) {
         symbidError({ status: 404 }));
     });
 
+    test('createMany: all created in order, or none, each bad element named by index',
+      async () => {
+        const client = connect();
+        const tag = over.includes('TCP') ? 'tcp' : 'sock';
+        const made = await client.schedule.createMany([
+          { name: `many-a-${tag}`, agentId: 'backup-agent', cronExpr: '0 3 * * *' },
+          { name: `many-b-${tag}`, agentId: 'backup-agent', at: '2099-01-01T00:00:00Z' },
+        ]);
+        assert.deepEqual(made.map((j) => j.name), [`many-a-${tag}`, `many-b-${tag}`]);
+        await assert.rejects(client.schedule.createMany([
+          { name: `many-c-${tag}`, agentId: 'backup-agent', cronExpr: '0 3 * * *' },
+          { name: `many-d-${tag}`, agentId: 'backup-agent', cronExpr: 'nope' },
+          { name: `many-a-${tag}`, agentId: 'backup-agent', cronExpr: '@daily' },
+        ]), (err) => {
+          symbidError({ status: 400, field: '[1].cron_expr' })(err);
+          assert.deepEqual(err.errors.map((e) => [e.index, e.field]),
+            [[1, '[1].cron_expr'], [2, '[2].name']]);
+          return true;
+        });
+        await assert.rejects(client.schedule.get(`many-c-${tag}`), symbidError({ status: 404 }));
+        for (const job of made) await client.schedule.delete(job.id);  // the others expect none
+      });
+
     test('400 names the field', async () => {
       const client = connect();
       await assert.rejects(

@@ -23,6 +23,19 @@ export async function seed(): Promise<void> {
   });
   console.log(`Created job: ${job.id}`);
 
+  // many at once, in one transaction, or none (err.errors lists the bad ones)
+  try {
+    const made: Job[] = await client.schedule.createMany([
+      { name: 'a', agentId: 'backup-agent', cronExpr: '@hourly' },
+      { name: 'b', agentId: 'backup-agent', at: new Date() },
+    ]);
+    console.log(made.length);
+  } catch (err) {
+    if (err instanceof SymbidError && err.errors !== null) {
+      for (const bad of err.errors) console.log(bad.index, bad.field, bad.message);
+    }
+  }
+
   // 列出活跃任务
   const activeJobs = await client.schedule.list({ status: 'active' });
   console.log(`Active jobs: ${activeJobs.length}`);
