@@ -21,7 +21,7 @@ gap, once at the first instant after the gap. An *interval* schedule (a ``*``
 or a step in the second, minute or hour field) follows elapsed time: nothing for
 local times that do not exist, and both passes of a repeated hour.
 
-croniter does the calendar arithmetic on naive local wall-clock times; this
+:mod:`symbid.cronwalk` does the calendar arithmetic on naive local wall-clock times; this
 module maps each wall-clock match onto real instants with the rules above.
 """
 
@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, TypeVar, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterBadDateError
 
 from symbid.cronexpr import CronSpec, cron_iterator, parse_cron
 from symbid.errors import InvalidAt, InvalidCron, InvalidDuration, InvalidTimezone
@@ -258,7 +256,7 @@ def _scan(spec: CronSpec, tz: ZoneInfo, after: int, start: datetime, offset_ms: 
     for _ in range(_MAX_CANDIDATES):
         try:
             wall = it.get_next(datetime)
-        except (CroniterBadDateError, OverflowError, ValueError):
+        except (OverflowError, ValueError):  # the walk has run out (symbid.cronwalk)
             break
         if until is not None and wall > until:
             break
